@@ -1,0 +1,39 @@
+"""FaceExampleGen: a Beam component that turns face photo datasets into tf.Examples."""
+
+import dataclasses
+import json
+
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.types import component_spec, standard_artifacts
+
+from components.artifacts import IngestReport
+from components.face_example_gen import executor
+from pipeline.config import IngestConfig
+
+
+class FaceExampleGenSpec(types.ComponentSpec):
+  PARAMETERS = {
+      'ingest_config': component_spec.ExecutionParameter(type=str),
+      # Changes when the input files change, so caching never serves stale data.
+      'input_fingerprint': component_spec.ExecutionParameter(type=str, optional=True),
+  }
+  INPUTS = {}
+  OUTPUTS = {
+      'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      'ingest_report': component_spec.ChannelParameter(type=IngestReport),
+  }
+
+
+class FaceExampleGen(base_beam_component.BaseBeamComponent):
+  """Reads FairFace / 140k / folder / manifest sources; writes train/eval/test Examples."""
+
+  SPEC_CLASS = FaceExampleGenSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+  def __init__(self, ingest_config: IngestConfig, input_fingerprint: str = ''):
+    super().__init__(spec=FaceExampleGenSpec(
+        ingest_config=json.dumps(dataclasses.asdict(ingest_config), sort_keys=True),
+        input_fingerprint=input_fingerprint,
+        examples=types.Channel(type=standard_artifacts.Examples),
+        ingest_report=types.Channel(type=IngestReport)))

@@ -1,0 +1,34 @@
+"""The tf.Example contract shared by every component, the trainer and serving.
+
+One place names each feature so that ingestion, the schema, the trainer, the
+evaluator slices and the fairness gate cannot drift apart.
+"""
+
+IMAGE = 'image'  # bytes: encoded JPEG/PNG of the (aligned) face
+LABEL = 'label'  # int64: 0 = real photo, 1 = GAN-generated
+GENDER = 'gender'  # bytes: one of GENDERS or UNKNOWN
+RACE = 'race'  # bytes: one of RACES or UNKNOWN
+AGE = 'age'  # bytes: one of AGES or UNKNOWN
+SOURCE = 'source'  # bytes: dataset the image came from (e.g. 'fairface')
+IMAGE_ID = 'image_id'  # bytes: stable id, unique across sources
+FACE_SIZE = 'face_size'  # int64: detected face box side in source pixels, 0 if not detected
+
+DEMOGRAPHIC_FEATURES = (GENDER, RACE, AGE)
+STRING_FEATURES = (GENDER, RACE, AGE, SOURCE, IMAGE_ID)
+
+REAL, FAKE = 0, 1
+LABEL_NAMES = {REAL: 'real', FAKE: 'fake'}
+
+UNKNOWN = 'unknown'
+# FairFace vocabularies, spelled exactly as in fairface_label_{train,val}.csv.
+GENDERS = ('Male', 'Female')
+RACES = ('White', 'Black', 'East Asian', 'Southeast Asian', 'Indian',
+         'Middle Eastern', 'Latino_Hispanic')
+AGES = ('0-2', '3-9', '10-19', '20-29', '30-39', '40-49', '50-59', '60-69',
+        'more than 70')
+VOCABULARIES = {GENDER: GENDERS, RACE: RACES, AGE: AGES}
+
+# Example splits written by ingestion: train fits the weights, eval drives
+# early stopping, test is held out for the Evaluator and the fairness gate.
+TRAIN, EVAL, TEST = 'train', 'eval', 'test'
+SPLITS = (TRAIN, EVAL, TEST)

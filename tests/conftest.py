@@ -1,0 +1,33 @@
+"""Shared pytest fixtures. Importing `pipeline` sets TF_USE_LEGACY_KERAS=1 first."""
+
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # noqa: E402
+
+import pipeline  # noqa: E402,F401  (sets the Keras environment before TensorFlow loads)
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _faces_data_dir() -> str:
+  return os.environ.get('FACES_DATA') or os.path.join(PROJECT_ROOT, '..', 'shared', 'data')
+
+
+@pytest.fixture(scope='session')
+def faces_data() -> str:
+  """Path of the real face images (../shared/data or $FACES_DATA); skips when absent."""
+  path = os.path.abspath(_faces_data_dir())
+  if not os.path.isfile(os.path.join(path, 'manifest.csv')):
+    pytest.skip(f'real face data not found at {path} (set FACES_DATA to its folder)')
+  return path
+
+
+@pytest.fixture(scope='session')
+def demo_dataset(tmp_path_factory) -> str:
+  """A small generated demo dataset (manifest path), shared by the session's tests."""
+  from pipeline import demo_data
+  out = tmp_path_factory.mktemp('demo_data')
+  return demo_data.generate(str(out), num_images=160, seed=7)
