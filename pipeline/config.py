@@ -35,9 +35,17 @@ class IngestConfig:
   # 'dlib' detects and FFHQ-aligns every face; 'none' only re-encodes images that
   # are already aligned crops (the generated demo data, the 140k set).
   align: str = 'dlib'
-  detector: str = 'hog'  # 'hog' (fast) or 'cnn' (mmod, finds more faces, ~30x slower)
+  # 'hog' (fast), 'cnn' (mmod, finds more faces, ~10x slower) or 'hog+cnn' (CNN only
+  # where HOG finds none: HOG alone misses ~25% of FairFace, unevenly across groups).
+  detector: str = 'hog+cnn'
+  hog_upsample: int = 1  # HOG upsampling passes; 1 finds the small faces of 224px crops
+  cnn_upsample: int = 0  # CNN upsampling passes; 0 already finds faces in 224px crops
+  detect_max_side: int = 1024  # detect on a copy downscaled to this side (big photos)
   output_size: int = 256  # side of the aligned square crop written to the TFRecords
   jpeg_quality: int = 95
+  max_image_pixels: int = 64_000_000  # decompression-bomb guard, checked before decoding
+  limit_per_source: int = 0  # >0: ingest only this many inputs per source (smoke runs)
+  progress_interval_seconds: float = 60.0  # how often each worker logs its progress
   # Fraction of inputs that may end as no-face/unreadable/filtered before the run fails.
   max_failure_rate: float = 0.5
   # Deterministic hash split for sources without their own split.
@@ -69,8 +77,13 @@ class TrainConfig:
   optimizer: str = 'adam'
   dropout: float = 0.0
   class_weighting: bool = True
-  early_stopping_patience: int = 3
+  early_stopping_patience: int = 3  # epochs without val_loss improvement; 0 disables
   seed: int = 42
+  validation_steps: Optional[int] = None  # None: the whole eval split each epoch
+  shuffle_buffer: int = 2048  # examples (encoded, ~10 KB each at 128 px)
+  horizontal_flip: bool = True  # the paper's augmentation; training only
+  mixed_precision: bool = True  # mixed float16 on GPU; never applied on CPU
+  deterministic: bool = False  # also enable TF op determinism (slower on GPU)
 
 
 @dataclasses.dataclass
@@ -175,8 +188,11 @@ def load_yaml(path: str) -> Dict[str, Any]:
   return data
 
 
-def _resolve_paths(config: PipelineConfig, base_dir: str) -> None:
-  """Makes relative paths in a config file relative to the file, not the cwd."""
+def resolve_paths(config: PipelineConfig, base_dir: str) -> None:
+  """Makes relative local paths absolute (against `base_dir`); URIs stay as they are.
+
+  Absolute paths matter because components may run in other processes.
+  """
 
   def resolve(path: str) -> str:
     if not path or '://' in path or os.path.isabs(path):
@@ -195,7 +211,9 @@ def _resolve_paths(config: PipelineConfig, base_dir: str) -> None:
 def load_config(path: Optional[str] = None) -> PipelineConfig:
   """Loads a PipelineConfig from YAML (defaults when `path` is None)."""
   if path is None:
-    return PipelineConfig()
+    config = PipelineConfig()
+    resolve_paths(config, os.getcwd())
+    return config
   config = from_dict(PipelineConfig, load_yaml(path))
-  _resolve_paths(config, os.path.dirname(os.path.abspath(path)))
+  resolve_paths(config, os.getcwd())  # like any CLI: relative to where you run it
   return config

@@ -1,0 +1,40 @@
+"""FairnessGate: turns an evaluation into a ModelBlessing the Pusher obeys."""
+
+import dataclasses
+import json
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import component_spec, standard_artifacts
+
+from components.artifacts import FairnessReport
+from components.fairness_gate import executor
+from pipeline.config import ThresholdsConfig
+
+
+class FairnessGateSpec(types.ComponentSpec):
+  PARAMETERS = {'thresholds': component_spec.ExecutionParameter(type=str)}
+  INPUTS = {
+      'evaluation': component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
+      'evaluator_blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
+  }
+  OUTPUTS = {
+      'blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      'report': component_spec.ChannelParameter(type=FairnessReport),
+  }
+
+
+class FairnessGate(base_component.BaseComponent):
+  """Blesses only when the Evaluator blessed and every fairness bound holds."""
+
+  SPEC_CLASS = FairnessGateSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, evaluation: types.BaseChannel, evaluator_blessing: types.BaseChannel,
+               model: types.BaseChannel, thresholds: ThresholdsConfig):
+    super().__init__(spec=FairnessGateSpec(
+        evaluation=evaluation, evaluator_blessing=evaluator_blessing, model=model,
+        thresholds=json.dumps(dataclasses.asdict(thresholds), sort_keys=True),
+        blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+        report=types.Channel(type=FairnessReport)))

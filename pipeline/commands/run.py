@@ -1,0 +1,51 @@
+"""`fakefaces run`: run the pipeline locally (LocalDagRunner, MLMD on SQLite)."""
+
+import argparse
+
+from pipeline import config as config_lib
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+  """Flags that override the config file, shared by commands that build the pipeline."""
+  parser.add_argument('--config', help='pipeline YAML config (default: built-in defaults)')
+  parser.add_argument('--pipeline-root', help='override pipeline_root')
+  parser.add_argument('--serving-model-dir', help='override serving_model_dir (TF Serving base path)')
+  parser.add_argument('--thresholds', help='override thresholds_file (accuracy and fairness bounds)')
+  parser.add_argument('--epochs', type=int, help='override train.epochs')
+
+
+def config_from_args(args) -> config_lib.PipelineConfig:
+  config = config_lib.load_config(args.config)
+  overrides = {'pipeline_root': args.pipeline_root, 'serving_model_dir': args.serving_model_dir,
+               'thresholds_file': args.thresholds}
+  for field, value in overrides.items():
+    if value is not None:
+      setattr(config, field, value)
+  if args.epochs is not None:
+    config.train.epochs = args.epochs
+  config_lib.resolve_paths(config, '.')
+  return config
+
+
+def register(subparsers) -> None:
+  p = subparsers.add_parser(
+      'run', help='run the whole pipeline locally',
+      description='Ingest, validate, train, evaluate, gate on fairness and push, with '
+      'LocalDagRunner and MLMD on SQLite. Caching is on unless --no-cache.')
+  add_config_flags(p)
+  p.add_argument('--metadata-path', help='override metadata_path (SQLite MLMD file)')
+  p.add_argument('--no-cache', action='store_true', help='re-run every component')
+  p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+  from pipeline import local_runner, summary  # heavy imports only when running
+  config = config_from_args(args)
+  if args.metadata_path:
+    config.metadata_path = args.metadata_path
+    config_lib.resolve_paths(config, '.')
+  if args.no_cache:
+    config.enable_cache = False
+  local_runner.run_local(config)
+  print(summary.format_summary(summary.latest_run_summary(config)))
+  return 0

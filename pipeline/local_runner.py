@@ -1,0 +1,18 @@
+"""Runs the pipeline on this machine: LocalDagRunner, MLMD on SQLite."""
+
+import os
+
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline, input_fingerprint
+
+
+def run_local(config: PipelineConfig) -> None:
+  """Runs every component in-process; raises if any component fails."""
+  os.makedirs(os.path.dirname(os.path.abspath(config.metadata_path)), exist_ok=True)
+  tfx.orchestration.LocalDagRunner().run(create_pipeline(
+      config,
+      input_fingerprint=input_fingerprint(config),
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          config.metadata_path)))

@@ -1,0 +1,66 @@
+"""What a local run produced, read back from MLMD: reports, blessing, pushed model."""
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import ml_metadata as mlmd
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+
+
+def _latest(store, type_name: str):
+  artifacts = store.get_artifacts_by_type(type_name)
+  return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+
+def _read_json(uri: str, name: str) -> Optional[Dict[str, Any]]:
+  path = os.path.join(uri, name)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
+  store = mlmd.MetadataStore(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+  summary: Dict[str, Any] = {'pipeline_root': config.pipeline_root,
+                             'metadata': config.metadata_path,
+                             'serving_model_dir': config.serving_model_dir}
+  ingest = _latest(store, 'fakefaces.IngestReport')
+  if ingest:
+    summary['ingest_report'] = os.path.join(ingest.uri, 'report.json')
+    report = _read_json(ingest.uri, 'report.json') or {}
+    summary['ingest_counts'] = report.get('counts')
+  fairness = _latest(store, 'fakefaces.FairnessReport')
+  if fairness:
+    summary['fairness_report'] = os.path.join(fairness.uri, 'report.json')
+    report = _read_json(fairness.uri, 'report.json') or {}
+    summary['blessed'] = report.get('blessed')
+    summary['verdict'] = report.get('verdict')
+    summary['reasons'] = report.get('reasons', [])
+  pushed = _latest(store, 'PushedModel')
+  if pushed:
+    props = pushed.custom_properties
+    summary['pushed'] = bool(props['pushed'].int_value) if 'pushed' in props else False
+    if summary['pushed']:
+      summary['pushed_destination'] = props['pushed_destination'].string_value
+  return summary
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+  lines = [f"pipeline root:   {summary['pipeline_root']}",
+           f"metadata (MLMD): {summary['metadata']}"]
+  if 'ingest_counts' in summary:
+    lines.append(f"ingestion:       {summary['ingest_counts']}  ({summary['ingest_report']})")
+  if 'fairness_report' in summary:
+    lines.append(f"fairness gate:   {summary['verdict']}, blessed={summary['blessed']}  "
+                 f"({summary['fairness_report']})")
+    lines += [f'  - {reason}' for reason in summary['reasons']]
+  if summary.get('pushed'):
+    lines.append(f"PUSHED to {summary['pushed_destination']}")
+  else:
+    lines.append(f"NOT pushed; serving base dir {summary['serving_model_dir']} left unchanged")
+  return '\n'.join(lines)
