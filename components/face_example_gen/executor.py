@@ -1,32 +1,38 @@
 """Beam executor of FaceExampleGen: images -> aligned faces -> tf.Examples.
 
 Every input ends in exactly one outcome, recorded in the ingest report:
-`written`, `no_face`, `unreadable` or `filtered`.
+`written`, `no_face`, `unreadable` or `filtered` (with a reason). The report
+(`report.json` of the IngestReport artifact) holds the counts overall, per
+source and per split x label, and lists every input that was not written with
+its path and reason. The run fails when too many inputs were not written.
 """
 
 import collections
 import dataclasses
-import io
 import json
 import os
-from typing import Any, Dict, List, Tuple
+import time
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 import tensorflow as tf
 from absl import logging
-from PIL import Image
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import features
-from components.face_example_gen import sources
+from components.face_example_gen import align, images, sources
 from pipeline.config import IngestConfig, from_dict
 
 WRITTEN, NO_FACE, UNREADABLE, FILTERED = 'written', 'no_face', 'unreadable', 'filtered'
 OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)
 REPORT_FILE = 'report.json'
-# Decompression-bomb guard: refuse images with more pixels than this.
-MAX_IMAGE_PIXELS = 64_000_000
+TFRECORD_PREFIX = 'data_tfrecord'
+METRICS_NAMESPACE = 'FaceExampleGen'
+ALIGN_MODES = ('dlib', 'none')
+_TOP_REASONS = 20
 
 
 @dataclasses.dataclass
@@ -35,6 +41,26 @@ class Outcome:
   outcome: str
   reason: str = ''
   example: bytes = b''  # serialized tf.Example when written
+  detector: str = ''  # detector that found the face ('' for align 'none')
+
+
+def validate_config(config: IngestConfig) -> None:
+  """Fails fast, naming the field, before any Beam work starts."""
+  if config.align not in ALIGN_MODES:
+    raise ValueError(f'ingest.align {config.align!r} is not one of {list(ALIGN_MODES)}')
+  if config.align == 'dlib' and config.detector not in align.DETECTOR_CHAINS:
+    raise ValueError(f'ingest.detector {config.detector!r} is not one of '
+                     f'{sorted(align.DETECTOR_CHAINS)}')
+  if config.output_size < 8:
+    raise ValueError(f'ingest.output_size {config.output_size} is too small (min 8)')
+  if not 1 <= config.jpeg_quality <= 100:
+    raise ValueError(f'ingest.jpeg_quality {config.jpeg_quality} is not in 1..100')
+  if not 0 <= config.max_failure_rate <= 1:
+    raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
+  if config.eval_fraction < 0 or config.test_fraction < 0 or (
+      config.eval_fraction + config.test_fraction >= 1):
+    raise ValueError(f'ingest.eval_fraction {config.eval_fraction} + test_fraction '
+                     f'{config.test_fraction} must be >= 0 and leave room for train')
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -58,123 +84,207 @@ def make_example(record: sources.InputRecord, encoded: bytes, face_size: int) ->
   }))
 
 
-def _center_square(image: Image.Image) -> Image.Image:
-  w, h = image.size
-  side = min(w, h)
-  left, top = (w - side) // 2, (h - side) // 2
-  return image.crop((left, top, left + side, top + side))
-
-
-class _ProcessImage(beam.DoFn):
-  """Reads, aligns and encodes one image. Never raises for a bad image."""
+class FaceProcessor:
+  """Read -> decode -> align -> encode for one record; never raises for bad data."""
 
   def __init__(self, config: IngestConfig):
     self._config = config
+    self._aligner = None
+    if config.align == 'dlib':
+      self._aligner = align.FaceAligner(config.detector, config.output_size, config.hog_upsample,
+                                        config.cnn_upsample, config.detect_max_side)
 
-  def process(self, record: sources.InputRecord):
+  def __call__(self, record: sources.InputRecord) -> Outcome:
     if record.problem:
-      yield Outcome(record, FILTERED, record.problem)
-      return
+      return Outcome(record, FILTERED, record.problem)
     try:
       with tf.io.gfile.GFile(record.path, 'rb') as f:
         data = f.read()
+    except tf.errors.NotFoundError:
+      return Outcome(record, UNREADABLE, 'file not found')
     except (tf.errors.OpError, OSError) as e:
-      yield Outcome(record, UNREADABLE, f'cannot read file: {e}')
-      return
-    if not data:
-      yield Outcome(record, UNREADABLE, 'file is empty (0 bytes)')
-      return
+      return Outcome(record, UNREADABLE, f'cannot read file: {e}')
     try:
-      image = Image.open(io.BytesIO(data))
-      if image.width * image.height > MAX_IMAGE_PIXELS:
-        yield Outcome(record, UNREADABLE,
-                      f'{image.width}x{image.height} exceeds {MAX_IMAGE_PIXELS} pixels')
-        return
-      image.load()
-      image = image.convert('RGB')
-    except Exception as e:  # PIL raises many types for corrupt data  # pylint: disable=broad-except
-      yield Outcome(record, UNREADABLE, f'not a readable image: {type(e).__name__}: {e}')
-      return
-    face, face_size = self._align(image)
-    if face is None:
-      yield Outcome(record, NO_FACE, 'no face detected')
-      return
-    buf = io.BytesIO()
-    face.save(buf, format='JPEG', quality=self._config.jpeg_quality)
-    example = make_example(record, buf.getvalue(), face_size)
-    yield Outcome(record, WRITTEN, '', example.SerializeToString())
-
-  def _align(self, image: Image.Image) -> Tuple[Any, int]:
-    size = self._config.output_size
-    if self._config.align == 'none':
-      return _center_square(image).resize((size, size), Image.BILINEAR), 0
-    raise ValueError(f'ingest.align {self._config.align!r} is not supported')
+      image = images.decode_rgb(data, self._config.max_image_pixels)
+    except images.ImageProblem as e:
+      return Outcome(record, e.outcome, e.reason)
+    try:
+      if self._aligner is None:
+        face, face_size, detector = align.center_square(image, self._config.output_size), 0, ''
+      else:
+        aligned = self._aligner.align(image)
+        if aligned is None:
+          return Outcome(record, NO_FACE,
+                         f'no face found by {self._config.detector} in {image.width}x{image.height}')
+        face, face_size, detector = aligned.image, aligned.face_size, aligned.detector
+      encoded = images.encode_jpeg(face, self._config.jpeg_quality)
+    except Exception as e:  # a bug or a dlib failure must not stop the run  # pylint: disable=broad-except
+      logging.exception('FaceExampleGen: processing %s failed', record.path)
+      return Outcome(record, UNREADABLE, f'processing failed: {type(e).__name__}: {e}')
+    example = make_example(record, encoded, face_size)
+    return Outcome(record, WRITTEN, '', example.SerializeToString(), detector)
 
 
-def _write_report(outcomes: List[Outcome], path: str) -> Dict[str, Any]:
-  counts = collections.Counter(o.outcome for o in outcomes)
-  by_source: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-  by_split: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-  for o in outcomes:
-    by_source[o.record.source][o.outcome] += 1
-    if o.outcome == WRITTEN:
-      by_split[o.record.split][features.LABEL_NAMES[o.record.label]] += 1
-  report = {
-      'total': len(outcomes),
-      'counts': {k: counts.get(k, 0) for k in OUTCOMES},
-      'by_source': {k: dict(v) for k, v in sorted(by_source.items())},
-      'written_by_split': {k: dict(v) for k, v in sorted(by_split.items())},
-      'not_written': [{'path': o.record.path, 'image_id': o.record.image_id,
-                       'outcome': o.outcome, 'reason': o.reason}
-                      for o in sorted(outcomes, key=lambda o: o.record.path)
-                      if o.outcome != WRITTEN],
+class _ProcessImages(beam.DoFn):
+  """FaceProcessor in Beam: models load once per DoFn instance, progress is counted and logged."""
+
+  def __init__(self, config: IngestConfig):
+    self._config = config
+    self._processor: Optional[FaceProcessor] = None
+    self._counters = {o: beam.metrics.Metrics.counter(METRICS_NAMESPACE, o) for o in OUTCOMES}
+
+  def setup(self):
+    self._processor = FaceProcessor(self._config)  # dlib models are not picklable: load here
+    self._done = collections.Counter()
+    self._started = self._last_log = time.monotonic()
+
+  def process(self, record: sources.InputRecord):
+    outcome = self._processor(record)
+    self._counters[outcome.outcome].inc()
+    self._done[outcome.outcome] += 1
+    now = time.monotonic()
+    if now - self._last_log >= self._config.progress_interval_seconds:
+      self._last_log = now
+      total = sum(self._done.values())
+      logging.info('FaceExampleGen worker %d: %d images in %.0fs (%.1f/s), %s', os.getpid(),
+                   total, now - self._started, total / max(now - self._started, 1e-9),
+                   dict(self._done))
+    yield outcome
+
+
+def _summary(o: Outcome) -> Dict[str, Any]:
+  """What the report keeps of an outcome (no image bytes)."""
+  label = features.LABEL_NAMES.get(o.record.label, 'invalid')
+  return {'path': o.record.path, 'image_id': o.record.image_id, 'source': o.record.source,
+          'split': o.record.split, 'label': label, 'outcome': o.outcome, 'reason': o.reason,
+          'detector': o.detector}
+
+
+class _ReportCombineFn(beam.CombineFn):
+  """Counts outcomes and gathers the inputs that were not written."""
+
+  def create_accumulator(self):
+    return {'counts': collections.Counter(), 'by_source': collections.Counter(),
+            'by_split_label': collections.Counter(), 'detectors': collections.Counter(),
+            'reasons': collections.Counter(), 'not_written': []}
+
+  def add_input(self, acc, s):
+    acc['counts'][s['outcome']] += 1
+    acc['by_source'][(s['source'], s['outcome'])] += 1
+    acc['by_split_label'][(s['split'], s['label'], s['outcome'])] += 1
+    if s['outcome'] == WRITTEN:
+      if s['detector']:
+        acc['detectors'][s['detector']] += 1
+    else:
+      acc['reasons'][(s['outcome'], s['reason'].split(':')[0].split(' (first:')[0])] += 1
+      acc['not_written'].append(
+          {k: s[k] for k in ('path', 'image_id', 'source', 'split', 'outcome', 'reason')})
+    return acc
+
+  def merge_accumulators(self, accumulators):
+    merged = self.create_accumulator()
+    for acc in accumulators:
+      for key, value in acc.items():
+        merged[key] += value
+    return merged
+
+  def extract_output(self, acc):
+    return build_report(acc)
+
+
+def build_report(acc: Dict[str, Any]) -> Dict[str, Any]:
+  """The report.json structure from the combined counters."""
+  total = sum(acc['counts'].values())
+  by_source: Dict[str, Dict[str, int]] = {}
+  for (source, outcome), n in sorted(acc['by_source'].items()):
+    by_source.setdefault(source, {o: 0 for o in OUTCOMES})[outcome] = n
+  by_split_label: Dict[str, Dict[str, Dict[str, int]]] = {}
+  for (split, label, outcome), n in sorted(acc['by_split_label'].items()):
+    by_split_label.setdefault(split, {}).setdefault(label, {o: 0 for o in OUTCOMES})[outcome] = n
+  not_written = total - acc['counts'][WRITTEN]
+  return {
+      'total': total,
+      'counts': {o: acc['counts'][o] for o in OUTCOMES},
+      'failure_rate': not_written / total if total else 0.0,
+      'by_source': by_source,
+      'by_split_label': by_split_label,
+      'written_by_split': {
+          split: {label: c[WRITTEN] for label, c in labels.items() if c[WRITTEN]}
+          for split, labels in by_split_label.items()},
+      'faces_found_by_detector': dict(sorted(acc['detectors'].items())),
+      'top_reasons': [{'outcome': o, 'reason': r, 'count': n}
+                      for (o, r), n in acc['reasons'].most_common(_TOP_REASONS)],
+      'not_written': sorted(acc['not_written'], key=lambda s: (s['path'], s['image_id'])),
   }
+
+
+def _write_json(report: Dict[str, Any], path: str) -> None:
   with tf.io.gfile.GFile(path, 'w') as f:
     json.dump(report, f, indent=2, ensure_ascii=False)
-  return report
+
+
+def ingest(config: IngestConfig, examples_uri: str, report_path: str,
+           beam_pipeline: beam.Pipeline) -> None:
+  """Builds the ingestion into `beam_pipeline` (run by the caller's `with`)."""
+  records = sources.list_inputs(config)
+  if not records:
+    raise ValueError(f'ingest.sources {[s.path for s in config.sources]} hold no input images')
+  logging.info('FaceExampleGen: %d inputs from %d source(s) %s', len(records),
+               len(config.sources), dict(collections.Counter(r.source for r in records)))
+  outcomes = (beam_pipeline
+              | 'ListInputs' >> beam.Create(records)
+              | 'Reshuffle' >> beam.Reshuffle()  # spread the slow images over workers
+              | 'ProcessImages' >> beam.ParDo(_ProcessImages(config)))
+  written = outcomes | 'Written' >> beam.Filter(lambda o: o.outcome == WRITTEN)
+  for split in features.SPLITS:
+    _ = (written
+         | f'Select[{split}]' >> beam.Filter(lambda o, s=split: o.record.split == s)
+         | f'Serialize[{split}]' >> beam.Map(lambda o: o.example)
+         | f'Write[{split}]' >> beam.io.WriteToTFRecord(
+             os.path.join(examples_uri, f'Split-{split}', TFRECORD_PREFIX),
+             file_name_suffix='.gz'))
+  _ = (outcomes
+       | 'Summarize' >> beam.Map(_summary)
+       | 'Report' >> beam.CombineGlobally(_ReportCombineFn())
+       | 'WriteReport' >> beam.Map(_write_json, report_path))
+
+
+def check_report(report: Dict[str, Any], config: IngestConfig, report_path: str) -> None:
+  """Logs the outcome counts; raises when more than max_failure_rate was not written."""
+  counts = report['counts']
+  logging.info('FaceExampleGen outcomes: %s; per source %s; faces by detector %s', counts,
+               report['by_source'], report['faces_found_by_detector'])
+  for reason in report['top_reasons']:
+    logging.info('FaceExampleGen not written: %(count)d x %(outcome)s: %(reason)s', reason)
+  failures = report['total'] - counts[WRITTEN]
+  if report['failure_rate'] > config.max_failure_rate:
+    top = '; '.join(f"{r['count']} {r['outcome']}: {r['reason']}"
+                    for r in report['top_reasons'][:5])
+    raise RuntimeError(
+        f'FaceExampleGen: {failures} of {report["total"]} inputs were not written '
+        f'({report["failure_rate"]:.1%} > ingest.max_failure_rate '
+        f'{config.max_failure_rate:.1%}); counts {counts}; most common: {top}; '
+        f'every file is listed in {report_path}')
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Lists inputs, processes them in Beam, writes per-split TFRecords and a report."""
 
-  def Do(self, input_dict, output_dict, exec_properties):
+  def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+         exec_properties: Dict[str, Any]) -> None:
+    del input_dict
     config = from_dict(IngestConfig, json.loads(exec_properties['ingest_config']), 'ingest')
+    validate_config(config)
     examples = artifact_utils.get_single_instance(output_dict['examples'])
     report_artifact = artifact_utils.get_single_instance(output_dict['ingest_report'])
     examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
-    records = sources.list_inputs(config)
-    logging.info('FaceExampleGen: %d input images from %d source(s)', len(records),
-                 len(config.sources))
-
+    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, 'tfrecords_gzip')
     report_path = os.path.join(report_artifact.uri, REPORT_FILE)
-    outcomes_dir = os.path.join(report_artifact.uri, 'outcomes')
+
     with self._make_beam_pipeline() as p:
-      outcomes = (p | 'ListInputs' >> beam.Create(records)
-                  | 'Reshuffle' >> beam.Reshuffle()
-                  | 'ProcessImages' >> beam.ParDo(_ProcessImage(config)))
-      written = outcomes | 'Written' >> beam.Filter(lambda o: o.outcome == WRITTEN)
-      for split in features.SPLITS:
-        _ = (written
-             | f'Select[{split}]' >> beam.Filter(lambda o, s=split: o.record.split == s)
-             | f'Serialize[{split}]' >> beam.Map(lambda o: o.example)
-             | f'Write[{split}]' >> beam.io.WriteToTFRecord(
-                 os.path.join(examples.uri, f'Split-{split}', 'data_tfrecord'),
-                 file_name_suffix='.gz'))
-      # Outcomes without the image bytes, gathered for the report.
-      _ = (outcomes
-           | 'DropBytes' >> beam.Map(lambda o: dataclasses.replace(o, example=b''))
-           | 'Gather' >> beam.combiners.ToList()
-           | 'Report' >> beam.Map(_write_report, report_path))
+      ingest(config, examples.uri, report_path, p)
 
     with tf.io.gfile.GFile(report_path) as f:
       report = json.load(f)
-    del outcomes_dir
-    counts = report['counts']
-    logging.info('FaceExampleGen outcomes: %s', counts)
-    failures = report['total'] - counts[WRITTEN]
-    rate = failures / max(1, report['total'])
-    if rate > config.max_failure_rate:
-      raise RuntimeError(
-          f'FaceExampleGen: {failures} of {report["total"]} inputs were not written '
-          f'({rate:.1%} > ingest.max_failure_rate {config.max_failure_rate:.1%}); '
-          f'counts {counts}; see {report_path}')
+    check_report(report, config, report_path)
