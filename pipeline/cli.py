@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     'pipeline.commands.demo_data',
     'pipeline.commands.run',
     'pipeline.commands.report',
+    'pipeline.commands.serve',
+    'pipeline.commands.predict',
 )
 
 

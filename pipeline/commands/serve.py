@@ -1,0 +1,90 @@
+"""`fakefaces serve`: the pushed model behind TF Serving's gRPC and REST APIs.
+
+Execs the real `tensorflow_model_server` when it is on PATH (production image);
+otherwise runs the project's own server (`serving.server.ModelServer`), which
+speaks the same protocol. Serving modules are imported only when the command
+runs, so `fakefaces --help` stays fast.
+"""
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+
+DEFAULT_PORT = 8500
+DEFAULT_REST_PORT = 8501
+
+
+def register(subparsers) -> None:
+  p = subparsers.add_parser(
+      'serve', help='serve the pushed model over the TF Serving gRPC and REST APIs',
+      description='Serve <model-base-path>/<version>/ (the Pusher layout) over TF Serving\'s '
+      'gRPC PredictionService/ModelService and REST /v1/models API, swapping in new versions '
+      'as they appear. Uses tensorflow_model_server when it is on PATH.')
+  p.add_argument('--model-base-path', required=True, help='the Pusher\'s base directory')
+  p.add_argument('--model-name', default='fakefaces', help='model name (default: %(default)s)')
+  p.add_argument('--host', default='127.0.0.1',
+                 help='address to bind (default: %(default)s; the real server binds all)')
+  p.add_argument('--port', type=int, default=DEFAULT_PORT, help='gRPC port, 0 = any free one '
+                 '(default: %(default)s)')
+  p.add_argument('--rest-port', type=int, default=DEFAULT_REST_PORT,
+                 help='REST port, 0 = any free one, -1 = no REST (default: %(default)s)')
+  p.add_argument('--version-policy', choices=('latest', 'specific'), default='latest',
+                 help='serve the newest version, or the ones in --versions (default: %(default)s)')
+  p.add_argument('--versions', nargs='*', default=[],
+                 help='versions to serve with --version-policy specific, e.g. 1700000000,1700000100')
+  p.add_argument('--poll-seconds', type=float, default=2.0,
+                 help='how often to look for new versions (default: %(default)s)')
+  p.add_argument('--max-request-bytes', type=int, default=32 * 1024 * 1024,
+                 help='largest gRPC message / REST body accepted (default: %(default)s)')
+  p.add_argument('--builtin', action='store_true',
+                 help='use the project\'s server even when tensorflow_model_server is on PATH')
+  p.set_defaults(func=_run)
+
+
+def _options(args):
+  from serving import server, versions  # pylint: disable=import-outside-toplevel
+  try:
+    policy = versions.VersionPolicy(args.version_policy, versions.parse_versions(args.versions))
+  except ValueError as e:
+    raise SystemExit(f'fakefaces serve: --versions: {e}') from None
+  return server.ServerOptions(
+      model_base_path=args.model_base_path, model_name=args.model_name, host=args.host,
+      grpc_port=args.port, rest_port=None if args.rest_port < 0 else args.rest_port,
+      policy=policy, poll_seconds=args.poll_seconds, max_request_bytes=args.max_request_bytes)
+
+
+def _run(args) -> int:
+  from serving import server  # pylint: disable=import-outside-toplevel
+  options = _options(args)
+  binary = None if args.builtin else shutil.which(server.MODEL_SERVER_BINARY)
+  if binary:
+    command = server.model_server_command(options, binary, tempfile.mkdtemp(prefix='fakefaces-serving-'))
+    print('exec ' + ' '.join(command), flush=True)
+    os.execv(binary, command)
+  if not os.path.isdir(options.model_base_path):
+    print(f'fakefaces serve: --model-base-path {options.model_base_path} is not a directory '
+          '(it may stay empty until the Pusher writes a version, but it must exist)',
+          file=sys.stderr)
+    return 2
+  model_server = server.ModelServer(options)
+  try:
+    model_server.start()
+  except OSError as e:
+    print(f'fakefaces serve: {e}', file=sys.stderr)
+    return 1
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: _stop_in_background(model_server))
+  rest = f'{options.host}:{model_server.rest_port}' if model_server.rest_port else 'off'
+  print(f'serving {options.model_name} versions {model_server.manager.served_versions() or "none yet"}'
+        f' gRPC {options.host}:{model_server.grpc_port} REST {rest}', flush=True)
+  while not model_server.wait(1.0):
+    pass
+  return 0
+
+
+def _stop_in_background(model_server) -> None:
+  # Signal handlers run on the main thread, which is blocked in wait(): stop elsewhere.
+  threading.Thread(target=model_server.stop, daemon=True).start()

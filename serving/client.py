@@ -1,0 +1,188 @@
+"""Client for the fakefaces model behind TF Serving (real or ours), gRPC or REST.
+
+    with ServingClient('127.0.0.1:8500') as client:
+      for p in client.predict([open('face.jpg', 'rb').read()]):
+        print(p.label, p.fake_probability)
+
+gRPC uses the official `tensorflow_serving.apis` stubs and
+`tf.make_tensor_proto([bytes, ...], dtype=tf.string)`; REST posts
+`{"instances": [{"b64": ...}]}` to `/v1/models/<name>:predict`. The
+`from_examples` signature is fed serialized tf.Examples built from the images.
+Failures raise `serving.status.ServingError` carrying the gRPC status code.
+"""
+
+import base64
+import dataclasses
+import json
+import urllib.error
+import urllib.request
+from typing import Dict, List, Optional, Sequence
+
+import grpc
+
+from serving import status as status_lib
+
+DEFAULT_SIGNATURE = 'serving_default'
+EXAMPLES_SIGNATURE = 'from_examples'
+PROBABILITY_KEY = 'fake_probability'
+LABEL_KEY = 'label'
+DECISION_THRESHOLD = 0.5  # only for signatures that return no label
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+  label: str  # 'real' or 'fake'
+  fake_probability: float
+  model_version: Optional[int] = None
+
+
+class ServingClient:
+  """Predicts real/fake for encoded images through a TF Serving endpoint."""
+
+  def __init__(self, target: str, model_name: str = 'fakefaces',
+               signature_name: str = DEFAULT_SIGNATURE, rest: bool = False,
+               version: Optional[int] = None, timeout: float = 30.0):
+    self.target = target
+    self.model_name = model_name
+    self.signature_name = signature_name
+    self.rest = rest
+    self.version = version
+    self.timeout = timeout
+    self._channel = None
+    if not rest:
+      self._channel = grpc.insecure_channel(
+          target, options=[('grpc.max_send_message_length', MAX_MESSAGE_BYTES),
+                           ('grpc.max_receive_message_length', MAX_MESSAGE_BYTES)])
+
+  def close(self) -> None:
+    if self._channel is not None:
+      self._channel.close()
+
+  def __enter__(self) -> 'ServingClient':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  # ---- predict ----------------------------------------------------------------
+
+  def predict(self, images: Sequence[bytes]) -> List[Prediction]:
+    """One Prediction per encoded JPEG/PNG, in order."""
+    inputs = self._inputs(images)
+    if self.rest:
+      return self._predict_rest(inputs)
+    return self._predict_grpc(inputs)
+
+  def _inputs(self, images: Sequence[bytes]) -> List[bytes]:
+    if self.signature_name != EXAMPLES_SIGNATURE:
+      return list(images)
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components import features  # pylint: disable=import-outside-toplevel
+    return [tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}
+    )).SerializeToString() for image in images]
+
+  def _input_name(self) -> str:
+    return 'examples' if self.signature_name == EXAMPLES_SIGNATURE else 'image_bytes'
+
+  def _predict_grpc(self, inputs: List[bytes]) -> List[Prediction]:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+    request = predict_pb2.PredictRequest()
+    self._fill_spec(request.model_spec)
+    request.inputs[self._input_name()].CopyFrom(tf.make_tensor_proto(inputs, dtype=tf.string))
+    response = self._call_grpc('PredictionService', 'Predict', request)
+    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+    version = response.model_spec.version.value if response.model_spec.HasField('version') else None
+    return _predictions(outputs, version)
+
+  def _predict_rest(self, inputs: List[bytes]) -> List[Prediction]:
+    body = {'signature_name': self.signature_name,
+            'instances': [{'b64': base64.b64encode(b).decode('ascii')} for b in inputs]}
+    answer = self._call_rest('POST', ':predict', body)
+    rows = answer['predictions']
+    if rows and not isinstance(rows[0], dict):  # single-output signature
+      rows = [{PROBABILITY_KEY: r} for r in rows]
+    columns = {key: [r[key] for r in rows] for key in (rows[0] if rows else {})}
+    return _predictions(columns, self.version)
+
+  # ---- status and metadata ------------------------------------------------------
+
+  def model_status(self) -> Dict[int, str]:
+    """{version: state name} as GetModelStatus reports it."""
+    if self.rest:
+      answer = self._call_rest('GET', '', None)
+      return {int(s['version']): s['state'] for s in answer['model_version_status']}
+    from tensorflow_serving.apis import get_model_status_pb2  # pylint: disable=import-outside-toplevel
+    request = get_model_status_pb2.GetModelStatusRequest()
+    self._fill_spec(request.model_spec, signature=False)
+    response = self._call_grpc('ModelService', 'GetModelStatus', request)
+    names = get_model_status_pb2.ModelVersionStatus.State.Name
+    return {s.version: names(s.state) for s in response.model_version_status}
+
+  def signature_names(self) -> List[str]:
+    """Signatures of the served version (GetModelMetadata)."""
+    if self.rest:
+      answer = self._call_rest('GET', '/metadata', None)
+      return sorted(answer['metadata']['signature_def']['signature_def'])
+    from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=import-outside-toplevel
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
+    self._fill_spec(request.model_spec, signature=False)
+    response = self._call_grpc('PredictionService', 'GetModelMetadata', request)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata['signature_def'].Unpack(signature_map)
+    return sorted(signature_map.signature_def)
+
+  # ---- transport ----------------------------------------------------------------
+
+  def _fill_spec(self, spec, signature: bool = True) -> None:
+    spec.name = self.model_name
+    if signature:
+      spec.signature_name = self.signature_name
+    if self.version is not None:
+      spec.version.value = self.version
+
+  def _call_grpc(self, service: str, method: str, request):
+    from tensorflow_serving.apis import (model_service_pb2_grpc,  # pylint: disable=import-outside-toplevel
+                                         prediction_service_pb2_grpc)
+    stub = (prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+            if service == 'PredictionService' else model_service_pb2_grpc.ModelServiceStub(self._channel))
+    try:
+      return getattr(stub, method)(request, timeout=self.timeout)
+    except grpc.RpcError as e:
+      raise status_lib.ServingError(e.code(), e.details() or str(e)) from None
+
+  def _call_rest(self, method: str, suffix: str, body: Optional[dict]) -> dict:
+    path = f'/v1/models/{self.model_name}'
+    if self.version is not None:
+      path += f'/versions/{self.version}'
+    data = json.dumps(body).encode('utf-8') if body is not None else None
+    request = urllib.request.Request(f'http://{self.target}{path}{suffix}', data=data, method=method,
+                                     headers={'Content-Type': 'application/json'})
+    try:
+      with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+      text = e.read().decode('utf-8', 'replace')
+      try:
+        message = json.loads(text).get('error', text)
+      except ValueError:
+        message = text
+      raise status_lib.ServingError(status_lib.code_from_http(e.code),
+                                    f'HTTP {e.code}: {message}') from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+      raise status_lib.ServingError(grpc.StatusCode.UNAVAILABLE,
+                                    f'cannot reach {self.target}: {e}') from None
+
+
+def _predictions(outputs: Dict, version: Optional[int]) -> List[Prediction]:
+  if PROBABILITY_KEY not in outputs:
+    raise status_lib.ServingError(grpc.StatusCode.INTERNAL,
+                                  f'the answer has no {PROBABILITY_KEY!r} output: {sorted(outputs)}')
+  probabilities = [float(p) for p in outputs[PROBABILITY_KEY]]
+  labels = outputs.get(LABEL_KEY)
+  if labels is None:
+    labels = ['fake' if p >= DECISION_THRESHOLD else 'real' for p in probabilities]
+  return [Prediction(label.decode() if isinstance(label, bytes) else str(label), p, version)
+          for label, p in zip(labels, probabilities)]

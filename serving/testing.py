@@ -1,0 +1,115 @@
+"""Helpers shared by the serving tests and `bench/serve.py`.
+
+* `export_tiny_model`: an untrained 32x32 grayscale `baseline` SavedModel with
+  the production signatures (what the Trainer exports, only smaller).
+* `push_version`: copies a SavedModel into `<base>/<version>/` the way the TFX
+  Pusher does, `saved_model.pb` last.
+* `ServerProcess`: `fakefaces serve --builtin` in a subprocess on free loopback
+  ports, or an external server named by FAKEFACES_SERVING_TARGET.
+"""
+
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+SERVING_TARGET_ENV = 'FAKEFACES_SERVING_TARGET'  # "host:grpc_port,rest_port" of a running server
+READY_LINE = re.compile(r'^serving (?P<name>\S+) versions .* gRPC (?P<grpc>\S+) REST (?P<rest>\S+)')
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def export_tiny_model(export_dir: str, image_size: int = 32, architecture: str = 'baseline',
+                      color_mode: str = 'grayscale') -> str:
+  """Exports an untrained model with the serving signatures to `export_dir`."""
+  from components.trainer import export, model  # pylint: disable=import-outside-toplevel
+  channels = 1 if color_mode == 'grayscale' else 3
+  keras_model = model.build_model(architecture, image_size, channels)
+  export.export_saved_model(keras_model, export_dir, image_size, color_mode)
+  return export_dir
+
+
+def push_version(saved_model_dir: str, base_path: str, version: int,
+                 pb_delay_seconds: float = 0.0) -> str:
+  """Copies `saved_model_dir` to `<base_path>/<version>/`, saved_model.pb last (as the Pusher)."""
+  target = os.path.join(base_path, str(version))
+  shutil.copytree(saved_model_dir, target, ignore=shutil.ignore_patterns('saved_model.pb'))
+  if pb_delay_seconds:
+    time.sleep(pb_delay_seconds)  # lets a watcher see the half-written directory
+  shutil.copy2(os.path.join(saved_model_dir, 'saved_model.pb'), os.path.join(target, 'saved_model.pb'))
+  return target
+
+
+def encode_images(count: int, size: int = 64, seed: int = 0, fmt: str = 'PNG') -> List[bytes]:
+  """`count` distinct random RGB images, encoded."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  images = []
+  for _ in range(count):
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, fmt)
+    images.append(buffer.getvalue())
+  return images
+
+
+def external_target() -> Optional[Tuple[str, str]]:
+  """(grpc target, rest target) from FAKEFACES_SERVING_TARGET=host:grpc_port,rest_port, if set."""
+  value = os.environ.get(SERVING_TARGET_ENV)
+  if not value:
+    return None
+  match = re.fullmatch(r'(?P<host>.+):(?P<grpc>\d+),(?P<rest>\d+)', value.strip())
+  if match is None:
+    raise ValueError(f'{SERVING_TARGET_ENV} must look like host:grpc_port,rest_port, got {value!r}')
+  return f'{match["host"]}:{match["grpc"]}', f'{match["host"]}:{match["rest"]}'
+
+
+class ServerProcess:
+  """`fakefaces serve --builtin` as a child process on free loopback ports."""
+
+  def __init__(self, model_base_path: str, extra_args: Sequence[str] = (),
+               startup_timeout: float = 120.0, log_path: Optional[str] = None):
+    command = [sys.executable, '-m', 'pipeline.cli', 'serve', '--builtin',
+               '--model-base-path', model_base_path, '--host', '127.0.0.1',
+               '--port', '0', '--rest-port', '0', *extra_args]
+    env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',
+               PYTHONUNBUFFERED='1')
+    self._log = open(log_path or os.devnull, 'wb')  # pylint: disable=consider-using-with
+    self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=self._log)
+    self.grpc_target, self.rest_target = self._wait_ready(startup_timeout)
+
+  def _wait_ready(self, timeout: float) -> Tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+      line = self.process.stdout.readline().decode('utf-8', 'replace')
+      if not line and self.process.poll() is not None:
+        raise RuntimeError(f'fakefaces serve exited with {self.process.returncode} before it was ready')
+      match = READY_LINE.match(line)
+      if match:
+        return match['grpc'], match['rest']
+    self.stop()
+    raise RuntimeError(f'fakefaces serve was not ready within {timeout:.0f}s')
+
+  def stop(self, timeout: float = 30.0) -> int:
+    if self.process.poll() is None:
+      self.process.send_signal(signal.SIGTERM)
+      try:
+        self.process.wait(timeout)
+      except subprocess.TimeoutExpired:
+        self.process.kill()
+        self.process.wait()
+    self.process.stdout.close()
+    self._log.close()
+    return self.process.returncode
+
+  def __enter__(self) -> 'ServerProcess':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.stop()

@@ -1,0 +1,326 @@
+"""End to end: `fakefaces serve` in a real subprocess, called with the official TF Serving stubs.
+
+Set FAKEFACES_SERVING_TARGET=host:grpc_port,rest_port to run the same tests
+against an already running server (e.g. the real tensorflow_model_server serving
+a fakefaces model); then no server is started and the checks that depend on
+our own limits or messages are skipped.
+"""
+
+import base64
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from pipeline import cli
+from serving import client as client_lib
+from serving import status as status_lib
+from serving import testing
+
+MODEL = 'fakefaces'
+MAX_REQUEST_BYTES = 1024 * 1024  # small, so the oversize test sends little
+EXTERNAL = testing.external_target()
+own_server_only = pytest.mark.skipif(EXTERNAL is not None,
+                                     reason='checks our own server\'s limits/messages')
+
+
+@pytest.fixture(scope='module')
+def endpoint(tmp_path_factory):
+  """(grpc target, rest target) of a running server with at least one fakefaces version."""
+  if EXTERNAL is not None:
+    yield EXTERNAL
+    return
+  base = tmp_path_factory.mktemp('serving_base')
+  testing.export_tiny_model(str(base / '1'))
+  log = tmp_path_factory.mktemp('serving_log') / 'serve.log'
+  with testing.ServerProcess(str(base), ['--max-request-bytes', str(MAX_REQUEST_BYTES)],
+                             log_path=str(log)) as server:
+    yield server.grpc_target, server.rest_target
+    assert server.process.poll() is None, f'server died during the tests; see {log}'
+
+
+@pytest.fixture(scope='module')
+def channel(endpoint):
+  with grpc.insecure_channel(endpoint[0]) as ch:
+    yield ch
+
+
+@pytest.fixture(scope='module')
+def images():
+  return testing.encode_images(3, size=48, seed=3)
+
+
+def _request(inputs, name=MODEL, signature='', version=None):
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = name
+  request.model_spec.signature_name = signature
+  if version is not None:
+    request.model_spec.version.value = version
+  for key, tensor in inputs.items():
+    request.inputs[key].CopyFrom(tensor)
+  return request
+
+
+def _predict(channel, request):
+  return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+
+
+def _images_tensor(images):
+  return tf.make_tensor_proto(images, dtype=tf.string)
+
+
+def _served_version(channel):
+  request = get_model_status_pb2.GetModelStatusRequest()
+  request.model_spec.name = MODEL
+  response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+  available = [s.version for s in response.model_version_status
+               if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+  assert available, response
+  return max(available)
+
+
+def _rest(endpoint, path, body=None, raw=None):
+  data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+  request = urllib.request.Request(f'http://{endpoint[1]}{path}', data=data,
+                                   method='POST' if data is not None else 'GET')
+  try:
+    with urllib.request.urlopen(request, timeout=30) as response:
+      return response.status, json.loads(response.read())
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read() or b'{}')
+
+
+# ---- what works ----------------------------------------------------------------
+
+def test_grpc_predict_returns_probability_and_label_per_image(channel, images):
+  response = _predict(channel, _request({'image_bytes': _images_tensor(images)}))
+  probabilities = tf.make_ndarray(response.outputs['fake_probability'])
+  labels = tf.make_ndarray(response.outputs['label'])
+  assert probabilities.shape == (3,) and probabilities.dtype == np.float32
+  assert np.all((probabilities >= 0) & (probabilities <= 1))
+  assert [lab.decode() for lab in labels] == ['fake' if p >= 0.5 else 'real' for p in probabilities]
+  assert response.model_spec.name == MODEL
+  assert response.model_spec.signature_name == 'serving_default'
+  assert response.model_spec.version.value == _served_version(channel)
+
+
+def test_grpc_specific_version_and_from_examples_signature_agree(channel, images):
+  version = _served_version(channel)
+  by_bytes = _predict(channel, _request({'image_bytes': _images_tensor(images)}, version=version))
+  examples = [tf.train.Example(features=tf.train.Features(feature={
+      'image': tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))})).SerializeToString()
+              for image in images]
+  by_examples = _predict(channel, _request({'examples': _images_tensor(examples)},
+                                           signature='from_examples'))
+  np.testing.assert_allclose(tf.make_ndarray(by_bytes.outputs['fake_probability']),
+                             tf.make_ndarray(by_examples.outputs['fake_probability']), rtol=1e-5)
+  assert set(by_examples.outputs) == {'fake_probability'}
+
+
+def test_grpc_output_filter_returns_only_the_asked_output(channel, images):
+  request = _request({'image_bytes': _images_tensor(images[:1])})
+  request.output_filter.append('label')
+  assert set(_predict(channel, request).outputs) == {'label'}
+
+
+def test_grpc_metadata_lists_both_signatures(channel):
+  request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
+  request.model_spec.name = MODEL
+  response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
+      request, timeout=10)
+  signatures = get_model_metadata_pb2.SignatureDefMap()
+  response.metadata['signature_def'].Unpack(signatures)
+  serving = signatures.signature_def['serving_default']
+  assert serving.inputs['image_bytes'].dtype == tf.string.as_datatype_enum
+  assert set(serving.outputs) == {'fake_probability', 'label'}
+  assert 'from_examples' in signatures.signature_def
+  assert response.model_spec.version.value == _served_version(channel)
+
+
+def test_rest_status_and_metadata(endpoint, channel):
+  status, body = _rest(endpoint, f'/v1/models/{MODEL}')
+  assert status == 200
+  assert {'version': str(_served_version(channel)), 'state': 'AVAILABLE'}.items() <= \
+      body['model_version_status'][0].items()
+  status, body = _rest(endpoint, f'/v1/models/{MODEL}/versions/{_served_version(channel)}/metadata')
+  assert status == 200
+  assert body['model_spec']['name'] == MODEL
+  inputs = body['metadata']['signature_def']['signature_def']['serving_default']['inputs']
+  assert inputs['image_bytes']['dtype'] == 'DT_STRING'
+
+
+def test_rest_formats_match_grpc(endpoint, channel, images):
+  grpc_p = tf.make_ndarray(_predict(channel, _request({'image_bytes': _images_tensor(images)}))
+                           .outputs['fake_probability'])
+  b64 = [{'b64': base64.b64encode(image).decode()} for image in images]
+  path = f'/v1/models/{MODEL}:predict'
+  status, bare = _rest(endpoint, path, {'instances': b64})
+  assert status == 200, bare
+  status, named = _rest(endpoint, path, {'signature_name': 'serving_default',
+                                         'instances': [{'image_bytes': b} for b in b64]})
+  assert status == 200, named
+  status, columnar = _rest(endpoint, f'/v1/models/{MODEL}/versions/{_served_version(channel)}:predict',
+                           {'inputs': {'image_bytes': b64}})
+  assert status == 200, columnar
+  for rows in (bare['predictions'], named['predictions']):
+    np.testing.assert_allclose([r['fake_probability'] for r in rows], grpc_p, rtol=1e-5)
+    assert all(r['label'] in ('real', 'fake') for r in rows)
+  np.testing.assert_allclose(columnar['outputs']['fake_probability'], grpc_p, rtol=1e-5)
+
+
+def test_client_library_over_grpc_and_rest(endpoint, images):
+  with client_lib.ServingClient(endpoint[0]) as grpc_client:
+    over_grpc = grpc_client.predict(images)
+    assert 'serving_default' in grpc_client.signature_names()
+    assert 'AVAILABLE' in grpc_client.model_status().values()
+  with client_lib.ServingClient(endpoint[1], rest=True, signature_name='from_examples') as rest_client:
+    over_rest = rest_client.predict(images)
+  assert [p.label for p in over_grpc] == [p.label for p in over_rest]
+  np.testing.assert_allclose([p.fake_probability for p in over_grpc],
+                             [p.fake_probability for p in over_rest], rtol=1e-5)
+  assert over_grpc[0].model_version is not None
+
+
+def test_predict_command_prints_label_and_probability(endpoint, images, tmp_path, capsys):
+  paths = []
+  for i, image in enumerate(images[:2]):
+    paths.append(str(tmp_path / f'face{i}.png'))
+    with open(paths[-1], 'wb') as f:
+      f.write(image)
+  assert cli.main(['predict', *paths, '--server', endpoint[0]]) == 0
+  grpc_lines = capsys.readouterr().out.strip().splitlines()
+  assert cli.main(['predict', *paths, '--server', endpoint[1], '--rest']) == 0
+  rest_lines = capsys.readouterr().out.strip().splitlines()
+  assert len(grpc_lines) == 2 and grpc_lines == rest_lines
+  path, label, probability = grpc_lines[0].split('\t')
+  assert path == paths[0] and label in ('real', 'fake') and probability.startswith('p(fake)=')
+
+
+def test_predict_command_names_a_missing_file_and_bad_image(endpoint, tmp_path, capsys):
+  missing = str(tmp_path / 'nope.jpg')
+  assert cli.main(['predict', missing, '--server', endpoint[0]]) == 2
+  assert missing in capsys.readouterr().err
+  not_image = tmp_path / 'notes.jpg'
+  not_image.write_bytes(b'this is text, not a JPEG')
+  assert cli.main(['predict', str(not_image), '--server', endpoint[0]]) == 1
+  assert 'INVALID_ARGUMENT' in capsys.readouterr().err
+
+
+# ---- bad requests: the proper status, and the server keeps serving ------------------------------
+
+def _float_tensor():
+  return tf.make_tensor_proto(np.zeros([1], np.float32))
+
+
+BAD_GRPC_REQUESTS = {
+    'not_an_image': (lambda: _request({'image_bytes': _images_tensor([b'GIF? no, plain text'])}),
+                     grpc.StatusCode.INVALID_ARGUMENT, 'image'),
+    'empty_bytes': (lambda: _request({'image_bytes': _images_tensor([b''])}),
+                    grpc.StatusCode.INVALID_ARGUMENT, 'empty'),
+    'empty_batch': (lambda: _request({'image_bytes': tf.make_tensor_proto([], dtype=tf.string)}),
+                    grpc.StatusCode.INVALID_ARGUMENT, 'empty'),
+    'no_inputs': (lambda: _request({}), grpc.StatusCode.INVALID_ARGUMENT, 'input'),
+    'wrong_input_name': (lambda: _request({'pixels': _images_tensor([b'x'])}),
+                         grpc.StatusCode.INVALID_ARGUMENT, 'pixels'),
+    'wrong_dtype': (lambda: _request({'image_bytes': _float_tensor()}),
+                    grpc.StatusCode.INVALID_ARGUMENT, 'DT_STRING'),
+    'wrong_shape': (lambda: _request({'image_bytes': tf.make_tensor_proto([[b'a'], [b'b']],
+                                                                          dtype=tf.string)}),
+                    grpc.StatusCode.INVALID_ARGUMENT, 'shape'),
+    'unknown_model': (lambda: _request({'image_bytes': _images_tensor([b'x'])}, name='nomodel'),
+                      grpc.StatusCode.NOT_FOUND, 'nomodel'),
+    'unknown_signature': (lambda: _request({'image_bytes': _images_tensor([b'x'])},
+                                           signature='nosuchsig'),
+                          grpc.StatusCode.FAILED_PRECONDITION, 'nosuchsig'),
+    'unknown_version': (lambda: _request({'image_bytes': _images_tensor([b'x'])}, version=42),
+                        grpc.StatusCode.NOT_FOUND, '42'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_GRPC_REQUESTS))
+def test_grpc_bad_request_gets_its_status_and_server_keeps_serving(channel, images, case):
+  build, code, words = BAD_GRPC_REQUESTS[case]
+  with pytest.raises(grpc.RpcError) as raised:
+    _predict(channel, build())
+  assert raised.value.code() == code, raised.value.details()
+  if EXTERNAL is None:
+    assert words.lower() in raised.value.details().lower()
+  ok = _predict(channel, _request({'image_bytes': _images_tensor(images[:1])}))
+  assert tf.make_ndarray(ok.outputs['fake_probability']).shape == (1,)
+
+
+@own_server_only
+def test_grpc_oversized_request_is_resource_exhausted(channel, images):
+  big = [b'\xff' * (MAX_REQUEST_BYTES + 1024)]
+  with pytest.raises(grpc.RpcError) as raised:
+    _predict(channel, _request({'image_bytes': _images_tensor(big)}))
+  assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+  assert _predict(channel, _request({'image_bytes': _images_tensor(images[:1])})).outputs
+
+
+def test_grpc_status_and_metadata_errors(channel):
+  stub = model_service_pb2_grpc.ModelServiceStub(channel)
+  request = get_model_status_pb2.GetModelStatusRequest()
+  request.model_spec.name = 'nomodel'
+  with pytest.raises(grpc.RpcError) as raised:
+    stub.GetModelStatus(request, timeout=10)
+  assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+  request.model_spec.name = MODEL
+  request.model_spec.version.value = 42
+  with pytest.raises(grpc.RpcError) as raised:
+    stub.GetModelStatus(request, timeout=10)
+  assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+  metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['no_such_field'])
+  metadata.model_spec.name = MODEL
+  with pytest.raises(grpc.RpcError) as raised:
+    prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(metadata, timeout=10)
+  assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rest_bad_requests_get_json_errors_and_server_keeps_serving(endpoint, images):
+  predict = f'/v1/models/{MODEL}:predict'
+  not_image = {'instances': [{'b64': base64.b64encode(b'plain text').decode()}]}
+  cases = [
+      (predict, not_image, None, 400),
+      (predict, {'instances': []}, None, 400),
+      (predict, {'instances': [1.5]}, None, 400),  # wrong dtype
+      (predict, None, b'{"instances": [', 400),  # not JSON
+      (predict, {'instances': [{'b64': 'x'}], 'signature_name': 'nosuchsig'}, None, 400),
+      ('/v1/models/nomodel:predict', not_image, None, 404),
+      (f'/v1/models/{MODEL}/versions/42:predict', not_image, None, 404),
+      ('/v1/models/nomodel', None, None, 404),
+  ]
+  for path, body, raw, expected in cases:
+    status, answer = _rest(endpoint, path, body, raw)
+    assert status == expected, (path, body, raw, answer)
+    assert isinstance(answer.get('error'), str) and answer['error'], answer
+  status, answer = _rest(endpoint, predict, {'instances': [{'b64': base64.b64encode(images[0]).decode()}]})
+  assert status == 200 and len(answer['predictions']) == 1
+
+
+@own_server_only
+def test_rest_oversized_body_is_refused_unread(endpoint, images):
+  status, answer = _rest(endpoint, f'/v1/models/{MODEL}:predict', raw=b' ' * (MAX_REQUEST_BYTES + 1))
+  assert status == 413 and 'limit' in answer['error']
+  status, _ = _rest(endpoint, f'/v1/models/{MODEL}:predict',
+                    {'instances': [{'b64': base64.b64encode(images[0]).decode()}]})
+  assert status == 200
+
+
+def test_client_raises_serving_error_with_code(endpoint):
+  with client_lib.ServingClient(endpoint[0], model_name='nomodel') as client:
+    with pytest.raises(status_lib.ServingError) as raised:
+      client.predict([b'x'])
+  assert raised.value.code == grpc.StatusCode.NOT_FOUND
+  with client_lib.ServingClient(endpoint[1], rest=True, version=42) as client:
+    with pytest.raises(status_lib.ServingError) as raised:
+      client.predict([b'x'])
+  assert raised.value.code == grpc.StatusCode.NOT_FOUND
+
