@@ -118,18 +118,23 @@ def _finish(pixels: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
 
 
 def render_image(index: int, fake: bool, seed: int,
-                 fingerprint_amplitude: float = FINGERPRINT_AMPLITUDE
-                 ) -> Tuple[np.ndarray, Dict[str, str]]:
-  """Returns (uint8 HxWx3 pixels, demographics) for image `index`; deterministic."""
+                 fingerprint_amplitude: float = FINGERPRINT_AMPLITUDE,
+                 image_size: int = IMAGE_SIZE) -> Tuple[np.ndarray, Dict[str, str]]:
+  """Returns (uint8 HxWx3 pixels, demographics) for image `index`; deterministic.
+
+  Train at the generated size: downscaling by 2 averages the 2x2 fingerprint away.
+  """
+  if image_size % 2:
+    raise ValueError(f'image_size must be even, got {image_size}')
   rng = np.random.RandomState((seed * 1_000_003 + index) % (2**32))
   demo = _demographics(index, rng)
   if fake:
-    small = _draw_face(IMAGE_SIZE // 2, demo, rng).filter(ImageFilter.GaussianBlur(0.4))
+    small = _draw_face(image_size // 2, demo, rng).filter(ImageFilter.GaussianBlur(0.4))
     pixels = np.asarray(small, dtype=np.float32).repeat(2, axis=0).repeat(2, axis=1)
-    tile = np.tile(_CHECKERBOARD, (IMAGE_SIZE // 2, IMAGE_SIZE // 2))[:, :, None]
+    tile = np.tile(_CHECKERBOARD, (image_size // 2, image_size // 2))[:, :, None]
     pixels = pixels * (1.0 + fingerprint_amplitude * tile)
   else:
-    pixels = np.asarray(_draw_face(IMAGE_SIZE, demo, rng).filter(ImageFilter.GaussianBlur(0.6)),
+    pixels = np.asarray(_draw_face(image_size, demo, rng).filter(ImageFilter.GaussianBlur(0.6)),
                         dtype=np.float32)
   return _finish(pixels, rng).astype(np.uint8), demo
 
@@ -150,12 +155,12 @@ def _split_of(index: int, num_images: int, eval_fraction: float, test_fraction: 
   return features.TRAIN
 
 
-def iter_demo_rows(num_images: int, seed: int, eval_fraction: float,
-                   test_fraction: float) -> Iterator[Dict[str, object]]:
+def iter_demo_rows(num_images: int, seed: int, eval_fraction: float, test_fraction: float,
+                   image_size: int = IMAGE_SIZE) -> Iterator[Dict[str, object]]:
   """Yields one dict per image: id, label, demographics, split, JPEG bytes."""
   for index in range(num_images):
     fake = index % 2 == 1
-    pixels, demo = render_image(index // 2, fake, seed)
+    pixels, demo = render_image(index // 2, fake, seed, image_size=image_size)
     yield dict(
         image_id=f'demo-{index:05d}',
         label=features.LABEL_NAMES[features.FAKE if fake else features.REAL],
@@ -165,7 +170,8 @@ def iter_demo_rows(num_images: int, seed: int, eval_fraction: float,
 
 
 def generate(out_dir: str, num_images: int = 1000, seed: int = 0,
-             eval_fraction: float = 0.15, test_fraction: float = 0.3) -> str:
+             eval_fraction: float = 0.15, test_fraction: float = 0.3,
+             image_size: int = IMAGE_SIZE) -> str:
   """Writes the demo dataset under `out_dir`; returns the manifest path.
 
   Reals and fakes come in pairs drawn from the same demographics and split, so
@@ -180,7 +186,7 @@ def generate(out_dir: str, num_images: int = 1000, seed: int = 0,
   with open(tmp_manifest, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f)
     writer.writerow(['path', 'label', 'gender', 'race', 'age', 'split'])
-    for row in iter_demo_rows(num_images, seed, eval_fraction, test_fraction):
+    for row in iter_demo_rows(num_images, seed, eval_fraction, test_fraction, image_size):
       rel_path = os.path.join('images', f"{row['image_id']}.jpg")
       with open(os.path.join(out_dir, rel_path), 'wb') as img_file:
         img_file.write(row['jpeg'])

@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` runs the pipeline end to end on
+# the generated demo data; `make test` runs every test. Both create .venv first.
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+# TFX 1.16 supports Python <3.11 only: find a python3.10 (PATH, then pyenv).
+PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 \
+	/root/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt setup.py
+	@test -n "$(PYTHON310)" || { echo "error: Python 3.10 not found (TFX 1.16 needs >=3.9,<3.11); install it or set PYTHON310=/path/to/python3.10" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fakefaces demo-data --out runs/demo_data
+	$(VENV)/bin/fakefaces run --config pipeline/configs/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs bench/results

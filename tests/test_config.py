@@ -1,0 +1,49 @@
+"""The typed config: defaults, YAML loading, and errors that name the field."""
+
+import pytest
+
+from pipeline import config as config_lib
+
+
+def _write(tmp_path, text):
+  path = tmp_path / 'config.yaml'
+  path.write_text(text)
+  return str(path)
+
+
+def test_shipped_configs_load():
+  config = config_lib.load_config('pipeline/configs/demo.yaml')
+  assert config.ingest.sources[0].kind == 'manifest'
+  assert config.train.architecture == 'vgg10'
+  for path in (config_lib.DEFAULT_THRESHOLDS, config.thresholds_file):
+    thresholds = config_lib.load_thresholds(path)
+    names = {g.name for g in thresholds.groupings}
+    assert {'Male vs Female', 'White vs rest', 'Black vs rest', 'age 0-2 vs rest',
+            'age 3-9 vs rest', 'age 70+ vs rest'} <= names
+
+
+def test_unknown_key_is_named(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match=r"train: unknown key\(s\) \['epoch'\]"):
+    config_lib.load_config(_write(tmp_path, 'train: {epoch: 3}\n'))
+
+
+def test_wrong_type_is_named(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match='train.batch_size: expected int'):
+    config_lib.load_config(_write(tmp_path, 'train: {batch_size: "32"}\n'))
+  with pytest.raises(config_lib.ConfigError, match=r'ingest.sources\[0\]: expected a mapping'):
+    config_lib.load_config(_write(tmp_path, 'ingest: {sources: [oops]}\n'))
+
+
+def test_invalid_yaml_and_missing_file_are_clear(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match='not valid YAML'):
+    config_lib.load_config(_write(tmp_path, 'train: [\n'))
+  with pytest.raises(config_lib.ConfigError, match='cannot read config file'):
+    config_lib.load_config(str(tmp_path / 'missing.yaml'))
+
+
+def test_relative_paths_become_absolute_and_uris_stay(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  config = config_lib.load_config(_write(
+      tmp_path, 'pipeline_root: gs://bucket/root\nserving_model_dir: out/models\n'))
+  assert config.pipeline_root == 'gs://bucket/root'
+  assert config.serving_model_dir == str(tmp_path / 'out' / 'models')

@@ -1,0 +1,120 @@
+"""End to end: the real TFX pipeline (LocalDagRunner, MLMD on SQLite, Beam
+DirectRunner) on a tiny generated dataset.
+
+One module-scoped run pushes a model under thresholds any model meets; later
+runs reuse its cached upstream components and change only what a test needs,
+so the whole module costs about one full pipeline run.
+"""
+
+import dataclasses
+import glob
+import os
+
+import pytest
+import tensorflow as tf
+import yaml
+
+from components.trainer import export
+from pipeline import config as config_lib
+from pipeline import demo_data, local_runner, summary
+
+COMPONENTS = ('FaceExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+              'DataGate', 'Trainer', 'Evaluator', 'FairnessGate', 'Pusher')
+# Bounds every model meets: this module tests wiring, not model quality.
+LENIENT = dict(min_group_size=1, min_binary_accuracy=0.0, min_auc=0.0,
+               disparate_impact_range=[0.0, 1.0e9], max_abs_average_odds_difference=1.0,
+               max_fpr_gap=1.0, max_fnr_gap=1.0)
+
+
+def _write_thresholds(path, **overrides):
+  base = config_lib.load_yaml(config_lib.DEFAULT_THRESHOLDS)
+  base.update(overrides)
+  with open(path, 'w') as f:
+    yaml.safe_dump(base, f)
+  return str(path)
+
+
+def _config(root, manifest, thresholds_file, serving_dir=None) -> config_lib.PipelineConfig:
+  config = config_lib.PipelineConfig(
+      name='e2e',
+      pipeline_root=str(root / 'pipeline_root'),
+      metadata_path=str(root / 'metadata.sqlite'),
+      serving_model_dir=str(serving_dir or root / 'serving_model'),
+      thresholds_file=thresholds_file)
+  config.ingest = config_lib.IngestConfig(
+      sources=[config_lib.SourceConfig(kind='manifest', path=manifest, name='demo')],
+      align='none', output_size=64)
+  config.validation.min_examples_per_class = 1
+  # The 3-conv baseline learns the 64 px fingerprint in a few epochs; VGG10 runs in the demo.
+  config.train = dataclasses.replace(config.train, architecture='baseline', image_size=64,
+                                     epochs=4, batch_size=16)
+  return config
+
+
+@pytest.fixture(scope='module')
+def first_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('e2e')
+  manifest = demo_data.generate(str(root / 'data'), num_images=240, seed=3, image_size=64)
+  config = _config(root, manifest, _write_thresholds(root / 'lenient.yaml', **LENIENT))
+  local_runner.run_local(config)
+  return root, manifest, config
+
+
+def test_every_component_produced_its_artifacts(first_run):
+  _, _, config = first_run
+  for component in COMPONENTS:
+    outputs = glob.glob(os.path.join(config.pipeline_root, component, '*', '*'))
+    assert outputs, f'{component} wrote nothing under {config.pipeline_root}'
+  for split in ('train', 'eval', 'test'):
+    files = glob.glob(os.path.join(config.pipeline_root, 'FaceExampleGen', 'examples', '*',
+                                   f'Split-{split}', '*.gz'))
+    assert files, f'no {split} TFRecords'
+  result = summary.latest_run_summary(config)
+  assert result['ingest_counts']['written'] == 240
+  assert result['blessed'] is True
+  assert result['pushed'] is True
+
+
+def test_pushed_model_loads_and_scores_an_image(first_run):
+  _, _, config = first_run
+  versions = [d for d in os.listdir(config.serving_model_dir) if d.isdigit()]
+  assert len(versions) == 1, versions
+  version_dir = os.path.join(config.serving_model_dir, versions[0])
+  assert os.path.isfile(os.path.join(version_dir, 'saved_model.pb'))
+  model = tf.saved_model.load(version_dir)
+  pixels, _ = demo_data.render_image(0, fake=True, seed=99)
+  outputs = model.signatures[export.SERVING_SIGNATURE](
+      image_bytes=tf.constant([demo_data.encode_jpeg(pixels)]))
+  probability = outputs[export.PROBABILITY_KEY].numpy()
+  assert probability.shape == (1,)
+  assert 0.0 <= probability[0] <= 1.0
+  assert outputs[export.LABEL_KEY].numpy()[0] in (b'real', b'fake')
+
+
+def test_gate_blocks_push_on_insufficient_evidence(first_run, tmp_path):
+  """Same model, same evaluation (cached); only the fairness bounds change."""
+  root, manifest, _ = first_run
+  serving_dir = tmp_path / 'serving_model'
+  thresholds = _write_thresholds(tmp_path / 'strict.yaml', **dict(LENIENT, min_group_size=10_000))
+  config = _config(root, manifest, thresholds, serving_dir=serving_dir)
+  local_runner.run_local(config)
+  result = summary.latest_run_summary(config)
+  assert result['blessed'] is False
+  assert result['verdict'] == 'insufficient_evidence'
+  assert any('insufficient evidence' in r for r in result['reasons'])
+  assert result['pushed'] is False
+  assert not serving_dir.exists() or not os.listdir(serving_dir)
+
+
+def test_gate_blocks_push_when_accuracy_threshold_unreachable(first_run, tmp_path):
+  root, manifest, _ = first_run
+  serving_dir = tmp_path / 'serving_model'
+  thresholds = _write_thresholds(tmp_path / 'impossible.yaml',
+                                 **dict(LENIENT, min_binary_accuracy=1.01))
+  config = _config(root, manifest, thresholds, serving_dir=serving_dir)
+  local_runner.run_local(config)
+  result = summary.latest_run_summary(config)
+  assert result['blessed'] is False
+  assert any('Evaluator did not bless' in r for r in result['reasons'])
+  assert result['pushed'] is False
+  assert not serving_dir.exists() or not os.listdir(serving_dir)
