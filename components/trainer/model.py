@@ -1,48 +1,87 @@
 """The CNNs of "Fighting Fakes Fairly", built with tf_keras (Keras 2).
 
-`vgg10` is the paper's best model: 8 convolutions in four VGG blocks of two
-(32, 32 | 64, 64 | 128, 128 | 128, 128), each block followed by batch
-normalisation and 2x2 max pooling, then two dense layers (128 ReLU, 1 sigmoid).
-`baseline` is its 3-convolution reference network.
+`vgg10` is the paper's best model: 10 weight layers, i.e. 8 convolutions
+(3x3, ReLU, 'same' padding) and 2 dense layers (128 ReLU, then 1 sigmoid).
+The convolutions form three VGG blocks:
+
+    block1: 32, 32      -> batch norm -> 2x2 max pool
+    block2: 64, 64      -> batch norm -> 2x2 max pool
+    block3: 128 x 4     -> batch norm -> 2x2 max pool
+
+Why three blocks (32,32 | 64,64 | 128,128,128,128) and not four blocks of two
+(32,32 | 64,64 | 128,128 | 128,128), which an earlier version of this file used:
+the paper lists the filters as 32, 32, 64, 64 and then four convolutions of
+128, and VGG's design rule is that every pooling step doubles the filter
+count. Four-of-two would put a pool between two 128-filter blocks without
+doubling, which no VGG variant does; VGG itself grows the *last* blocks in
+depth (VGG-16: 2,2,3,3,3; VGG-19: 2,2,4,4,4), exactly like a final block of
+four. Both readings have 8 convolutions and the name VGG10 either way, so the
+filter sequence and the VGG rule decide. At 128x128 input the flattened
+features are 16x16x128.
+
+`baseline` is the paper's 3-convolution reference network (32, 64, 128), one
+pool after each convolution, same dense head.
 """
+
+from typing import Optional
 
 import tf_keras as keras
 
-VGG10_BLOCKS = ((32, 32), (64, 64), (128, 128), (128, 128))
+VGG10_BLOCKS = ((32, 32), (64, 64), (128, 128, 128, 128))
 BASELINE_FILTERS = (32, 64, 128)
+DENSE_UNITS = 128
 ARCHITECTURES = ('vgg10', 'baseline')
+OPTIMIZERS = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD,
+              'rmsprop': keras.optimizers.RMSprop}
+
+
+def _features_vgg10(x):
+  for i, block in enumerate(VGG10_BLOCKS, start=1):
+    for j, filters in enumerate(block, start=1):
+      x = keras.layers.Conv2D(filters, 3, padding='same', activation='relu',
+                              name=f'block{i}_conv{j}')(x)
+    x = keras.layers.BatchNormalization(name=f'block{i}_bn')(x)
+    x = keras.layers.MaxPooling2D(2, name=f'block{i}_pool')(x)
+  return x
+
+
+def _features_baseline(x):
+  for i, filters in enumerate(BASELINE_FILTERS, start=1):
+    x = keras.layers.Conv2D(filters, 3, padding='same', activation='relu', name=f'conv{i}')(x)
+    x = keras.layers.MaxPooling2D(2, name=f'pool{i}')(x)
+  return x
+
+
+_FEATURES = {'vgg10': _features_vgg10, 'baseline': _features_baseline}
 
 
 def build_model(architecture: str, image_size: int, channels: int, dropout: float = 0.0,
-                learning_rate: float = 1e-3, optimizer: str = 'adam') -> keras.Model:
-  """Returns a compiled binary classifier whose output is P(fake)."""
-  inputs = keras.Input(shape=(image_size, image_size, channels), name='image')
-  x = inputs
-  if architecture == 'vgg10':
-    for i, block in enumerate(VGG10_BLOCKS, start=1):
-      for j, filters in enumerate(block, start=1):
-        x = keras.layers.Conv2D(filters, 3, padding='same', activation='relu',
-                                name=f'block{i}_conv{j}')(x)
-      x = keras.layers.BatchNormalization(name=f'block{i}_bn')(x)
-      x = keras.layers.MaxPooling2D(2, name=f'block{i}_pool')(x)
-  elif architecture == 'baseline':
-    for i, filters in enumerate(BASELINE_FILTERS, start=1):
-      x = keras.layers.Conv2D(filters, 3, padding='same', activation='relu', name=f'conv{i}')(x)
-      x = keras.layers.MaxPooling2D(2, name=f'pool{i}')(x)
-  else:
+                learning_rate: float = 1e-3, optimizer: str = 'adam',
+                seed: Optional[int] = None) -> keras.Model:
+  """Returns a compiled binary classifier whose single output is P(fake).
+
+  Build it inside the distribution strategy's scope; under a mixed-precision
+  policy the layers compute in float16 but the output stays float32.
+  """
+  if architecture not in _FEATURES:
     raise ValueError(f'architecture must be one of {ARCHITECTURES}, got {architecture!r}')
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f'optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}')
+  min_size = 2**len(VGG10_BLOCKS if architecture == 'vgg10' else BASELINE_FILTERS)
+  if image_size < min_size:
+    raise ValueError(f'image_size must be at least {min_size} for {architecture}, got {image_size}')
+  if not 0.0 <= dropout < 1.0:
+    raise ValueError(f'dropout must be in [0, 1), got {dropout}')
+  inputs = keras.Input(shape=(image_size, image_size, channels), name='image')
+  x = _FEATURES[architecture](inputs)
   x = keras.layers.Flatten(name='flatten')(x)
-  x = keras.layers.Dense(128, activation='relu', name='dense')(x)
+  x = keras.layers.Dense(DENSE_UNITS, activation='relu', name='dense')(x)
   if dropout:
-    x = keras.layers.Dropout(dropout, name='dropout')(x)
+    x = keras.layers.Dropout(dropout, seed=seed, name='dropout')(x)
   # float32 output even under mixed precision, so probabilities stay exact.
   outputs = keras.layers.Dense(1, activation='sigmoid', dtype='float32', name='fake_probability')(x)
   model = keras.Model(inputs, outputs, name=architecture)
-  optimizers = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD,
-                'rmsprop': keras.optimizers.RMSprop}
-  if optimizer not in optimizers:
-    raise ValueError(f'optimizer must be one of {sorted(optimizers)}, got {optimizer!r}')
-  model.compile(optimizer=optimizers[optimizer](learning_rate=learning_rate),
+  model.compile(optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
                 loss='binary_crossentropy',
                 metrics=[keras.metrics.BinaryAccuracy(name='accuracy'),
                          keras.metrics.AUC(name='auc')])

@@ -1,0 +1,133 @@
+"""One training loop for the TFX `run_fn`, the report command and the benchmark.
+
+The code path is the same on CPU and GPU; only the strategy and the precision
+policy depend on the visible devices: MirroredStrategy for more than one GPU,
+the default strategy otherwise, mixed float16 on GPU only (CPUs gain nothing
+from it and lose accuracy).
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from components.trainer import data, preprocess
+from components.trainer.model import build_model
+from pipeline.config import TrainConfig
+
+HISTORY_FILE = 'history.json'
+
+
+def pick_strategy() -> tf.distribute.Strategy:
+  gpus = tf.config.list_logical_devices('GPU')
+  if len(gpus) > 1:
+    return tf.distribute.MirroredStrategy([d.name for d in gpus])
+  return tf.distribute.get_strategy()  # default: one device, GPU if present
+
+
+@contextlib.contextmanager
+def precision_policy(config: TrainConfig):
+  """Mixed float16 while training on GPU when configured; restores the old policy after."""
+  use_mixed = config.mixed_precision and bool(tf.config.list_logical_devices('GPU'))
+  previous = keras.mixed_precision.global_policy()
+  if use_mixed:
+    keras.mixed_precision.set_global_policy('mixed_float16')
+  try:
+    yield 'mixed_float16' if use_mixed else previous.name
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def seed_everything(config: TrainConfig) -> None:
+  """Python, NumPy and TF seeds; op determinism too when `config.deterministic`."""
+  keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+class _Throughput(keras.callbacks.Callback):
+  """Records wall time per epoch, so history.json tells images/sec."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs['epoch_seconds'] = time.perf_counter() - self._start
+
+
+def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
+          class_counts: Dict[int, int], run_dir: str,
+          extra_callbacks=()) -> Tuple[keras.Model, Dict[str, Any]]:
+  """Builds and fits the model; writes TensorBoard logs and history.json to `run_dir`.
+
+  Returns the model (best weights by validation loss when early stopping is on)
+  and the history summary that was written.
+  """
+  seed_everything(config)
+  strategy = pick_strategy()
+  weights = data.class_weights(class_counts) if config.class_weighting else None
+  with precision_policy(config) as policy, strategy.scope():
+    model = build_model(config.architecture, config.image_size,
+                        preprocess.channels_for(config.color_mode), config.dropout,
+                        config.learning_rate, config.optimizer, seed=config.seed)
+    model.summary(print_fn=logging.info)
+    callbacks = [_Throughput(),
+                 keras.callbacks.TensorBoard(log_dir=run_dir, profile_batch=0)]
+    early_stopping = None
+    if config.early_stopping_patience:
+      early_stopping = keras.callbacks.EarlyStopping(
+          monitor='val_loss', patience=config.early_stopping_patience,
+          restore_best_weights=True)
+      callbacks.append(early_stopping)
+    fit = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                    validation_data=eval_ds, validation_steps=config.validation_steps,
+                    class_weight=weights, callbacks=callbacks + list(extra_callbacks),
+                    verbose=2)
+  history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+  if not history.get('loss'):
+    raise ValueError('training ran no steps: is the train split empty?')
+  val_loss = history.get('val_loss', [])
+  summary = {
+      'config': dataclasses.asdict(config),
+      'strategy': type(strategy).__name__,
+      'replicas': strategy.num_replicas_in_sync,
+      'devices': [d.name for d in tf.config.list_logical_devices()],
+      'precision_policy': policy,
+      'class_counts': {str(k): v for k, v in class_counts.items()},
+      'class_weights': {str(k): v for k, v in weights.items()} if weights else None,
+      'epochs_run': len(history['loss']),
+      'best_epoch': int(min(range(len(val_loss)), key=val_loss.__getitem__)) + 1 if val_loss else None,
+      'stopped_early': bool(early_stopping and early_stopping.stopped_epoch),
+      'history': history,
+  }
+  write_history(summary, run_dir)
+  return model, summary
+
+
+def write_history(summary: Dict[str, Any], run_dir: str) -> str:
+  tf.io.gfile.makedirs(run_dir)
+  path = os.path.join(run_dir, HISTORY_FILE)
+  with tf.io.gfile.GFile(path, 'w') as f:
+    json.dump(summary, f, indent=2)
+  return path
+
+
+def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset,
+                          steps: Optional[int] = None):
+  """(probabilities, labels) as flat NumPy arrays over a non-repeating dataset."""
+  probabilities, labels = [], []
+  for i, (images, batch_labels) in enumerate(dataset):
+    if steps is not None and i >= steps:
+      break
+    probabilities.append(model(images, training=False).numpy().reshape(-1))
+    labels.append(batch_labels.numpy().reshape(-1))
+  return np.concatenate(probabilities), np.concatenate(labels).astype(int)

@@ -1,0 +1,118 @@
+"""The exported SavedModel: both signatures, training/serving parity, bad input."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from components import features
+from components.trainer import data, demo_records, export, model, preprocess
+from pipeline import demo_data
+from pipeline.config import TrainConfig
+
+IMAGE_SIZE = 32
+COLOR_MODE = 'grayscale'
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  """An (untrained, but deterministic) VGG10 exported once; returns (keras model, loaded, dir)."""
+  tf.keras.utils.set_random_seed(0)
+  keras_model = model.build_model('vgg10', IMAGE_SIZE, preprocess.channels_for(COLOR_MODE))
+  export_dir = str(tmp_path_factory.mktemp('export') / 'serving')
+  export.export_saved_model(keras_model, export_dir, IMAGE_SIZE, COLOR_MODE, decision_threshold=0.5)
+  return keras_model, tf.saved_model.load(export_dir), export_dir
+
+
+def _demo_jpegs(n):
+  return [demo_data.encode_jpeg(demo_data.render_image(i, fake=i % 2 == 1, seed=5)[0])
+          for i in range(n)]
+
+
+def _encode(pixels, fmt):
+  buf = io.BytesIO()
+  Image.fromarray(pixels).save(buf, format=fmt)
+  return buf.getvalue()
+
+
+def _example(image_bytes, label=0):
+  return tf.train.Example(features=tf.train.Features(feature={
+      features.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
+      features.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+  })).SerializeToString()
+
+
+def test_both_signatures_load_and_agree(exported):
+  _, loaded, export_dir = exported
+  assert set(loaded.signatures) == {export.SERVING_SIGNATURE, export.EXAMPLES_SIGNATURE}
+  serving = loaded.signatures[export.SERVING_SIGNATURE]
+  assert set(serving.structured_input_signature[1]) == {export.IMAGE_BYTES_INPUT}
+  jpegs = _demo_jpegs(4)
+  from_bytes = serving(image_bytes=tf.constant(jpegs))
+  from_examples = loaded.signatures[export.EXAMPLES_SIGNATURE](
+      examples=tf.constant([_example(j) for j in jpegs]))
+  probabilities = from_bytes[export.PROBABILITY_KEY].numpy()
+  assert probabilities.shape == (4,) and probabilities.dtype == np.float32
+  np.testing.assert_array_equal(probabilities, from_examples[export.PROBABILITY_KEY].numpy())
+  expected_labels = np.where(probabilities >= 0.5, b'fake', b'real')
+  np.testing.assert_array_equal(from_bytes[export.LABEL_KEY].numpy(), expected_labels)
+  with open(os.path.join(export_dir, 'assets', export.PREPROCESSING_FILE)) as f:
+    assert json.load(f)['image_size'] == IMAGE_SIZE
+
+
+def test_serving_sees_exactly_the_training_tensor(exported, tmp_path):
+  keras_model, loaded, _ = exported
+  patterns = demo_records.write_tfrecords(str(tmp_path), num_images=20, seed=5,
+                                          splits=[features.TRAIN])
+  config = TrainConfig(image_size=IMAGE_SIZE, color_mode=COLOR_MODE, batch_size=64)
+  dataset_images, _ = next(iter(data.tfrecord_dataset([patterns[features.TRAIN]], config,
+                                                      training=False)))
+  raw = tf.data.TFRecordDataset(tf.io.gfile.glob(patterns[features.TRAIN]), compression_type='GZIP')
+  image_bytes = [tf.train.Example.FromString(r.numpy()).features.feature[features.IMAGE]
+                 .bytes_list.value[0] for r in raw]
+  served_images = loaded.preprocess(tf.constant(image_bytes)).numpy()
+  np.testing.assert_array_equal(served_images, dataset_images.numpy())
+  served = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant(image_bytes))
+  np.testing.assert_allclose(served[export.PROBABILITY_KEY].numpy(),
+                             keras_model(dataset_images, training=False).numpy().reshape(-1),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_any_size_format_and_channel_count(exported):
+  _, loaded, _ = exported
+  rng = np.random.RandomState(0)
+  images = [
+      _encode(rng.randint(0, 255, (70, 50), dtype=np.uint8), 'PNG'),  # grayscale, not square
+      _encode(rng.randint(0, 255, (100, 200, 4), dtype=np.uint8), 'PNG'),  # RGBA
+      _encode(rng.randint(0, 255, (300, 300, 3), dtype=np.uint8), 'JPEG'),  # larger than trained
+      _encode(rng.randint(0, 255, (16, 16, 3), dtype=np.uint8), 'BMP'),  # smaller
+  ]
+  out = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant(images))
+  probabilities = out[export.PROBABILITY_KEY].numpy()
+  assert probabilities.shape == (4,) and np.all((probabilities >= 0) & (probabilities <= 1))
+  assert set(out[export.LABEL_KEY].numpy()) <= {b'real', b'fake'}
+  assert loaded.preprocess(tf.constant(images)).shape == (4, IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
+def test_corrupt_image_is_a_clear_error_and_the_model_keeps_serving(exported):
+  _, loaded, _ = exported
+  serving = loaded.signatures[export.SERVING_SIGNATURE]
+  good = _demo_jpegs(1)[0]
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r'image_bytes\[.*1.*\] is not an encoded'):
+    serving(image_bytes=tf.constant([good, b'this is not an image']))
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    serving(image_bytes=tf.constant([good[:len(good) // 3]]))  # truncated JPEG: codec error
+  with pytest.raises(tf.errors.InvalidArgumentError, match='is not an encoded'):
+    serving(image_bytes=tf.constant([b'']))
+  # The same loaded model still answers afterwards.
+  assert serving(image_bytes=tf.constant([good]))[export.PROBABILITY_KEY].shape == (1,)
+
+
+def test_empty_batch_returns_empty_outputs(exported):
+  _, loaded, _ = exported
+  out = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant([], tf.string))
+  assert out[export.PROBABILITY_KEY].shape == (0,)

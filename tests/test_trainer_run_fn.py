@@ -1,0 +1,90 @@
+"""run_fn end to end from TFRecords, and the tf.data input pipeline it uses."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from components import features
+from components.trainer import data, demo_records, export, module, training
+from pipeline.config import ConfigError, TrainConfig
+
+
+@pytest.fixture(scope='module')
+def records(tmp_path_factory):
+  """Demo TFRecords as FaceExampleGen writes them: {split: file pattern}."""
+  return demo_records.write_tfrecords(str(tmp_path_factory.mktemp('records')), num_images=60,
+                                      seed=11)
+
+
+def _fn_args(records, tmp_path, **config):
+  return FnArgs(train_files=[records[features.TRAIN]], eval_files=[records[features.EVAL]],
+                model_run_dir=str(tmp_path / 'model_run'),
+                serving_model_dir=str(tmp_path / 'serving_model'), custom_config=config)
+
+
+def test_run_fn_trains_and_exports(records, tmp_path):
+  args = _fn_args(records, tmp_path, architecture='vgg10', image_size=32, color_mode='rgb',
+                  epochs=2, steps_per_epoch=2, batch_size=8, validation_steps=1)
+  module.run_fn(args)
+  history = json.loads((tmp_path / 'model_run' / training.HISTORY_FILE).read_text())
+  assert history['epochs_run'] == 2 and len(history['history']['val_loss']) == 2
+  assert history['config']['color_mode'] == 'rgb'
+  counts = history['class_counts']
+  assert counts['0'] == counts['1'] > 0  # demo pairs are balanced
+  assert history['class_weights'] == {'0': 1.0, '1': 1.0}
+  assert tf.io.gfile.glob(str(tmp_path / 'model_run' / 'train' / 'events.out.tfevents.*'))
+  loaded = tf.saved_model.load(args.serving_model_dir)
+  raw = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(records[features.TEST]),
+                                          compression_type='GZIP').batch(3)))
+  out = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=raw)
+  assert out[export.PROBABILITY_KEY].shape == (3,)
+
+
+def test_count_labels_reads_labels_only(records):
+  counts = data.count_labels([records[features.TRAIN], records[features.EVAL]])
+  raw = tf.data.TFRecordDataset(
+      tf.io.gfile.glob(records[features.TRAIN]) + tf.io.gfile.glob(records[features.EVAL]),
+      compression_type='GZIP')
+  labels = [tf.train.Example.FromString(r.numpy()).features.feature[features.LABEL]
+            .int64_list.value[0] for r in raw]
+  assert counts == {0: labels.count(0), 1: labels.count(1)}
+
+
+def test_training_input_is_shuffled_flipped_and_reproducible(records):
+  config = TrainConfig(image_size=32, batch_size=64, seed=5)
+  plain, plain_labels = next(iter(data.tfrecord_dataset([records[features.TRAIN]], config,
+                                                        training=False)))
+  first = [b.numpy() for b, _ in data.tfrecord_dataset([records[features.TRAIN]], config,
+                                                       training=True)]
+  again = [b.numpy() for b, _ in data.tfrecord_dataset([records[features.TRAIN]], config,
+                                                       training=True)]
+  np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
+  # With shuffling off, every training image is the eval image or its mirror.
+  unshuffled = TrainConfig(image_size=32, batch_size=64, seed=5, shuffle_buffer=1)
+  images, labels = next(iter(data.tfrecord_dataset([records[features.TRAIN]], unshuffled,
+                                                    training=True)))
+  np.testing.assert_array_equal(labels.numpy(), plain_labels.numpy())
+  flipped = [not np.array_equal(a, b) for a, b in zip(images.numpy(), plain.numpy())]
+  for a, b, was_flipped in zip(images.numpy(), plain.numpy(), flipped):
+    np.testing.assert_array_equal(a, b[:, ::-1] if was_flipped else b)
+  assert 0 < sum(flipped) < len(flipped)
+
+
+def test_steps_per_epoch_repeats_the_training_data(records):
+  config = TrainConfig(image_size=32, batch_size=16, steps_per_epoch=3)
+  dataset = data.tfrecord_dataset([records[features.TRAIN]], config, training=True)
+  assert len(list(dataset.take(20))) == 20  # 20 batches from ~42 examples: it repeats
+
+
+def test_bad_inputs_fail_with_names(records, tmp_path):
+  with pytest.raises(ConfigError, match='custom_config: unknown key.*epoch_count'):
+    module.run_fn(_fn_args(records, tmp_path, epoch_count=3))
+  missing = str(tmp_path / 'nowhere' / '*')
+  with pytest.raises(ValueError, match='no TFRecord files match.*nowhere'):
+    data.count_labels([missing])
+  with pytest.raises(ValueError, match='train split has no fake examples'):
+    data.class_weights({0: 10, 1: 0})
