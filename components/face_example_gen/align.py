@@ -26,6 +26,9 @@ DETECTOR_CHAINS = {'hog': ('hog',), 'cnn': ('cnn',), 'hog+cnn': ('hog', 'cnn')}
 LEFT_EYE = slice(36, 42)  # on the image's left
 RIGHT_EYE = slice(42, 48)
 MOUTH_LEFT, MOUTH_RIGHT = 48, 54
+# Median HOG box (left, top, right, bottom) of a face in an aligned crop, as a
+# fraction of the crop side (measured on 80 aligned FairFace/FFHQ faces).
+ALIGNED_FACE_BOX = (0.18, 0.32, 0.785, 0.92)
 
 
 @dataclasses.dataclass
@@ -125,6 +128,14 @@ def warp_quad(image: Image.Image, quad: np.ndarray, output_size: int) -> Image.I
   return warped
 
 
+def output_to_source(points: np.ndarray, quad: np.ndarray, output_size: int) -> np.ndarray:
+  """Maps (x, y) points of a `warp_quad` output back to source pixels."""
+  # Pixel centres: warp_quad samples output pixel u at source (u + 0.5) / size of the quad + 0.5.
+  points = (np.asarray(points, dtype=np.float64) + 0.5) / output_size
+  quad = np.asarray(quad, dtype=np.float64)
+  return quad[0] + points[:, :1] * (quad[3] - quad[0]) + points[:, 1:] * (quad[1] - quad[0])
+
+
 def center_square(image: Image.Image, output_size: int) -> Image.Image:
   """align: 'none': the central square, resized (for already-aligned crops)."""
   side = min(image.size)
@@ -154,6 +165,7 @@ class FaceAligner:
       cnn = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
       self._detectors['cnn'] = lambda pixels, up: [d.rect for d in cnn(pixels, up)]
     self._predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    self._hog_on_crop = self._detectors.get('hog') or dlib.get_frontal_face_detector()
 
   def detect(self, image: Image.Image) -> Tuple[List[Tuple[int, int, int, int]], str]:
     """Face boxes (left, top, right, bottom) in source pixels and the detector that found them."""
@@ -173,6 +185,16 @@ class FaceAligner:
     shape = self._predictor(np.asarray(image), self._rectangle(*box))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
+  def _refine(self, aligned: Image.Image, quad: np.ndarray) -> Optional[np.ndarray]:
+    """Source-pixel landmarks re-detected on a first aligned crop, or None."""
+    rects = self._hog_on_crop(np.asarray(aligned), 0)
+    if rects:
+      rect = max(rects, key=lambda r: r.width() * r.height())
+      box = (rect.left(), rect.top(), rect.right(), rect.bottom())
+    else:  # where HOG boxes of aligned faces land: the predictor's familiar framing
+      box = tuple(round(v * self._output_size) for v in ALIGNED_FACE_BOX)
+    return output_to_source(self.landmarks(aligned, box), quad, self._output_size)
+
   def align(self, image: Image.Image) -> Optional[AlignedFace]:
     """The largest face, FFHQ-aligned; None when no face is found."""
     boxes, detector = self.detect(image)
@@ -180,6 +202,15 @@ class FaceAligner:
       return None
     box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     landmarks = self.landmarks(image, box)
-    aligned = warp_quad(image, ffhq_quad(landmarks), self._output_size)
+    quad = ffhq_quad(landmarks)
+    aligned = warp_quad(image, quad, self._output_size)
+    if detector != 'hog':
+      # The CNN finds the hard faces (turned, occluded, small) where landmarks
+      # from its box are rougher; on the upright crop HOG usually finds the
+      # face, and landmarks from there give a steadier second alignment.
+      refined = self._refine(aligned, quad)
+      if refined is not None:
+        landmarks = refined
+        aligned = warp_quad(image, ffhq_quad(landmarks), self._output_size)
     face_size = round(math.sqrt(max(0, box[2] - box[0]) * max(0, box[3] - box[1])))
     return AlignedFace(aligned, face_size, detector, len(boxes), landmarks)

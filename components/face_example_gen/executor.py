@@ -288,3 +288,25 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     with tf.io.gfile.GFile(report_path) as f:
       report = json.load(f)
     check_report(report, config, report_path)
+
+
+def run_standalone(config: IngestConfig, output_dir: str,
+                   beam_pipeline_args: Optional[List[str]] = None) -> Dict[str, Any]:
+  """Runs the executor outside a TFX pipeline (tests, benchmarks, one-off ingestion).
+
+  Writes `<output_dir>/examples/Split-*/` and `<output_dir>/ingest_report/report.json`
+  and returns the report; raises like the component when too much failed.
+  """
+  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts
+  from components.artifacts import IngestReport
+  # pylint: enable=g-import-not-at-top
+  examples, report = standard_artifacts.Examples(), IngestReport()
+  examples.uri = os.path.join(output_dir, 'examples')
+  report.uri = os.path.join(output_dir, 'ingest_report')
+  tf.io.gfile.makedirs(report.uri)
+  context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_pipeline_args or [])
+  Executor(context).Do({}, {'examples': [examples], 'ingest_report': [report]},
+                       {'ingest_config': json.dumps(dataclasses.asdict(config))})
+  with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE)) as f:
+    return json.load(f)
