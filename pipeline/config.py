@@ -115,6 +115,22 @@ class ThresholdsConfig:
   groupings: List[GroupingConfig] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass
+class KubeflowConfig:
+  """How `fakefaces compile-kubeflow` targets a cluster (kubeflow/runner.py)."""
+  image: str = ''  # pipeline image built from ./Dockerfile, e.g. gcr.io/<project>/fakefaces:0.1.0
+  pipeline_root: str = ''  # remote pipeline_root for the cluster (gs://, s3://); '' keeps the top-level one
+  serving_model_dir: str = ''  # remote Pusher destination for the cluster; '' keeps the top-level one
+  # Beam args added to the data-heavy components only (FaceExampleGen, StatisticsGen, Evaluator),
+  # e.g. ['--runner=DataflowRunner', '--project=p', '--region=r', '--temp_location=gs://b/tmp'].
+  data_beam_pipeline_args: List[str] = dataclasses.field(default_factory=list)
+  trainer_cpu: float = 0.0  # vCPUs requested and capped for the Trainer pod; 0: cluster default
+  trainer_memory_gb: float = 0.0  # memory (GB) requested and capped for the Trainer pod; 0: default
+  trainer_gpu_count: int = 0  # GPUs for the Trainer pod (the image must be built with GPU=1)
+  trainer_gpu_type: str = 'nvidia.com/gpu'  # KFP: the k8s resource name; Vertex: e.g. NVIDIA_TESLA_T4
+  image_project_root: str = '/fakefaces'  # where the Dockerfile installs this repository
+
+
 def load_thresholds(path: str) -> ThresholdsConfig:
   return from_dict(ThresholdsConfig, load_yaml(path), os.path.basename(path))
 
@@ -133,6 +149,7 @@ class PipelineConfig:
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+  kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)  # cluster runs only
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
