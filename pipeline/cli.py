@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     'pipeline.commands.report',
     'pipeline.commands.serve',
     'pipeline.commands.predict',
+    'pipeline.commands.compile_kubeflow',
 )
 
 

@@ -1,0 +1,50 @@
+# The fakefaces pipeline image: every Kubeflow Pipelines task and every Beam worker
+# (Dataflow / Flink / Spark) runs in it. Modelled on TFX 1.16's own image
+# (tfx/tools/docker/Dockerfile@v1.16.0): Python 3.10, the pinned package set of
+# tfx/tools/docker/requirements.txt (our requirements.txt) and, as entrypoint, the
+# Beam SDK worker boot copied from the official Beam image of the same version.
+# KFP tasks override the entrypoint with TFX's kubeflow_v2_run_executor command.
+#
+# Build from the repository root (GPU=1 adds the CUDA libraries TensorFlow needs):
+#   docker build -t <registry>/fakefaces:0.1.0 .
+#   docker build --build-arg GPU=1 -t <registry>/fakefaces:0.1.0-gpu .
+
+ARG PYTHON_VERSION=3.10
+ARG BEAM_VERSION=2.59.0
+
+FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION} AS beam
+
+FROM python:${PYTHON_VERSION}-slim-bookworm
+
+# TFX 1.16, TFMA 0.47 and TFT need Keras 2 (tf_keras), chosen before TensorFlow loads.
+ENV TF_USE_LEGACY_KERAS=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The Beam SDK harness boot; it must match the installed apache-beam (2.59.0).
+COPY --from=beam /opt/apache/beam /opt/apache/beam
+
+WORKDIR /fakefaces
+
+# Dependencies first, so code changes do not reinstall them. fairness-indicators
+# goes in with --no-deps: its tensorflow-hub pin conflicts with tfx 1.16's.
+COPY requirements.txt requirements-nodeps.txt ./
+RUN python -m pip install -r requirements.txt && \
+    python -m pip install --no-deps -r requirements-nodeps.txt
+
+ARG GPU=0
+RUN if [ "${GPU}" = "1" ]; then python -m pip install "tensorflow[and-cuda]==2.16.2"; fi
+
+# The project, installed editable so /fakefaces/schema and the configs are where
+# pipeline/config.py expects them (kubeflow.image_project_root).
+COPY setup.py ./
+COPY components ./components
+COPY pipeline ./pipeline
+COPY serving ./serving
+COPY kubeflow ./kubeflow
+COPY schema ./schema
+RUN python -m pip install --no-deps -e . && \
+    python -c "import components.face_example_gen.executor, components.trainer.module, fairness_indicators.fairness_indicators_metrics"
+
+ENTRYPOINT ["/opt/apache/beam/boot"]
