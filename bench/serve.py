@@ -2,8 +2,8 @@
 
 1. Latency (p50/p99) and requests/s for batch 1 and batch 32, sequential requests
    from one client, over gRPC to `fakefaces serve` in a real subprocess, side by side
-   with calling the same SavedModel's `serving_default` in this process; the ratio is
-   the serving overhead.
+   (alternating request by request) with calling the same SavedModel's
+   `serving_default` in this process; the ratio is the serving overhead.
 2. Under load (client threads sending batch-1 requests), a new version is pushed the
    way the Pusher does (copy the version dir, saved_model.pb last): failed requests
    (target 0) and the seconds until the new version answers.
@@ -43,17 +43,22 @@ def _percentiles(seconds):
           'mean_ms': float(ms.mean())}
 
 
-def _timed(call, count, time_cap, warmup=3):
-  for _ in range(warmup):
-    call()
-  latencies, started = [], time.perf_counter()
-  while len(latencies) < count and time.perf_counter() - started < time_cap:
-    t0 = time.perf_counter()
-    call()
-    latencies.append(time.perf_counter() - t0)
-  elapsed = time.perf_counter() - started
-  return dict(_percentiles(latencies), requests=len(latencies),
-              requests_per_s=len(latencies) / elapsed)
+def _timed_side_by_side(calls, count, time_cap, warmup=3):
+  """Alternates the calls request by request, so load from other processes hits both alike."""
+  for call in calls.values():
+    for _ in range(warmup):
+      call()
+  latencies = {name: [] for name in calls}
+  busy = {name: 0.0 for name in calls}
+  started = time.perf_counter()
+  while len(latencies[next(iter(calls))]) < count and time.perf_counter() - started < time_cap:
+    for name, call in calls.items():
+      t0 = time.perf_counter()
+      call()
+      latencies[name].append(time.perf_counter() - t0)
+      busy[name] += latencies[name][-1]
+  return {name: dict(_percentiles(latencies[name]), requests=len(latencies[name]),
+                     requests_per_s=len(latencies[name]) / busy[name]) for name in calls}
 
 
 def _request(images):
@@ -69,10 +74,12 @@ def measure_overhead(stub, saved_model_dir, images, args):
   for batch, count in ((1, args.requests), (32, max(10, args.requests // 8))):
     batch_images = images[:batch]
     request = _request(batch_images)
-    served = _timed(lambda: stub.Predict(request, timeout=60), count, args.time_cap)
     feed = tf.constant(batch_images)
-    local = _timed(lambda: signature(image_bytes=feed)['fake_probability'].numpy(), count,
-                   args.time_cap)
+    timings = _timed_side_by_side(
+        {'grpc': lambda: stub.Predict(request, timeout=60),
+         'in_process': lambda: signature(image_bytes=feed)['fake_probability'].numpy()},
+        count, args.time_cap)
+    served, local = timings['grpc'], timings['in_process']
     rows.append({'batch': batch, 'grpc': served, 'in_process': local,
                  'p50_overhead_ratio': served['p50_ms'] / local['p50_ms'],
                  'throughput_ratio': served['requests_per_s'] / local['requests_per_s'],

@@ -203,7 +203,7 @@ def test_predict_command_prints_label_and_probability(endpoint, images, tmp_path
   assert path == paths[0] and label in ('real', 'fake') and probability.startswith('p(fake)=')
 
 
-def test_predict_command_names_a_missing_file_and_bad_image(endpoint, tmp_path, capsys):
+def test_predict_command_names_a_missing_file_and_bad_image(endpoint, images, tmp_path, capsys):
   missing = str(tmp_path / 'nope.jpg')
   assert cli.main(['predict', missing, '--server', endpoint[0]]) == 2
   assert missing in capsys.readouterr().err
@@ -211,6 +211,12 @@ def test_predict_command_names_a_missing_file_and_bad_image(endpoint, tmp_path, 
   not_image.write_bytes(b'this is text, not a JPEG')
   assert cli.main(['predict', str(not_image), '--server', endpoint[0]]) == 1
   assert 'INVALID_ARGUMENT' in capsys.readouterr().err
+  good = tmp_path / 'face.png'
+  good.write_bytes(images[0])
+  assert cli.main(['predict', str(good), str(not_image), '--server', endpoint[0]]) == 1
+  out, err = capsys.readouterr()
+  assert out.startswith(f'{good}\t') and len(out.strip().splitlines()) == 1
+  assert f'{not_image}: INVALID_ARGUMENT' in err
 
 
 # ---- bad requests: the proper status, and the server keeps serving ------------------------------

@@ -31,14 +31,33 @@ def _run(args) -> int:
       return 2
   from serving import client as client_lib  # pylint: disable=import-outside-toplevel
   from serving import status as status_lib  # pylint: disable=import-outside-toplevel
+  import grpc  # pylint: disable=import-outside-toplevel
+  with client_lib.ServingClient(args.server, model_name=args.model_name,
+                                signature_name=args.signature, rest=args.rest,
+                                version=args.model_version, timeout=args.timeout) as client:
+    try:
+      results = list(zip(args.images, client.predict(images)))
+    except status_lib.ServingError as e:
+      if e.code != grpc.StatusCode.INVALID_ARGUMENT or len(images) == 1:
+        print(f'fakefaces predict: {args.server} answered {e.code.name}: {e.message}',
+              file=sys.stderr)
+        return 1
+      # One bad file fails the whole batch: ask per image to say which file it is.
+      results = [(path, _predict_one(client, image)) for path, image in zip(args.images, images)]
+  failed = 0
+  for path, prediction in results:
+    if isinstance(prediction, status_lib.ServingError):
+      failed += 1
+      print(f'fakefaces predict: {path}: {prediction.code.name}: {prediction.message}',
+            file=sys.stderr)
+    else:
+      print(f'{path}\t{prediction.label}\tp(fake)={prediction.fake_probability:.4f}')
+  return 1 if failed else 0
+
+
+def _predict_one(client, image):
+  from serving import status as status_lib  # pylint: disable=import-outside-toplevel
   try:
-    with client_lib.ServingClient(args.server, model_name=args.model_name,
-                                  signature_name=args.signature, rest=args.rest,
-                                  version=args.model_version, timeout=args.timeout) as client:
-      predictions = client.predict(images)
+    return client.predict([image])[0]
   except status_lib.ServingError as e:
-    print(f'fakefaces predict: {args.server} answered {e.code.name}: {e.message}', file=sys.stderr)
-    return 1
-  for path, prediction in zip(args.images, predictions):
-    print(f'{path}\t{prediction.label}\tp(fake)={prediction.fake_probability:.4f}')
-  return 0
+    return e

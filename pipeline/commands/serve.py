@@ -57,6 +57,7 @@ def _options(args):
 
 
 def _run(args) -> int:
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # no C++ log line per rejected request
   from serving import server  # pylint: disable=import-outside-toplevel
   options = _options(args)
   binary = None if args.builtin else shutil.which(server.MODEL_SERVER_BINARY)
