@@ -15,8 +15,11 @@ their path in the image.
 """
 
 import copy
+import json
 import os
 from typing import Dict, List, Optional, Sequence
+
+import yaml
 
 from pipeline import config as config_lib
 
@@ -194,7 +197,13 @@ def build_cluster_pipeline(config: config_lib.PipelineConfig, allow_local_paths:
 
 def compile_pipeline(config: config_lib.PipelineConfig, output_path: str,
                      allow_local_paths: bool = False, input_fingerprint: str = '') -> Dict:
-  """Writes the KFP v2 PipelineJob JSON for `config` to `output_path`; returns it.
+  """Compiles `config` for a cluster, writes it to `output_path`, returns the PipelineJob dict.
+
+  A `.json` output is the PipelineJob (what Vertex AI Pipelines runs); a
+  `.yaml`/`.yml` output is its PipelineSpec (what `kfp.Client` uploads to a
+  Kubeflow Pipelines cluster). Both carry the remote pipeline_root as
+  `defaultPipelineRoot`, so a run without an explicit root does not fall back
+  to KFP's minio:// default, which TensorFlow cannot open.
 
   `input_fingerprint` (e.g. a dataset version) keys the cache of the
   ingestion: the compiler does not list remote inputs, so with caching on and
@@ -204,11 +213,16 @@ def compile_pipeline(config: config_lib.PipelineConfig, output_path: str,
 
   tfx_pipeline, cluster_config = build_cluster_pipeline(config, allow_local_paths,
                                                         input_fingerprint)
-  kubeflow = cluster_config.kubeflow
-  output_dir = os.path.dirname(os.path.abspath(output_path))
-  os.makedirs(output_dir, exist_ok=True)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-          display_name=cluster_config.name, default_image=kubeflow.image),
-      output_dir=output_dir, output_filename=os.path.basename(output_path))
-  return runner.run(tfx_pipeline, write_out=True)
+          display_name=cluster_config.name, default_image=cluster_config.kubeflow.image))
+  job = runner.run(tfx_pipeline, write_out=False)
+  job['pipelineSpec']['defaultPipelineRoot'] = cluster_config.pipeline_root
+  output_dir = os.path.dirname(os.path.abspath(output_path))
+  os.makedirs(output_dir, exist_ok=True)
+  with open(output_path, 'w', encoding='utf-8') as f:
+    if output_path.endswith(('.yaml', '.yml')):
+      yaml.safe_dump(job['pipelineSpec'], f, sort_keys=True)
+    else:
+      json.dump(job, f, sort_keys=True, indent=1)
+  return job

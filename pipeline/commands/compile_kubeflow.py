@@ -16,7 +16,8 @@ def register(subparsers) -> None:
   add_config_flags(p)
   p.add_argument('--image', help='pipeline container image (overrides kubeflow.image)')
   p.add_argument('--output', default='pipeline.json',
-                 help='where to write the PipelineJob JSON (a .yaml name writes YAML; default: %(default)s)')
+                 help='.json: the PipelineJob for Vertex AI Pipelines; .yaml: the PipelineSpec '
+                 'that kfp.Client uploads to Kubeflow Pipelines (default: %(default)s)')
   p.add_argument('--data-beam-arg', action='append', metavar='ARG',
                  help='Beam arg for FaceExampleGen/StatisticsGen/Evaluator, repeatable, e.g. '
                  '--data-beam-arg=--runner=DataflowRunner (replaces kubeflow.data_beam_pipeline_args)')
