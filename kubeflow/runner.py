@@ -29,6 +29,9 @@ from pipeline import config as config_lib
 DATA_HEAVY_COMPONENTS = ('FaceExampleGen', 'StatisticsGen', 'Evaluator')
 TRAINER_COMPONENT = 'Trainer'
 
+# Folders of this repository the Dockerfile copies to kubeflow.image_project_root.
+IMAGE_DIRS = ('components', 'pipeline', 'serving', 'kubeflow', 'schema')
+
 # Schemes TensorFlow's gfile (which every TFX executor writes through) and Beam
 # workers can read. s3:// needs tensorflow-io in the image; see the README.
 REMOTE_SCHEMES = ('gs://', 's3://', 'hdfs://')
@@ -58,11 +61,11 @@ def _check_remote(field: str, path: str, allow_local_paths: bool) -> None:
 
 
 def _image_path(path: str, kubeflow: config_lib.KubeflowConfig) -> Optional[str]:
-  """The path of a file of this repository inside the image, or None if it is not one."""
+  """The path of a file of this repository inside the image, or None if it is not there."""
   if not path or '://' in path:
     return None
   relative = os.path.relpath(os.path.abspath(path), config_lib.PROJECT_ROOT)
-  if relative.startswith(os.pardir):
+  if relative.split(os.sep)[0] not in IMAGE_DIRS:
     return None
   return f'{kubeflow.image_project_root.rstrip("/")}/{relative}'
 

@@ -257,6 +257,9 @@ def test_compile_writes_only_the_spec_and_never_touches_remote_storage(compiled)
     (lambda c: setattr(c.kubeflow, 'pipeline_root', 'minio://mlpipeline/root'), 'pipeline_root'),
     (lambda c: setattr(c.validation, 'schema_file', '/tmp/elsewhere/schema.pbtxt'),
      'validation.schema_file'),
+    (lambda c: setattr(c.validation, 'schema_file',
+                       os.path.join(config_lib.PROJECT_ROOT, 'runs', 'schema.pbtxt')),
+     'validation.schema_file'),  # in the checkout but not in the image
     (lambda c: setattr(c.kubeflow, 'data_beam_pipeline_args',
                        ['--runner=DataflowRunner', '--temp_location', '/tmp/beam']),
      '--temp_location'),

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from kubeflow import runner
 from pipeline.config import PROJECT_ROOT, KubeflowConfig
 
 dockerfile = pytest.importorskip(
@@ -90,8 +91,9 @@ def test_project_is_installed_at_the_image_project_root(stages):
   workdirs = [c.value[0] for c in final if c.cmd == 'WORKDIR']
   assert workdirs[-1] == KubeflowConfig().image_project_root
   copied_sources = {c.value[0] for c in final if c.cmd == 'COPY' and not c.flags}
-  # Every package setup.py ships, plus the schema ImportSchemaGen reads in the pod.
-  assert {'setup.py', 'components', 'pipeline', 'serving', 'kubeflow', 'schema'} <= copied_sources
+  # Every package setup.py ships, plus the schema ImportSchemaGen reads in the pod:
+  # the folders the compiler maps into the image.
+  assert {'setup.py', *runner.IMAGE_DIRS} <= copied_sources
   assert any('pip install --no-deps -e .' in run for run in _runs(stages))
 
 
