@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     'pipeline.commands.demo_data',
     'pipeline.commands.run',
     'pipeline.commands.report',
+    'pipeline.commands.gate',
     'pipeline.commands.serve',
     'pipeline.commands.predict',
     'pipeline.commands.compile_kubeflow',

@@ -113,6 +113,17 @@ class ThresholdsConfig:
   max_fpr_gap: float = 0.05
   max_fnr_gap: float = 0.05
   groupings: List[GroupingConfig] = dataclasses.field(default_factory=list)
+  # Also judge every value of these features (or crosses like 'race x gender') against the rest.
+  judge_each_value_of: List[str] = dataclasses.field(default_factory=list)
+  # Fairness metrics declared unmeasurable on this data (e.g. fnr_gap when fakes carry no
+  # demographics): reported as 'not_measurable', never as passed. Default: none (strict).
+  not_measurable: List[str] = dataclasses.field(default_factory=list)
+  judge_on: str = 'estimate'  # 'estimate', or 'interval': the whole interval must be in bounds
+  confidence_level: float = 0.95  # of the fairness and per-slice rate intervals
+  bootstrap_samples: int = 2000  # seeded parametric bootstrap draws over the confusion counts
+  bootstrap_seed: int = 0
+  # TFMA's own metric intervals: 'off', 'jackknife' or 'poisson_bootstrap' (~15x slower).
+  tfma_confidence_intervals: str = 'off'
 
 
 @dataclasses.dataclass

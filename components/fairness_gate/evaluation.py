@@ -1,0 +1,209 @@
+"""From a TFMA evaluation output folder to the gate's report.
+
+Shared by the FairnessGate executor (the Evaluator's output) and the
+`fakefaces gate` command (`tfma.run_model_analysis` output), so both judge
+with exactly the same code. The report is a plain dict, written as
+report.json plus a self-contained report.html (see report.py).
+"""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+
+from components.fairness_gate import eval_config, fairness, report_html
+from pipeline.config import ThresholdsConfig
+
+REPORT_JSON, REPORT_HTML = 'report.json', 'report.html'
+OVERALL = 'Overall'
+# TFMA metric name -> report column (per-slice table, like the paper's Tables 4-8).
+SLICE_METRICS = {'example_count': 'n', 'binary_accuracy': 'accuracy', 'precision': 'precision',
+                 'recall': 'recall', 'auc': 'auc', 'fpr': 'fpr', 'fnr': 'fnr'}
+EVALUATOR_NOT_BLESSED = 'Evaluator did not bless the model'
+
+
+def _slice_key(metrics_for_slice) -> fairness.SliceKey:
+  key = []
+  for single in metrics_for_slice.slice_key.single_slice_keys:
+    value = getattr(single, single.WhichOneof('kind'))
+    key.append((single.column, value.decode('utf-8') if isinstance(value, bytes) else str(value)))
+  return tuple(sorted(key))
+
+
+def slice_label(key: fairness.SliceKey) -> str:
+  return ', '.join(f'{k}={v}' for k, v in key) if key else OVERALL
+
+
+def _double(value) -> Optional[float]:
+  """A MetricValue as a float; None when absent or NaN (JSON has no NaN)."""
+  kind = value.WhichOneof('type')
+  number = (value.double_value.value if kind == 'double_value' else
+            value.bounded_value.value.value if kind == 'bounded_value' else math.nan)
+  return None if math.isnan(number) else number
+
+
+def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig
+                    ) -> Tuple[Dict[fairness.SliceKey, fairness.Counts], List[Dict[str, Any]]]:
+  """(per-slice confusion counts at the decision threshold, per-slice metric rows)."""
+  counts, rows = {}, []
+  for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+    if metrics_for_slice.HasField('cross_slice_key'):
+      continue
+    key = _slice_key(metrics_for_slice)
+    row: Dict[str, Any] = {'slice': slice_label(key), 'features': dict(key), 'tfma_intervals': {}}
+    for kv in metrics_for_slice.metric_keys_and_values:
+      name = kv.key.name
+      if name == eval_config.CONFUSION_METRIC:
+        for matrix in kv.value.confusion_matrix_at_thresholds.matrices:
+          if abs(matrix.threshold - thresholds.decision_threshold) < 1e-6:
+            counts[key] = fairness.Counts(tp=matrix.true_positives, fp=matrix.false_positives,
+                                          tn=matrix.true_negatives, fn=matrix.false_negatives)
+      elif name in SLICE_METRICS:
+        row[SLICE_METRICS[name]] = _double(kv.value)
+        if kv.HasField('confidence_interval'):
+          row['tfma_intervals'][SLICE_METRICS[name]] = [
+              _double(kv.confidence_interval.lower_bound),
+              _double(kv.confidence_interval.upper_bound)]
+    if key in counts:
+      row.update(_rates_from_counts(counts[key], thresholds.confidence_level))
+    rows.append(row)
+  if not counts:
+    raise ValueError(f'no {eval_config.CONFUSION_METRIC} at threshold '
+                     f'{thresholds.decision_threshold} in the evaluation at {evaluation_uri}; '
+                     'was it computed with components.fairness_gate.eval_config.build_eval_config?')
+  rows.sort(key=lambda r: (len(r['features']), sorted(r['features']), r['slice']))
+  return counts, rows
+
+
+def _rates_from_counts(c: fairness.Counts, level: float) -> Dict[str, Any]:
+  precision = c.tp / (c.tp + c.fp) if c.tp + c.fp else math.nan
+  recall = c.tpr
+  f1 = (2 * precision * recall / (precision + recall)
+        if precision + recall and not math.isnan(precision + recall) else math.nan)
+  return {'counts': dataclasses.asdict(c), 'real': c.negatives, 'fake': c.positives,
+          'f1': None if math.isnan(f1) else f1,
+          'fpr_interval': fairness.rate_interval(c.fp, c.negatives, level),
+          'fnr_interval': fairness.rate_interval(c.fn, c.positives, level)}
+
+
+def evaluator_failures(evaluation_uri: str) -> List[str]:
+  """What TFMA's thresholds refused, one line each ('' list when it passed or is absent)."""
+  try:
+    result = tfma.load_validation_result(evaluation_uri)
+  except Exception:  # pylint: disable=broad-except  (no validation written: no thresholds)
+    return []
+  lines = []
+  for per_slice in result.metric_validations_per_slice:
+    where = slice_label(_slice_key(per_slice))
+    for failure in per_slice.failures:
+      value = _double(failure.metric_value)
+      bound = failure.metric_threshold.value_threshold
+      limits = []
+      if bound.HasField('lower_bound'):
+        limits.append(f'>= {bound.lower_bound.value:g}')
+      if bound.HasField('upper_bound'):
+        limits.append(f'<= {bound.upper_bound.value:g}')
+      shown = 'missing' if value is None else f'{value:.4f}'
+      lines.append(f'{failure.metric_key.name} {shown} on {where}, needs {" and ".join(limits)}')
+  lines += [f'slice never materialised: {s}' for s in result.missing_slices]
+  return lines
+
+
+def _first(items: List[str], count: int) -> str:
+  if not items:
+    return ''
+  more = f'; and {len(items) - count} more' if len(items) > count else ''
+  return ': ' + '; '.join(items[:count]) + more
+
+
+def validation_ok(evaluation_uri: str) -> bool:
+  """The Evaluator's blessing rule: TFMA's validation result passed."""
+  return tfma.load_validation_result(evaluation_uri).validation_ok
+
+
+def build_report(evaluation_uri: str, thresholds: ThresholdsConfig, evaluator_blessed: bool,
+                 model_uri: str) -> Dict[str, Any]:
+  """Judges the evaluation; the returned dict is what report.json holds."""
+  counts, rows = load_evaluation(evaluation_uri, thresholds)
+  failures = [] if evaluator_blessed else evaluator_failures(evaluation_uri)
+  return assemble_report(counts, rows, thresholds, evaluator_blessed, failures, model_uri,
+                         evaluation_uri)
+
+
+def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List[Dict[str, Any]],
+                    thresholds: ThresholdsConfig, evaluator_blessed: bool,
+                    evaluator_failure_lines: List[str], model_uri: str,
+                    evaluation_uri: str) -> Dict[str, Any]:
+  """The report from per-slice counts and metric rows, however they were computed."""
+  result = fairness.judge(counts, thresholds)
+  reasons = []
+  if not evaluator_blessed:
+    failures = evaluator_failure_lines
+    reasons.append(f'{EVALUATOR_NOT_BLESSED}: accuracy or AUC below the thresholds '
+                   f'(min_binary_accuracy {thresholds.min_binary_accuracy}, '
+                   f'min_auc {thresholds.min_auc})' + _first(failures, 5))
+  checks = result['checks']
+  reasons += [f"{c['grouping']}: {c['reason']}" for c in checks
+              if c['status'] in (fairness.FAIL, fairness.INSUFFICIENT)]
+  fairness_verdict = result['verdict']
+  verdict = fairness.FAIL if not evaluator_blessed else fairness_verdict
+  return dict(
+      result, verdict=verdict, fairness_verdict=fairness_verdict,
+      blessed=verdict == fairness.PASS, evaluator_blessed=evaluator_blessed, reasons=reasons,
+      not_measured=[f"{c['grouping']}: {c['metric']}" for c in checks
+                    if c['status'] == fairness.NOT_MEASURABLE],
+      model_uri=model_uri, evaluation_uri=evaluation_uri, slices=rows,
+      thresholds=dataclasses.asdict(thresholds))
+
+
+def write_report(report: Dict[str, Any], out_dir: str) -> Tuple[str, str]:
+  """Writes report.json and report.html under `out_dir`; returns both paths."""
+  tf.io.gfile.makedirs(out_dir)
+  json_path, html_path = os.path.join(out_dir, REPORT_JSON), os.path.join(out_dir, REPORT_HTML)
+  with tf.io.gfile.GFile(json_path, 'w') as f:
+    json.dump(report, f, indent=2, allow_nan=False)
+  with tf.io.gfile.GFile(html_path, 'w') as f:
+    f.write(report_html.render(report))
+  return json_path, html_path
+
+
+def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
+  """One screen: verdict, the blocking reasons (first few), what was not measured."""
+  status = 'BLESSED' if report['blessed'] else 'NOT BLESSED'
+  checks = report['checks']
+  counted = {s: sum(c['status'] == s for c in checks)
+             for s in (fairness.PASS, fairness.FAIL, fairness.INSUFFICIENT,
+                       fairness.NOT_MEASURABLE)}
+  overall = next((r for r in report['slices'] if r['slice'] == OVERALL), {})
+  lines = [f"fairness gate: {report['verdict'].upper()} ({status})",
+           f"  model: {report['model_uri']}",
+           '  overall: ' + ', '.join(f'{k} {_fmt(overall.get(k))}'
+                                     for k in ('n', 'accuracy', 'auc', 'fpr', 'fnr')),
+           f"  checks: {len(checks)} over {len(report['groupings'])} groupings: "
+           + ', '.join(f'{v} {k}' for k, v in counted.items() if v)]
+  if not report['evaluator_blessed']:
+    lines.append(f"  - {report['reasons'][0]}")
+  # One line per grouping, the most refused first.
+  per_grouping: Dict[str, List[str]] = {}
+  for c in checks:
+    if c['status'] in (fairness.FAIL, fairness.INSUFFICIENT):
+      per_grouping.setdefault(c['grouping'], []).append(c['reason'])
+  ranked = sorted(per_grouping.items(), key=lambda item: -len(item[1]))
+  for grouping, reasons in ranked[:max_lines]:
+    lines.append(f'  - {grouping}: ' + '; '.join(reasons))
+  if len(ranked) > max_lines:
+    lines.append(f'  ... and {len(ranked) - max_lines} more groupings (see report.json)')
+  if report['not_measured']:
+    lines.append(f"  declared not measurable ({len(report['not_measured'])}), NOT passed: "
+                 + ', '.join(sorted({n.split(': ')[-1] for n in report['not_measured']})))
+  return '\n'.join(lines)
+
+
+def _fmt(value) -> str:
+  if value is None:
+    return 'n/a'
+  return f'{value:g}' if float(value).is_integer() else f'{value:.4f}'

@@ -1,0 +1,223 @@
+"""Renders the gate's report as one self-contained HTML page.
+
+Inline CSS and inline SVG only (no scripts, fonts, images or CDN), so the page
+opens from an artifact folder, a CI upload or an e-mail attachment as it is.
+Sections: verdict and reasons; fairness per grouping (the paper's Table 9:
+DI and AOD, plus FPR/FNR gaps) with interval plots against the bounds;
+per-slice FPR and FNR with intervals; per-slice quality tables (the paper's
+Tables 4-8: accuracy, precision, recall, F1, AUC).
+"""
+
+import html
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;
+max-width:1100px}
+h1{font-size:22px;margin:0 0 8px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:15px;margin:18px 0 6px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f4f4f4}
+td.l,th.l{text-align:left}
+.badge{display:inline-block;padding:4px 10px;border-radius:4px;color:#fff;font-weight:600}
+.pass{background:#2e7d32}.fail{background:#c62828}.insufficient_evidence{background:#ef6c00}
+.not_measurable{background:#6d6d6d}
+td.pass{background:#e8f5e9;color:#222}td.fail{background:#ffebee;color:#222}
+td.insufficient_evidence{background:#fff3e0;color:#222}td.not_measurable{background:#eee;color:#222}
+.muted{color:#666;font-size:12px}ul{margin:4px 0 4px 18px;padding:0}li{margin:2px 0}
+svg{font-size:11px;font-family:inherit}
+"""
+_COLORS = {'pass': '#2e7d32', 'fail': '#c62828', 'insufficient_evidence': '#ef6c00',
+           'not_measurable': '#6d6d6d', None: '#1f4e9a'}
+_METRIC_TITLES = {'disparate_impact': 'Disparate impact (DI)',
+                  'average_odds_difference': 'Average odds difference (AOD)',
+                  'fpr_gap': 'FPR gap (group - reference)', 'fnr_gap': 'FNR gap (group - reference)'}
+_QUALITY_COLUMNS = ('n', 'real', 'fake', 'accuracy', 'precision', 'recall', 'f1', 'auc', 'fpr',
+                    'fnr')
+
+
+def _e(value: Any) -> str:
+  return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Optional[float], digits: int = 3) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return '&ndash;'
+  if float(value).is_integer() and abs(value) >= 1:
+    return f'{int(value)}'
+  return f'{value:.{digits}f}'
+
+
+def _interval(values: Optional[Sequence[float]]) -> str:
+  if not values or values[0] is None:
+    return ''
+  return f' <span class="muted">[{_fmt(values[0])}, {_fmt(values[1])}]</span>'
+
+
+def _table(headers: Sequence[str], rows: List[List[str]], left_columns: int = 1,
+           cell_classes: Optional[List[List[str]]] = None) -> str:
+  head = ''.join(f'<th class="l">{_e(h)}</th>' if i < left_columns else f'<th>{_e(h)}</th>'
+                 for i, h in enumerate(headers))
+  body = []
+  for r, row in enumerate(rows):
+    cells = []
+    for i, cell in enumerate(row):
+      classes = ['l'] if i < left_columns else []
+      if cell_classes and cell_classes[r][i]:
+        classes.append(cell_classes[r][i])
+      cells.append(f'<td class="{" ".join(classes)}">{cell}</td>')
+    body.append('<tr>' + ''.join(cells) + '</tr>')
+  return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def interval_plot(items: List[Tuple[str, Optional[float], Optional[Sequence[float]], Optional[str]]],
+                  band: Optional[Sequence[float]] = None, reference: Optional[float] = None,
+                  domain: Optional[Tuple[float, float]] = None, width: int = 720) -> str:
+  """Inline SVG: one row per (label, value, [low, high], status), a shaded allowed band."""
+  label_width, row_height, top, bottom = 230, 17, 8, 26
+  plot_width = width - label_width - 20
+  numbers = [v for _, v, _, _ in items if v is not None]
+  numbers += [b for _, _, iv, _ in items if iv for b in iv if b is not None]
+  numbers += list(band or []) + ([reference] if reference is not None else [])
+  low, high = domain or ((min(numbers), max(numbers)) if numbers else (0.0, 1.0))
+  if high - low < 1e-9:
+    low, high = low - 0.5, high + 0.5
+  pad = (high - low) * 0.05
+  low, high = low - pad, high + pad
+
+  def x(value: float) -> float:
+    return label_width + (min(max(value, low), high) - low) / (high - low) * plot_width
+
+  height = top + bottom + row_height * len(items)
+  parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'role="img">']
+  if band:
+    parts.append(f'<rect x="{x(band[0]):.1f}" y="{top}" width="{x(band[1]) - x(band[0]):.1f}" '
+                 f'height="{row_height * len(items)}" fill="#e8f5e9"/>')
+    for edge in band:
+      parts.append(f'<line x1="{x(edge):.1f}" x2="{x(edge):.1f}" y1="{top}" '
+                   f'y2="{top + row_height * len(items)}" stroke="#2e7d32" stroke-dasharray="3,3"/>')
+  if reference is not None:
+    parts.append(f'<line x1="{x(reference):.1f}" x2="{x(reference):.1f}" y1="{top}" '
+                 f'y2="{top + row_height * len(items)}" stroke="#999"/>')
+  for i, (label, value, interval, status) in enumerate(items):
+    y = top + row_height * i + row_height / 2
+    color = _COLORS.get(status, _COLORS[None])
+    parts.append(f'<text x="{label_width - 6}" y="{y + 4:.1f}" text-anchor="end">{_e(label)}</text>')
+    if interval and interval[0] is not None:
+      parts.append(f'<line x1="{x(interval[0]):.1f}" x2="{x(interval[1]):.1f}" y1="{y:.1f}" '
+                   f'y2="{y:.1f}" stroke="{color}" stroke-width="2"/>')
+    if value is not None:
+      parts.append(f'<circle cx="{x(value):.1f}" cy="{y:.1f}" r="4" fill="{color}"/>')
+    else:
+      parts.append(f'<text x="{label_width + 4}" y="{y + 4:.1f}" fill="#999">not measured</text>')
+  axis_y = top + row_height * len(items) + 4
+  parts.append(f'<line x1="{label_width}" x2="{label_width + plot_width}" y1="{axis_y}" '
+               f'y2="{axis_y}" stroke="#444"/>')
+  for k in range(6):
+    tick = low + (high - low) * k / 5
+    parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" text-anchor="middle">'
+                 f'{tick:.2f}</text>')
+  parts.append('</svg>')
+  return ''.join(parts)
+
+
+def _checks_by(report: Dict[str, Any]) -> Dict[Tuple[str, str], Dict[str, Any]]:
+  return {(c['grouping'], c['metric']): c for c in report['checks']}
+
+
+def _fairness_section(report: Dict[str, Any]) -> str:
+  checks = _checks_by(report)
+  metrics = list(_METRIC_TITLES)
+  headers = ['grouping', 'group (n real / fake)', 'reference (n real / fake)'] + [
+      _METRIC_TITLES[m].split(' (')[0] if m in ('disparate_impact', 'average_odds_difference')
+      else m.replace('_', ' ') for m in metrics]
+  rows, classes = [], []
+  for g in report['groupings']:
+    row = [_e(g['name']),
+           f"{_e(g['group']['name'])} ({_fmt(g['group']['counts']['fp'] + g['group']['counts']['tn'])}"
+           f" / {_fmt(g['group']['counts']['tp'] + g['group']['counts']['fn'])})",
+           f"{_e(g['reference']['name'])} "
+           f"({_fmt(g['reference']['counts']['fp'] + g['reference']['counts']['tn'])}"
+           f" / {_fmt(g['reference']['counts']['tp'] + g['reference']['counts']['fn'])})"]
+    row_classes = ['', '', '']
+    for m in metrics:
+      check = checks.get((g['name'], m), {})
+      row.append(_fmt(g[m]) + _interval(g.get(f'{m}_interval')))
+      row_classes.append(check.get('status', ''))
+    rows.append(row)
+    classes.append(row_classes)
+  bounds = report['bounds']
+  out = ['<h2>Fairness per grouping (Table 9: DI and AOD)</h2>',
+         f'<p class="muted">Intervals: {report["confidence_level"]:.0%}, parametric bootstrap over '
+         f'the confusion counts. Bounds: DI in [{bounds["disparate_impact"][0]:g}, '
+         f'{bounds["disparate_impact"][1]:g}], |AOD| &le; {bounds["average_odds_difference"][1]:g}, '
+         f'|FPR gap| &le; {bounds["fpr_gap"][1]:g}, |FNR gap| &le; {bounds["fnr_gap"][1]:g}; '
+         f'groups need {report["min_group_size"]} examples of each class a rate uses. '
+         'Cell colours: green pass, red fail, orange insufficient evidence, grey declared not '
+         'measurable.</p>',
+         _table(headers, rows, left_columns=3, cell_classes=classes)]
+  for m in metrics:
+    items = [(g['name'], g[m], g.get(f'{m}_interval'), checks.get((g['name'], m), {}).get('status'))
+             for g in report['groupings']]
+    out.append(f'<h3>{_e(_METRIC_TITLES[m])} against its bounds</h3>')
+    out.append(interval_plot(items, band=bounds[m],
+                             reference=1.0 if m == 'disparate_impact' else 0.0))
+  return ''.join(out)
+
+
+def _slice_rate_section(report: Dict[str, Any]) -> str:
+  out = ['<h2>Per-slice error rates</h2>',
+         '<p class="muted">FPR: real photos called fake. FNR: fakes let through. Jeffreys '
+         f'{report["confidence_level"]:.0%} intervals from the counts; slices without the class a '
+         'rate needs show "not measured".</p>']
+  rows = [r for r in report['slices'] if len(r['features']) <= 1]
+  for rate in ('fpr', 'fnr'):
+    items = [(r['slice'], r.get(rate) if r.get(f'{rate}_interval') else None,
+              r.get(f'{rate}_interval'), None) for r in rows]
+    out.append(f'<h3>{rate.upper()} per slice</h3>')
+    out.append(interval_plot(items, domain=(0.0, 1.0)))
+  return ''.join(out)
+
+
+def _quality_section(report: Dict[str, Any]) -> str:
+  out = ['<h2>Detection quality per slice (Tables 4-8)</h2>',
+         '<p class="muted">Accuracy, precision, recall, F1 and AUC of the "fake" class at the '
+         f'decision threshold {report["thresholds"]["decision_threshold"]:g}. '
+         'TFMA intervals are shown when tfma_confidence_intervals is on.</p>']
+  by_features: Dict[str, List[Dict[str, Any]]] = {}
+  for row in report['slices']:
+    by_features.setdefault(' x '.join(sorted(row['features'])) or 'overall', []).append(row)
+  for name, rows in by_features.items():
+    table_rows = []
+    for r in rows:
+      tfma_intervals = r.get('tfma_intervals', {})
+      table_rows.append([_e(r['slice'])] + [
+          _fmt(r.get(c)) + _interval(tfma_intervals.get(c)) for c in _QUALITY_COLUMNS])
+    out.append(f'<h3>{_e(name)}</h3>')
+    out.append(_table(['slice'] + list(_QUALITY_COLUMNS), table_rows))
+  return ''.join(out)
+
+
+def render(report: Dict[str, Any]) -> str:
+  verdict = report['verdict']
+  reasons = ''.join(f'<li>{_e(r)}</li>' for r in report['reasons']) or '<li>none</li>'
+  not_measured = ''.join(f'<li>{_e(n)}</li>' for n in report['not_measured'])
+  head = [f'<h1>Fairness gate report <span class="badge {_e(verdict)}">{_e(verdict)}</span> '
+          f'<span class="badge {"pass" if report["blessed"] else "fail"}">'
+          f'{"blessed" if report["blessed"] else "not blessed"}</span></h1>',
+          f'<p class="muted">model: {_e(report["model_uri"])}<br>evaluation: '
+          f'{_e(report["evaluation_uri"])}<br>Evaluator thresholds (accuracy &ge; '
+          f'{report["thresholds"]["min_binary_accuracy"]:g}, AUC &ge; '
+          f'{report["thresholds"]["min_auc"]:g}): '
+          f'{"passed" if report["evaluator_blessed"] else "FAILED"}</p>',
+          f'<h2>Why not blessed</h2><ul>{reasons}</ul>' if not report['blessed'] else
+          '<h2>Blessed</h2><p>Every accuracy threshold and every judged fairness bound holds.</p>']
+  if not_measured:
+    head.append('<h3>Declared not measurable on this data (not passed, not judged)</h3>'
+                f'<ul>{not_measured}</ul>')
+  return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+          f'<title>Fairness gate: {_e(verdict)}</title><style>{_STYLE}</style></head><body>'
+          + ''.join(head) + _fairness_section(report) + _slice_rate_section(report)
+          + _quality_section(report) + '</body></html>')

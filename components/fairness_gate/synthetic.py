@@ -1,0 +1,101 @@
+"""Hand-made models and example files for testing the fairness gate end to end.
+
+Two SavedModels with the project's signatures, exported by
+`components.trainer.export.export_saved_model`, whose outputs really depend on
+the image (no training, so they are instant and deterministic):
+
+* `nyquist_model`: scores the 2-pixel-period energy that the generated demo
+  fakes carry (see pipeline/demo_data.py). Accurate for every group: fair.
+* `dark_face_model`: the same, but it also calls a face fake when the centre
+  of the image is dark. On the demo data that flags real faces of the darkest
+  synthetic skin tone ('Black') far more often than the others: accurate
+  overall, biased against one group; the gate must block it.
+
+`write_demo_examples` writes demo images as tf.Examples in FaceExampleGen's
+format (gzipped TFRecords), with every demographic feature set.
+"""
+
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from components import features
+from components.face_example_gen import executor as example_gen_executor
+from components.face_example_gen import sources
+from components.trainer import export
+from pipeline import demo_data
+
+IMAGE_SIZE = demo_data.IMAGE_SIZE
+COLOR_MODE = 'grayscale'
+_CENTRE_MARGIN = 44  # pixels cropped on each side: the centre 40x40 is mostly skin
+DARK_CUTOFF = 0.42  # grey level (0-1) below which the dark-face model says "fake"
+_NYQUIST_CUTOFF = 0.03
+
+
+def _logistic_head(x, weight: float, bias: float):
+  dense = keras.layers.Dense(1, activation='sigmoid')
+  out = dense(x)
+  dense.set_weights([np.array([[weight]], np.float32), np.array([bias], np.float32)])
+  return out
+
+
+def _nyquist_score(inputs):
+  conv = keras.layers.Conv2D(1, 2, strides=2, use_bias=False)
+  x = keras.layers.GlobalAveragePooling2D()(conv(inputs))
+  conv.set_weights([np.array([[1.0, -1.0], [-1.0, 1.0]], np.float32).reshape(2, 2, 1, 1)])
+  return _logistic_head(x, 200.0, -200.0 * _NYQUIST_CUTOFF)
+
+
+def _dark_centre_score(inputs):
+  x = keras.layers.Cropping2D(_CENTRE_MARGIN)(inputs)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  return _logistic_head(x, -60.0, 60.0 * DARK_CUTOFF)
+
+
+def _nyquist_keras_model() -> keras.Model:
+  inputs = keras.Input([IMAGE_SIZE, IMAGE_SIZE, 1])
+  return keras.Model(inputs, _nyquist_score(inputs))
+
+
+def _dark_face_keras_model() -> keras.Model:
+  # Finds every fake, and also calls dark real faces fake: accurate overall
+  # (so the Evaluator's thresholds pass) and unfair to one group.
+  inputs = keras.Input([IMAGE_SIZE, IMAGE_SIZE, 1])
+  return keras.Model(inputs, keras.layers.Maximum()([_nyquist_score(inputs),
+                                                     _dark_centre_score(inputs)]))
+
+
+def nyquist_model(export_dir: str) -> str:
+  """Exports the accurate, fair detector; returns `export_dir`."""
+  return export.export_saved_model(_nyquist_keras_model(), export_dir, IMAGE_SIZE, COLOR_MODE)
+
+
+def dark_face_model(export_dir: str) -> str:
+  """Exports the detector biased against dark faces; returns `export_dir`."""
+  return export.export_saved_model(_dark_face_keras_model(), export_dir, IMAGE_SIZE, COLOR_MODE)
+
+
+def write_demo_examples(path: str, num_images: int, seed: int = 0,
+                        demographics: Optional[bool] = True) -> str:
+  """Writes `num_images` demo faces (half fake) as gzipped tf.Examples to `path`.
+
+  With `demographics=False` the fakes carry 'unknown' demographics, like the
+  GAN faces of the shared data set. Returns `path`.
+  """
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for index in range(num_images):
+      fake = index % 2 == 1
+      pixels, demo = demo_data.render_image(index // 2, fake, seed)
+      if fake and not demographics:
+        demo = {key: features.UNKNOWN for key in demo}
+      record = sources.InputRecord(
+          path='', source='demo', image_id=f'demo-{index:05d}',
+          label=features.FAKE if fake else features.REAL, split=features.TEST, **demo)
+      example = example_gen_executor.make_example(record, demo_data.encode_jpeg(pixels),
+                                                  face_size=0)
+      writer.write(example.SerializeToString())
+  return path

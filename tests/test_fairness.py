@@ -1,0 +1,270 @@
+"""Fairness metrics and the gate's judgement, on prediction sets built in the test.
+
+DI and AOD are checked against fairlearn's independent implementation; planted
+biased predictions must be blocked with the group named; missing evidence
+must never pass.
+"""
+
+import dataclasses
+import html.parser
+import json
+
+import numpy as np
+import pytest
+from fairlearn import metrics as fl
+
+from components import features
+from components.fairness_gate import evaluation, fairness, report_html
+from pipeline import config as config_lib
+from pipeline.config import ConfigError, GroupingConfig, ThresholdsConfig
+
+PAPER_RACE_GENDER = [
+    GroupingConfig(name='Male vs Female', feature='gender', group='Female', reference='Male'),
+    GroupingConfig(name='White vs rest', feature='race', group='White'),
+    GroupingConfig(name='Black vs rest', feature='race', group='Black'),
+]
+
+
+def _thresholds(**overrides) -> ThresholdsConfig:
+  base = dict(groupings=list(PAPER_RACE_GENDER), judge_each_value_of=['race'],
+              bootstrap_samples=500)
+  base.update(overrides)
+  return ThresholdsConfig(**base)
+
+
+def _planted(flag_reals_of=None, flag_rate=0.4, fake_demographics=True, per_cell=30):
+  """Per race x gender: `per_cell` reals (2 called fake) and fakes (2 missed).
+
+  Every group has exactly the same FPR and FNR, unless `flag_reals_of` names a
+  race whose reals are then called fake at `flag_rate`.
+  """
+  labels, scores, race, gender = [], [], [], []
+  for r in features.RACES:
+    for g in features.GENDERS:
+      flagged = round(per_cell * flag_rate) if r == flag_reals_of else 2
+      for i in range(per_cell):
+        labels.append(0)
+        scores.append(0.9 if i < flagged else 0.1)
+        race.append(r)
+        gender.append(g)
+      for i in range(per_cell):
+        labels.append(1)
+        scores.append(0.1 if i < 2 else 0.9)
+        race.append(r if fake_demographics else features.UNKNOWN)
+        gender.append(g if fake_demographics else features.UNKNOWN)
+  return labels, scores, {features.RACE: race, features.GENDER: gender}
+
+
+def _slices(labels, scores, columns):
+  return fairness.slices_from_predictions(labels, scores, columns, 0.5,
+                                          crosses=[(features.RACE, features.GENDER)])
+
+
+def _checks(result, grouping):
+  return {c['metric']: c for c in result['checks'] if c['grouping'] == grouping}
+
+
+def test_di_and_aod_agree_with_fairlearn():
+  rng = np.random.default_rng(1)
+  n = 3000
+  race = rng.choice(features.RACES, size=n)
+  gender = rng.choice(features.GENDERS, size=n)
+  labels = rng.integers(0, 2, size=n)
+  # Predictions that depend on the label and, unevenly, on race and gender.
+  bias = np.where(race == 'Black', 0.15, 0.0) + np.where(gender == 'Female', -0.05, 0.0)
+  scores = np.clip(0.3 + 0.4 * labels + bias + rng.normal(0, 0.2, size=n), 0, 1)
+  predicted = (scores >= 0.5).astype(int)
+  slices = _slices(labels, scores, {features.RACE: race, features.GENDER: gender})
+  result = fairness.judge(slices, _thresholds(min_group_size=1))
+  summaries = {g['name']: g for g in result['groupings']}
+  cases = {'Black vs rest': race == 'Black', 'White vs rest': race == 'White',
+           'Indian vs rest': race == 'Indian', 'Male vs Female': gender == 'Female'}
+  for name, in_group in cases.items():
+    frame = fl.MetricFrame(
+        metrics={'sr': fl.selection_rate, 'fpr': fl.false_positive_rate,
+                 'tpr': fl.true_positive_rate},
+        y_true=labels, y_pred=predicted, sensitive_features=in_group)
+    by = frame.by_group
+    di = by.loc[True, 'sr'] / by.loc[False, 'sr']
+    aod = ((by.loc[True, 'fpr'] - by.loc[False, 'fpr']) +
+           (by.loc[True, 'tpr'] - by.loc[False, 'tpr'])) / 2
+    ours = summaries[name]
+    assert ours['disparate_impact'] == pytest.approx(di, abs=1e-6), name
+    assert ours['average_odds_difference'] == pytest.approx(aod, abs=1e-6), name
+    assert ours['fpr_gap'] == pytest.approx(by.loc[True, 'fpr'] - by.loc[False, 'fpr'], abs=1e-6)
+    # fairlearn's two-group summaries follow from the same numbers.
+    dp_ratio = fl.demographic_parity_ratio(labels, predicted, sensitive_features=in_group)
+    assert min(ours['disparate_impact'], 1 / ours['disparate_impact']) == pytest.approx(
+        dp_ratio, abs=1e-6)
+    eo_diff = fl.equalized_odds_difference(labels, predicted, sensitive_features=in_group)
+    assert max(abs(ours['fpr_gap']), abs(ours['fnr_gap'])) == pytest.approx(eo_diff, abs=1e-6)
+  # The planted race effect is what the gate flags.
+  assert summaries['Black vs rest']['disparate_impact'] > 1.25
+
+
+def test_fair_predictions_pass():
+  result = fairness.judge(_slices(*_planted()), _thresholds())
+  assert result['verdict'] == fairness.PASS, [c for c in result['checks'] if c['status'] != 'pass']
+  assert {g['name'] for g in result['groupings']} >= {'Indian vs rest', 'Black vs rest'}
+
+
+def test_planted_bias_against_one_race_is_blocked_and_named():
+  result = fairness.judge(_slices(*_planted(flag_reals_of='Indian')), _thresholds())
+  assert result['verdict'] == fairness.FAIL
+  indian = _checks(result, 'Indian vs rest')
+  assert indian['fpr_gap']['status'] == fairness.FAIL
+  assert indian['disparate_impact']['status'] == fairness.FAIL
+  assert indian['average_odds_difference']['status'] == fairness.FAIL
+  assert indian['fnr_gap']['status'] == fairness.PASS  # fakes were treated alike
+  report = evaluation.assemble_report(_slices(*_planted(flag_reals_of='Indian')), [],
+                                      _thresholds(), True, [], 'model', 'eval')
+  assert report['blessed'] is False
+  assert any(r.startswith('Indian vs rest: fpr_gap') for r in report['reasons'])
+  assert 'Indian vs rest' in evaluation.format_summary(report).splitlines()[4]
+
+
+def test_empty_slice_is_insufficient_evidence_never_pass():
+  thresholds = _thresholds(groupings=[GroupingConfig(name='age 70+ vs rest', feature='age',
+                                                     group='more than 70')],
+                           judge_each_value_of=[])
+  labels, scores, columns = _planted()
+  columns[features.AGE] = ['20-29'] * len(labels)  # nobody over 70
+  result = fairness.judge(_slices(labels, scores, columns), thresholds)
+  assert result['verdict'] == fairness.INSUFFICIENT
+  for check in result['checks']:
+    assert check['status'] == fairness.INSUFFICIENT
+    assert 'more than 70 has 0' in check['reason'] and 'insufficient evidence' in check['reason']
+  report = evaluation.assemble_report(_slices(labels, scores, columns), [], thresholds, True, [],
+                                      'model', 'eval')
+  assert report['verdict'] == 'insufficient_evidence' and report['blessed'] is False
+  assert all('insufficient evidence' in r for r in report['reasons'])
+
+
+def test_unlabelled_fakes_make_fnr_checks_insufficient_unless_declared():
+  planted = _planted(fake_demographics=False)  # like FairFace + GAN faces
+  strict = fairness.judge(_slices(*planted), _thresholds())
+  black = _checks(strict, 'Black vs rest')
+  assert black['fpr_gap']['status'] == fairness.PASS
+  assert black['fnr_gap']['status'] == fairness.INSUFFICIENT
+  assert 'Black has 0 fakes' in black['fnr_gap']['reason']
+  assert strict['verdict'] == fairness.INSUFFICIENT
+
+  declared = _thresholds(not_measurable=['fnr_gap', 'average_odds_difference'])
+  report = evaluation.assemble_report(_slices(*planted), [], declared, True, [], 'm', 'e')
+  assert report['verdict'] == fairness.PASS and report['blessed'] is True
+  statuses = {c['status'] for c in report['checks'] if c['metric'] == 'fnr_gap'}
+  assert statuses == {fairness.NOT_MEASURABLE}  # reported, never 'pass'
+  assert 'Black vs rest: fnr_gap' in report['not_measured']
+  assert 'NOT passed' in evaluation.format_summary(report)
+  # The declaration does not hide a real FPR bias.
+  biased = _planted(flag_reals_of='Black', fake_demographics=False)
+  assert fairness.judge(_slices(*biased), declared)['verdict'] == fairness.FAIL
+
+
+def test_evaluator_refusal_blocks_even_a_fair_model():
+  report = evaluation.assemble_report(_slices(*_planted()), [], _thresholds(), False,
+                                      ['binary_accuracy 0.5 on Overall, needs >= 0.8'], 'm', 'e')
+  assert report['blessed'] is False and report['verdict'] == fairness.FAIL
+  assert report['fairness_verdict'] == fairness.PASS
+  assert report['reasons'][0].startswith(evaluation.EVALUATOR_NOT_BLESSED)
+
+
+def test_intervals_are_seeded_cover_the_estimate_and_can_gate():
+  slices = _slices(*_planted(flag_reals_of='Indian', flag_rate=0.15))
+  first = fairness.judge(slices, _thresholds())
+  again = fairness.judge(slices, _thresholds())
+  assert first == again
+  for g in first['groupings']:
+    for metric in fairness.FAIRNESS_METRICS:
+      low, high = g[f'{metric}_interval']
+      assert low <= g[metric] + 1e-9 and g[metric] - 1e-9 <= high, (g['name'], metric)
+  # Indian FPR 0.15 vs 0.067: the estimate of the FPR gap (0.083) is inside a
+  # 0.1 bound, but not its whole interval: 'interval' mode says so.
+  lenient = dict(max_fpr_gap=0.1, max_abs_average_odds_difference=0.1,
+                 disparate_impact_range=[0.5, 2.0])
+  by_estimate = _checks(fairness.judge(slices, _thresholds(**lenient)), 'Indian vs rest')
+  by_interval = _checks(fairness.judge(slices, _thresholds(judge_on='interval', **lenient)),
+                        'Indian vs rest')
+  assert by_estimate['fpr_gap']['status'] == fairness.PASS
+  assert by_interval['fpr_gap']['status'] == fairness.INSUFFICIENT
+  assert 'interval' in by_interval['fpr_gap']['reason']
+
+
+def test_disparate_impact_edge_cases():
+  nobody_flagged = {(): fairness.Counts(tn=100, fn=100),
+                    (('race', 'Black'),): fairness.Counts(tn=50, fn=50),
+                    (('race', 'White'),): fairness.Counts(tn=50, fn=50)}
+  grouping = [GroupingConfig(name='Black vs rest', feature='race', group='Black')]
+  result = fairness.judge(nobody_flagged, _thresholds(groupings=grouping, judge_each_value_of=[]))
+  assert result['groupings'][0]['disparate_impact'] == 1.0  # treated identically
+  only_group_flagged = dict(nobody_flagged)
+  only_group_flagged[(('race', 'Black'),)] = fairness.Counts(fp=40, tn=10, tp=50)
+  result = fairness.judge(only_group_flagged,
+                          _thresholds(groupings=grouping, judge_each_value_of=[]))
+  di = _checks(result, 'Black vs rest')['disparate_impact']
+  assert di['status'] == fairness.FAIL and 'inf' in di['reason']
+
+
+def test_judge_each_value_expands_vocabulary_and_crosses():
+  slices = _slices(*_planted())
+  groupings = fairness.expand_groupings(
+      _thresholds(judge_each_value_of=['race', 'race x gender']), slices)
+  names = [g.name for g in groupings]
+  assert names.count('White vs rest') == 1  # configured once, not duplicated
+  assert 'Latino_Hispanic vs rest' in names and 'Black x Female vs rest' in names
+  assert len(names) == 3 + 5 + 14  # White and Black were configured already
+  result = fairness.judge(slices, _thresholds(judge_each_value_of=['race x gender']))
+  assert result['verdict'] == fairness.PASS
+
+
+@pytest.mark.parametrize('overrides, field', [
+    ({'not_measurable': ['tpr']}, 'not_measurable[0]'),
+    ({'judge_each_value_of': ['ethnicity']}, 'judge_each_value_of[0]'),
+    ({'disparate_impact_range': [1.25, 0.8]}, 'disparate_impact_range'),
+    ({'judge_on': 'median'}, 'judge_on'),
+    ({'tfma_confidence_intervals': 'bayes'}, 'tfma_confidence_intervals'),
+    ({'groupings': [GroupingConfig(name='x', feature='race x gender', group='Black')]},
+     'groupings[0].group'),
+])
+def test_bad_thresholds_name_the_field(overrides, field):
+  with pytest.raises(ConfigError, match=field.replace('[', r'\[').replace(']', r'\]')):
+    fairness.validate_thresholds(_thresholds(**overrides), 'th.yaml')
+
+
+def test_thresholds_file_rejects_unknown_key(tmp_path):
+  path = tmp_path / 'th.yaml'
+  path.write_text('min_group_size: 5\nmax_aod: 0.1\n')
+  with pytest.raises(ConfigError, match=r"th.yaml: unknown key\(s\) \['max_aod'\]"):
+    config_lib.load_thresholds(str(path))
+  for name in ('thresholds.yaml', 'demo_thresholds.yaml'):
+    fairness.validate_thresholds(config_lib.load_thresholds(
+        str(config_lib.PROJECT_ROOT) + f'/pipeline/configs/{name}'))
+
+
+class _Collector(html.parser.HTMLParser):
+
+  def __init__(self):
+    super().__init__()
+    self.tags, self.urls = [], []
+
+  def handle_starttag(self, tag, attrs):
+    self.tags.append(tag)
+    self.urls += [v for k, v in attrs if k in ('src', 'href') and v]
+
+
+def test_html_report_is_self_contained(tmp_path):
+  labels, scores, columns = _planted(flag_reals_of='Black')
+  slices = _slices(labels, scores, columns)
+  rows = [dict({'slice': evaluation.slice_label(k), 'features': dict(k), 'n': c.total,
+                'accuracy': (c.tp + c.tn) / c.total, 'tfma_intervals': {}},
+               **evaluation._rates_from_counts(c, 0.95)) for k, c in slices.items()]  # pylint: disable=protected-access
+  report = evaluation.assemble_report(slices, rows, _thresholds(), True, [], 'm', 'e')
+  json_path, html_path = evaluation.write_report(report, str(tmp_path))
+  assert json.load(open(json_path))['verdict'] == 'fail'
+  text = open(html_path, encoding='utf-8').read()
+  parser = _Collector()
+  parser.feed(text)
+  assert parser.urls == [] and 'script' not in parser.tags and 'link' not in parser.tags
+  assert parser.tags.count('svg') == 6  # 4 fairness metrics + per-slice FPR and FNR
+  assert 'Black vs rest' in text and 'Table 9' in text and 'Tables 4-8' in text
+  assert report_html.render(report) == text
