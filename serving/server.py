@@ -43,6 +43,7 @@ class ServerOptions:
   load_retry_seconds: float = 30.0  # wait before reloading a version that failed to load
   max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # gRPC message and REST body limit
   grpc_workers: int = 8
+  max_concurrent_rpcs: int = 64  # beyond this gRPC answers RESOURCE_EXHAUSTED instead of queueing
 
 
 def _grpc_address(host: str, port: int) -> str:
@@ -68,6 +69,7 @@ class ModelServer:
     self.manager.start(opts.poll_seconds)
     self._grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=opts.grpc_workers, thread_name_prefix='grpc'),
+        maximum_concurrent_rpcs=opts.max_concurrent_rpcs,
         options=[('grpc.max_receive_message_length', opts.max_request_bytes),
                  ('grpc.max_send_message_length', opts.max_request_bytes),
                  ('grpc.so_reuseport', 0)])

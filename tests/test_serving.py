@@ -8,6 +8,7 @@ our own limits or messages are skipped.
 
 import base64
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -315,6 +316,11 @@ def test_rest_bad_requests_get_json_errors_and_server_keeps_serving(endpoint, im
 def test_rest_oversized_body_is_refused_unread(endpoint, images):
   status, answer = _rest(endpoint, f'/v1/models/{MODEL}:predict', raw=b' ' * (MAX_REQUEST_BYTES + 1))
   assert status == 413 and 'limit' in answer['error']
+  host, port = endpoint[1].rsplit(':', 1)
+  with socket.create_connection((host, int(port)), timeout=10) as conn:
+    conn.sendall(f'POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: {host}\r\n'
+                 'Transfer-Encoding: chunked\r\n\r\n'.encode())
+    assert conn.recv(64).startswith(b'HTTP/1.1 411')
   status, _ = _rest(endpoint, f'/v1/models/{MODEL}:predict',
                     {'instances': [{'b64': base64.b64encode(images[0]).decode()}]})
   assert status == 200
