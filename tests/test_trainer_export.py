@@ -116,3 +116,16 @@ def test_empty_batch_returns_empty_outputs(exported):
   _, loaded, _ = exported
   out = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant([], tf.string))
   assert out[export.PROBABILITY_KEY].shape == (0,)
+
+
+@pytest.mark.parametrize('shape', [(32, 32, 3), (45, 32, 3), (100, 80, 4), (20, 20)])
+def test_decode_image_matches_a_plain_resize(shape):
+  pixels = np.random.RandomState(1).randint(0, 255, shape, dtype=np.uint8)
+  rgb = tf.image.convert_image_dtype(tf.io.decode_image(_encode(pixels, 'PNG'), channels=3),
+                                     tf.float32)
+  reference = tf.image.rgb_to_grayscale(
+      tf.image.resize(rgb, [IMAGE_SIZE, IMAGE_SIZE], method='bilinear', antialias=True))
+  decoded = preprocess.decode_image(_encode(pixels, 'PNG'), IMAGE_SIZE, 'grayscale')
+  np.testing.assert_allclose(decoded.numpy(), np.clip(reference.numpy(), 0, 1), atol=1e-5)
+  assert preprocess.decode_image(_encode(pixels, 'PNG'), IMAGE_SIZE, 'rgb').shape == (
+      IMAGE_SIZE, IMAGE_SIZE, 3)

@@ -107,6 +107,9 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
       'epochs_run': len(history['loss']),
       'best_epoch': int(min(range(len(val_loss)), key=val_loss.__getitem__)) + 1 if val_loss else None,
       'stopped_early': bool(early_stopping and early_stopping.stopped_epoch),
+      # EarlyStopping(restore_best_weights) hands back the best epoch's weights.
+      'weights_from_epoch': (int(early_stopping.best_epoch) + 1 if early_stopping
+                             else len(history['loss'])),
       'history': history,
   }
   write_history(summary, run_dir)
