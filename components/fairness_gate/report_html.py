@@ -202,7 +202,14 @@ def _quality_section(report: Dict[str, Any]) -> str:
 
 def render(report: Dict[str, Any]) -> str:
   verdict = report['verdict']
-  reasons = ''.join(f'<li>{_e(r)}</li>' for r in report['reasons']) or '<li>none</li>'
+  # One bullet per refused grouping (report.json keeps one reason per check).
+  per_grouping: Dict[str, List[str]] = {}
+  for c in report['checks']:
+    if c['status'] in ('fail', 'insufficient_evidence'):
+      per_grouping.setdefault(c['grouping'], []).append(c['reason'])
+  evaluator = [] if report['evaluator_blessed'] else report['reasons'][:1]
+  reasons = ''.join(f'<li>{_e(r)}</li>' for r in evaluator) + ''.join(
+      f'<li><b>{_e(g)}</b>: {_e("; ".join(r))}</li>' for g, r in per_grouping.items())
   not_measured = ''.join(f'<li>{_e(n)}</li>' for n in report['not_measured'])
   head = [f'<h1>Fairness gate report <span class="badge {_e(verdict)}">{_e(verdict)}</span> '
           f'<span class="badge {"pass" if report["blessed"] else "fail"}">'

@@ -121,7 +121,10 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   from components import features  # pylint: disable=g-import-not-at-top
   from components.face_example_gen import executor  # pylint: disable=g-import-not-at-top
-  config = config_lib.load_config(config_path)
+  try:
+    config = config_lib.load_config(config_path)
+  except config_lib.ConfigError as e:
+    raise BadInput(f'--examples {config_path} (read as a pipeline config): {e}') from e
   if split not in features.SPLITS:
     raise BadInput(f'--split {split!r}: must be one of {list(features.SPLITS)}')
   if not config.ingest.sources:

@@ -1,0 +1,176 @@
+"""The gate end to end: real TFMA via `fakefaces gate`, and the real FairnessGate
+and Pusher in a TFX LocalDagRunner pipeline (MLMD on SQLite), no mocks.
+
+Two hand-made SavedModels (components/fairness_gate/synthetic.py) score
+generated faces: one accurate for everyone, one that also calls dark real
+faces fake. Each is evaluated once (module fixtures); the TFX test reuses
+those TFMA outputs as the Evaluator's.
+"""
+
+import json
+import os
+
+import ml_metadata as mlmd
+import pytest
+from tfx import v1 as tfx
+from tfx import version as tfx_version
+
+from components.fairness_gate import evaluation, synthetic
+from components.fairness_gate.component import FairnessGate
+from pipeline import cli
+from pipeline import config as config_lib
+
+THRESHOLDS_YAML = """
+min_group_size: 5
+min_binary_accuracy: 0.8
+min_auc: 0.8
+groupings:
+  - {name: Male vs Female, feature: gender, group: Female, reference: Male}
+  - {name: Black vs rest, feature: race, group: Black}
+judge_each_value_of: [race, race x gender]
+bootstrap_samples: 500
+"""
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('fairness_gate')
+  # 280 faces: 20 reals and 20 fakes per race, 10 and 10 per race x gender.
+  synthetic.write_demo_examples(str(root / 'data' / 'test.tfrecord.gz'), 280, seed=1)
+  synthetic.nyquist_model(str(root / 'fair' / 'Format-Serving'))
+  synthetic.dark_face_model(str(root / 'biased' / 'Format-Serving'))
+  (root / 'thresholds.yaml').write_text(THRESHOLDS_YAML)
+  return root
+
+
+def _gate(workdir, name):
+  out = workdir / f'gate_{name}'
+  code = cli.main(['gate', '--model', str(workdir / name / 'Format-Serving'),
+                   '--examples', str(workdir / 'data' / '*.gz'),
+                   '--thresholds', str(workdir / 'thresholds.yaml'), '--out', str(out)])
+  with open(out / evaluation.REPORT_JSON, encoding='utf-8') as f:
+    return code, out, json.load(f)
+
+
+@pytest.fixture(scope='module')
+def fair_gate(workdir):
+  return _gate(workdir, 'fair')
+
+
+@pytest.fixture(scope='module')
+def biased_gate(workdir):
+  return _gate(workdir, 'biased')
+
+
+def test_cli_blocks_the_biased_model_naming_the_group(biased_gate):
+  code, out, report = biased_gate
+  assert code == 1
+  assert report['verdict'] == 'fail' and report['blessed'] is False
+  assert report['evaluator_blessed'] is True  # accurate overall: the fairness bounds refuse it
+  assert report['reasons'][0].startswith('Black vs rest: disparate_impact')
+  black = {c['metric']: c for c in report['checks'] if c['grouping'] == 'Black vs rest'}
+  assert black['fpr_gap']['status'] == 'fail' and black['fpr_gap']['value'] > 0.5
+  assert black['fnr_gap']['status'] == 'pass'  # it still finds every fake
+  assert 'Black vs rest' in (out / evaluation.REPORT_HTML).read_text(encoding='utf-8')
+
+
+def test_cli_passes_the_fair_model(fair_gate, capsys):
+  code, out, report = fair_gate
+  assert code == 0, report['reasons']
+  assert report['blessed'] is True and report['reasons'] == []
+  overall = next(r for r in report['slices'] if r['slice'] == 'Overall')
+  assert overall['n'] == 280 and overall['accuracy'] == 1.0
+  # Every race and race x gender group was judged, each with a TFMA slice.
+  names = {g['name'] for g in report['groupings']}
+  assert {'Indian vs rest', 'Black x Female vs rest'} <= names and len(names) == 22
+  assert os.path.isdir(out / 'evaluation')
+
+
+def test_stricter_group_size_is_insufficient_evidence_exit_2(workdir, fair_gate):
+  """Same TFMA output, stricter minimum group size: judged again without TFMA."""
+  _, out, _ = fair_gate
+  thresholds = config_lib.load_thresholds(str(workdir / 'thresholds.yaml'))
+  thresholds.min_group_size = 11  # race x gender groups hold 10 reals
+  report = evaluation.build_report(str(out / 'evaluation'), thresholds, True, 'fair')
+  assert report['verdict'] == 'insufficient_evidence'
+  assert any('Black x Female has 10 real photos (need 11)' in r for r in report['reasons'])
+  from pipeline.commands import gate  # pylint: disable=g-import-not-at-top
+  assert gate.exit_code(report['verdict']) == 2
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'--model': 'missing_model'}, 'no saved_model.pb'),
+    ({'--examples': 'nothing_here_*.gz'}, 'no file matches'),
+    ({'--examples': 'thresholds.yaml'}, "unknown key(s) ['bootstrap_samples'"),
+    ({'--thresholds': 'bad_thresholds.yaml'}, 'bad_thresholds.yaml.not_measurable[0]'),
+    ({'--examples': 'not_a_record.gz'}, 'not a readable TFRecord file'),
+])
+def test_cli_bad_input_exits_2_naming_it(workdir, capsys, change, message):
+  (workdir / 'bad_thresholds.yaml').write_text('not_measurable: [tpr]\n')
+  (workdir / 'not_a_record.gz').write_text('hello')
+  args = {'--model': str(workdir / 'fair' / 'Format-Serving'),
+          '--examples': str(workdir / 'data' / '*.gz'),
+          '--thresholds': str(workdir / 'thresholds.yaml'), '--out': str(workdir / 'bad_out')}
+  args.update({k: str(workdir / v) for k, v in change.items()})
+  assert cli.main(['gate'] + [x for kv in args.items() for x in kv]) == 2
+  err = capsys.readouterr().err
+  assert 'bad input' in err and message in err, err
+
+
+def _run_gate_pipeline(root, model_dir, evaluation_dir, thresholds_file):
+  """Importers stand in for Trainer and Evaluator; FairnessGate and Pusher are the real ones."""
+  evaluator_blessed = int(evaluation.validation_ok(evaluation_dir))
+  model = tfx.dsl.Importer(
+      source_uri=model_dir, artifact_type=tfx.types.standard_artifacts.Model,
+      custom_properties={'tfx_version': tfx_version.__version__}).with_id('model')
+  evaluated = tfx.dsl.Importer(
+      source_uri=evaluation_dir,
+      artifact_type=tfx.types.standard_artifacts.ModelEvaluation).with_id('evaluation')
+  evaluator_blessing = tfx.dsl.Importer(
+      source_uri=evaluation_dir, artifact_type=tfx.types.standard_artifacts.ModelBlessing,
+      custom_properties={'blessed': evaluator_blessed}).with_id('evaluator_blessing')
+  gate = FairnessGate(evaluation=evaluated.outputs['result'],
+                      evaluator_blessing=evaluator_blessing.outputs['result'],
+                      model=model.outputs['result'],
+                      thresholds=config_lib.load_thresholds(thresholds_file))
+  serving_dir = os.path.join(root, 'serving_model')
+  pusher = tfx.components.Pusher(
+      model=model.outputs['result'], model_blessing=gate.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)))
+  metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      os.path.join(root, 'metadata.sqlite'))
+  tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+      pipeline_name='fairness-gate-test', pipeline_root=os.path.join(root, 'pipeline_root'),
+      components=[model, evaluated, evaluator_blessing, gate, pusher], enable_cache=False,
+      metadata_connection_config=metadata))
+  store = mlmd.MetadataStore(metadata)
+  (blessing,) = store.get_artifacts_by_type('ModelBlessing')[-1:]
+  (pushed,) = store.get_artifacts_by_type('PushedModel')
+  (report,) = store.get_artifacts_by_type('fakefaces.FairnessReport')
+  return blessing, pushed, report, serving_dir
+
+
+@pytest.mark.parametrize('name, fixture', [('biased', 'biased_gate'), ('fair', 'fair_gate')])
+def test_pusher_ships_only_what_the_gate_blesses(workdir, request, name, fixture):
+  _, out, _ = request.getfixturevalue(fixture)
+  root = workdir / f'tfx_{name}'
+  blessing, pushed, report, serving_dir = _run_gate_pipeline(
+      str(root), str(workdir / name), str(out / 'evaluation'), str(workdir / 'thresholds.yaml'))
+  blessed = blessing.custom_properties['blessed'].int_value
+  assert blessing.custom_properties['current_model'].string_value == str(workdir / name)
+  assert 'current_model_id' in blessing.custom_properties
+  assert os.path.exists(os.path.join(blessing.uri, 'BLESSED' if blessed else 'NOT_BLESSED'))
+  with open(os.path.join(report.uri, evaluation.REPORT_JSON), encoding='utf-8') as f:
+    gate_report = json.load(f)
+  assert os.path.isfile(os.path.join(report.uri, evaluation.REPORT_HTML))
+  if name == 'biased':
+    assert blessed == 0 and gate_report['verdict'] == 'fail'
+    assert 'Black vs rest' in blessing.custom_properties['reasons'].string_value
+    assert pushed.custom_properties['pushed'].int_value == 0
+    assert not os.path.exists(serving_dir) or not os.listdir(serving_dir)
+  else:
+    assert blessed == 1 and gate_report['blessed'] is True
+    assert pushed.custom_properties['pushed'].int_value == 1
+    (version,) = os.listdir(serving_dir)
+    assert os.path.isfile(os.path.join(serving_dir, version, 'saved_model.pb'))
