@@ -63,6 +63,13 @@ class ValidationConfig:
   # examples in the evaluation split.
   min_examples_per_class: int = 5
   on_short_group: str = 'insufficient'  # 'stop' or 'insufficient'
+  coverage_split: str = 'test'  # the split the Evaluator judges; slice coverage is counted there
+  # Split skew: L-infinity distance between each split's value distribution and the
+  # baseline split's, per feature; above the bound (and beyond sampling noise) it stops the run.
+  skew_features: List[str] = dataclasses.field(default_factory=lambda: ['gender', 'race', 'age'])
+  skew_baseline_split: str = 'train'
+  max_skew_linf: float = 0.1
+  skew_noise_z: float = 4.0  # distances within this many standard errors are sampling noise
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
 from components import features
-from components.data_gate.component import DataGate
+from components.data_gate.component import validation_components
 from components.face_example_gen.component import FaceExampleGen
 from components.fairness_gate.component import FairnessGate
 from components.fairness_gate.eval_config import build_eval_config
@@ -39,13 +39,9 @@ def create_pipeline(
   thresholds = load_thresholds(config.thresholds_file)
 
   example_gen = FaceExampleGen(ingest_config=config.ingest, input_fingerprint=input_fingerprint)
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=config.validation.schema_file)
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
-  data_gate = DataGate(anomalies=example_validator.outputs['anomalies'],
-                       statistics=statistics_gen.outputs['statistics'],
-                       validation_config=config.validation)
+  statistics_gen, example_validator, data_gate = validation_components(
+      example_gen.outputs['examples'], schema_gen.outputs['schema'], config.validation, thresholds)
 
   trainer = tfx.components.Trainer(
       run_fn=TRAINER_RUN_FN,

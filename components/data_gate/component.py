@@ -1,35 +1,83 @@
-"""DataGate: a blocking check between ExampleValidator and the Trainer."""
+"""DataGate: a blocking check between ExampleValidator and the Trainer.
+
+Wire it with `trainer.add_upstream_node(data_gate)`: when the gate raises, the
+Trainer and everything after it never run.
+"""
 
 import dataclasses
 import json
-
+from typing import Tuple
 from tfx import types
+from tfx import v1 as tfx
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
 from components.artifacts import DataValidationReport
-from components.data_gate import executor
-from pipeline.config import ValidationConfig
+from components.data_gate import coverage, executor
+from components.fairness_gate import fairness
+from pipeline.config import ThresholdsConfig, ValidationConfig
 
 
 class DataGateSpec(types.ComponentSpec):
-  PARAMETERS = {'validation_config': component_spec.ExecutionParameter(type=str)}
+  PARAMETERS = {
+      'validation_config': component_spec.ExecutionParameter(type=str),  # ValidationConfig JSON
+      'thresholds': component_spec.ExecutionParameter(type=str),  # ThresholdsConfig JSON
+  }
   INPUTS = {
-      'anomalies': component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+      'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
       'statistics': component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics),
+      'schema': component_spec.ChannelParameter(type=standard_artifacts.Schema),
+      'anomalies': component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
   }
   OUTPUTS = {'report': component_spec.ChannelParameter(type=DataValidationReport)}
 
 
 class DataGate(base_component.BaseComponent):
-  """Fails the run on any anomaly not allowed by the config; else writes a report."""
+  """Fails the run on anomalies, split skew or (optionally) thin slices; else writes a report.
+
+  `thresholds` are the fairness gate's: the DataGate checks that the evaluated
+  split can support a judgement of every grouping they make it judge.
+  """
 
   SPEC_CLASS = DataGateSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-  def __init__(self, anomalies: types.BaseChannel, statistics: types.BaseChannel,
-               validation_config: ValidationConfig):
+  def __init__(self, examples: types.BaseChannel, statistics: types.BaseChannel,
+               schema: types.BaseChannel, anomalies: types.BaseChannel,
+               validation_config: ValidationConfig, thresholds: ThresholdsConfig):
+    executor.check_config(validation_config)  # fail when the pipeline is built, not hours later
+    coverage.judged_groups(fairness.expand_groupings(thresholds, {}))  # and on a bad grouping
     super().__init__(spec=DataGateSpec(
-        anomalies=anomalies, statistics=statistics,
+        examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
         validation_config=json.dumps(dataclasses.asdict(validation_config), sort_keys=True),
+        thresholds=json.dumps(dataclasses.asdict(thresholds), sort_keys=True),
         report=types.Channel(type=DataValidationReport)))
+
+
+def statistics_options():
+  """StatsOptions for the StatisticsGen that feeds the gate.
+
+  Semantic-domain stats make TFDV count image formats (needed by the schema's
+  image_domain.minimum_supported_image_fraction). Give StatisticsGen the schema
+  too: only then is `image` typed BYTES, whose max_num_bytes the
+  max_image_byte_size check reads.
+  """
+  import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
+  return tfdv.StatsOptions(enable_semantic_domain_stats=True)
+
+
+def validation_components(examples: types.BaseChannel, schema: types.BaseChannel,
+                          validation_config: ValidationConfig, thresholds: ThresholdsConfig
+                          ) -> Tuple[base_component.BaseComponent, ...]:
+  """(StatisticsGen, ExampleValidator, DataGate) over `examples`, checked against `schema`.
+
+  The one place that wires the validation chain, for the pipeline and its tests.
+  """
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=examples, schema=schema, stats_options=statistics_options())
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema)
+  data_gate = DataGate(examples=examples, statistics=statistics_gen.outputs['statistics'],
+                       schema=schema, anomalies=example_validator.outputs['anomalies'],
+                       validation_config=validation_config, thresholds=thresholds)
+  return statistics_gen, example_validator, data_gate

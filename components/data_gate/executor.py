@@ -1,27 +1,80 @@
-"""DataGate executor: stops the run when ExampleValidator found anomalies.
+"""DataGate executor: stops the run before training when the data is not fit for it.
 
 TFX's ExampleValidator only records anomalies; training on data it flagged
 would silently produce a model of unknown quality. This executor raises, which
 fails the component, so nothing downstream (Trainer, Evaluator, Pusher) runs.
+It stops on:
+
+* every schema anomaly ExampleValidator found, per split;
+* unreadable images in splits too small for TFDV's image statistics (TFDV
+  builds them only from 100+ values of which 80% are images, and otherwise
+  skips `minimum_supported_image_fraction` with a log line);
+* demographic skew between the training split and the others (skew.py);
+* with `on_short_group: stop`, groups of the evaluated split that lack real
+  or fake examples (coverage.py); with `insufficient` they are only reported.
+
+Anomalies listed in `validation.allowed_anomalies` are reported, not fatal.
+A passing run writes report.json (anomalies accepted, slice coverage, skew
+numbers). A failing run's outputs are discarded by TFX, so the exception
+message carries every finding and the full report is logged.
 """
 
 import json
+import logging
 import os
-from typing import Dict, List
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_data_validation.statistics.generators import image_stats_generator
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
+from tfx.utils import io_utils
 
-from pipeline.config import ValidationConfig, from_dict
+from components import features
+from components.data_gate import coverage, examples_io, skew
+from pipeline.config import ConfigError, ThresholdsConfig, ValidationConfig, from_dict
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
 REPORT_FILE = 'report.json'
+ON_SHORT_GROUP = ('stop', 'insufficient')
+IMAGE_FORMAT_HISTOGRAM = 'image_format_histogram'  # TFDV's custom stat name
+LOW_IMAGE_FRACTION_KIND = 'LOW_SUPPORTED_IMAGE_FRACTION'
+MAX_LISTED_IDS = 5
 
 
-class DataAnomaliesError(RuntimeError):
-  """The data broke the schema; the message lists every anomaly."""
+class DataGateError(RuntimeError):
+  """The data is not fit for training; the message says exactly why."""
+
+
+class DataAnomaliesError(DataGateError):
+  """The data broke the schema (or skewed); the message lists every anomaly."""
+
+
+class SliceCoverageError(DataGateError):
+  """Judged groups of the evaluated split lack real or fake examples."""
+
+
+def check_config(config: ValidationConfig) -> None:
+  """Rejects values the gate cannot honour, naming the `validation.` field."""
+  if config.on_short_group not in ON_SHORT_GROUP:
+    raise ConfigError(f'validation.on_short_group: expected one of {ON_SHORT_GROUP}, '
+                      f'got {config.on_short_group!r}')
+  if config.min_examples_per_class < 0:
+    raise ConfigError(f'validation.min_examples_per_class: must be >= 0, '
+                      f'got {config.min_examples_per_class}')
+  if not 0.0 <= config.max_skew_linf <= 1.0:
+    raise ConfigError(f'validation.max_skew_linf: must be in [0, 1], got {config.max_skew_linf}')
+  if config.skew_noise_z < 0:
+    raise ConfigError(f'validation.skew_noise_z: must be >= 0, got {config.skew_noise_z}')
+  known = set(anomalies_pb2.AnomalyInfo.Type.keys())
+  for i, entry in enumerate(config.allowed_anomalies):
+    kind = entry.split(':')[-1]
+    if kind not in known:
+      raise ConfigError(f'validation.allowed_anomalies[{i}]: {entry!r} names no anomaly kind; '
+                        f"use a TFDV kind such as 'ENUM_TYPE_UNEXPECTED_STRING_VALUES' or "
+                        f"'feature:KIND' (kinds: tensorflow_metadata anomalies.proto)")
 
 
 def read_anomalies(anomalies_artifact) -> Dict[str, anomalies_pb2.Anomalies]:
@@ -34,25 +87,131 @@ def read_anomalies(anomalies_artifact) -> Dict[str, anomalies_pb2.Anomalies]:
   return result
 
 
-def describe_anomalies(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies],
-                       allowed: List[str]) -> List[Dict[str, str]]:
-  """Flattens anomalies into rows, dropping the kinds the config allows."""
+def anomaly_rows(anomalies_by_split: Mapping[str, anomalies_pb2.Anomalies]
+                 ) -> List[Dict[str, str]]:
+  """One row per (split, feature, anomaly kind); TFDV's description carries example values."""
   rows = []
   for split, anomalies in sorted(anomalies_by_split.items()):
     for feature, info in sorted(anomalies.anomaly_info.items()):
       for reason in info.reason:
-        kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-        if kind in allowed or f'{feature}:{kind}' in allowed:
-          continue
-        rows.append({'split': split, 'feature': feature, 'kind': kind,
+        rows.append({'split': split, 'feature': feature,
+                     'kind': anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
                      'description': reason.description or info.description})
     if anomalies.HasField('dataset_anomaly_info'):
       for reason in anomalies.dataset_anomaly_info.reason:
-        kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-        if kind not in allowed:
-          rows.append({'split': split, 'feature': '(dataset)', 'kind': kind,
-                       'description': reason.description})
+        rows.append({'split': split, 'feature': '(dataset)',
+                     'kind': anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
+                     'description': reason.description})
   return rows
+
+
+def split_allowed(rows: Sequence[Dict[str, str]], allowed: Sequence[str]
+                  ) -> Tuple[List[Dict[str, str]], List[Dict[str, str]]]:
+  """(blocking rows, rows the allow-list accepts): entries are 'KIND' or 'feature:KIND'."""
+  blocking, accepted = [], []
+  for row in rows:
+    ok = row['kind'] in allowed or f"{row['feature']}:{row['kind']}" in allowed
+    (accepted if ok else blocking).append(row)
+  return blocking, accepted
+
+
+def load_split_statistics(stats_artifact) -> Dict[str, statistics_pb2.DatasetFeatureStatistics]:
+  return {
+      split: stats_artifact_utils.load_statistics(stats_artifact, split).proto().datasets[0]
+      for split in artifact_utils.decode_split_names(stats_artifact.split_names)
+  }
+
+
+def _has_image_histogram(stats: statistics_pb2.DatasetFeatureStatistics, feature: str) -> bool:
+  for feature_stats in stats.features:
+    if list(feature_stats.path.step) == [feature] or feature_stats.name == feature:
+      return any(c.name == IMAGE_FORMAT_HISTOGRAM for c in feature_stats.custom_stats)
+  return False
+
+
+def unsupported_images(files: List[str]) -> Tuple[int, List[str]]:
+  """(number of image values, image_ids of values TensorFlow cannot decode as an image)."""
+  decoder = image_stats_generator.TfImageDecoder()
+  total, bad_ids = 0, []
+  for record in examples_io.read_features(
+      files, {features.IMAGE: tf.string, features.IMAGE_ID: tf.string}):
+    total += 1
+    image = record[features.IMAGE]
+    if image is None or decoder.get_formats([image])[0] is None:
+      image_id = record[features.IMAGE_ID]
+      bad_ids.append(image_id.decode('utf-8', 'replace') if image_id else '(no image_id)')
+  return total, bad_ids
+
+
+def image_fallback_rows(schema: schema_pb2.Schema,
+                        stats_by_split: Mapping[str, statistics_pb2.DatasetFeatureStatistics],
+                        examples_artifact) -> List[Dict[str, str]]:
+  """Checks `minimum_supported_image_fraction` where TFDV produced no image statistics."""
+  rows = []
+  for feature in schema.feature:
+    if not (feature.HasField('image_domain') and
+            feature.image_domain.minimum_supported_image_fraction):
+      continue
+    minimum = feature.image_domain.minimum_supported_image_fraction
+    for split, stats in sorted(stats_by_split.items()):
+      if _has_image_histogram(stats, feature.name):
+        continue  # ExampleValidator already judged this split
+      total, bad_ids = unsupported_images(examples_io.split_files(examples_artifact, split))
+      fraction = 1.0 - len(bad_ids) / total if total else 1.0
+      if fraction < minimum:
+        listed = ', '.join(bad_ids[:MAX_LISTED_IDS]) + (' ...' if len(bad_ids) > MAX_LISTED_IDS
+                                                        else '')
+        rows.append({'split': split, 'feature': feature.name, 'kind': LOW_IMAGE_FRACTION_KIND,
+                     'description': f'{len(bad_ids)} of {total} values are empty or not a '
+                                    f'TensorFlow image format (fraction {fraction:.4f} < '
+                                    f'{minimum:g}), e.g. image_id {listed} (checked by the '
+                                    f'DataGate: TFDV had no image statistics for this split)'})
+  return rows
+
+
+def skew_anomaly_rows(skew_rows: Sequence[Mapping[str, object]]) -> List[Dict[str, str]]:
+  return [{'split': row['split'], 'feature': row['feature'], 'kind': skew.SKEW_KIND,
+           'description': skew.describe_skew(row)} for row in skew_rows if row['exceeded']]
+
+
+def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
+                   config: ValidationConfig) -> Dict[str, object]:
+  """Real/fake counts of every judged group in `config.coverage_split`."""
+  names = coverage.needed_features(thresholds)
+  dtypes = {name: tf.string for name in names}
+  dtypes[features.LABEL] = tf.int64
+  records = examples_io.read_features(
+      examples_io.split_files(examples_artifact, config.coverage_split), dtypes)
+  counts = coverage.count_examples(records, names)
+  groups = coverage.thresholds_groups(thresholds, counts)
+  rows = coverage.check_coverage(counts, groups, config.min_examples_per_class)
+  short_status = 'short' if config.on_short_group == 'stop' else 'insufficient_evidence'
+  for row in rows:
+    row['status'] = short_status if coverage.is_short(row) else 'ok'
+  return {'split': config.coverage_split, 'min_examples_per_class': config.min_examples_per_class,
+          'on_short_group': config.on_short_group, 'groups': rows,
+          'short_groups': [row['group'] for row in rows if coverage.is_short(row)]}
+
+
+def failure_message(blocking: Sequence[Mapping[str, str]], coverage_report: Mapping[str, object],
+                    stop_on_short: bool) -> str:
+  """Names every anomaly (split, feature, kind, TFDV's description) and every short group."""
+  sections = []
+  if blocking:
+    lines = '\n'.join(f"  [{r['split']}] {r['feature']}: {r['kind']}: {r['description']}"
+                      for r in blocking)
+    sections.append(f'{len(blocking)} data anomal{"y" if len(blocking) == 1 else "ies"} '
+                    f'(accept one on purpose with validation.allowed_anomalies):\n{lines}')
+  if 'error' in coverage_report:
+    sections.append(f"slice coverage could not be computed: {coverage_report['error']}")
+  elif stop_on_short and coverage_report['short_groups']:
+    short = [row for row in coverage_report['groups'] if coverage.is_short(row)]
+    lines = '\n'.join(f'  {coverage.describe_short(row)}' for row in short)
+    sections.append(
+        f"{len(short)} judged group(s) of split {coverage_report['split']!r} have fewer than "
+        f"{coverage_report['min_examples_per_class']} real or fake examples (set "
+        f"validation.on_short_group: insufficient to record them instead):\n{lines}")
+  return 'The DataGate stopped the run before training.\n' + '\n'.join(sections)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -60,14 +219,38 @@ class Executor(base_executor.BaseExecutor):
   def Do(self, input_dict, output_dict, exec_properties):
     config = from_dict(ValidationConfig, json.loads(exec_properties['validation_config']),
                        'validation')
-    anomalies = read_anomalies(artifact_utils.get_single_instance(input_dict['anomalies']))
-    rows = describe_anomalies(anomalies, config.allowed_anomalies)
-    if rows:
-      lines = '\n'.join(f"  [{r['split']}] {r['feature']}: {r['kind']}: {r['description']}"
-                        for r in rows)
-      raise DataAnomaliesError(
-          f'{len(rows)} data anomal{"y" if len(rows) == 1 else "ies"} stop the run before '
-          f'training (allow one on purpose with validation.allowed_anomalies):\n{lines}')
-    report = artifact_utils.get_single_instance(output_dict['report'])
-    with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE), 'w') as f:
-      json.dump({'anomalies': rows, 'passed': True}, f, indent=2)
+    check_config(config)
+    thresholds = from_dict(ThresholdsConfig, json.loads(exec_properties['thresholds']),
+                           'thresholds')
+    examples = artifact_utils.get_single_instance(input_dict['examples'])
+    stats_by_split = load_split_statistics(
+        artifact_utils.get_single_instance(input_dict['statistics']))
+    schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
+        artifact_utils.get_single_uri(input_dict['schema'])))
+
+    skew_rows = skew.split_skew(stats_by_split, config.skew_features, config.skew_baseline_split,
+                                config.max_skew_linf, config.skew_noise_z)
+    rows = (anomaly_rows(read_anomalies(artifact_utils.get_single_instance(input_dict['anomalies'])))
+            + image_fallback_rows(schema, stats_by_split, examples) + skew_anomaly_rows(skew_rows))
+    blocking, accepted = split_allowed(rows, config.allowed_anomalies)
+    try:
+      coverage_report = slice_coverage(examples, thresholds, config)
+    except (tf.errors.OpError, ValueError) as e:  # e.g. a feature of the wrong type
+      coverage_report = {'split': config.coverage_split, 'error': str(e)}
+    stop_on_short = config.on_short_group == 'stop'
+    passed = not blocking and 'error' not in coverage_report and not (
+        stop_on_short and coverage_report['short_groups'])
+
+    report = {'passed': passed, 'anomalies': blocking, 'allowed_anomalies': accepted,
+              'coverage': coverage_report,
+              'skew': {'baseline': config.skew_baseline_split, 'threshold': config.max_skew_linf,
+                       'noise_z': config.skew_noise_z, 'rows': skew_rows}}
+    if passed:
+      report_artifact = artifact_utils.get_single_instance(output_dict['report'])
+      with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE), 'w') as f:
+        json.dump(report, f, indent=2)
+      return
+    logging.error('DataGate report:\n%s', json.dumps(report, indent=2))
+    message = failure_message(blocking, coverage_report, stop_on_short)
+    raise (DataAnomaliesError if blocking or 'error' in coverage_report
+           else SliceCoverageError)(message)
