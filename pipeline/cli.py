@@ -8,14 +8,25 @@ imported only when listed, so `fakefaces --help` stays fast to extend.
 import argparse
 import importlib
 import logging
+import os
 import sys
+import warnings
 from typing import List, Optional
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU features) buries the
+# command's own output; errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see all.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Google client libraries warn on import that Python 3.10 is past their support;
+# TFX 1.16 requires 3.10, so the warning is known and not actionable here.
+warnings.filterwarnings('ignore', message='You are using a non-supported Python version',
+                        category=FutureWarning)
+
 COMMAND_MODULES = (
     'pipeline.commands.demo_data',
     'pipeline.commands.run',
+    'pipeline.commands.ingest',
     'pipeline.commands.report',
     'pipeline.commands.gate',
     'pipeline.commands.serve',

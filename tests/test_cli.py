@@ -1,0 +1,65 @@
+"""The `fakefaces` command line: every command has help; ingest runs and accounts."""
+
+import json
+import os
+
+import pytest
+
+from pipeline import cli
+
+
+def _commands():
+  parser = cli.build_parser()
+  (subparsers,) = [a for a in parser._actions if a.dest == 'command']  # pylint: disable=protected-access
+  return sorted(subparsers.choices)
+
+
+def test_every_command_has_help(capsys):
+  commands = _commands()
+  assert {'demo-data', 'run', 'ingest', 'gate', 'serve', 'predict', 'report',
+          'compile-kubeflow'} <= set(commands)
+  for command in commands:
+    with pytest.raises(SystemExit) as exit_info:
+      cli.main([command, '--help'])
+    assert exit_info.value.code == 0
+    assert command in capsys.readouterr().out
+
+
+def _ingest_config(tmp_path, manifest, max_failure_rate):
+  path = tmp_path / 'config.yaml'
+  path.write_text(
+      'ingest:\n'
+      f'  sources: [{{kind: manifest, path: "{manifest}", name: demo}}]\n'
+      '  align: none\n'
+      '  output_size: 64\n'
+      f'  max_failure_rate: {max_failure_rate}\n')
+  return str(path)
+
+
+def test_ingest_writes_splits_and_report(tmp_path, demo_dataset, capsys):
+  out = tmp_path / 'out'
+  code = cli.main(['ingest', '--config', _ingest_config(tmp_path, demo_dataset, 0.5),
+                   '--out', str(out)])
+  assert code == 0
+  with open(out / 'ingest_report' / 'report.json') as f:
+    report = json.load(f)
+  assert report['counts']['written'] == report['total'] == 160
+  for split in ('train', 'eval', 'test'):
+    assert os.listdir(out / 'examples' / f'Split-{split}')
+  assert '"written": 160' in capsys.readouterr().out
+
+
+def test_ingest_fails_with_exit_1_when_too_many_inputs_fail(tmp_path, capsys):
+  manifest = tmp_path / 'manifest.csv'
+  (tmp_path / 'broken.jpg').write_bytes(b'not an image')
+  manifest.write_text('path,label\nbroken.jpg,real\nmissing.jpg,fake\n')
+  out = tmp_path / 'out'
+  code = cli.main(['ingest', '--config', _ingest_config(tmp_path, manifest, 0.1),
+                   '--out', str(out)])
+  assert code == 1
+  printed = capsys.readouterr().out
+  assert 'max_failure_rate' in printed
+  with open(out / 'ingest_report' / 'report.json') as f:
+    report = json.load(f)
+  names = {os.path.basename(row['path']) for row in report['not_written']}
+  assert names == {'broken.jpg', 'missing.jpg'}
