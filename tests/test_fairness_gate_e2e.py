@@ -174,3 +174,26 @@ def test_pusher_ships_only_what_the_gate_blesses(workdir, request, name, fixture
     assert pushed.custom_properties['pushed'].int_value == 1
     (version,) = os.listdir(serving_dir)
     assert os.path.isfile(os.path.join(serving_dir, version, 'saved_model.pb'))
+
+
+def test_cli_ingests_a_pipeline_config_and_evaluates_its_test_split(workdir, tmp_path, capsys):
+  from pipeline import demo_data  # pylint: disable=g-import-not-at-top
+  manifest = demo_data.generate(str(tmp_path / 'demo'), num_images=60, seed=2)
+  config = tmp_path / 'pipeline.yaml'
+  config.write_text(f'ingest:\n  sources: [{{kind: manifest, path: {manifest}, name: demo}}]\n'
+                    '  align: none\n  output_size: 128\n')
+  thresholds = tmp_path / 'gender_only.yaml'
+  thresholds.write_text('min_group_size: 3\ngroupings:\n'
+                        '  - {name: Male vs Female, feature: gender, group: Female, '
+                        'reference: Male}\n')
+  out = tmp_path / 'out'
+  code = cli.main(['gate', '--model', str(workdir / 'fair' / 'Format-Serving'),
+                   '--examples', str(config), '--thresholds', str(thresholds),
+                   '--out', str(out)])
+  printed = capsys.readouterr().out
+  assert code == 0, printed
+  assert 'fairness gate: PASS (BLESSED)' in printed
+  assert os.listdir(out / 'examples' / 'Split-test')
+  report = json.loads((out / evaluation.REPORT_JSON).read_text())
+  overall = next(r for r in report['slices'] if r['slice'] == 'Overall')
+  assert overall['accuracy'] == 1.0 and 0 < overall['n'] < 60  # the test split only

@@ -123,6 +123,14 @@ def interval_plot(items: List[Tuple[str, Optional[float], Optional[Sequence[floa
   return ''.join(parts)
 
 
+def _section_head(title: str, note_html: str) -> str:
+  return f'<h2>{_e(title)}</h2><p class="muted">{note_html}</p>'
+
+
+def _titled_plot(title: str, items, **kwargs) -> str:
+  return f'<h3>{_e(title)}</h3>' + interval_plot(items, **kwargs)
+
+
 def _checks_by(report: Dict[str, Any]) -> Dict[Tuple[str, str], Dict[str, Any]]:
   return {(c['grouping'], c['metric']): c for c in report['checks']}
 
@@ -161,31 +169,31 @@ def _fairness_section(report: Dict[str, Any]) -> str:
   for m in metrics:
     items = [(g['name'], g[m], g.get(f'{m}_interval'), checks.get((g['name'], m), {}).get('status'))
              for g in report['groupings']]
-    out.append(f'<h3>{_e(_METRIC_TITLES[m])} against its bounds</h3>')
-    out.append(interval_plot(items, band=bounds[m],
-                             reference=1.0 if m == 'disparate_impact' else 0.0))
+    out.append(_titled_plot(f'{_METRIC_TITLES[m]} against its bounds', items, band=bounds[m],
+                            reference=1.0 if m == 'disparate_impact' else 0.0))
   return ''.join(out)
 
 
 def _slice_rate_section(report: Dict[str, Any]) -> str:
-  out = ['<h2>Per-slice error rates</h2>',
-         '<p class="muted">FPR: real photos called fake. FNR: fakes let through. Jeffreys '
-         f'{report["confidence_level"]:.0%} intervals from the counts; slices without the class a '
-         'rate needs show "not measured".</p>']
+  out = [_section_head(
+      'Per-slice error rates',
+      'FPR: real photos called fake. FNR: fakes let through. Jeffreys '
+      f'{report["confidence_level"]:.0%} intervals from the counts; slices without the class a '
+      'rate needs show "not measured".')]
   rows = [r for r in report['slices'] if len(r['features']) <= 1]
   for rate in ('fpr', 'fnr'):
     items = [(r['slice'], r.get(rate) if r.get(f'{rate}_interval') else None,
               r.get(f'{rate}_interval'), None) for r in rows]
-    out.append(f'<h3>{rate.upper()} per slice</h3>')
-    out.append(interval_plot(items, domain=(0.0, 1.0)))
+    out.append(_titled_plot(f'{rate.upper()} per slice', items, domain=(0.0, 1.0)))
   return ''.join(out)
 
 
 def _quality_section(report: Dict[str, Any]) -> str:
-  out = ['<h2>Detection quality per slice (Tables 4-8)</h2>',
-         '<p class="muted">Accuracy, precision, recall, F1 and AUC of the "fake" class at the '
-         f'decision threshold {report["thresholds"]["decision_threshold"]:g}. '
-         'TFMA intervals are shown when tfma_confidence_intervals is on.</p>']
+  out = [_section_head(
+      'Detection quality per slice (Tables 4-8)',
+      'Accuracy, precision, recall, F1 and AUC of the "fake" class at the decision threshold '
+      f'{report["thresholds"]["decision_threshold"]:g}. TFMA intervals are shown when '
+      'tfma_confidence_intervals is on.')]
   by_features: Dict[str, List[Dict[str, Any]]] = {}
   for row in report['slices']:
     by_features.setdefault(' x '.join(sorted(row['features'])) or 'overall', []).append(row)
