@@ -33,9 +33,10 @@ def _demo_jpegs(n):
           for i in range(n)]
 
 
-def _encode(pixels, fmt):
+def _encode(pixels, fmt, mode=None):
   buf = io.BytesIO()
-  Image.fromarray(pixels).save(buf, format=fmt)
+  image = Image.fromarray(pixels)
+  (image.convert(mode) if mode else image).save(buf, format=fmt)
   return buf.getvalue()
 
 
@@ -90,12 +91,24 @@ def test_any_size_format_and_channel_count(exported):
       _encode(rng.randint(0, 255, (100, 200, 4), dtype=np.uint8), 'PNG'),  # RGBA
       _encode(rng.randint(0, 255, (300, 300, 3), dtype=np.uint8), 'JPEG'),  # larger than trained
       _encode(rng.randint(0, 255, (16, 16, 3), dtype=np.uint8), 'BMP'),  # smaller
+      _encode(rng.randint(0, 255, (40, 40), dtype=np.uint8), 'JPEG'),  # grayscale JPEG
+      _encode(rng.randint(0, 255, (40, 40, 3), dtype=np.uint8), 'JPEG', mode='CMYK'),  # no luma
+      _encode(rng.randint(0, 255, (24, 24, 3), dtype=np.uint8), 'GIF'),
   ]
   out = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant(images))
   probabilities = out[export.PROBABILITY_KEY].numpy()
-  assert probabilities.shape == (4,) and np.all((probabilities >= 0) & (probabilities <= 1))
+  assert probabilities.shape == (7,) and np.all((probabilities >= 0) & (probabilities <= 1))
   assert set(out[export.LABEL_KEY].numpy()) <= {b'real', b'fake'}
-  assert loaded.preprocess(tf.constant(images)).shape == (4, IMAGE_SIZE, IMAGE_SIZE, 1)
+  assert loaded.preprocess(tf.constant(images)).shape == (7, IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
+def test_grayscale_jpeg_luma_matches_rgb_conversion():
+  jpeg = _demo_jpegs(1)[0]
+  rgb = tf.image.convert_image_dtype(tf.io.decode_jpeg(jpeg, channels=3), tf.float32)
+  reference = tf.image.resize(tf.image.rgb_to_grayscale(rgb), [IMAGE_SIZE, IMAGE_SIZE],
+                              antialias=True)
+  decoded = preprocess.decode_image(jpeg, IMAGE_SIZE, 'grayscale')
+  np.testing.assert_allclose(decoded.numpy(), reference.numpy(), atol=3 / 255)
 
 
 def test_corrupt_image_is_a_clear_error_and_the_model_keeps_serving(exported):

@@ -41,18 +41,31 @@ def decode_image(image_bytes: tf.Tensor, image_size: int, color_mode: str) -> tf
 
   Accepts any size and channel count: grayscale is expanded to RGB first, alpha
   is dropped, 16-bit PNGs are scaled to 8 bits, a GIF gives its first frame.
-  Every format is decoded as RGB, then reduced to grayscale with the ITU-R 601
-  weights when `color_mode` is 'grayscale'. Bytes that are no image raise
-  InvalidArgumentError.
+  Grayscale is the JPEG's own luma plane for JPEGs and the ITU-R 601 weighted
+  sum of R, G, B for everything else (the same weights JPEG uses). Bytes that
+  are no image raise InvalidArgumentError.
   """
   channels = channels_for(color_mode)
   image_bytes = _checked(image_bytes, tf.strings.format(
       'image bytes are not an encoded JPEG, PNG, GIF or BMP image; they start with {}',
       tf.strings.substr(image_bytes, 0, 8)))
-  image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
-  image = tf.image.convert_image_dtype(image, tf.float32)
-  if channels == 1:  # before resizing: both are linear, and this resizes 1 channel, not 3
-    image = tf.image.rgb_to_grayscale(image)
+
+  def decode_rgb():
+    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    # Grayscale before resizing: both are linear, and this resizes 1 channel, not 3.
+    return tf.image.rgb_to_grayscale(image) if channels == 1 else image
+
+  def decode_jpeg_luma():
+    # A JPEG stores luma: decoding only that is ~2x faster than RGB + conversion
+    # and equal to it within JPEG rounding. CMYK JPEGs have no luma plane.
+    return tf.cond(
+        tf.equal(tf.io.extract_jpeg_shape(image_bytes)[2], 4), decode_rgb,
+        lambda: tf.image.convert_image_dtype(tf.io.decode_jpeg(image_bytes, channels=1),
+                                             tf.float32))
+
+  image = tf.cond(tf.io.is_jpeg(image_bytes), decode_jpeg_luma, decode_rgb) if channels == 1 \
+      else decode_rgb()
   # Antialiased resizing to the same size is the identity, bit for bit, and the
   # costliest step of the input pipeline (~4x decoding), so skip it then.
   height, width = tf.shape(image)[0], tf.shape(image)[1]
