@@ -286,6 +286,15 @@ def test_pipeline_stops_on_every_planted_anomaly_and_skew(tmp_path):
   assert not _ran(tmp_path, 'SchemaGen'), 'the step after the gate ran despite anomalies'
   assert '[train]' not in message and '[eval]' not in message
 
+  # Accepting every kind on purpose lets the run through (only the gate re-executes).
+  kinds = sorted({kind for _, kind, _ in PLANTED_IN_PIPELINE} |
+                 {'INVALID_FEATURE_SHAPE', 'race:COMPARATOR_L_INFTY_HIGH'})
+  _run(tmp_path, data, config_lib.ValidationConfig(allowed_anomalies=kinds))
+  assert _ran(tmp_path, 'SchemaGen')
+  report = _gate_report(tmp_path)
+  assert report['passed'] is True and report['anomalies'] == []
+  assert {r['kind'] for r in report['allowed_anomalies']} == {k.split(':')[-1] for k in kinds}
+
 
 @pytest.fixture(scope='module')
 def clean_run(tmp_path_factory):
@@ -307,6 +316,7 @@ def test_clean_data_passes_and_reports_a_group_without_fakes(clean_run):
   assert _ran(root, 'SchemaGen'), 'the step after the gate did not run on clean data'
   report = _gate_report(root)
   assert report['passed'] is True and report['anomalies'] == []
+  assert report['examples'] == {'train': SPLIT_SIZE, 'eval': SPLIT_SIZE, 'test': SPLIT_SIZE}
   groups = {row['group']: row for row in report['coverage']['groups']}
   assert groups['race=Indian']['fake'] == 0 and groups['race=Indian']['real'] == 16
   assert groups['race=Indian']['status'] == 'insufficient_evidence'
