@@ -56,7 +56,7 @@ def judged_groups(groupings: Iterable[GroupingConfig]) -> List[Group]:
     names = _split_cross(grouping.feature)
     for role in ('group', 'reference'):
       text = getattr(grouping, role)
-      if role == 'reference' and text == 'rest':
+      if role == 'reference' and text == fairness.REST:
         groups.append(Group(names, groups[-1].values, rest=True))
         continue
       values = _split_cross(text)
