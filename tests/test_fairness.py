@@ -120,7 +120,8 @@ def test_planted_bias_against_one_race_is_blocked_and_named():
                                       _thresholds(), True, [], 'model', 'eval')
   assert report['blessed'] is False
   assert any(r.startswith('Indian vs rest: fpr_gap') for r in report['reasons'])
-  assert 'Indian vs rest' in evaluation.format_summary(report).splitlines()[4]
+  refused = [l for l in evaluation.format_summary(report).splitlines() if l.startswith('  - ')]
+  assert refused[0].startswith('  - Indian vs rest: disparate_impact')  # the worst comes first
 
 
 def test_empty_slice_is_insufficient_evidence_never_pass():
@@ -156,6 +157,7 @@ def test_unlabelled_fakes_make_fnr_checks_insufficient_unless_declared():
   assert statuses == {fairness.NOT_MEASURABLE}  # reported, never 'pass'
   assert 'Black vs rest: fnr_gap' in report['not_measured']
   assert 'NOT passed' in evaluation.format_summary(report)
+  assert any(w.startswith('no evaluated fake carries a known race') for w in report['data_warnings'])
   # The declaration does not hide a real FPR bias.
   biased = _planted(flag_reals_of='Black', fake_demographics=False)
   assert fairness.judge(_slices(*biased), declared)['verdict'] == fairness.FAIL

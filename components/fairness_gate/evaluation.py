@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from components import features
 from components.fairness_gate import eval_config, fairness, report_html
 from pipeline.config import ThresholdsConfig
 
@@ -150,6 +151,7 @@ def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List
   reasons += [f"{c['grouping']}: {c['reason']}" for c in checks
               if c['status'] in (fairness.FAIL, fairness.INSUFFICIENT)]
   fairness_verdict = result['verdict']
+  data_warnings = _data_warnings(counts)
   verdict = fairness.FAIL if not evaluator_blessed else fairness_verdict
   return dict(
       result, verdict=verdict, fairness_verdict=fairness_verdict,
@@ -157,7 +159,24 @@ def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List
       not_measured=[f"{c['grouping']}: {c['metric']}" for c in checks
                     if c['status'] == fairness.NOT_MEASURABLE],
       model_uri=model_uri, evaluation_uri=evaluation_uri, slices=rows,
+      data_warnings=data_warnings,
       thresholds=dataclasses.asdict(thresholds))
+
+
+def _data_warnings(counts: Dict[fairness.SliceKey, fairness.Counts]) -> List[str]:
+  """Demographics the data cannot speak about at all (said once, not per check)."""
+  warnings = []
+  for name in features.DEMOGRAPHIC_FEATURES:
+    known = [c for key, c in counts.items()
+             if len(key) == 1 and key[0][0] == name and key[0][1] != features.UNKNOWN]
+    if not any(c.total for c in known):
+      warnings.append(f'no evaluated example carries a known {name}: every {name} group is '
+                      'insufficient evidence')
+    elif not any(c.positives for c in known):
+      warnings.append(f'no evaluated fake carries a known {name}: per-{name} FNR/TPR (fnr_gap, '
+                      'average_odds_difference) cannot be measured; list them in '
+                      'not_measurable to accept that knowingly')
+  return warnings
 
 
 def write_report(report: Dict[str, Any], out_dir: str) -> Tuple[str, str]:
@@ -185,22 +204,40 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
                                      for k in ('n', 'accuracy', 'auc', 'fpr', 'fnr')),
            f"  checks: {len(checks)} over {len(report['groupings'])} groupings: "
            + ', '.join(f'{v} {k}' for k, v in counted.items() if v)]
+  lines += [f'  ! {warning}' for warning in report.get('data_warnings', [])]
   if not report['evaluator_blessed']:
     lines.append(f"  - {report['reasons'][0]}")
-  # One line per grouping, the most refused first.
-  per_grouping: Dict[str, List[str]] = {}
+  # One line per grouping, the most refused first; shortfalls said once.
+  per_grouping: Dict[str, List[Dict[str, Any]]] = {}
   for c in checks:
     if c['status'] in (fairness.FAIL, fairness.INSUFFICIENT):
-      per_grouping.setdefault(c['grouping'], []).append(c['reason'])
-  ranked = sorted(per_grouping.items(), key=lambda item: -len(item[1]))
-  for grouping, reasons in ranked[:max_lines]:
-    lines.append(f'  - {grouping}: ' + '; '.join(reasons))
+      per_grouping.setdefault(c['grouping'], []).append(c)
+  ranked = sorted(per_grouping.items(),
+                  key=lambda item: (-sum(c['status'] == fairness.FAIL for c in item[1]),
+                                    -len(item[1])))
+  for grouping, refused in ranked[:max_lines]:
+    lines.append(f'  - {grouping}: ' + _compact(refused))
   if len(ranked) > max_lines:
     lines.append(f'  ... and {len(ranked) - max_lines} more groupings (see report.json)')
   if report['not_measured']:
     lines.append(f"  declared not measurable ({len(report['not_measured'])}), NOT passed: "
                  + ', '.join(sorted({n.split(': ')[-1] for n in report['not_measured']})))
   return '\n'.join(lines)
+
+
+def _compact(refused: List[Dict[str, Any]]) -> str:
+  """'fpr_gap 0.8000 outside [...]; insufficient evidence for fnr_gap: X has 0 fakes'."""
+  parts = [c['reason'] for c in refused if c['status'] == fairness.FAIL]
+  short = [c for c in refused if c['status'] == fairness.INSUFFICIENT]
+  if short:
+    details = []
+    for c in short:
+      for detail in c['lacking'] or [c['reason'].split('insufficient evidence: ', 1)[-1]]:
+        if detail not in details:
+          details.append(detail)
+    parts.append(f"insufficient evidence for {', '.join(c['metric'] for c in short)}: "
+                 + '; '.join(details))
+  return '; '.join(parts)
 
 
 def _fmt(value) -> str:

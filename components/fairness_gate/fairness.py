@@ -94,6 +94,7 @@ class Check:
   bound: List[float]  # [low, high]
   status: str  # PASS | FAIL | INSUFFICIENT | NOT_MEASURABLE
   reason: str = ''
+  lacking: List[str] = dataclasses.field(default_factory=list)  # e.g. 'Black has 0 fakes'
 
 
 # ---------------------------------------------------------------------------
@@ -336,15 +337,17 @@ def _num(value) -> Optional[float]:
 
 
 def _judge(grouping: str, metric: str, value: float, interval: Optional[List[float]],
-           bound: List[float], shortfall: str, thresholds: ThresholdsConfig) -> Check:
+           bound: List[float], lacking: List[str], thresholds: ThresholdsConfig) -> Check:
   low, high = bound
   check = Check(grouping, metric, _num(value), interval and [_num(v) for v in interval],
                 bound, PASS)
   if metric in thresholds.not_measurable:
     check.status = NOT_MEASURABLE
     check.reason = f'{metric} declared not measurable on this data (thresholds not_measurable)'
-  elif shortfall:
-    check.status, check.reason = INSUFFICIENT, f'{metric} {shortfall}'
+  elif lacking:
+    check.status, check.lacking = INSUFFICIENT, lacking
+    check.reason = (f'{metric} insufficient evidence: {"; ".join(lacking)} '
+                    f'(need {thresholds.min_group_size})')
   elif math.isnan(value):
     check.status = INSUFFICIENT
     check.reason = f'{metric}: insufficient evidence: undefined (division by zero)'
@@ -372,17 +375,17 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
   group, reference, group_label, reference_label = group_counts(slices, grouping)
   n = thresholds.min_group_size
 
-  def short(what: str, *pairs: Tuple[str, float]) -> str:
-    lacking = [f'{label} has {count:g} {what}' for label, count in pairs if count < n]
-    return f'insufficient evidence: {"; ".join(lacking)} (need {n})' if lacking else ''
+  def lacking(what: str, *pairs: Tuple[str, float]) -> List[str]:
+    return [f'{label} has {count:g} {what}' for label, count in pairs if count < n]
 
-  negatives = short('real photos', (group_label, group.negatives),
-                    (reference_label, reference.negatives))
-  positives = short('fakes', (group_label, group.positives), (reference_label, reference.positives))
+  negatives = lacking('real photos', (group_label, group.negatives),
+                      (reference_label, reference.negatives))
+  positives = lacking('fakes', (group_label, group.positives),
+                      (reference_label, reference.positives))
   shortfalls = {
-      DISPARATE_IMPACT: short('examples', (group_label, group.total),
-                              (reference_label, reference.total)),
-      AVERAGE_ODDS_DIFFERENCE: '; '.join(s for s in (negatives, positives) if s),
+      DISPARATE_IMPACT: lacking('examples', (group_label, group.total),
+                                (reference_label, reference.total)),
+      AVERAGE_ODDS_DIFFERENCE: negatives + positives,
       FPR_GAP: negatives,
       FNR_GAP: positives,
   }

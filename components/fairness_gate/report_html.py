@@ -229,6 +229,9 @@ def render(report: Dict[str, Any]) -> str:
           f'{"passed" if report["evaluator_blessed"] else "FAILED"}</p>',
           f'<h2>Why not blessed</h2><ul>{reasons}</ul>' if not report['blessed'] else
           '<h2>Blessed</h2><p>Every accuracy threshold and every judged fairness bound holds.</p>']
+  if report.get('data_warnings'):
+    head.append('<h3>Data warnings</h3><ul>'
+                + ''.join(f'<li>{_e(w)}</li>' for w in report['data_warnings']) + '</ul>')
   if not_measured:
     head.append('<h3>Declared not measurable on this data (not passed, not judged)</h3>'
                 f'<ul>{not_measured}</ul>')

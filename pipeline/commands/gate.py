@@ -44,7 +44,8 @@ def register(subparsers) -> None:
   p.add_argument('--split', default='test',
                  help='split to evaluate when --examples is a config YAML (default: %(default)s)')
   p.add_argument('--beam-arg', action='append', dest='beam_args', metavar='ARG',
-                 help=f'Beam pipeline argument, repeatable (default: {" ".join(DEFAULT_BEAM_ARGS)})')
+                 help='Beam pipeline argument, repeatable, written with "=" '
+                 '(--beam-arg=--direct_num_workers=2); default: ' + ' '.join(DEFAULT_BEAM_ARGS))
   p.set_defaults(func=_run)
 
 
