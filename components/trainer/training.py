@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -65,8 +65,7 @@ class _Throughput(keras.callbacks.Callback):
 
 
 def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
-          class_counts: Dict[int, int], run_dir: str,
-          extra_callbacks=()) -> Tuple[keras.Model, Dict[str, Any]]:
+          class_counts: Dict[int, int], run_dir: str) -> Tuple[keras.Model, Dict[str, Any]]:
   """Builds and fits the model; writes TensorBoard logs and history.json to `run_dir`.
 
   Returns the model (best weights by validation loss when early stopping is on)
@@ -90,7 +89,7 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
       callbacks.append(early_stopping)
     fit = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                     validation_data=eval_ds, validation_steps=config.validation_steps,
-                    class_weight=weights, callbacks=callbacks + list(extra_callbacks),
+                    class_weight=weights, callbacks=callbacks,
                     verbose=2)
   history = {k: [float(v) for v in values] for k, values in fit.history.items()}
   if not history.get('loss'):
@@ -124,13 +123,10 @@ def write_history(summary: Dict[str, Any], run_dir: str) -> str:
   return path
 
 
-def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset,
-                          steps: Optional[int] = None):
+def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset):
   """(probabilities, labels) as flat NumPy arrays over a non-repeating dataset."""
   probabilities, labels = [], []
-  for i, (images, batch_labels) in enumerate(dataset):
-    if steps is not None and i >= steps:
-      break
+  for images, batch_labels in dataset:
     probabilities.append(model(images, training=False).numpy().reshape(-1))
     labels.append(batch_labels.numpy().reshape(-1))
   return np.concatenate(probabilities), np.concatenate(labels).astype(int)

@@ -24,8 +24,9 @@ def register(subparsers) -> None:
   p.add_argument('--color-mode', choices=['grayscale', 'rgb'], help='default: the config\'s')
   p.add_argument('--batch-size', type=int, help='default: the config\'s')
   p.add_argument('--config', help='pipeline YAML whose `train:` section is the starting point')
-  p.add_argument('--decision-threshold', type=float, default=0.5,
-                 help='P(fake) at or above which an image counts as fake (default: %(default)s)')
+  p.add_argument('--decision-threshold', type=float,
+                 help='P(fake) at or above which an image counts as fake (default: the '
+                 'thresholds file\'s decision_threshold, the one the fairness gate uses)')
   p.add_argument('--export', action='store_true', help='also write OUT/<model>/saved_model')
   p.add_argument('--skip-missing', action='store_true',
                  help='exit 0 with a message (instead of failing) when --data has no data set')
@@ -36,12 +37,16 @@ def _run(args) -> int:
   from components.trainer import quality_report  # TensorFlow loads only when the command runs
   overrides = {'epochs': args.epochs, 'image_size': args.image_size,
                'color_mode': args.color_mode, 'batch_size': args.batch_size}
-  train_config = dataclasses.replace(config_lib.load_config(args.config).train,
+  pipeline_config = config_lib.load_config(args.config)
+  train_config = dataclasses.replace(pipeline_config.train,
                                      **{k: v for k, v in overrides.items() if v is not None})
+  threshold = args.decision_threshold
+  if threshold is None:
+    threshold = config_lib.load_thresholds(pipeline_config.thresholds_file).decision_threshold
   try:
     report = quality_report.run_report(
         args.data, args.out, train_config, architectures=args.architecture,
-        max_images=args.max_images, decision_threshold=args.decision_threshold,
+        max_images=args.max_images, decision_threshold=threshold,
         export_models=args.export)
   except quality_report.DataNotFoundError as e:
     print(f'report {"skipped" if args.skip_missing else "failed"}: {e}', file=sys.stderr)
