@@ -1,8 +1,8 @@
 """The fakefaces pipeline, assembled in one function for every orchestrator.
 
-    FaceExampleGen -> StatisticsGen -> ExampleValidator -> DataGate
-                                   ImportSchemaGen -^        |
-    Trainer (after DataGate) -> Evaluator -> FairnessGate -> Pusher
+    FaceExampleGen ----------> StatisticsGen -> ExampleValidator -> DataGate
+    ImportSchemaGen(schema/) -----^-----------------^                   |
+    Trainer (runs only after DataGate passed) -> Evaluator -> FairnessGate -> Pusher
 
 The Pusher receives only the FairnessGate's blessing, which is positive only
 when the Evaluator's accuracy thresholds and every fairness bound pass.

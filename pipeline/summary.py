@@ -34,6 +34,11 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
     summary['ingest_report'] = os.path.join(ingest.uri, 'report.json')
     report = _read_json(ingest.uri, 'report.json') or {}
     summary['ingest_counts'] = report.get('counts')
+  validation = _latest(store, 'fakefaces.DataValidationReport')
+  if validation:
+    summary['data_report'] = os.path.join(validation.uri, 'report.json')
+    report = _read_json(validation.uri, 'report.json') or {}
+    summary['data_short_groups'] = report.get('coverage', {}).get('short_groups', [])
   fairness = _latest(store, 'fakefaces.FairnessReport')
   if fairness:
     summary['fairness_report'] = os.path.join(fairness.uri, 'report.json')
@@ -55,6 +60,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
            f"metadata (MLMD): {summary['metadata']}"]
   if 'ingest_counts' in summary:
     lines.append(f"ingestion:       {summary['ingest_counts']}  ({summary['ingest_report']})")
+  if 'data_report' in summary:
+    short = summary['data_short_groups']
+    lines.append(f"data validation: passed; {len(short)} group(s) short of examples  "
+                 f"({summary['data_report']})")
   if 'fairness_report' in summary:
     lines.append(f"fairness gate:   {summary['verdict']}, blessed={summary['blessed']}  "
                  f"({summary['fairness_report']})")
