@@ -207,37 +207,15 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
   lines += [f'  ! {warning}' for warning in report.get('data_warnings', [])]
   if not report['evaluator_blessed']:
     lines.append(f"  - {report['reasons'][0]}")
-  # One line per grouping, the most refused first; shortfalls said once.
-  per_grouping: Dict[str, List[Dict[str, Any]]] = {}
-  for c in checks:
-    if c['status'] in (fairness.FAIL, fairness.INSUFFICIENT):
-      per_grouping.setdefault(c['grouping'], []).append(c)
-  ranked = sorted(per_grouping.items(),
-                  key=lambda item: (-sum(c['status'] == fairness.FAIL for c in item[1]),
-                                    -len(item[1])))
-  for grouping, refused in ranked[:max_lines]:
-    lines.append(f'  - {grouping}: ' + _compact(refused))
+  ranked = fairness.refusals_by_grouping(checks)
+  for grouping, text in ranked[:max_lines]:
+    lines.append(f'  - {grouping}: {text}')
   if len(ranked) > max_lines:
     lines.append(f'  ... and {len(ranked) - max_lines} more groupings (see report.json)')
   if report['not_measured']:
     lines.append(f"  declared not measurable ({len(report['not_measured'])}), NOT passed: "
                  + ', '.join(sorted({n.split(': ')[-1] for n in report['not_measured']})))
   return '\n'.join(lines)
-
-
-def _compact(refused: List[Dict[str, Any]]) -> str:
-  """'fpr_gap 0.8000 outside [...]; insufficient evidence for fnr_gap: X has 0 fakes'."""
-  parts = [c['reason'] for c in refused if c['status'] == fairness.FAIL]
-  short = [c for c in refused if c['status'] == fairness.INSUFFICIENT]
-  if short:
-    details = []
-    for c in short:
-      for detail in c['lacking'] or [c['reason'].split('insufficient evidence: ', 1)[-1]]:
-        if detail not in details:
-          details.append(detail)
-    parts.append(f"insufficient evidence for {', '.join(c['metric'] for c in short)}: "
-                 + '; '.join(details))
-  return '; '.join(parts)
 
 
 def _fmt(value) -> str:

@@ -425,3 +425,31 @@ def judge(slices: Dict[SliceKey, Counts], thresholds: ThresholdsConfig,
           'bounds': _bounds(thresholds), 'min_group_size': thresholds.min_group_size,
           'confidence_level': thresholds.confidence_level, 'judge_on': thresholds.judge_on,
           'not_measurable': list(thresholds.not_measurable)}
+
+
+def refusals_by_grouping(checks: Sequence[Dict[str, object]]) -> List[Tuple[str, str]]:
+  """(grouping, one-line reason) per refused grouping, most failures first.
+
+  Failures are listed with their values; shortfalls are said once per
+  grouping ('insufficient evidence for fnr_gap, ...: Black has 0 fakes').
+  """
+  refused: Dict[str, List[Dict[str, object]]] = {}
+  for c in checks:
+    if c['status'] in (FAIL, INSUFFICIENT):
+      refused.setdefault(c['grouping'], []).append(c)
+  ranked = sorted(refused.items(), key=lambda item: (-sum(c['status'] == FAIL for c in item[1]),
+                                                      -len(item[1])))
+  lines = []
+  for grouping, grouping_checks in ranked:
+    parts = [c['reason'] for c in grouping_checks if c['status'] == FAIL]
+    short = [c for c in grouping_checks if c['status'] == INSUFFICIENT]
+    if short:
+      details = []
+      for c in short:
+        for detail in c['lacking'] or [c['reason'].split('insufficient evidence: ', 1)[-1]]:
+          if detail not in details:
+            details.append(detail)
+      parts.append(f"insufficient evidence for {', '.join(c['metric'] for c in short)}: "
+                   + '; '.join(details))
+    lines.append((grouping, '; '.join(parts)))
+  return lines

@@ -12,6 +12,8 @@ import html
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from components.fairness_gate import fairness
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;
 max-width:1100px}
@@ -211,13 +213,10 @@ def _quality_section(report: Dict[str, Any]) -> str:
 def render(report: Dict[str, Any]) -> str:
   verdict = report['verdict']
   # One bullet per refused grouping (report.json keeps one reason per check).
-  per_grouping: Dict[str, List[str]] = {}
-  for c in report['checks']:
-    if c['status'] in ('fail', 'insufficient_evidence'):
-      per_grouping.setdefault(c['grouping'], []).append(c['reason'])
   evaluator = [] if report['evaluator_blessed'] else report['reasons'][:1]
   reasons = ''.join(f'<li>{_e(r)}</li>' for r in evaluator) + ''.join(
-      f'<li><b>{_e(g)}</b>: {_e("; ".join(r))}</li>' for g, r in per_grouping.items())
+      f'<li><b>{_e(g)}</b>: {_e(text)}</li>'
+      for g, text in fairness.refusals_by_grouping(report['checks']))
   not_measured = ''.join(f'<li>{_e(n)}</li>' for n in report['not_measured'])
   head = [f'<h1>Fairness gate report <span class="badge {_e(verdict)}">{_e(verdict)}</span> '
           f'<span class="badge {"pass" if report["blessed"] else "fail"}">'
@@ -230,7 +229,7 @@ def render(report: Dict[str, Any]) -> str:
           f'<h2>Why not blessed</h2><ul>{reasons}</ul>' if not report['blessed'] else
           '<h2>Blessed</h2><p>Every accuracy threshold and every judged fairness bound holds.</p>']
   if report.get('data_warnings'):
-    head.append('<h3>Data warnings</h3><ul>'
+    head.insert(2, '<h3>Data warnings</h3><ul>'
                 + ''.join(f'<li>{_e(w)}</li>' for w in report['data_warnings']) + '</ul>')
   if not_measured:
     head.append('<h3>Declared not measurable on this data (not passed, not judged)</h3>'
