@@ -172,7 +172,11 @@ def to_markdown(report: Dict[str, Any]) -> str:
   lines = ['# Quality report', '',
            f"Data: `{report['data_dir']}`; train {report['counts'][TRAIN]}, validation "
            f"{report['counts'][VALIDATION]}, test {report['counts'][TEST]} images; decision "
-           f"threshold {report['decision_threshold']}. Fake is the positive class.", '']
+           f"threshold {report['decision_threshold']}. Fake is the positive class.", '',
+           'FairFace contributes real photos only, so on it accuracy is 1 - FPR, and a model can '
+           'score well there by recognising the source (224 px loose crops, not 128 px aligned '
+           'faces) rather than GAN traces. Table 5\'s gan_faces rows are the detection skill; '
+           'n/a marks a metric the group cannot define (e.g. recall without fakes).', '']
   header = ['Model', 'Group', 'N', 'Real', 'Fake', 'Accuracy', 'F1', 'Precision', 'Recall', 'AUC',
             'FPR']
   for t, (title, _, _) in enumerate(TABLES):
