@@ -8,7 +8,6 @@ The Pusher receives only the FairnessGate's blessing, which is positive only
 when the Evaluator's accuracy thresholds and every fairness bound pass.
 """
 
-import dataclasses
 import os
 from typing import List, Optional
 
@@ -20,6 +19,7 @@ from components.data_gate.component import validation_components
 from components.face_example_gen.component import FaceExampleGen
 from components.fairness_gate.component import FairnessGate
 from components.fairness_gate.eval_config import build_eval_config
+from components.trainer.module import trainer_custom_config
 from pipeline.config import PipelineConfig, load_thresholds
 
 TRAINER_RUN_FN = 'components.trainer.module.run_fn'
@@ -49,7 +49,7 @@ def create_pipeline(
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
-      custom_config=dataclasses.asdict(config.train))
+      custom_config=trainer_custom_config(config.train, thresholds.decision_threshold))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
   evaluator = tfx.components.Evaluator(

@@ -8,6 +8,7 @@ so the whole module costs about one full pipeline run.
 
 import dataclasses
 import glob
+import json
 import os
 
 import pytest
@@ -21,7 +22,7 @@ from pipeline import demo_data, local_runner, summary
 COMPONENTS = ('FaceExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
               'DataGate', 'Trainer', 'Evaluator', 'FairnessGate', 'Pusher')
 # Bounds every model meets: this module tests wiring, not model quality.
-LENIENT = dict(min_group_size=1, min_binary_accuracy=0.0, min_auc=0.0,
+LENIENT = dict(decision_threshold=0.3, min_group_size=1, min_binary_accuracy=0.0, min_auc=0.0,
                disparate_impact_range=[0.0, 1.0e9], max_abs_average_odds_difference=1.0,
                max_fpr_gap=1.0, max_fnr_gap=1.0,
                judge_each_value_of=[])  # tiny race x gender groups could make DI infinite
@@ -90,6 +91,9 @@ def test_pushed_model_loads_and_scores_an_image(first_run):
   assert probability.shape == (1,)
   assert 0.0 <= probability[0] <= 1.0
   assert outputs[export.LABEL_KEY].numpy()[0] in (b'real', b'fake')
+  # The served label cuts where the gate judged (the thresholds file's 0.3).
+  with open(os.path.join(version_dir, 'assets', export.PREPROCESSING_FILE)) as f:
+    assert json.load(f)['decision_threshold'] == pytest.approx(0.3)
 
 
 def test_gate_blocks_push_on_insufficient_evidence(first_run, tmp_path):
