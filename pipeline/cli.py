@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='fakefaces',
       description='Detect GAN-generated faces; ship only models that are accurate and fair.')
-  parser.add_argument('-v', '--verbose', action='store_true', help='log at INFO level')
+  parser.add_argument('-v', '--verbose', action='store_true',
+                      help='also show INFO logs of TFX, Beam and TensorFlow')
   subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
   subparsers.required = True
   for module_name in COMMAND_MODULES:
@@ -47,10 +48,33 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PROJECT_PACKAGES = tuple(os.path.join(_PROJECT_ROOT, name) + os.sep
+                          for name in ('pipeline', 'components', 'serving', 'kubeflow'))
+
+
+class _ProjectInfoFilter(logging.Filter):
+  """Passes warnings from anywhere, and INFO only from this project's code.
+
+  Progress and outcome lines (ingestion counts, training epochs) stay visible
+  without TFX's and Beam's own INFO chatter; `-v` shows everything.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.pathname.startswith(_PROJECT_PACKAGES)
+
+
+def _configure_logging(verbose: bool) -> None:
+  handler = logging.StreamHandler()
+  handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+  if not verbose:
+    handler.addFilter(_ProjectInfoFilter())
+  logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   args = build_parser().parse_args(argv)
-  logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  _configure_logging(args.verbose)
   return int(args.func(args) or 0)
 
 
