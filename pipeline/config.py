@@ -86,7 +86,11 @@ class TrainConfig:
   optimizer: str = 'adam'
   dropout: float = 0.0
   class_weighting: bool = True
-  early_stopping_patience: int = 3  # epochs without val_loss improvement; 0 disables
+  early_stopping_patience: int = 3  # epochs without improvement of the monitor; 0 disables
+  # What early stopping watches and restores the best epoch of: 'val_loss' (the paper's),
+  # 'val_auc' or 'val_accuracy'. With class weights and a differently mixed eval split,
+  # val_loss can prefer an early epoch whose AUC is far worse (seen on ../shared/data).
+  early_stopping_monitor: str = 'val_loss'
   seed: int = 42
   validation_steps: Optional[int] = None  # None: the whole eval split each epoch
   shuffle_buffer: int = 2048  # examples (encoded, ~10 KB each at 128 px)

@@ -88,3 +88,20 @@ def test_bad_inputs_fail_with_names(records, tmp_path):
     data.count_labels([missing])
   with pytest.raises(ValueError, match='train split has no fake examples'):
     data.class_weights({0: 10, 1: 0})
+
+
+def test_early_stopping_can_watch_val_auc_and_keeps_its_best_epoch(records, tmp_path):
+  args = _fn_args(records, tmp_path, architecture='baseline', image_size=32, epochs=3,
+                  steps_per_epoch=2, batch_size=8, early_stopping_monitor='val_auc',
+                  early_stopping_patience=5)
+  module.run_fn(args)
+  history = json.loads((tmp_path / 'model_run' / training.HISTORY_FILE).read_text())
+  aucs = history['history']['val_auc']
+  assert history['best_epoch'] == aucs.index(max(aucs)) + 1
+  assert history['weights_from_epoch'] == history['best_epoch']
+
+
+def test_unknown_early_stopping_monitor_is_named(records, tmp_path):
+  args = _fn_args(records, tmp_path, image_size=32, epochs=1, early_stopping_monitor='auc')
+  with pytest.raises(ValueError, match='train.early_stopping_monitor'):
+    module.run_fn(args)

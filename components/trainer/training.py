@@ -64,13 +64,20 @@ class _Throughput(keras.callbacks.Callback):
       logs['epoch_seconds'] = time.perf_counter() - self._start
 
 
+# Metrics early stopping may watch, and which direction is better.
+_MONITOR_MODES = {'val_loss': 'min', 'val_auc': 'max', 'val_accuracy': 'max'}
+
+
 def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
           class_counts: Dict[int, int], run_dir: str) -> Tuple[keras.Model, Dict[str, Any]]:
   """Builds and fits the model; writes TensorBoard logs and history.json to `run_dir`.
 
-  Returns the model (best weights by validation loss when early stopping is on)
+  Returns the model (best weights by `early_stopping_monitor` when early stopping is on)
   and the history summary that was written.
   """
+  if config.early_stopping_monitor not in _MONITOR_MODES:
+    raise ValueError(f'train.early_stopping_monitor must be one of {sorted(_MONITOR_MODES)}, '
+                     f'got {config.early_stopping_monitor!r}')
   seed_everything(config)
   strategy = pick_strategy()
   weights = data.class_weights(class_counts) if config.class_weighting else None
@@ -84,8 +91,8 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
     early_stopping = None
     if config.early_stopping_patience:
       early_stopping = keras.callbacks.EarlyStopping(
-          monitor='val_loss', patience=config.early_stopping_patience,
-          restore_best_weights=True)
+          monitor=config.early_stopping_monitor, mode=_MONITOR_MODES[config.early_stopping_monitor],
+          patience=config.early_stopping_patience, restore_best_weights=True)
       callbacks.append(early_stopping)
     fit = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                     validation_data=eval_ds, validation_steps=config.validation_steps,
@@ -94,7 +101,8 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
   history = {k: [float(v) for v in values] for k, values in fit.history.items()}
   if not history.get('loss'):
     raise ValueError('training ran no steps: is the train split empty?')
-  val_loss = history.get('val_loss', [])
+  monitored = history.get(config.early_stopping_monitor, [])
+  pick = min if _MONITOR_MODES[config.early_stopping_monitor] == 'min' else max
   summary = {
       'config': dataclasses.asdict(config),
       'strategy': type(strategy).__name__,
@@ -104,7 +112,8 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
       'class_counts': {str(k): v for k, v in class_counts.items()},
       'class_weights': {str(k): v for k, v in weights.items()} if weights else None,
       'epochs_run': len(history['loss']),
-      'best_epoch': int(min(range(len(val_loss)), key=val_loss.__getitem__)) + 1 if val_loss else None,
+      'best_epoch': (int(pick(range(len(monitored)), key=monitored.__getitem__)) + 1
+                     if monitored else None),  # by early_stopping_monitor
       'stopped_early': bool(early_stopping and early_stopping.stopped_epoch),
       # EarlyStopping(restore_best_weights) hands back the best epoch's weights.
       'weights_from_epoch': (int(early_stopping.best_epoch) + 1 if early_stopping
