@@ -46,6 +46,7 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
     summary['blessed'] = report.get('blessed')
     summary['verdict'] = report.get('verdict')
     summary['reasons'] = report.get('reasons', [])
+    summary['fairness'] = report
   pushed = _latest(store, 'PushedModel')
   if pushed:
     props = pushed.custom_properties
@@ -65,9 +66,9 @@ def format_summary(summary: Dict[str, Any]) -> str:
     lines.append(f"data validation: passed; {len(short)} group(s) short of examples  "
                  f"({summary['data_report']})")
   if 'fairness_report' in summary:
-    lines.append(f"fairness gate:   {summary['verdict']}, blessed={summary['blessed']}  "
-                 f"({summary['fairness_report']})")
-    lines += [f'  - {reason}' for reason in summary['reasons']]
+    from components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
+    lines.append(evaluation.format_summary(summary['fairness']))
+    lines.append(f"  report: {summary['fairness_report']} (+ report.html)")
   if summary.get('pushed'):
     lines.append(f"PUSHED to {summary['pushed_destination']}")
   else:
