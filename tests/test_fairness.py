@@ -270,3 +270,10 @@ def test_html_report_is_self_contained(tmp_path):
   assert parser.tags.count('svg') == 6  # 4 fairness metrics + per-slice FPR and FNR
   assert 'Black vs rest' in text and 'Table 9' in text and 'Tables 4-8' in text
   assert report_html.render(report) == text
+
+
+def test_auc_is_undefined_on_one_class_slices():
+  only_reals = evaluation._rates_from_counts(fairness.Counts(tp=0, fp=3, tn=5, fn=0), 0.95)  # pylint: disable=protected-access
+  assert only_reals['auc'] is None and only_reals['fnr_interval'] is None
+  both = evaluation._rates_from_counts(fairness.Counts(tp=1, fp=3, tn=5, fn=2), 0.95)  # pylint: disable=protected-access
+  assert 'auc' not in both  # TFMA's value stands

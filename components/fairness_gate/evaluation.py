@@ -85,10 +85,13 @@ def _rates_from_counts(c: fairness.Counts, level: float) -> Dict[str, Any]:
   recall = c.tpr
   f1 = (2 * precision * recall / (precision + recall)
         if precision + recall and not math.isnan(precision + recall) else math.nan)
-  return {'counts': dataclasses.asdict(c), 'real': c.negatives, 'fake': c.positives,
-          'f1': None if math.isnan(f1) else f1,
-          'fpr_interval': fairness.rate_interval(c.fp, c.negatives, level),
-          'fnr_interval': fairness.rate_interval(c.fn, c.positives, level)}
+  rates = {'counts': dataclasses.asdict(c), 'real': c.negatives, 'fake': c.positives,
+           'f1': None if math.isnan(f1) else f1,
+           'fpr_interval': fairness.rate_interval(c.fp, c.negatives, level),
+           'fnr_interval': fairness.rate_interval(c.fn, c.positives, level)}
+  if not (c.negatives and c.positives):
+    rates['auc'] = None  # TFMA reports 0 for a one-class slice; AUC is undefined there
+  return rates
 
 
 def evaluator_failures(evaluation_uri: str) -> List[str]:
