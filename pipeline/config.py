@@ -6,6 +6,7 @@ typo in a config file fails loudly instead of silently using a default.
 """
 
 import dataclasses
+import json
 import os
 import typing
 from typing import Any, Dict, List, Optional
@@ -214,6 +215,16 @@ def from_dict(cls, data: Dict[str, Any], where: str = ''):
       for key, value in data.items()
   }
   return cls(**kwargs)
+
+
+def to_json(config) -> str:
+  """A config dataclass as the JSON string components take as an execution property."""
+  return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def from_json(cls, text: str, where: str):
+  """The inverse of `to_json`, with the same field-naming checks as YAML loading."""
+  return from_dict(cls, json.loads(text), where)
 
 
 def load_yaml(path: str) -> Dict[str, Any]:

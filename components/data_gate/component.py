@@ -4,8 +4,6 @@ Wire it with `trainer.add_upstream_node(data_gate)`: when the gate raises, the
 Trainer and everything after it never run.
 """
 
-import dataclasses
-import json
 from typing import Tuple
 from tfx import types
 from tfx import v1 as tfx
@@ -15,7 +13,7 @@ from tfx.types import component_spec, standard_artifacts
 from components.artifacts import DataValidationReport
 from components.data_gate import coverage, executor
 from components.fairness_gate import fairness
-from pipeline.config import ThresholdsConfig, ValidationConfig
+from pipeline.config import ThresholdsConfig, ValidationConfig, to_json
 
 
 class DataGateSpec(types.ComponentSpec):
@@ -49,8 +47,8 @@ class DataGate(base_component.BaseComponent):
     coverage.judged_groups(fairness.expand_groupings(thresholds, {}))  # and on a bad grouping
     super().__init__(spec=DataGateSpec(
         examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
-        validation_config=json.dumps(dataclasses.asdict(validation_config), sort_keys=True),
-        thresholds=json.dumps(dataclasses.asdict(thresholds), sort_keys=True),
+        validation_config=to_json(validation_config),
+        thresholds=to_json(thresholds),
         report=types.Channel(type=DataValidationReport)))
 
 

@@ -34,7 +34,7 @@ from tfx.utils import io_utils
 
 from components import features
 from components.data_gate import coverage, examples_io, skew
-from pipeline.config import ConfigError, ThresholdsConfig, ValidationConfig, from_dict
+from pipeline.config import ConfigError, ThresholdsConfig, ValidationConfig, from_json
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
 REPORT_FILE = 'report.json'
@@ -221,10 +221,10 @@ def failure_message(blocking: Sequence[Mapping[str, str]], coverage_report: Mapp
 class Executor(base_executor.BaseExecutor):
 
   def Do(self, input_dict, output_dict, exec_properties):
-    config = from_dict(ValidationConfig, json.loads(exec_properties['validation_config']),
+    config = from_json(ValidationConfig, exec_properties['validation_config'],
                        'validation')
     check_config(config)
-    thresholds = from_dict(ThresholdsConfig, json.loads(exec_properties['thresholds']),
+    thresholds = from_json(ThresholdsConfig, exec_properties['thresholds'],
                            'thresholds')
     examples = artifact_utils.get_single_instance(input_dict['examples'])
     stats_by_split = load_split_statistics(

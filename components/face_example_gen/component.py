@@ -1,7 +1,5 @@
 """FaceExampleGen: a Beam component that turns face photo datasets into tf.Examples."""
 
-import dataclasses
-import json
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -9,7 +7,7 @@ from tfx.types import component_spec, standard_artifacts
 
 from components.artifacts import IngestReport
 from components.face_example_gen import executor
-from pipeline.config import IngestConfig
+from pipeline.config import IngestConfig, to_json
 
 
 class FaceExampleGenSpec(types.ComponentSpec):
@@ -33,7 +31,7 @@ class FaceExampleGen(base_beam_component.BaseBeamComponent):
 
   def __init__(self, ingest_config: IngestConfig, input_fingerprint: str = ''):
     super().__init__(spec=FaceExampleGenSpec(
-        ingest_config=json.dumps(dataclasses.asdict(ingest_config), sort_keys=True),
+        ingest_config=to_json(ingest_config),
         input_fingerprint=input_fingerprint,
         examples=types.Channel(type=standard_artifacts.Examples),
         ingest_report=types.Channel(type=IngestReport)))

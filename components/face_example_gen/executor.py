@@ -24,7 +24,7 @@ from tfx.types import artifact_utils
 
 from components import features
 from components.face_example_gen import align, images, sources
-from pipeline.config import IngestConfig, from_dict
+from pipeline.config import IngestConfig, from_json, to_json
 
 WRITTEN, NO_FACE, UNREADABLE, FILTERED = 'written', 'no_face', 'unreadable', 'filtered'
 OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)
@@ -273,7 +273,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
   def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
          exec_properties: Dict[str, Any]) -> None:
     del input_dict
-    config = from_dict(IngestConfig, json.loads(exec_properties['ingest_config']), 'ingest')
+    config = from_json(IngestConfig, exec_properties['ingest_config'], 'ingest')
     validate_config(config)
     examples = artifact_utils.get_single_instance(output_dict['examples'])
     report_artifact = artifact_utils.get_single_instance(output_dict['ingest_report'])
@@ -307,6 +307,6 @@ def run_standalone(config: IngestConfig, output_dir: str,
   tf.io.gfile.makedirs(report.uri)
   context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_pipeline_args or [])
   Executor(context).Do({}, {'examples': [examples], 'ingest_report': [report]},
-                       {'ingest_config': json.dumps(dataclasses.asdict(config))})
+                       {'ingest_config': to_json(config)})
   with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE)) as f:
     return json.load(f)

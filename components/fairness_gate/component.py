@@ -1,7 +1,5 @@
 """FairnessGate: turns an evaluation into a ModelBlessing the Pusher obeys."""
 
-import dataclasses
-import json
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -9,7 +7,7 @@ from tfx.types import component_spec, standard_artifacts
 
 from components.artifacts import FairnessReport
 from components.fairness_gate import executor
-from pipeline.config import ThresholdsConfig
+from pipeline.config import ThresholdsConfig, to_json
 
 
 class FairnessGateSpec(types.ComponentSpec):
@@ -35,6 +33,6 @@ class FairnessGate(base_component.BaseComponent):
                model: types.BaseChannel, thresholds: ThresholdsConfig):
     super().__init__(spec=FairnessGateSpec(
         evaluation=evaluation, evaluator_blessing=evaluator_blessing, model=model,
-        thresholds=json.dumps(dataclasses.asdict(thresholds), sort_keys=True),
+        thresholds=to_json(thresholds),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         report=types.Channel(type=FairnessReport)))

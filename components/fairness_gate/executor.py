@@ -17,7 +17,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.fairness_gate import evaluation
-from pipeline.config import ThresholdsConfig, from_dict
+from pipeline.config import ThresholdsConfig, from_json
 
 BLESSED_FILE, NOT_BLESSED_FILE = 'BLESSED', 'NOT_BLESSED'
 
@@ -38,7 +38,7 @@ def write_blessing(blessing, model, report) -> None:
 class Executor(base_executor.BaseExecutor):
 
   def Do(self, input_dict, output_dict, exec_properties):
-    thresholds = from_dict(ThresholdsConfig, json.loads(exec_properties['thresholds']),
+    thresholds = from_json(ThresholdsConfig, exec_properties['thresholds'],
                            'thresholds')
     evaluation_artifact = artifact_utils.get_single_instance(input_dict['evaluation'])
     evaluator_blessing = artifact_utils.get_single_instance(input_dict['evaluator_blessing'])
