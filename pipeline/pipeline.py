@@ -8,9 +8,11 @@ The Pusher receives only the FairnessGate's blessing, which is positive only
 when the Evaluator's accuracy thresholds and every fairness bound pass.
 """
 
+import hashlib
 import os
 from typing import List, Optional
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
@@ -85,8 +87,6 @@ def input_fingerprint(config: PipelineConfig) -> str:
   Passed to FaceExampleGen as an execution property so a cached ingestion is
   reused only while the inputs are unchanged.
   """
-  import hashlib  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   digest = hashlib.sha256()
   for source in config.ingest.sources:
     digest.update(f'{source.kind}:{source.path}\n'.encode())
