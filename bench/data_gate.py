@@ -34,7 +34,7 @@ import tensorflow_data_validation as tfdv  # noqa: E402
 from components import features  # noqa: E402
 from components.data_gate import coverage, examples_io, executor  # noqa: E402
 from components.data_gate.component import statistics_options  # noqa: E402
-from components.fairness_gate import synthetic  # noqa: E402
+from pipeline import demo_models  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,7 @@ def main() -> None:
   parser.add_argument('--examples', type=int, default=2000)
   args = parser.parse_args()
   work = tempfile.mkdtemp(prefix='bench_data_gate_')
-  path = synthetic.write_demo_examples(os.path.join(work, 'test.tfrecord.gz'), args.examples, 1)
+  path = demo_models.write_demo_examples(os.path.join(work, 'test.tfrecord.gz'), args.examples, 1)
   schema = tfdv.load_schema_text(config_lib.DEFAULT_SCHEMA)
   gate_options = statistics_options()
   gate_options.schema = schema

@@ -5,7 +5,7 @@
   (b) jackknife  TFMA's jackknife intervals on every metric and slice
   (c) poisson    TFMA's Poisson bootstrap intervals
 
-Every path evaluates the same SavedModel (components/fairness_gate/synthetic.py,
+Every path evaluates the same SavedModel (pipeline/demo_models.py,
 the biased one) on the same generated examples with the EvalConfig the
 pipeline uses (6 slicing specs, ~34 slices), DirectRunner in_memory with one
 worker, then judges with the gate. The table gives wall seconds, CPU seconds,
@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-from components.fairness_gate import evaluation, synthetic  # noqa: E402
+from components.fairness_gate import evaluation  # noqa: E402
+from pipeline import demo_models  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.commands import gate  # noqa: E402
 
@@ -47,8 +48,8 @@ def main() -> None:
   parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS))
   args = parser.parse_args()
   work = tempfile.mkdtemp(prefix='bench_fairness_')
-  data = synthetic.write_demo_examples(os.path.join(work, 'test.tfrecord.gz'), args.examples, 1)
-  model = synthetic.dark_face_model(os.path.join(work, 'model'))
+  data = demo_models.write_demo_examples(os.path.join(work, 'test.tfrecord.gz'), args.examples, 1)
+  model = demo_models.dark_face_model(os.path.join(work, 'model'))
   base = config_lib.load_thresholds(config_lib.DEFAULT_THRESHOLDS)
   base = dataclasses.replace(base, min_group_size=5)
   rows = []

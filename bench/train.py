@@ -34,7 +34,8 @@ import tf_keras as keras  # noqa: E402
 
 from components import features  # noqa: E402
 from components.face_example_gen import executor, sources  # noqa: E402
-from components.trainer import data, demo_records, model, preprocess  # noqa: E402
+from components.trainer import data, model, preprocess  # noqa: E402
+from pipeline import demo_records  # noqa: E402
 from pipeline.config import TrainConfig  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'train.json')

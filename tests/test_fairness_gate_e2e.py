@@ -1,7 +1,7 @@
 """The gate end to end: real TFMA via `fakefaces gate`, and the real FairnessGate
 and Pusher in a TFX LocalDagRunner pipeline (MLMD on SQLite), no mocks.
 
-Two hand-made SavedModels (components/fairness_gate/synthetic.py) score
+Two hand-made SavedModels (pipeline/demo_models.py) score
 generated faces: one accurate for everyone, one that also calls dark real
 faces fake. Each is evaluated once (module fixtures); the TFX test reuses
 those TFMA outputs as the Evaluator's.
@@ -15,7 +15,8 @@ import pytest
 from tfx import v1 as tfx
 from tfx import version as tfx_version
 
-from components.fairness_gate import evaluation, synthetic
+from components.fairness_gate import evaluation
+from pipeline import demo_models
 from components.fairness_gate.component import FairnessGate
 from pipeline import cli
 from pipeline import config as config_lib
@@ -36,9 +37,9 @@ bootstrap_samples: 500
 def workdir(tmp_path_factory):
   root = tmp_path_factory.mktemp('fairness_gate')
   # 280 faces: 20 reals and 20 fakes per race, 10 and 10 per race x gender.
-  synthetic.write_demo_examples(str(root / 'data' / 'test.tfrecord.gz'), 280, seed=1)
-  synthetic.nyquist_model(str(root / 'fair' / 'Format-Serving'))
-  synthetic.dark_face_model(str(root / 'biased' / 'Format-Serving'))
+  demo_models.write_demo_examples(str(root / 'data' / 'test.tfrecord.gz'), 280, seed=1)
+  demo_models.nyquist_model(str(root / 'fair' / 'Format-Serving'))
+  demo_models.dark_face_model(str(root / 'biased' / 'Format-Serving'))
   (root / 'thresholds.yaml').write_text(THRESHOLDS_YAML)
   return root
 

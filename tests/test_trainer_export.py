@@ -10,7 +10,8 @@ import tensorflow as tf
 from PIL import Image
 
 from components import features
-from components.trainer import data, demo_records, export, model, preprocess
+from components.trainer import data, export, model, preprocess
+from pipeline import demo_records
 from pipeline import demo_data
 from pipeline.config import TrainConfig
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import features
-from components.trainer import data, demo_records, export, module, training
+from components.trainer import data, export, module, training
+from pipeline import demo_records
 from pipeline.config import ConfigError, TrainConfig
 
 

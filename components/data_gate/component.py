@@ -13,7 +13,9 @@ from tfx.types import component_spec, standard_artifacts
 from components.artifacts import DataValidationReport
 from components.data_gate import coverage, executor
 from components.fairness_gate import fairness
-from pipeline.config import ThresholdsConfig, ValidationConfig, to_json
+from components.config_base import to_json
+from components.data_gate.config import ValidationConfig
+from components.fairness_gate.config import ThresholdsConfig
 
 
 class DataGateSpec(types.ComponentSpec):

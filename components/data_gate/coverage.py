@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 from components import features
 from components.fairness_gate import fairness
 from components.fairness_gate.fairness import CROSS
-from pipeline.config import GroupingConfig, ThresholdsConfig
+from components.fairness_gate.config import GroupingConfig, ThresholdsConfig
 
 # (sorted ((feature, value), ...), label) -> number of examples
 CoverageCounts = Mapping[Tuple[Tuple[Tuple[str, str], ...], int], int]

@@ -34,7 +34,9 @@ from tfx.utils import io_utils
 
 from components import features
 from components.data_gate import coverage, examples_io, skew
-from pipeline.config import ConfigError, ThresholdsConfig, ValidationConfig, from_json
+from components.config_base import ConfigError, from_json
+from components.data_gate.config import ValidationConfig
+from components.fairness_gate.config import ThresholdsConfig
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
 REPORT_FILE = 'report.json'

@@ -7,7 +7,8 @@ from tfx.types import component_spec, standard_artifacts
 
 from components.artifacts import IngestReport
 from components.face_example_gen import executor
-from pipeline.config import IngestConfig, to_json
+from components.config_base import to_json
+from components.face_example_gen.config import IngestConfig
 
 
 class FaceExampleGenSpec(types.ComponentSpec):

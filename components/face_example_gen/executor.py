@@ -24,7 +24,8 @@ from tfx.types import artifact_utils
 
 from components import features
 from components.face_example_gen import align, images, sources
-from pipeline.config import IngestConfig, from_json, to_json
+from components.config_base import from_json, to_json
+from components.face_example_gen.config import IngestConfig
 
 WRITTEN, NO_FACE, UNREADABLE, FILTERED = 'written', 'no_face', 'unreadable', 'filtered'
 OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)

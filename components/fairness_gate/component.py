@@ -7,7 +7,8 @@ from tfx.types import component_spec, standard_artifacts
 
 from components.artifacts import FairnessReport
 from components.fairness_gate import executor
-from pipeline.config import ThresholdsConfig, to_json
+from components.config_base import to_json
+from components.fairness_gate.config import ThresholdsConfig
 
 
 class FairnessGateSpec(types.ComponentSpec):

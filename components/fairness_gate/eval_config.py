@@ -19,7 +19,7 @@ import tensorflow_model_analysis as tfma
 from components import features
 from components.fairness_gate import fairness
 from components.trainer import export
-from pipeline.config import ThresholdsConfig
+from components.fairness_gate.config import ThresholdsConfig
 
 SLICES = ((), (features.GENDER,), (features.RACE,), (features.AGE,),
           (features.RACE, features.GENDER), (features.SOURCE,))

@@ -17,7 +17,7 @@ import tensorflow_model_analysis as tfma
 
 from components import features
 from components.fairness_gate import eval_config, fairness, report_html
-from pipeline.config import ThresholdsConfig
+from components.fairness_gate.config import ThresholdsConfig
 
 REPORT_JSON, REPORT_HTML = 'report.json', 'report.html'
 OVERALL = 'Overall'

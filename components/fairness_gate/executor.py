@@ -17,7 +17,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.fairness_gate import evaluation
-from pipeline.config import ThresholdsConfig, from_json
+from components.config_base import from_json
+from components.fairness_gate.config import ThresholdsConfig
 
 BLESSED_FILE, NOT_BLESSED_FILE = 'BLESSED', 'NOT_BLESSED'
 

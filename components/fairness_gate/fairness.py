@@ -30,7 +30,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from components import features
-from pipeline.config import ConfigError, GroupingConfig, ThresholdsConfig
+from components.config_base import ConfigError
+from components.fairness_gate.config import GroupingConfig, ThresholdsConfig
 
 SliceKey = Tuple[Tuple[str, str], ...]  # (('gender', 'Female'), ('race', 'Black')), sorted
 PASS, FAIL, INSUFFICIENT, NOT_MEASURABLE = 'pass', 'fail', 'insufficient_evidence', 'not_measurable'

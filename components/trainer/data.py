@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from components import features
 from components.trainer import preprocess
-from pipeline.config import TrainConfig
+from components.trainer.config import TrainConfig
 
 _RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
                 features.LABEL: tf.io.FixedLenFeature([], tf.int64)}

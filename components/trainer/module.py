@@ -15,7 +15,8 @@ from typing import Any, Dict
 from absl import logging
 
 from components.trainer import data, export, training
-from pipeline.config import TrainConfig, from_dict
+from components.config_base import from_dict
+from components.trainer.config import TrainConfig
 
 DECISION_THRESHOLD_KEY = 'decision_threshold'
 

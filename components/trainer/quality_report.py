@@ -28,7 +28,7 @@ from sklearn import metrics as sk_metrics
 
 from components import features
 from components.trainer import data, export, training
-from pipeline.config import TrainConfig
+from components.trainer.config import TrainConfig
 
 TRAIN, VALIDATION, TEST = 'train', 'validation', 'test'
 FAIRFACE, GAN_FACES = 'fairface', 'gan_faces'

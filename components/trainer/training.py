@@ -21,7 +21,7 @@ from absl import logging
 
 from components.trainer import data, preprocess
 from components.trainer.model import build_model
-from pipeline.config import TrainConfig
+from components.trainer.config import TrainConfig
 
 HISTORY_FILE = 'history.json'
 

@@ -1,0 +1,26 @@
+"""The DataGate's configuration: schema, allowed anomalies, slice coverage and split skew."""
+
+import dataclasses
+from typing import List
+
+from components.config_base import DEFAULT_SCHEMA
+
+@dataclasses.dataclass
+class ValidationConfig:
+  schema_file: str = DEFAULT_SCHEMA
+  # Anomaly kinds (e.g. 'ENUM_TYPE_UNEXPECTED_STRING_VALUES') or 'feature:kind'
+  # pairs a user accepts on purpose; anything else stops the run.
+  allowed_anomalies: List[str] = dataclasses.field(default_factory=list)
+  # Each judged demographic group needs this many real and this many fake
+  # examples in the evaluation split.
+  min_examples_per_class: int = 5
+  on_short_group: str = 'insufficient'  # 'stop' or 'insufficient'
+  coverage_split: str = 'test'  # the split the Evaluator judges; slice coverage is counted there
+  # Split skew: L-infinity distance between each split's value distribution and the
+  # baseline split's, per feature; above the bound (and beyond sampling noise) it stops the run.
+  skew_features: List[str] = dataclasses.field(default_factory=lambda: ['gender', 'race', 'age'])
+  skew_baseline_split: str = 'train'
+  max_skew_linf: float = 0.1
+  # Distances within this many standard errors are sampling noise (~60 values compared, and
+  # the demo's real/fake pairs share demographics): 6 stops 0 of 200 demo seeds, 4 stops 3 of 40.
+  skew_noise_z: float = 6.0

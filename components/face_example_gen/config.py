@@ -1,0 +1,35 @@
+"""FaceExampleGen's configuration: the input sources and how faces are found and aligned."""
+
+import dataclasses
+from typing import List
+
+@dataclasses.dataclass
+class SourceConfig:
+  """One input dataset. `kind` selects the layout reader."""
+  kind: str  # 'fairface' | 'kaggle140k' | 'folders' | 'manifest'
+  path: str  # root folder (fairface/kaggle140k/folders) or CSV file (manifest)
+  name: str = ''  # value of the `source` feature; defaults to `kind`
+
+
+@dataclasses.dataclass
+class IngestConfig:
+  sources: List[SourceConfig] = dataclasses.field(default_factory=list)
+  # 'dlib' detects and FFHQ-aligns every face; 'none' only re-encodes images that
+  # are already aligned crops (the generated demo data, the 140k set).
+  align: str = 'dlib'
+  # 'hog' (fast), 'cnn' (mmod, finds more faces, ~10x slower) or 'hog+cnn' (CNN only
+  # where HOG finds none: HOG alone misses ~25% of FairFace, unevenly across groups).
+  detector: str = 'hog+cnn'
+  hog_upsample: int = 1  # HOG upsampling passes; 1 finds the small faces of 224px crops
+  cnn_upsample: int = 0  # CNN upsampling passes; 0 already finds faces in 224px crops
+  detect_max_side: int = 1024  # detect on a copy downscaled to this side (big photos)
+  output_size: int = 256  # side of the aligned square crop written to the TFRecords
+  jpeg_quality: int = 95
+  max_image_pixels: int = 64_000_000  # decompression-bomb guard, checked before decoding
+  limit_per_source: int = 0  # >0: ingest only this many inputs per source (smoke runs)
+  progress_interval_seconds: float = 60.0  # how often each worker logs its progress
+  # Fraction of inputs that may end as no-face/unreadable/filtered before the run fails.
+  max_failure_rate: float = 0.5
+  # Deterministic hash split for sources without their own split.
+  eval_fraction: float = 0.1
+  test_fraction: float = 0.1

@@ -1,0 +1,54 @@
+"""The fairness gate's configuration: accuracy and fairness bounds, groupings, intervals.
+
+Loaded from its own YAML file (`thresholds_file`) so CI can judge a model with the
+same bounds as the pipeline.
+"""
+
+import dataclasses
+import os
+from typing import List
+
+from components.config_base import from_dict, load_yaml
+
+@dataclasses.dataclass
+class GroupingConfig:
+  """A fairness comparison: `group` against `reference` on one feature.
+
+  Values are feature values; `reference: rest` means every other value. A
+  `feature` such as 'race x gender' crosses features, values joined by ' x '.
+  """
+  name: str
+  feature: str
+  group: str
+  reference: str = 'rest'
+
+
+@dataclasses.dataclass
+class ThresholdsConfig:
+  """What a model must achieve to be pushed (issue: fairness gate)."""
+  decision_threshold: float = 0.5  # probability above which a face is called fake
+  # A group with fewer examples of the class a rate needs is "insufficient
+  # evidence", never a pass.
+  min_group_size: int = 30
+  min_binary_accuracy: float = 0.8
+  min_auc: float = 0.8
+  disparate_impact_range: List[float] = dataclasses.field(default_factory=lambda: [0.8, 1.25])
+  max_abs_average_odds_difference: float = 0.05
+  max_fpr_gap: float = 0.05
+  max_fnr_gap: float = 0.05
+  groupings: List[GroupingConfig] = dataclasses.field(default_factory=list)
+  # Also judge every value of these features (or crosses like 'race x gender') against the rest.
+  judge_each_value_of: List[str] = dataclasses.field(default_factory=list)
+  # Fairness metrics declared unmeasurable on this data (e.g. fnr_gap when fakes carry no
+  # demographics): reported as 'not_measurable', never as passed. Default: none (strict).
+  not_measurable: List[str] = dataclasses.field(default_factory=list)
+  judge_on: str = 'estimate'  # 'estimate', or 'interval': the whole interval must be in bounds
+  confidence_level: float = 0.95  # of the fairness and per-slice rate intervals
+  bootstrap_samples: int = 2000  # seeded parametric bootstrap draws over the confusion counts
+  bootstrap_seed: int = 0
+  # TFMA's own metric intervals: 'off', 'jackknife' or 'poisson_bootstrap' (~15x slower).
+  tfma_confidence_intervals: str = 'off'
+
+
+def load_thresholds(path: str) -> ThresholdsConfig:
+  return from_dict(ThresholdsConfig, load_yaml(path), os.path.basename(path))

@@ -1,0 +1,28 @@
+"""The Trainer module's configuration: model, input pipeline and optimisation."""
+
+import dataclasses
+from typing import Optional
+
+@dataclasses.dataclass
+class TrainConfig:
+  architecture: str = 'vgg10'  # 'vgg10' (the paper's best) or 'baseline' (its 3-conv net)
+  image_size: int = 128
+  color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
+  epochs: int = 10
+  steps_per_epoch: Optional[int] = None  # None: one pass over the train split
+  batch_size: int = 32
+  learning_rate: float = 1e-3
+  optimizer: str = 'adam'
+  dropout: float = 0.0
+  class_weighting: bool = True
+  early_stopping_patience: int = 3  # epochs without improvement of the monitor; 0 disables
+  # What early stopping watches and restores the best epoch of: 'val_loss' (the paper's),
+  # 'val_auc' or 'val_accuracy'. With class weights and a differently mixed eval split,
+  # val_loss can prefer an early epoch whose AUC is far worse (seen on ../shared/data).
+  early_stopping_monitor: str = 'val_loss'
+  seed: int = 42
+  validation_steps: Optional[int] = None  # None: the whole eval split each epoch
+  shuffle_buffer: int = 2048  # examples (encoded, ~10 KB each at 128 px)
+  horizontal_flip: bool = True  # the paper's augmentation; training only
+  mixed_precision: bool = True  # mixed float16 on GPU; never applied on CPU
+  deterministic: bool = False  # also enable TF op determinism (slower on GPU)
