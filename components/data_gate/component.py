@@ -12,7 +12,7 @@ from tfx.types import component_spec, standard_artifacts
 
 from components.artifacts import DataValidationReport
 from components.data_gate import coverage, executor
-from components.fairness_gate import fairness
+from components import groupings
 from components.config_base import to_json
 from components.data_gate.config import ValidationConfig
 from components.fairness_gate.config import ThresholdsConfig
@@ -46,7 +46,8 @@ class DataGate(base_component.BaseComponent):
                schema: types.BaseChannel, anomalies: types.BaseChannel,
                validation_config: ValidationConfig, thresholds: ThresholdsConfig):
     executor.check_config(validation_config)  # fail when the pipeline is built, not hours later
-    coverage.judged_groups(fairness.expand_groupings(thresholds, {}))  # and on a bad grouping
+    # ... and on a bad grouping
+    coverage.judged_groups(groupings.expand(thresholds.groupings, thresholds.judge_each_value_of))
     super().__init__(spec=DataGateSpec(
         examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
         validation_config=to_json(validation_config),

@@ -14,56 +14,20 @@ intersection whatever the thresholds say.
 """
 
 import collections
-import dataclasses
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from components import features
-from components.fairness_gate import fairness
-from components.fairness_gate.fairness import CROSS
-from components.fairness_gate.config import GroupingConfig, ThresholdsConfig
+from components import groupings as groupings_lib
+from components.fairness_gate.config import ThresholdsConfig
+from components.groupings import Group, GroupingConfig, split_cross  # noqa: F401  (Group re-exported)
 
 # (sorted ((feature, value), ...), label) -> number of examples
 CoverageCounts = Mapping[Tuple[Tuple[Tuple[str, str], ...], int], int]
 
 
-@dataclasses.dataclass(frozen=True)
-class Group:
-  """Examples whose `feature_names` take `values` (or, with `rest`, any other known values)."""
-  feature_names: Tuple[str, ...]
-  values: Tuple[str, ...]
-  rest: bool = False
-
-  @property
-  def name(self) -> str:
-    feature, value = CROSS.join(self.feature_names), CROSS.join(self.values)
-    return f'{feature}: not {value}' if self.rest else f'{feature}={value}'
-
-  def contains(self, demographics: Mapping[str, str]) -> bool:
-    observed = tuple(demographics.get(name, features.UNKNOWN) for name in self.feature_names)
-    if self.rest:
-      return observed != self.values and features.UNKNOWN not in observed
-    return observed == self.values
-
-
-def _split_cross(text: str) -> Tuple[str, ...]:
-  return tuple(part.strip() for part in text.split(CROSS))
-
-
 def judged_groups(groupings: Iterable[GroupingConfig]) -> List[Group]:
   """Every group the fairness gate will judge, without duplicates, in a stable order."""
-  groups = []
-  for grouping in groupings:
-    names = _split_cross(grouping.feature)
-    for role in ('group', 'reference'):
-      text = getattr(grouping, role)
-      if role == 'reference' and text == fairness.REST:
-        groups.append(Group(names, groups[-1].values, rest=True))
-        continue
-      values = _split_cross(text)
-      if len(values) != len(names):
-        raise ValueError(f'grouping {grouping.name!r}: {role} {text!r} does not match feature '
-                         f'{grouping.feature!r} (join crossed values with {CROSS!r})')
-      groups.append(Group(names, values))
+  groups = [member for grouping in groupings for member in groupings_lib.groups_of(grouping)]
   groups += [Group((features.RACE,), (race,)) for race in features.RACES]
   groups += [Group((features.RACE, features.GENDER), (race, gender))
              for race in features.RACES for gender in features.GENDERS]
@@ -74,25 +38,15 @@ def needed_features(thresholds: ThresholdsConfig) -> List[str]:
   """Every feature a judged group can be defined on."""
   crosses = [g.feature for g in thresholds.groupings] + list(thresholds.judge_each_value_of)
   return sorted(set(features.DEMOGRAPHIC_FEATURES).union(
-      *(_split_cross(cross) for cross in crosses)))
-
-
-def observed_slices(counts: CoverageCounts, crosses: Iterable[str]
-                    ) -> Dict[fairness.SliceKey, fairness.Counts]:
-  """The slice keys present in `counts`, shaped as fairness.expand_groupings expects them."""
-  slices = {}
-  for cross in crosses:
-    names = _split_cross(cross)
-    for demographics, _ in counts:
-      values = dict(demographics)
-      slices[tuple(sorted((name, values[name]) for name in names))] = fairness.Counts()
-  return slices
+      *(split_cross(cross) for cross in crosses)))
 
 
 def thresholds_groups(thresholds: ThresholdsConfig, counts: CoverageCounts) -> List[Group]:
   """The groups the fairness gate will judge on data with these counts."""
-  slices = observed_slices(counts, thresholds.judge_each_value_of)
-  return judged_groups(fairness.expand_groupings(thresholds, slices))
+  observed = groupings_lib.slice_keys_of((dict(demographics) for demographics, _ in counts),
+                                         thresholds.judge_each_value_of)
+  return judged_groups(groupings_lib.expand(thresholds.groupings,
+                                            thresholds.judge_each_value_of, observed))
 
 
 def count_examples(records: Iterable[Mapping[str, object]], feature_names: Sequence[str]

@@ -9,19 +9,7 @@ import os
 from typing import List
 
 from components.config_base import from_dict, load_yaml
-
-@dataclasses.dataclass
-class GroupingConfig:
-  """A fairness comparison: `group` against `reference` on one feature.
-
-  Values are feature values; `reference: rest` means every other value. A
-  `feature` such as 'race x gender' crosses features, values joined by ' x '.
-  """
-  name: str
-  feature: str
-  group: str
-  reference: str = 'rest'
-
+from components.groupings import GroupingConfig
 
 @dataclasses.dataclass
 class ThresholdsConfig:

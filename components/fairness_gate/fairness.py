@@ -23,20 +23,17 @@ examples; otherwise, or when the value is undefined (NaN), the check is
 """
 
 import dataclasses
-import itertools
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components import features
 from components.config_base import ConfigError
-from components.fairness_gate.config import GroupingConfig, ThresholdsConfig
+from components import groupings as groupings_lib
+from components.fairness_gate.config import ThresholdsConfig
+from components.groupings import GroupingConfig, SliceKey
 
-SliceKey = Tuple[Tuple[str, str], ...]  # (('gender', 'Female'), ('race', 'Black')), sorted
 PASS, FAIL, INSUFFICIENT, NOT_MEASURABLE = 'pass', 'fail', 'insufficient_evidence', 'not_measurable'
-CROSS = ' x '
-REST = 'rest'
 
 DISPARATE_IMPACT = 'disparate_impact'
 AVERAGE_ODDS_DIFFERENCE = 'average_odds_difference'
@@ -102,10 +99,6 @@ class Check:
 # Configuration checks and grouping expansion
 
 
-def _feature_names(feature: str) -> Tuple[str, ...]:
-  return tuple(f.strip() for f in feature.split(CROSS))
-
-
 def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds') -> None:
   """Raises ConfigError naming the field for any value the gate cannot use."""
   low_high = thresholds.disparate_impact_range
@@ -136,58 +129,13 @@ def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds')
     if metric not in FAIRNESS_METRICS:
       raise ConfigError(f'{where}.not_measurable[{i}]: {metric!r} is not one of '
                         f'{list(FAIRNESS_METRICS)}')
-  known = set(features.DEMOGRAPHIC_FEATURES) | {features.SOURCE}
-  for i, feature in enumerate(thresholds.judge_each_value_of):
-    unknown = [f for f in _feature_names(feature) if f not in known]
-    if unknown:
-      raise ConfigError(f'{where}.judge_each_value_of[{i}]: {feature!r} names unknown '
-                        f'feature(s) {unknown}; known: {sorted(known)} (cross with " x ")')
-  for i, grouping in enumerate(thresholds.groupings):
-    names = _feature_names(grouping.feature)
-    unknown = [f for f in names if f not in known]
-    if unknown:
-      raise ConfigError(f'{where}.groupings[{i}].feature: {grouping.feature!r} names unknown '
-                        f'feature(s) {unknown}; known: {sorted(known)}')
-    for field in ('group', 'reference'):
-      value = getattr(grouping, field)
-      if field == 'reference' and value == REST:
-        continue
-      if len(_feature_names(value)) != len(names):
-        raise ConfigError(f'{where}.groupings[{i}].{field}: {value!r} needs one value per '
-                          f'feature of {grouping.feature!r}, joined by " x "')
-
-
-def _observed_values(slices: Dict[SliceKey, Counts], names: Tuple[str, ...]
-                     ) -> List[Tuple[str, ...]]:
-  wanted = set(names)
-  return [tuple(dict(key)[n] for n in names) for key in slices if {k for k, _ in key} == wanted]
+  groupings_lib.check_groupings(thresholds.groupings, thresholds.judge_each_value_of, where)
 
 
 def expand_groupings(thresholds: ThresholdsConfig,
                      slices: Dict[SliceKey, Counts]) -> List[GroupingConfig]:
-  """The configured groupings plus one "<value> vs rest" per value of `judge_each_value_of`.
-
-  Values come from the FairFace vocabularies (so a group missing from the data
-  shows up as insufficient evidence rather than vanishing) plus any other
-  value seen in the evaluation; 'unknown' is never a group.
-  """
-  groupings = list(thresholds.groupings)
-  seen = {(_feature_names(g.feature), g.group, g.reference) for g in groupings}
-  for feature in thresholds.judge_each_value_of:
-    names = _feature_names(feature)
-    vocab = [features.VOCABULARIES.get(n, ()) for n in names]
-    values = list(itertools.product(*vocab)) if all(vocab) else []
-    values += sorted(set(_observed_values(slices, names)) - set(values))
-    for value in values:
-      if features.UNKNOWN in value:
-        continue
-      group = CROSS.join(value)
-      if (names, group, REST) in seen:
-        continue
-      seen.add((names, group, REST))
-      groupings.append(GroupingConfig(name=f'{group} vs rest', feature=CROSS.join(names),
-                                      group=group, reference=REST))
-  return groupings
+  """The configured groupings plus each value of `judge_each_value_of` against the rest."""
+  return groupings_lib.expand(thresholds.groupings, thresholds.judge_each_value_of, slices)
 
 
 # ---------------------------------------------------------------------------
@@ -224,31 +172,10 @@ def group_counts(slices: Dict[SliceKey, Counts], grouping: GroupingConfig
   The reference `rest` sums every other slice of the same feature(s) whose
   values are all known; images without the demographic never count as "rest".
   """
-  names = _feature_names(grouping.feature)
-  group_values = _feature_names(grouping.group)
-  if len(group_values) != len(names):
-    raise ConfigError(f'grouping {grouping.name!r}: group {grouping.group!r} does not match '
-                      f'feature {grouping.feature!r}')
-  key_set = set(names)
-  same_feature = [(dict(key), counts) for key, counts in slices.items()
-                  if {k for k, _ in key} == key_set]
-
-  def lookup(values: Tuple[str, ...]) -> Counts:
-    total = Counts()
-    for key, counts in same_feature:
-      if tuple(key[n] for n in names) == values:
-        total = total + counts
-    return total
-
-  group = lookup(group_values)
-  if grouping.reference == REST:
-    reference = Counts()
-    for key, counts in same_feature:
-      values = tuple(key[n] for n in names)
-      if values != group_values and features.UNKNOWN not in values:
-        reference = reference + counts
-    return group, reference, grouping.group, f'not {grouping.group}'
-  return group, lookup(_feature_names(grouping.reference)), grouping.group, grouping.reference
+  group, reference = groupings_lib.groups_of(grouping)
+  reference_label = f'not {grouping.group}' if reference.rest else grouping.reference
+  return (groupings_lib.sum_members(slices, group, Counts()),
+          groupings_lib.sum_members(slices, reference, Counts()), grouping.group, reference_label)
 
 
 def _ratio(numerator, denominator):
