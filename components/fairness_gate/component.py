@@ -1,5 +1,6 @@
 """FairnessGate: turns an evaluation into a ModelBlessing the Pusher obeys."""
 
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -17,6 +18,10 @@ class FairnessGateSpec(types.ComponentSpec):
       'evaluation': component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
       'evaluator_blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
       'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
+      # The model in production (the latest-blessed-model resolver's output); empty on the
+      # first run. Its metrics come from the same evaluation (TFMA's 'baseline' model).
+      'baseline_model': component_spec.ChannelParameter(type=standard_artifacts.Model,
+                                                        optional=True),
   }
   OUTPUTS = {
       'blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -31,9 +36,11 @@ class FairnessGate(base_component.BaseComponent):
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
   def __init__(self, evaluation: types.BaseChannel, evaluator_blessing: types.BaseChannel,
-               model: types.BaseChannel, thresholds: ThresholdsConfig):
+               model: types.BaseChannel, thresholds: ThresholdsConfig,
+               baseline_model: Optional[types.BaseChannel] = None):
     super().__init__(spec=FairnessGateSpec(
         evaluation=evaluation, evaluator_blessing=evaluator_blessing, model=model,
+        baseline_model=baseline_model,
         thresholds=to_json(thresholds),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         report=types.Channel(type=FairnessReport)))

@@ -12,6 +12,22 @@ from components.config_base import from_dict, load_yaml
 from components.groupings import GroupingConfig
 
 @dataclasses.dataclass
+class BaselineConfig:
+  """How much worse than the model in production a candidate may be (issue 14).
+
+  Judged only when a production model exists (the latest model the
+  ServingCanary blessed); the first run uses the absolute bounds alone.
+  """
+  enabled: bool = True
+  # Overall accuracy / AUC may drop by at most this much (TFMA change thresholds on the
+  # Evaluator, so its own blessing already refuses the drop).
+  max_accuracy_drop: float = 0.01
+  max_auc_drop: float = 0.01
+  # No judged group's |FPR gap|, |FNR gap| or |AOD| may grow by more than this (FairnessGate).
+  max_gap_growth: float = 0.02
+
+
+@dataclasses.dataclass
 class ThresholdsConfig:
   """What a model must achieve to be pushed (issue: fairness gate)."""
   decision_threshold: float = 0.5  # probability above which a face is called fake
@@ -36,6 +52,8 @@ class ThresholdsConfig:
   bootstrap_seed: int = 0
   # TFMA's own metric intervals: 'off', 'jackknife' or 'poisson_bootstrap' (~15x slower).
   tfma_confidence_intervals: str = 'off'
+  # Change thresholds against the model in production (components/fairness_gate/baseline.py).
+  baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
 
 def load_thresholds(path: str) -> ThresholdsConfig:

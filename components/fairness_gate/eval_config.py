@@ -12,12 +12,12 @@ gate computes its intervals from the counts instead (see fairness.py); set
 """
 
 import json
-from typing import List
+from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 
 from components import features
-from components.fairness_gate import fairness
+from components.fairness_gate import baseline, fairness
 from components.trainer import export
 from components.fairness_gate.config import ThresholdsConfig
 
@@ -30,26 +30,42 @@ _INTERVAL_METHODS = {
 }
 
 
-def _overall_lower_bound(value: float) -> List[tfma.PerSliceMetricThreshold]:
+def _overall_lower_bound(value: float, max_drop: Optional[float] = None
+                         ) -> List[tfma.PerSliceMetricThreshold]:
   # On the overall slice only: a floor on every 5-example intersection would
   # refuse models for noise; per-group behaviour is the FairnessGate's job.
-  return [tfma.PerSliceMetricThreshold(
-      slicing_specs=[tfma.SlicingSpec()],
-      threshold=tfma.MetricThreshold(
-          value_threshold=tfma.GenericValueThreshold(lower_bound={'value': value})))]
+  threshold = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': value}))
+  if max_drop is not None:
+    # TFX's convention against the model in production: the candidate may be at most
+    # `max_drop` worse. TFX's Evaluator drops it on the first run (no baseline, "rubber stamp").
+    threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={'value': -max_drop}))
+  return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
 
 
-def build_eval_config(thresholds: ThresholdsConfig) -> tfma.EvalConfig:
-  """The one EvalConfig used by the pipeline's Evaluator and by `fakefaces gate`."""
+def build_eval_config(thresholds: ThresholdsConfig, with_baseline: bool = False
+                      ) -> tfma.EvalConfig:
+  """The one EvalConfig used by the pipeline's Evaluator and by `fakefaces gate`.
+
+  `with_baseline` adds change thresholds on accuracy and AUC against the model in
+  production (thresholds.baseline); the pipeline's Evaluator gets the baseline model
+  from the latest-blessed-model resolver, and TFX names the two models.
+  """
   fairness.validate_thresholds(thresholds)
+  baseline.validate(thresholds.baseline)
+  change = with_baseline and thresholds.baseline.enabled
   cutoff = thresholds.decision_threshold
   metrics = [
       tfma.MetricConfig(class_name='ExampleCount'),
       tfma.MetricConfig(class_name='BinaryAccuracy', config=json.dumps({'threshold': cutoff}),
                         per_slice_thresholds=_overall_lower_bound(
-                            thresholds.min_binary_accuracy)),
+                            thresholds.min_binary_accuracy,
+                            thresholds.baseline.max_accuracy_drop if change else None)),
       tfma.MetricConfig(class_name='AUC',
-                        per_slice_thresholds=_overall_lower_bound(thresholds.min_auc)),
+                        per_slice_thresholds=_overall_lower_bound(
+                            thresholds.min_auc,
+                            thresholds.baseline.max_auc_drop if change else None)),
       tfma.MetricConfig(class_name='Precision', config=json.dumps({'thresholds': [cutoff]})),
       tfma.MetricConfig(class_name='Recall', config=json.dumps({'thresholds': [cutoff]})),
       tfma.MetricConfig(class_name='FPR', config=json.dumps({'thresholds': [cutoff]})),

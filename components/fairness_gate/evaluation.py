@@ -25,6 +25,7 @@ OVERALL = 'Overall'
 SLICE_METRICS = {'example_count': 'n', 'binary_accuracy': 'accuracy', 'precision': 'precision',
                  'recall': 'recall', 'auc': 'auc', 'fpr': 'fpr', 'fnr': 'fnr'}
 EVALUATOR_NOT_BLESSED = 'Evaluator did not bless the model'
+CANDIDATE, BASELINE = tfma.CANDIDATE_KEY, tfma.BASELINE_KEY  # TFMA's model names
 
 
 def _slice_key(metrics_for_slice) -> fairness.SliceKey:
@@ -47,9 +48,22 @@ def _double(value) -> Optional[float]:
   return None if math.isnan(number) else number
 
 
-def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig
+def _is_model(key, model: str) -> bool:
+  """Whether a TFMA MetricKey belongs to `model` (CANDIDATE or BASELINE), diffs excluded.
+
+  With a baseline the Evaluator names the models 'candidate' and 'baseline' and
+  adds candidate-minus-baseline diffs; without one the only model is unnamed.
+  """
+  if key.is_diff:
+    return False
+  if model == BASELINE:
+    return key.model_name == BASELINE
+  return key.model_name != BASELINE
+
+
+def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, model: str = CANDIDATE
                     ) -> Tuple[Dict[fairness.SliceKey, fairness.Counts], List[Dict[str, Any]]]:
-  """(per-slice confusion counts at the decision threshold, per-slice metric rows)."""
+  """(per-slice confusion counts at the decision threshold, per-slice metric rows) of `model`."""
   counts, rows = {}, []
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
     if metrics_for_slice.HasField('cross_slice_key'):
@@ -57,6 +71,8 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig
     key = _slice_key(metrics_for_slice)
     row: Dict[str, Any] = {'slice': slice_label(key), 'features': dict(key), 'tfma_intervals': {}}
     for kv in metrics_for_slice.metric_keys_and_values:
+      if not _is_model(kv.key, model):
+        continue
       name = kv.key.name
       if name == eval_config.CONFUSION_METRIC:
         for matrix in kv.value.confusion_matrix_at_thresholds.matrices:
@@ -73,7 +89,7 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig
       row.update(_rates_from_counts(counts[key], thresholds.confidence_level))
     rows.append(row)
   if not counts:
-    raise ValueError(f'no {eval_config.CONFUSION_METRIC} at threshold '
+    raise ValueError(f'no {eval_config.CONFUSION_METRIC} of the {model} model at threshold '
                      f'{thresholds.decision_threshold} in the evaluation at {evaluation_uri}; '
                      'was it computed with components.fairness_gate.eval_config.build_eval_config?')
   rows.sort(key=lambda r: (len(r['features']), sorted(r['features']), r['slice']))
@@ -105,6 +121,13 @@ def evaluator_failures(evaluation_uri: str) -> List[str]:
     where = slice_label(_slice_key(per_slice))
     for failure in per_slice.failures:
       value = _double(failure.metric_value)
+      if failure.metric_threshold.HasField('change_threshold'):
+        change = failure.metric_threshold.change_threshold
+        allowed = change.absolute.value if change.HasField('absolute') else 0.0
+        shown = 'missing' if value is None else f'{value:+.4f}'
+        lines.append(f'{failure.metric_key.name} changed by {shown} against the production '
+                     f'model on {where}, may change by no less than {allowed:g}')
+        continue
       bound = failure.metric_threshold.value_threshold
       limits = []
       if bound.HasField('lower_bound'):

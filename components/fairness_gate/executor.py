@@ -2,38 +2,55 @@
 
 It reads the Evaluator's output (per-slice confusion counts and its own
 threshold blessing), judges every configured grouping with
-`evaluation.build_report`, writes report.json + report.html to the
-FairnessReport artifact, and writes a ModelBlessing with the same custom
-properties the Evaluator writes (`blessed`, `current_model`,
-`current_model_id`), so the stock Pusher and LatestBlessedModelStrategy
-accept it.
+`evaluation.build_report`, compares the candidate with the model in
+production when the Evaluator had one (`baseline.py`), writes report.json +
+report.html to the FairnessReport artifact, and writes a ModelBlessing with
+the custom properties TFX's Evaluator writes (its `constants`), so the stock
+Pusher and LatestBlessedModelStrategy accept it.
 """
 
-import json
 import os
 
 import tensorflow as tf
+from tfx.components.evaluator import constants
+from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.fairness_gate import evaluation
 from components.config_base import from_json
+from components.fairness_gate import baseline, evaluation
 from components.fairness_gate.config import ThresholdsConfig
 
-BLESSED_FILE, NOT_BLESSED_FILE = 'BLESSED', 'NOT_BLESSED'
 
-
-def write_blessing(blessing, model, report) -> None:
+def write_blessing(blessing, model, report, production_model=None) -> None:
   """Marks `blessing` exactly as the Evaluator does, plus the verdict and reasons."""
   blessed = report['blessed']
-  with tf.io.gfile.GFile(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE),
-                         'w') as f:
+  name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
+  with tf.io.gfile.GFile(os.path.join(blessing.uri, name), 'w') as f:
     f.write('')
-  blessing.set_int_custom_property('blessed', 1 if blessed else 0)
-  blessing.set_string_custom_property('current_model', model.uri)
-  blessing.set_int_custom_property('current_model_id', model.id)
+  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                   constants.BLESSED_VALUE if blessed
+                                   else constants.NOT_BLESSED_VALUE)
+  blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                      model.uri)
+  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+  if production_model is not None:
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY,
+                                        production_model.uri)
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY,
+                                     production_model.id)
   blessing.set_string_custom_property('verdict', report['verdict'])
   blessing.set_string_custom_property('reasons', '\n'.join(report['reasons'])[:4000])
+
+
+def production_comparison(evaluation_uri: str, thresholds: ThresholdsConfig, report,
+                          production_model) -> dict:
+  """The candidate vs the production model, both evaluated by TFMA in one evaluation."""
+  if production_model is None or not thresholds.baseline.enabled:
+    return None
+  counts, rows = evaluation.load_evaluation(evaluation_uri, thresholds, evaluation.BASELINE)
+  return baseline.compare(report['checks'], report['slices'], counts, rows, thresholds,
+                          production_model.uri)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -44,10 +61,15 @@ class Executor(base_executor.BaseExecutor):
     evaluation_artifact = artifact_utils.get_single_instance(input_dict['evaluation'])
     evaluator_blessing = artifact_utils.get_single_instance(input_dict['evaluator_blessing'])
     model = artifact_utils.get_single_instance(input_dict['model'])
+    production = input_dict.get('baseline_model') or []
+    production_model = production[0] if production else None
     report = evaluation.build_report(
         evaluation_artifact.uri, thresholds,
-        evaluator_blessed=evaluator_blessing.get_int_custom_property('blessed') == 1,
+        evaluator_blessed=model_utils.is_model_blessed(evaluator_blessing),
         model_uri=model.uri)
+    baseline.apply(report, production_comparison(evaluation_artifact.uri, thresholds, report,
+                                                  production_model))
     report_artifact = artifact_utils.get_single_instance(output_dict['report'])
     evaluation.write_report(report, report_artifact.uri)
-    write_blessing(artifact_utils.get_single_instance(output_dict['blessing']), model, report)
+    write_blessing(artifact_utils.get_single_instance(output_dict['blessing']), model, report,
+                   production_model)

@@ -12,7 +12,7 @@ import html
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from components.fairness_gate import fairness
+from components.fairness_gate import baseline, fairness
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;
@@ -216,7 +216,8 @@ def render(report: Dict[str, Any]) -> str:
   evaluator = [] if report['evaluator_blessed'] else report['reasons'][:1]
   reasons = ''.join(f'<li>{_e(r)}</li>' for r in evaluator) + ''.join(
       f'<li><b>{_e(g)}</b>: {_e(text)}</li>'
-      for g, text in fairness.refusals_by_grouping(report['checks']))
+      for g, text in fairness.refusals_by_grouping(report['checks'])) + ''.join(
+      f'<li>{_e(r)}</li>' for r in (report.get('production') or {}).get('reasons', []))
   not_measured = ''.join(f'<li>{_e(n)}</li>' for n in report['not_measured'])
   head = [f'<h1>Fairness gate report <span class="badge {_e(verdict)}">{_e(verdict)}</span> '
           f'<span class="badge {"pass" if report["blessed"] else "fail"}">'
@@ -236,5 +237,6 @@ def render(report: Dict[str, Any]) -> str:
                 f'<ul>{not_measured}</ul>')
   return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
           f'<title>Fairness gate: {_e(verdict)}</title><style>{_STYLE}</style></head><body>'
-          + ''.join(head) + _fairness_section(report) + _slice_rate_section(report)
+          + ''.join(head) + baseline.render_html(report.get('production'))
+          + _fairness_section(report) + _slice_rate_section(report)
           + _quality_section(report) + '</body></html>')
