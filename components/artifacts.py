@@ -16,3 +16,13 @@ class DataValidationReport(Artifact):
 class FairnessReport(Artifact):
   """report.json + report.html: per-group rates, DI/AOD, and the gate's verdict."""
   TYPE_NAME = 'fakefaces.FairnessReport'
+
+
+class ServingCanaryReport(Artifact):
+  """report.json: every signature's calls in the serving stack (real and bad inputs), the verdict."""
+  TYPE_NAME = 'fakefaces.ServingCanaryReport'
+
+
+class ModelCard(Artifact):
+  """model_card.json + model_card.html: who the model fails, with what evidence (issue 14)."""
+  TYPE_NAME = 'fakefaces.ModelCard'

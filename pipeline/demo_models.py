@@ -99,3 +99,28 @@ def write_demo_examples(path: str, num_images: int, seed: int = 0,
                                                   face_size=0)
       writer.write(example.SerializeToString())
   return path
+
+
+BROKEN_SIGNATURE = 'explain'
+
+
+def broken_signature_model(export_dir: str) -> str:
+  """The accurate, fair detector plus an `explain` signature that fails on every real input.
+
+  It loads in TF, its `serving_default` and `from_examples` work (so TFMA and the
+  gate bless it), but calling `explain` with real image bytes fails at run time
+  (a reshape that cannot hold). The ServingCanary must keep it from being pushed.
+  """
+  module = export._ServingModule(_nyquist_keras_model(), IMAGE_SIZE, COLOR_MODE, 0.5)  # pylint: disable=protected-access
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=export.IMAGE_BYTES_INPUT)])
+  def explain(image_bytes):
+    images = module.preprocess(image_bytes)
+    return {'heatmap': tf.reshape(images, [-1, 7, 7])}  # 128x128 pixels do not fit 7x7 rows
+
+  module.explain = explain
+  tf.saved_model.save(module, export_dir, signatures={
+      export.SERVING_SIGNATURE: module.serve_images.get_concrete_function(),
+      export.EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
+      BROKEN_SIGNATURE: explain.get_concrete_function()})
+  return export_dir

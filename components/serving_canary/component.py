@@ -1,0 +1,43 @@
+"""ServingCanary: loads the candidate in the serving stack and queries every signature.
+
+TFX's InfraValidator (LOAD_AND_QUERY mode) needs Docker or Kubernetes; this
+component does the same check where neither runs: it sits between the
+FairnessGate and the Pusher and blesses only a model that the gate blessed
+AND that answered every signature as specified (see executor.py).
+"""
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import component_spec, standard_artifacts
+
+from components.artifacts import ServingCanaryReport
+from components.config_base import to_json
+from components.serving_canary import executor
+from components.serving_canary.config import CanaryConfig
+
+
+class ServingCanarySpec(types.ComponentSpec):
+  PARAMETERS = {'config': component_spec.ExecutionParameter(type=str)}
+  INPUTS = {
+      'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
+      'model_blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
+  }
+  OUTPUTS = {
+      'blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      'report': component_spec.ChannelParameter(type=ServingCanaryReport),
+  }
+
+
+class ServingCanary(base_component.BaseComponent):
+  """Blesses only what the gate blessed and what answered in the serving stack."""
+
+  SPEC_CLASS = ServingCanarySpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel,
+               examples: types.BaseChannel, config: CanaryConfig):
+    super().__init__(spec=ServingCanarySpec(
+        model=model, model_blessing=model_blessing, examples=examples, config=to_json(config),
+        blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+        report=types.Channel(type=ServingCanaryReport)))
