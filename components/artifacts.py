@@ -26,3 +26,12 @@ class ServingCanaryReport(Artifact):
 class ModelCard(Artifact):
   """model_card.json + model_card.html: who the model fails, with what evidence (issue 14)."""
   TYPE_NAME = 'fakefaces.ModelCard'
+
+
+class AnnotatorReport(Artifact):
+  """HOOK for issue 11's DemographicAnnotator: report.json with the annotator's accuracy.
+
+  The ModelCard reads it when wired (optional input); if the annotator component
+  declares its own report type, replace this one with it.
+  """
+  TYPE_NAME = 'fakefaces.AnnotatorReport'

@@ -17,6 +17,8 @@ from components.data_gate.config import ValidationConfig
 from components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
 from components.fairness_gate.config import (  # noqa: F401
     GroupingConfig, ThresholdsConfig, load_thresholds)
+from components.model_card.config import ModelCardConfig
+from components.serving_canary.config import CanaryConfig
 from components.trainer.config import TrainConfig
 
 DEFAULT_THRESHOLDS = os.path.join(PROJECT_ROOT, 'pipeline', 'configs', 'thresholds.yaml')
@@ -52,6 +54,8 @@ class PipelineConfig:
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+  canary: CanaryConfig = dataclasses.field(default_factory=CanaryConfig)  # before the push
+  model_card: ModelCardConfig = dataclasses.field(default_factory=ModelCardConfig)
   kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)  # cluster runs only
 
 

@@ -2,10 +2,17 @@
 
     FaceExampleGen ----------> StatisticsGen -> ExampleValidator -> DataGate
     ImportSchemaGen(schema/) -----^-----------------^                   |
-    Trainer (runs only after DataGate passed) -> Evaluator -> FairnessGate -> Pusher
+    Trainer (runs only after DataGate passed) -> Evaluator -> FairnessGate
+      latest_blessed_model_resolver (production) --^--------------^    |
+                                   ModelCardGen <- Pusher <- ServingCanary
 
-The Pusher receives only the FairnessGate's blessing, which is positive only
-when the Evaluator's accuracy thresholds and every fairness bound pass.
+The Evaluator and the FairnessGate compare the candidate with the model in
+production (the latest model the ServingCanary blessed). The Pusher receives
+only the ServingCanary's blessing, which is positive only when the
+FairnessGate blessed (accuracy thresholds, change thresholds and every
+fairness bound pass) AND the model answered every signature in the serving
+stack. ModelCardGen documents every candidate and writes the card beside each
+pushed version.
 """
 
 import hashlib
@@ -20,11 +27,60 @@ from components import features
 from components.data_gate.component import validation_components
 from components.face_example_gen.component import FaceExampleGen
 from components.fairness_gate.component import FairnessGate
+from components.fairness_gate.config import ThresholdsConfig
 from components.fairness_gate.eval_config import build_eval_config
+from components.model_card.component import ModelCardGen
+from components.model_card.config import ModelCardConfig
+from components.serving_canary.component import ServingCanary
+from components.serving_canary.config import CanaryConfig
 from components.trainer.module import trainer_custom_config
 from pipeline.config import PipelineConfig, load_thresholds
 
 TRAINER_RUN_FN = 'components.trainer.module.run_fn'
+RESOLVER_ID = 'latest_blessed_model_resolver'
+CANARY_ID = 'ServingCanary'
+
+
+def release_components(examples, model, thresholds: ThresholdsConfig, serving_model_dir: str,
+                       canary_config: CanaryConfig, card_config: ModelCardConfig,
+                       ingest_report=None) -> list:
+  """From a trained model to a pushed one: resolver, Evaluator, gate, canary, Pusher, card.
+
+  "The model in production" is the latest model whose ServingCanary blessing is
+  positive, i.e. blessed by the gate AND loaded and queried in the serving
+  stack: exactly what the Pusher pushes. A model that passed the gate but failed
+  the canary never becomes the baseline. The resolver's blessing channel names
+  its producer so that the Evaluator's and the gate's own ModelBlessings (blessed
+  for a model the canary may still refuse) are not mistaken for it.
+  """
+  resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id=CANARY_ID,
+                                     output_key='blessing')).with_id(RESOLVER_ID)
+  evaluator = tfx.components.Evaluator(
+      examples=examples,
+      model=model,
+      baseline_model=resolver.outputs['model'],
+      eval_config=build_eval_config(thresholds, with_baseline=True),
+      example_splits=[features.TEST])
+  fairness_gate = FairnessGate(evaluation=evaluator.outputs['evaluation'],
+                               evaluator_blessing=evaluator.outputs['blessing'],
+                               model=model, thresholds=thresholds,
+                               baseline_model=resolver.outputs['model'])
+  canary = ServingCanary(model=model, model_blessing=fairness_gate.outputs['blessing'],
+                         examples=examples, config=canary_config).with_id(CANARY_ID)
+  pusher = tfx.components.Pusher(
+      model=model,
+      model_blessing=canary.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+  model_card = ModelCardGen(model=model, fairness_report=fairness_gate.outputs['report'],
+                            canary_report=canary.outputs['report'],
+                            pushed_model=pusher.outputs['pushed_model'], config=card_config,
+                            ingest_report=ingest_report)
+  return [resolver, evaluator, fairness_gate, canary, pusher, model_card]
 
 
 def create_pipeline(
@@ -54,27 +110,16 @@ def create_pipeline(
       custom_config=trainer_custom_config(config.train, thresholds.decision_threshold))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
-  evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
-      model=trainer.outputs['model'],
-      eval_config=build_eval_config(thresholds),
-      example_splits=[features.TEST])
-  fairness_gate = FairnessGate(evaluation=evaluator.outputs['evaluation'],
-                               evaluator_blessing=evaluator.outputs['blessing'],
-                               model=trainer.outputs['model'],
-                               thresholds=thresholds)
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'],
-      model_blessing=fairness_gate.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.serving_model_dir)))
+  release = release_components(example_gen.outputs['examples'], trainer.outputs['model'],
+                               thresholds, config.serving_model_dir, config.canary,
+                               config.model_card,
+                               ingest_report=example_gen.outputs['ingest_report'])
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.name,
       pipeline_root=config.pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                  trainer, evaluator, fairness_gate, pusher],
+                  trainer] + release,
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=(config.beam_pipeline_args

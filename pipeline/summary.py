@@ -47,6 +47,15 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
     summary['verdict'] = report.get('verdict')
     summary['reasons'] = report.get('reasons', [])
     summary['fairness'] = report
+  canary = _latest(store, 'fakefaces.ServingCanaryReport')
+  if canary:
+    report = _read_json(canary.uri, 'report.json') or {}
+    summary['canary_report'] = os.path.join(canary.uri, 'report.json')
+    summary['canary_passed'] = report.get('passed')
+    summary['canary_problems'] = report.get('problems', [])
+  card = _latest(store, 'fakefaces.ModelCard')
+  if card:
+    summary['model_card'] = os.path.join(card.uri, 'model_card.html')
   pushed = _latest(store, 'PushedModel')
   if pushed:
     props = pushed.custom_properties
@@ -69,8 +78,14 @@ def format_summary(summary: Dict[str, Any]) -> str:
     from components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
     lines.append(evaluation.format_summary(summary['fairness']))
     lines.append(f"  report: {summary['fairness_report']} (+ report.html)")
+  if 'canary_report' in summary:
+    state = 'passed' if summary['canary_passed'] else 'REFUSED'
+    lines.append(f"serving canary:  {state}  ({summary['canary_report']})")
+    lines += [f'  - {p}' for p in summary['canary_problems'][:5]]
+  if 'model_card' in summary:
+    lines.append(f"model card:      {summary['model_card']} (+ model_card.json)")
   if summary.get('pushed'):
-    lines.append(f"PUSHED to {summary['pushed_destination']}")
+    lines.append(f"PUSHED to {summary['pushed_destination']} (model_card.html beside it)")
   else:
     lines.append(f"NOT pushed; serving base dir {summary['serving_model_dir']} left unchanged")
   return '\n'.join(lines)

@@ -1,0 +1,51 @@
+"""ModelCard: documents every candidate, and puts the card beside every pushed version.
+
+Runs after the Pusher, so it knows whether and where the model was pushed:
+`model_card.json` (the Model Card Toolkit schema, written by card.py) and
+`model_card.html` go to its ModelCard artifact (MLMD) for every candidate and,
+when pushed, into the pushed version directory beside `saved_model.pb`.
+"""
+
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import component_spec, standard_artifacts
+
+from components.artifacts import (AnnotatorReport, FairnessReport, IngestReport, ModelCard,
+                                  ServingCanaryReport)
+from components.config_base import to_json
+from components.model_card import executor
+from components.model_card.config import ModelCardConfig
+
+
+class ModelCardSpec(types.ComponentSpec):
+  PARAMETERS = {'config': component_spec.ExecutionParameter(type=str)}
+  INPUTS = {
+      'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
+      'fairness_report': component_spec.ChannelParameter(type=FairnessReport),
+      'canary_report': component_spec.ChannelParameter(type=ServingCanaryReport),
+      'pushed_model': component_spec.ChannelParameter(type=standard_artifacts.PushedModel),
+      'ingest_report': component_spec.ChannelParameter(type=IngestReport, optional=True),
+      # ANNOTATOR HOOK (issue 11 adds a DemographicAnnotator in parallel): wire its report
+      # here when it exists; the card then shows the annotator's accuracy (executor.py).
+      'annotator_report': component_spec.ChannelParameter(type=AnnotatorReport, optional=True),
+  }
+  OUTPUTS = {'model_card': component_spec.ChannelParameter(type=ModelCard)}
+
+
+class ModelCardGen(base_component.BaseComponent):
+  """Writes model_card.json/html for the candidate, and beside the pushed version."""
+
+  SPEC_CLASS = ModelCardSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, model: types.BaseChannel, fairness_report: types.BaseChannel,
+               canary_report: types.BaseChannel, pushed_model: types.BaseChannel,
+               config: ModelCardConfig, ingest_report: Optional[types.BaseChannel] = None,
+               annotator_report: Optional[types.BaseChannel] = None):
+    super().__init__(spec=ModelCardSpec(
+        model=model, fairness_report=fairness_report, canary_report=canary_report,
+        pushed_model=pushed_model, ingest_report=ingest_report,
+        annotator_report=annotator_report, config=to_json(config),
+        model_card=types.Channel(type=ModelCard)))

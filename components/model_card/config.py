@@ -1,0 +1,15 @@
+"""The ModelCard component's configuration (the `model_card:` section of the pipeline config)."""
+
+import dataclasses
+from typing import List
+
+
+@dataclasses.dataclass
+class ModelCardConfig:
+  """Who owns the model and what it is for; everything measured comes from the run."""
+  name: str = 'fakefaces GAN face detector'
+  overview: str = ('Flags GAN-generated ("fake") face photos. Blessed only when accurate and '
+                   'fair across the FairFace demographics (after "Fighting Fakes Fairly").')
+  owners: List[str] = dataclasses.field(default_factory=list)
+  intended_use: str = ('A screening aid for human reviewers of profile photos; never the sole '
+                       'basis of a decision about a person.')

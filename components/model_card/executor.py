@@ -1,0 +1,78 @@
+"""ModelCard executor: builds the card from the run's reports and stores it in MLMD and beside
+the pushed version.
+
+The card is written to the ModelCard artifact for every candidate (a refused
+one too: its card says why). When the Pusher pushed, `model_card.json` and
+`model_card.html` are also copied into the pushed version directory
+(`<serving_model_dir>/<version>/`, beside `saved_model.pb`; TF Serving ignores
+files it does not know). The artifact's custom properties hold the verdict,
+the push and the counts of failed and unmeasured checks, so MLMD queries can
+find them without reading files.
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from components.config_base import from_json
+from components.model_card import card as card_lib
+from components.model_card.config import ModelCardConfig
+
+CARD_JSON, CARD_HTML = 'model_card.json', 'model_card.html'
+REPORT_JSON = 'report.json'  # what the FairnessGate, ServingCanary and FaceExampleGen write
+
+
+def _read_json(uri: str, name: str = REPORT_JSON) -> Optional[Dict[str, Any]]:
+  path = os.path.join(uri, name)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def _optional_report(input_dict, key: str) -> Optional[Dict[str, Any]]:
+  artifacts = input_dict.get(key) or []
+  return _read_json(artifacts[0].uri) if artifacts else None
+
+
+def write_card(card: Dict[str, Any], out_dir: str) -> None:
+  tf.io.gfile.makedirs(out_dir)
+  io_utils.write_string_file(os.path.join(out_dir, CARD_JSON),
+                             json.dumps(card, indent=2, default=str))
+  io_utils.write_string_file(os.path.join(out_dir, CARD_HTML), card_lib.render_html(card))
+
+
+class Executor(base_executor.BaseExecutor):
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    config = from_json(ModelCardConfig, exec_properties['config'], 'model_card')
+    model = artifact_utils.get_single_instance(input_dict['model'])
+    report = _read_json(artifact_utils.get_single_uri(input_dict['fairness_report']))
+    if report is None:
+      raise ValueError('the FairnessReport artifact has no report.json')
+    canary = _read_json(artifact_utils.get_single_uri(input_dict['canary_report']))
+    pushed_model = artifact_utils.get_single_instance(input_dict['pushed_model'])
+    pushed = {'pushed': pushed_model.get_int_custom_property('pushed') == 1}
+    if pushed['pushed']:
+      pushed['destination'] = pushed_model.get_string_custom_property('pushed_destination')
+      pushed['version'] = pushed_model.get_string_custom_property('pushed_version')
+    card = card_lib.build_card(config, model.uri, report, canary, pushed,
+                               ingest=_optional_report(input_dict, 'ingest_report'),
+                               annotator=_optional_report(input_dict, 'annotator_report'))
+    artifact = artifact_utils.get_single_instance(output_dict['model_card'])
+    write_card(card, artifact.uri)
+    if pushed['pushed']:
+      write_card(card, pushed['destination'])
+    artifact.set_int_custom_property('model_id', model.id)
+    artifact.set_string_custom_property('verdict', str(report.get('verdict')))
+    artifact.set_int_custom_property('pushed', int(pushed['pushed']))
+    artifact.set_string_custom_property('pushed_version', str(pushed.get('version', '')))
+    artifact.set_int_custom_property('failed_checks', len(card['fairness']['failed']))
+    artifact.set_int_custom_property('unmeasured_checks', len(card['fairness']['unmeasured']))
+    artifact.set_string_custom_property('limitations', '\n'.join(
+        item['description'] for item in card['considerations']['limitations'])[:4000])
