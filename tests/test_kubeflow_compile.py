@@ -27,14 +27,22 @@ REQUIRED_EDGES = [
     ('FaceExampleGen', 'StatisticsGen'), ('StatisticsGen', 'ExampleValidator'),
     ('ImportSchemaGen', 'ExampleValidator'), ('ExampleValidator', 'DataGate'),
     ('DataGate', 'Trainer'), ('Trainer', 'Evaluator'), ('Evaluator', 'FairnessGate'),
-    ('FairnessGate', 'Pusher'), ('Trainer', 'Pusher'),
+    ('FairnessGate', 'ServingCanary'), ('ServingCanary', 'Pusher'), ('Trainer', 'Pusher'),
+    ('Pusher', 'ModelCardGen'),
+    ('latest_blessed_model_resolver-model-resolver', 'Evaluator'),
 ]
+# KFP v2 compiles TFX's latest-blessed-model resolver into two query tasks.
+RESOLVER_TASKS = {'latest_blessed_model_resolver': (
+    'latest_blessed_model_resolver-model-blessing-resolver',
+    'latest_blessed_model_resolver-model-resolver')}
 TASKS = {'FaceExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator', 'DataGate',
-         'Trainer', 'Evaluator', 'FairnessGate', 'Pusher'}
+         'Trainer', 'Evaluator', 'FairnessGate', 'ServingCanary', 'Pusher', 'ModelCardGen'}
 CUSTOM_EXECUTORS = {
     'FaceExampleGen': 'components.face_example_gen.executor.Executor',
     'DataGate': 'components.data_gate.executor.Executor',
     'FairnessGate': 'components.fairness_gate.executor.Executor',
+    'ServingCanary': 'components.serving_canary.executor.Executor',
+    'ModelCardGen': 'components.model_card.executor.Executor',
 }
 
 
@@ -150,10 +158,15 @@ def test_written_file_is_the_returned_job(compiled):
 def test_every_task_and_dag_edge(compiled):
   from kubeflow import runner
   tasks = _tasks(compiled)
-  assert set(tasks) == TASKS
+  assert set(tasks) == TASKS | {t for pair in RESOLVER_TASKS.values() for t in pair}
   tfx_pipeline, _ = runner.build_cluster_pipeline(cluster_config())
   for component in tfx_pipeline.components:
-    upstream = {node.id for node in component.upstream_nodes}
+    if component.id in RESOLVER_TASKS:  # queries MLMD; depends on no task of this run
+      for task in RESOLVER_TASKS[component.id]:
+        assert set(tasks[task].get('dependentTasks', [])) <= set(RESOLVER_TASKS[component.id])
+      continue
+    upstream = {RESOLVER_TASKS.get(node.id, (None, node.id))[1] for node in
+                component.upstream_nodes}
     assert set(tasks[component.id].get('dependentTasks', [])) == upstream, component.id
   for producer, consumer in REQUIRED_EDGES:
     assert producer in tasks[consumer]['dependentTasks'], (producer, consumer)
@@ -181,9 +194,12 @@ def test_trainer_runs_the_run_fn_from_the_image(compiled):
   assert 'module_file' not in _tasks(compiled)['Trainer']['inputs']['parameters']
 
 
-def test_pusher_pushes_only_on_the_fairness_gate_blessing(compiled):
+def test_pusher_pushes_only_on_the_serving_canary_blessing_of_the_gate(compiled):
   pusher = _tasks(compiled)['Pusher']['inputs']
   assert pusher['artifacts']['model_blessing']['taskOutputArtifact'] == {
+      'producerTask': 'ServingCanary', 'outputArtifactKey': 'blessing'}
+  canary = _tasks(compiled)['ServingCanary']['inputs']['artifacts']
+  assert canary['model_blessing']['taskOutputArtifact'] == {
       'producerTask': 'FairnessGate', 'outputArtifactKey': 'blessing'}
   assert pusher['artifacts']['model']['taskOutputArtifact']['producerTask'] == 'Trainer'
   destination = json.loads(_parameter(compiled, 'Pusher', 'push_destination'))

@@ -1,0 +1,126 @@
+"""Resumable runs (issue 14): SIGKILL a real run during training, run it again.
+
+`fakefaces run` runs in its own process group. The test polls MLMD (SQLite)
+until the Trainer's execution is RUNNING (a condition, not a delay), then
+kills the whole group with SIGKILL, as an OOM killer or a lost node would.
+Then:
+
+* nothing was pushed (the Pusher never ran), and the killed Trainer never
+  reached COMPLETE;
+* running the same config again reuses every component that had finished
+  (MLMD CACHED executions, none executed twice), trains, and pushes one
+  complete version (saved_model.pb, written last by the Pusher) with its card.
+"""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import ml_metadata as mlmd
+import pytest
+import yaml
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.model_card import executor as card_executor
+from pipeline import config as config_lib
+from pipeline import demo_data, local_runner
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEFORE_TRAINER = ('FaceExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'ExampleValidator',
+                  'DataGate')
+LENIENT = dict(decision_threshold=0.3, min_group_size=1, min_binary_accuracy=0.0, min_auc=0.0,
+               disparate_impact_range=[0.0, 1.0e9], max_abs_average_odds_difference=1.0,
+               max_fpr_gap=1.0, max_fnr_gap=1.0, judge_each_value_of=[])
+State = metadata_store_pb2.Execution.State
+
+
+def _executions(metadata_path: str):
+  """{component class name: [execution states]} from MLMD; {} while the store is not there."""
+  if not os.path.exists(metadata_path):
+    return {}
+  store = mlmd.MetadataStore(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+  result = {}
+  for execution_type in store.get_execution_types():
+    name = execution_type.name.rsplit('.', 1)[-1]
+    states = [e.last_known_state for e in store.get_executions_by_type(execution_type.name)]
+    result.setdefault(name, []).extend(states)
+  return result
+
+
+def _trainer_running(metadata_path: str) -> bool:
+  try:
+    return State.RUNNING in _executions(metadata_path).get('Trainer', [])
+  except Exception:  # pylint: disable=broad-except  (the store is being written: ask again)
+    return False
+
+
+def _config_file(root) -> str:
+  manifest = demo_data.generate(str(root / 'data'), num_images=240, seed=3, image_size=64)
+  thresholds = config_lib.load_yaml(config_lib.DEFAULT_THRESHOLDS)
+  thresholds.update(LENIENT)
+  (root / 'thresholds.yaml').write_text(yaml.safe_dump(thresholds))
+  config = config_lib.PipelineConfig(
+      name='resume', pipeline_root=str(root / 'pipeline_root'),
+      metadata_path=str(root / 'metadata.sqlite'), serving_model_dir=str(root / 'serving_model'),
+      thresholds_file=str(root / 'thresholds.yaml'))
+  config.ingest = config_lib.IngestConfig(
+      sources=[config_lib.SourceConfig(kind='manifest', path=manifest, name='demo')],
+      align='none', output_size=64)
+  config.validation.min_examples_per_class = 1
+  config.train = dataclasses.replace(config.train, architecture='baseline', image_size=64,
+                                     epochs=4, batch_size=16)
+  path = root / 'resume.yaml'
+  path.write_text(yaml.safe_dump(dataclasses.asdict(config)))
+  return str(path)
+
+
+def test_killed_during_training_resumes_from_cache_and_pushes_once(tmp_path):
+  config_path = _config_file(tmp_path)
+  config = config_lib.load_config(config_path)
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',
+             PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  with open(tmp_path / 'killed_run.log', 'wb') as log:
+    process = subprocess.Popen([sys.executable, '-m', 'pipeline.cli', 'run', '--config',
+                                config_path], cwd=PROJECT_ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+      deadline = time.monotonic() + 900  # a guard against a hang, not a timing assumption
+      while not _trainer_running(config.metadata_path):
+        assert process.poll() is None, (
+            f'the run ended ({process.returncode}) before the Trainer started: '
+            + (tmp_path / 'killed_run.log').read_text()[-3000:])
+        assert time.monotonic() < deadline, 'the Trainer never started'
+        time.sleep(0.2)
+      os.killpg(process.pid, signal.SIGKILL)  # the whole group: the run and any child
+    finally:
+      if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+      process.wait()
+  assert process.returncode == -signal.SIGKILL
+
+  killed = _executions(config.metadata_path)
+  assert State.COMPLETE not in killed.get('Trainer', []), 'training finished before the kill'
+  for name in BEFORE_TRAINER:
+    assert killed[name] == [State.COMPLETE], (name, killed[name])
+  assert 'Pusher' not in killed
+  serving_dir = tmp_path / 'serving_model'
+  assert not serving_dir.exists() or not os.listdir(serving_dir)
+
+  local_runner.run_local(config)  # the same config, again
+
+  resumed = _executions(config.metadata_path)
+  for name in BEFORE_TRAINER:  # reused, not executed again
+    assert sorted(resumed[name]) == sorted([State.COMPLETE, State.CACHED]), (name, resumed[name])
+  assert resumed['Trainer'].count(State.COMPLETE) == 1
+  assert resumed['Pusher'] == [State.COMPLETE]
+  versions = os.listdir(serving_dir)
+  assert len(versions) == 1, versions
+  version_dir = serving_dir / versions[0]
+  assert (version_dir / 'saved_model.pb').is_file()
+  assert (version_dir / card_executor.CARD_JSON).is_file()
+  assert (version_dir / card_executor.CARD_HTML).is_file()
