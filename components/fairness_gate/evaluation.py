@@ -172,7 +172,8 @@ def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List
     failures = evaluator_failure_lines
     reasons.append(f'{EVALUATOR_NOT_BLESSED}: accuracy or AUC below the thresholds '
                    f'(min_binary_accuracy {thresholds.min_binary_accuracy}, '
-                   f'min_auc {thresholds.min_auc})' + _first(failures, 5))
+                   f'min_auc {thresholds.min_auc}) or too far below the production model\'s'
+                   + _first(failures, 5))
   checks = result['checks']
   reasons += [f"{c['grouping']}: {c['reason']}" for c in checks
               if c['status'] in (fairness.FAIL, fairness.INSUFFICIENT)]
