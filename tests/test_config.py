@@ -47,3 +47,15 @@ def test_relative_paths_become_absolute_and_uris_stay(tmp_path, monkeypatch):
       tmp_path, 'pipeline_root: gs://bucket/root\nserving_model_dir: out/models\n'))
   assert config.pipeline_root == 'gs://bucket/root'
   assert config.serving_model_dir == str(tmp_path / 'out' / 'models')
+
+
+def test_canary_and_baseline_config_errors_name_the_field():
+  from components.fairness_gate import baseline  # pylint: disable=g-import-not-at-top
+  from components.serving_canary import config as canary_config  # pylint: disable=g-import-not-at-top
+  with pytest.raises(config_lib.ConfigError, match=r'canary\.server must be one of'):
+    canary_config.validate(canary_config.CanaryConfig(server='docker'))
+  with pytest.raises(config_lib.ConfigError, match=r'thresholds\.baseline\.max_gap_growth'):
+    baseline.validate(config_lib.from_dict(
+        config_lib.ThresholdsConfig, {'baseline': {'max_gap_growth': -1.0}}).baseline)
+  with pytest.raises(config_lib.ConfigError, match=r"baseline: unknown key\(s\) \['max_drop'\]"):
+    config_lib.from_dict(config_lib.ThresholdsConfig, {'baseline': {'max_drop': 0.1}})

@@ -13,7 +13,7 @@ from tfx.types import component_spec, standard_artifacts
 from components.artifacts import ServingCanaryReport
 from components.config_base import to_json
 from components.serving_canary import executor
-from components.serving_canary.config import CanaryConfig
+from components.serving_canary.config import CanaryConfig, validate
 
 
 class ServingCanarySpec(types.ComponentSpec):
@@ -37,6 +37,7 @@ class ServingCanary(base_component.BaseComponent):
 
   def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel,
                examples: types.BaseChannel, config: CanaryConfig):
+    validate(config)
     super().__init__(spec=ServingCanarySpec(
         model=model, model_blessing=model_blessing, examples=examples, config=to_json(config),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing),

@@ -48,7 +48,7 @@ from tfx.utils import io_utils, path_utils
 
 from components import features
 from components.config_base import from_json
-from components.serving_canary.config import SERVERS, CanaryConfig
+from components.serving_canary.config import CanaryConfig, validate
 from components.trainer import export
 from serving import client as client_lib
 from serving import server as server_lib
@@ -321,8 +321,7 @@ class Executor(base_executor.BaseExecutor):
 
   def Do(self, input_dict, output_dict, exec_properties):
     config = from_json(CanaryConfig, exec_properties['config'], 'canary')
-    if config.server not in SERVERS:
-      raise ValueError(f'canary.server must be one of {list(SERVERS)}, got {config.server!r}')
+    validate(config)
     model = artifact_utils.get_single_instance(input_dict['model'])
     gate_blessing = artifact_utils.get_single_instance(input_dict['model_blessing'])
     report_dir = artifact_utils.get_single_uri(output_dict['report'])
