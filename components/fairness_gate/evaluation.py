@@ -239,6 +239,13 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
     lines.append(f'  - {grouping}: {text}')
   if len(ranked) > max_lines:
     lines.append(f'  ... and {len(ranked) - max_lines} more groupings (see report.json)')
+  production = report.get('production') or {}
+  if production.get('production_model_uri'):
+    lines.append(f"  vs production ({production['production_model_uri']}): "
+                 + ('REGRESSED' if production['regressed'] else 'no regression'))
+    lines += [f'  - {reason}' for reason in production['reasons'][:max_lines]]
+  elif production:
+    lines.append('  vs production: none yet (absolute bounds only)')
   if report['not_measured']:
     lines.append(f"  declared not measurable ({len(report['not_measured'])}), NOT passed: "
                  + ', '.join(sorted({n.split(': ')[-1] for n in report['not_measured']})))
