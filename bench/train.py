@@ -207,15 +207,17 @@ VARIANTS = {
 }
 
 
-def _median_seconds(fn, reps: int, warmup: int = 2) -> float:
+def _median_seconds(fn, reps: int, warmup: int = 2):
+  """(median wall seconds, median CPU seconds of this process) of one call."""
   for _ in range(warmup):
     fn().numpy()
-  times = []
+  times, cpu_times = [], []
   for _ in range(reps):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn().numpy()
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+    cpu_times.append(time.process_time() - cpu)
+  return statistics.median(times), statistics.median(cpu_times)
 
 
 def largest_conv(net):
@@ -229,10 +231,11 @@ def largest_conv(net):
 class _StepTimes(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
-    self.times = [time.perf_counter()]
+    self.times, self.cpu_times = [time.perf_counter()], [time.process_time()]
 
   def on_train_batch_end(self, batch, logs=None):
     self.times.append(time.perf_counter())
+    self.cpu_times.append(time.process_time())
 
 
 def measure_variant(spec) -> dict:
@@ -260,12 +263,12 @@ def measure_variant(spec) -> dict:
     a = tf.random.normal([n, n], dtype=dtype)
     b = tf.random.normal([n, n], dtype=dtype)
     matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
-    matmul_s = _median_seconds(matmul, spec['peak_reps'])
+    matmul_s, matmul_cpu = _median_seconds(matmul, spec['peak_reps'])
     in_shape, kernel, filters, conv_name = largest_conv(net)
     x = tf.random.normal([batch, *in_shape], dtype=dtype)
     k = tf.random.normal([*kernel, in_shape[-1], filters], dtype=dtype)
     conv = tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(x, k, 1, 'SAME')))
-    conv_s = _median_seconds(conv, spec['peak_reps'])
+    conv_s, conv_cpu = _median_seconds(conv, spec['peak_reps'])
     conv_flops = 2 * batch * in_shape[0] * in_shape[1] * kernel[0] * kernel[1] * in_shape[2] * filters
 
     images = tf.random.uniform([batch, spec['image_size'], spec['image_size'], channels])
@@ -275,9 +278,14 @@ def measure_variant(spec) -> dict:
     timer = _StepTimes()
     net.fit(data_ds, epochs=1, steps_per_epoch=spec['steps'], verbose=0, callbacks=[timer])
   step_s = statistics.median(b - a for a, b in zip(timer.times, timer.times[1:]))
+  step_cpu = statistics.median(b - a for a, b in zip(timer.cpu_times, timer.cpu_times[1:]))
   images_per_s = batch / step_s
   achieved = images_per_s * counted['train_step']
   peak = max(2 * n**3 / matmul_s, conv_flops / conv_s)
+  # Per CPU-second: far less sensitive to other processes than wall time, but
+  # blind to cores left idle (wall-time utilization sees those).
+  peak_per_cpu = max(2 * n**3 / matmul_cpu, conv_flops / conv_cpu)
+  achieved_per_cpu = batch * counted['train_step'] / step_cpu
   return {'variant': spec['name'], 'device': spec['device'],
           'precision': 'mixed_float16' if gpu else 'float32',
           'batch_size': batch, 'jit_compile': spec['jit_compile'],
@@ -292,6 +300,7 @@ def measure_variant(spec) -> dict:
           'peak_conv_gflops': round(conv_flops / conv_s / 1e9, 1),
           'peak_conv_layer': conv_name,
           'flop_utilization': round(achieved / peak, 3),
+          'flop_utilization_cpu_time': round(achieved_per_cpu / peak_per_cpu, 3),
           'load_avg': round(os.getloadavg()[0], 2)}
 
 
@@ -331,7 +340,8 @@ def print_utilization(rows, args) -> None:
         f'{rows[0]["train_step_gflop_per_image"]} GFLOP per image per training step '
         f'({rows[0]["forward_gflop_per_image"]} forward), {os.cpu_count()} CPUs (shared)\n')
   header = (f'{"variant":30} {"batch":>5} {"XLA":>5} {"intra/inter":>11} {"img/s":>7} '
-            f'{"GFLOP/s":>8} {"peak mm":>8} {"peak conv":>9} {"util":>6} {"vs default":>10} '
+            f'{"GFLOP/s":>8} {"peak mm":>8} {"peak conv":>9} {"util":>6} {"util/cpu":>8} '
+            f'{"vs default":>10} '
             f'{"load":>5}')
   print(header)
   print('-' * len(header))
@@ -339,8 +349,10 @@ def print_utilization(rows, args) -> None:
     print(f'{r["variant"]:30} {r["batch_size"]:>5} {str(r["jit_compile"]):>5} '
           f'{r["intra_op_threads"]:>5}/{r["inter_op_threads"]:<5} {r["train_images_per_sec"]:7.1f} '
           f'{r["achieved_gflops"]:8.1f} {r["peak_matmul_gflops"]:8.1f} {r["peak_conv_gflops"]:9.1f} '
-          f'{r["flop_utilization"]:6.2f} {r["speed_vs_default"]:10.2f} {r["load_avg"]:5.1f}')
-  print('(threads 0 = TensorFlow default; util = training FLOP/s / max(peak matmul, peak conv))')
+          f'{r["flop_utilization"]:6.2f} {r["flop_utilization_cpu_time"]:8.2f} '
+          f'{r["speed_vs_default"]:10.2f} {r["load_avg"]:5.1f}')
+  print('(threads 0 = TensorFlow default; util = training FLOP/s / max(peak matmul, peak conv); '
+        'util/cpu = the same per CPU-second of the process)')
 
 
 def main(argv=None) -> int:
@@ -378,6 +390,7 @@ def main(argv=None) -> int:
             'flop_utilization': rows[0]['flop_utilization'],
             'best_flop_utilization': max(r['flop_utilization'] for r in rows),
             'best_variant': max(rows, key=lambda r: r['flop_utilization'])['variant'],
+            'flop_utilization_cpu_time': rows[0]['flop_utilization_cpu_time'],
             'utilization': rows}
   if args.compare_inputs:
     input_rows, ratios = compare_inputs(args)
