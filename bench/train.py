@@ -18,7 +18,8 @@ grayscale). Medians of per-step and per-repetition times, so a burst of other
 load hits peak and training alike. When a GPU is visible, the same runs on the
 GPU in mixed precision against a float16 matmul/conv peak.
 
-Part 2 (`--compare-inputs`): both pipelines feed the same VGG10 (128x128 grayscale by default) the same JPEGs:
+Part 2 (`--compare-inputs`): both pipelines feed the same VGG10 (128x128
+grayscale by default) the same JPEGs:
 
 * `tf.data`: gzipped TFRecords of tf.Examples (as FaceExampleGen writes them)
   through `components.trainer.data.tfrecord_dataset` (parallel decode, flip,
@@ -224,7 +225,7 @@ def largest_conv(net):
   """(input shape without batch, kernel size, filters) of the Conv2D with the most FLOPs."""
   from components.trainer import flops  # pylint: disable=g-import-not-at-top
   convs = [l for l in net.layers if isinstance(l, keras.layers.Conv2D)]
-  layer = max(convs, key=lambda l: (flops._layer_forward_flops(l), l.input_shape[1]))  # pylint: disable=protected-access
+  layer = max(convs, key=lambda l: (flops.layer_forward_flops(l), l.input_shape[1]))
   return tuple(layer.input_shape[1:]), tuple(layer.kernel_size), layer.filters, layer.name
 
 
@@ -269,7 +270,8 @@ def measure_variant(spec) -> dict:
     k = tf.random.normal([*kernel, in_shape[-1], filters], dtype=dtype)
     conv = tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(x, k, 1, 'SAME')))
     conv_s, conv_cpu = _median_seconds(conv, spec['peak_reps'])
-    conv_flops = 2 * batch * in_shape[0] * in_shape[1] * kernel[0] * kernel[1] * in_shape[2] * filters
+    conv_flops = (2 * batch * in_shape[0] * in_shape[1] * kernel[0] * kernel[1] * in_shape[2] *
+                  filters)
 
     images = tf.random.uniform([batch, spec['image_size'], spec['image_size'], channels])
     labels = tf.cast(tf.random.uniform([batch, 1]) > 0.5, tf.float32)
@@ -321,8 +323,8 @@ def utilization(args) -> list:
       env['TF_ENABLE_ONEDNN_OPTS'] = '1' if spec['onednn'] else '0'
     if spec['device'] == '/CPU:0':
       env['CUDA_VISIBLE_DEVICES'] = ''  # the CPU rows measure the CPU alone
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), '--variant', json.dumps(spec)],
-                          env=env, capture_output=True, text=True, check=False)
+    command = [sys.executable, os.path.abspath(__file__), '--variant', json.dumps(spec)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [l for l in done.stdout.splitlines() if l.startswith('{')]
     if done.returncode or not lines:
       raise RuntimeError(f'variant {spec["name"]} failed:\n{done.stderr[-3000:]}')
@@ -348,7 +350,8 @@ def print_utilization(rows, args) -> None:
   for r in rows:
     print(f'{r["variant"]:30} {r["batch_size"]:>5} {str(r["jit_compile"]):>5} '
           f'{r["intra_op_threads"]:>5}/{r["inter_op_threads"]:<5} {r["train_images_per_sec"]:7.1f} '
-          f'{r["achieved_gflops"]:8.1f} {r["peak_matmul_gflops"]:8.1f} {r["peak_conv_gflops"]:9.1f} '
+          f'{r["achieved_gflops"]:8.1f} {r["peak_matmul_gflops"]:8.1f} '
+          f'{r["peak_conv_gflops"]:9.1f} '
           f'{r["flop_utilization"]:6.2f} {r["flop_utilization_cpu_time"]:8.2f} '
           f'{r["speed_vs_default"]:10.2f} {r["load_avg"]:5.1f}')
   print('(threads 0 = TensorFlow default; util = training FLOP/s / max(peak matmul, peak conv); '
@@ -370,8 +373,10 @@ def main(argv=None) -> int:
   parser.add_argument('--compare-inputs', action='store_true',
                       help='also part 2: tf.data vs ImageDataGenerator')
   parser.add_argument('--num-images', type=int, default=512, help='part 2')
-  parser.add_argument('--faces-data', default='', help='part 2: shared face data (else demo images)')
-  parser.add_argument('--input-steps', type=int, default=12, help='part 2: timed batches, input only')
+  parser.add_argument('--faces-data', default=""
+                      help='part 2: shared face data (else demo images)')
+  parser.add_argument('--input-steps', type=int, default=""
+                      help='part 2: timed batches, input only')
   parser.add_argument('--rounds', type=int, default=3, help='part 2: alternating rounds; median')
   parser.add_argument('--variant', help=argparse.SUPPRESS)  # internal: one variant, JSON
   parser.add_argument('--out', default=RESULTS)

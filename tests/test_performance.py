@@ -79,9 +79,10 @@ def test_two_worker_processes_write_what_one_in_memory_worker_writes(demo_datase
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     files = sorted(glob.glob(os.path.join(root, 'examples', 'Split-*', '*.gz')))
     # Parsed, not bytes: map fields serialize in a per-process order.
-    return sorted(sorted((k, v.SerializeToString(deterministic=True))
-                         for k, v in tf.train.Example.FromString(r.numpy()).features.feature.items())
-                  for r in tf.data.TFRecordDataset(files, compression_type='GZIP'))
+    parsed = (tf.train.Example.FromString(r.numpy()).features.feature
+              for r in tf.data.TFRecordDataset(files, compression_type='GZIP'))
+    return sorted(sorted((k, v.SerializeToString(deterministic=True)) for k, v in f.items())
+                  for f in parsed)
 
   assert records(tmp_path / 'two') == records(tmp_path / 'one')
 

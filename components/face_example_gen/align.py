@@ -193,7 +193,7 @@ class FaceAligner:
     return [], ''
 
   def _detect_cnn(self, small: Image.Image, pixels: np.ndarray, scale: float):
-    """CNN boxes and their scale: on a copy of `cnn_max_side` first, at full size where it finds none.
+    """CNN boxes and their scale: on a `cnn_max_side` copy first, at full size if it finds none.
 
     The CNN's cost grows with the pixel count while faces in loose crops are
     large. On the 54 of 200 FairFace photos (224 px) HOG missed, the CNN at

@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 
-def _layer_forward_flops(layer) -> int:
+def layer_forward_flops(layer) -> int:
   if isinstance(layer, keras.layers.Conv2D):
     out_h, out_w, out_c = layer.output_shape[1:4]
     in_c = layer.input_shape[-1]
@@ -33,7 +33,7 @@ def model_flops(model: keras.Model) -> Dict[str, int]:
   forward = backward = 0
   inputs = {id(t) for t in model.inputs}
   for layer in model.layers:
-    flops = _layer_forward_flops(layer)
+    flops = layer_forward_flops(layer)
     forward += flops
     takes_model_input = any(id(node_input) in inputs for node in layer.inbound_nodes
                             for node_input in tf.nest.flatten(node.input_tensors))
