@@ -373,9 +373,9 @@ def main(argv=None) -> int:
   parser.add_argument('--compare-inputs', action='store_true',
                       help='also part 2: tf.data vs ImageDataGenerator')
   parser.add_argument('--num-images', type=int, default=512, help='part 2')
-  parser.add_argument('--faces-data', default=""
+  parser.add_argument('--faces-data', default='',
                       help='part 2: shared face data (else demo images)')
-  parser.add_argument('--input-steps', type=int, default=""
+  parser.add_argument('--input-steps', type=int, default=12,
                       help='part 2: timed batches, input only')
   parser.add_argument('--rounds', type=int, default=3, help='part 2: alternating rounds; median')
   parser.add_argument('--variant', help=argparse.SUPPRESS)  # internal: one variant, JSON
