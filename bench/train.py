@@ -203,7 +203,7 @@ VARIANTS = {
     'xla': {'jit_compile': True},
     'batch64': {'batch_size': 64},
     'xla-batch64': {'jit_compile': True, 'batch_size': 64},
-    'threads-intra=cores,inter=1': {'intra': -1, 'inter': 1},
+    'threads-intra=cores-inter=1': {'intra': -1, 'inter': 1},
     'onednn-off': {'onednn': False},
 }
 
