@@ -4,6 +4,7 @@ import os
 
 from tfx import v1 as tfx
 
+from pipeline.beam_workers import local_beam_args
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline, input_fingerprint
 
@@ -15,4 +16,6 @@ def run_local(config: PipelineConfig) -> None:
       config,
       input_fingerprint=input_fingerprint(config),
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          config.metadata_path)))
+          config.metadata_path),
+      beam_pipeline_args=local_beam_args(config.beam_pipeline_args, config.beam_workers,
+                                         config.ingest)))

@@ -26,3 +26,7 @@ class TrainConfig:
   horizontal_flip: bool = True  # the paper's augmentation; training only
   mixed_precision: bool = True  # mixed float16 on GPU; never applied on CPU
   deterministic: bool = False  # also enable TF op determinism (slower on GPU)
+  # CPU/GPU performance (bench/train.py measures each; see README "Training speed").
+  jit_compile: bool = False  # XLA-compile the training step
+  intra_op_threads: int = 0  # threads inside one op (a convolution); 0: TensorFlow's default
+  inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default

@@ -53,6 +53,34 @@ def seed_everything(config: TrainConfig) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def configure_threads(config: TrainConfig) -> None:
+  """Applies `intra_op_threads`/`inter_op_threads` (0 keeps TensorFlow's default).
+
+  TensorFlow fixes its thread pools when the runtime starts; when that has
+  already happened in this process (a TFX component running after others),
+  the setting cannot apply any more and a warning says so.
+  """
+  for name, setter, value in (
+      ('intra_op_threads', tf.config.threading.set_intra_op_parallelism_threads,
+       config.intra_op_threads),
+      ('inter_op_threads', tf.config.threading.set_inter_op_parallelism_threads,
+       config.inter_op_threads)):
+    if value < 0:
+      raise ValueError(f'train.{name} must be >= 0 (0: TensorFlow default), got {value}')
+    if value:
+      try:
+        setter(value)
+      except RuntimeError as e:
+        logging.warning('train.%s=%d not applied: TensorFlow already started (%s)', name, value, e)
+
+
+def apply_performance_options(model: keras.Model, config: TrainConfig) -> keras.Model:
+  """XLA for the training step when `config.jit_compile` (set after compile(), like Keras' own)."""
+  if config.jit_compile:
+    model.jit_compile = True
+  return model
+
+
 class _Throughput(keras.callbacks.Callback):
   """Records wall time per epoch, so history.json tells images/sec."""
 
@@ -79,12 +107,14 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
     raise ValueError(f'train.early_stopping_monitor must be one of {sorted(_MONITOR_MODES)}, '
                      f'got {config.early_stopping_monitor!r}')
   seed_everything(config)
+  configure_threads(config)
   strategy = pick_strategy()
   weights = data.class_weights(class_counts) if config.class_weighting else None
   with precision_policy(config) as policy, strategy.scope():
     model = build_model(config.architecture, config.image_size,
                         preprocess.channels_for(config.color_mode), config.dropout,
                         config.learning_rate, config.optimizer, seed=config.seed)
+    apply_performance_options(model, config)
     model.summary(print_fn=logging.info)
     callbacks = [_Throughput(),
                  keras.callbacks.TensorBoard(log_dir=run_dir, profile_batch=0)]

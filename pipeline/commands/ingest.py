@@ -18,9 +18,11 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
   from components.face_example_gen import executor  # heavy import only when running
+  from pipeline.beam_workers import local_beam_args
   config = config_from_args(args)
+  beam_args = local_beam_args(config.beam_pipeline_args, config.beam_workers, config.ingest)
   try:
-    report = executor.run_standalone(config.ingest, args.out, config.beam_pipeline_args)
+    report = executor.run_standalone(config.ingest, args.out, beam_args)
   except RuntimeError as e:  # the failure-rate check; the report is still written
     print(f'error: {e}')
     return 1

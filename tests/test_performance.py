@@ -1,0 +1,176 @@
+"""Issue 15: the machinery that lets every step use every core (no timing is asserted).
+
+* local runs choose their DirectRunner workers (pipeline/beam_workers.py);
+* the multi-process DirectRunner ingests exactly what one in-memory worker does,
+  and its worker processes import this checkout;
+* the CNN fallback on a downscaled copy finds the face it finds at full size;
+* the FLOP count of the paper's CNNs, derived from their layers;
+* the Trainer's performance options;
+* bench/pipeline.py reads per-component times from a real MLMD store.
+"""
+
+import glob
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.face_example_gen import align, executor, sources
+from components.trainer import flops, model, training
+from pipeline import beam_workers
+from pipeline.config import ConfigError, IngestConfig, PipelineConfig, SourceConfig, TrainConfig
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SPEC = importlib.util.spec_from_file_location('bench_pipeline',
+                                               os.path.join(PROJECT_ROOT, 'bench', 'pipeline.py'))
+bench_pipeline = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench_pipeline)
+
+
+# --- Beam workers for local runs -----------------------------------------------
+
+
+def test_auto_uses_every_core_only_when_the_ingestion_repays_it():
+  dlib = IngestConfig(align='dlib')
+  assert beam_workers.auto_workers(dlib, 8012, cpus=2) == 2  # the shared-data run
+  assert beam_workers.auto_workers(dlib, 8012, cpus=1) == 1
+  assert beam_workers.auto_workers(dlib, 200, cpus=2) == 1  # start-up would dominate
+  assert beam_workers.auto_workers(IngestConfig(align='none'), 1000, cpus=8) == 1  # the demo
+
+
+def test_local_args_append_direct_runner_flags_that_win():
+  ingest = IngestConfig(sources=[])
+  base = PipelineConfig().beam_pipeline_args
+  args = beam_workers.local_beam_args(base, 3, ingest)
+  assert args[:len(base)] == base
+  assert args[len(base):] == ['--direct_running_mode=multi_processing', '--direct_num_workers=3']
+  assert beam_workers.local_beam_args(base, 1, ingest)[-1] == '--direct_num_workers=1'
+  flink = ['--runner=FlinkRunner', '--flink_master=f:8081']
+  assert beam_workers.local_beam_args(flink, 0, ingest) == flink  # not ours to change
+  with pytest.raises(ConfigError, match='beam_workers'):
+    beam_workers.local_beam_args(base, -1, ingest)
+
+
+def test_auto_counts_the_configured_inputs(demo_dataset):
+  ingest = IngestConfig(sources=[SourceConfig('manifest', demo_dataset)], align='dlib')
+  n = len(sources.list_inputs(ingest))
+  expected = (os.cpu_count() if (os.cpu_count() or 1) > 1 and
+              n * beam_workers.SECONDS_PER_INPUT['dlib'] >= beam_workers.AUTO_MIN_SERIAL_SECONDS
+              else 1)
+  assert beam_workers.local_beam_args([], 0, ingest) == beam_workers.direct_runner_args(expected)
+
+
+def test_two_worker_processes_write_what_one_in_memory_worker_writes(demo_dataset, tmp_path,
+                                                                     monkeypatch):
+  # Worker processes must import this checkout even when PYTHONPATH names none.
+  monkeypatch.setenv('PYTHONPATH', '')
+  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')], align='none',
+                        output_size=32, limit_per_source=40)
+  one = executor.run_standalone(config, str(tmp_path / 'one'), beam_workers.direct_runner_args(1))
+  two = executor.run_standalone(config, str(tmp_path / 'two'), beam_workers.direct_runner_args(2))
+  assert os.environ['PYTHONPATH'].split(os.pathsep)[0] == PROJECT_ROOT
+  assert one['counts']['written'] == 40
+  assert two['counts'] == one['counts'] and two['by_split_label'] == one['by_split_label']
+
+  def records(root):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    files = sorted(glob.glob(os.path.join(root, 'examples', 'Split-*', '*.gz')))
+    # Parsed, not bytes: map fields serialize in a per-process order.
+    parsed = (tf.train.Example.FromString(r.numpy()).features.feature
+              for r in tf.data.TFRecordDataset(files, compression_type='GZIP'))
+    return sorted(sorted((k, v.SerializeToString(deterministic=True)) for k, v in f.items())
+                  for f in parsed)
+
+  assert records(tmp_path / 'two') == records(tmp_path / 'one')
+
+
+def test_negative_cnn_max_side_is_refused():
+  with pytest.raises(ValueError, match='ingest.cnn_max_side'):
+    executor.validate_config(IngestConfig(cnn_max_side=-1))
+
+
+# --- CNN fallback on a downscaled copy -----------------------------------------
+
+
+def _iou(a, b):
+  left, top = max(a[0], b[0]), max(a[1], b[1])
+  right, bottom = min(a[2], b[2]), min(a[3], b[3])
+  inter = max(0, right - left) * max(0, bottom - top)
+  return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_downscaled_cnn_finds_the_face_the_full_size_cnn_finds(faces_data):
+  full = align.FaceAligner('cnn', 128, cnn_max_side=0)
+  small = align.FaceAligner('cnn', 128, cnn_max_side=128)
+  files = sorted(glob.glob(os.path.join(faces_data, 'fairface', 'train', '*.jpg')))[:6]
+  compared = 0
+  for path in files:
+    image = Image.open(path).convert('RGB')
+    assert max(image.size) > 128  # FairFace crops are 224 px: the downscale happens
+    full_boxes, _ = full.detect(image)
+    small_boxes, _ = small.detect(image)
+    if full_boxes:
+      assert small_boxes, path  # at worst the full-size retry finds it
+      biggest = max(full_boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+      assert max(_iou(biggest, b) for b in small_boxes) > 0.5, path
+      compared += 1
+  assert compared >= 4
+
+
+# --- FLOPs and trainer options -------------------------------------------------
+
+
+def _conv(h, c_in, c_out):
+  return 2 * h * h * 9 * c_in * c_out
+
+
+def test_vgg10_flops_match_the_hand_count():
+  net = model.build_model('vgg10', 128, 1)
+  forward = (_conv(128, 1, 32) + _conv(128, 32, 32) + _conv(64, 32, 64) + _conv(64, 64, 64) +
+             _conv(32, 64, 128) + 3 * _conv(32, 128, 128) + 2 * 16 * 16 * 128 * 128 + 2 * 128)
+  counted = flops.model_flops(net)
+  assert counted['forward'] == forward  # 1.83 GFLOP
+  # Backward: 2x every layer but the first (no gradient for the input image).
+  assert counted['train_step'] == 3 * forward - _conv(128, 1, 32)
+  assert 5.4e9 < counted['train_step'] < 5.6e9
+
+
+def test_performance_options():
+  net = model.build_model('baseline', 16, 1)
+  assert not net.jit_compile
+  training.apply_performance_options(net, TrainConfig(jit_compile=True))
+  assert net.jit_compile
+  with pytest.raises(ValueError, match='train.intra_op_threads'):
+    training.configure_threads(TrainConfig(intra_op_threads=-2))
+
+
+# --- bench/pipeline.py on a real MLMD store ------------------------------------
+
+
+def test_pipeline_bench_reads_component_times_from_mlmd(tmp_path):
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  db = str(tmp_path / 'metadata.sqlite')
+  schema = tfx.components.ImportSchemaGen(schema_file=os.path.join(PROJECT_ROOT, 'schema',
+                                                                   'schema.pbtxt'))
+  tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+      pipeline_name='bench-test', pipeline_root=str(tmp_path / 'root'), components=[schema],
+      enable_cache=False,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db)))
+  after = bench_pipeline.run_times(db)
+  assert set(after['seconds']) == {'ImportSchemaGen', bench_pipeline.TOTAL}
+  assert after['states'] == {'ImportSchemaGen': 'COMPLETE'}
+  assert 0 <= after['seconds']['ImportSchemaGen'] <= after['seconds'][bench_pipeline.TOTAL]
+
+  before = tmp_path / 'before.json'
+  before.write_text(json.dumps({'source': 'test', 'seconds': {
+      'ImportSchemaGen': after['seconds']['ImportSchemaGen'] * 2 + 2, 'Trainer': 10}}))
+  out = tmp_path / 'pipeline.json'
+  assert bench_pipeline.main(['--before', str(before), '--after', db, '--out', str(out)]) == 0
+  rows = {r['component']: r for r in json.loads(out.read_text())['rows']}
+  assert rows['ImportSchemaGen']['after_over_before'] < 0.5
+  assert rows['Trainer']['after_s'] is None and rows['Trainer']['before_s'] == 10
+  with pytest.raises(FileNotFoundError):
+    bench_pipeline.run_times(str(tmp_path / 'missing.sqlite'))
