@@ -227,20 +227,6 @@ def _write_json(report: Dict[str, Any], path: str) -> None:
     json.dump(report, f, indent=2, ensure_ascii=False)
 
 
-def workers_import_this_project() -> None:
-  """Puts this checkout first on the PYTHONPATH that Beam's worker processes inherit.
-
-  The multi-process DirectRunner starts fresh Python processes that unpickle
-  `_ProcessImages` by importing its module. Without this they import whatever
-  `components` package their interpreter finds first (an installed copy of the
-  project, possibly another checkout), not the code the driver runs.
-  """
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  paths = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
-  if not paths or os.path.abspath(paths[0]) != root:
-    os.environ['PYTHONPATH'] = os.pathsep.join([root] + [p for p in paths if p != root])
-
-
 def ingest(config: IngestConfig, examples_uri: str, report_path: str,
            beam_pipeline: beam.Pipeline) -> None:
   """Builds the ingestion into `beam_pipeline` (run by the caller's `with`)."""
@@ -300,7 +286,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples_utils.set_file_format(examples, 'tfrecords_gzip')
     report_path = os.path.join(report_artifact.uri, REPORT_FILE)
 
-    workers_import_this_project()
     with self._make_beam_pipeline() as p:
       ingest(config, examples.uri, report_path, p)
 
