@@ -176,12 +176,18 @@ class FacePreparer:
     if not aligned:
       return PreparedPhoto(image, [], f'no face found by {p.detector} in {image.width}x{image.height}')
     return PreparedPhoto(image, [
-        PreparedFace(a.box, a.image, images.encode_jpeg(a.image, p.jpeg_quality), a.face_size,
+        PreparedFace(_clip_box(a.box, image.size), a.image, images.encode_jpeg(a.image, p.jpeg_quality), a.face_size,
                      a.detector) for a in aligned])
 
   def prepare(self, data: bytes, all_faces: bool = True, max_faces: int = 0) -> PreparedPhoto:
     """Encoded photo -> its prepared faces. Raises images.ImageProblem for bad input."""
     return self.prepare_image(self.decode(data), all_faces, max_faces)
+
+
+def _clip_box(box: Tuple[int, int, int, int], size: Tuple[int, int]) -> Tuple[int, int, int, int]:
+  """A detector box (which may reach past the edges) clipped to the photo."""
+  left, top, right, bottom = box
+  return (max(0, left), max(0, top), min(size[0], right), min(size[1], bottom))
 
 
 def encode_preview(image: Image.Image, max_side: int = 1024, quality: int = 90) -> bytes:
