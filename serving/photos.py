@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from components import serving_contract as contract
 from components.face_example_gen import faces as faces_lib
 from components.face_example_gen import images as images_lib
 
@@ -33,8 +34,8 @@ class FaceVerdict:
   heatmap: Optional[np.ndarray] = None  # [size, size] in [0, 1] when explained
 
   def to_json(self):
-    return {'box': list(self.box), 'fake_probability': round(self.fake_probability, 6),
-            'label': self.label}
+    return {'box': list(self.box), contract.PROBABILITY_KEY: round(self.fake_probability, 6),
+            contract.LABEL_KEY: self.label}
 
 
 @dataclasses.dataclass

@@ -36,6 +36,7 @@ import tf_keras as keras
 from components import features
 from components import serving_contract as contract
 from components.face_example_gen.faces import FacePreparation
+from components.trainer import model as model_lib
 from components.trainer import preprocess
 
 # Kept as names of this module for existing callers (the gate, TFMA config).
@@ -46,9 +47,9 @@ LABEL_KEY = contract.LABEL_KEY
 IMAGE_BYTES_INPUT = contract.IMAGE_BYTES_INPUT
 EXAMPLES_INPUT = contract.EXAMPLES_INPUT
 PREPROCESSING_FILE = contract.PREPROCESSING_FILE  # under assets/: how inputs are shaped
-# The classifier's final layer (components/trainer/model.py): its input and
-# weights give the fake logit that Grad-CAM differentiates.
-OUTPUT_LAYER = 'fake_probability'
+# The classifier's final layer: its input and weights give the fake logit
+# that Grad-CAM differentiates.
+OUTPUT_LAYER = model_lib.OUTPUT_LAYER
 
 
 def last_conv_layer(model) -> str:
