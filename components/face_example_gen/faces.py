@@ -77,8 +77,11 @@ class FacePreparation:
 
   @classmethod
   def from_ingest_config(cls, config) -> 'FacePreparation':
-    """The preparation an `IngestConfig` applies at ingestion."""
-    return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+    """The preparation an `IngestConfig` applies at ingestion (errors name the `ingest.` field)."""
+    try:
+      return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+    except ValueError as e:
+      raise ValueError(str(e).replace('face_preparation.', 'ingest.')) from None
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any]) -> 'FacePreparation':
