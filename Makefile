@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	/root/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean browser
 
 venv: $(STAMP)
 
@@ -29,7 +29,16 @@ demo: $(STAMP)
 	$(VENV)/bin/fakefaces demo-data --out runs/demo_data
 	$(VENV)/bin/fakefaces run --config pipeline/configs/demo.yaml
 
-test: $(STAMP)
+# The web page's browser tests drive Debian's headless Chromium through
+# chromium-driver; install them when missing (root only; otherwise those tests skip and say why).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "warning: chromium/chromium-driver missing and not root: the browser tests will skip" >&2; fi; \
+	fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
 
 bench: $(STAMP)

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
+from components import serving_contract as contract  # noqa: E402
 from pipeline.config import TrainConfig  # noqa: E402
 from serving import testing  # noqa: E402
 
@@ -64,12 +65,12 @@ def _timed_side_by_side(calls, count, time_cap, warmup=3):
 def _request(images):
   request = predict_pb2.PredictRequest()
   request.model_spec.name = 'fakefaces'
-  request.inputs['image_bytes'].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+  request.inputs[contract.IMAGE_BYTES_INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
   return request
 
 
 def measure_overhead(stub, saved_model_dir, images, args):
-  signature = tf.saved_model.load(saved_model_dir).signatures['serving_default']
+  signature = tf.saved_model.load(saved_model_dir).signatures[contract.SERVING_SIGNATURE]
   rows = []
   for batch, count in ((1, args.requests), (32, max(10, args.requests // 8))):
     batch_images = images[:batch]
@@ -77,7 +78,7 @@ def measure_overhead(stub, saved_model_dir, images, args):
     feed = tf.constant(batch_images)
     timings = _timed_side_by_side(
         {'grpc': lambda: stub.Predict(request, timeout=60),
-         'in_process': lambda: signature(image_bytes=feed)['fake_probability'].numpy()},
+         'in_process': lambda: signature(**{contract.IMAGE_BYTES_INPUT: feed})[contract.PROBABILITY_KEY].numpy()},
         count, args.time_cap)
     served, local = timings['grpc'], timings['in_process']
     rows.append({'batch': batch, 'grpc': served, 'in_process': local,

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     'pipeline.commands.gate',
     'pipeline.commands.serve',
     'pipeline.commands.predict',
+    'pipeline.commands.web',
     'pipeline.commands.compile_kubeflow',
 )
 

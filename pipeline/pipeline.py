@@ -26,6 +26,7 @@ from ml_metadata.proto import metadata_store_pb2
 from components import features
 from components.data_gate.component import validation_components
 from components.face_example_gen.component import FaceExampleGen
+from components.face_example_gen.faces import FacePreparation
 from components.fairness_gate.component import FairnessGate
 from components.fairness_gate.config import ThresholdsConfig
 from components.fairness_gate.eval_config import build_eval_config
@@ -107,7 +108,8 @@ def create_pipeline(
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
-      custom_config=trainer_custom_config(config.train, thresholds.decision_threshold))
+      custom_config=trainer_custom_config(config.train, thresholds.decision_threshold,
+                                          FacePreparation.from_ingest_config(config.ingest)))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
   release = release_components(example_gen.outputs['examples'], trainer.outputs['model'],

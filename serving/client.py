@@ -3,6 +3,8 @@
     with ServingClient('127.0.0.1:8500') as client:
       for p in client.predict([open('face.jpg', 'rb').read()]):
         print(p.label, p.fake_probability)
+      heatmaps = client.explain([face_crop_jpeg])          # Grad-CAM, [n, size, size]
+      preparation = client.face_preparation()              # how to make face_crop_jpeg
 
 gRPC uses the official `tensorflow_serving.apis` stubs and
 `tf.make_tensor_proto([bytes, ...], dtype=tf.string)`; REST posts
@@ -16,16 +18,18 @@ import dataclasses
 import json
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import grpc
+import numpy as np
 
+from components import serving_contract as contract
 from serving import status as status_lib
 
-DEFAULT_SIGNATURE = 'serving_default'
-EXAMPLES_SIGNATURE = 'from_examples'
-PROBABILITY_KEY = 'fake_probability'
-LABEL_KEY = 'label'
+DEFAULT_SIGNATURE = contract.SERVING_SIGNATURE
+EXAMPLES_SIGNATURE = contract.EXAMPLES_SIGNATURE
+PROBABILITY_KEY = contract.PROBABILITY_KEY
+LABEL_KEY = contract.LABEL_KEY
 DECISION_THRESHOLD = 0.5  # only for signatures that return no label
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -74,6 +78,49 @@ class ServingClient:
       return self._predict_rest(inputs)
     return self._predict_grpc(inputs)
 
+  def call(self, signature_name: str, inputs: Sequence[bytes]) -> Dict[str, np.ndarray]:
+    """Runs `signature_name` (of the contract) on string `inputs`; {output key: array}."""
+    key = contract.input_key(signature_name)
+    if self.rest:
+      body = {'signature_name': signature_name,
+              'instances': [{'b64': base64.b64encode(b).decode('ascii')} for b in inputs]}
+      rows = self._call_rest('POST', ':predict', body)['predictions']
+      if rows and not isinstance(rows[0], dict):
+        rows = [{contract.SIGNATURES[signature_name].outputs[0]: r} for r in rows]
+      return {k: np.asarray([r[k] for r in rows]) for k in (rows[0] if rows else {})}
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+    request = predict_pb2.PredictRequest()
+    self._fill_spec(request.model_spec)
+    request.model_spec.signature_name = signature_name
+    request.inputs[key].CopyFrom(tf.make_tensor_proto(list(inputs), dtype=tf.string))
+    response = self._call_grpc('PredictionService', 'Predict', request)
+    return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+
+  def explain(self, images: Sequence[bytes]) -> List[Tuple[Prediction, np.ndarray]]:
+    """(Prediction, Grad-CAM heatmap [size, size] in [0, 1]) per encoded face crop."""
+    outputs = self.call(contract.EXPLAIN_SIGNATURE, images)
+    if contract.HEATMAP_KEY not in outputs:
+      raise status_lib.ServingError(grpc.StatusCode.INTERNAL,
+                                    f'the answer has no {contract.HEATMAP_KEY!r} output')
+    heatmaps = np.asarray(outputs[contract.HEATMAP_KEY], dtype=np.float32)
+    return list(zip(_predictions(outputs, self.version), heatmaps))
+
+  def face_preparation(self):
+    """The FacePreparation the served model was trained with (from the model itself)."""
+    from components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
+    try:
+      outputs = self.call(contract.FACE_PREPARATION_SIGNATURE, [contract.PREPARATION_QUERY])
+    except status_lib.ServingError as e:
+      if e.code == grpc.StatusCode.FAILED_PRECONDITION:
+        raise status_lib.ServingError(
+            e.code, f'the served model has no {contract.FACE_PREPARATION_SIGNATURE!r} signature '
+            '(exported before models carried their face preparation): re-export it, or send '
+            f'aligned crops with --aligned. Server said: {e.message}') from None
+      raise
+    value = outputs[contract.PARAMETERS_KEY].reshape(-1)[0]
+    return FacePreparation.from_json(value.decode('utf-8') if isinstance(value, bytes) else str(value))
+
   def _inputs(self, images: Sequence[bytes]) -> List[bytes]:
     if self.signature_name != EXAMPLES_SIGNATURE:
       return list(images)
@@ -84,7 +131,7 @@ class ServingClient:
     )).SerializeToString() for image in images]
 
   def _input_name(self) -> str:
-    return 'examples' if self.signature_name == EXAMPLES_SIGNATURE else 'image_bytes'
+    return contract.input_key(self.signature_name)
 
   def _predict_grpc(self, inputs: List[bytes]) -> List[Prediction]:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel

@@ -26,12 +26,19 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def export_tiny_model(export_dir: str, image_size: int = 32, architecture: str = 'baseline',
-                      color_mode: str = 'grayscale') -> str:
-  """Exports an untrained model with the serving signatures to `export_dir`."""
+                      color_mode: str = 'grayscale', face_preparation=None) -> str:
+  """Exports an untrained model with the serving signatures to `export_dir`.
+
+  `face_preparation` (a FacePreparation) defaults to dlib alignment with the
+  HOG detector only (fast) at 128 px.
+  """
   from components.trainer import export, model  # pylint: disable=import-outside-toplevel
+  from components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
   channels = 1 if color_mode == 'grayscale' else 3
   keras_model = model.build_model(architecture, image_size, channels)
-  export.export_saved_model(keras_model, export_dir, image_size, color_mode)
+  export.export_saved_model(keras_model, export_dir, image_size, color_mode,
+                            face_preparation=face_preparation or FacePreparation(
+                                detector='hog', output_size=128))
   return export_dir
 
 

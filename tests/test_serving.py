@@ -20,6 +20,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from components import serving_contract as contract
 from pipeline import cli
 from serving import client as client_lib
 from serving import status as status_lib
@@ -131,7 +132,7 @@ def test_grpc_output_filter_returns_only_the_asked_output(channel, images):
   assert set(_predict(channel, request).outputs) == {'label'}
 
 
-def test_grpc_metadata_lists_both_signatures(channel):
+def test_grpc_metadata_lists_every_contract_signature(channel):
   request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
   request.model_spec.name = MODEL
   response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
@@ -141,7 +142,10 @@ def test_grpc_metadata_lists_both_signatures(channel):
   serving = signatures.signature_def['serving_default']
   assert serving.inputs['image_bytes'].dtype == tf.string.as_datatype_enum
   assert set(serving.outputs) == {'fake_probability', 'label'}
-  assert 'from_examples' in signatures.signature_def
+  assert set(signatures.signature_def) - {'__saved_model_init_op'} == set(contract.SIGNATURES)
+  for name, signature in contract.SIGNATURES.items():
+    assert set(signatures.signature_def[name].inputs) == {signature.input_key}
+    assert set(signatures.signature_def[name].outputs) == set(signature.outputs)
   assert response.model_spec.version.value == _served_version(channel)
 
 
@@ -195,29 +199,30 @@ def test_predict_command_prints_label_and_probability(endpoint, images, tmp_path
     paths.append(str(tmp_path / f'face{i}.png'))
     with open(paths[-1], 'wb') as f:
       f.write(image)
-  assert cli.main(['predict', *paths, '--server', endpoint[0]]) == 0
+  assert cli.main(['predict', *paths, '--aligned', '--server', endpoint[0]]) == 0
   grpc_lines = capsys.readouterr().out.strip().splitlines()
-  assert cli.main(['predict', *paths, '--server', endpoint[1], '--rest']) == 0
+  assert cli.main(['predict', *paths, '--aligned', '--server', endpoint[1], '--rest']) == 0
   rest_lines = capsys.readouterr().out.strip().splitlines()
   assert len(grpc_lines) == 2 and grpc_lines == rest_lines
-  path, label, probability = grpc_lines[0].split('\t')
-  assert path == paths[0] and label in ('real', 'fake') and probability.startswith('p(fake)=')
+  path, face, box, probability, label = grpc_lines[0].split('\t')
+  assert path == paths[0] and face == 'face 1' and box == 'box=0,0,48,48'
+  assert label in ('real', 'fake') and probability.startswith('p(fake)=')
 
 
 def test_predict_command_names_a_missing_file_and_bad_image(endpoint, images, tmp_path, capsys):
   missing = str(tmp_path / 'nope.jpg')
-  assert cli.main(['predict', missing, '--server', endpoint[0]]) == 2
+  assert cli.main(['predict', missing, '--aligned', '--server', endpoint[0]]) == 1
   assert missing in capsys.readouterr().err
   not_image = tmp_path / 'notes.jpg'
   not_image.write_bytes(b'this is text, not a JPEG')
-  assert cli.main(['predict', str(not_image), '--server', endpoint[0]]) == 1
-  assert 'INVALID_ARGUMENT' in capsys.readouterr().err
+  assert cli.main(['predict', str(not_image), '--aligned', '--server', endpoint[0]]) == 1
+  assert 'not a readable image' in capsys.readouterr().err
   good = tmp_path / 'face.png'
   good.write_bytes(images[0])
-  assert cli.main(['predict', str(good), str(not_image), '--server', endpoint[0]]) == 1
+  assert cli.main(['predict', str(good), str(not_image), '--aligned', '--server', endpoint[0]]) == 1
   out, err = capsys.readouterr()
   assert out.startswith(f'{good}\t') and len(out.strip().splitlines()) == 1
-  assert f'{not_image}: INVALID_ARGUMENT' in err
+  assert f'{not_image}: not a readable image' in err
 
 
 # ---- bad requests: the proper status, and the server keeps serving ------------------------------

@@ -10,6 +10,8 @@ import tensorflow as tf
 from PIL import Image
 
 from components import features
+from components import serving_contract as contract
+from components.face_example_gen.faces import FacePreparation
 from components.trainer import data, export, model, preprocess
 from pipeline import demo_records
 from pipeline import demo_data
@@ -50,7 +52,7 @@ def _example(image_bytes, label=0):
 
 def test_both_signatures_load_and_agree(exported):
   _, loaded, export_dir = exported
-  assert set(loaded.signatures) == {export.SERVING_SIGNATURE, export.EXAMPLES_SIGNATURE}
+  assert set(loaded.signatures) == set(contract.SIGNATURES)
   serving = loaded.signatures[export.SERVING_SIGNATURE]
   assert set(serving.structured_input_signature[1]) == {export.IMAGE_BYTES_INPUT}
   jpegs = _demo_jpegs(4)
@@ -63,7 +65,14 @@ def test_both_signatures_load_and_agree(exported):
   expected_labels = np.where(probabilities >= 0.5, b'fake', b'real')
   np.testing.assert_array_equal(from_bytes[export.LABEL_KEY].numpy(), expected_labels)
   with open(os.path.join(export_dir, 'assets', export.PREPROCESSING_FILE)) as f:
-    assert json.load(f)['image_size'] == IMAGE_SIZE
+    assets = json.load(f)
+  assert assets['image_size'] == IMAGE_SIZE
+  # The model carries how its crops were made, in assets and as a signature clients call.
+  parameters = loaded.signatures[contract.FACE_PREPARATION_SIGNATURE](
+      query=tf.constant([b'a', b'b']))[contract.PARAMETERS_KEY].numpy()
+  assert len(parameters) == 2
+  assert FacePreparation.from_json(parameters[0].decode()) == FacePreparation.from_dict(
+      assets['face_preparation'])
 
 
 def test_serving_sees_exactly_the_training_tensor(exported, tmp_path):

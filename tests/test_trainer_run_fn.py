@@ -29,8 +29,13 @@ def _fn_args(records, tmp_path, **config):
 
 def test_run_fn_trains_and_exports(records, tmp_path):
   args = _fn_args(records, tmp_path, architecture='vgg10', image_size=32, color_mode='rgb',
-                  epochs=2, steps_per_epoch=2, batch_size=8, validation_steps=1)
+                  epochs=2, steps_per_epoch=2, batch_size=8, validation_steps=1,
+                  face_preparation={'align': 'none', 'output_size': 64, 'jpeg_quality': 90})
   module.run_fn(args)
+  # The ingestion's face preparation travels with the model (the pipeline passes it).
+  assets = json.loads((tmp_path / 'serving_model' / 'assets' / 'preprocessing.json').read_text())
+  assert assets['face_preparation']['align'] == 'none'
+  assert assets['face_preparation']['output_size'] == 64
   history = json.loads((tmp_path / 'model_run' / training.HISTORY_FILE).read_text())
   assert history['epochs_run'] == 2 and len(history['history']['val_loss']) == 2
   assert history['config']['color_mode'] == 'rgb'

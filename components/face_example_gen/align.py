@@ -38,6 +38,7 @@ class AlignedFace:
   detector: str  # the detector that found the face ('hog' or 'cnn')
   num_faces: int  # faces that detector found; the largest was used
   landmarks: np.ndarray  # (68, 2) source-pixel landmarks of the used face
+  box: Tuple[int, int, int, int] = (0, 0, 0, 0)  # detector box (left, top, right, bottom), source px
 
 
 def eye_and_mouth_centres(landmarks: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,6 +231,19 @@ class FaceAligner:
     if not boxes:
       return None
     box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    return self.align_box(image, box, detector, len(boxes))
+
+  def align_all(self, image: Image.Image, max_faces: int = 0) -> List[AlignedFace]:
+    """Every face found (largest first, at most `max_faces` when > 0), each FFHQ-aligned."""
+    boxes, detector = self.detect(image)
+    boxes = sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+    if max_faces > 0:
+      boxes = boxes[:max_faces]
+    return [self.align_box(image, box, detector, len(boxes)) for box in boxes]
+
+  def align_box(self, image: Image.Image, box: Tuple[int, int, int, int], detector: str,
+                num_faces: int = 1) -> AlignedFace:
+    """The face in `box` (found by `detector`), FFHQ-aligned."""
     landmarks = self.landmarks(image, box)
     quad = ffhq_quad(landmarks)
     aligned = warp_quad(image, quad, self._output_size)
@@ -242,4 +256,4 @@ class FaceAligner:
         landmarks = refined
         aligned = warp_quad(image, ffhq_quad(landmarks), self._output_size)
     face_size = round(math.sqrt(max(0, box[2] - box[0]) * max(0, box[3] - box[1])))
-    return AlignedFace(aligned, face_size, detector, len(boxes), landmarks)
+    return AlignedFace(aligned, face_size, detector, num_faces, landmarks, tuple(box))

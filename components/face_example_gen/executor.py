@@ -23,7 +23,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import features
-from components.face_example_gen import align, images, sources
+from components.face_example_gen import align, faces, images, sources
 from components.config_base import from_json, to_json
 from components.face_example_gen.config import IngestConfig
 
@@ -88,15 +88,13 @@ def make_example(record: sources.InputRecord, encoded: bytes, face_size: int) ->
 
 
 class FaceProcessor:
-  """Read -> decode -> align -> encode for one record; never raises for bad data."""
+  """Read -> `faces.FacePreparer` (decode, check, align, encode) for one record; never raises for bad data."""
 
   def __init__(self, config: IngestConfig):
     self._config = config
-    self._aligner = None
+    self._preparer = faces.FacePreparer(faces.FacePreparation.from_ingest_config(config))
     if config.align == 'dlib':
-      self._aligner = align.FaceAligner(config.detector, config.output_size, config.hog_upsample,
-                                        config.cnn_upsample, config.detect_max_side,
-                                        config.cnn_max_side)
+      _ = self._preparer.aligner  # load the dlib models now, not on the first image
 
   def __call__(self, record: sources.InputRecord) -> Outcome:
     if record.problem:
@@ -109,24 +107,19 @@ class FaceProcessor:
     except (tf.errors.OpError, OSError) as e:
       return Outcome(record, UNREADABLE, f'cannot read file: {e}')
     try:
-      image = images.decode_rgb(data, self._config.max_image_pixels)
+      image = self._preparer.decode(data)  # refuses what dlib must not see
     except images.ImageProblem as e:
       return Outcome(record, e.outcome, e.reason)
     try:
-      if self._aligner is None:
-        face, face_size, detector = align.center_square(image, self._config.output_size), 0, ''
-      else:
-        aligned = self._aligner.align(image)
-        if aligned is None:
-          return Outcome(record, NO_FACE,
-                         f'no face found by {self._config.detector} in {image.width}x{image.height}')
-        face, face_size, detector = aligned.image, aligned.face_size, aligned.detector
-      encoded = images.encode_jpeg(face, self._config.jpeg_quality)
+      photo = self._preparer.prepare_image(image, all_faces=False)
     except Exception as e:  # a bug or a dlib failure must not stop the run  # pylint: disable=broad-except
       logging.exception('FaceExampleGen: processing %s failed', record.path)
       return Outcome(record, UNREADABLE, f'processing failed: {type(e).__name__}: {e}')
-    example = make_example(record, encoded, face_size)
-    return Outcome(record, WRITTEN, '', example.SerializeToString(), detector)
+    if not photo.faces:
+      return Outcome(record, NO_FACE, photo.no_face_reason)
+    face = photo.faces[0]
+    example = make_example(record, face.encoded, face.face_size)
+    return Outcome(record, WRITTEN, '', example.SerializeToString(), face.detector)
 
 
 class _ProcessImages(beam.DoFn):

@@ -1,14 +1,25 @@
-"""Exports a trained model as a TF Serving SavedModel with two signatures.
+"""Exports a trained model as a TF Serving SavedModel with four signatures.
 
-* `serving_default`: `image_bytes` (string [batch], raw encoded JPEG/PNG/GIF/BMP
+Names, inputs and outputs are the serving contract in
+`components/serving_contract.py`:
+
+* `serving_default`: `image_bytes` (string [batch], encoded JPEG/PNG/GIF/BMP
   of any size and channel count, as gRPC sends them and REST decodes
   `{"b64": ...}`) -> `fake_probability` (float32 [batch]) and `label`
-  (string [batch], 'real' or 'fake'). Bytes that are no image fail the request
-  with InvalidArgumentError naming the batch index; the server stays up.
+  (string [batch], 'real' or 'fake'). The model learned from aligned face
+  crops: clients prepare photos with `components.face_example_gen.faces`
+  first. Bytes that are no image fail the request with InvalidArgumentError
+  naming the batch index; the server stays up.
 * `from_examples`: `examples` (string [batch], serialized tf.Example) ->
   `fake_probability`. TFMA and InfraValidator feed this one.
+* `explain`: like `serving_default` plus `heatmap` (float32 [batch, size,
+  size] in [0, 1]): Grad-CAM of the fake logit at the last convolution,
+  computed in the graph so any TF Serving deployment serves it.
+* `face_preparation`: `query` (string [batch], any non-empty bytes) ->
+  `parameters` (string [batch]): JSON of the `FacePreparation` (alignment,
+  detector, crop size, JPEG quality) the training data was made with.
 
-Both decode through `preprocess.decode_batch`, which calls
+All decode through `preprocess.decode_batch`, which calls
 `preprocess.decode_image`, the function the training input pipeline uses.
 The loaded object also exposes `preprocess(image_bytes)` (not a signature) so
 tests and debugging can see the exact tensor the model receives.
@@ -16,31 +27,58 @@ tests and debugging can see the exact tensor the model receives.
 
 import json
 import os
+from typing import Optional
 
 import tensorflow as tf
 
+import tf_keras as keras
+
 from components import features
+from components import serving_contract as contract
+from components.face_example_gen.faces import FacePreparation
+from components.trainer import model as model_lib
 from components.trainer import preprocess
 
-SERVING_SIGNATURE = 'serving_default'
-EXAMPLES_SIGNATURE = 'from_examples'
-PROBABILITY_KEY = 'fake_probability'
-LABEL_KEY = 'label'
-IMAGE_BYTES_INPUT = 'image_bytes'
-EXAMPLES_INPUT = 'examples'
-PREPROCESSING_FILE = 'preprocessing.json'  # under assets/: how inputs are shaped
+# Kept as names of this module for existing callers (the gate, TFMA config).
+SERVING_SIGNATURE = contract.SERVING_SIGNATURE
+EXAMPLES_SIGNATURE = contract.EXAMPLES_SIGNATURE
+PROBABILITY_KEY = contract.PROBABILITY_KEY
+LABEL_KEY = contract.LABEL_KEY
+IMAGE_BYTES_INPUT = contract.IMAGE_BYTES_INPUT
+EXAMPLES_INPUT = contract.EXAMPLES_INPUT
+PREPROCESSING_FILE = contract.PREPROCESSING_FILE  # under assets/: how inputs are shaped
+# The classifier's final layer: its input and weights give the fake logit
+# that Grad-CAM differentiates.
+OUTPUT_LAYER = model_lib.OUTPUT_LAYER
+
+
+def last_conv_layer(model) -> str:
+  """Name of the model's last Conv2D layer (Grad-CAM's feature map)."""
+  convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+  if not convs:
+    raise ValueError(f'model {model.name} has no Conv2D layer to explain')
+  return convs[-1]
 
 
 class _ServingModule(tf.Module):
   """Holds the Keras model and the preprocessing constants it was trained with."""
 
-  def __init__(self, model, image_size: int, color_mode: str, decision_threshold: float):
+  def __init__(self, model, image_size: int, color_mode: str, decision_threshold: float,
+               face_preparation: FacePreparation):
     super().__init__()
     self.model = model
     self.image_size = image_size
     self.color_mode = color_mode
     self.decision_threshold = tf.Variable(decision_threshold, dtype=tf.float32, trainable=False,
                                           name='decision_threshold')
+    self.face_preparation_json = tf.constant(face_preparation.to_json())
+    output_layer = model.get_layer(OUTPUT_LAYER)
+    # One model giving the last feature map and the head's input: the fake
+    # logit is head_input @ kernel + bias (before the sigmoid, which saturates
+    # and would zero the gradient on confident predictions).
+    self.cam_model = keras.Model(model.inputs, [model.get_layer(last_conv_layer(model)).output,
+                                                output_layer.input])
+    self.output_layer = output_layer
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
   def preprocess(self, image_bytes):
@@ -55,13 +93,52 @@ class _ServingModule(tf.Module):
     # An empty request gets an empty answer; oneDNN convolutions reject empty batches.
     return tf.cond(tf.size(image_bytes) > 0, predict, lambda: tf.zeros([0], tf.float32))
 
+  def _label(self, probability):
+    return tf.where(probability >= self.decision_threshold, tf.constant(contract.FAKE_LABEL),
+                    tf.constant(contract.REAL_LABEL))
+
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
   def serve_images(self, image_bytes):
     probability = self._predict(image_bytes)
-    label = tf.where(probability >= self.decision_threshold,
-                     tf.constant(features.LABEL_NAMES[features.FAKE]),
-                     tf.constant(features.LABEL_NAMES[features.REAL]))
-    return {PROBABILITY_KEY: probability, LABEL_KEY: label}
+    return {PROBABILITY_KEY: probability, LABEL_KEY: self._label(probability)}
+
+  def _grad_cam(self, images):
+    """(P(fake) [batch], heatmap [batch, size, size] in [0, 1]) by Grad-CAM.
+
+    Channel weights are the spatial means of d(fake logit)/d(feature map); the
+    map is the ReLU of their weighted sum, resized to the input and scaled to
+    a maximum of 1 per image (all zeros when nothing points to "fake").
+    """
+    with tf.GradientTape() as tape:
+      feature_map, head_input = self.cam_model(images, training=False)
+      kernel = tf.cast(self.output_layer.kernel, tf.float32)
+      bias = tf.cast(self.output_layer.bias, tf.float32)
+      logit = tf.matmul(tf.cast(head_input, tf.float32), kernel) + bias
+    gradients = tf.cast(tape.gradient(logit, feature_map), tf.float32)
+    feature_map = tf.cast(feature_map, tf.float32)
+    weights = tf.reduce_mean(gradients, axis=[1, 2], keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1, keepdims=True))
+    cam = tf.image.resize(cam, [self.image_size, self.image_size], method='bilinear')[..., 0]
+    peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
+    return tf.sigmoid(tf.reshape(logit, [-1])), tf.math.divide_no_nan(cam, peak)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
+  def explain(self, image_bytes):
+    size = self.image_size
+
+    def run():
+      images = preprocess.decode_batch(image_bytes, self.image_size, self.color_mode)
+      return self._grad_cam(images)
+
+    probability, heatmap = tf.cond(
+        tf.size(image_bytes) > 0, run,
+        lambda: (tf.zeros([0], tf.float32), tf.zeros([0, size, size], tf.float32)))
+    return {PROBABILITY_KEY: probability, LABEL_KEY: self._label(probability),
+            contract.HEATMAP_KEY: heatmap}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.QUERY_INPUT)])
+  def face_preparation(self, query):
+    return {contract.PARAMETERS_KEY: tf.fill(tf.shape(query), self.face_preparation_json)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
   def serve_examples(self, examples):
@@ -71,21 +148,35 @@ class _ServingModule(tf.Module):
 
 
 def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
-                       decision_threshold: float = 0.5) -> str:
-  """Writes `model` with both signatures to `export_dir` (TF SavedModel); returns it."""
+                       decision_threshold: float = 0.5,
+                       face_preparation: Optional[FacePreparation] = None) -> str:
+  """Writes `model` with every signature to `export_dir` (TF SavedModel); returns it.
+
+  `face_preparation` is how the training crops were made (the pipeline passes
+  the ingestion's); the default is FacePreparation() with `output_size` set to
+  `image_size`.
+  """
+  if face_preparation is None:
+    face_preparation = FacePreparation(output_size=image_size)
   preprocess.channels_for(color_mode)  # fail on a bad mode before tracing
   if not 0.0 < decision_threshold < 1.0:
     raise ValueError(f'decision_threshold must be in (0, 1), got {decision_threshold}')
-  module = _ServingModule(model, image_size, color_mode, decision_threshold)
+  module = _ServingModule(model, image_size, color_mode, decision_threshold, face_preparation)
   signatures = {
-      SERVING_SIGNATURE: module.serve_images.get_concrete_function(),
-      EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
+      contract.SERVING_SIGNATURE: module.serve_images.get_concrete_function(),
+      contract.EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
+      contract.EXPLAIN_SIGNATURE: module.explain.get_concrete_function(),
+      contract.FACE_PREPARATION_SIGNATURE: module.face_preparation.get_concrete_function(),
   }
+  if set(signatures) != set(contract.SIGNATURES):
+    raise AssertionError(f'export {sorted(signatures)} and serving_contract '
+                         f'{sorted(contract.SIGNATURES)} disagree')
   tf.saved_model.save(module, export_dir, signatures=signatures)
   assets = os.path.join(export_dir, 'assets')
   tf.io.gfile.makedirs(assets)
   with tf.io.gfile.GFile(os.path.join(assets, PREPROCESSING_FILE), 'w') as f:
     json.dump({'image_size': image_size, 'color_mode': color_mode,
                'decision_threshold': decision_threshold,
-               'input': 'encoded JPEG/PNG/GIF/BMP bytes, any size and channel count'}, f, indent=2)
+               'input': 'encoded JPEG/PNG/GIF/BMP bytes of face crops prepared as face_preparation says',
+               'face_preparation': face_preparation.to_dict()}, f, indent=2)
   return export_dir

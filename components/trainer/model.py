@@ -32,6 +32,7 @@ BASELINE_FILTERS = (32, 64, 128)
 DENSE_UNITS = 128
 BATCH_NORM_MOMENTUM = 0.9
 ARCHITECTURES = ('vgg10', 'baseline')
+OUTPUT_LAYER = 'fake_probability'  # the final sigmoid layer (export's Grad-CAM reads its weights)
 OPTIMIZERS = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD,
               'rmsprop': keras.optimizers.RMSprop}
 
@@ -83,7 +84,7 @@ def build_model(architecture: str, image_size: int, channels: int, dropout: floa
   if dropout:
     x = keras.layers.Dropout(dropout, seed=seed, name='dropout')(x)
   # float32 output even under mixed precision, so probabilities stay exact.
-  outputs = keras.layers.Dense(1, activation='sigmoid', dtype='float32', name='fake_probability')(x)
+  outputs = keras.layers.Dense(1, activation='sigmoid', dtype='float32', name=OUTPUT_LAYER)(x)
   model = keras.Model(inputs, outputs, name=architecture)
   model.compile(optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
                 loss='binary_crossentropy',

@@ -10,28 +10,38 @@ TensorBoard logs and `history.json` in `fn_args.model_run_dir`.
 """
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from absl import logging
 
 from components.trainer import data, export, training
 from components.config_base import from_dict
+from components.face_example_gen.faces import FacePreparation
 from components.trainer.config import TrainConfig
 
 DECISION_THRESHOLD_KEY = 'decision_threshold'
+FACE_PREPARATION_KEY = 'face_preparation'
 
 
-def trainer_custom_config(config: TrainConfig, decision_threshold: float) -> Dict[str, Any]:
-  """The Trainer's custom_config: the TrainConfig plus the gate's decision threshold.
+def trainer_custom_config(config: TrainConfig, decision_threshold: float,
+                          face_preparation: Optional[FacePreparation] = None) -> Dict[str, Any]:
+  """The Trainer's custom_config: the TrainConfig, the gate's decision threshold, the face preparation.
 
-  The served `label` must call "fake" exactly where the fairness gate judged.
+  The served `label` must call "fake" exactly where the fairness gate judged,
+  and the exported model must carry how its training crops were made
+  (ingestion's FacePreparation) so clients prepare photos the same way.
   """
-  return dict(dataclasses.asdict(config), **{DECISION_THRESHOLD_KEY: decision_threshold})
+  extra = {DECISION_THRESHOLD_KEY: decision_threshold}
+  if face_preparation is not None:
+    extra[FACE_PREPARATION_KEY] = face_preparation.to_dict()
+  return dict(dataclasses.asdict(config), **extra)
 
 
 def run_fn(fn_args) -> None:
   custom_config = dict(fn_args.custom_config or {})
   decision_threshold = float(custom_config.pop(DECISION_THRESHOLD_KEY, 0.5))
+  preparation = custom_config.pop(FACE_PREPARATION_KEY, None)
+  face_preparation = FacePreparation.from_dict(preparation) if preparation is not None else None
   config = from_dict(TrainConfig, custom_config, 'custom_config')
   if getattr(fn_args, 'train_steps', None):
     logging.info('train_args.num_steps=%s ignored: TrainConfig.epochs/steps_per_epoch govern',
@@ -42,4 +52,4 @@ def run_fn(fn_args) -> None:
   eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
   model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir)
   export.export_saved_model(model, fn_args.serving_model_dir, config.image_size,
-                            config.color_mode, decision_threshold)
+                            config.color_mode, decision_threshold, face_preparation)

@@ -1,63 +1,100 @@
-"""`fakefaces predict`: ask a TF Serving endpoint (real or ours) whether faces are fake."""
+"""`fakefaces predict PHOTO|URL ...`: real or fake, per face, through a TF Serving endpoint.
 
+Photos are prepared exactly like the training data (`serving/photos.py`:
+EXIF orientation, dlib detection, FFHQ alignment, crop, JPEG) with the
+parameters the served model carries, then only the crops are sent. Sending a
+raw photo instead called real FairFace photos fake 2.8% of the time instead of
+0.04% and opened a race gap the fairness gate never saw.
+"""
+
+import json
 import sys
 
 
 def register(subparsers) -> None:
   p = subparsers.add_parser(
-      'predict', help='classify images as real/fake through a serving endpoint',
-      description='Send encoded images to a TF Serving endpoint (gRPC, or REST with --rest) and '
-      'print real/fake and P(fake) per image.')
-  p.add_argument('images', nargs='+', metavar='IMAGE', help='JPEG/PNG files')
+      'predict', help='real or fake for each face in photos or URLs, through a serving endpoint',
+      description='Find and align every face in each photo (file or http(s) URL) the way the '
+      'served model\'s training data was made, send the crops to a TF Serving endpoint (gRPC, '
+      'or REST with --rest) and print one line per face: box, P(fake), label.')
+  p.add_argument('images', nargs='+', metavar='PHOTO|URL', help='image files or http(s) URLs')
   p.add_argument('--server', default='127.0.0.1:8500',
                  help='host:port of the gRPC (or, with --rest, REST) endpoint (default: %(default)s)')
   p.add_argument('--rest', action='store_true', help='use the REST API instead of gRPC')
+  p.add_argument('--aligned', action='store_true',
+                 help='the inputs are already aligned face crops: no detection, only the '
+                 'centred square at the model\'s crop size')
+  p.add_argument('--json', action='store_true',
+                 help='print JSON: {"images": [{"image", "faces": [{"box", "fake_probability", '
+                 '"label"}], "no_face" | "error"}]}')
   p.add_argument('--model-name', default='fakefaces', help='(default: %(default)s)')
-  p.add_argument('--signature', default='serving_default',
-                 help='serving_default (image bytes) or from_examples (default: %(default)s)')
   p.add_argument('--model-version', type=int, default=None, help='a specific version (default: newest)')
   p.add_argument('--timeout', type=float, default=30.0, help='seconds (default: %(default)s)')
+  p.add_argument('--max-url-bytes', type=int, default=10 * 1024 * 1024,
+                 help='largest image fetched from a URL (default: %(default)s)')
+  p.add_argument('--allow-private-urls', action='store_true',
+                 help='also fetch from loopback/private/link-local addresses (refused by default)')
   p.set_defaults(func=_run)
 
 
+def _is_url(text: str) -> bool:
+  return '://' in text
+
+
+def _read(source: str, args) -> bytes:
+  from serving import fetch  # pylint: disable=import-outside-toplevel
+  if _is_url(source):
+    data, _ = fetch.fetch_image(source, args.max_url_bytes, min(args.timeout, 30.0),
+                                args.allow_private_urls)
+    return data
+  with open(source, 'rb') as f:
+    return f.read()
+
+
 def _run(args) -> int:
-  images = []
-  for path in args.images:
-    try:
-      with open(path, 'rb') as f:
-        images.append(f.read())
-    except OSError as e:
-      print(f'fakefaces predict: cannot read image {path}: {e.strerror}', file=sys.stderr)
-      return 2
   from serving import client as client_lib  # pylint: disable=import-outside-toplevel
+  from serving import fetch, photos  # pylint: disable=import-outside-toplevel
   from serving import status as status_lib  # pylint: disable=import-outside-toplevel
-  import grpc  # pylint: disable=import-outside-toplevel
-  with client_lib.ServingClient(args.server, model_name=args.model_name,
-                                signature_name=args.signature, rest=args.rest,
+  with client_lib.ServingClient(args.server, model_name=args.model_name, rest=args.rest,
                                 version=args.model_version, timeout=args.timeout) as client:
     try:
-      results = list(zip(args.images, client.predict(images)))
+      preparer = photos.preparer_for(client, aligned=args.aligned)
     except status_lib.ServingError as e:
-      if e.code != grpc.StatusCode.INVALID_ARGUMENT or len(images) == 1:
-        print(f'fakefaces predict: {args.server} answered {e.code.name}: {e.message}',
-              file=sys.stderr)
-        return 1
-      # One bad file fails the whole batch: ask per image to say which file it is.
-      results = [(path, _predict_one(client, image)) for path, image in zip(args.images, images)]
-  failed = 0
-  for path, prediction in results:
-    if isinstance(prediction, status_lib.ServingError):
-      failed += 1
-      print(f'fakefaces predict: {path}: {prediction.code.name}: {prediction.message}',
-            file=sys.stderr)
-    else:
-      print(f'{path}\t{prediction.label}\tp(fake)={prediction.fake_probability:.4f}')
+      print(f'fakefaces predict: {args.server} answered {e.code.name}: {e.message}', file=sys.stderr)
+      return 1
+    results, failed = [], 0
+    for source in args.images:
+      entry = {'image': source}
+      try:
+        result = photos.check_photo(client, preparer, _read(source, args))
+        entry['faces'] = [face.to_json() for face in result.faces]
+        if not result.faces:
+          entry['no_face'] = result.no_face_reason
+      except OSError as e:
+        entry['error'] = f'cannot read {source}: {e.strerror or e}'
+      except (fetch.FetchError, photos.ImageProblem) as e:
+        entry['error'] = str(e)
+      except status_lib.ServingError as e:
+        entry['error'] = f'{args.server} answered {e.code.name}: {e.message}'
+      except Exception as e:  # one photo must never stop the others  # pylint: disable=broad-except
+        entry['error'] = f'processing failed: {type(e).__name__}: {e}'
+      failed += 'error' in entry
+      results.append(entry)
+      if not args.json:
+        _print_text(entry)
+  if args.json:
+    print(json.dumps({'images': results}, indent=2))
   return 1 if failed else 0
 
 
-def _predict_one(client, image):
-  from serving import status as status_lib  # pylint: disable=import-outside-toplevel
-  try:
-    return client.predict([image])[0]
-  except status_lib.ServingError as e:
-    return e
+def _print_text(entry) -> None:
+  source = entry['image']
+  if 'error' in entry:
+    print(f'fakefaces predict: {source}: {entry["error"]}', file=sys.stderr)
+    return
+  if not entry['faces']:
+    print(f'{source}\tno face\t{entry["no_face"]}', flush=True)
+  for i, face in enumerate(entry['faces']):
+    box = ','.join(str(v) for v in face['box'])
+    print(f'{source}\tface {i + 1}\tbox={box}\tp(fake)={face["fake_probability"]:.4f}\t'
+          f'{face["label"]}', flush=True)

@@ -1,0 +1,84 @@
+"""The serving contract: every signature of the exported SavedModel, its inputs and outputs.
+
+`components/features.py` is the tf.Example contract; this module is the TF
+Serving one. Export (`components/trainer/export.py`), the server (`serving/`),
+the clients (`serving/client.py`, `fakefaces predict`, the web page) and the
+ServingCanary read the names from here and never spell them out themselves.
+
+    serving_default   image_bytes [batch] string (aligned face crops, encoded)
+                      -> fake_probability [batch] float32, label [batch] string
+    from_examples     examples [batch] string (serialized tf.Example)
+                      -> fake_probability [batch] float32          (TFMA feeds this)
+    explain           image_bytes [batch] string
+                      -> fake_probability, label, heatmap [batch, size, size] float32 in [0, 1]
+                         (Grad-CAM of the fake logit, computed in the graph)
+    face_preparation  query [batch] string (any non-empty bytes)
+                      -> parameters [batch] string: JSON of the face preparation the
+                         model was trained with (one copy per query element)
+
+Clients prepare photos with `components.face_example_gen.faces` using the
+parameters `face_preparation` returns, so a served model is always fed the
+crops it learned from.
+"""
+
+import dataclasses
+from typing import Dict, Tuple
+
+from components import features
+
+# Signature names.
+SERVING_SIGNATURE = 'serving_default'
+EXAMPLES_SIGNATURE = 'from_examples'
+EXPLAIN_SIGNATURE = 'explain'
+FACE_PREPARATION_SIGNATURE = 'face_preparation'
+
+# Input keys.
+IMAGE_BYTES_INPUT = 'image_bytes'
+EXAMPLES_INPUT = 'examples'
+QUERY_INPUT = 'query'
+
+# Output keys.
+PROBABILITY_KEY = 'fake_probability'
+LABEL_KEY = 'label'
+HEATMAP_KEY = 'heatmap'
+PARAMETERS_KEY = 'parameters'
+
+# Values of the `label` output.
+REAL_LABEL = features.LABEL_NAMES[features.REAL]
+FAKE_LABEL = features.LABEL_NAMES[features.FAKE]
+
+# What a client sends to `face_preparation` (the value is ignored; empty strings are refused).
+PREPARATION_QUERY = b'face_preparation'
+
+# Files written next to the SavedModel (under assets/).
+PREPROCESSING_FILE = 'preprocessing.json'
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+  """One signature: its single string input and its outputs."""
+  name: str
+  input_key: str
+  outputs: Tuple[str, ...]
+  description: str
+
+
+SIGNATURES: Dict[str, Signature] = {s.name: s for s in (
+    Signature(SERVING_SIGNATURE, IMAGE_BYTES_INPUT, (PROBABILITY_KEY, LABEL_KEY),
+              'P(fake) and label per encoded aligned face crop'),
+    Signature(EXAMPLES_SIGNATURE, EXAMPLES_INPUT, (PROBABILITY_KEY,),
+              'P(fake) per serialized tf.Example (TFMA)'),
+    Signature(EXPLAIN_SIGNATURE, IMAGE_BYTES_INPUT, (PROBABILITY_KEY, LABEL_KEY, HEATMAP_KEY),
+              'P(fake), label and a Grad-CAM heatmap per encoded aligned face crop'),
+    Signature(FACE_PREPARATION_SIGNATURE, QUERY_INPUT, (PARAMETERS_KEY,),
+              'JSON of the face preparation the model was trained with'),
+)}
+
+
+def input_key(signature_name: str) -> str:
+  """The input key of `signature_name` (KeyError naming the known ones otherwise)."""
+  try:
+    return SIGNATURES[signature_name].input_key
+  except KeyError:
+    raise KeyError(f'unknown signature {signature_name!r}; the contract has '
+                   f'{sorted(SIGNATURES)}') from None

@@ -1,0 +1,71 @@
+"""Photo in, verdict per face out: what `fakefaces predict` and the web page share.
+
+    preparer = photos.preparer_for(client)            # the served model's own face preparation
+    result = photos.check_photo(client, preparer, data, explain=True)
+    for face in result.faces: face.box, face.fake_probability, face.label, face.heatmap
+
+Every face goes through `components.face_example_gen.faces` (decode with EXIF
+orientation, refuse what dlib must not see, detect, align, crop, JPEG), the
+code ingestion used to make the training data, with the parameters the served
+model returns from its `face_preparation` signature. Only the crops travel to
+TF Serving (`serving_default`, or `explain` for heatmaps).
+"""
+
+import dataclasses
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from components import serving_contract as contract
+from components.face_example_gen import faces as faces_lib
+from components.face_example_gen import images as images_lib
+
+MAX_FACES = 20  # faces scored per photo (largest first); a crowd photo is not a batch job
+
+ImageProblem = images_lib.ImageProblem
+
+
+@dataclasses.dataclass
+class FaceVerdict:
+  box: Tuple[int, int, int, int]  # (left, top, right, bottom) in the upright photo
+  fake_probability: float
+  label: str  # 'real' or 'fake' (the served model's decision threshold)
+  crop: object = None  # PIL image the model scored
+  heatmap: Optional[np.ndarray] = None  # [size, size] in [0, 1] when explained
+
+  def to_json(self):
+    return {'box': list(self.box), contract.PROBABILITY_KEY: round(self.fake_probability, 6),
+            contract.LABEL_KEY: self.label}
+
+
+@dataclasses.dataclass
+class PhotoResult:
+  image: object  # the upright PIL photo
+  faces: List[FaceVerdict]
+  no_face_reason: str = ''  # set when faces is empty
+
+
+def preparer_for(client, aligned: bool = False) -> faces_lib.FacePreparer:
+  """A FacePreparer with the served model's parameters (`aligned`: centred square, no dlib)."""
+  params = client.face_preparation()
+  if aligned:
+    params = dataclasses.replace(params, align='none')
+  return faces_lib.FacePreparer(params)
+
+
+def check_photo(client, preparer: faces_lib.FacePreparer, data: bytes, explain: bool = False,
+                max_faces: int = MAX_FACES) -> PhotoResult:
+  """Prepares every face of `data` and scores it. Raises ImageProblem for bad input,
+  serving.status.ServingError when the server fails."""
+  photo = preparer.prepare(data, all_faces=True, max_faces=max_faces)
+  if not photo.faces:
+    return PhotoResult(photo.image, [], photo.no_face_reason)
+  crops = [face.encoded for face in photo.faces]
+  if explain:
+    scored = client.explain(crops)
+    verdicts = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heatmap)
+                for face, (p, heatmap) in zip(photo.faces, scored)]
+  else:
+    verdicts = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop)
+                for face, p in zip(photo.faces, client.predict(crops))]
+  return PhotoResult(photo.image, verdicts)
