@@ -9,6 +9,10 @@ class SourceConfig:
   kind: str  # 'fairface' | 'kaggle140k' | 'folders' | 'manifest'
   path: str  # root folder (fairface/kaggle140k/folders) or CSV file (manifest)
   name: str = ''  # value of the `source` feature; defaults to `kind`
+  # 'train': split as usual. 'audit': judged but never trained on; every input goes to
+  # the test split. For sources that exist in one class only (FairFace: reals, no fakes),
+  # which a model would otherwise learn as "looks like this source -> real".
+  role: str = 'train'
 
 
 @dataclasses.dataclass
