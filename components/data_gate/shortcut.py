@@ -116,6 +116,10 @@ def _rank(image_id: str, seed: int) -> int:
   return int(hashlib.sha256(f'{seed}/{image_id}'.encode('utf-8')).hexdigest()[:12], 16)
 
 
+def _text(value) -> str:
+  return value.decode('utf-8', 'replace') if isinstance(value, bytes) else (value or '')
+
+
 def sample_by_class_and_source(records: Iterable[Mapping[str, object]], per_source: int,
                                seed: int) -> Tuple[Dict[Tuple[int, str], int],
                                                    Dict[Tuple[int, str], List[bytes]]]:
@@ -131,10 +135,8 @@ def sample_by_class_and_source(records: Iterable[Mapping[str, object]], per_sour
     label, image = record.get(features.LABEL), record.get(features.IMAGE)
     if label is None or image is None:
       continue  # the schema check reports missing labels and images
-    source = record.get(features.SOURCE)
-    source = source.decode('utf-8', 'replace') if source else '(no source)'
-    image_id = record.get(features.IMAGE_ID)
-    image_id = image_id.decode('utf-8', 'replace') if image_id else str(index)
+    source = _text(record.get(features.SOURCE)) or '(no source)'
+    image_id = _text(record.get(features.IMAGE_ID)) or str(index)
     key = (int(label), source)
     counts[key] = counts.get(key, 0) + 1
     heap = heaps.setdefault(key, [])

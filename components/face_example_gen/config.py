@@ -29,6 +29,13 @@ class IngestConfig:
   detect_max_side: int = 1024  # detect on a copy downscaled to this side (big photos)
   output_size: int = 256  # side of the aligned square crop written to the TFRecords
   jpeg_quality: int = 95
+  # The same treatment for every source (treatment.py), applied after alignment:
+  # keep the central fraction of the aligned square (1.0: all of it; 0.6 drops the
+  # padding loose crops such as FairFace's need), reduce every crop to
+  # `resample_size` px and back (0: off), one shared JPEG generation (0: off).
+  crop_fraction: float = 1.0
+  resample_size: int = 0
+  shared_jpeg_quality: int = 0
   max_image_pixels: int = 64_000_000  # decompression-bomb guard, checked before decoding
   limit_per_source: int = 0  # >0: ingest only this many inputs per source (smoke runs)
   progress_interval_seconds: float = 60.0  # how often each worker logs its progress

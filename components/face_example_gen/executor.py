@@ -23,7 +23,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import features
-from components.face_example_gen import align, images, sources
+from components.face_example_gen import align, images, sources, treatment
 from components.config_base import from_json, to_json
 from components.face_example_gen.config import IngestConfig
 
@@ -56,6 +56,7 @@ def validate_config(config: IngestConfig) -> None:
     raise ValueError(f'ingest.output_size {config.output_size} is too small (min 8)')
   if not 1 <= config.jpeg_quality <= 100:
     raise ValueError(f'ingest.jpeg_quality {config.jpeg_quality} is not in 1..100')
+  treatment.check(config)
   if not 0 <= config.max_failure_rate <= 1:
     raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
   if config.eval_fraction < 0 or config.test_fraction < 0 or (
@@ -118,6 +119,7 @@ class FaceProcessor:
           return Outcome(record, NO_FACE,
                          f'no face found by {self._config.detector} in {image.width}x{image.height}')
         face, face_size, detector = aligned.image, aligned.face_size, aligned.detector
+      face = treatment.equalize(face, self._config)  # the same for every source
       encoded = images.encode_jpeg(face, self._config.jpeg_quality)
     except Exception as e:  # a bug or a dlib failure must not stop the run  # pylint: disable=broad-except
       logging.exception('FaceExampleGen: processing %s failed', record.path)
