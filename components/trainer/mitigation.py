@@ -20,6 +20,8 @@ off by default and measured in bench/ablation_shortcut.py:
 
 import dataclasses
 import math
+import sys
+import types
 from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
@@ -137,9 +139,24 @@ def group_images(file_patterns: Sequence[str], config: TrainConfig, sensitive: b
                          training=False)
 
 
+def _min_diff():
+  """`tensorflow_model_remediation.min_diff`, without the package's tutorial tools.
+
+  The package's __init__ imports tools/tutorials_utils, which imports
+  tensorflow_hub 0.15 (TFX 1.16's pin), whose estimator module needs
+  tf.estimator, gone from TF 2.16: the import fails. MinDiff uses neither, so
+  the tools subpackage is registered as an empty module before importing.
+  """
+  tools = 'tensorflow_model_remediation.tools'
+  if tools not in sys.modules:
+    sys.modules[tools] = types.ModuleType(tools)
+  from tensorflow_model_remediation import min_diff  # pylint: disable=g-import-not-at-top
+  return min_diff
+
+
 def min_diff_wrapper(config: TrainConfig):
   """A function turning the compiled model into a compiled MinDiffModel."""
-  from tensorflow_model_remediation import min_diff  # pylint: disable=g-import-not-at-top
+  min_diff = _min_diff()
 
   def wrap(model):
     wrapped = min_diff.keras.MinDiffModel(model, loss=min_diff.losses.MMDLoss(),
@@ -154,8 +171,8 @@ def min_diff_wrapper(config: TrainConfig):
 
 def pack_min_diff(train_ds: tf.data.Dataset, file_patterns: Sequence[str],
                   config: TrainConfig) -> tf.data.Dataset:
-  from tensorflow_model_remediation import min_diff  # pylint: disable=g-import-not-at-top
-  return min_diff.keras.utils.pack_min_diff_data(
+  """The training stream packed with the two groups' streams, as MinDiffModel takes it."""
+  return _min_diff().keras.utils.pack_min_diff_data(
       train_ds, group_images(file_patterns, config, True), group_images(file_patterns, config,
                                                                         False))
 
