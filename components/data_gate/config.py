@@ -35,6 +35,9 @@ class ValidationConfig:
   # baseline split's, per feature; above the bound (and beyond sampling noise) it stops the run.
   skew_features: List[str] = dataclasses.field(default_factory=lambda: ['gender', 'race', 'age'])
   skew_baseline_split: str = 'train'
+  # Splits compared with the baseline; empty: every other split. A test split that holds
+  # `role: audit` sources (never trained on) differs from train by design.
+  skew_splits: List[str] = dataclasses.field(default_factory=list)
   max_skew_linf: float = 0.1
   # Distances within this many standard errors are sampling noise (~60 values compared, and
   # the demo's real/fake pairs share demographics): 6 stops 0 of 200 demo seeds, 4 stops 3 of 40.
