@@ -30,7 +30,7 @@ class IngestConfig:
   output_size: int = 256  # side of the aligned square crop written to the TFRecords
   jpeg_quality: int = 95
   # The same treatment for every source (treatment.py), applied after alignment:
-  # keep the central fraction of the aligned square (1.0: all of it; 0.6 drops the
+  # keep the central fraction of the aligned square (1.0: all of it; 0.5 drops the
   # padding loose crops such as FairFace's need), reduce every crop to
   # `resample_size` px and back (0: off), one shared JPEG generation (0: off).
   crop_fraction: float = 1.0
