@@ -164,6 +164,31 @@ def score_row(labels, scores, test, thresholds) -> Dict[str, Any]:
   return result
 
 
+# (crop_fraction, resample_size, shared_jpeg_quality) settings the probe grid compares.
+PROBE_GRID = [(1.0, 0, 0), (0.6, 0, 0), (1.0, 64, 0), (0.6, 64, 75), (0.5, 64, 75),
+              (0.6, 48, 75), (0.5, 32, 75), (0.6, 32, 50)]
+
+
+def probe_grid(ingested: str, out: str) -> int:
+  """The DataGate's probe (FairFace vs FFHQ reals, training split) per treatment setting."""
+  reals = [r for r in read_split(ingested, 'train') if r[features.LABEL] == features.REAL]
+  results = []
+  for crop, size, quality in PROBE_GRID:
+    config = IngestConfig(output_size=128, crop_fraction=crop, resample_size=size,
+                          shared_jpeg_quality=quality)
+    rows = reals if treatment.is_identity(config) else treat(reals, config)
+    pair = shortcut.check_source_shortcut(
+        iter(rows), SourceShortcutConfig(on_shortcut='warn'))['pairs'][0]
+    results.append({'crop_fraction': crop, 'resample_size': size,
+                    'shared_jpeg_quality': quality, 'auc': pair['auc'],
+                    'auc_by_features': pair['auc_by_features']})
+    print(json.dumps(results[-1]), flush=True)
+  tf.io.gfile.makedirs(os.path.dirname(out))
+  with open(out, 'w') as f:
+    json.dump(results, f, indent=2)
+  return 0
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--ingested', default=os.path.join(ROOT, 'runs', 'ablation', 'ingest',
@@ -177,7 +202,13 @@ def main(argv=None) -> int:
   parser.add_argument('--rows', default=','.join(r[0] for r in ROWS))
   parser.add_argument('--out', default=os.path.join(ROOT, 'bench', 'results',
                                                     'ablation_shortcut.json'))
+  parser.add_argument('--probe-grid', action='store_true',
+                      help='only the probe AUC per treatment setting (no training); writes '
+                      'bench/results/ablation_shortcut_probe_grid.json')
   args = parser.parse_args(argv)
+  if args.probe_grid:
+    return probe_grid(args.ingested, os.path.join(os.path.dirname(args.out),
+                                                  'ablation_shortcut_probe_grid.json'))
   thresholds = dataclasses.replace(
       load_thresholds(os.path.join(ROOT, 'pipeline', 'configs', 'thresholds.yaml')),
       not_measurable=['fnr_gap', 'average_odds_difference'])

@@ -18,7 +18,7 @@ pixels plus an FFT profile tells the two apart with AUC 0.996.
 * `shared_jpeg_quality` > 0: one JPEG generation at this quality before the
   final encode, so every source shares its last compression history.
 
-Measured (bench/results/ablation_shortcut_probe_grid.json: the DataGate's
+Measured (`bench/ablation_shortcut.py --probe-grid`: the DataGate's
 probe, FairFace vs FFHQ reals of the ablation's training split, 300 each):
 as ingested 0.992; resample_size 64 alone 0.993; crop_fraction 0.6 0.838;
 0.6 + 64 px + q75 0.836; 0.5 + 64 px + q75 0.739; 0.5 + 32 px + q75 0.736.
