@@ -149,10 +149,11 @@ def score_row(labels, scores, test, thresholds) -> Dict[str, Any]:
   slices = fairness.slices_from_predictions(labels, scores, columns, thresholds.decision_threshold,
                                             crosses=[(features.RACE, features.GENDER)])
   judged = fairness.judge(slices, thresholds)
-  failing = [f"{c['grouping']}: {c['metric']} {c['value']:.3f} (bound {c['bound']})"
-             if isinstance(c.get('value'), float) else f"{c['grouping']}: {c['metric']} "
-             f"{c['status']}" for c in judged['checks'] if c['status'] in (fairness.FAIL,
-                                                                           fairness.INSUFFICIENT)]
+  failing = [f"{c['grouping']}: {c['metric']} {c['value']:.3f} outside {c['bound']}"
+             for c in judged['checks'] if c['status'] == fairness.FAIL]
+  short = sorted({c['grouping'] for c in judged['checks']
+                  if c['status'] == fairness.INSUFFICIENT})
+  result['insufficient_evidence'] = short  # groups under min_group_size reals
   accuracy_ok = (result['accuracy'] >= thresholds.min_binary_accuracy and
                  result['auc'] >= thresholds.min_auc)
   if not accuracy_ok:
@@ -248,6 +249,8 @@ def main(argv=None) -> int:
                                     os.path.join(row_dir, 'run'), model_wrapper=wrapper)
     scores, labels = training.predict_probabilities(
         model, data.tfrecord_dataset([test_file], config, training=False))
+    np.savez(os.path.join(row_dir, 'test_scores.npz'), scores=scores, labels=labels,
+             image_ids=np.array([r[features.IMAGE_ID] for r in test_rows]))
     row = {'row': name, 'train_examples': len(train_rows),
            'probe_auc_fairface_vs_gan_reals': probe.get('auc'),
            'probe_auc_by_features': probe.get('auc_by_features'),
@@ -276,7 +279,9 @@ def main(argv=None) -> int:
   for r in results:
     print(f"| {r['row']} | {r['probe_auc_fairface_vs_gan_reals']} | {r['data_gate']} | "
           f"{r['fpr'].get(FAIRFACE)} | {r['fpr'].get(GAN)} | {r['tpr'].get(GAN)} | "
-          f"{r['accuracy']} | {r['auc']} | {r['verdict']}: {'; '.join(r['failing'][:4])} |")
+          f"{r['accuracy']} | {r['auc']} | {r['verdict']}: {len(r['failing'])} bound(s) fail "
+          f"({'; '.join(r['failing'][:3])}); {len(r['insufficient_evidence'])} grouping(s) "
+          'insufficient |')
   return 0
 
 
