@@ -5,6 +5,21 @@ from typing import List
 
 from components.config_base import DEFAULT_SCHEMA
 
+
+@dataclasses.dataclass
+class SourceShortcutConfig:
+  """The source-shortcut check (shortcut.py): can a probe tell the sources of a class apart?"""
+  enabled: bool = True
+  split: str = 'train'  # what the Trainer learns from; `audit` sources are never in it
+  # Above this cross-validated probe AUC two sources of one class count as told apart.
+  # FairFace vs FFHQ reals after plain ingestion: 0.996 (README, "No source shortcut").
+  max_probe_auc: float = 0.8
+  on_shortcut: str = 'stop'  # 'stop' the run, or 'warn' (report only)
+  max_examples_per_source: int = 300  # per class and source; the probe's sample
+  min_examples_per_source: int = 20  # fewer: insufficient evidence (never a pass)
+  folds: int = 5
+  seed: int = 0
+
 @dataclasses.dataclass
 class ValidationConfig:
   schema_file: str = DEFAULT_SCHEMA
@@ -20,7 +35,11 @@ class ValidationConfig:
   # baseline split's, per feature; above the bound (and beyond sampling noise) it stops the run.
   skew_features: List[str] = dataclasses.field(default_factory=lambda: ['gender', 'race', 'age'])
   skew_baseline_split: str = 'train'
+  # Splits compared with the baseline; empty: every other split. A test split that holds
+  # `role: audit` sources (never trained on) differs from train by design.
+  skew_splits: List[str] = dataclasses.field(default_factory=list)
   max_skew_linf: float = 0.1
   # Distances within this many standard errors are sampling noise (~60 values compared, and
   # the demo's real/fake pairs share demographics): 6 stops 0 of 200 demo seeds, 4 stops 3 of 40.
   skew_noise_z: float = 6.0
+  source_shortcut: SourceShortcutConfig = dataclasses.field(default_factory=SourceShortcutConfig)

@@ -11,7 +11,11 @@ It stops on:
   skips `minimum_supported_image_fraction` with a log line);
 * demographic skew between the training split and the others (skew.py);
 * with `on_short_group: stop`, groups of the evaluated split that lack real
-  or fake examples (coverage.py); with `insufficient` they are only reported.
+  or fake examples (coverage.py); with `insufficient` they are only reported;
+* with `source_shortcut.on_shortcut: stop`, a source shortcut in the training
+  split (shortcut.py): a class with sources the other class lacks, or two
+  sources of one class that a linear probe tells apart above
+  `source_shortcut.max_probe_auc`; with `warn` it is only reported.
 
 Anomalies listed in `validation.allowed_anomalies` are reported, not fatal.
 A passing run writes report.json (anomalies accepted, slice coverage, skew
@@ -22,7 +26,7 @@ message carries every finding and the full report is logged.
 import json
 import logging
 import os
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow_data_validation.statistics.generators import image_stats_generator
@@ -33,7 +37,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components import features
-from components.data_gate import coverage, examples_io, skew
+from components.data_gate import coverage, examples_io, shortcut, skew
 from components.config_base import ConfigError, from_json
 from components.data_gate.config import ValidationConfig
 from components.fairness_gate.config import ThresholdsConfig
@@ -58,6 +62,10 @@ class SliceCoverageError(DataGateError):
   """Judged groups of the evaluated split lack real or fake examples."""
 
 
+class SourceShortcutError(DataGateError):
+  """The training data lets a model learn the source instead of real vs fake."""
+
+
 def check_config(config: ValidationConfig) -> None:
   """Rejects values the gate cannot honour, naming the `validation.` field."""
   if config.on_short_group not in ON_SHORT_GROUP:
@@ -70,6 +78,7 @@ def check_config(config: ValidationConfig) -> None:
     raise ConfigError(f'validation.max_skew_linf: must be in [0, 1], got {config.max_skew_linf}')
   if config.skew_noise_z < 0:
     raise ConfigError(f'validation.skew_noise_z: must be >= 0, got {config.skew_noise_z}')
+  shortcut.check_config(config.source_shortcut)
   known = set(anomalies_pb2.AnomalyInfo.Type.keys())
   for i, entry in enumerate(config.allowed_anomalies):
     kind = entry.split(':')[-1]
@@ -199,8 +208,21 @@ def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
           'short_groups': [row['group'] for row in rows if coverage.is_short(row)]}
 
 
+def source_shortcut_report(examples_artifact, config: ValidationConfig) -> Dict[str, object]:
+  """The `source_shortcut` section: probe AUC per source pair of each class, findings."""
+  check = config.source_shortcut
+  if not check.enabled:
+    return {'enabled': False, 'findings': [], 'passed': True}
+  dtypes = {features.IMAGE: tf.string, features.LABEL: tf.int64, features.SOURCE: tf.string,
+            features.IMAGE_ID: tf.string}
+  records = examples_io.read_features(examples_io.split_files(examples_artifact, check.split),
+                                      dtypes)
+  return dict(shortcut.check_source_shortcut(records, check), enabled=True)
+
+
 def failure_message(blocking: Sequence[Mapping[str, str]], coverage_report: Mapping[str, object],
-                    stop_on_short: bool) -> str:
+                    stop_on_short: bool, shortcut_report: Optional[Mapping[str, object]] = None
+                    ) -> str:
   """Names every anomaly (split, feature, kind, TFDV's description) and every short group."""
   sections = []
   if blocking:
@@ -217,6 +239,13 @@ def failure_message(blocking: Sequence[Mapping[str, str]], coverage_report: Mapp
         f"{len(short)} judged group(s) of split {coverage_report['split']!r} have fewer than "
         f"{coverage_report['min_examples_per_class']} real or fake examples (set "
         f"validation.on_short_group: insufficient to record them instead):\n{lines}")
+  if shortcut_report and 'error' in shortcut_report:
+    sections.append(f"the source-shortcut check could not run: {shortcut_report['error']}")
+  elif shortcut_report and shortcut_report.get('findings'):
+    sections.append(
+        f"source shortcut in split {shortcut_report['split']!r} (set "
+        f"validation.source_shortcut.on_shortcut: warn to only report it):\n"
+        f"{shortcut.describe(shortcut_report)}")
   return 'The DataGate stopped the run before training.\n' + '\n'.join(sections)
 
 
@@ -234,7 +263,10 @@ class Executor(base_executor.BaseExecutor):
     schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
         artifact_utils.get_single_uri(input_dict['schema'])))
 
-    skew_rows = skew.split_skew(stats_by_split, config.skew_features, config.skew_baseline_split,
+    compared = {split: stats for split, stats in stats_by_split.items()
+                if not config.skew_splits or split in config.skew_splits
+                or split == config.skew_baseline_split}
+    skew_rows = skew.split_skew(compared, config.skew_features, config.skew_baseline_split,
                                 config.max_skew_linf, config.skew_noise_z)
     rows = (anomaly_rows(read_anomalies(artifact_utils.get_single_instance(input_dict['anomalies'])))
             + image_fallback_rows(schema, stats_by_split, examples) + skew_anomaly_rows(skew_rows))
@@ -244,21 +276,34 @@ class Executor(base_executor.BaseExecutor):
     except (tf.errors.OpError, ValueError) as e:  # e.g. a feature of the wrong type
       coverage_report = {'split': config.coverage_split, 'error': str(e)}
     stop_on_short = config.on_short_group == 'stop'
+    try:
+      shortcut_report = source_shortcut_report(examples, config)
+    except (tf.errors.OpError, ValueError) as e:  # e.g. no such split
+      shortcut_report = {'split': config.source_shortcut.split, 'error': str(e), 'findings': []}
+    stop_on_shortcut = config.source_shortcut.on_shortcut == 'stop' and (
+        'error' in shortcut_report or bool(shortcut_report['findings']))
     passed = not blocking and 'error' not in coverage_report and not (
-        stop_on_short and coverage_report['short_groups'])
+        stop_on_short and coverage_report['short_groups']) and not stop_on_shortcut
 
     report = {'passed': passed,
               'examples': {split: stats.num_examples for split, stats in stats_by_split.items()},
               'anomalies': blocking, 'allowed_anomalies': accepted,
               'coverage': coverage_report,
               'skew': {'baseline': config.skew_baseline_split, 'threshold': config.max_skew_linf,
-                       'noise_z': config.skew_noise_z, 'rows': skew_rows}}
+                       'noise_z': config.skew_noise_z, 'rows': skew_rows},
+              'source_shortcut': shortcut_report}
+    if shortcut_report.get('findings'):
+      logging.warning('DataGate: source shortcut:\n%s', shortcut.describe(shortcut_report))
     if passed:
       report_artifact = artifact_utils.get_single_instance(output_dict['report'])
       with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE), 'w') as f:
         json.dump(report, f, indent=2)
       return
     logging.error('DataGate report:\n%s', json.dumps(report, indent=2))
-    message = failure_message(blocking, coverage_report, stop_on_short)
-    raise (DataAnomaliesError if blocking or 'error' in coverage_report
-           else SliceCoverageError)(message)
+    message = failure_message(blocking, coverage_report, stop_on_short,
+                              shortcut_report if stop_on_shortcut else None)
+    if blocking or 'error' in coverage_report:
+      raise DataAnomaliesError(message)
+    if stop_on_short and coverage_report['short_groups']:
+      raise SliceCoverageError(message)
+    raise SourceShortcutError(message)

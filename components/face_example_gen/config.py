@@ -9,6 +9,10 @@ class SourceConfig:
   kind: str  # 'fairface' | 'kaggle140k' | 'folders' | 'manifest'
   path: str  # root folder (fairface/kaggle140k/folders) or CSV file (manifest)
   name: str = ''  # value of the `source` feature; defaults to `kind`
+  # 'train': split as usual. 'audit': judged but never trained on; every input goes to
+  # the test split. For sources that exist in one class only (FairFace: reals, no fakes),
+  # which a model would otherwise learn as "looks like this source -> real".
+  role: str = 'train'
 
 
 @dataclasses.dataclass
@@ -28,6 +32,13 @@ class IngestConfig:
   cnn_max_side: int = 128
   output_size: int = 256  # side of the aligned square crop written to the TFRecords
   jpeg_quality: int = 95
+  # The same treatment for every source (treatment.py), applied after alignment:
+  # keep the central fraction of the aligned square (1.0: all of it; 0.5 drops the
+  # padding loose crops such as FairFace's need), reduce every crop to
+  # `resample_size` px and back (0: off), one shared JPEG generation (0: off).
+  crop_fraction: float = 1.0
+  resample_size: int = 0
+  shared_jpeg_quality: int = 0
   max_image_pixels: int = 64_000_000  # decompression-bomb guard, checked before decoding
   limit_per_source: int = 0  # >0: ingest only this many inputs per source (smoke runs)
   progress_interval_seconds: float = 60.0  # how often each worker logs its progress

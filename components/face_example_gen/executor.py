@@ -23,7 +23,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import features
-from components.face_example_gen import align, faces, images, sources
+from components.face_example_gen import align, faces, images, sources, treatment
 from components.config_base import from_json, to_json
 from components.face_example_gen.config import IngestConfig
 
@@ -58,6 +58,7 @@ def validate_config(config: IngestConfig) -> None:
     raise ValueError(f'ingest.output_size {config.output_size} is too small (min 8)')
   if not 1 <= config.jpeg_quality <= 100:
     raise ValueError(f'ingest.jpeg_quality {config.jpeg_quality} is not in 1..100')
+  treatment.check(config)
   if not 0 <= config.max_failure_rate <= 1:
     raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
   if config.eval_fraction < 0 or config.test_fraction < 0 or (

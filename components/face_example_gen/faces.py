@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from components.face_example_gen import align, images
+from components.face_example_gen import align, images, treatment
 
 ALIGN_MODES = ('dlib', 'none')
 # Smallest side of the copy dlib sees. dlib's CNN crashes (heap corruption) on
@@ -60,6 +60,11 @@ class FacePreparation:
   # The CNN fallback runs on a copy this size first (0: full size only); see IngestConfig.
   cnn_max_side: int = 128
   output_size: int = 256
+  # The same treatment for every source after alignment (treatment.py): part of what
+  # the model learned from, so clients apply it too.
+  crop_fraction: float = 1.0
+  resample_size: int = 0
+  shared_jpeg_quality: int = 0
   jpeg_quality: int = 95
   max_image_pixels: int = 64_000_000
 
@@ -73,6 +78,7 @@ class FacePreparation:
       raise ValueError(f'face_preparation.output_size {self.output_size} is too small (min 8)')
     if not 1 <= self.jpeg_quality <= 100:
       raise ValueError(f'face_preparation.jpeg_quality {self.jpeg_quality} is not in 1..100')
+    treatment.check(self)
     if self.detect_max_side < MIN_DETECT_SIDE * MAX_ASPECT:
       raise ValueError(f'face_preparation.detect_max_side {self.detect_max_side} is below '
                        f'{int(MIN_DETECT_SIDE * MAX_ASPECT)}')
@@ -168,7 +174,7 @@ class FacePreparer:
     """Faces of an image returned by `decode` (largest only unless `all_faces`)."""
     p = self.params
     if p.align == 'none':
-      crop = align.center_square(image, p.output_size)
+      crop = treatment.equalize(align.center_square(image, p.output_size), p)
       side = min(image.size)
       left, top = (image.width - side) // 2, (image.height - side) // 2
       return PreparedPhoto(image, [PreparedFace((left, top, left + side, top + side), crop,
@@ -180,9 +186,10 @@ class FacePreparer:
       aligned = [one] if one is not None else []
     if not aligned:
       return PreparedPhoto(image, [], f'no face found by {p.detector} in {image.width}x{image.height}')
+    crops = [treatment.equalize(a.image, p) for a in aligned]
     return PreparedPhoto(image, [
-        PreparedFace(_clip_box(a.box, image.size), a.image, images.encode_jpeg(a.image, p.jpeg_quality), a.face_size,
-                     a.detector) for a in aligned])
+        PreparedFace(_clip_box(a.box, image.size), crop, images.encode_jpeg(crop, p.jpeg_quality),
+                     a.face_size, a.detector) for a, crop in zip(aligned, crops)])
 
   def prepare(self, data: bytes, all_faces: bool = True, max_faces: int = 0) -> PreparedPhoto:
     """Encoded photo -> its prepared faces. Raises images.ImageProblem for bad input."""

@@ -15,6 +15,10 @@ Source kinds (`SourceConfig.kind`):
               `{train,valid,test}/{real,fake}` directly.
   folders     `<path>/real/**` and `<path>/fake/**`, hash-split.
   manifest    CSV `path,label[,gender,race,age,split]`, paths relative to it.
+
+A source with `role: audit` is judged but never trained on: all its inputs go
+to the test split, whatever their own split says, so the Trainer (train and
+eval splits) never sees them and the Evaluator and fairness gate judge them.
 """
 
 import csv
@@ -40,6 +44,7 @@ KAGGLE_SPLITS = (('train', features.TRAIN), ('valid', features.EVAL), ('test', f
 # Spreadsheets turn FairFace's '3-9' into '9-Mar' and '10-19' into 'Oct-19'.
 _MANGLED_AGE = re.compile(r'^(\d{1,2}-[A-Za-z]{3}|[A-Za-z]{3}-\d{1,2})$')
 DUPLICATE_ID = 'duplicate image_id'
+ROLES = ('train', 'audit')  # SourceConfig.role
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,10 +230,14 @@ def list_inputs(config: IngestConfig) -> List[InputRecord]:
     if source.kind not in READERS:
       raise ValueError(f'ingest.sources[{index}].kind {source.kind!r} is not one of '
                        f'{sorted(READERS)}')
+    if source.role not in ROLES:
+      raise ValueError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
     if not tf.io.gfile.exists(source.path):
       raise ValueError(f'ingest.sources[{index}] ({source.kind}) path does not exist: '
                        f'{source.path}')
     for record in _sample(READERS[source.kind](source, config), config.limit_per_source):
+      if source.role == 'audit':  # judged, never trained on: nothing in train or eval
+        record = dataclasses.replace(record, split=features.TEST)
       if not record.split:
         record = dataclasses.replace(
             record, split=hash_split(record.image_id, config.eval_fraction, config.test_fraction))

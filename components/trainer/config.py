@@ -1,7 +1,7 @@
 """The Trainer module's configuration: model, input pipeline and optimisation."""
 
 import dataclasses
-from typing import Optional
+from typing import List, Optional
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -30,3 +30,16 @@ class TrainConfig:
   jit_compile: bool = False  # XLA-compile the training step
   intra_op_threads: int = 0  # threads inside one op (a convolution); 0: TensorFlow's default
   inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default
+  # Source-shortcut mitigations (mitigation.py, augment.py; README "No source shortcut").
+  # Sampling balanced over source x label (class weights are then off).
+  balance_sources: bool = False
+  # Processing-history augmentation, training only, each with augment_probability:
+  augment_jpeg_quality: List[int] = dataclasses.field(default_factory=list)  # [low, high]
+  augment_blur_sigma: float = 0.0  # max Gaussian blur sigma in px; 0: off
+  augment_min_scale: float = 0.0  # downscale by a factor in [this, 1) and back; 0: off
+  augment_probability: float = 0.5
+  # MinDiff (tensorflow-model-remediation): MMD between the scores of real photos whose
+  # `min_diff_feature` is in `min_diff_sensitive` and of the other real photos. 0: off.
+  min_diff_weight: float = 0.0
+  min_diff_feature: str = 'source'
+  min_diff_sensitive: List[str] = dataclasses.field(default_factory=list)

@@ -1,6 +1,6 @@
 """tf.data input pipelines: gzipped TFRecords (the TFX path) or image files (the report).
 
-Both end in the same `_to_batches`: parallel decode through
+Both end in the same `to_batches`: parallel decode through
 `preprocess.decode_image`, a stateless random flip for training, batch and
 prefetch. Element order and augmentation are fixed by `config.seed`.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import features
-from components.trainer import preprocess
+from components.trainer import augment, preprocess
 from components.trainer.config import TrainConfig
 
 _RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
@@ -38,7 +38,7 @@ def _records(files: List[str], config: TrainConfig, training: bool) -> tf.data.D
                        deterministic=True)
 
 
-def _to_batches(ds: tf.data.Dataset, config: TrainConfig, training: bool) -> tf.data.Dataset:
+def to_batches(ds: tf.data.Dataset, config: TrainConfig, training: bool) -> tf.data.Dataset:
   """(encoded bytes, int label) elements -> (float images, float labels) batches."""
   if training:
     ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
@@ -49,6 +49,9 @@ def _to_batches(ds: tf.data.Dataset, config: TrainConfig, training: bool) -> tf.
     image = preprocess.decode_image(image_bytes, config.image_size, config.color_mode)
     if training and config.horizontal_flip:
       image = preprocess.random_flip(image, tf.stack([tf.constant(config.seed, tf.int64), index]))
+    if training and augment.augments(config):
+      image = augment.augment_history(
+          image, tf.stack([tf.constant(config.seed + 1, tf.int64), index]), config)
     return image, tf.cast(label, tf.float32)
 
   # enumerate() after shuffle keys each flip by stream position: different per
@@ -66,7 +69,7 @@ def tfrecord_dataset(file_patterns: Sequence[str], config: TrainConfig,
     return example[features.IMAGE], example[features.LABEL]
 
   ds = _records(list_files(file_patterns), config, training)
-  return _to_batches(ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True),
+  return to_batches(ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True),
                      config, training)
 
 
@@ -80,7 +83,7 @@ def files_dataset(paths: Sequence[str], labels: Sequence[int], config: TrainConf
   ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, np.int64)))
   ds = ds.map(lambda path, label: (tf.io.read_file(path), label),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return _to_batches(ds, config, training)
+  return to_batches(ds, config, training)
 
 
 def count_labels(file_patterns: Sequence[str]) -> Dict[int, int]:

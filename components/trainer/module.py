@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 from absl import logging
 
-from components.trainer import data, export, training
+from components.trainer import data, export, mitigation, training
 from components.config_base import from_dict
 from components.face_example_gen.faces import FacePreparation
 from components.trainer.config import TrainConfig
@@ -48,8 +48,10 @@ def run_fn(fn_args) -> None:
                  fn_args.train_steps)
   class_counts = data.count_labels(fn_args.train_files)
   logging.info('train split label counts: %s', class_counts)
-  train_ds = data.tfrecord_dataset(fn_args.train_files, config, training=True)
+  # Balanced sampling, processing-history augmentation, MinDiff: as `config` asks.
+  config, train_ds, wrapper = mitigation.training_inputs(fn_args.train_files, config)
   eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
-  model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir)
+  model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
+                            model_wrapper=wrapper)
   export.export_saved_model(model, fn_args.serving_model_dir, config.image_size,
                             config.color_mode, decision_threshold, face_preparation)

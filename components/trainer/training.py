@@ -97,8 +97,12 @@ _MONITOR_MODES = {'val_loss': 'min', 'val_auc': 'max', 'val_accuracy': 'max'}
 
 
 def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
-          class_counts: Dict[int, int], run_dir: str) -> Tuple[keras.Model, Dict[str, Any]]:
+          class_counts: Dict[int, int], run_dir: str,
+          model_wrapper=None) -> Tuple[keras.Model, Dict[str, Any]]:
   """Builds and fits the model; writes TensorBoard logs and history.json to `run_dir`.
+
+  `model_wrapper` (e.g. MinDiff's, from mitigation.training_inputs) turns the
+  compiled model into the compiled model that is fit; the plain model is returned.
 
   Returns the model (best weights by `early_stopping_monitor` when early stopping is on)
   and the history summary that was written.
@@ -116,6 +120,7 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
                         config.learning_rate, config.optimizer, seed=config.seed)
     apply_performance_options(model, config)
     model.summary(print_fn=logging.info)
+    fitted = model_wrapper(model) if model_wrapper else model
     callbacks = [_Throughput(),
                  keras.callbacks.TensorBoard(log_dir=run_dir, profile_batch=0)]
     early_stopping = None
@@ -124,7 +129,7 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
           monitor=config.early_stopping_monitor, mode=_MONITOR_MODES[config.early_stopping_monitor],
           patience=config.early_stopping_patience, restore_best_weights=True)
       callbacks.append(early_stopping)
-    fit = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+    fit = fitted.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                     validation_data=eval_ds, validation_steps=config.validation_steps,
                     class_weight=weights, callbacks=callbacks,
                     verbose=2)

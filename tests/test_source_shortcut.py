@@ -1,0 +1,212 @@
+"""Source shortcut (issue 12): the DataGate stops training data whose labels a model
+could learn from the source, and `audit` sources never reach the Trainer.
+
+Planted data: every image is the same kind of smooth random texture; only the
+processing differs between sources, as between FairFace (224 px loose crops,
+original JPEG) and FFHQ thumbnails (128 px, re-encoded). 'studio' images are
+encoded once at JPEG quality 95; 'web' images are downscaled 2x, upscaled and
+encoded at quality 30. The pipeline runs are real (ImportExampleGen,
+StatisticsGen, ExampleValidator, DataGate on LocalDagRunner).
+"""
+
+import dataclasses
+import io
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageFilter
+
+from components import features
+from components.config_base import ConfigError
+from components.data_gate import executor, shortcut
+from components.data_gate.config import SourceShortcutConfig
+from components.face_example_gen import executor as ingest_executor
+from components.face_example_gen import sources
+from components.face_example_gen.config import IngestConfig, SourceConfig
+from components.face_example_gen.executor import make_example
+from components.face_example_gen.sources import InputRecord
+from pipeline import config as config_lib
+from test_data_validation import _gate_report, _ran, _run, _write  # the DataGate test harness
+
+SIDE = 64
+
+
+def _texture(seed: int) -> Image.Image:
+  pixels = np.random.RandomState(seed).randint(0, 255, (SIDE, SIDE), dtype=np.uint8)
+  return Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(2)).convert('RGB')
+
+
+def _encode(image: Image.Image, quality: int) -> bytes:
+  buf = io.BytesIO()
+  image.save(buf, format='JPEG', quality=quality)
+  return buf.getvalue()
+
+
+def _processed(seed: int, source: str) -> bytes:
+  image = _texture(seed)
+  if source == 'web':  # another processing history: resampled, strongly compressed
+    image = image.resize((SIDE // 2, SIDE // 2), Image.BILINEAR).resize((SIDE, SIDE),
+                                                                       Image.BILINEAR)
+    return _encode(image, 30)
+  return _encode(image, 95)
+
+
+def _example(i: int, label: int, source: str) -> tf.train.Example:
+  record = InputRecord(path='', source=source, image_id=f'{source}-{i:05d}', label=label,
+                       split='', gender=features.GENDERS[i % 2],
+                       race=features.RACES[(i // 2) % len(features.RACES)],
+                       age=features.AGES[i % len(features.AGES)])
+  return make_example(record, _processed(i, source), face_size=SIDE)
+
+
+def _split(start: int, n: int, strata):
+  """n examples cycling through the (label, source) strata."""
+  return [_example(start + i, *strata[i % len(strata)]) for i in range(n)]
+
+
+def _records(examples):
+  for example in examples:
+    f = example.features.feature
+    yield {name: (f[name].int64_list.value[0] if name == features.LABEL
+                  else f[name].bytes_list.value[0])
+           for name in (features.LABEL, features.IMAGE, features.SOURCE, features.IMAGE_ID)}
+
+
+REAL, FAKE = features.REAL, features.FAKE
+
+
+# ------------------------------------------------------------- the check alone
+
+
+def test_probe_tells_differently_processed_sources_apart_but_not_equal_ones():
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(
+      _records(_split(0, 240, [(REAL, 'studio'), (REAL, 'web'), (FAKE, 'studio'),
+                               (FAKE, 'web')])), config)
+  assert report['missing_sources'] == [] and not report['disjoint']
+  aucs = {row['class']: row['auc'] for row in report['pairs']}
+  assert aucs['real'] > 0.95 and aucs['fake'] > 0.95, report['pairs']
+  assert not report['passed'] and 'a linear probe tells studio from web' in report['findings'][0]
+
+  # Two sources processed identically: nothing to learn from the source.
+  same = [_example(i, (REAL, FAKE)[i % 2], ('studio', 'studio2')[(i // 2) % 2])
+          for i in range(240)]
+  for example in same:  # 'studio2' is 'studio' under another name
+    assert example.features.feature[features.SOURCE].bytes_list.value[0] in (b'studio',
+                                                                             b'studio2')
+  report = shortcut.check_source_shortcut(_records(same), config)
+  assert report['passed'], report['findings']
+  assert all(row['auc'] < 0.75 for row in report['pairs']), report['pairs']
+
+
+def test_a_class_with_a_source_the_other_lacks_is_named():
+  examples = _split(0, 90, [(REAL, 'studio'), (REAL, 'web'), (FAKE, 'web')])
+  report = shortcut.check_source_shortcut(_records(examples), SourceShortcutConfig())
+  assert report['missing_sources'] == [{'class': 'real', 'sources': ['studio'],
+                                        'missing_from': 'fake'}]
+  assert any("source(s) ['studio'] that have no fake examples" in f for f in report['findings'])
+
+
+def test_too_few_examples_is_insufficient_evidence_not_a_pass():
+  examples = _split(0, 40, [(REAL, 'studio'), (FAKE, 'studio')]) + [
+      _example(100 + i, label, 'web') for i, label in enumerate([REAL, FAKE] * 3)]
+  report = shortcut.check_source_shortcut(_records(examples), SourceShortcutConfig())
+  assert [row['status'] for row in report['pairs']] == [shortcut.INSUFFICIENT] * 2
+  assert not report['passed']
+
+
+@pytest.mark.parametrize('field,value', [('on_shortcut', 'ignore'), ('max_probe_auc', 0.4),
+                                         ('folds', 1), ('min_examples_per_source', 3)])
+def test_bad_config_names_the_field(field, value):
+  config = dataclasses.replace(config_lib.ValidationConfig(), source_shortcut=dataclasses.replace(
+      SourceShortcutConfig(), **{field: value}))
+  with pytest.raises(ConfigError, match=f'validation.source_shortcut.{field}'):
+    executor.check_config(config)
+
+
+# --------------------------------------------------------- the real pipeline
+
+
+def _planted_data(root, strata, n=120):
+  data = root / 'data'
+  for index, split in enumerate(features.SPLITS):
+    _write(str(data / split / 'r.tfrecord'), _split(1000 * index, n, strata))
+  return data
+
+
+def test_pipeline_stops_when_reals_and_fakes_come_from_different_sources(tmp_path):
+  data = _planted_data(tmp_path, [(REAL, 'studio'), (FAKE, 'web')])
+  with pytest.raises(executor.SourceShortcutError) as error:
+    _run(tmp_path, data, config_lib.ValidationConfig())
+  message = str(error.value)
+  assert "real and fake examples come from disjoint sources (['studio'] vs ['web'])" in message
+  assert "source(s) ['studio'] that have no fake examples" in message
+  assert "split 'train'" in message
+  assert not _ran(tmp_path, 'SchemaGen'), 'the step after the gate ran despite the shortcut'
+
+  # on_shortcut: warn lets it through and keeps the finding in the report.
+  warn = config_lib.ValidationConfig(source_shortcut=SourceShortcutConfig(on_shortcut='warn'))
+  _run(tmp_path, data, warn)
+  report = _gate_report(tmp_path)
+  assert report['passed'] is True and report['source_shortcut']['disjoint'] is True
+  assert report['source_shortcut']['sources_by_class'] == {'real': {'studio': 60},
+                                                           'fake': {'web': 60}}
+
+
+def test_pipeline_passes_when_both_classes_share_sources(tmp_path):
+  # Both classes from both sources, each source processed the same way in both classes.
+  strata = [(REAL, 'studio'), (FAKE, 'studio'), (REAL, 'studio2'), (FAKE, 'studio2')]
+  data = _planted_data(tmp_path, strata)
+  _run(tmp_path, data, config_lib.ValidationConfig(
+      source_shortcut=SourceShortcutConfig(min_examples_per_source=20)))
+  assert _ran(tmp_path, 'SchemaGen')
+  section = _gate_report(tmp_path)['source_shortcut']
+  assert section['passed'] and section['findings'] == []
+  assert {row['class'] for row in section['pairs']} == {'real', 'fake'}
+  assert all(row['auc'] is not None and row['auc'] < 0.8 for row in section['pairs'])
+
+
+# -------------------------------------------------------------- audit sources
+
+
+def _image_folder(root, name, n, label_dirs=('real', 'fake')):
+  for k, label in enumerate(label_dirs):
+    folder = root / name / label
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+      with open(folder / f'{label}-{i}.jpg', 'wb') as f:
+        f.write(_processed(len(name) * 1000 + k * 100 + i, 'studio'))
+  return str(root / name)
+
+
+def test_audit_source_never_reaches_the_trainer(tmp_path):
+  config = IngestConfig(
+      sources=[SourceConfig(kind='folders', path=_image_folder(tmp_path, 'trainable', 20),
+                            name='trainable'),
+               SourceConfig(kind='folders', path=_image_folder(tmp_path, 'judged', 20, ('real',)),
+                            name='judged', role='audit')],
+      align='none', output_size=32, eval_fraction=0.2, test_fraction=0.2)
+  listed = sources.list_inputs(config)
+  assert {r.split for r in listed if r.source == 'judged'} == {features.TEST}
+  assert {r.split for r in listed if r.source == 'trainable'} == set(features.SPLITS)
+  report = ingest_executor.run_standalone(config, str(tmp_path / 'out'),
+                                          ['--direct_running_mode=in_memory'])
+  assert report['counts']['written'] == 60
+  by_split = {}
+  for split in features.SPLITS:
+    files = tf.io.gfile.glob(str(tmp_path / 'out' / 'examples' / f'Split-{split}' / '*'))
+    for raw in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+      example = tf.train.Example.FromString(raw.numpy())
+      source = example.features.feature[features.SOURCE].bytes_list.value[0].decode()
+      by_split.setdefault(split, set()).add(source)
+  # What the Trainer reads (train, eval) holds no audit image; the test split judges them.
+  assert by_split[features.TRAIN] == {'trainable'} and by_split[features.EVAL] == {'trainable'}
+  assert 'judged' in by_split[features.TEST]
+
+
+def test_unknown_role_names_the_field(tmp_path):
+  config = IngestConfig(sources=[SourceConfig(kind='folders', path=str(tmp_path), role='judge')])
+  with pytest.raises(ValueError, match=r'ingest.sources\[0\].role'):
+    sources.list_inputs(config)
