@@ -23,7 +23,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import features
-from components.face_example_gen import align, faces, images, sources, treatment
+from components.face_example_gen import faces, images, sources
 from components.config_base import from_json, to_json
 from components.face_example_gen.config import IngestConfig
 
@@ -32,7 +32,6 @@ OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)
 REPORT_FILE = 'report.json'
 TFRECORD_PREFIX = 'data_tfrecord'
 METRICS_NAMESPACE = 'FaceExampleGen'
-ALIGN_MODES = ('dlib', 'none')
 _TOP_REASONS = 20
 
 
@@ -47,18 +46,8 @@ class Outcome:
 
 def validate_config(config: IngestConfig) -> None:
   """Fails fast, naming the field, before any Beam work starts."""
-  if config.align not in ALIGN_MODES:
-    raise ValueError(f'ingest.align {config.align!r} is not one of {list(ALIGN_MODES)}')
-  if config.align == 'dlib' and config.detector not in align.DETECTOR_CHAINS:
-    raise ValueError(f'ingest.detector {config.detector!r} is not one of '
-                     f'{sorted(align.DETECTOR_CHAINS)}')
-  if config.cnn_max_side < 0:
-    raise ValueError(f'ingest.cnn_max_side {config.cnn_max_side} must be >= 0 (0: full size)')
-  if config.output_size < 8:
-    raise ValueError(f'ingest.output_size {config.output_size} is too small (min 8)')
-  if not 1 <= config.jpeg_quality <= 100:
-    raise ValueError(f'ingest.jpeg_quality {config.jpeg_quality} is not in 1..100')
-  treatment.check(config)
+  # What photos go through (align, detector, sizes, treatment): the same checks clients get.
+  faces.FacePreparation.from_ingest_config(config)
   if not 0 <= config.max_failure_rate <= 1:
     raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
   if config.eval_fraction < 0 or config.test_fraction < 0 or (

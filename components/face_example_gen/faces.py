@@ -79,6 +79,9 @@ class FacePreparation:
     if not 1 <= self.jpeg_quality <= 100:
       raise ValueError(f'face_preparation.jpeg_quality {self.jpeg_quality} is not in 1..100')
     treatment.check(self)
+    if self.cnn_max_side < 0:
+      raise ValueError(f'face_preparation.cnn_max_side {self.cnn_max_side} must be >= 0 '
+                       '(0: full size)')
     if self.detect_max_side < MIN_DETECT_SIDE * MAX_ASPECT:
       raise ValueError(f'face_preparation.detect_max_side {self.detect_max_side} is below '
                        f'{int(MIN_DETECT_SIDE * MAX_ASPECT)}')
