@@ -16,3 +16,8 @@ class DataValidationReport(Artifact):
 class FairnessReport(Artifact):
   """report.json + report.html: per-group rates, DI/AOD, and the gate's verdict."""
   TYPE_NAME = 'fakefaces.FairnessReport'
+
+
+class Annotations(Artifact):
+  """DemographicAnnotator output: report.json, classifiers.pkl, predictions.csv."""
+  TYPE_NAME = 'fakefaces.Annotations'
