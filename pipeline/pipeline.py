@@ -1,6 +1,6 @@
 """The fakefaces pipeline, assembled in one function for every orchestrator.
 
-    FaceExampleGen ----------> StatisticsGen -> ExampleValidator -> DataGate
+    FaceExampleGen -> DemographicAnnotator -> StatisticsGen -> ExampleValidator -> DataGate
     ImportSchemaGen(schema/) -----^-----------------^                   |
     Trainer (runs only after DataGate passed) -> Evaluator -> FairnessGate -> Pusher
 
@@ -18,6 +18,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import features
 from components.data_gate.component import validation_components
+from components.demographic_annotator.component import DemographicAnnotator
 from components.face_example_gen.component import FaceExampleGen
 from components.fairness_gate.component import FairnessGate
 from components.fairness_gate.eval_config import build_eval_config
@@ -41,13 +42,17 @@ def create_pipeline(
   thresholds = load_thresholds(config.thresholds_file)
 
   example_gen = FaceExampleGen(ingest_config=config.ingest, input_fingerprint=input_fingerprint)
+  # Everything downstream reads the annotated examples (demographics filled where missing).
+  annotator = DemographicAnnotator(examples=example_gen.outputs['examples'],
+                                   annotator_config=config.annotator)
+  examples = annotator.outputs['annotated_examples']
   schema_gen = tfx.components.ImportSchemaGen(schema_file=config.validation.schema_file)
   statistics_gen, example_validator, data_gate = validation_components(
-      example_gen.outputs['examples'], schema_gen.outputs['schema'], config.validation, thresholds)
+      examples, schema_gen.outputs['schema'], config.validation, thresholds)
 
   trainer = tfx.components.Trainer(
       run_fn=TRAINER_RUN_FN,
-      examples=example_gen.outputs['examples'],
+      examples=examples,
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
@@ -55,14 +60,15 @@ def create_pipeline(
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
   evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
+      examples=examples,
       model=trainer.outputs['model'],
       eval_config=build_eval_config(thresholds),
       example_splits=[features.TEST])
   fairness_gate = FairnessGate(evaluation=evaluator.outputs['evaluation'],
                                evaluator_blessing=evaluator.outputs['blessing'],
                                model=trainer.outputs['model'],
-                               thresholds=thresholds)
+                               thresholds=thresholds,
+                               annotations=annotator.outputs['annotations'])
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
       model_blessing=fairness_gate.outputs['blessing'],
@@ -73,7 +79,7 @@ def create_pipeline(
   return tfx.dsl.Pipeline(
       pipeline_name=config.name,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
+      components=[example_gen, annotator, statistics_gen, schema_gen, example_validator, data_gate,
                   trainer, evaluator, fairness_gate, pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -5,7 +5,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import FairnessReport
+from components.artifacts import Annotations, FairnessReport
 from components.fairness_gate import executor
 from components.config_base import to_json
 from components.fairness_gate.config import ThresholdsConfig
@@ -17,6 +17,9 @@ class FairnessGateSpec(types.ComponentSpec):
       'evaluation': component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
       'evaluator_blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
       'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
+      # The DemographicAnnotator's report: which test demographics are predicted, and how
+      # accurate the predictions are (checks resting on them are judged with it).
+      'annotations': component_spec.ChannelParameter(type=Annotations, optional=True),
   }
   OUTPUTS = {
       'blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -31,9 +34,11 @@ class FairnessGate(base_component.BaseComponent):
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
   def __init__(self, evaluation: types.BaseChannel, evaluator_blessing: types.BaseChannel,
-               model: types.BaseChannel, thresholds: ThresholdsConfig):
+               model: types.BaseChannel, thresholds: ThresholdsConfig,
+               annotations: types.BaseChannel = None):
     super().__init__(spec=FairnessGateSpec(
         evaluation=evaluation, evaluator_blessing=evaluator_blessing, model=model,
+        annotations=annotations,
         thresholds=to_json(thresholds),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         report=types.Channel(type=FairnessReport)))

@@ -44,10 +44,13 @@ class Executor(base_executor.BaseExecutor):
     evaluation_artifact = artifact_utils.get_single_instance(input_dict['evaluation'])
     evaluator_blessing = artifact_utils.get_single_instance(input_dict['evaluator_blessing'])
     model = artifact_utils.get_single_instance(input_dict['model'])
+    annotations = input_dict.get('annotations') or []
     report = evaluation.build_report(
         evaluation_artifact.uri, thresholds,
         evaluator_blessed=evaluator_blessing.get_int_custom_property('blessed') == 1,
-        model_uri=model.uri)
+        model_uri=model.uri,
+        annotation_report=(evaluation.load_annotation_report(annotations[0].uri)
+                           if annotations else None))
     report_artifact = artifact_utils.get_single_instance(output_dict['report'])
     evaluation.write_report(report, report_artifact.uri)
     write_blessing(artifact_utils.get_single_instance(output_dict['blessing']), model, report)
