@@ -4,7 +4,7 @@ marked as resting on the annotator, and never a pass on 0-vs-0 evidence."""
 import collections
 
 from components import features
-from components.fairness_gate import evaluation, fairness
+from components.fairness_gate import evaluation, fairness, report_html
 from pipeline.config import GroupingConfig, ThresholdsConfig
 
 BLACK = [GroupingConfig(name='Black vs rest', feature='race', group='Black')]
@@ -98,6 +98,9 @@ def test_planted_tpr_gap_on_predicted_demographics_is_flagged_and_named():
   assert not report['blessed']
   summary = evaluation.format_summary(report)
   assert 'rest on predicted demographics' in summary
+  page = report_html.render(report)
+  assert 'Demographic annotator' in page and 'precision 0.950 (n 100)' in page
+  assert '0.450 <span class="muted">' in page and ' *</td>' in page
 
 
 def test_fair_model_on_accurate_predictions_passes_but_inaccurate_ones_do_not():
