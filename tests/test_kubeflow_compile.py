@@ -24,15 +24,18 @@ DATAFLOW_ARGS = ['--runner=DataflowRunner', '--project=p', '--region=europe-west
 
 # Edges the design depends on (the full DAG is compared with the TFX pipeline's own).
 REQUIRED_EDGES = [
-    ('FaceExampleGen', 'StatisticsGen'), ('StatisticsGen', 'ExampleValidator'),
+    ('FaceExampleGen', 'DemographicAnnotator'), ('DemographicAnnotator', 'StatisticsGen'),
+    ('DemographicAnnotator', 'FairnessGate'), ('StatisticsGen', 'ExampleValidator'),
     ('ImportSchemaGen', 'ExampleValidator'), ('ExampleValidator', 'DataGate'),
     ('DataGate', 'Trainer'), ('Trainer', 'Evaluator'), ('Evaluator', 'FairnessGate'),
     ('FairnessGate', 'Pusher'), ('Trainer', 'Pusher'),
 ]
-TASKS = {'FaceExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator', 'DataGate',
+TASKS = {'FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'ImportSchemaGen',
+         'ExampleValidator', 'DataGate',
          'Trainer', 'Evaluator', 'FairnessGate', 'Pusher'}
 CUSTOM_EXECUTORS = {
     'FaceExampleGen': 'components.face_example_gen.executor.Executor',
+    'DemographicAnnotator': 'components.demographic_annotator.executor.Executor',
     'DataGate': 'components.data_gate.executor.Executor',
     'FairnessGate': 'components.fairness_gate.executor.Executor',
 }

@@ -19,7 +19,7 @@ from components.trainer import export
 from pipeline import config as config_lib
 from pipeline import demo_data, local_runner, summary
 
-COMPONENTS = ('FaceExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+COMPONENTS = ('FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
               'DataGate', 'Trainer', 'Evaluator', 'FairnessGate', 'Pusher')
 # Bounds every model meets: this module tests wiring, not model quality.
 LENIENT = dict(decision_threshold=0.3, min_group_size=1, min_binary_accuracy=0.0, min_auc=0.0,
