@@ -129,3 +129,17 @@ def test_report_accuracy_matches_hand_computed_from_predictions_csv(planted):
     assert result['accuracy'] == pytest.approx(right / len(scored))
     assert np.sum(result['confusion']) == len(scored)
   assert os.path.exists(out / 'annotations' / executor.CLASSIFIERS_FILE)
+
+
+def test_annotated_examples_satisfy_the_curated_schema(planted):
+  """The DataGate's ExampleValidator must accept the annotator's new features."""
+  import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
+  from components.config_base import DEFAULT_SCHEMA
+  from components.data_gate import executor as gate_executor
+  out, _, _ = planted
+  schema = tfdv.load_schema_text(DEFAULT_SCHEMA)
+  stats = tfdv.generate_statistics_from_tfrecord(
+      str(out / 'examples' / 'Split-train' / '*.gz'),
+      stats_options=tfdv.StatsOptions(schema=schema, enable_semantic_domain_stats=True))
+  anomalies = tfdv.validate_statistics(stats, schema)
+  assert not gate_executor.anomaly_rows({'train': anomalies})
