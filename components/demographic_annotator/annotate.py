@@ -17,7 +17,7 @@ Kept free of TFX so the judgement can be tested and re-derived by hand:
 """
 
 import collections
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -26,14 +26,14 @@ from components import features
 ATTRIBUTES = features.DEMOGRAPHIC_FEATURES
 
 
-def _string(example, name: str) -> str:
+def string_feature(example, name: str) -> str:
   values = example.features.feature[name].bytes_list.value
   return values[0].decode('utf-8') if values else features.UNKNOWN
 
 
 def human_labels(example) -> Dict[str, str]:
   """gender/race/age as ingested: every known value there is a human label."""
-  return {attribute: _string(example, attribute) for attribute in ATTRIBUTES}
+  return {attribute: string_feature(example, attribute) for attribute in ATTRIBUTES}
 
 
 def train(descriptors: np.ndarray, labels: Mapping[str, Sequence[str]], min_per_class: int,
@@ -136,7 +136,7 @@ def annotate_example(example, predictions: Mapping[str, Tuple[str, float]],
   fields = example.features.feature
   sources = {}
   for attribute in ATTRIBUTES:
-    current = _string(example, attribute)
+    current = string_feature(example, attribute)
     value, confidence = predictions.get(attribute, (features.UNKNOWN, 0.0))
     if current != features.UNKNOWN:
       sources[attribute], confidence = features.HUMAN, 1.0
@@ -163,7 +163,7 @@ def attribute_sources(example) -> Dict[str, str]:
   """Per attribute: human / predicted / unknown, read back from an annotated example."""
   out = {}
   for attribute in ATTRIBUTES:
-    value = _string(example, attribute)
+    value = string_feature(example, attribute)
     confidence = example.features.feature[features.CONFIDENCE_FEATURES[attribute]].float_list.value
     if value == features.UNKNOWN:
       out[attribute] = features.UNKNOWN

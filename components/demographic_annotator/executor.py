@@ -36,7 +36,8 @@ from components.config_base import from_json, to_json
 from components.demographic_annotator import annotate, descriptors
 from components.demographic_annotator.config import AnnotatorConfig, validate
 
-REPORT_FILE, CLASSIFIERS_FILE, PREDICTIONS_FILE = 'report.json', 'classifiers.pkl', 'predictions.csv'
+REPORT_FILE, CLASSIFIERS_FILE = 'report.json', 'classifiers.pkl'
+PREDICTIONS_FILE = 'predictions.csv'
 TFRECORD_NAME = 'data_tfrecord-00000-of-00001.gz'
 ATTRIBUTES = annotate.ATTRIBUTES
 PREDICTION_COLUMNS = (['image_id', 'split', 'label', 'demographics_source'] +
@@ -91,7 +92,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
     for serialized in _records(files[split]):
       example = tf.train.Example.FromString(serialized)
       human = annotate.human_labels(example)
-      row = {'image_id': annotate._string(example, features.IMAGE_ID),  # pylint: disable=protected-access
+      row = {'image_id': annotate.string_feature(example, features.IMAGE_ID),
              'label': int(example.features.feature[features.LABEL].int64_list.value[0])
                       if example.features.feature[features.LABEL].int64_list.value else -1,
              'human': human, 'described': False}
@@ -102,7 +103,8 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
       vector = np.full(descriptors.DESCRIPTOR_SIZE, np.nan, dtype=np.float32)
       if needed:
         try:
-          vector = describer.describe(example.features.feature[features.IMAGE].bytes_list.value[0])
+          image = example.features.feature[features.IMAGE].bytes_list.value[0]
+          vector = describer.describe(image)
           row['described'] = True
         except Exception as e:  # pylint: disable=broad-except  (one bad face never stops a run)
           describe_failures.append({'image_id': row['image_id'], 'split': split,
