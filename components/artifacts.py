@@ -28,10 +28,6 @@ class ModelCard(Artifact):
   TYPE_NAME = 'fakefaces.ModelCard'
 
 
-class AnnotatorReport(Artifact):
-  """HOOK for issue 11's DemographicAnnotator: report.json with the annotator's accuracy.
-
-  The ModelCard reads it when wired (optional input); if the annotator component
-  declares its own report type, replace this one with it.
-  """
-  TYPE_NAME = 'fakefaces.AnnotatorReport'
+class Annotations(Artifact):
+  """DemographicAnnotator output: report.json, classifiers.pkl, predictions.csv."""
+  TYPE_NAME = 'fakefaces.Annotations'

@@ -12,6 +12,14 @@ AGE = 'age'  # bytes: one of AGES or UNKNOWN
 SOURCE = 'source'  # bytes: dataset the image came from (e.g. 'fairface')
 IMAGE_ID = 'image_id'  # bytes: stable id, unique across sources
 FACE_SIZE = 'face_size'  # int64: detected face box side in source pixels, 0 if not detected
+# Written by the DemographicAnnotator (components/demographic_annotator/): where
+# the example's gender/race/age came from, and per attribute the confidence.
+DEMOGRAPHICS_SOURCE = 'demographics_source'  # bytes: one of DEMOGRAPHICS_SOURCES
+GENDER_CONFIDENCE = 'gender_confidence'  # float: 1 human label, P(class) predicted, 0 unknown
+RACE_CONFIDENCE = 'race_confidence'
+AGE_CONFIDENCE = 'age_confidence'
+CONFIDENCE_FEATURES = {'gender': GENDER_CONFIDENCE, 'race': RACE_CONFIDENCE,
+                       'age': AGE_CONFIDENCE}
 
 DEMOGRAPHIC_FEATURES = (GENDER, RACE, AGE)
 STRING_FEATURES = (GENDER, RACE, AGE, SOURCE, IMAGE_ID)
@@ -20,6 +28,11 @@ REAL, FAKE = 0, 1
 LABEL_NAMES = {REAL: 'real', FAKE: 'fake'}
 
 UNKNOWN = 'unknown'
+# demographics_source: 'human' when any of gender/race/age is a human label
+# (dataset CSV, manifest, `fakefaces label`), else 'predicted' when the
+# annotator filled any of them, else 'unknown'. A human label is never replaced.
+HUMAN, PREDICTED = 'human', 'predicted'
+DEMOGRAPHICS_SOURCES = (HUMAN, PREDICTED, UNKNOWN)
 # FairFace vocabularies, spelled exactly as in fairface_label_{train,val}.csv.
 GENDERS = ('Male', 'Female')
 RACES = ('White', 'Black', 'East Asian', 'Southeast Asian', 'Indian',

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     'pipeline.commands.demo_data',
     'pipeline.commands.run',
     'pipeline.commands.ingest',
+    'pipeline.commands.label',
     'pipeline.commands.report',
     'pipeline.commands.gate',
     'pipeline.commands.serve',

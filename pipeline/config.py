@@ -14,6 +14,7 @@ from typing import List, Optional
 from components.config_base import (  # noqa: F401
     DEFAULT_SCHEMA, PROJECT_ROOT, ConfigError, from_dict, from_json, load_yaml, to_json)
 from components.data_gate.config import ValidationConfig
+from components.demographic_annotator.config import AnnotatorConfig
 from components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
 from components.fairness_gate.config import (  # noqa: F401
     GroupingConfig, ThresholdsConfig, load_thresholds)
@@ -56,6 +57,7 @@ class PipelineConfig:
   beam_workers: int = 0
   thresholds_file: str = DEFAULT_THRESHOLDS
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+  annotator: AnnotatorConfig = dataclasses.field(default_factory=AnnotatorConfig)
   validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
   canary: CanaryConfig = dataclasses.field(default_factory=CanaryConfig)  # before the push

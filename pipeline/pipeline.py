@@ -1,6 +1,6 @@
 """The fakefaces pipeline, assembled in one function for every orchestrator.
 
-    FaceExampleGen ----------> StatisticsGen -> ExampleValidator -> DataGate
+    FaceExampleGen -> DemographicAnnotator -> StatisticsGen -> ExampleValidator -> DataGate
     ImportSchemaGen(schema/) -----^-----------------^                   |
     Trainer (runs only after DataGate passed) -> Evaluator -> FairnessGate
       latest_blessed_model_resolver (production) --^--------------^    |
@@ -25,6 +25,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import features
 from components.data_gate.component import validation_components
+from components.demographic_annotator.component import DemographicAnnotator
 from components.face_example_gen.component import FaceExampleGen
 from components.face_example_gen.faces import FacePreparation
 from components.fairness_gate.component import FairnessGate
@@ -44,7 +45,7 @@ CANARY_ID = 'ServingCanary'
 
 def release_components(examples, model, thresholds: ThresholdsConfig, serving_model_dir: str,
                        canary_config: CanaryConfig, card_config: ModelCardConfig,
-                       ingest_report=None) -> list:
+                       ingest_report=None, annotations=None) -> list:
   """From a trained model to a pushed one: resolver, Evaluator, gate, canary, Pusher, card.
 
   "The model in production" is the latest model whose ServingCanary blessing is
@@ -69,7 +70,8 @@ def release_components(examples, model, thresholds: ThresholdsConfig, serving_mo
   fairness_gate = FairnessGate(evaluation=evaluator.outputs['evaluation'],
                                evaluator_blessing=evaluator.outputs['blessing'],
                                model=model, thresholds=thresholds,
-                               baseline_model=resolver.outputs['model'])
+                               baseline_model=resolver.outputs['model'],
+                               annotations=annotations)
   canary = ServingCanary(model=model, model_blessing=fairness_gate.outputs['blessing'],
                          examples=examples, config=canary_config).with_id(CANARY_ID)
   pusher = tfx.components.Pusher(
@@ -80,7 +82,7 @@ def release_components(examples, model, thresholds: ThresholdsConfig, serving_mo
   model_card = ModelCardGen(model=model, fairness_report=fairness_gate.outputs['report'],
                             canary_report=canary.outputs['report'],
                             pushed_model=pusher.outputs['pushed_model'], config=card_config,
-                            ingest_report=ingest_report)
+                            ingest_report=ingest_report, annotations=annotations)
   return [resolver, evaluator, fairness_gate, canary, pusher, model_card]
 
 
@@ -98,13 +100,17 @@ def create_pipeline(
   thresholds = load_thresholds(config.thresholds_file)
 
   example_gen = FaceExampleGen(ingest_config=config.ingest, input_fingerprint=input_fingerprint)
+  # Everything downstream reads the annotated examples (demographics filled where missing).
+  annotator = DemographicAnnotator(examples=example_gen.outputs['examples'],
+                                   annotator_config=config.annotator)
+  examples = annotator.outputs['annotated_examples']
   schema_gen = tfx.components.ImportSchemaGen(schema_file=config.validation.schema_file)
   statistics_gen, example_validator, data_gate = validation_components(
-      example_gen.outputs['examples'], schema_gen.outputs['schema'], config.validation, thresholds)
+      examples, schema_gen.outputs['schema'], config.validation, thresholds)
 
   trainer = tfx.components.Trainer(
       run_fn=TRAINER_RUN_FN,
-      examples=example_gen.outputs['examples'],
+      examples=examples,
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
@@ -112,16 +118,17 @@ def create_pipeline(
                                           FacePreparation.from_ingest_config(config.ingest)))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
-  release = release_components(example_gen.outputs['examples'], trainer.outputs['model'],
+  release = release_components(examples, trainer.outputs['model'],
                                thresholds, config.serving_model_dir, config.canary,
                                config.model_card,
-                               ingest_report=example_gen.outputs['ingest_report'])
+                               ingest_report=example_gen.outputs['ingest_report'],
+                               annotations=annotator.outputs['annotations'])
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.name,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                  trainer] + release,
+      components=[example_gen, annotator, statistics_gen, schema_gen, example_validator,
+                  data_gate, trainer] + release,
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=(config.beam_pipeline_args

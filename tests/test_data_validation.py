@@ -87,8 +87,10 @@ def test_schema_vocabularies_match_the_feature_contract():
   domains = {d.name: list(d.value) for d in SCHEMA.string_domain}
   for feature, vocabulary in features.VOCABULARIES.items():
     assert domains[feature] == list(vocabulary) + [features.UNKNOWN], feature
+  assert domains[features.DEMOGRAPHICS_SOURCE] == list(features.DEMOGRAPHICS_SOURCES)
   assert sorted(f.name for f in SCHEMA.feature) == sorted(
-      [features.IMAGE, features.LABEL, features.FACE_SIZE, *features.STRING_FEATURES])
+      [features.IMAGE, features.LABEL, features.FACE_SIZE, *features.STRING_FEATURES,
+       features.DEMOGRAPHICS_SOURCE, *features.CONFIDENCE_FEATURES.values()])
 
 
 def test_clean_data_has_no_anomalies(tmp_path):

@@ -198,7 +198,11 @@ def test_disparate_impact_edge_cases():
                     (('race', 'White'),): fairness.Counts(tn=50, fn=50)}
   grouping = [GroupingConfig(name='Black vs rest', feature='race', group='Black')]
   result = fairness.judge(nobody_flagged, _thresholds(groupings=grouping, judge_each_value_of=[]))
-  assert result['groupings'][0]['disparate_impact'] == 1.0  # treated identically
+  # 0 predicted fakes on both sides: DI is 0/0, never a pass (issue 11: it used to read 1.0).
+  assert result['groupings'][0]['disparate_impact'] is None
+  di = _checks(result, 'Black vs rest')['disparate_impact']
+  assert di['status'] == fairness.INSUFFICIENT and '0/0' in di['reason']
+  assert result['verdict'] != fairness.PASS
   only_group_flagged = dict(nobody_flagged)
   only_group_flagged[(('race', 'Black'),)] = fairness.Counts(fp=40, tn=10, tp=50)
   result = fairness.judge(only_group_flagged,

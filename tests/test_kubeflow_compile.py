@@ -24,7 +24,8 @@ DATAFLOW_ARGS = ['--runner=DataflowRunner', '--project=p', '--region=europe-west
 
 # Edges the design depends on (the full DAG is compared with the TFX pipeline's own).
 REQUIRED_EDGES = [
-    ('FaceExampleGen', 'StatisticsGen'), ('StatisticsGen', 'ExampleValidator'),
+    ('FaceExampleGen', 'DemographicAnnotator'), ('DemographicAnnotator', 'StatisticsGen'),
+    ('DemographicAnnotator', 'FairnessGate'), ('StatisticsGen', 'ExampleValidator'),
     ('ImportSchemaGen', 'ExampleValidator'), ('ExampleValidator', 'DataGate'),
     ('DataGate', 'Trainer'), ('Trainer', 'Evaluator'), ('Evaluator', 'FairnessGate'),
     ('FairnessGate', 'ServingCanary'), ('ServingCanary', 'Pusher'), ('Trainer', 'Pusher'),
@@ -35,10 +36,12 @@ REQUIRED_EDGES = [
 RESOLVER_TASKS = {'latest_blessed_model_resolver': (
     'latest_blessed_model_resolver-model-blessing-resolver',
     'latest_blessed_model_resolver-model-resolver')}
-TASKS = {'FaceExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator', 'DataGate',
-         'Trainer', 'Evaluator', 'FairnessGate', 'ServingCanary', 'Pusher', 'ModelCardGen'}
+TASKS = {'FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'ImportSchemaGen',
+         'ExampleValidator', 'DataGate', 'Trainer', 'Evaluator', 'FairnessGate', 'ServingCanary',
+         'Pusher', 'ModelCardGen'}
 CUSTOM_EXECUTORS = {
     'FaceExampleGen': 'components.face_example_gen.executor.Executor',
+    'DemographicAnnotator': 'components.demographic_annotator.executor.Executor',
     'DataGate': 'components.data_gate.executor.Executor',
     'FairnessGate': 'components.fairness_gate.executor.Executor',
     'ServingCanary': 'components.serving_canary.executor.Executor',

@@ -14,7 +14,10 @@ Source kinds (`SourceConfig.kind`):
               dataset root, the `real-vs-fake` folder or any folder holding
               `{train,valid,test}/{real,fake}` directly.
   folders     `<path>/real/**` and `<path>/fake/**`, hash-split.
-  manifest    CSV `path,label[,gender,race,age,split]`, paths relative to it.
+  manifest    CSV `path,label[,gender,race,age,split,image_id]`, paths relative to
+              it. A row whose `image_id` names an image another source lists
+              (same file) relabels that image: its known gender/race/age replace
+              the other source's, as human labels (what `fakefaces label` writes).
 
 A source with `role: audit` is judged but never trained on: all its inputs go
 to the test split, whatever their own split says, so the Trainer (train and
@@ -58,6 +61,7 @@ class InputRecord:
   race: str = features.UNKNOWN
   age: str = features.UNKNOWN
   problem: str = ''  # set when the record is filtered before reading the image
+  relabel: bool = False  # a manifest row naming an existing image_id: human labels for it
 
 
 def _unit_hash(text: str) -> float:
@@ -120,10 +124,12 @@ def _read_manifest(source: SourceConfig, config: IngestConfig) -> List[InputReco
       problems.append(f'split {raw_split!r} is not one of {sorted(_SPLIT_ALIASES)}')
     if not rel:
       problems.append(f'{source.path} line {line}: empty path')
+    explicit_id = (row.get('image_id') or '').strip()
     records.append(
         InputRecord(path=os.path.join(base, rel), source=name,
-                    image_id=f'{name}/{os.path.splitext(rel)[0]}', label=label, split=split,
-                    problem='; '.join(problems), **demo))
+                    image_id=explicit_id or f'{name}/{os.path.splitext(rel)[0]}', label=label,
+                    split=split, problem='; '.join(problems), relabel=bool(explicit_id),
+                    **demo))
   return records
 
 
@@ -220,22 +226,48 @@ def _sample(records: List[InputRecord], limit: int) -> List[InputRecord]:
   return [r for i, r in enumerate(records) if i in keep]
 
 
+def _check_source(index: int, source: SourceConfig) -> bool:
+  if source.kind not in READERS:
+    raise ValueError(f'ingest.sources[{index}].kind {source.kind!r} is not one of '
+                     f'{sorted(READERS)}')
+  if source.role not in ROLES:
+    raise ValueError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
+  if not tf.io.gfile.exists(source.path):
+    raise ValueError(f'ingest.sources[{index}] ({source.kind}) path does not exist: '
+                     f'{source.path}')
+  return True
+
+
+def _relabels(listed: List[List[InputRecord]]) -> Dict[str, Dict[str, str]]:
+  """{image_id: known demographics} from manifest rows naming another source's image (same file)."""
+  by_id = {r.image_id: r for rs in listed for r in rs if not r.relabel}
+  relabels: Dict[str, Dict[str, str]] = {}
+  for source_records in listed:
+    for record in source_records:
+      target = by_id.get(record.image_id)
+      if not record.relabel or record.problem or target is None or (
+          os.path.normpath(target.path) != os.path.normpath(record.path)):
+        continue
+      relabels[record.image_id] = {k: getattr(record, k) for k in features.DEMOGRAPHIC_FEATURES
+                                   if getattr(record, k) != features.UNKNOWN}
+  return relabels
+
+
 def list_inputs(config: IngestConfig) -> List[InputRecord]:
   """Every input of every source, with its split resolved and duplicates marked."""
   if not config.sources:
     raise ValueError('ingest.sources is empty: configure at least one source')
   records = []
   seen: Dict[str, str] = {}
-  for index, source in enumerate(config.sources):
-    if source.kind not in READERS:
-      raise ValueError(f'ingest.sources[{index}].kind {source.kind!r} is not one of '
-                       f'{sorted(READERS)}')
-    if source.role not in ROLES:
-      raise ValueError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
-    if not tf.io.gfile.exists(source.path):
-      raise ValueError(f'ingest.sources[{index}] ({source.kind}) path does not exist: '
-                       f'{source.path}')
-    for record in _sample(READERS[source.kind](source, config), config.limit_per_source):
+  listed = [_sample(READERS[source.kind](source, config), config.limit_per_source)
+            for index, source in enumerate(config.sources) if _check_source(index, source)]
+  relabels = _relabels(listed)
+  for source, source_records in zip(config.sources, listed):
+    for record in source_records:
+      if record.image_id in relabels:
+        if record.relabel:
+          continue  # a manifest row relabelling another source's image: not an input itself
+        record = dataclasses.replace(record, **relabels[record.image_id])
       if source.role == 'audit':  # judged, never trained on: nothing in train or eval
         record = dataclasses.replace(record, split=features.TEST)
       if not record.split:

@@ -6,7 +6,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import FairnessReport
+from components.artifacts import Annotations, FairnessReport
 from components.fairness_gate import executor
 from components.config_base import to_json
 from components.fairness_gate.config import ThresholdsConfig
@@ -22,6 +22,9 @@ class FairnessGateSpec(types.ComponentSpec):
       # first run. Its metrics come from the same evaluation (TFMA's 'baseline' model).
       'baseline_model': component_spec.ChannelParameter(type=standard_artifacts.Model,
                                                         optional=True),
+      # The DemographicAnnotator's report: which test demographics are predicted, and how
+      # accurate the predictions are (checks resting on them are judged with it).
+      'annotations': component_spec.ChannelParameter(type=Annotations, optional=True),
   }
   OUTPUTS = {
       'blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -37,10 +40,11 @@ class FairnessGate(base_component.BaseComponent):
 
   def __init__(self, evaluation: types.BaseChannel, evaluator_blessing: types.BaseChannel,
                model: types.BaseChannel, thresholds: ThresholdsConfig,
-               baseline_model: Optional[types.BaseChannel] = None):
+               baseline_model: Optional[types.BaseChannel] = None,
+               annotations: Optional[types.BaseChannel] = None):
     super().__init__(spec=FairnessGateSpec(
         evaluation=evaluation, evaluator_blessing=evaluator_blessing, model=model,
-        baseline_model=baseline_model,
+        baseline_model=baseline_model, annotations=annotations,
         thresholds=to_json(thresholds),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         report=types.Channel(type=FairnessReport)))

@@ -46,6 +46,15 @@ class ThresholdsConfig:
   # Fairness metrics declared unmeasurable on this data (e.g. fnr_gap when fakes carry no
   # demographics): reported as 'not_measurable', never as passed. Default: none (strict).
   not_measurable: List[str] = dataclasses.field(default_factory=list)
+  # A check that would pass is insufficient evidence when its interval is wider than this
+  # (0: no limit): ratios (DI) and differences (AOD, FPR/FNR gaps) separately.
+  max_interval_span_di: float = 0.0
+  max_interval_span_difference: float = 0.0
+  # Checks resting on predicted demographics (DemographicAnnotator) need the annotator's
+  # precision for both sides of the grouping, on the labelled test split, to be at least
+  # this, measured on at least min_annotator_support faces per side.
+  min_annotator_precision: float = 0.8
+  min_annotator_support: int = 20
   judge_on: str = 'estimate'  # 'estimate', or 'interval': the whole interval must be in bounds
   confidence_level: float = 0.95  # of the fairness and per-slice rate intervals
   bootstrap_samples: int = 2000  # seeded parametric bootstrap draws over the confusion counts

@@ -152,21 +152,42 @@ def validation_ok(evaluation_uri: str) -> bool:
   return tfma.load_validation_result(evaluation_uri).validation_ok
 
 
+ANNOTATION_REPORT = 'report.json'  # in the DemographicAnnotator's Annotations artifact
+
+
+def load_annotation_report(annotations_uri: str) -> Optional[Dict[str, Any]]:
+  """The DemographicAnnotator's report.json under `annotations_uri` (None when absent)."""
+  path = os.path.join(annotations_uri, ANNOTATION_REPORT)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
 def build_report(evaluation_uri: str, thresholds: ThresholdsConfig, evaluator_blessed: bool,
-                 model_uri: str) -> Dict[str, Any]:
+                 model_uri: str, annotation_report: Optional[Dict[str, Any]] = None
+                 ) -> Dict[str, Any]:
   """Judges the evaluation; the returned dict is what report.json holds."""
   counts, rows = load_evaluation(evaluation_uri, thresholds)
   failures = [] if evaluator_blessed else evaluator_failures(evaluation_uri)
   return assemble_report(counts, rows, thresholds, evaluator_blessed, failures, model_uri,
-                         evaluation_uri)
+                         evaluation_uri, annotation_report)
 
 
 def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List[Dict[str, Any]],
                     thresholds: ThresholdsConfig, evaluator_blessed: bool,
                     evaluator_failure_lines: List[str], model_uri: str,
-                    evaluation_uri: str) -> Dict[str, Any]:
-  """The report from per-slice counts and metric rows, however they were computed."""
-  result = fairness.judge(counts, thresholds)
+                    evaluation_uri: str,
+                    annotation_report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  """The report from per-slice counts and metric rows, however they were computed.
+
+  `annotation_report`: the DemographicAnnotator's report.json, when the
+  evaluated examples went through it (checks on predicted demographics are
+  then marked and held to the annotator-precision rule).
+  """
+  evidence = (fairness.AnnotationEvidence.from_report(annotation_report)
+              if annotation_report and annotation_report.get('evaluated') else None)
+  result = fairness.judge(counts, thresholds, annotation=evidence)
   reasons = []
   if not evaluator_blessed:
     failures = evaluator_failure_lines
@@ -187,7 +208,21 @@ def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List
                     if c['status'] == fairness.NOT_MEASURABLE],
       model_uri=model_uri, evaluation_uri=evaluation_uri, slices=rows,
       data_warnings=data_warnings,
+      rests_on_predicted=[f"{c['grouping']}: {c['metric']}" for c in checks
+                          if c.get('rests_on_predicted')],
+      annotator=_annotator_summary(annotation_report),
       thresholds=dataclasses.asdict(thresholds))
+
+
+def _annotator_summary(annotation_report: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+  """The annotator's accuracy per attribute, shown beside the numbers that rest on it."""
+  if not annotation_report:
+    return None
+  return {'test_split': annotation_report.get('test_split'),
+          'evaluation': {a: {k: e.get(k) for k in ('n', 'accuracy', 'coverage',
+                                                   'confident_accuracy', 'min_confidence')}
+                         for a, e in (annotation_report.get('evaluation') or {}).items()},
+          'small_data': annotation_report.get('small_data', [])}
 
 
 def _data_warnings(counts: Dict[fairness.SliceKey, fairness.Counts]) -> List[str]:
@@ -246,6 +281,11 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
     lines += [f'  - {reason}' for reason in production['reasons'][:max_lines]]
   elif production:
     lines.append('  vs production: none yet (absolute bounds only)')
+  if report.get('rests_on_predicted'):
+    accuracy = ', '.join(f"{a} {_fmt(e.get('accuracy'))}" for a, e in
+                         ((report.get('annotator') or {}).get('evaluation') or {}).items())
+    lines.append(f"  {len(report['rests_on_predicted'])} checks rest on predicted demographics "
+                 f"(annotator accuracy on labelled test faces: {accuracy or 'n/a'})")
   if report['not_measured']:
     lines.append(f"  declared not measurable ({len(report['not_measured'])}), NOT passed: "
                  + ', '.join(sorted({n.split(': ')[-1] for n in report['not_measured']})))

@@ -63,10 +63,13 @@ class Executor(base_executor.BaseExecutor):
     model = artifact_utils.get_single_instance(input_dict['model'])
     production = input_dict.get('baseline_model') or []
     production_model = production[0] if production else None
+    annotations = input_dict.get('annotations') or []
     report = evaluation.build_report(
         evaluation_artifact.uri, thresholds,
         evaluator_blessed=model_utils.is_model_blessed(evaluator_blessing),
-        model_uri=model.uri)
+        model_uri=model.uri,
+        annotation_report=(evaluation.load_annotation_report(annotations[0].uri)
+                           if annotations else None))
     baseline.apply(report, production_comparison(evaluation_artifact.uri, thresholds, report,
                                                   production_model))
     report_artifact = artifact_utils.get_single_instance(output_dict['report'])

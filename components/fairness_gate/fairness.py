@@ -6,8 +6,13 @@ the report can be re-derived by hand. Label 1 (fake) is the positive class:
 
 * FPR: real photos called fake; FNR: fakes let through; TPR = 1 - FNR.
 * Disparate impact DI = P(pred fake | group) / P(pred fake | reference).
-  When neither side has a single "fake" prediction the two are treated
-  identically and DI is 1; when only the reference has none, DI is infinite.
+  When only the reference has no "fake" prediction, DI is infinite; when
+  neither side has one, DI is 0/0: undefined, and the check is insufficient
+  evidence (it used to read as DI 1.0, a "pass" that compared nothing).
+* DI per class, reported beside the mixed DI (not judged on its own): the FPR
+  ratio on real photos (DI_real = FPR_g / FPR_r) and the TPR ratio on fakes
+  (DI_fake = TPR_g / TPR_r). The paper's mixed DI also moves with each group's
+  share of fakes, which says nothing about the model; these two do not.
 * Average odds difference AOD = ((FPR_g - FPR_r) + (TPR_g - TPR_r)) / 2.
 * FPR gap = FPR_g - FPR_r, FNR gap = FNR_g - FNR_r.
 
@@ -18,7 +23,22 @@ recomputed per draw (percentile interval).
 
 A rate is only judged when its denominator has at least `min_group_size`
 examples; otherwise, or when the value is undefined (NaN), the check is
-"insufficient evidence", which never passes. Checks the user declared in
+"insufficient evidence", which never passes. So is a check that would pass but
+whose interval is wider than `max_interval_span_di` (ratios) or
+`max_interval_span_difference` (AOD, gaps): a DI of 1.0 in [0.002, 1043]
+is no evidence of fairness.
+
+Predicted demographics (DemographicAnnotator): when the examples a check uses
+include faces whose grouping attributes were predicted, the check is marked
+`rests_on_predicted` and carries the annotator's precision for the grouping,
+measured on the labelled test split: of the faces predicted into the group
+(and into the reference), the share that truly belong there. The gate requires
+that precision to be at least `min_annotator_precision` on at least
+`min_annotator_support` faces for both sides; otherwise a check that would pass
+is insufficient evidence (a failing one still fails, its reason naming the
+annotator's precision). This is the chosen alternative to widening intervals
+for annotation error: a group the annotator cannot recognise is not judged on
+its predictions at all. Checks the user declared in
 `not_measurable` are reported as such and do not block, but are never passed.
 """
 
@@ -40,6 +60,14 @@ AVERAGE_ODDS_DIFFERENCE = 'average_odds_difference'
 FPR_GAP = 'fpr_gap'
 FNR_GAP = 'fnr_gap'
 FAIRNESS_METRICS = (DISPARATE_IMPACT, AVERAGE_ODDS_DIFFERENCE, FPR_GAP, FNR_GAP)
+DI_REAL = 'disparate_impact_real'  # FPR ratio on real photos (reported, not judged)
+DI_FAKE = 'disparate_impact_fake'  # TPR ratio on fakes (reported, not judged)
+REPORTED_METRICS = FAIRNESS_METRICS + (DI_REAL, DI_FAKE)
+RATIO_METRICS = (DISPARATE_IMPACT, DI_REAL, DI_FAKE)
+# Which classes of examples each metric's rates use (for "rests on predicted demographics").
+_METRIC_CLASSES = {DISPARATE_IMPACT: ('real', 'fake'), AVERAGE_ODDS_DIFFERENCE: ('real', 'fake'),
+                   FPR_GAP: ('real',), FNR_GAP: ('fake',), DI_REAL: ('real',),
+                   DI_FAKE: ('fake',)}
 JUDGE_ON = ('estimate', 'interval')
 TFMA_INTERVAL_METHODS = ('off', 'jackknife', 'poisson_bootstrap')
 
@@ -93,6 +121,9 @@ class Check:
   status: str  # PASS | FAIL | INSUFFICIENT | NOT_MEASURABLE
   reason: str = ''
   lacking: List[str] = dataclasses.field(default_factory=list)  # e.g. 'Black has 0 fakes'
+  # True when the examples this check uses include predicted demographics (see module doc).
+  rests_on_predicted: bool = False
+  annotator_precision: Optional[float] = None  # min of group/reference precision, test split
 
 
 # ---------------------------------------------------------------------------
@@ -129,6 +160,16 @@ def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds')
     if metric not in FAIRNESS_METRICS:
       raise ConfigError(f'{where}.not_measurable[{i}]: {metric!r} is not one of '
                         f'{list(FAIRNESS_METRICS)}')
+  for name in ('max_interval_span_di', 'max_interval_span_difference'):
+    if getattr(thresholds, name) < 0:
+      raise ConfigError(f'{where}.{name} must be >= 0 (0: no limit), '
+                        f'got {getattr(thresholds, name)}')
+  if not 0.0 <= thresholds.min_annotator_precision <= 1.0:
+    raise ConfigError(f'{where}.min_annotator_precision must be in [0, 1], '
+                      f'got {thresholds.min_annotator_precision}')
+  if thresholds.min_annotator_support < 1:
+    raise ConfigError(f'{where}.min_annotator_support must be >= 1, '
+                      f'got {thresholds.min_annotator_support}')
   groupings_lib.check_groupings(thresholds.groupings, thresholds.judge_each_value_of, where)
 
 
@@ -179,16 +220,15 @@ def group_counts(slices: Dict[SliceKey, Counts], grouping: GroupingConfig
 
 
 def _ratio(numerator, denominator):
-  """numerator / denominator with 0/0 -> 1 (identical treatment) and x/0 -> inf."""
+  """numerator / denominator with 0/0 -> NaN (undefined: no events on either side), x/0 -> inf."""
   numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
   with np.errstate(divide='ignore', invalid='ignore'):
-    out = numerator / denominator
-  return np.where((denominator == 0) & (numerator == 0), 1.0, out)
+    return numerator / denominator
 
 
 def _metrics(group_fpr, group_tpr, group: Counts, ref_fpr, ref_tpr, ref: Counts
              ) -> Dict[str, np.ndarray]:
-  """The four fairness metrics from rates (scalars or arrays of bootstrap draws)."""
+  """The fairness metrics (REPORTED_METRICS) from rates (scalars or arrays of bootstrap draws)."""
 
   def positive_rate(fpr, tpr, c: Counts):
     if not c.total:
@@ -204,6 +244,8 @@ def _metrics(group_fpr, group_tpr, group: Counts, ref_fpr, ref_tpr, ref: Counts
                                 (np.asarray(group_tpr) - ref_tpr)) / 2,
       FPR_GAP: np.asarray(group_fpr) - ref_fpr,
       FNR_GAP: (1 - np.asarray(group_tpr)) - (1 - np.asarray(ref_tpr)),
+      DI_REAL: _ratio(group_fpr, ref_fpr),
+      DI_FAKE: _ratio(group_tpr, ref_tpr),
   }
 
 
@@ -264,11 +306,18 @@ def _num(value) -> Optional[float]:
   return round(value, 6) if math.isfinite(value) else None
 
 
+def _span_limit(metric: str, thresholds: ThresholdsConfig) -> float:
+  return (thresholds.max_interval_span_di if metric in RATIO_METRICS
+          else thresholds.max_interval_span_difference)
+
+
 def _judge(grouping: str, metric: str, value: float, interval: Optional[List[float]],
-           bound: List[float], lacking: List[str], thresholds: ThresholdsConfig) -> Check:
+           bound: List[float], lacking: List[str], thresholds: ThresholdsConfig,
+           zero_events: str = '', annotation: Optional[Dict[str, object]] = None) -> Check:
   low, high = bound
   check = Check(grouping, metric, _num(value), interval and [_num(v) for v in interval],
                 bound, PASS)
+  span = _span_limit(metric, thresholds)
   if metric in thresholds.not_measurable:
     check.status = NOT_MEASURABLE
     check.reason = f'{metric} declared not measurable on this data (thresholds not_measurable)'
@@ -276,18 +325,64 @@ def _judge(grouping: str, metric: str, value: float, interval: Optional[List[flo
     check.status, check.lacking = INSUFFICIENT, lacking
     check.reason = (f'{metric} insufficient evidence: {"; ".join(lacking)} '
                     f'(need {thresholds.min_group_size})')
+  elif zero_events:
+    check.status = INSUFFICIENT
+    check.reason = f'{metric}: insufficient evidence: {zero_events}'
   elif math.isnan(value):
     check.status = INSUFFICIENT
     check.reason = f'{metric}: insufficient evidence: undefined (division by zero)'
   elif not low <= value <= high:
     check.status = FAIL
     check.reason = f'{metric} {value:.4f} outside [{low:g}, {high:g}]'
+  elif span and (interval is None or None in interval or interval[1] - interval[0] > span):
+    check.status = INSUFFICIENT
+    check.reason = (f'{metric}: insufficient evidence: {value:.4f} is inside [{low:g}, {high:g}] '
+                    f'but its {thresholds.confidence_level:.0%} interval {interval} is wider '
+                    f'than {span:g} (max_interval_span_'
+                    f'{"di" if metric in RATIO_METRICS else "difference"})')
   elif thresholds.judge_on == 'interval' and (interval is None or interval[0] < low or
                                               interval[1] > high):
     check.status = INSUFFICIENT
     check.reason = (f'{metric}: insufficient evidence: {value:.4f} is inside [{low:g}, {high:g}] '
                     f'but its {thresholds.confidence_level:.0%} interval {interval} is not')
+  if annotation and check.status in (PASS, FAIL, INSUFFICIENT) and metric not in (
+      thresholds.not_measurable):
+    _mark_predicted(check, metric, annotation, thresholds)
   return check
+
+
+def _mark_predicted(check: Check, metric: str, annotation: Dict[str, object],
+                    thresholds: ThresholdsConfig) -> None:
+  """Marks a check whose examples include predicted demographics; applies the precision rule."""
+  used = _METRIC_CLASSES[metric]
+  predicted = sum(annotation[side][f'predicted_{c}'] for side in ('group', 'reference')
+                  for c in used)
+  if not predicted:
+    return
+  check.rests_on_predicted = True
+  precision = annotation['precision']
+  sides = [(precision['group'], precision['n_group'], annotation['group']['name']),
+           (precision['reference'], precision['n_reference'], annotation['reference']['name'])]
+  known = [p for p, _, _ in sides if p is not None]
+  check.annotator_precision = _num(min(known)) if len(known) == 2 else None
+  problems = []
+  for value, n, name in sides:
+    if n < thresholds.min_annotator_support:
+      problems.append(f'the annotator\'s precision for {name} rests on {n} labelled test faces '
+                      f'(need {thresholds.min_annotator_support})')
+    elif value < thresholds.min_annotator_precision:
+      problems.append(f'the annotator\'s precision for {name} is {value:.3f} '
+                      f'(< min_annotator_precision {thresholds.min_annotator_precision:g})')
+  shown = 'n/a' if check.annotator_precision is None else f'{check.annotator_precision:.3f}'
+  note = (f'rests on predicted demographics ({predicted:g} of its examples; annotator precision '
+          f'{shown})')
+  if problems and check.status == PASS:
+    check.status = INSUFFICIENT
+    check.reason = f'{check.metric}: insufficient evidence: {note}: ' + '; '.join(problems)
+  elif problems:
+    check.reason = f'{check.reason}; {note}: ' + '; '.join(problems)
+  else:
+    check.reason = f'{check.reason}; {note}' if check.reason else note
 
 
 def _rates(label: str, c: Counts, level: float) -> Dict[str, object]:
@@ -297,8 +392,82 @@ def _rates(label: str, c: Counts, level: float) -> Dict[str, object]:
           'tpr': _num(c.tpr), 'positive_rate': _num(c.positive_rate)}
 
 
+@dataclasses.dataclass
+class AnnotationEvidence:
+  """What the DemographicAnnotator's report says about the evaluated (test) split.
+
+  `rows`: (label, demographics, per-attribute source, count) of every test
+  example after annotation; `pairs`: (human, thresholded prediction) of every
+  fully labelled test face; `accuracy`: per attribute, on those faces.
+  """
+  rows: List[Tuple[int, Dict[str, str], Dict[str, str], int]]
+  pairs: List[Tuple[Dict[str, str], Dict[str, str]]]
+  accuracy: Dict[str, Optional[float]]
+
+  @classmethod
+  def from_report(cls, report: Dict[str, object]) -> 'AnnotationEvidence':
+    attributes = [c[len('true_'):] for c in report['test_pairs_columns'] if c.startswith('true_')]
+    k = len(attributes)
+    rows = []
+    for row in report['evaluated']:
+      rows.append((int(row[0]), dict(zip(attributes, row[1:1 + k])),
+                   dict(zip(attributes, row[1 + k:1 + 2 * k])), int(row[-1])))
+    pairs = [(dict(zip(attributes, p[:k])), dict(zip(attributes, p[k:])))
+             for p in report['test_pairs']]
+    accuracy = {a: (report['evaluation'].get(a) or {}).get('accuracy') for a in attributes}
+    return cls(rows, pairs, accuracy)
+
+
+def annotation_summary(grouping: GroupingConfig, evidence: AnnotationEvidence
+                       ) -> Dict[str, object]:
+  """Per side: reals/fakes and how many of them have a predicted grouping attribute;
+  the annotator's precision for each side on the labelled test faces."""
+  group, reference = groupings_lib.groups_of(grouping)
+  names = group.feature_names
+  out: Dict[str, object] = {'attributes': list(names),
+                            'annotator_accuracy': {n: _num(evidence.accuracy.get(n))
+                                                   for n in names}}
+  for side, members in (('group', group), ('reference', reference)):
+    counts = {'name': members.name, 'real': 0, 'fake': 0, 'predicted_real': 0,
+              'predicted_fake': 0}
+    for label, demographics, sources, n in evidence.rows:
+      if not members.contains(demographics):
+        continue
+      cls = 'fake' if label == 1 else 'real'
+      counts[cls] += n
+      if any(sources.get(name) == 'predicted' for name in names):
+        counts[f'predicted_{cls}'] += n
+    out[side] = counts
+  precision = {}
+  for side, members in (('group', group), ('reference', reference)):
+    called = [true for true, predicted in evidence.pairs if members.contains(predicted)]
+    right = sum(members.contains(true) for true in called)
+    precision[side] = right / len(called) if called else None
+    precision[f'n_{side}'] = len(called)
+  out['precision'] = precision
+  return out
+
+
+def _zero_events(metric: str, group: Counts, reference: Counts, labels: Tuple[str, str]) -> str:
+  """Why a ratio compares zero events with zero events ('' when it does not)."""
+  if metric == DISPARATE_IMPACT:
+    events = (group.tp + group.fp, reference.tp + reference.fp)
+    what = 'examples predicted fake'
+  elif metric == DI_REAL:
+    events, what = (group.fp, reference.fp), 'real photos predicted fake'
+  elif metric == DI_FAKE:
+    events, what = (group.tp, reference.tp), 'fakes detected'
+  else:
+    return ''
+  if any(events):
+    return ''
+  return (f'0 {what} in {labels[0]} and 0 in {labels[1]}: the ratio compares nothing '
+          '(0/0 is not evidence of equal treatment)')
+
+
 def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
-                      thresholds: ThresholdsConfig, rng: np.random.Generator
+                      thresholds: ThresholdsConfig, rng: np.random.Generator,
+                      annotation: Optional[AnnotationEvidence] = None
                       ) -> Tuple[Dict[str, object], List[Check]]:
   group, reference, group_label, reference_label = group_counts(slices, grouping)
   n = thresholds.min_group_size
@@ -321,16 +490,24 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
   intervals = bootstrap_intervals(group, reference, thresholds.bootstrap_samples,
                                   thresholds.confidence_level, rng)
   bounds = _bounds(thresholds)
-  checks = [_judge(grouping.name, m, values[m], intervals[m], bounds[m], shortfalls[m], thresholds)
+  annotated = annotation_summary(grouping, annotation) if annotation else None
+  labels = (group_label, reference_label)
+  checks = [_judge(grouping.name, m, values[m], intervals[m], bounds[m], shortfalls[m], thresholds,
+                   _zero_events(m, group, reference, labels), annotated)
             for m in FAIRNESS_METRICS]
   summary = {
       'name': grouping.name, 'feature': grouping.feature,
       'group': _rates(group_label, group, thresholds.confidence_level),
       'reference': _rates(reference_label, reference, thresholds.confidence_level),
   }
-  for m in FAIRNESS_METRICS:
+  for m in REPORTED_METRICS:
     summary[m] = _num(values[m])
     summary[f'{m}_interval'] = intervals[m] and [_num(v) for v in intervals[m]]
+    if m in RATIO_METRICS:
+      summary[f'{m}_zero_events'] = _zero_events(m, group, reference, labels) or None
+  if annotated:
+    summary['annotation'] = annotated
+    summary['rests_on_predicted'] = sorted({c.metric for c in checks if c.rests_on_predicted})
   return summary, checks
 
 
@@ -340,19 +517,25 @@ def verdict_of(statuses: Iterable[str]) -> str:
 
 
 def judge(slices: Dict[SliceKey, Counts], thresholds: ThresholdsConfig,
-          groupings: Optional[Sequence[GroupingConfig]] = None) -> Dict[str, object]:
-  """Evaluates every grouping; the verdict is PASS only if no check fails or lacks evidence."""
+          groupings: Optional[Sequence[GroupingConfig]] = None,
+          annotation: Optional[AnnotationEvidence] = None) -> Dict[str, object]:
+  """Evaluates every grouping; the verdict is PASS only if no check fails or lacks evidence.
+
+  `annotation`: the DemographicAnnotator's evidence, when the evaluated
+  examples may carry predicted demographics (marks and judges those checks).
+  """
   rng = np.random.default_rng(thresholds.bootstrap_seed)
   summaries, checks = [], []
   for grouping in (expand_groupings(thresholds, slices) if groupings is None else groupings):
-    summary, grouping_checks = evaluate_grouping(slices, grouping, thresholds, rng)
+    summary, grouping_checks = evaluate_grouping(slices, grouping, thresholds, rng, annotation)
     summaries.append(summary)
     checks.extend(grouping_checks)
   return {'verdict': verdict_of(c.status for c in checks), 'groupings': summaries,
           'checks': [dataclasses.asdict(c) for c in checks],
           'bounds': _bounds(thresholds), 'min_group_size': thresholds.min_group_size,
           'confidence_level': thresholds.confidence_level, 'judge_on': thresholds.judge_on,
-          'not_measurable': list(thresholds.not_measurable)}
+          'not_measurable': list(thresholds.not_measurable),
+          'annotator_accuracy': annotation.accuracy if annotation else None}
 
 
 def refusals_by_grouping(checks: Sequence[Dict[str, object]]) -> List[Tuple[str, str]]:

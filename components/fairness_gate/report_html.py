@@ -142,7 +142,8 @@ def _fairness_section(report: Dict[str, Any]) -> str:
   metrics = list(_METRIC_TITLES)
   headers = ['grouping', 'group (n real / fake)', 'reference (n real / fake)'] + [
       _METRIC_TITLES[m].split(' (')[0] if m in ('disparate_impact', 'average_odds_difference')
-      else m.replace('_', ' ') for m in metrics]
+      else m.replace('_', ' ') for m in metrics] + [
+          'DI real (FPR ratio)', 'DI fake (TPR ratio)', 'on predicted demographics']
   rows, classes = [], []
   for g in report['groupings']:
     row = [_e(g['name']),
@@ -154,8 +155,15 @@ def _fairness_section(report: Dict[str, Any]) -> str:
     row_classes = ['', '', '']
     for m in metrics:
       check = checks.get((g['name'], m), {})
-      row.append(_fmt(g[m]) + _interval(g.get(f'{m}_interval')))
+      marker = ' *' if check.get('rests_on_predicted') else ''
+      row.append(_fmt(g[m]) + _interval(g.get(f'{m}_interval')) + marker)
       row_classes.append(check.get('status', ''))
+    for m in ('disparate_impact_real', 'disparate_impact_fake'):
+      row.append('0/0' if g.get(f'{m}_zero_events') else
+                 _fmt(g.get(m)) + _interval(g.get(f'{m}_interval')))
+      row_classes.append('')
+    row.append(_predicted_cell(g))
+    row_classes.append('')
     rows.append(row)
     classes.append(row_classes)
   bounds = report['bounds']
@@ -166,7 +174,10 @@ def _fairness_section(report: Dict[str, Any]) -> str:
          f'|FPR gap| &le; {bounds["fpr_gap"][1]:g}, |FNR gap| &le; {bounds["fnr_gap"][1]:g}; '
          f'groups need {report["min_group_size"]} examples of each class a rate uses. '
          'Cell colours: green pass, red fail, orange insufficient evidence, grey declared not '
-         'measurable.</p>',
+         'measurable. * : the value rests on demographics predicted by the DemographicAnnotator '
+         '(last column: predicted reals / fakes on each side, and the annotator\'s precision for '
+         'the group and the reference on labelled test faces). DI real and DI fake are reported, '
+         'not judged: the mixed DI also moves with each group\'s share of fakes.</p>',
          _table(headers, rows, left_columns=3, cell_classes=classes)]
   for m in metrics:
     items = [(g['name'], g[m], g.get(f'{m}_interval'), checks.get((g['name'], m), {}).get('status'))
@@ -174,6 +185,38 @@ def _fairness_section(report: Dict[str, Any]) -> str:
     out.append(_titled_plot(f'{_METRIC_TITLES[m]} against its bounds', items, band=bounds[m],
                             reference=1.0 if m == 'disparate_impact' else 0.0))
   return ''.join(out)
+
+
+def _predicted_cell(g: Dict[str, Any]) -> str:
+  annotation = g.get('annotation')
+  if not annotation:
+    return 'none'
+  group, reference, precision = annotation['group'], annotation['reference'], annotation['precision']
+  if not (group['predicted_real'] + group['predicted_fake'] + reference['predicted_real']
+          + reference['predicted_fake']):
+    return 'none'
+  return (f"group {group['predicted_real']}/{group['predicted_fake']}, reference "
+          f"{reference['predicted_real']}/{reference['predicted_fake']}; precision "
+          f"{_fmt(precision['group'])} (n {precision['n_group']}) / "
+          f"{_fmt(precision['reference'])} (n {precision['n_reference']})")
+
+
+def _annotator_section(report: Dict[str, Any]) -> str:
+  annotator = report.get('annotator')
+  if not annotator:
+    return ''
+  rows = [[_e(a), _fmt(e.get('n')), _fmt(e.get('accuracy')), _fmt(e.get('min_confidence')),
+           _fmt(e.get('coverage')), _fmt(e.get('confident_accuracy'))]
+          for a, e in annotator['evaluation'].items()]
+  small = ''.join(f'<li>{_e(w)}</li>' for w in annotator.get('small_data', []))
+  return (_section_head(
+      'Demographic annotator (what the starred numbers rest on)',
+      f'Accuracy of the predicted demographics on the human-labelled {_e(annotator["test_split"])} '
+      'faces it never trained on; coverage: share of faces whose prediction reaches the '
+      'confidence threshold (the others stay unknown).')
+          + _table(['attribute', 'n', 'accuracy', 'min confidence', 'coverage',
+                    'accuracy when confident'], [[c for c in r] for r in rows])
+          + (f'<ul>{small}</ul>' if small else ''))
 
 
 def _slice_rate_section(report: Dict[str, Any]) -> str:
@@ -238,5 +281,6 @@ def render(report: Dict[str, Any]) -> str:
   return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
           f'<title>Fairness gate: {_e(verdict)}</title><style>{_STYLE}</style></head><body>'
           + ''.join(head) + baseline.render_html(report.get('production'))
-          + _fairness_section(report) + _slice_rate_section(report)
+          + _fairness_section(report) + _annotator_section(report)
+          + _slice_rate_section(report)
           + _quality_section(report) + '</body></html>')

@@ -168,10 +168,13 @@ def annotator_section(annotator: Optional[Dict[str, Any]]) -> Optional[Dict[str,
   """The annotator's accuracy (overall and per group, as its report gives them), or None."""
   if annotator is None:
     return None
-  keep = ('accuracy', 'accuracy_by_feature', 'per_group', 'model', 'evaluated_on', 'notes')
-  section = {k: annotator[k] for k in keep if k in annotator}
-  section['used'] = True
-  return section
+  per_attribute = {
+      attribute: {k: result.get(k) for k in ('accuracy', 'n', 'coverage', 'min_confidence',
+                                              'confident_accuracy')}
+      for attribute, result in (annotator.get('evaluation') or {}).items()}
+  return {'used': True, 'descriptor': annotator.get('descriptor'),
+          'evaluated_on': annotator.get('test_split'), 'accuracy_by_attribute': per_attribute,
+          'small_data': annotator.get('small_data')}
 
 
 def _e(value: Any) -> str:

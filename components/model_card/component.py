@@ -12,7 +12,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import (AnnotatorReport, FairnessReport, IngestReport, ModelCard,
+from components.artifacts import (Annotations, FairnessReport, IngestReport, ModelCard,
                                   ServingCanaryReport)
 from components.config_base import to_json
 from components.model_card import executor
@@ -27,9 +27,9 @@ class ModelCardSpec(types.ComponentSpec):
       'canary_report': component_spec.ChannelParameter(type=ServingCanaryReport),
       'pushed_model': component_spec.ChannelParameter(type=standard_artifacts.PushedModel),
       'ingest_report': component_spec.ChannelParameter(type=IngestReport, optional=True),
-      # ANNOTATOR HOOK (issue 11 adds a DemographicAnnotator in parallel): wire its report
-      # here when it exists; the card then shows the annotator's accuracy (executor.py).
-      'annotator_report': component_spec.ChannelParameter(type=AnnotatorReport, optional=True),
+      # The DemographicAnnotator's output: the card shows its accuracy beside the checks
+      # that rest on predicted demographics.
+      'annotations': component_spec.ChannelParameter(type=Annotations, optional=True),
   }
   OUTPUTS = {'model_card': component_spec.ChannelParameter(type=ModelCard)}
 
@@ -43,9 +43,9 @@ class ModelCardGen(base_component.BaseComponent):
   def __init__(self, model: types.BaseChannel, fairness_report: types.BaseChannel,
                canary_report: types.BaseChannel, pushed_model: types.BaseChannel,
                config: ModelCardConfig, ingest_report: Optional[types.BaseChannel] = None,
-               annotator_report: Optional[types.BaseChannel] = None):
+               annotations: Optional[types.BaseChannel] = None):
     super().__init__(spec=ModelCardSpec(
         model=model, fairness_report=fairness_report, canary_report=canary_report,
         pushed_model=pushed_model, ingest_report=ingest_report,
-        annotator_report=annotator_report, config=to_json(config),
+        annotations=annotations, config=to_json(config),
         model_card=types.Channel(type=ModelCard)))

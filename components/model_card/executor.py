@@ -63,7 +63,7 @@ class Executor(base_executor.BaseExecutor):
       pushed['version'] = pushed_model.get_string_custom_property('pushed_version')
     card = card_lib.build_card(config, model.uri, report, canary, pushed,
                                ingest=_optional_report(input_dict, 'ingest_report'),
-                               annotator=_optional_report(input_dict, 'annotator_report'))
+                               annotator=_optional_report(input_dict, 'annotations'))
     artifact = artifact_utils.get_single_instance(output_dict['model_card'])
     write_card(card, artifact.uri)
     if pushed['pushed']:

@@ -43,6 +43,10 @@ def register(subparsers) -> None:
   p.add_argument('--out', required=True, help='output folder for the reports')
   p.add_argument('--split', default='test',
                  help='split to evaluate when --examples is a config YAML (default: %(default)s)')
+  p.add_argument('--annotations',
+                 help="the DemographicAnnotator's output folder (report.json) when the examples "
+                 'carry predicted demographics: checks resting on them are marked and held to '
+                 'min_annotator_precision (without it they are judged as if human-labelled)')
   p.add_argument('--beam-arg', action='append', dest='beam_args', metavar='ARG',
                  help='Beam pipeline argument, repeatable, written with "=" '
                  '(--beam-arg=--direct_num_workers=2); default: ' + ' '.join(DEFAULT_BEAM_ARGS))
@@ -60,7 +64,14 @@ def _run(args) -> int:
   except (BadInput, config_lib.ConfigError) as e:
     print(f'fakefaces gate: bad input: {e}', file=sys.stderr)
     return EXIT_INSUFFICIENT_OR_BAD_INPUT
-  report = run_gate(args.model, pattern, thresholds, args.out, beam_args)
+  annotation_report = None
+  if args.annotations:
+    from components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
+    annotation_report = evaluation.load_annotation_report(args.annotations)
+    if annotation_report is None:
+      print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
+      return EXIT_INSUFFICIENT_OR_BAD_INPUT
+  report = run_gate(args.model, pattern, thresholds, args.out, beam_args, annotation_report)
   from components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
   print(evaluation.format_summary(report))
   print(f"  reports: {os.path.join(args.out, evaluation.REPORT_JSON)}, "
@@ -145,7 +156,8 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
                           beam_args)
 
 
-def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, beam_args):
+def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, beam_args,
+             annotation_report=None):
   """Evaluates with TFMA, judges, writes the reports; returns the report dict."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
@@ -158,6 +170,7 @@ def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, be
       output_path=evaluation_dir, pipeline_options=PipelineOptions(list(beam_args)))
   report = evaluation.build_report(evaluation_dir, thresholds,
                                    evaluator_blessed=evaluation.validation_ok(evaluation_dir),
-                                   model_uri=os.path.abspath(model_dir))
+                                   model_uri=os.path.abspath(model_dir),
+                                   annotation_report=annotation_report)
   evaluation.write_report(report, out_dir)
   return report

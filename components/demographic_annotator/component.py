@@ -1,0 +1,37 @@
+"""DemographicAnnotator: predicts missing gender/race/age so fairness can be measured.
+
+Sits between FaceExampleGen and the statistics/validation chain; everything
+downstream reads its `examples`.
+"""
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import component_spec, standard_artifacts
+
+from components.artifacts import Annotations
+from components.config_base import to_json
+from components.demographic_annotator import executor
+from components.demographic_annotator.config import AnnotatorConfig, validate
+
+
+class DemographicAnnotatorSpec(types.ComponentSpec):
+  PARAMETERS = {'annotator_config': component_spec.ExecutionParameter(type=str)}
+  INPUTS = {'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples)}
+  OUTPUTS = {
+      'annotated_examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      'annotations': component_spec.ChannelParameter(type=Annotations),
+  }
+
+
+class DemographicAnnotator(base_component.BaseComponent):
+  """Fills demographics a face lacks (never a human label) and reports the annotator's accuracy."""
+
+  SPEC_CLASS = DemographicAnnotatorSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, examples: types.BaseChannel, annotator_config: AnnotatorConfig):
+    validate(annotator_config)  # fail when the pipeline is built, not an hour later
+    super().__init__(spec=DemographicAnnotatorSpec(
+        examples=examples, annotator_config=to_json(annotator_config),
+        annotated_examples=types.Channel(type=standard_artifacts.Examples),
+        annotations=types.Channel(type=Annotations)))

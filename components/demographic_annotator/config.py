@@ -1,0 +1,52 @@
+"""The DemographicAnnotator's configuration (`annotator:` in the pipeline config)."""
+
+import dataclasses
+
+from components import features
+from components.config_base import ConfigError
+
+
+@dataclasses.dataclass
+class AnnotatorConfig:
+  """How gender, race and age are predicted for faces that carry no human label.
+
+  A prediction below its attribute's `min_confidence_*` stays 'unknown'. The
+  defaults were chosen on FairFace val (the labelled test split, never trained
+  on; numbers in the README): race and age have 7 and 9 classes, so their top
+  probabilities are lower than gender's.
+  """
+  enabled: bool = True  # False: pass the examples through, marking sources, predicting nothing
+  min_confidence_gender: float = 0.8
+  min_confidence_race: float = 0.5
+  min_confidence_age: float = 0.4
+  # A class needs this many human-labelled train faces to be learned; rarer classes
+  # are never predicted and the report names them.
+  min_train_per_class: int = 10
+  # Inverse regularisation strength of the multinomial logistic regression on the
+  # standardised 128-d dlib descriptors.
+  regularization_c: float = 1.0
+  train_split: str = features.TRAIN  # the classifiers learn from the human labels of this split
+  test_split: str = features.TEST  # accuracy is measured on this split's human labels
+  progress_interval_seconds: float = 60.0
+
+  def min_confidence(self, attribute: str) -> float:
+    return getattr(self, f'min_confidence_{attribute}')
+
+
+def validate(config: AnnotatorConfig, where: str = 'annotator') -> None:
+  """Raises ConfigError naming the field."""
+  for attribute in features.DEMOGRAPHIC_FEATURES:
+    value = config.min_confidence(attribute)
+    if not 0.0 <= value <= 1.0:
+      raise ConfigError(f'{where}.min_confidence_{attribute} must be in [0, 1], got {value}')
+  if config.min_train_per_class < 1:
+    raise ConfigError(f'{where}.min_train_per_class must be >= 1, got {config.min_train_per_class}')
+  if config.regularization_c <= 0:
+    raise ConfigError(f'{where}.regularization_c must be > 0, got {config.regularization_c}')
+  for name in ('train_split', 'test_split'):
+    if getattr(config, name) not in features.SPLITS:
+      raise ConfigError(f'{where}.{name} must be one of {list(features.SPLITS)}, '
+                        f'got {getattr(config, name)!r}')
+  if config.train_split == config.test_split:
+    raise ConfigError(f'{where}.test_split must differ from train_split ({config.train_split!r}): '
+                      'accuracy is measured on faces the classifiers never saw')

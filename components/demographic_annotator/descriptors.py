@@ -1,0 +1,54 @@
+"""dlib's 128-d face descriptor of an aligned crop, without detecting the face again.
+
+FaceExampleGen writes FFHQ-style crops, so the face sits at a known place:
+`align.ALIGNED_FACE_BOX` (the median HOG box on aligned crops). The 5-point
+shape predictor runs on that fixed box and `compute_face_descriptor` on the
+resulting landmarks. Measured on 60 aligned 128 px faces (2 shared cores):
+the fixed box gave descriptors 0.04 (median, max 0.11) from those after a HOG
+re-detection, far below the 0.6 dlib uses to tell people apart, at the same
+cost (~113 CPU-ms per face either way, almost all of it the ResNet); the fixed
+box also never fails, where a re-detection can. The 5-point model (dlib's own
+data, no iBUG 300-W licence restriction) moved descriptors 0.12 from the
+68-point model's, and is what dlib pairs with the ResNet model.
+
+Models come from the `face_recognition_models` package: nothing is downloaded.
+"""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from components.face_example_gen import align
+
+DESCRIPTOR_SIZE = 128
+
+
+class FaceDescriber:
+  """Loads the models once; `describe(jpeg_or_png_bytes)` returns a (128,) float32 vector."""
+
+  def __init__(self):
+    import dlib  # pylint: disable=g-import-not-at-top
+    import face_recognition_models  # pylint: disable=g-import-not-at-top
+    self._rectangle = dlib.rectangle
+    self._shape = dlib.shape_predictor(
+        face_recognition_models.pose_predictor_five_point_model_location())
+    self._resnet = dlib.face_recognition_model_v1(
+        face_recognition_models.face_recognition_model_location())
+
+  def describe_pixels(self, rgb: np.ndarray) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    left, top, right, bottom = align.ALIGNED_FACE_BOX
+    box = self._rectangle(round(left * width), round(top * height), round(right * width),
+                          round(bottom * height))
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return np.asarray(self._resnet.compute_face_descriptor(rgb, self._shape(rgb, box)),
+                      dtype=np.float32)
+
+  def describe(self, encoded: bytes) -> np.ndarray:
+    """Raises ValueError for bytes that are not an image."""
+    try:
+      image = Image.open(io.BytesIO(encoded)).convert('RGB')
+    except Exception as e:  # pylint: disable=broad-except  (PIL raises many types)
+      raise ValueError(f'not a decodable image: {type(e).__name__}: {e}') from e
+    return self.describe_pixels(np.asarray(image))

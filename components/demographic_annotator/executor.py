@@ -1,0 +1,270 @@
+"""DemographicAnnotator executor: fills missing gender/race/age from face descriptors.
+
+In process, in two passes over the examples: (1) the dlib descriptor of every
+face that needs one (faces lacking a demographic, and the human-labelled faces
+of the train and test splits), then classifiers trained on the train split's
+human labels and scored on the test split's; (2) every split rewritten with
+the missing demographics filled (when confident), per-attribute confidences and
+`demographics_source`. A face whose image cannot be described keeps 'unknown'
+and is counted in the report; it never stops the run.
+
+Outputs: the annotated Examples (same splits), and the Annotations artifact:
+report.json (accuracy and confusion per attribute on the test split, what was
+filled, the test split's demographics by source for the FairnessGate),
+classifiers.pkl (the fitted scikit-learn pipelines, reusable by later runs and
+by `fakefaces label`) and predictions.csv (every face's proposal).
+"""
+
+import collections
+import csv
+import json
+import os
+import pickle
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+
+from components import features
+from components.config_base import from_json, to_json
+from components.demographic_annotator import annotate, descriptors
+from components.demographic_annotator.config import AnnotatorConfig, validate
+
+REPORT_FILE, CLASSIFIERS_FILE = 'report.json', 'classifiers.pkl'
+PREDICTIONS_FILE = 'predictions.csv'
+TFRECORD_NAME = 'data_tfrecord-00000-of-00001.gz'
+ATTRIBUTES = annotate.ATTRIBUTES
+PREDICTION_COLUMNS = (['image_id', 'split', 'label', 'demographics_source'] +
+                      [f'{a}_{k}' for a in ATTRIBUTES for k in ('value', 'source', 'proposal',
+                                                               'confidence')])
+
+
+def _split_files(uri: str, split: str) -> List[str]:
+  files = sorted(tf.io.gfile.glob(os.path.join(uri, f'Split-{split}', '*')))
+  if not files:
+    raise ValueError(f'DemographicAnnotator: split {split!r} has no files under '
+                     f'{os.path.join(uri, f"Split-{split}")}')
+  return files
+
+
+def _records(files: List[str]):
+  for record in tf.data.TFRecordDataset(files, compression_type='GZIP' if files[0].endswith(
+      '.gz') else ''):
+    yield record.numpy()
+
+
+class _Progress:
+
+  def __init__(self, what: str, interval: float):
+    self._what, self._interval = what, interval
+    self._start = self._last = time.monotonic()
+    self.done = 0
+
+  def tick(self):
+    self.done += 1
+    now = time.monotonic()
+    if now - self._last >= self._interval:
+      self._last = now
+      logging.info('DemographicAnnotator: %s %d faces in %.0fs (%.1f/s)', self._what, self.done,
+                   now - self._start, self.done / max(now - self._start, 1e-9))
+
+
+def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
+                      annotations_uri: str, config: AnnotatorConfig) -> Dict[str, Any]:
+  """Both passes; writes the outputs and returns the report."""
+  validate(config)
+  started = time.monotonic()
+  describer = descriptors.FaceDescriber() if config.enabled else None
+  rows: Dict[str, List[Dict[str, Any]]] = {}
+  vectors: Dict[str, np.ndarray] = {}
+  describe_failures: List[Dict[str, str]] = []
+  progress = _Progress('described', config.progress_interval_seconds)
+  files = {split: _split_files(input_uri, split) for split in split_names}
+  # Pass 1: descriptors where they are needed.
+  for split in split_names:
+    split_rows, split_vectors = [], []
+    for serialized in _records(files[split]):
+      example = tf.train.Example.FromString(serialized)
+      human = annotate.human_labels(example)
+      row = {'image_id': annotate.string_feature(example, features.IMAGE_ID),
+             'label': int(example.features.feature[features.LABEL].int64_list.value[0])
+                      if example.features.feature[features.LABEL].int64_list.value else -1,
+             'human': human, 'described': False}
+      needed = describer is not None and (
+          features.UNKNOWN in human.values() or
+          (split in (config.train_split, config.test_split) and
+           any(v != features.UNKNOWN for v in human.values())))
+      vector = np.full(descriptors.DESCRIPTOR_SIZE, np.nan, dtype=np.float32)
+      if needed:
+        try:
+          image = example.features.feature[features.IMAGE].bytes_list.value[0]
+          vector = describer.describe(image)
+          row['described'] = True
+        except Exception as e:  # pylint: disable=broad-except  (one bad face never stops a run)
+          describe_failures.append({'image_id': row['image_id'], 'split': split,
+                                    'reason': f'{type(e).__name__}: {e}'})
+        progress.tick()
+      split_rows.append(row)
+      split_vectors.append(vector)
+    rows[split] = split_rows
+    vectors[split] = (np.stack(split_vectors) if split_vectors else
+                      np.zeros((0, descriptors.DESCRIPTOR_SIZE), np.float32))
+  describe_seconds = time.monotonic() - started
+
+  # Train on the train split's human labels, score the test split's.
+  def labelled(split):
+    keep = np.array([r['described'] for r in rows.get(split, [])], dtype=bool)
+    return keep, {a: [r['human'][a] for r, k in zip(rows.get(split, []), keep) if k]
+                  for a in ATTRIBUTES}
+
+  train_keep, train_labels = labelled(config.train_split)
+  classifiers, training = (annotate.train(vectors[config.train_split][train_keep], train_labels,
+                                          config.min_train_per_class, config.regularization_c)
+                           if config.enabled and config.train_split in rows else
+                           ({a: None for a in ATTRIBUTES},
+                            {a: {'not_trained': 'annotator disabled or no train split'}
+                             for a in ATTRIBUTES}))
+  predictions = {}
+  for split in split_names:
+    keep = np.array([r['described'] for r in rows[split]], dtype=bool)
+    predicted = annotate.predict(classifiers, vectors[split][keep])
+    per_row = [dict() for _ in rows[split]]
+    for attribute, (values, confidences) in predicted.items():
+      for i, value, confidence in zip(np.flatnonzero(keep), values, confidences):
+        per_row[i][attribute] = (value, float(confidence))
+    predictions[split] = per_row
+  thresholds = {a: config.min_confidence(a) for a in ATTRIBUTES}
+  evaluation, test_pairs = {}, []
+  if config.test_split in rows:
+    test_rows, test_predictions = rows[config.test_split], predictions[config.test_split]
+    scored = [(r, p) for r, p in zip(test_rows, test_predictions) if p]
+    for attribute in ATTRIBUTES:
+      evaluation[attribute] = annotate.evaluate(
+          [r['human'][attribute] for r, _ in scored],
+          [p.get(attribute, (features.UNKNOWN, 0.0))[0] for _, p in scored],
+          [p.get(attribute, (features.UNKNOWN, 0.0))[1] for _, p in scored],
+          thresholds[attribute], features.VOCABULARIES[attribute])
+    # (human, thresholded prediction) per labelled test face: the FairnessGate measures
+    # from these how often a face predicted into a group really belongs to it.
+    for r, p in scored:
+      if all(v != features.UNKNOWN for v in r['human'].values()):
+        test_pairs.append([r['human'][a] for a in ATTRIBUTES] +
+                          [annotate.thresholded(*p.get(a, (features.UNKNOWN, 0.0)),
+                                                thresholds[a]) for a in ATTRIBUTES])
+
+  # Pass 2: rewrite every split.
+  filled = collections.Counter()
+  evaluated = collections.Counter()
+  prediction_rows = []
+  for split in split_names:
+    split_dir = os.path.join(output_uri, f'Split-{split}')
+    tf.io.gfile.makedirs(split_dir)
+    options = tf.io.TFRecordOptions(compression_type='GZIP')
+    with tf.io.TFRecordWriter(os.path.join(split_dir, TFRECORD_NAME), options) as writer:
+      for i, serialized in enumerate(_records(files[split])):
+        example = tf.train.Example.FromString(serialized)
+        proposal = predictions[split][i]
+        example, sources = annotate.annotate_example(example, proposal, thresholds)
+        writer.write(example.SerializeToString())
+        values = annotate.human_labels(example)
+        row = rows[split][i]
+        for attribute in ATTRIBUTES:
+          filled[(split, attribute, sources[attribute])] += 1
+        if split == config.test_split:
+          evaluated[(row['label'],) + tuple(values[a] for a in ATTRIBUTES) +
+                    tuple(sources[a] for a in ATTRIBUTES)] += 1
+        csv_row = {'image_id': row['image_id'], 'split': split, 'label': row['label'],
+                   'demographics_source': annotate.overall_source(sources)}
+        for attribute in ATTRIBUTES:
+          value, confidence = proposal.get(attribute, (features.UNKNOWN, 0.0))
+          csv_row.update({f'{attribute}_value': values[attribute],
+                          f'{attribute}_source': sources[attribute],
+                          f'{attribute}_proposal': value,
+                          f'{attribute}_confidence': f'{confidence:.4f}'})
+        prediction_rows.append(csv_row)
+
+  report = {
+      'config': json.loads(to_json(config)),
+      'descriptor': 'dlib_face_recognition_resnet_model_v1 on the 5-point shape of the fixed '
+                    'aligned-face box (components/demographic_annotator/descriptors.py)',
+      'faces_described': progress.done,
+      'describe_seconds': round(describe_seconds, 1),
+      'faces_per_second': round(progress.done / describe_seconds, 2) if describe_seconds else None,
+      'describe_failures': describe_failures,
+      'training': training,
+      'test_split': config.test_split,
+      'evaluation': evaluation,
+      'small_data': annotate.small_class_warnings(training, evaluation),
+      'filled': {split: {attribute: {s: filled[(split, attribute, s)]
+                                     for s in features.DEMOGRAPHICS_SOURCES}
+                         for attribute in ATTRIBUTES} for split in split_names},
+      # The FairnessGate's evidence: who is in each group of the test split, by source.
+      'test_pairs_columns': [f'true_{a}' for a in ATTRIBUTES] + [f'predicted_{a}'
+                                                                 for a in ATTRIBUTES],
+      'test_pairs': test_pairs,
+      'evaluated_columns': ['label'] + list(ATTRIBUTES) + [f'{a}_source' for a in ATTRIBUTES] +
+                           ['count'],
+      'evaluated': [list(key) + [n] for key, n in sorted(evaluated.items())],
+  }
+  write_outputs(annotations_uri, report, classifiers, prediction_rows)
+  for attribute, result in evaluation.items():
+    logging.info('DemographicAnnotator: %s accuracy %s on %d labelled %s faces (coverage %s at '
+                 'confidence >= %s, accuracy there %s)', attribute, result['accuracy'],
+                 result['n'], config.test_split, result['coverage'], result['min_confidence'],
+                 result['confident_accuracy'])
+  return report
+
+
+def write_outputs(uri: str, report: Dict[str, Any], classifiers: Dict[str, Any],
+                  prediction_rows: List[Dict[str, Any]]) -> None:
+  tf.io.gfile.makedirs(uri)
+  with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE), 'w') as f:
+    json.dump(report, f, indent=2, allow_nan=False)
+  import sklearn  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(os.path.join(uri, CLASSIFIERS_FILE), 'wb') as f:
+    pickle.dump({'sklearn_version': sklearn.__version__, 'classifiers': classifiers}, f)
+  with tf.io.gfile.GFile(os.path.join(uri, PREDICTIONS_FILE), 'w') as f:
+    writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
+    writer.writeheader()
+    writer.writerows(prediction_rows)
+
+
+def load_report(uri: str) -> Optional[Dict[str, Any]]:
+  path = os.path.join(uri, REPORT_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+class Executor(base_executor.BaseExecutor):
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    config = from_json(AnnotatorConfig, exec_properties['annotator_config'], 'annotator')
+    examples_in = artifact_utils.get_single_instance(input_dict['examples'])
+    examples_out = artifact_utils.get_single_instance(output_dict['annotated_examples'])
+    annotations = artifact_utils.get_single_instance(output_dict['annotations'])
+    split_names = artifact_utils.decode_split_names(examples_in.split_names)
+    examples_out.split_names = examples_in.split_names
+    examples_utils.set_payload_format(examples_out, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples_out, 'tfrecords_gzip')
+    annotate_examples(examples_in.uri, split_names, examples_out.uri, annotations.uri, config)
+
+
+def run_standalone(examples_dir: str, output_dir: str, config: AnnotatorConfig,
+                   split_names: Optional[List[str]] = None) -> Dict[str, Any]:
+  """The executor outside a pipeline (tests, benchmarks, `ingest`-then-annotate runs).
+
+  Reads `<examples_dir>/Split-*/`, writes `<output_dir>/examples/Split-*/` and
+  `<output_dir>/annotations/`; returns the report.
+  """
+  split_names = split_names or [s for s in features.SPLITS
+                                if tf.io.gfile.isdir(os.path.join(examples_dir, f'Split-{s}'))]
+  return annotate_examples(examples_dir, split_names, os.path.join(output_dir, 'examples'),
+                           os.path.join(output_dir, 'annotations'), config)
