@@ -45,6 +45,6 @@ COPY serving ./serving
 COPY kubeflow ./kubeflow
 COPY schema ./schema
 RUN python -m pip install --no-deps -e . && \
-    python -c "import components.face_example_gen.executor, components.trainer.module, fairness_indicators.fairness_indicators_metrics"
+    python -c "import fakefaces.components.face_example_gen.executor, fakefaces.components.trainer.module, fairness_indicators.fairness_indicators_metrics"
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

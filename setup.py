@@ -24,5 +24,5 @@ setup(
         'Pillow',
         'PyYAML',
     ],
-    entry_points={'console_scripts': ['fakefaces=pipeline.cli:main']},
+    entry_points={'console_scripts': ['fakefaces=fakefaces.pipeline.cli:main']},
 )

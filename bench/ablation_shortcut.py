@@ -2,7 +2,7 @@
 
 Protocol (fast, stated in the README table): the shared data is ingested ONCE
 by the pipeline's own FaceExampleGen (dlib HOG alignment, 128 px, 2,000 inputs
-per source: `python -m pipeline.cli ingest --config bench/ablation_ingest.yaml
+per source: `python -m fakefaces.pipeline.cli ingest --config bench/ablation_ingest.yaml
 --out runs/ablation/ingest`), and every row reuses those TFRecords:
 
   baseline      as ingested; every source trained on
@@ -54,15 +54,15 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn import metrics as sk_metrics  # noqa: E402
 
-from components import features  # noqa: E402
-from components.data_gate import shortcut  # noqa: E402
-from components.data_gate.config import SourceShortcutConfig  # noqa: E402
-from components.face_example_gen import treatment  # noqa: E402
-from components.face_example_gen.config import IngestConfig  # noqa: E402
-from components.fairness_gate import fairness  # noqa: E402
-from components.fairness_gate.config import load_thresholds  # noqa: E402
-from components.trainer import data, mitigation, training  # noqa: E402
-from components.trainer.config import TrainConfig  # noqa: E402
+from fakefaces.components import features  # noqa: E402
+from fakefaces.components.data_gate import shortcut  # noqa: E402
+from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: E402
+from fakefaces.components.face_example_gen import treatment  # noqa: E402
+from fakefaces.components.face_example_gen.config import IngestConfig  # noqa: E402
+from fakefaces.components.fairness_gate import fairness  # noqa: E402
+from fakefaces.components.fairness_gate.config import load_thresholds  # noqa: E402
+from fakefaces.components.trainer import data, mitigation, training  # noqa: E402
+from fakefaces.components.trainer.config import TrainConfig  # noqa: E402
 
 FAIRFACE, GAN = 'fairface', 'gan_faces'
 TREATMENT = dict(crop_fraction=0.5, resample_size=64, shared_jpeg_quality=75)

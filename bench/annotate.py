@@ -24,13 +24,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np  # noqa: E402
 
-from components import features  # noqa: E402
-from components.demographic_annotator import annotate, descriptors  # noqa: E402
-from components.face_example_gen import executor, sources  # noqa: E402
-from pipeline.config import IngestConfig, SourceConfig  # noqa: E402
+from fakefaces.components import features  # noqa: E402
+from fakefaces.components.demographic_annotator import annotate, descriptors  # noqa: E402
+from fakefaces.components.face_example_gen import executor, sources  # noqa: E402
+from fakefaces.pipeline.config import IngestConfig, SourceConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'annotate.json')

@@ -26,16 +26,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_data_validation as tfdv  # noqa: E402
 
-from components import features  # noqa: E402
-from components.data_gate import coverage, examples_io, executor  # noqa: E402
-from components.data_gate.component import statistics_options  # noqa: E402
-from pipeline import demo_models  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
+from fakefaces.components import features  # noqa: E402
+from fakefaces.components.data_gate import coverage, examples_io, executor  # noqa: E402
+from fakefaces.components.data_gate.component import statistics_options  # noqa: E402
+from fakefaces.pipeline import demo_models  # noqa: E402
+from fakefaces.pipeline import config as config_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'data_gate.json')

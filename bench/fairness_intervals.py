@@ -25,12 +25,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-from components.fairness_gate import evaluation  # noqa: E402
-from pipeline import demo_models  # noqa: E402
-from pipeline import config as config_lib  # noqa: E402
-from pipeline.commands import gate  # noqa: E402
+from fakefaces.components.fairness_gate import evaluation  # noqa: E402
+from fakefaces.pipeline import demo_models  # noqa: E402
+from fakefaces.pipeline import config as config_lib  # noqa: E402
+from fakefaces.pipeline.commands import gate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'fairness_intervals.json')

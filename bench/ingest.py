@@ -33,12 +33,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from absl import logging  # noqa: E402
 
-from components.face_example_gen import align, executor  # noqa: E402
-from pipeline.beam_workers import direct_runner_args  # noqa: E402
-from pipeline.config import IngestConfig, SourceConfig  # noqa: E402
+from fakefaces.components.face_example_gen import align, executor  # noqa: E402
+from fakefaces.pipeline.beam_workers import direct_runner_args  # noqa: E402
+from fakefaces.pipeline.config import IngestConfig, SourceConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'ingest.json')
@@ -60,7 +60,7 @@ def sample_config(data: str, images: int, detector: str, output_size: int,
     srcs = [SourceConfig('fairface', fairface), SourceConfig('kaggle140k', gan, 'gan_faces')]
     per_source = (images + 1) // 2
   else:
-    from pipeline import demo_data  # pylint: disable=g-import-not-at-top
+    from fakefaces.pipeline import demo_data  # pylint: disable=g-import-not-at-top
     manifest = demo_data.generate(os.path.join(work_dir, 'generated'), num_images=images, seed=0)
     srcs, per_source = [SourceConfig('manifest', manifest, 'generated')], images
   return IngestConfig(sources=srcs, align='dlib', detector=detector, output_size=output_size,

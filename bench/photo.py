@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-import pipeline  # noqa: E402,F401
+import fakefaces.pipeline  # noqa: E402,F401
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'photo.json')
 STAGES = ('decode', 'detect', 'align', 'score', 'explain', 'model')
@@ -47,11 +47,11 @@ def main() -> int:
   args = parser.parse_args()
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
-  from components import serving_contract as contract
-  from components.face_example_gen import faces
-  from components.trainer import export, model as model_lib
-  from serving import client as client_lib
-  from serving import testing
+  from fakefaces.components import serving_contract as contract
+  from fakefaces.components.face_example_gen import faces
+  from fakefaces.components.trainer import export, model as model_lib
+  from fakefaces.serving import client as client_lib
+  from fakefaces.serving import testing
   # pylint: enable=g-import-not-at-top
   paths = sorted(glob.glob(os.path.join(args.data, 'fairface', 'val', '*.jpg')))[:args.photos]
   if not paths:

@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from components import serving_contract as contract  # noqa: E402
-from pipeline.config import TrainConfig  # noqa: E402
-from serving import testing  # noqa: E402
+from fakefaces.components import serving_contract as contract  # noqa: E402
+from fakefaces.pipeline.config import TrainConfig  # noqa: E402
+from fakefaces.serving import testing  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'serve.json')
 

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import pipeline  # noqa: E402,F401  (Keras environment first)
+import fakefaces.pipeline  # noqa: E402,F401  (Keras environment first)
 
 
 def main() -> int:
@@ -47,16 +47,16 @@ def main() -> int:
   # pylint: disable=g-import-not-at-top
   import numpy as np
   import tensorflow as tf
-  from components import features
-  from components import serving_contract as contract
-  from components.face_example_gen import executor
-  from components.face_example_gen.config import IngestConfig, SourceConfig
-  from components.face_example_gen.faces import FacePreparation
-  from components.trainer import data as data_lib
-  from components.trainer import export, training
-  from components.trainer.config import TrainConfig
-  from pipeline import cli
-  from serving import testing
+  from fakefaces.components import features
+  from fakefaces.components import serving_contract as contract
+  from fakefaces.components.face_example_gen import executor
+  from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
+  from fakefaces.components.face_example_gen.faces import FacePreparation
+  from fakefaces.components.trainer import data as data_lib
+  from fakefaces.components.trainer import export, training
+  from fakefaces.components.trainer.config import TrainConfig
+  from fakefaces.pipeline import cli
+  from fakefaces.serving import testing
   # pylint: enable=g-import-not-at-top
   work = args.work or tempfile.mkdtemp(prefix='skew-')
   started = time.time()
@@ -95,7 +95,7 @@ def main() -> int:
     p = float(from_examples(examples=tf.constant([record.numpy()]))[contract.PROBABILITY_KEY][0])
     evaluator[image_id] = (label, p)
   # Raw files of those images, from the ingestion's own listing.
-  from components.face_example_gen import sources  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.face_example_gen import sources  # pylint: disable=g-import-not-at-top
   paths = {r.image_id: r.path for r in sources.list_inputs(ingest) if r.image_id in evaluator}
   ids = sorted(paths)
 

@@ -22,7 +22,7 @@ Part 2 (`--compare-inputs`): both pipelines feed the same VGG10 (128x128
 grayscale by default) the same JPEGs:
 
 * `tf.data`: gzipped TFRecords of tf.Examples (as FaceExampleGen writes them)
-  through `components.trainer.data.tfrecord_dataset` (parallel decode, flip,
+  through `fakefaces.components.trainer.data.tfrecord_dataset` (parallel decode, flip,
   shuffle, prefetch);
 * `ImageDataGenerator`: `flow_from_directory` over `<dir>/{real,fake}/*.jpg`
   with rescale and horizontal_flip, as in the paper's Keras code.
@@ -55,11 +55,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from components import features  # noqa: E402
-from components.face_example_gen import executor, sources  # noqa: E402
-from components.trainer import data, model, preprocess  # noqa: E402
-from pipeline import demo_records  # noqa: E402
-from pipeline.config import TrainConfig  # noqa: E402
+from fakefaces.components import features  # noqa: E402
+from fakefaces.components.face_example_gen import executor, sources  # noqa: E402
+from fakefaces.components.trainer import data, model, preprocess  # noqa: E402
+from fakefaces.pipeline import demo_records  # noqa: E402
+from fakefaces.pipeline.config import TrainConfig  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'train.json')
 TF_DATA, IMAGE_DATA_GENERATOR = 'tf.data (TFRecords)', 'ImageDataGenerator (JPEG folders)'
@@ -223,7 +223,7 @@ def _median_seconds(fn, reps: int, warmup: int = 2):
 
 def largest_conv(net):
   """(input shape without batch, kernel size, filters) of the Conv2D with the most FLOPs."""
-  from components.trainer import flops  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.trainer import flops  # pylint: disable=g-import-not-at-top
   convs = [l for l in net.layers if isinstance(l, keras.layers.Conv2D)]
   layer = max(convs, key=lambda l: (flops.layer_forward_flops(l), l.input_shape[1]))
   return tuple(layer.input_shape[1:]), tuple(layer.kernel_size), layer.filters, layer.name
@@ -241,7 +241,7 @@ class _StepTimes(keras.callbacks.Callback):
 
 def measure_variant(spec) -> dict:
   """Runs in a fresh process: the peak and training at one setting; returns a result row."""
-  from components.trainer import flops  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.trainer import flops  # pylint: disable=g-import-not-at-top
   if spec['intra']:
     tf.config.threading.set_intra_op_parallelism_threads(
         os.cpu_count() if spec['intra'] < 0 else spec['intra'])

@@ -16,8 +16,8 @@ import dataclasses
 import itertools
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple, TypeVar
 
-from components import features
-from components.config_base import ConfigError
+from fakefaces.components import features
+from fakefaces.components.config_base import ConfigError
 
 CROSS = ' x '
 REST = 'rest'

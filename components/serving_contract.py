@@ -16,7 +16,7 @@ ServingCanary read the names from here and never spell them out themselves.
                       -> parameters [batch] string: JSON of the face preparation the
                          model was trained with (one copy per query element)
 
-Clients prepare photos with `components.face_example_gen.faces` using the
+Clients prepare photos with `fakefaces.components.face_example_gen.faces` using the
 parameters `face_preparation` returns, so a served model is always fed the
 crops it learned from.
 """
@@ -24,7 +24,7 @@ crops it learned from.
 import dataclasses
 from typing import Dict, Tuple
 
-from components import features
+from fakefaces.components import features
 
 # Signature names.
 SERVING_SIGNATURE = 'serving_default'

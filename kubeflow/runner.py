@@ -1,6 +1,6 @@
 """Compiles the fakefaces pipeline for Kubeflow Pipelines (KFP v2 / Vertex AI Pipelines).
 
-The same `pipeline.pipeline.create_pipeline` the local runner uses is compiled
+The same `fakefaces.pipeline.pipeline.create_pipeline` the local runner uses is compiled
 with TFX's `KubeflowV2DagRunner` into a PipelineJob JSON. Every component runs
 in one container image (./Dockerfile) that has this project installed, so the
 custom executors (`components.*.executor.Executor`) and the Trainer's
@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from pipeline import config as config_lib
+from fakefaces.pipeline import config as config_lib
 
 # Components whose Beam work grows with the dataset; they get
 # `KubeflowConfig.data_beam_pipeline_args` (a distributed runner) on top of the
@@ -129,7 +129,7 @@ def worker_image_args(args: Sequence[str], image: str) -> List[str]:
   """`args`, plus the options that make a distributed runner's workers use `image`.
 
   The default worker images of Dataflow, Flink and Spark have Beam but not this
-  project, so the executors' DoFns (components.face_example_gen...) would fail
+  project, so the executors' DoFns (fakefaces.components.face_example_gen...) would fail
   to unpickle there. Options the user already set are left alone.
   """
   args = list(args)
@@ -190,7 +190,7 @@ def apply_cluster_settings(tfx_pipeline, kubeflow: config_lib.KubeflowConfig) ->
 def build_cluster_pipeline(config: config_lib.PipelineConfig, allow_local_paths: bool = False,
                            input_fingerprint: str = ''):
   """(the TFX pipeline for the cluster, the config it was built from)."""
-  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  from fakefaces.pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
   cluster_config = config_for_cluster(config, allow_local_paths)
   tfx_pipeline = create_pipeline(cluster_config, input_fingerprint=input_fingerprint,
                                  metadata_connection_config=None)  # KFP owns metadata

@@ -19,9 +19,9 @@ not the pod's CPU limit.
 import os
 from typing import List, Optional
 
-from components.config_base import ConfigError
-from components.face_example_gen import sources
-from components.face_example_gen.config import IngestConfig
+from fakefaces.components.config_base import ConfigError
+from fakefaces.components.face_example_gen import sources
+from fakefaces.components.face_example_gen.config import IngestConfig
 
 # Estimated CPU seconds per input (from the issue: hog+cnn took 653 s for 8,012
 # photos on one core; decoding and re-encoding an aligned crop alone is ~3 ms).

@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import fakefaces.pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) buries the
 # command's own output; errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see all.
@@ -24,16 +24,16 @@ warnings.filterwarnings('ignore', message='You are using a non-supported Python 
                         category=FutureWarning)
 
 COMMAND_MODULES = (
-    'pipeline.commands.demo_data',
-    'pipeline.commands.run',
-    'pipeline.commands.ingest',
-    'pipeline.commands.label',
-    'pipeline.commands.report',
-    'pipeline.commands.gate',
-    'pipeline.commands.serve',
-    'pipeline.commands.predict',
-    'pipeline.commands.web',
-    'pipeline.commands.compile_kubeflow',
+    'fakefaces.pipeline.commands.demo_data',
+    'fakefaces.pipeline.commands.run',
+    'fakefaces.pipeline.commands.ingest',
+    'fakefaces.pipeline.commands.label',
+    'fakefaces.pipeline.commands.report',
+    'fakefaces.pipeline.commands.gate',
+    'fakefaces.pipeline.commands.serve',
+    'fakefaces.pipeline.commands.predict',
+    'fakefaces.pipeline.commands.web',
+    'fakefaces.pipeline.commands.compile_kubeflow',
 )
 
 

@@ -11,16 +11,16 @@ import os
 from typing import List, Optional
 
 # Re-exported: the one place that names every config type of the project.
-from components.config_base import (  # noqa: F401
+from fakefaces.components.config_base import (  # noqa: F401
     DEFAULT_SCHEMA, PROJECT_ROOT, ConfigError, from_dict, from_json, load_yaml, to_json)
-from components.data_gate.config import ValidationConfig
-from components.demographic_annotator.config import AnnotatorConfig
-from components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
-from components.fairness_gate.config import (  # noqa: F401
+from fakefaces.components.data_gate.config import ValidationConfig
+from fakefaces.components.demographic_annotator.config import AnnotatorConfig
+from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
+from fakefaces.components.fairness_gate.config import (  # noqa: F401
     GroupingConfig, ThresholdsConfig, load_thresholds)
-from components.model_card.config import ModelCardConfig
-from components.serving_canary.config import CanaryConfig
-from components.trainer.config import TrainConfig
+from fakefaces.components.model_card.config import ModelCardConfig
+from fakefaces.components.serving_canary.config import CanaryConfig
+from fakefaces.components.trainer.config import TrainConfig
 
 DEFAULT_THRESHOLDS = os.path.join(PROJECT_ROOT, 'pipeline', 'configs', 'thresholds.yaml')
 

@@ -26,7 +26,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from components import features
+from fakefaces.components import features
 
 IMAGE_SIZE = 128
 FINGERPRINT_AMPLITUDE = 0.12

@@ -1,7 +1,7 @@
 """Hand-made models and example files for testing the fairness gate end to end.
 
 Two SavedModels with the project's signatures, exported by
-`components.trainer.export.export_saved_model`, whose outputs really depend on
+`fakefaces.components.trainer.export.export_saved_model`, whose outputs really depend on
 the image (no training, so they are instant and deterministic):
 
 * `nyquist_model`: scores the 2-pixel-period energy that the generated demo
@@ -22,11 +22,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from components import features
-from components.face_example_gen import executor as example_gen_executor
-from components.face_example_gen import sources
-from components.trainer import export
-from pipeline import demo_data
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import executor as example_gen_executor
+from fakefaces.components.face_example_gen import sources
+from fakefaces.components.trainer import export
+from fakefaces.pipeline import demo_data
 
 IMAGE_SIZE = demo_data.IMAGE_SIZE
 COLOR_MODE = 'grayscale'

@@ -11,9 +11,9 @@ from typing import Dict, Iterable, Optional
 
 import tensorflow as tf
 
-from components import features
-from components.face_example_gen import executor, sources
-from pipeline import demo_data
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import executor, sources
+from fakefaces.pipeline import demo_data
 
 
 def _rows(num_images: int, seed: int) -> Iterable[dict]:

@@ -4,9 +4,9 @@ import os
 
 from tfx import v1 as tfx
 
-from pipeline.beam_workers import local_beam_args
-from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline, input_fingerprint
+from fakefaces.pipeline.beam_workers import local_beam_args
+from fakefaces.pipeline.config import PipelineConfig
+from fakefaces.pipeline.pipeline import create_pipeline, input_fingerprint
 
 
 def run_local(config: PipelineConfig) -> None:

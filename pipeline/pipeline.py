@@ -23,22 +23,22 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
-from components import features
-from components.data_gate.component import validation_components
-from components.demographic_annotator.component import DemographicAnnotator
-from components.face_example_gen.component import FaceExampleGen
-from components.face_example_gen.faces import FacePreparation
-from components.fairness_gate.component import FairnessGate
-from components.fairness_gate.config import ThresholdsConfig
-from components.fairness_gate.eval_config import build_eval_config
-from components.model_card.component import ModelCardGen
-from components.model_card.config import ModelCardConfig
-from components.serving_canary.component import ServingCanary
-from components.serving_canary.config import CanaryConfig
-from components.trainer.module import trainer_custom_config
-from pipeline.config import PipelineConfig, load_thresholds
+from fakefaces.components import features
+from fakefaces.components.data_gate.component import validation_components
+from fakefaces.components.demographic_annotator.component import DemographicAnnotator
+from fakefaces.components.face_example_gen.component import FaceExampleGen
+from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.fairness_gate.component import FairnessGate
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.fairness_gate.eval_config import build_eval_config
+from fakefaces.components.model_card.component import ModelCardGen
+from fakefaces.components.model_card.config import ModelCardConfig
+from fakefaces.components.serving_canary.component import ServingCanary
+from fakefaces.components.serving_canary.config import CanaryConfig
+from fakefaces.components.trainer.module import trainer_custom_config
+from fakefaces.pipeline.config import PipelineConfig, load_thresholds
 
-TRAINER_RUN_FN = 'components.trainer.module.run_fn'
+TRAINER_RUN_FN = 'fakefaces.components.trainer.module.run_fn'
 RESOLVER_ID = 'latest_blessed_model_resolver'
 CANARY_ID = 'ServingCanary'
 

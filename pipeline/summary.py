@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 import ml_metadata as mlmd
 from tfx import v1 as tfx
 
-from pipeline.config import PipelineConfig
+from fakefaces.pipeline.config import PipelineConfig
 
 
 def _latest(store, type_name: str):
@@ -75,7 +75,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
     lines.append(f"data validation: passed; {len(short)} group(s) short of examples  "
                  f"({summary['data_report']})")
   if 'fairness_report' in summary:
-    from components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
+    from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
     lines.append(evaluation.format_summary(summary['fairness']))
     lines.append(f"  report: {summary['fairness_report']} (+ report.html)")
   if 'canary_report' in summary:

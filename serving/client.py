@@ -10,7 +10,7 @@ gRPC uses the official `tensorflow_serving.apis` stubs and
 `tf.make_tensor_proto([bytes, ...], dtype=tf.string)`; REST posts
 `{"instances": [{"b64": ...}]}` to `/v1/models/<name>:predict`. The
 `from_examples` signature is fed serialized tf.Examples built from the images.
-Failures raise `serving.status.ServingError` carrying the gRPC status code.
+Failures raise `fakefaces.serving.status.ServingError` carrying the gRPC status code.
 """
 
 import base64
@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import grpc
 import numpy as np
 
-from components import serving_contract as contract
-from serving import status as status_lib
+from fakefaces.components import serving_contract as contract
+from fakefaces.serving import status as status_lib
 
 DEFAULT_SIGNATURE = contract.SERVING_SIGNATURE
 EXAMPLES_SIGNATURE = contract.EXAMPLES_SIGNATURE
@@ -108,7 +108,7 @@ class ServingClient:
 
   def face_preparation(self):
     """The FacePreparation the served model was trained with (from the model itself)."""
-    from components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
+    from fakefaces.components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
     try:
       outputs = self.call(contract.FACE_PREPARATION_SIGNATURE, [contract.PREPARATION_QUERY])
     except status_lib.ServingError as e:
@@ -125,7 +125,7 @@ class ServingClient:
     if self.signature_name != EXAMPLES_SIGNATURE:
       return list(images)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components import features  # pylint: disable=import-outside-toplevel
+    from fakefaces.components import features  # pylint: disable=import-outside-toplevel
     return [tf.train.Example(features=tf.train.Features(feature={
         features.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}
     )).SerializeToString() for image in images]

@@ -15,9 +15,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, prediction_service_pb2_grpc,
                                      predict_pb2)
 
-from serving import status as status_lib
-from serving.registry import ModelRegistry
-from serving.servable import DEFAULT_SIGNATURE, Servable
+from fakefaces.serving import status as status_lib
+from fakefaces.serving.registry import ModelRegistry
+from fakefaces.serving.servable import DEFAULT_SIGNATURE, Servable
 
 SIGNATURE_DEF_FIELD = 'signature_def'
 

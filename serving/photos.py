@@ -4,7 +4,7 @@
     result = photos.check_photo(client, preparer, data, explain=True)
     for face in result.faces: face.box, face.fake_probability, face.label, face.heatmap
 
-Every face goes through `components.face_example_gen.faces` (decode with EXIF
+Every face goes through `fakefaces.components.face_example_gen.faces` (decode with EXIF
 orientation, refuse what dlib must not see, detect, align, crop, JPEG), the
 code ingestion used to make the training data, with the parameters the served
 model returns from its `face_preparation` signature. Only the crops travel to
@@ -16,9 +16,9 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from components import serving_contract as contract
-from components.face_example_gen import faces as faces_lib
-from components.face_example_gen import images as images_lib
+from fakefaces.components import serving_contract as contract
+from fakefaces.components.face_example_gen import faces as faces_lib
+from fakefaces.components.face_example_gen import images as images_lib
 
 MAX_FACES = 20  # faces scored per photo (largest first); a crowd photo is not a batch job
 
@@ -56,7 +56,7 @@ def preparer_for(client, aligned: bool = False) -> faces_lib.FacePreparer:
 def check_photo(client, preparer: faces_lib.FacePreparer, data: bytes, explain: bool = False,
                 max_faces: int = MAX_FACES) -> PhotoResult:
   """Prepares every face of `data` and scores it. Raises ImageProblem for bad input,
-  serving.status.ServingError when the server fails."""
+  fakefaces.serving.status.ServingError when the server fails."""
   photo = preparer.prepare(data, all_faces=True, max_faces=max_faces)
   if not photo.faces:
     return PhotoResult(photo.image, [], photo.no_face_reason)

@@ -4,9 +4,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import grpc
 
-from serving import status as status_lib
-from serving.servable import Servable
-from serving.versions import ModelManager, VersionStatus
+from fakefaces.serving import status as status_lib
+from fakefaces.serving.servable import Servable
+from fakefaces.serving.versions import ModelManager, VersionStatus
 
 
 class ModelRegistry:

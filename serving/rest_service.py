@@ -26,10 +26,10 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
-from serving import grpc_service
-from serving import status as status_lib
-from serving.registry import ModelRegistry
-from serving.servable import DEFAULT_SIGNATURE, Servable, dtype_name
+from fakefaces.serving import grpc_service
+from fakefaces.serving import status as status_lib
+from fakefaces.serving.registry import ModelRegistry
+from fakefaces.serving.servable import DEFAULT_SIGNATURE, Servable, dtype_name
 
 PATH = re.compile(r'^/v1/models/(?P<name>[^/:]+)'
                   r'(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?'

@@ -16,10 +16,10 @@ from typing import List, Optional
 
 import grpc
 
-from serving import grpc_service, model_config
-from serving.registry import ModelRegistry
-from serving.rest_service import RestServer
-from serving.versions import ModelManager, VersionPolicy
+from fakefaces.serving import grpc_service, model_config
+from fakefaces.serving.registry import ModelRegistry
+from fakefaces.serving.rest_service import RestServer
+from fakefaces.serving.versions import ModelManager, VersionPolicy
 
 MODEL_SERVER_BINARY = 'tensorflow_model_server'
 DEFAULT_MODEL_NAME = 'fakefaces'

@@ -32,8 +32,8 @@ def export_tiny_model(export_dir: str, image_size: int = 32, architecture: str =
   `face_preparation` (a FacePreparation) defaults to dlib alignment with the
   HOG detector only (fast) at 128 px.
   """
-  from components.trainer import export, model  # pylint: disable=import-outside-toplevel
-  from components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.trainer import export, model  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
   channels = 1 if color_mode == 'grayscale' else 3
   keras_model = model.build_model(architecture, image_size, channels)
   export.export_saved_model(keras_model, export_dir, image_size, color_mode,
@@ -81,7 +81,7 @@ class ServerProcess:
 
   def __init__(self, model_base_path: str, extra_args: Sequence[str] = (),
                startup_timeout: float = 120.0, log_path: Optional[str] = None):
-    command = [sys.executable, '-m', 'pipeline.cli', 'serve', '--builtin',
+    command = [sys.executable, '-m', 'fakefaces.pipeline.cli', 'serve', '--builtin',
                '--model-base-path', model_base_path, '--host', '127.0.0.1',
                '--port', '0', '--rest-port', '0', *extra_args]
     env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',

@@ -19,8 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 
-from serving import status as status_lib
-from serving.servable import Servable
+from fakefaces.serving import status as status_lib
+from fakefaces.serving.servable import Servable
 
 SAVED_MODEL_PB = 'saved_model.pb'
 POLICIES = ('latest', 'specific')

@@ -36,9 +36,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from components.face_example_gen import faces as faces_lib
-from serving import fetch, photos
-from serving import status as status_lib
+from fakefaces.components.face_example_gen import faces as faces_lib
+from fakefaces.serving import fetch, photos
+from fakefaces.serving import status as status_lib
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class PhotoChecker:
   """The page's work, independent of HTTP: bytes or URL -> rendered result."""
 
   def __init__(self, options: WebOptions):
-    from serving import client as client_lib  # pylint: disable=import-outside-toplevel
+    from fakefaces.serving import client as client_lib  # pylint: disable=import-outside-toplevel
     self.options = options
     self._client_lib = client_lib
     self._lock = threading.Lock()  # dlib detectors are not shared across threads

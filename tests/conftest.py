@@ -7,7 +7,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import pytest  # noqa: E402
 
-import pipeline  # noqa: E402,F401  (sets the Keras environment before TensorFlow loads)
+import fakefaces.pipeline  # noqa: E402,F401  (sets the Keras environment before TensorFlow loads)
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +28,6 @@ def faces_data() -> str:
 @pytest.fixture(scope='session')
 def demo_dataset(tmp_path_factory) -> str:
   """A small generated demo dataset (manifest path), shared by the session's tests."""
-  from pipeline import demo_data
+  from fakefaces.pipeline import demo_data
   out = tmp_path_factory.mktemp('demo_data')
   return demo_data.generate(str(out), num_images=160, seed=7)

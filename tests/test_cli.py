@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipeline import cli
+from fakefaces.pipeline import cli
 
 
 def _commands():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import config as config_lib
+from fakefaces.pipeline import config as config_lib
 
 
 def _write(tmp_path, text):
@@ -50,8 +50,8 @@ def test_relative_paths_become_absolute_and_uris_stay(tmp_path, monkeypatch):
 
 
 def test_canary_and_baseline_config_errors_name_the_field():
-  from components.fairness_gate import baseline  # pylint: disable=g-import-not-at-top
-  from components.serving_canary import config as canary_config  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.fairness_gate import baseline  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.serving_canary import config as canary_config  # pylint: disable=g-import-not-at-top
   with pytest.raises(config_lib.ConfigError, match=r'canary\.server must be one of'):
     canary_config.validate(canary_config.CanaryConfig(server='docker'))
   with pytest.raises(config_lib.ConfigError, match=r'thresholds\.baseline\.max_gap_growth'):

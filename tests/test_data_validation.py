@@ -21,12 +21,12 @@ from PIL import Image
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import features
-from components.data_gate import coverage, executor, skew
-from components.data_gate.component import statistics_options, validation_components
-from components.face_example_gen.executor import make_example
-from components.face_example_gen.sources import InputRecord
-from pipeline import config as config_lib
+from fakefaces.components import features
+from fakefaces.components.data_gate import coverage, executor, skew
+from fakefaces.components.data_gate.component import statistics_options, validation_components
+from fakefaces.components.face_example_gen.executor import make_example
+from fakefaces.components.face_example_gen.sources import InputRecord
+from fakefaces.pipeline import config as config_lib
 
 SCHEMA = tfdv.load_schema_text(config_lib.DEFAULT_SCHEMA)
 DEMO_THRESHOLDS = config_lib.load_thresholds(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import features
-from pipeline import demo_data
+from fakefaces.components import features
+from fakefaces.pipeline import demo_data
 
 
 def _rows(manifest):

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import serving_contract as contract
-from components.trainer import export, model as model_lib
+from fakefaces.components import serving_contract as contract
+from fakefaces.components.trainer import export, model as model_lib
 
 SIZE = 64
 PATCH = 12
@@ -46,7 +46,7 @@ def explained(tmp_path_factory):
   tf.keras.utils.set_random_seed(1)
   train_bytes, train_labels, _ = _images(600, seed=0)
   keras_model = model_lib.build_model('baseline', SIZE, 1, seed=1)
-  from components.trainer import preprocess  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.trainer import preprocess  # pylint: disable=import-outside-toplevel
   train_images = preprocess.decode_batch(tf.constant(train_bytes), SIZE, 'grayscale')
   keras_model.fit(train_images, train_labels, epochs=6, batch_size=32, verbose=0, shuffle=True)
   export_dir = str(tmp_path_factory.mktemp('explain') / 'model')

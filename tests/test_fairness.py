@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from fairlearn import metrics as fl
 
-from components import features
-from components.fairness_gate import evaluation, fairness, report_html
-from pipeline import config as config_lib
-from pipeline.config import ConfigError, GroupingConfig, ThresholdsConfig
+from fakefaces.components import features
+from fakefaces.components.fairness_gate import evaluation, fairness, report_html
+from fakefaces.pipeline import config as config_lib
+from fakefaces.pipeline.config import ConfigError, GroupingConfig, ThresholdsConfig
 
 PAPER_RACE_GENDER = [
     GroupingConfig(name='Male vs Female', feature='gender', group='Female', reference='Male'),

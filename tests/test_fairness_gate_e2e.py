@@ -15,11 +15,11 @@ import pytest
 from tfx import v1 as tfx
 from tfx import version as tfx_version
 
-from components.fairness_gate import evaluation
-from pipeline import demo_models
-from components.fairness_gate.component import FairnessGate
-from pipeline import cli
-from pipeline import config as config_lib
+from fakefaces.components.fairness_gate import evaluation
+from fakefaces.pipeline import demo_models
+from fakefaces.components.fairness_gate.component import FairnessGate
+from fakefaces.pipeline import cli
+from fakefaces.pipeline import config as config_lib
 
 THRESHOLDS_YAML = """
 min_group_size: 5
@@ -95,7 +95,7 @@ def test_stricter_group_size_is_insufficient_evidence_exit_2(workdir, fair_gate)
   report = evaluation.build_report(str(out / 'evaluation'), thresholds, True, 'fair')
   assert report['verdict'] == 'insufficient_evidence'
   assert any('Black x Female has 10 real photos (need 11)' in r for r in report['reasons'])
-  from pipeline.commands import gate  # pylint: disable=g-import-not-at-top
+  from fakefaces.pipeline.commands import gate  # pylint: disable=g-import-not-at-top
   assert gate.exit_code(report['verdict']) == 2
 
 
@@ -178,7 +178,7 @@ def test_pusher_ships_only_what_the_gate_blesses(workdir, request, name, fixture
 
 
 def test_cli_ingests_a_pipeline_config_and_evaluates_its_test_split(workdir, tmp_path, capsys):
-  from pipeline import demo_data  # pylint: disable=g-import-not-at-top
+  from fakefaces.pipeline import demo_data  # pylint: disable=g-import-not-at-top
   manifest = demo_data.generate(str(tmp_path / 'demo'), num_images=60, seed=2)
   config = tmp_path / 'pipeline.yaml'
   config.write_text(f'ingest:\n  sources: [{{kind: manifest, path: {manifest}, name: demo}}]\n'

@@ -3,9 +3,9 @@ marked as resting on the annotator, and never a pass on 0-vs-0 evidence."""
 
 import collections
 
-from components import features
-from components.fairness_gate import evaluation, fairness, report_html
-from pipeline.config import GroupingConfig, ThresholdsConfig
+from fakefaces.components import features
+from fakefaces.components.fairness_gate import evaluation, fairness, report_html
+from fakefaces.pipeline.config import GroupingConfig, ThresholdsConfig
 
 BLACK = [GroupingConfig(name='Black vs rest', feature='race', group='Black')]
 RACES = ('White', 'Black', 'East Asian', 'Indian')

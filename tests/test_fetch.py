@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from serving import fetch
+from fakefaces.serving import fetch
 
 JPEG = b'\xff\xd8\xff' + b'0' * 5000
 

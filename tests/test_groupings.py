@@ -2,11 +2,11 @@
 
 import pytest
 
-from components import features, groupings
-from components.config_base import ConfigError
-from components.data_gate import coverage
-from components.fairness_gate import fairness
-from components.groupings import Group, GroupingConfig
+from fakefaces.components import features, groupings
+from fakefaces.components.config_base import ConfigError
+from fakefaces.components.data_gate import coverage
+from fakefaces.components.fairness_gate import fairness
+from fakefaces.components.groupings import Group, GroupingConfig
 
 
 def test_split_cross_and_groups_of():

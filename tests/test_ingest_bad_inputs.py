@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import features
-from components.face_example_gen import executor
-from pipeline.config import IngestConfig, SourceConfig
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import executor
+from fakefaces.pipeline.config import IngestConfig, SourceConfig
 
 OUTPUT_SIZE = 64
 NON_ASCII_NAME = 'visage_é_顔.jpg'

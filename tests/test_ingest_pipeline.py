@@ -10,9 +10,9 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.types import artifact_utils
 
-from components import features
-from components.face_example_gen.component import FaceExampleGen
-from pipeline.config import IngestConfig, SourceConfig
+from fakefaces.components import features
+from fakefaces.components.face_example_gen.component import FaceExampleGen
+from fakefaces.pipeline.config import IngestConfig, SourceConfig
 
 BEAM_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
 

@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import features
-from components.face_example_gen import align, executor
-from pipeline.config import IngestConfig, SourceConfig
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import align, executor
+from fakefaces.pipeline.config import IngestConfig, SourceConfig
 
 SAMPLE_SIZE = 60
 OUTPUT_SIZE = 256

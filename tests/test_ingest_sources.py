@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from components import features
-from components.face_example_gen import sources
-from pipeline.config import IngestConfig, SourceConfig, load_config
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import sources
+from fakefaces.pipeline.config import IngestConfig, SourceConfig, load_config
 
 FAIRFACE_HEADER = 'file,age,gender,race,service_test\n'
 

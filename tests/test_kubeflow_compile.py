@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from pipeline import cli
-from pipeline import config as config_lib
+from fakefaces.pipeline import cli
+from fakefaces.pipeline import config as config_lib
 
 IMAGE = 'registry.example.com/fakefaces:test'
 ROOT = 'gs://fakefaces-test-bucket/pipeline_root'
@@ -40,12 +40,12 @@ TASKS = {'FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'ImportSchem
          'ExampleValidator', 'DataGate', 'Trainer', 'Evaluator', 'FairnessGate', 'ServingCanary',
          'Pusher', 'ModelCardGen'}
 CUSTOM_EXECUTORS = {
-    'FaceExampleGen': 'components.face_example_gen.executor.Executor',
-    'DemographicAnnotator': 'components.demographic_annotator.executor.Executor',
-    'DataGate': 'components.data_gate.executor.Executor',
-    'FairnessGate': 'components.fairness_gate.executor.Executor',
-    'ServingCanary': 'components.serving_canary.executor.Executor',
-    'ModelCardGen': 'components.model_card.executor.Executor',
+    'FaceExampleGen': 'fakefaces.components.face_example_gen.executor.Executor',
+    'DemographicAnnotator': 'fakefaces.components.demographic_annotator.executor.Executor',
+    'DataGate': 'fakefaces.components.data_gate.executor.Executor',
+    'FairnessGate': 'fakefaces.components.fairness_gate.executor.Executor',
+    'ServingCanary': 'fakefaces.components.serving_canary.executor.Executor',
+    'ModelCardGen': 'fakefaces.components.model_card.executor.Executor',
 }
 
 
@@ -102,7 +102,7 @@ def _compile_recorded(config, output, **kwargs):
   """compile_pipeline(...) -> (job, local paths written, paths given to TFX/TF file I/O)."""
   import tensorflow as tf
   from tfx.dsl.io import fileio
-  from kubeflow import runner
+  from fakefaces.kubeflow import runner
   file_io_calls = []
   with pytest.MonkeyPatch.context() as monkeypatch:
     _spy(fileio, file_io_calls, monkeypatch)
@@ -125,7 +125,7 @@ def compiled(tmp_path_factory):
   config = cluster_config(data_beam_pipeline_args=DATAFLOW_ARGS, trainer_cpu=4,
                           trainer_memory_gb=16, trainer_gpu_count=1)
   # A first compile imports what compiling needs; libraries write temp files on import.
-  from kubeflow import runner
+  from fakefaces.kubeflow import runner
   runner.compile_pipeline(config, str(tmp_path_factory.mktemp('warm_up') / 'pipeline.json'))
   job, writes, file_io_calls = _compile_recorded(config, output, input_fingerprint='data-v1')
   return {'job': job, 'output': output, 'out_dir': out_dir, 'writes': writes,
@@ -159,7 +159,7 @@ def test_written_file_is_the_returned_job(compiled):
 
 
 def test_every_task_and_dag_edge(compiled):
-  from kubeflow import runner
+  from fakefaces.kubeflow import runner
   tasks = _tasks(compiled)
   assert set(tasks) == TASKS | {t for pair in RESOLVER_TASKS.values() for t in pair}
   tfx_pipeline, _ = runner.build_cluster_pipeline(cluster_config())
@@ -193,7 +193,7 @@ def test_trainer_runs_the_run_fn_from_the_image(compiled):
   args = _container(compiled, 'Trainer')['args']
   assert args[args.index('--executor_class_path') + 1] == (
       'tfx.components.trainer.executor.GenericExecutor')
-  assert _parameter(compiled, 'Trainer', 'run_fn') == 'components.trainer.module.run_fn'
+  assert _parameter(compiled, 'Trainer', 'run_fn') == 'fakefaces.components.trainer.module.run_fn'
   assert 'module_file' not in _tasks(compiled)['Trainer']['inputs']['parameters']
 
 
@@ -287,7 +287,7 @@ def test_compile_writes_only_the_spec_and_never_touches_remote_storage(compiled)
     (lambda c: setattr(c.kubeflow, 'trainer_gpu_count', -1), 'kubeflow.trainer_'),
 ])
 def test_paths_pods_cannot_read_are_refused(edit, field, tmp_path):
-  from kubeflow import runner
+  from fakefaces.kubeflow import runner
   config = cluster_config()
   edit(config)
   with pytest.raises(config_lib.ConfigError, match=field.replace('[', r'\[').replace(']', r'\]')):
@@ -296,7 +296,7 @@ def test_paths_pods_cannot_read_are_refused(edit, field, tmp_path):
 
 
 def test_local_paths_pass_when_allowed():
-  from kubeflow import runner
+  from fakefaces.kubeflow import runner
   config = cluster_config(pipeline_root='/mnt/shared/root', serving_model_dir='/mnt/shared/models')
   config.ingest.sources[0].path = '/mnt/shared/fairface'
   cluster = runner.config_for_cluster(config, allow_local_paths=True)
@@ -313,7 +313,7 @@ def test_local_paths_pass_when_allowed():
     (['--direct_num_workers=4'], []),
 ])
 def test_distributed_workers_get_the_pipeline_image(args, expected_extra):
-  from kubeflow import runner
+  from fakefaces.kubeflow import runner
   assert runner.worker_image_args(args, IMAGE) == args + expected_extra
 
 
@@ -353,7 +353,7 @@ def test_cli_refuses_a_local_pipeline_root(tmp_path, capsys):
 
 
 def test_example_cluster_config_compiles(tmp_path):
-  from kubeflow import runner
+  from fakefaces.kubeflow import runner
   path = os.path.join(config_lib.PROJECT_ROOT, 'kubeflow', 'configs', 'cluster_example.yaml')
   job = runner.compile_pipeline(config_lib.load_config(path), str(tmp_path / 'pipeline.json'))
   assert job['runtimeConfig']['gcsOutputDirectory'].startswith('gs://')

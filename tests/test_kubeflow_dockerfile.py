@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from kubeflow import runner
-from pipeline.config import PROJECT_ROOT, KubeflowConfig
+from fakefaces.kubeflow import runner
+from fakefaces.pipeline.config import PROJECT_ROOT, KubeflowConfig
 
 dockerfile = pytest.importorskip(
     'dockerfile', reason='the `dockerfile` package (Docker parser) is not installed; '

@@ -16,7 +16,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline.config import PROJECT_ROOT
+from fakefaces.pipeline.config import PROJECT_ROOT
 
 MANIFESTS = os.path.join(PROJECT_ROOT, 'kubeflow', 'manifests', 'serving')
 SERVING_MODELS_CONFIG = os.path.join(PROJECT_ROOT, 'serving', 'models.config')

@@ -7,9 +7,9 @@ import sys
 
 from PIL import Image
 
-from components import features
-from components.face_example_gen import sources
-from pipeline.config import IngestConfig, SourceConfig
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import sources
+from fakefaces.pipeline.config import IngestConfig, SourceConfig
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = (['image_id', 'split', 'label', 'demographics_source'] +
@@ -52,7 +52,7 @@ def _setup(tmp_path):
 def _label(config_path, annotations, out, answers):
   env = dict(os.environ, PYTHONPATH=PROJECT_ROOT, TF_USE_LEGACY_KERAS='1')
   return subprocess.run(
-      [sys.executable, '-m', 'pipeline.cli', 'label', '--config', str(config_path),
+      [sys.executable, '-m', 'fakefaces.pipeline.cli', 'label', '--config', str(config_path),
        '--annotations', str(annotations), '--out', str(out), '--split', 'all'],
       input=answers, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.face_example_gen import align, executor, sources
-from components.trainer import flops, model, training
-from pipeline import beam_workers
-from pipeline.config import ConfigError, IngestConfig, PipelineConfig, SourceConfig, TrainConfig
+from fakefaces.components.face_example_gen import align, executor, sources
+from fakefaces.components.trainer import flops, model, training
+from fakefaces.pipeline import beam_workers
+from fakefaces.pipeline.config import ConfigError, IngestConfig, PipelineConfig, SourceConfig, TrainConfig
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SPEC = importlib.util.spec_from_file_location('bench_pipeline',

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.face_example_gen import executor, faces, images, sources
-from components.face_example_gen.config import IngestConfig
-from pipeline import cli
-from serving import testing
+from fakefaces.components.face_example_gen import executor, faces, images, sources
+from fakefaces.components.face_example_gen.config import IngestConfig
+from fakefaces.pipeline import cli
+from fakefaces.serving import testing
 
 PREP = faces.FacePreparation(detector='hog', output_size=128)
 # FairFace val photos where dlib's HOG detector finds exactly one face (checked in the tests).
@@ -65,8 +65,8 @@ def test_ingestion_of_an_8x8_jpeg_is_filtered_and_the_cnn_process_survives(tmp_p
   tiny = tmp_path / 'tiny.jpg'
   tiny.write_bytes(_jpeg(Image.new('RGB', (8, 8), (120, 90, 80))))
   code = (
-      'from components.face_example_gen import executor, sources\n'
-      'from components.face_example_gen.config import IngestConfig\n'
+      'from fakefaces.components.face_example_gen import executor, sources\n'
+      'from fakefaces.components.face_example_gen.config import IngestConfig\n'
       f'processor = executor.FaceProcessor(IngestConfig(detector="cnn"))\n'
       f'record = sources.InputRecord(path={str(tiny)!r}, image_id="tiny", source="t", split="train", '
       'label=0, gender="unknown", race="unknown", age="unknown")\n'

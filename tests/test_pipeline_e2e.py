@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from components.trainer import export
-from pipeline import config as config_lib
-from pipeline import demo_data, local_runner, summary
+from fakefaces.components.trainer import export
+from fakefaces.pipeline import config as config_lib
+from fakefaces.pipeline import demo_data, local_runner, summary
 
 COMPONENTS = ('FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'ImportSchemaGen',
               'ExampleValidator', 'DataGate', 'Trainer', 'Evaluator', 'FairnessGate',

@@ -29,12 +29,12 @@ import pytest
 from tfx import v1 as tfx
 from tfx import version as tfx_version
 
-from components.model_card import executor as card_executor
-from components.serving_canary import config as canary_config
-from components.model_card import config as card_config
-from pipeline import config as config_lib
-from pipeline import demo_models
-from pipeline import pipeline as pipeline_lib
+from fakefaces.components.model_card import executor as card_executor
+from fakefaces.components.serving_canary import config as canary_config
+from fakefaces.components.model_card import config as card_config
+from fakefaces.pipeline import config as config_lib
+from fakefaces.pipeline import demo_models
+from fakefaces.pipeline import pipeline as pipeline_lib
 
 THRESHOLDS_YAML = """
 min_group_size: 5
@@ -195,7 +195,7 @@ def test_every_pushed_version_has_a_card_naming_failed_and_unmeasured_checks(run
 
 
 def test_card_lists_every_not_passed_check():
-  from components.model_card import card as card_lib  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.model_card import card as card_lib  # pylint: disable=g-import-not-at-top
   checks = [{'grouping': 'Black vs rest', 'metric': 'fpr_gap', 'value': 0.3, 'status': 'fail',
              'reason': 'fpr_gap 0.3000 outside [-0.05, 0.05]'},
             {'grouping': 'age 0-2 vs rest', 'metric': 'fnr_gap', 'value': None,

@@ -25,9 +25,9 @@ import yaml
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components.model_card import executor as card_executor
-from pipeline import config as config_lib
-from pipeline import demo_data, local_runner
+from fakefaces.components.model_card import executor as card_executor
+from fakefaces.pipeline import config as config_lib
+from fakefaces.pipeline import demo_data, local_runner
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEFORE_TRAINER = ('FaceExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'ExampleValidator',
@@ -85,7 +85,7 @@ def test_killed_during_training_resumes_from_cache_and_pushes_once(tmp_path):
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',
              PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
   with open(tmp_path / 'killed_run.log', 'wb') as log:
-    process = subprocess.Popen([sys.executable, '-m', 'pipeline.cli', 'run', '--config',
+    process = subprocess.Popen([sys.executable, '-m', 'fakefaces.pipeline.cli', 'run', '--config',
                                 config_path], cwd=PROJECT_ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:

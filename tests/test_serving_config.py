@@ -4,10 +4,10 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline import cli
-from serving import model_config
-from serving import server as server_lib
-from serving.versions import VersionPolicy, parse_versions
+from fakefaces.pipeline import cli
+from fakefaces.serving import model_config
+from fakefaces.serving import server as server_lib
+from fakefaces.serving.versions import VersionPolicy, parse_versions
 
 
 def test_models_config_parses_as_model_server_config():

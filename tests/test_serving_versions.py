@@ -13,9 +13,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving import server as server_lib
-from serving import testing
-from serving.versions import VersionPolicy
+from fakefaces.serving import server as server_lib
+from fakefaces.serving import testing
+from fakefaces.serving.versions import VersionPolicy
 
 MODEL = 'fakefaces'
 POLL_SECONDS = 0.2

@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import features
-from components.face_example_gen import executor as ingest_executor
-from components.face_example_gen import treatment
-from components.face_example_gen.config import IngestConfig
-from components.trainer import augment, data, mitigation, training
-from components.trainer.config import TrainConfig
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import executor as ingest_executor
+from fakefaces.components.face_example_gen import treatment
+from fakefaces.components.face_example_gen.config import IngestConfig
+from fakefaces.components.trainer import augment, data, mitigation, training
+from fakefaces.components.trainer.config import TrainConfig
 
 SIZE = 32
 

@@ -18,16 +18,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageFilter
 
-from components import features
-from components.config_base import ConfigError
-from components.data_gate import executor, shortcut
-from components.data_gate.config import SourceShortcutConfig
-from components.face_example_gen import executor as ingest_executor
-from components.face_example_gen import sources
-from components.face_example_gen.config import IngestConfig, SourceConfig
-from components.face_example_gen.executor import make_example
-from components.face_example_gen.sources import InputRecord
-from pipeline import config as config_lib
+from fakefaces.components import features
+from fakefaces.components.config_base import ConfigError
+from fakefaces.components.data_gate import executor, shortcut
+from fakefaces.components.data_gate.config import SourceShortcutConfig
+from fakefaces.components.face_example_gen import executor as ingest_executor
+from fakefaces.components.face_example_gen import sources
+from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
+from fakefaces.components.face_example_gen.executor import make_example
+from fakefaces.components.face_example_gen.sources import InputRecord
+from fakefaces.pipeline import config as config_lib
 from test_data_validation import _gate_report, _ran, _run, _write  # the DataGate test harness
 
 SIDE = 64

@@ -9,13 +9,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import features
-from components import serving_contract as contract
-from components.face_example_gen.faces import FacePreparation
-from components.trainer import data, export, model, preprocess
-from pipeline import demo_records
-from pipeline import demo_data
-from pipeline.config import TrainConfig
+from fakefaces.components import features
+from fakefaces.components import serving_contract as contract
+from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.trainer import data, export, model, preprocess
+from fakefaces.pipeline import demo_records
+from fakefaces.pipeline import demo_data
+from fakefaces.pipeline.config import TrainConfig
 
 IMAGE_SIZE = 32
 COLOR_MODE = 'grayscale'

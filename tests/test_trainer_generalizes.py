@@ -8,9 +8,9 @@ because inference uses moving averages still dominated by their initial values.
 import numpy as np
 import tensorflow as tf
 
-from components.trainer import preprocess
-from components.trainer.model import build_model
-from pipeline import demo_data
+from fakefaces.components.trainer import preprocess
+from fakefaces.components.trainer.model import build_model
+from fakefaces.pipeline import demo_data
 
 
 def _arrays(rows, split):

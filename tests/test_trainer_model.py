@@ -7,8 +7,8 @@ import os
 import pytest
 import tf_keras as keras
 
-from components.trainer import data, model, training
-from pipeline.config import TrainConfig
+from fakefaces.components.trainer import data, model, training
+from fakefaces.pipeline.config import TrainConfig
 
 
 def _layers(m, kind):

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import features
-from components.trainer import data, export, module, training
-from pipeline import demo_records
-from pipeline.config import ConfigError, TrainConfig
+from fakefaces.components import features
+from fakefaces.components.trainer import data, export, module, training
+from fakefaces.pipeline import demo_records
+from fakefaces.pipeline.config import ConfigError, TrainConfig
 
 
 @pytest.fixture(scope='module')

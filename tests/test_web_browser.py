@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.face_example_gen import faces
-from serving import client as client_lib
-from serving import testing
+from fakefaces.components.face_example_gen import faces
+from fakefaces.serving import client as client_lib
+from fakefaces.serving import testing
 
 PREP = faces.FacePreparation(detector='hog', output_size=128)
 MAX_UPLOAD = 1_000_000
@@ -96,7 +96,7 @@ def servers(tmp_path_factory, gate_report):
   with testing.ServerProcess(str(base), log_path=str(logs / 'serve.log')) as model_server:
     web_log = open(logs / 'web.log', 'wb')  # pylint: disable=consider-using-with
     web = subprocess.Popen(
-        [sys.executable, '-m', 'pipeline.cli', 'web', '--server', model_server.grpc_target,
+        [sys.executable, '-m', 'fakefaces.pipeline.cli', 'web', '--server', model_server.grpc_target,
          '--port', '0', '--max-upload-bytes', str(MAX_UPLOAD), '--gate-report', gate_report],
         cwd=testing.PROJECT_ROOT, stdout=subprocess.PIPE, stderr=web_log,
         env=dict(os.environ, TF_USE_LEGACY_KERAS='1', PYTHONUNBUFFERED='1'))
@@ -187,7 +187,7 @@ def test_upload_a_photo_shows_verdict_heatmap_and_gate_note(browser, servers, ph
   assert 'Not measured' in browser.find_element(By.ID, 'gate-note').text
   # The page says what any TF Serving client gets for the same face.
   with client_lib.ServingClient(servers[1].grpc_target) as client:
-    from serving import photos  # pylint: disable=import-outside-toplevel
+    from fakefaces.serving import photos  # pylint: disable=import-outside-toplevel
     with open(photos_dir['photo'], 'rb') as f:
       direct = photos.check_photo(client, photos.preparer_for(client), f.read())
   assert direct.faces[0].label == verdict

@@ -10,12 +10,12 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import DataValidationReport
-from components.data_gate import coverage, executor
-from components import groupings
-from components.config_base import to_json
-from components.data_gate.config import ValidationConfig
-from components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.artifacts import DataValidationReport
+from fakefaces.components.data_gate import coverage, executor
+from fakefaces.components import groupings
+from fakefaces.components.config_base import to_json
+from fakefaces.components.data_gate.config import ValidationConfig
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 
 class DataGateSpec(types.ComponentSpec):

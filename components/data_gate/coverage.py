@@ -16,10 +16,10 @@ intersection whatever the thresholds say.
 import collections
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
-from components import features
-from components import groupings as groupings_lib
-from components.fairness_gate.config import ThresholdsConfig
-from components.groupings import Group, GroupingConfig, split_cross  # noqa: F401  (Group re-exported)
+from fakefaces.components import features
+from fakefaces.components import groupings as groupings_lib
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.groupings import Group, GroupingConfig, split_cross  # noqa: F401  (Group re-exported)
 
 # (sorted ((feature, value), ...), label) -> number of examples
 CoverageCounts = Mapping[Tuple[Tuple[Tuple[str, str], ...], int], int]

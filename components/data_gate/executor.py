@@ -36,11 +36,11 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components import features
-from components.data_gate import coverage, examples_io, shortcut, skew
-from components.config_base import ConfigError, from_json
-from components.data_gate.config import ValidationConfig
-from components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components import features
+from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew
+from fakefaces.components.config_base import ConfigError, from_json
+from fakefaces.components.data_gate.config import ValidationConfig
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
 REPORT_FILE = 'report.json'

@@ -35,8 +35,8 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from components import features
-from components.data_gate.config import SourceShortcutConfig
+from fakefaces.components import features
+from fakefaces.components.data_gate.config import SourceShortcutConfig
 
 PROBE_PIXELS = 32  # side of the grayscale thumbnail the probe sees
 FFT_BINS = 16  # radial bins of the log power spectrum, 0 .. Nyquist
@@ -46,7 +46,7 @@ OK, SHORTCUT, INSUFFICIENT = 'ok', 'shortcut', 'insufficient_evidence'
 
 def check_config(config: SourceShortcutConfig, where: str = 'validation.source_shortcut'):
   """Raises ConfigError naming the field for values the check cannot honour."""
-  from components.config_base import ConfigError  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.config_base import ConfigError  # pylint: disable=g-import-not-at-top
   if config.on_shortcut not in ON_SHORTCUT:
     raise ConfigError(f'{where}.on_shortcut: expected one of {ON_SHORTCUT}, '
                       f'got {config.on_shortcut!r}')

@@ -8,10 +8,10 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import Annotations
-from components.config_base import to_json
-from components.demographic_annotator import executor
-from components.demographic_annotator.config import AnnotatorConfig, validate
+from fakefaces.components.artifacts import Annotations
+from fakefaces.components.config_base import to_json
+from fakefaces.components.demographic_annotator import executor
+from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 
 
 class DemographicAnnotatorSpec(types.ComponentSpec):

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from components import features
-from components.config_base import ConfigError
+from fakefaces.components import features
+from fakefaces.components.config_base import ConfigError
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from components.face_example_gen import align
+from fakefaces.components.face_example_gen import align
 
 DESCRIPTOR_SIZE = 128
 

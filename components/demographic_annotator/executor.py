@@ -31,10 +31,10 @@ from tfx.dsl.components.base import base_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components import features
-from components.config_base import from_json, to_json
-from components.demographic_annotator import annotate, descriptors
-from components.demographic_annotator.config import AnnotatorConfig, validate
+from fakefaces.components import features
+from fakefaces.components.config_base import from_json, to_json
+from fakefaces.components.demographic_annotator import annotate, descriptors
+from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 
 REPORT_FILE, CLASSIFIERS_FILE = 'report.json', 'classifiers.pkl'
 PREDICTIONS_FILE = 'predictions.csv'

@@ -22,10 +22,10 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components import features
-from components.face_example_gen import faces, images, sources
-from components.config_base import from_json, to_json
-from components.face_example_gen.config import IngestConfig
+from fakefaces.components import features
+from fakefaces.components.face_example_gen import faces, images, sources
+from fakefaces.components.config_base import from_json, to_json
+from fakefaces.components.face_example_gen.config import IngestConfig
 
 WRITTEN, NO_FACE, UNREADABLE, FILTERED = 'written', 'no_face', 'unreadable', 'filtered'
 OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)
@@ -286,7 +286,7 @@ def run_standalone(config: IngestConfig, output_dir: str,
   """
   # pylint: disable=g-import-not-at-top
   from tfx.types import standard_artifacts
-  from components.artifacts import IngestReport
+  from fakefaces.components.artifacts import IngestReport
   # pylint: enable=g-import-not-at-top
   examples, report = standard_artifacts.Examples(), IngestReport()
   examples.uri = os.path.join(output_dir, 'examples')

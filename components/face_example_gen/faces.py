@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from components.face_example_gen import align, images, treatment
+from fakefaces.components.face_example_gen import align, images, treatment
 
 ALIGN_MODES = ('dlib', 'none')
 # Smallest side of the copy dlib sees. dlib's CNN crashes (heap corruption) on

@@ -33,8 +33,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from components import features
-from components.face_example_gen.config import IngestConfig, SourceConfig
+from fakefaces.components import features
+from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 _LABELS = {'real': features.REAL, 'fake': features.FAKE, '0': features.REAL, '1': features.FAKE}

@@ -32,7 +32,7 @@ import io
 
 from PIL import Image
 
-from components.face_example_gen.config import IngestConfig  # or faces.FacePreparation: same fields
+from fakefaces.components.face_example_gen.config import IngestConfig  # or faces.FacePreparation: same fields
 
 
 def check(config: IngestConfig) -> None:

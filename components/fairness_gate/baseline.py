@@ -25,9 +25,9 @@ import html
 import math
 from typing import Any, Dict, List, Optional
 
-from components.config_base import ConfigError
-from components.fairness_gate import fairness
-from components.fairness_gate.config import BaselineConfig, ThresholdsConfig
+from fakefaces.components.config_base import ConfigError
+from fakefaces.components.fairness_gate import fairness
+from fakefaces.components.fairness_gate.config import BaselineConfig, ThresholdsConfig
 
 COMPARED_GAPS = (fairness.FPR_GAP, fairness.FNR_GAP, fairness.AVERAGE_ODDS_DIFFERENCE)
 SIDE_BY_SIDE = ('n', 'accuracy', 'auc', 'fpr', 'fnr')

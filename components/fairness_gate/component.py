@@ -6,10 +6,10 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import Annotations, FairnessReport
-from components.fairness_gate import executor
-from components.config_base import to_json
-from components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.artifacts import Annotations, FairnessReport
+from fakefaces.components.fairness_gate import executor
+from fakefaces.components.config_base import to_json
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 
 class FairnessGateSpec(types.ComponentSpec):

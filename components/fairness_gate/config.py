@@ -8,8 +8,8 @@ import dataclasses
 import os
 from typing import List
 
-from components.config_base import from_dict, load_yaml
-from components.groupings import GroupingConfig
+from fakefaces.components.config_base import from_dict, load_yaml
+from fakefaces.components.groupings import GroupingConfig
 
 @dataclasses.dataclass
 class BaselineConfig:

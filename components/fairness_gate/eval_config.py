@@ -16,10 +16,10 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 
-from components import features
-from components.fairness_gate import baseline, fairness
-from components.trainer import export
-from components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components import features
+from fakefaces.components.fairness_gate import baseline, fairness
+from fakefaces.components.trainer import export
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 SLICES = ((), (features.GENDER,), (features.RACE,), (features.AGE,),
           (features.RACE, features.GENDER), (features.SOURCE,))

@@ -15,9 +15,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from components import features
-from components.fairness_gate import eval_config, fairness, report_html
-from components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components import features
+from fakefaces.components.fairness_gate import eval_config, fairness, report_html
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 REPORT_JSON, REPORT_HTML = 'report.json', 'report.html'
 OVERALL = 'Overall'
@@ -91,7 +91,7 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, model: st
   if not counts:
     raise ValueError(f'no {eval_config.CONFUSION_METRIC} of the {model} model at threshold '
                      f'{thresholds.decision_threshold} in the evaluation at {evaluation_uri}; '
-                     'was it computed with components.fairness_gate.eval_config.build_eval_config?')
+                     'was it computed with fakefaces.components.fairness_gate.eval_config.build_eval_config?')
   rows.sort(key=lambda r: (len(r['features']), sorted(r['features']), r['slice']))
   return counts, rows
 

@@ -17,9 +17,9 @@ from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.config_base import from_json
-from components.fairness_gate import baseline, evaluation
-from components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.config_base import from_json
+from fakefaces.components.fairness_gate import baseline, evaluation
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 
 def write_blessing(blessing, model, report, production_model=None) -> None:

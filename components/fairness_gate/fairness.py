@@ -48,10 +48,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components.config_base import ConfigError
-from components import groupings as groupings_lib
-from components.fairness_gate.config import ThresholdsConfig
-from components.groupings import GroupingConfig, SliceKey
+from fakefaces.components.config_base import ConfigError
+from fakefaces.components import groupings as groupings_lib
+from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.groupings import GroupingConfig, SliceKey
 
 PASS, FAIL, INSUFFICIENT, NOT_MEASURABLE = 'pass', 'fail', 'insufficient_evidence', 'not_measurable'
 

@@ -12,7 +12,7 @@ import html
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from components.fairness_gate import baseline, fairness
+from fakefaces.components.fairness_gate import baseline, fairness
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;

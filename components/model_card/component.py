@@ -12,11 +12,11 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import (Annotations, FairnessReport, IngestReport, ModelCard,
+from fakefaces.components.artifacts import (Annotations, FairnessReport, IngestReport, ModelCard,
                                   ServingCanaryReport)
-from components.config_base import to_json
-from components.model_card import executor
-from components.model_card.config import ModelCardConfig
+from fakefaces.components.config_base import to_json
+from fakefaces.components.model_card import executor
+from fakefaces.components.model_card.config import ModelCardConfig
 
 
 class ModelCardSpec(types.ComponentSpec):

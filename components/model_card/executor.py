@@ -19,9 +19,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.config_base import from_json
-from components.model_card import card as card_lib
-from components.model_card.config import ModelCardConfig
+from fakefaces.components.config_base import from_json
+from fakefaces.components.model_card import card as card_lib
+from fakefaces.components.model_card.config import ModelCardConfig
 
 CARD_JSON, CARD_HTML = 'model_card.json', 'model_card.html'
 REPORT_JSON = 'report.json'  # what the FairnessGate, ServingCanary and FaceExampleGen write

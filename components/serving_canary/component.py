@@ -10,10 +10,10 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from components.artifacts import ServingCanaryReport
-from components.config_base import to_json
-from components.serving_canary import executor
-from components.serving_canary.config import CanaryConfig, validate
+from fakefaces.components.artifacts import ServingCanaryReport
+from fakefaces.components.config_base import to_json
+from fakefaces.components.serving_canary import executor
+from fakefaces.components.serving_canary.config import CanaryConfig, validate
 
 
 class ServingCanarySpec(types.ComponentSpec):

@@ -46,14 +46,14 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components import features
-from components.config_base import from_json
-from components.serving_canary.config import CanaryConfig, validate
-from components.trainer import export
-from serving import client as client_lib
-from serving import server as server_lib
-from serving import status as status_lib
-from serving import testing as serving_testing
+from fakefaces.components import features
+from fakefaces.components.config_base import from_json
+from fakefaces.components.serving_canary.config import CanaryConfig, validate
+from fakefaces.components.trainer import export
+from fakefaces.serving import client as client_lib
+from fakefaces.serving import server as server_lib
+from fakefaces.serving import status as status_lib
+from fakefaces.serving import testing as serving_testing
 
 REPORT_JSON = 'report.json'
 MODEL_NAME = server_lib.DEFAULT_MODEL_NAME

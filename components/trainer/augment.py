@@ -9,7 +9,7 @@ never augments.
 
 import tensorflow as tf
 
-from components.trainer.config import TrainConfig
+from fakefaces.components.trainer.config import TrainConfig
 
 
 def augments(config: TrainConfig) -> bool:

@@ -10,9 +10,9 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components import features
-from components.trainer import augment, preprocess
-from components.trainer.config import TrainConfig
+from fakefaces.components import features
+from fakefaces.components.trainer import augment, preprocess
+from fakefaces.components.trainer.config import TrainConfig
 
 _RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
                 features.LABEL: tf.io.FixedLenFeature([], tf.int64)}

@@ -7,7 +7,7 @@ Names, inputs and outputs are the serving contract in
   of any size and channel count, as gRPC sends them and REST decodes
   `{"b64": ...}`) -> `fake_probability` (float32 [batch]) and `label`
   (string [batch], 'real' or 'fake'). The model learned from aligned face
-  crops: clients prepare photos with `components.face_example_gen.faces`
+  crops: clients prepare photos with `fakefaces.components.face_example_gen.faces`
   first. Bytes that are no image fail the request with InvalidArgumentError
   naming the batch index; the server stays up.
 * `from_examples`: `examples` (string [batch], serialized tf.Example) ->
@@ -33,11 +33,11 @@ import tensorflow as tf
 
 import tf_keras as keras
 
-from components import features
-from components import serving_contract as contract
-from components.face_example_gen.faces import FacePreparation
-from components.trainer import model as model_lib
-from components.trainer import preprocess
+from fakefaces.components import features
+from fakefaces.components import serving_contract as contract
+from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.trainer import model as model_lib
+from fakefaces.components.trainer import preprocess
 
 # Kept as names of this module for existing callers (the gate, TFMA config).
 SERVING_SIGNATURE = contract.SERVING_SIGNATURE

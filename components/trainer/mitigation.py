@@ -27,9 +27,9 @@ from typing import Dict, List, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from components import features
-from components.trainer import data
-from components.trainer.config import TrainConfig
+from fakefaces.components import features
+from fakefaces.components.trainer import data
+from fakefaces.components.trainer.config import TrainConfig
 
 Stratum = Tuple[str, int]  # (value of a string feature such as source, label)
 

@@ -1,6 +1,6 @@
 """TFX Trainer entry point: `run_fn` trains the paper's CNN on the TFRecords.
 
-Wire it as `tfx.components.Trainer(run_fn='components.trainer.module.run_fn',
+Wire it as `tfx.components.Trainer(run_fn='fakefaces.components.trainer.module.run_fn',
 custom_config=trainer_custom_config(train_config, decision_threshold), ...)`.
 Hyperparameters come only from `custom_config` (a `TrainConfig` as a dict plus
 the decision threshold that `serving_default`'s label uses): its `epochs` and
@@ -14,10 +14,10 @@ from typing import Any, Dict, Optional
 
 from absl import logging
 
-from components.trainer import data, export, mitigation, training
-from components.config_base import from_dict
-from components.face_example_gen.faces import FacePreparation
-from components.trainer.config import TrainConfig
+from fakefaces.components.trainer import data, export, mitigation, training
+from fakefaces.components.config_base import from_dict
+from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.trainer.config import TrainConfig
 
 DECISION_THRESHOLD_KEY = 'decision_threshold'
 FACE_PREPARATION_KEY = 'face_preparation'

@@ -26,9 +26,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from sklearn import metrics as sk_metrics
 
-from components import features
-from components.trainer import data, export, training
-from components.trainer.config import TrainConfig
+from fakefaces.components import features
+from fakefaces.components.trainer import data, export, training
+from fakefaces.components.trainer.config import TrainConfig
 
 TRAIN, VALIDATION, TEST = 'train', 'validation', 'test'
 FAIRFACE, GAN_FACES = 'fairface', 'gan_faces'

@@ -19,9 +19,9 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from components.trainer import data, preprocess
-from components.trainer.model import build_model
-from components.trainer.config import TrainConfig
+from fakefaces.components.trainer import data, preprocess
+from fakefaces.components.trainer.model import build_model
+from fakefaces.components.trainer.config import TrainConfig
 
 HISTORY_FILE = 'history.json'
 

@@ -2,8 +2,8 @@
 
 import sys
 
-from pipeline import config as config_lib
-from pipeline.commands.run import add_config_flags, config_from_args
+from fakefaces.pipeline import config as config_lib
+from fakefaces.pipeline.commands.run import add_config_flags, config_from_args
 
 
 def register(subparsers) -> None:
@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from kubeflow import runner  # heavy imports only when compiling
+  from fakefaces.kubeflow import runner  # heavy imports only when compiling
   config = config_from_args(args)
   kubeflow = config.kubeflow
   # Explicit flags win over the config's kubeflow section, which wins over the local paths.

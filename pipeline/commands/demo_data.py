@@ -1,6 +1,6 @@
 """`fakefaces demo-data`: write the generated demo dataset."""
 
-from pipeline import demo_data
+from fakefaces.pipeline import demo_data
 
 
 def register(subparsers) -> None:

@@ -12,7 +12,7 @@ Exit codes: 0 blessed; 1 failed (accuracy threshold or fairness bound);
 import os
 import sys
 
-from pipeline import config as config_lib
+from fakefaces.pipeline import config as config_lib
 
 EXIT_PASS, EXIT_FAIL, EXIT_INSUFFICIENT_OR_BAD_INPUT = 0, 1, 2
 EVALUATION_DIR = 'evaluation'
@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 def _run(args) -> int:
   try:
     thresholds = config_lib.load_thresholds(args.thresholds)
-    from components.fairness_gate import fairness  # pylint: disable=g-import-not-at-top
+    from fakefaces.components.fairness_gate import fairness  # pylint: disable=g-import-not-at-top
     fairness.validate_thresholds(thresholds, os.path.basename(args.thresholds))
     check_model(args.model)
     beam_args = list(args.beam_args or DEFAULT_BEAM_ARGS)
@@ -66,13 +66,13 @@ def _run(args) -> int:
     return EXIT_INSUFFICIENT_OR_BAD_INPUT
   annotation_report = None
   if args.annotations:
-    from components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
+    from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
     annotation_report = evaluation.load_annotation_report(args.annotations)
     if annotation_report is None:
       print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
   report = run_gate(args.model, pattern, thresholds, args.out, beam_args, annotation_report)
-  from components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
   print(evaluation.format_summary(report))
   print(f"  reports: {os.path.join(args.out, evaluation.REPORT_JSON)}, "
         f"{os.path.join(args.out, evaluation.REPORT_HTML)}")
@@ -80,7 +80,7 @@ def _run(args) -> int:
 
 
 def exit_code(verdict: str) -> int:
-  from components.fairness_gate import fairness  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.fairness_gate import fairness  # pylint: disable=g-import-not-at-top
   return {fairness.PASS: EXIT_PASS, fairness.FAIL: EXIT_FAIL}.get(
       verdict, EXIT_INSUFFICIENT_OR_BAD_INPUT)
 
@@ -88,20 +88,20 @@ def exit_code(verdict: str) -> int:
 def check_model(model_dir: str) -> None:
   """The folder holds a SavedModel with the signature TFMA feeds."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components.trainer import export  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.trainer import export  # pylint: disable=g-import-not-at-top
   if not tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     raise BadInput(f'--model {model_dir}: no saved_model.pb there (pass the SavedModel folder, '
                    'e.g. <Trainer model uri>/Format-Serving or a Pusher version folder)')
   signatures = tf.saved_model.load(model_dir).signatures
   if export.EXAMPLES_SIGNATURE not in signatures:
     raise BadInput(f'--model {model_dir}: no `{export.EXAMPLES_SIGNATURE}` signature (has '
-                   f'{sorted(signatures)}); export it with components.trainer.export')
+                   f'{sorted(signatures)}); export it with fakefaces.components.trainer.export')
 
 
 def _check_first_example(path: str) -> None:
   """The first record is a tf.Example with the label and image features."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
   compression = 'GZIP' if path.endswith('.gz') else ''
   try:
     record = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)), None)
@@ -131,8 +131,8 @@ def resolve_examples(examples: str, split: str, out_dir: str, beam_args) -> str:
 def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  from components import features  # pylint: disable=g-import-not-at-top
-  from components.face_example_gen import executor  # pylint: disable=g-import-not-at-top
+  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.face_example_gen import executor  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.load_config(config_path)
   except config_lib.ConfigError as e:
@@ -161,7 +161,7 @@ def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, be
   """Evaluates with TFMA, judges, writes the reports; returns the report dict."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  from components.fairness_gate import eval_config, evaluation  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.fairness_gate import eval_config, evaluation  # pylint: disable=g-import-not-at-top
   config = eval_config.build_eval_config(thresholds)
   evaluation_dir = os.path.join(out_dir, EVALUATION_DIR)
   tfma.run_model_analysis(

@@ -2,7 +2,7 @@
 
 import json
 
-from pipeline.commands.run import add_config_flags, config_from_args
+from fakefaces.pipeline.commands.run import add_config_flags, config_from_args
 
 
 def register(subparsers) -> None:
@@ -17,8 +17,8 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from components.face_example_gen import executor  # heavy import only when running
-  from pipeline.beam_workers import local_beam_args
+  from fakefaces.components.face_example_gen import executor  # heavy import only when running
+  from fakefaces.pipeline.beam_workers import local_beam_args
   config = config_from_args(args)
   beam_args = local_beam_args(config.beam_pipeline_args, config.beam_workers, config.ingest)
   try:

@@ -42,7 +42,7 @@ def _is_url(text: str) -> bool:
 
 
 def _read(source: str, args) -> bytes:
-  from serving import fetch  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import fetch  # pylint: disable=import-outside-toplevel
   if _is_url(source):
     data, _ = fetch.fetch_image(source, args.max_url_bytes, min(args.timeout, 30.0),
                                 args.allow_private_urls)
@@ -52,9 +52,9 @@ def _read(source: str, args) -> bytes:
 
 
 def _run(args) -> int:
-  from serving import client as client_lib  # pylint: disable=import-outside-toplevel
-  from serving import fetch, photos  # pylint: disable=import-outside-toplevel
-  from serving import status as status_lib  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import client as client_lib  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import fetch, photos  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import status as status_lib  # pylint: disable=import-outside-toplevel
   with client_lib.ServingClient(args.server, model_name=args.model_name, rest=args.rest,
                                 version=args.model_version, timeout=args.timeout) as client:
     try:

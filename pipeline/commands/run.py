@@ -2,7 +2,7 @@
 
 import argparse
 
-from pipeline import config as config_lib
+from fakefaces.pipeline import config as config_lib
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from pipeline import local_runner, summary  # heavy imports only when running
+  from fakefaces.pipeline import local_runner, summary  # heavy imports only when running
   config = config_from_args(args)
   if args.metadata_path:
     config.metadata_path = args.metadata_path

@@ -1,7 +1,7 @@
 """`fakefaces serve`: the pushed model behind TF Serving's gRPC and REST APIs.
 
 Execs the real `tensorflow_model_server` when it is on PATH (production image);
-otherwise runs the project's own server (`serving.server.ModelServer`), which
+otherwise runs the project's own server (`fakefaces.serving.server.ModelServer`), which
 speaks the same protocol. Serving modules are imported only when the command
 runs, so `fakefaces --help` stays fast.
 """
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def _options(args):
-  from serving import server, versions  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import server, versions  # pylint: disable=import-outside-toplevel
   try:
     policy = versions.VersionPolicy(args.version_policy, versions.parse_versions(args.versions))
   except ValueError as e:
@@ -58,7 +58,7 @@ def _options(args):
 
 def _run(args) -> int:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # no C++ log line per rejected request
-  from serving import server  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import server  # pylint: disable=import-outside-toplevel
   options = _options(args)
   binary = None if args.builtin else shutil.which(server.MODEL_SERVER_BINARY)
   if binary:

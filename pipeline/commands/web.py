@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from serving import web  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import web  # pylint: disable=import-outside-toplevel
   options = web.WebOptions(server=args.server, rest=args.rest, model_name=args.model_name,
                            host=args.host, port=args.port, gate_report=args.gate_report,
                            max_upload_bytes=args.max_upload_bytes,
