@@ -23,6 +23,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt setup.py
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	# The Kubeflow SDK wheel (top-level import `kubeflow`), for the test that installs
+	# our wheel next to it; downloaded here because tests never reach the network.
+	$(PY) -m pip download --quiet --no-deps --dest $(VENV)/test-wheels kubeflow==0.5.0
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,7 +42,9 @@ browser:
 	fi
 
 test: $(STAMP) browser
-	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
+	# pytest, not `python -m pytest`: that would put the repository root on sys.path,
+	# where the bare folders shadow installed packages (the Kubeflow SDK's `kubeflow`).
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

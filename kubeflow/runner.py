@@ -29,7 +29,7 @@ from fakefaces.pipeline import config as config_lib
 DATA_HEAVY_COMPONENTS = ('FaceExampleGen', 'StatisticsGen', 'Evaluator')
 TRAINER_COMPONENT = 'Trainer'
 
-# Folders of this repository the Dockerfile copies to kubeflow.image_project_root.
+# Folders of this repository the wheel installs (as fakefaces/<folder>) at kubeflow.image_project_root.
 IMAGE_DIRS = ('components', 'pipeline', 'serving', 'kubeflow', 'schema')
 
 # Schemes TensorFlow's gfile (which every TFX executor writes through) and Beam

@@ -38,7 +38,8 @@ class KubeflowConfig:
   trainer_memory_gb: float = 0.0  # memory (GB) requested and capped for the Trainer pod; 0: default
   trainer_gpu_count: int = 0  # GPUs for the Trainer pod (the image must be built with GPU=1)
   trainer_gpu_type: str = 'nvidia.com/gpu'  # KFP: the k8s resource name; Vertex: e.g. NVIDIA_TESLA_T4
-  image_project_root: str = '/fakefaces'  # where the Dockerfile installs this repository
+  # Where the Dockerfile's wheel install puts the package (its schema and configs) in the image.
+  image_project_root: str = '/usr/local/lib/python3.10/site-packages/fakefaces'
 
 
 @dataclasses.dataclass

@@ -232,7 +232,7 @@ def test_sources_and_fingerprint_travel_in_the_ingestion_config(compiled):
 
 
 def test_schema_is_read_from_the_image(compiled):
-  assert _parameter(compiled, 'ImportSchemaGen', 'schema_file') == '/fakefaces/schema/schema.pbtxt'
+  assert _parameter(compiled, 'ImportSchemaGen', 'schema_file') == config_lib.KubeflowConfig().image_project_root + '/schema/schema.pbtxt'
 
 
 def test_data_heavy_components_run_on_the_distributed_runner_with_the_image(compiled):

@@ -3,7 +3,7 @@
 The `dockerfile` package wraps Docker's own (BuildKit) parser, so a syntax
 error fails here as it would in `docker build`. The invariants are the ones the
 cluster depends on: Python 3.10, the pinned requirements, the Keras 2 switch,
-this project installed where kubeflow.image_project_root says, and the Beam
+this project built as a wheel and installed where kubeflow.image_project_root says, and the Beam
 boot of the installed Beam version as entrypoint.
 """
 
@@ -86,15 +86,19 @@ def test_pinned_requirements_are_copied_and_installed(stages):
   assert f'tensorflow[and-cuda]=={tensorflow}' in runs  # the GPU variant keeps the pin
 
 
-def test_project_is_installed_at_the_image_project_root(stages):
-  final = _final(stages)
-  workdirs = [c.value[0] for c in final if c.cmd == 'WORKDIR']
-  assert workdirs[-1] == KubeflowConfig().image_project_root
-  copied_sources = {c.value[0] for c in final if c.cmd == 'COPY' and not c.flags}
+def test_project_is_built_as_a_wheel_and_installed_at_the_image_project_root(stages):
+  (wheel_stage,) = [commands for (base, commands) in stages if base[-1] == 'wheel']
+  copied_sources = {c.value[0] for c in wheel_stage if c.cmd == 'COPY' and not c.flags}
   # Every package setup.py ships, plus the schema ImportSchemaGen reads in the pod:
   # the folders the compiler maps into the image.
   assert {'setup.py', *runner.IMAGE_DIRS} <= copied_sources
-  assert any('pip install --no-deps -e .' in run for run in _runs(stages))
+  assert any('pip wheel --no-deps' in c.value[0] for c in wheel_stage if c.cmd == 'RUN')
+  final = _final(stages)
+  assert any(c.flags == ('--from=wheel',) for c in final if c.cmd == 'COPY')
+  runs = ' && '.join(_runs(stages))
+  assert 'pip install --no-deps /wheels/fakefaces-' in runs and ' -e ' not in runs
+  # The image asserts that the package landed where the compiler maps repository files.
+  assert f"c.PROJECT_ROOT == '{KubeflowConfig().image_project_root}'" in runs
 
 
 def test_entrypoint_is_the_beam_boot_copied_from_the_beam_image(stages):
