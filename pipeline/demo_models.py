@@ -23,9 +23,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fakefaces.components import features
+from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_example_gen import executor as example_gen_executor
 from fakefaces.components.face_example_gen import sources
+from fakefaces.components.face_example_gen.faces import FacePreparation
 from fakefaces.components.trainer import export
+from fakefaces.components.trainer import model as model_lib
 from fakefaces.pipeline import demo_data
 
 IMAGE_SIZE = demo_data.IMAGE_SIZE
@@ -36,9 +39,23 @@ _NYQUIST_CUTOFF = 0.03
 
 
 def _logistic_head(x, weight: float, bias: float):
-  dense = keras.layers.Dense(1, activation='sigmoid')
+  """The fake logit weight * x + bias (the sigmoid is applied once, by `_probability`)."""
+  dense = keras.layers.Dense(1)
   out = dense(x)
   dense.set_weights([np.array([[weight]], np.float32), np.array([bias], np.float32)])
+  return out
+
+
+def _probability(logits):
+  """sigmoid(max of the heads' logits) = max of their probabilities (sigmoid is monotonic).
+
+  One final sigmoid layer named as the trainer names it, whose input is the fake
+  logit: the layer the exported `explain` signature (Grad-CAM) differentiates.
+  """
+  logit = logits[0] if len(logits) == 1 else keras.layers.Maximum()(logits)
+  head = keras.layers.Dense(1, activation='sigmoid', name=model_lib.OUTPUT_LAYER)
+  out = head(logit)
+  head.set_weights([np.ones((1, 1), np.float32), np.zeros([1], np.float32)])
   return out
 
 
@@ -57,15 +74,14 @@ def _dark_centre_score(inputs):
 
 def _nyquist_keras_model() -> keras.Model:
   inputs = keras.Input([IMAGE_SIZE, IMAGE_SIZE, 1])
-  return keras.Model(inputs, _nyquist_score(inputs))
+  return keras.Model(inputs, _probability([_nyquist_score(inputs)]))
 
 
 def _dark_face_keras_model() -> keras.Model:
   # Finds every fake, and also calls dark real faces fake: accurate overall
   # (so the Evaluator's thresholds pass) and unfair to one group.
   inputs = keras.Input([IMAGE_SIZE, IMAGE_SIZE, 1])
-  return keras.Model(inputs, keras.layers.Maximum()([_nyquist_score(inputs),
-                                                     _dark_centre_score(inputs)]))
+  return keras.Model(inputs, _probability([_nyquist_score(inputs), _dark_centre_score(inputs)]))
 
 
 _CORNER = 12  # the top-left 12x12 pixels: pure background, unrelated to the face drawn
@@ -97,8 +113,7 @@ def composed_model(export_dir: str, dark_cutoff: Optional[float] = None,
                                  60.0 * dark_cutoff))
   if corner_cutoff is not None:
     scores.append(_dark_corner_score(inputs, corner_cutoff))
-  output = scores[0] if len(scores) == 1 else keras.layers.Maximum()(scores)
-  return export.export_saved_model(keras.Model(inputs, output), export_dir, IMAGE_SIZE,
+  return export.export_saved_model(keras.Model(inputs, _probability(scores)), export_dir, IMAGE_SIZE,
                                    COLOR_MODE)
 
 
@@ -135,7 +150,7 @@ def write_demo_examples(path: str, num_images: int, seed: int = 0,
   return path
 
 
-BROKEN_SIGNATURE = 'explain'
+BROKEN_SIGNATURE = contract.EXPLAIN_SIGNATURE  # present, and failing
 
 
 def broken_signature_model(export_dir: str) -> str:
@@ -145,16 +160,18 @@ def broken_signature_model(export_dir: str) -> str:
   gate bless it), but calling `explain` with real image bytes fails at run time
   (a reshape that cannot hold). The ServingCanary must keep it from being pushed.
   """
-  module = export._ServingModule(_nyquist_keras_model(), IMAGE_SIZE, COLOR_MODE, 0.5)  # pylint: disable=protected-access
+  module = export._ServingModule(  # pylint: disable=protected-access
+      _nyquist_keras_model(), IMAGE_SIZE, COLOR_MODE, 0.5, FacePreparation(output_size=IMAGE_SIZE))
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=export.IMAGE_BYTES_INPUT)])
   def explain(image_bytes):
     images = module.preprocess(image_bytes)
     return {'heatmap': tf.reshape(images, [-1, 7, 7])}  # 128x128 pixels do not fit 7x7 rows
 
-  module.explain = explain
+  module.broken_explain = explain
   tf.saved_model.save(module, export_dir, signatures={
-      export.SERVING_SIGNATURE: module.serve_images.get_concrete_function(),
-      export.EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
+      contract.SERVING_SIGNATURE: module.serve_images.get_concrete_function(),
+      contract.EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
+      contract.FACE_PREPARATION_SIGNATURE: module.face_preparation.get_concrete_function(),
       BROKEN_SIGNATURE: explain.get_concrete_function()})
   return export_dir
