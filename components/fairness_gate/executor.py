@@ -9,10 +9,7 @@ the custom properties TFX's Evaluator writes (its `constants`), so the stock
 Pusher and LatestBlessedModelStrategy accept it.
 """
 
-import os
 
-import tensorflow as tf
-from tfx.components.evaluator import constants
 from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils

@@ -40,7 +40,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tfx.components.evaluator import constants
 from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
