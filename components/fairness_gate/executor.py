@@ -9,14 +9,12 @@ the custom properties TFX's Evaluator writes (its `constants`), so the stock
 Pusher and LatestBlessedModelStrategy accept it.
 """
 
-import os
 
-import tensorflow as tf
-from tfx.components.evaluator import constants
 from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from fakefaces.components import blessings
 from fakefaces.components.config_base import from_json
 from fakefaces.components.fairness_gate import baseline, evaluation
 from fakefaces.components.fairness_gate.config import ThresholdsConfig
@@ -24,23 +22,9 @@ from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 def write_blessing(blessing, model, report, production_model=None) -> None:
   """Marks `blessing` exactly as the Evaluator does, plus the verdict and reasons."""
-  blessed = report['blessed']
-  name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
-  with tf.io.gfile.GFile(os.path.join(blessing.uri, name), 'w') as f:
-    f.write('')
-  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
-                                   constants.BLESSED_VALUE if blessed
-                                   else constants.NOT_BLESSED_VALUE)
-  blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
-                                      model.uri)
-  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
-  if production_model is not None:
-    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY,
-                                        production_model.uri)
-    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY,
-                                     production_model.id)
+  blessings.write_model_blessing(blessing, model, report['blessed'], report['reasons'],
+                                 production_model)
   blessing.set_string_custom_property('verdict', report['verdict'])
-  blessing.set_string_custom_property('reasons', '\n'.join(report['reasons'])[:4000])
 
 
 def production_comparison(evaluation_uri: str, thresholds: ThresholdsConfig, report,

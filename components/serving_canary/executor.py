@@ -40,13 +40,12 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tfx.components.evaluator import constants
 from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from fakefaces.components import features
+from fakefaces.components import blessings, features
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
 from fakefaces.components.trainer import export
@@ -306,15 +305,7 @@ def _verdict(report: Dict[str, Any]) -> Dict[str, Any]:
 
 def write_blessing(blessing, model, blessed: bool, reasons: List[str]) -> None:
   """A ModelBlessing as TFX's Evaluator writes it: what the Pusher and the resolver read."""
-  name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
-  io_utils.write_string_file(os.path.join(blessing.uri, name), '')
-  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
-                                   constants.BLESSED_VALUE if blessed
-                                   else constants.NOT_BLESSED_VALUE)
-  blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
-                                      model.uri)
-  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
-  blessing.set_string_custom_property('reasons', '\n'.join(reasons)[:4000])
+  blessings.write_model_blessing(blessing, model, blessed, reasons)
 
 
 class Executor(base_executor.BaseExecutor):
