@@ -50,6 +50,11 @@ FAKE_LABEL = features.LABEL_NAMES[features.FAKE]
 # What a client sends to `face_preparation` (the value is ignored; empty strings are refused).
 PREPARATION_QUERY = b'face_preparation'
 
+# For each input, a value the model must refuse with INVALID_ARGUMENT (the ServingCanary
+# sends it): bytes that are no image, no tf.Example, and an empty preparation query.
+BAD_INPUTS = {IMAGE_BYTES_INPUT: b'not an image at all', EXAMPLES_INPUT: b'\x00 not a tf.Example',
+              QUERY_INPUT: b''}
+
 # Files written next to the SavedModel (under assets/).
 PREPROCESSING_FILE = 'preprocessing.json'
 

@@ -213,9 +213,16 @@ def test_card_lists_every_not_passed_check():
   assert 'disparate_impact' not in text
   assert card['fairness']['failed'] == ['Black vs rest: fpr_gap']
   assert 'no demographic annotator was used' in text
+  annotator_report = {'test_split': 'test', 'descriptor': 'dlib resnet',
+                      'evaluation': {'race': {'accuracy': 0.91, 'n': 588, 'coverage': 0.7,
+                                              'min_confidence': 0.5, 'confident_accuracy': 0.95,
+                                              'confusion': [[1]]}}}
   annotated = card_lib.build_card(card_config.ModelCardConfig(), 'm', {'checks': []}, None,
-                                  {'pushed': False}, annotator={'accuracy': 0.91})
-  assert annotated['annotator'] == {'accuracy': 0.91, 'used': True}
+                                  {'pushed': False}, annotator=annotator_report)
+  assert annotated['annotator']['used'] is True
+  assert annotated['annotator']['accuracy_by_attribute']['race'] == {
+      'accuracy': 0.91, 'n': 588, 'coverage': 0.7, 'min_confidence': 0.5,
+      'confident_accuracy': 0.95}
 
 
 def test_model_failing_a_signature_call_is_never_pushed(runs):

@@ -46,6 +46,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from fakefaces.components import blessings, features
+from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
 from fakefaces.components.trainer import export
@@ -108,7 +109,7 @@ def real_input(key: str, dtype: tf.DType, shape, examples: List[bytes]) -> np.nd
 
 def bad_input(key: str, dtype: tf.DType, shape, batch: int) -> np.ndarray:
   if dtype == tf.string:
-    junk = b'\x00 not a tf.Example' if key == export.EXAMPLES_INPUT else b'not an image at all'
+    junk = contract.BAD_INPUTS.get(key, b'not an image at all')
     return np.array([junk] * batch if shape is None or len(shape) else junk, dtype=object)
   return np.array(['not a number'] * batch, dtype=object)  # wrong dtype
 

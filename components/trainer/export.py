@@ -138,7 +138,12 @@ class _ServingModule(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.QUERY_INPUT)])
   def face_preparation(self, query):
-    return {contract.PARAMETERS_KEY: tf.fill(tf.shape(query), self.face_preparation_json)}
+    # An empty query is refused like any bad input (contract.BAD_INPUTS): a client
+    # sending nothing has a bug the canary should see.
+    check = tf.debugging.Assert(tf.reduce_all(tf.strings.length(query) > 0),
+                                ['face_preparation: every query element must be non-empty bytes'])
+    with tf.control_dependencies([check]):
+      return {contract.PARAMETERS_KEY: tf.fill(tf.shape(query), self.face_preparation_json)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
   def serve_examples(self, examples):
