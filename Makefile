@@ -42,8 +42,8 @@ browser:
 	fi
 
 test: $(STAMP) browser
-	# pytest, not `python -m pytest`: that would put the repository root on sys.path,
-	# where the bare folders shadow installed packages (the Kubeflow SDK's `kubeflow`).
+	@# pytest, not `python -m pytest`: that would put the repository root on sys.path,
+	@# where the bare folders shadow installed packages (the Kubeflow SDK's `kubeflow`).
 	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
 
 bench: $(STAMP)

@@ -50,7 +50,7 @@ def _setup(tmp_path):
 
 
 def _label(config_path, annotations, out, answers):
-  env = dict(os.environ, PYTHONPATH=PROJECT_ROOT, TF_USE_LEGACY_KERAS='1')
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1')
   return subprocess.run(
       [sys.executable, '-m', 'fakefaces.pipeline.cli', 'label', '--config', str(config_path),
        '--annotations', str(annotations), '--out', str(out), '--split', 'all'],

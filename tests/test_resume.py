@@ -34,7 +34,9 @@ BEFORE_TRAINER = ('FaceExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'Example
                   'DataGate')
 LENIENT = dict(decision_threshold=0.3, min_group_size=1, min_binary_accuracy=0.0, min_auc=0.0,
                disparate_impact_range=[0.0, 1.0e9], max_abs_average_odds_difference=1.0,
-               max_fpr_gap=1.0, max_fnr_gap=1.0, judge_each_value_of=[])
+               max_fpr_gap=1.0, max_fnr_gap=1.0,
+               max_interval_span_di=0.0, max_interval_span_difference=0.0,  # no span limit
+               judge_each_value_of=[])
 State = metadata_store_pb2.Execution.State
 
 
@@ -82,8 +84,7 @@ def _config_file(root) -> str:
 def test_killed_during_training_resumes_from_cache_and_pushes_once(tmp_path):
   config_path = _config_file(tmp_path)
   config = config_lib.load_config(config_path)
-  env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',
-             PYTHONPATH=PROJECT_ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2')
   with open(tmp_path / 'killed_run.log', 'wb') as log:
     process = subprocess.Popen([sys.executable, '-m', 'fakefaces.pipeline.cli', 'run', '--config',
                                 config_path], cwd=PROJECT_ROOT, env=env, stdout=log,
