@@ -5,7 +5,6 @@ biased predictions must be blocked with the group named; missing evidence
 must never pass.
 """
 
-import dataclasses
 import html.parser
 import json
 

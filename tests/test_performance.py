@@ -14,7 +14,6 @@ import importlib.util
 import json
 import os
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -20,7 +20,6 @@ The absolute bounds are lenient on purpose (P itself must pass them): only the
 comparison with production refuses A and B.
 """
 
-import glob
 import json
 import os
 

@@ -20,7 +20,6 @@ import sys
 import time
 
 import ml_metadata as mlmd
-import pytest
 import yaml
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx

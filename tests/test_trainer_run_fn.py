@@ -1,7 +1,6 @@
 """run_fn end to end from TFRecords, and the tf.data input pipeline it uses."""
 
 import json
-import os
 
 import numpy as np
 import pytest
