@@ -86,6 +86,17 @@ def resolve_paths(config: PipelineConfig, base_dir: str) -> None:
     source.path = resolve(source.path)
 
 
+def check_consistency(config: PipelineConfig) -> None:
+  """Checks that span components; raises ConfigError naming the field to change."""
+  if (config.annotator.enabled and config.ingest.align == 'dlib' and
+      config.ingest.crop_fraction < 1.0 and not config.ingest.face_descriptors):
+    # The annotator's descriptor box sits on the whole aligned square; after the crop
+    # half of it lies outside the stored image (forehead, hair and chin cut off).
+    raise ConfigError(f'ingest.face_descriptors must be true when ingest.crop_fraction '
+                      f'({config.ingest.crop_fraction}) < 1 and the annotator is enabled: the '
+                      'descriptor is then taken before the crop (or set annotator.enabled: false)')
+
+
 def load_config(path: Optional[str] = None) -> PipelineConfig:
   """Loads a PipelineConfig from YAML (defaults when `path` is None)."""
   if path is None:
@@ -94,4 +105,5 @@ def load_config(path: Optional[str] = None) -> PipelineConfig:
     return config
   config = from_dict(PipelineConfig, load_yaml(path))
   resolve_paths(config, os.getcwd())  # like any CLI: relative to where you run it
+  check_consistency(config)
   return config

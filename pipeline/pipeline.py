@@ -36,7 +36,7 @@ from fakefaces.components.model_card.config import ModelCardConfig
 from fakefaces.components.serving_canary.component import ServingCanary
 from fakefaces.components.serving_canary.config import CanaryConfig
 from fakefaces.components.trainer.module import trainer_custom_config
-from fakefaces.pipeline.config import PipelineConfig, load_thresholds
+from fakefaces.pipeline.config import PipelineConfig, check_consistency, load_thresholds
 
 TRAINER_RUN_FN = 'fakefaces.components.trainer.module.run_fn'
 RESOLVER_ID = 'latest_blessed_model_resolver'
@@ -97,6 +97,7 @@ def create_pipeline(
   `metadata_connection_config` is set by local runs (SQLite) and left None on
   Kubeflow, where the platform owns the metadata store.
   """
+  check_consistency(config)
   thresholds = load_thresholds(config.thresholds_file)
 
   example_gen = FaceExampleGen(ingest_config=config.ingest, input_fingerprint=input_fingerprint)

@@ -87,6 +87,31 @@ def predict(classifiers: Mapping[str, object], descriptors: np.ndarray
   return out
 
 
+def cross_fit(descriptors: np.ndarray, labels: Mapping[str, Sequence[str]], min_per_class: int,
+              regularization_c: float, folds: int, seed: int
+              ) -> Dict[str, Tuple[List[str], np.ndarray]]:
+  """Out-of-fold predictions: face i is predicted by classifiers fitted without its fold.
+
+  Same shape as `predict`. Folds are a seeded permutation, so every face is
+  scored exactly once by classifiers that never saw its label.
+  """
+  n = len(descriptors)
+  fold_of = np.random.default_rng(seed).permutation(n) % folds
+  out = {a: ([features.UNKNOWN] * n, np.zeros(n)) for a in ATTRIBUTES}
+  for fold in range(folds):
+    held = fold_of == fold
+    fit = ~held
+    classifiers, _ = train(descriptors[fit], {a: [v for v, k in zip(labels[a], fit) if k]
+                                              for a in ATTRIBUTES},
+                           min_per_class, regularization_c)
+    predicted = predict(classifiers, descriptors[held])
+    for attribute, (values, confidences) in predicted.items():
+      for i, value, confidence in zip(np.flatnonzero(held), values, confidences):
+        out[attribute][0][i] = value
+        out[attribute][1][i] = confidence
+  return out
+
+
 def thresholded(value: str, confidence: float, min_confidence: float) -> str:
   """The value the pipeline writes: the prediction, or 'unknown' below the threshold."""
   return value if value != features.UNKNOWN and confidence >= min_confidence else features.UNKNOWN

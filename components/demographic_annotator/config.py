@@ -27,6 +27,13 @@ class AnnotatorConfig:
   regularization_c: float = 1.0
   train_split: str = features.TRAIN  # the classifiers learn from the human labels of this split
   test_split: str = features.TEST  # accuracy is measured on this split's human labels
+  # When every labelled source is audit-only (all in the test split), set train_split to
+  # the test split and this to k >= 2: each labelled test face is then scored by
+  # classifiers fitted on the other k-1 folds (so the report and the gate's precision
+  # still rest on faces a classifier never saw), and unlabelled faces by classifiers
+  # fitted on all of them. The detector never sees these labels either way.
+  cross_fit_folds: int = 0
+  seed: int = 0  # fold assignment
   progress_interval_seconds: float = 60.0
 
   def min_confidence(self, attribute: str) -> float:
@@ -47,6 +54,13 @@ def validate(config: AnnotatorConfig, where: str = 'annotator') -> None:
     if getattr(config, name) not in features.SPLITS:
       raise ConfigError(f'{where}.{name} must be one of {list(features.SPLITS)}, '
                         f'got {getattr(config, name)!r}')
-  if config.train_split == config.test_split:
-    raise ConfigError(f'{where}.test_split must differ from train_split ({config.train_split!r}): '
-                      'accuracy is measured on faces the classifiers never saw')
+  if config.cross_fit_folds < 0 or config.cross_fit_folds == 1:
+    raise ConfigError(f'{where}.cross_fit_folds must be 0 (off) or >= 2, '
+                      f'got {config.cross_fit_folds}')
+  if config.train_split == config.test_split and not config.cross_fit_folds:
+    raise ConfigError(f'{where}.test_split must differ from train_split ({config.train_split!r}) '
+                      f'unless {where}.cross_fit_folds >= 2: accuracy is measured on faces the '
+                      'classifiers never saw')
+  if config.cross_fit_folds and config.train_split != config.test_split:
+    raise ConfigError(f'{where}.cross_fit_folds applies only when train_split == test_split '
+                      f'(got {config.train_split!r} and {config.test_split!r})')

@@ -33,7 +33,8 @@ from tfx.types import artifact_utils
 
 from fakefaces.components import features
 from fakefaces.components.config_base import from_json, to_json
-from fakefaces.components.demographic_annotator import annotate, descriptors
+from fakefaces.components.demographic_annotator import annotate
+from fakefaces.components.face_example_gen import descriptors
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 
 REPORT_FILE, CLASSIFIERS_FILE = 'report.json', 'classifiers.pkl'
@@ -84,6 +85,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   rows: Dict[str, List[Dict[str, Any]]] = {}
   vectors: Dict[str, np.ndarray] = {}
   describe_failures: List[Dict[str, str]] = []
+  from_ingestion = 0
   progress = _Progress('described', config.progress_interval_seconds)
   files = {split: _split_files(input_uri, split) for split in split_names}
   # Pass 1: descriptors where they are needed.
@@ -102,14 +104,19 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
            any(v != features.UNKNOWN for v in human.values())))
       vector = np.full(descriptors.DESCRIPTOR_SIZE, np.nan, dtype=np.float32)
       if needed:
-        try:
-          image = example.features.feature[features.IMAGE].bytes_list.value[0]
-          vector = describer.describe(image)
-          row['described'] = True
-        except Exception as e:  # pylint: disable=broad-except  (one bad face never stops a run)
-          describe_failures.append({'image_id': row['image_id'], 'split': split,
-                                    'reason': f'{type(e).__name__}: {e}'})
-        progress.tick()
+        stored = descriptors.from_example(example)
+        if stored is not None:  # taken at ingestion, before the treatment
+          vector, row['described'] = stored, True
+          from_ingestion += 1
+        else:
+          try:
+            image = example.features.feature[features.IMAGE].bytes_list.value[0]
+            vector = describer.describe(image)
+            row['described'] = True
+          except Exception as e:  # pylint: disable=broad-except  (one bad face never stops a run)
+            describe_failures.append({'image_id': row['image_id'], 'split': split,
+                                      'reason': f'{type(e).__name__}: {e}'})
+          progress.tick()
       split_rows.append(row)
       split_vectors.append(vector)
     rows[split] = split_rows
@@ -139,6 +146,15 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
       for i, value, confidence in zip(np.flatnonzero(keep), values, confidences):
         per_row[i][attribute] = (value, float(confidence))
     predictions[split] = per_row
+  if config.enabled and config.cross_fit_folds and config.train_split in rows:
+    # The labelled faces the classifiers were fitted on get out-of-fold proposals instead.
+    out_of_fold = annotate.cross_fit(vectors[config.train_split][train_keep], train_labels,
+                                     config.min_train_per_class, config.regularization_c,
+                                     config.cross_fit_folds, config.seed)
+    for attribute, (values, confidences) in out_of_fold.items():
+      for i, value, confidence in zip(np.flatnonzero(train_keep), values, confidences):
+        if rows[config.train_split][i]['human'][attribute] != features.UNKNOWN:
+          predictions[config.train_split][i][attribute] = (value, float(confidence))
   thresholds = {a: config.min_confidence(a) for a in ATTRIBUTES}
   evaluation, test_pairs = {}, []
   if config.test_split in rows:
@@ -192,7 +208,12 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   report = {
       'config': json.loads(to_json(config)),
       'descriptor': 'dlib_face_recognition_resnet_model_v1 on the 5-point shape of the fixed '
-                    'aligned-face box (components/demographic_annotator/descriptors.py)',
+                    'aligned-face box (components/face_example_gen/descriptors.py)',
+      'descriptors_from_ingestion': from_ingestion,
+      'evaluation_protocol': (
+          f'{config.cross_fit_folds}-fold cross-fitting on the {config.test_split} split\'s human '
+          'labels (each face scored by classifiers fitted without it)' if config.cross_fit_folds
+          else f'fitted on {config.train_split}, scored on {config.test_split}'),
       'faces_described': progress.done,
       'describe_seconds': round(describe_seconds, 1),
       'faces_per_second': round(progress.done / describe_seconds, 2) if describe_seconds else None,

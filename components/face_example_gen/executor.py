@@ -15,6 +15,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tfx.components.util import examples_utils
@@ -23,7 +24,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from fakefaces.components import features
-from fakefaces.components.face_example_gen import faces, images, sources
+from fakefaces.components.face_example_gen import descriptors, faces, images, sources
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 
@@ -64,8 +65,9 @@ def _int_feature(value: int) -> tf.train.Feature:
   return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
-def make_example(record: sources.InputRecord, encoded: bytes, face_size: int) -> tf.train.Example:
-  return tf.train.Example(features=tf.train.Features(feature={
+def make_example(record: sources.InputRecord, encoded: bytes, face_size: int,
+                 descriptor: Optional[np.ndarray] = None) -> tf.train.Example:
+  example = tf.train.Example(features=tf.train.Features(feature={
       features.IMAGE: _bytes_feature(encoded),
       features.LABEL: _int_feature(record.label),
       features.GENDER: _bytes_feature(record.gender.encode('utf-8')),
@@ -75,6 +77,9 @@ def make_example(record: sources.InputRecord, encoded: bytes, face_size: int) ->
       features.IMAGE_ID: _bytes_feature(record.image_id.encode('utf-8')),
       features.FACE_SIZE: _int_feature(face_size),
   }))
+  if descriptor is not None:
+    example.features.feature[features.FACE_DESCRIPTOR].float_list.value[:] = descriptor.tolist()
+  return example
 
 
 class FaceProcessor:
@@ -85,6 +90,7 @@ class FaceProcessor:
     self._preparer = faces.FacePreparer(faces.FacePreparation.from_ingest_config(config))
     if config.align == 'dlib':
       _ = self._preparer.aligner  # load the dlib models now, not on the first image
+    self._describer = descriptors.FaceDescriber() if config.face_descriptors else None
 
   def __call__(self, record: sources.InputRecord) -> Outcome:
     if record.problem:
@@ -108,7 +114,13 @@ class FaceProcessor:
     if not photo.faces:
       return Outcome(record, NO_FACE, photo.no_face_reason)
     face = photo.faces[0]
-    example = make_example(record, face.encoded, face.face_size)
+    descriptor = None
+    if self._describer is not None:
+      try:
+        descriptor = self._describer.describe_pixels(np.asarray(face.aligned.convert('RGB')))
+      except Exception as e:  # pylint: disable=broad-except  (the annotator describes it later)
+        logging.warning('FaceExampleGen: no face descriptor for %s: %s', record.path, e)
+    example = make_example(record, face.encoded, face.face_size, descriptor)
     return Outcome(record, WRITTEN, '', example.SerializeToString(), face.detector)
 
 

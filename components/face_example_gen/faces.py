@@ -120,6 +120,7 @@ class PreparedFace:
   encoded: bytes  # JPEG at jpeg_quality: the model input
   face_size: int  # side of the detector box, source pixels (0 for align 'none')
   detector: str  # 'hog', 'cnn' or '' (align 'none')
+  aligned: Optional[Image.Image] = None  # the aligned face before treatment.equalize
 
 
 @dataclasses.dataclass
@@ -177,11 +178,13 @@ class FacePreparer:
     """Faces of an image returned by `decode` (largest only unless `all_faces`)."""
     p = self.params
     if p.align == 'none':
-      crop = treatment.equalize(align.center_square(image, p.output_size), p)
+      square = align.center_square(image, p.output_size)
+      crop = treatment.equalize(square, p)
       side = min(image.size)
       left, top = (image.width - side) // 2, (image.height - side) // 2
       return PreparedPhoto(image, [PreparedFace((left, top, left + side, top + side), crop,
-                                                images.encode_jpeg(crop, p.jpeg_quality), 0, '')])
+                                                images.encode_jpeg(crop, p.jpeg_quality), 0, '',
+                                                square)])
     if all_faces:
       aligned = self.aligner.align_all(image, max_faces)
     else:
@@ -192,7 +195,7 @@ class FacePreparer:
     crops = [treatment.equalize(a.image, p) for a in aligned]
     return PreparedPhoto(image, [
         PreparedFace(_clip_box(a.box, image.size), crop, images.encode_jpeg(crop, p.jpeg_quality),
-                     a.face_size, a.detector) for a, crop in zip(aligned, crops)])
+                     a.face_size, a.detector, a.image) for a, crop in zip(aligned, crops)])
 
   def prepare(self, data: bytes, all_faces: bool = True, max_faces: int = 0) -> PreparedPhoto:
     """Encoded photo -> its prepared faces. Raises images.ImageProblem for bad input."""

@@ -1,6 +1,11 @@
 """dlib's 128-d face descriptor of an aligned crop, without detecting the face again.
 
-FaceExampleGen writes FFHQ-style crops, so the face sits at a known place:
+Used by FaceExampleGen (`ingest.face_descriptors`: on the aligned face before
+the shared treatment, so a crop or resampling for the source-shortcut
+mitigation never reaches the descriptor) and by the DemographicAnnotator (on
+the stored image, for examples ingested without descriptors).
+
+An aligned crop has the face at a known place:
 `align.ALIGNED_FACE_BOX` (the median HOG box on aligned crops). The 5-point
 shape predictor runs on that fixed box and `compute_face_descriptor` on the
 resulting landmarks. Measured on 60 aligned 128 px faces (2 shared cores):
@@ -15,10 +20,12 @@ Models come from the `face_recognition_models` package: nothing is downloaded.
 """
 
 import io
+from typing import Optional
 
 import numpy as np
 from PIL import Image
 
+from fakefaces.components import features
 from fakefaces.components.face_example_gen import align
 
 DESCRIPTOR_SIZE = 128
@@ -52,3 +59,9 @@ class FaceDescriber:
     except Exception as e:  # pylint: disable=broad-except  (PIL raises many types)
       raise ValueError(f'not a decodable image: {type(e).__name__}: {e}') from e
     return self.describe_pixels(np.asarray(image))
+
+
+def from_example(example) -> Optional[np.ndarray]:
+  """The descriptor FaceExampleGen stored in a tf.train.Example, None when it has none."""
+  values = example.features.feature[features.FACE_DESCRIPTOR].float_list.value
+  return np.asarray(values, dtype=np.float32) if len(values) == DESCRIPTOR_SIZE else None
