@@ -1,14 +1,15 @@
 """Issue 15: the machinery that lets every step use every core (no timing is asserted).
 
 * local runs choose their DirectRunner workers (pipeline/beam_workers.py);
-* the multi-process DirectRunner ingests exactly what one in-memory worker does,
-  and its worker processes import this checkout;
+* N local workers (forked face-preparation processes) ingest exactly what one
+  in-memory worker does, and a process that dies costs only its photo;
 * the CNN fallback on a downscaled copy finds the face it finds at full size;
 * the FLOP count of the paper's CNNs, derived from their layers;
 * the Trainer's performance options;
 * bench/pipeline.py reads per-component times from a real MLMD store.
 """
 
+import dataclasses
 import glob
 import importlib.util
 import json
@@ -83,6 +84,48 @@ def test_two_worker_processes_write_what_one_in_memory_worker_writes(demo_datase
                   for f in parsed)
 
   assert records(tmp_path / 'two') == records(tmp_path / 'one')
+
+
+def test_local_multi_process_runs_become_one_beam_worker_with_forked_face_processes():
+  args, processes = executor.local_processes(beam_workers.direct_runner_args(2))
+  assert processes == 2 and args[-2:] == beam_workers.direct_runner_args(1)
+  assert executor.local_processes(beam_workers.direct_runner_args(1))[1] == 1
+  remote = ['--runner=DataflowRunner', '--direct_running_mode=multi_processing',
+            '--direct_num_workers=4']
+  assert executor.local_processes(remote) == (remote, 1)
+
+
+PLANTED_CRASH = b'this photo kills the process that prepares it'
+
+
+def crash_on_planted_bytes(data):
+  """Module level, so the pool pickles it by reference; forked children have this module."""
+  if data == PLANTED_CRASH:
+    os._exit(3)  # what a native crash in dlib looks like from the parent
+  return executor._prepare(*executor._CHILD_MODELS, data)  # pylint: disable=protected-access
+
+
+def test_a_photo_that_kills_its_process_ends_unreadable_and_the_others_are_written(
+    demo_dataset, tmp_path, monkeypatch):
+  monkeypatch.setattr(executor, '_prepare_in_child', crash_on_planted_bytes)
+  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')], align='none',
+                        output_size=32, limit_per_source=6)
+  records = sources.list_inputs(config)
+  crash = tmp_path / 'crash.jpg'
+  crash.write_bytes(PLANTED_CRASH)
+  records[2] = dataclasses.replace(records[2], path=str(crash))
+  processor = executor.FaceProcessor(config, processes=2)
+  try:
+    outcomes = processor.process_many(records)
+    again = processor.process_many(records[:2])  # the pool is rebuilt after the crash
+  finally:
+    processor.close()
+  assert [o.record.path for o in outcomes] == [r.path for r in records]
+  assert outcomes[2].outcome == executor.UNREADABLE and 'crashed' in outcomes[2].reason
+  assert [o.outcome for i, o in enumerate(outcomes) if i != 2] == [executor.WRITTEN] * 5
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  parse = tf.train.Example.FromString  # compared parsed: map fields serialize per process
+  assert [parse(o.example) for o in again] == [parse(o.example) for o in outcomes[:2]]
 
 
 def test_negative_cnn_max_side_is_refused():

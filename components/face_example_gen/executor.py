@@ -8,11 +8,13 @@ its path and reason. The run fails when too many inputs were not written.
 """
 
 import collections
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -82,65 +84,178 @@ def make_example(record: sources.InputRecord, encoded: bytes, face_size: int,
   return example
 
 
-class FaceProcessor:
-  """Read -> `faces.FacePreparer` (decode, check, align, encode) for one record; never raises for bad data."""
+# What one face-preparation call returns: (outcome, reason, encoded face, face_size,
+# detector, descriptor or None). Plain values, so it crosses process boundaries.
+Prepared = Tuple[str, str, bytes, int, str, Optional[np.ndarray]]
 
-  def __init__(self, config: IngestConfig):
+
+def _prepare(preparer: faces.FacePreparer, describer: Optional[descriptors.FaceDescriber],
+             data: bytes) -> Prepared:
+  """Decode -> check -> align -> treat -> encode (and describe) one photo; never raises."""
+  try:
+    image = preparer.decode(data)  # refuses what dlib must not see
+  except images.ImageProblem as e:
+    return e.outcome, e.reason, b'', 0, '', None
+  try:
+    photo = preparer.prepare_image(image, all_faces=False)
+  except Exception as e:  # a bug or a dlib failure must not stop the run  # pylint: disable=broad-except
+    return UNREADABLE, f'processing failed: {type(e).__name__}: {e}', b'', 0, '', None
+  if not photo.faces:
+    return NO_FACE, photo.no_face_reason, b'', 0, '', None
+  face = photo.faces[0]
+  descriptor = None
+  if describer is not None:
+    try:
+      descriptor = describer.describe_pixels(np.asarray(face.aligned.convert('RGB')))
+    except Exception as e:  # pylint: disable=broad-except  (the annotator describes it later)
+      logging.warning('FaceExampleGen: no face descriptor: %s', e)
+  return WRITTEN, '', face.encoded, face.face_size, face.detector, descriptor
+
+
+# The models of a pool process: inherited from the parent at fork, never pickled.
+_CHILD_MODELS: Optional[Tuple[faces.FacePreparer, Optional[descriptors.FaceDescriber]]] = None
+
+
+def _set_child_models(preparer, describer) -> None:
+  global _CHILD_MODELS
+  _CHILD_MODELS = (preparer, describer)
+
+
+def _prepare_in_child(data: bytes) -> Prepared:
+  return _prepare(*_CHILD_MODELS, data)
+
+
+class FaceProcessor:
+  """Read -> `faces.FacePreparer` (decode, check, align, encode) per record; never raises for bad data.
+
+  With `processes` > 1 the preparation runs in that many forked processes that
+  inherit the loaded dlib models (no imports, no model loading per process), while
+  this process reads the files and builds the tf.Examples. A process that dies
+  (a native crash in dlib) costs only the photos it had: they are retried one by
+  one in a fresh pool, and a photo that kills it again ends as `unreadable`.
+  """
+
+  def __init__(self, config: IngestConfig, processes: int = 1):
     self._config = config
     self._preparer = faces.FacePreparer(faces.FacePreparation.from_ingest_config(config))
     if config.align == 'dlib':
       _ = self._preparer.aligner  # load the dlib models now, not on the first image
     self._describer = descriptors.FaceDescriber() if config.face_descriptors else None
+    self._processes = processes
+    self._pool = None
 
-  def __call__(self, record: sources.InputRecord) -> Outcome:
+  def _new_pool(self, workers: int):
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context('fork'),
+        initializer=_set_child_models, initargs=(self._preparer, self._describer))
+
+  def close(self) -> None:
+    if self._pool is not None:
+      self._pool.shutdown(cancel_futures=True)
+      self._pool = None
+
+  def _read(self, record: sources.InputRecord):
+    """The file's bytes, or the Outcome that ends this record before any decoding."""
     if record.problem:
       return Outcome(record, FILTERED, record.problem)
     try:
       with tf.io.gfile.GFile(record.path, 'rb') as f:
-        data = f.read()
+        return f.read()
     except tf.errors.NotFoundError:
       return Outcome(record, UNREADABLE, 'file not found')
     except (tf.errors.OpError, OSError) as e:
       return Outcome(record, UNREADABLE, f'cannot read file: {e}')
+
+  def _outcome(self, record: sources.InputRecord, prepared: Prepared) -> Outcome:
+    outcome, reason, encoded, face_size, detector, descriptor = prepared
+    if outcome == UNREADABLE and reason.startswith('processing'):
+      logging.error('FaceExampleGen: processing %s failed: %s', record.path, reason)
+    if outcome != WRITTEN:
+      return Outcome(record, outcome, reason)
+    example = make_example(record, encoded, face_size, descriptor)
+    return Outcome(record, WRITTEN, '', example.SerializeToString(), detector)
+
+  def __call__(self, record: sources.InputRecord) -> Outcome:
+    data = self._read(record)
+    if isinstance(data, Outcome):
+      return data
+    return self._outcome(record, _prepare(self._preparer, self._describer, data))
+
+  def process_many(self, records: List[sources.InputRecord]) -> List[Outcome]:
+    """Outcomes in input order; in the pool when `processes` > 1."""
+    if self._processes <= 1:
+      return [self(r) for r in records]
+    read = [self._read(r) for r in records]
+    todo = [i for i, d in enumerate(read) if not isinstance(d, Outcome)]
+    results: Dict[int, Prepared] = {}
     try:
-      image = self._preparer.decode(data)  # refuses what dlib must not see
-    except images.ImageProblem as e:
-      return Outcome(record, e.outcome, e.reason)
-    try:
-      photo = self._preparer.prepare_image(image, all_faces=False)
-    except Exception as e:  # a bug or a dlib failure must not stop the run  # pylint: disable=broad-except
-      logging.exception('FaceExampleGen: processing %s failed', record.path)
-      return Outcome(record, UNREADABLE, f'processing failed: {type(e).__name__}: {e}')
-    if not photo.faces:
-      return Outcome(record, NO_FACE, photo.no_face_reason)
-    face = photo.faces[0]
-    descriptor = None
-    if self._describer is not None:
-      try:
-        descriptor = self._describer.describe_pixels(np.asarray(face.aligned.convert('RGB')))
-      except Exception as e:  # pylint: disable=broad-except  (the annotator describes it later)
-        logging.warning('FaceExampleGen: no face descriptor for %s: %s', record.path, e)
-    example = make_example(record, face.encoded, face.face_size, descriptor)
-    return Outcome(record, WRITTEN, '', example.SerializeToString(), face.detector)
+      if self._pool is None:
+        self._pool = self._new_pool(self._processes)
+      for i, prepared in zip(todo, self._pool.map(_prepare_in_child, [read[i] for i in todo])):
+        results[i] = prepared
+    except concurrent.futures.process.BrokenProcessPool:
+      self.close()
+      for i in todo:  # one photo at a time, each in a fresh process if the last one died
+        if i in results:
+          continue
+        if self._pool is None:
+          self._pool = self._new_pool(1)
+        try:
+          results[i] = self._pool.submit(_prepare_in_child, read[i]).result()
+        except concurrent.futures.process.BrokenProcessPool:
+          self.close()
+          results[i] = (UNREADABLE, 'processing crashed the face-preparation process', b'', 0,
+                        '', None)
+      self.close()
+    return [read[i] if isinstance(read[i], Outcome) else self._outcome(records[i], results[i])
+            for i in range(len(records))]
+
+
+def local_processes(beam_pipeline_args: List[str]) -> Tuple[List[str], int]:
+  """(Beam args, face-preparation processes) for FaceExampleGen.
+
+  A local multi-process DirectRunner (`--direct_running_mode=multi_processing
+  --direct_num_workers=N`, what `beam_workers` sets) becomes one in-memory Beam
+  worker with N forked face-preparation processes. Measured with bench/ingest.py
+  (README, "Performance"): Beam's worker processes each import TensorFlow, Beam and
+  TFX and load the dlib models, and gave 1.15x on 2 cores for 800 photos; forked
+  processes inherit all of that. Any other runner is left as it is (one process per
+  Beam worker: Dataflow and Flink run one worker per core themselves).
+  """
+  runners = [a.split('=', 1)[1] for a in beam_pipeline_args if a.startswith('--runner=')]
+  if runners and runners[-1] not in ('DirectRunner', 'direct', 'BundleBasedDirectRunner'):
+    return list(beam_pipeline_args), 1
+  modes = [a.split('=', 1)[1] for a in beam_pipeline_args
+           if a.startswith('--direct_running_mode=')]
+  counts = [a.split('=', 1)[1] for a in beam_pipeline_args
+            if a.startswith('--direct_num_workers=')]
+  if not modes or modes[-1] != 'multi_processing' or not counts or int(counts[-1]) <= 1:
+    return list(beam_pipeline_args), 1
+  workers = int(counts[-1])
+  return list(beam_pipeline_args) + ['--direct_running_mode=in_memory',
+                                     '--direct_num_workers=1'], workers
 
 
 class _ProcessImages(beam.DoFn):
-  """FaceProcessor in Beam: models load once per DoFn instance, progress is counted and logged."""
+  """FaceProcessor in Beam on batches: models load once per DoFn instance; progress is logged."""
 
-  def __init__(self, config: IngestConfig):
+  def __init__(self, config: IngestConfig, processes: int = 1):
     self._config = config
+    self._processes = processes
     self._processor: Optional[FaceProcessor] = None
     self._counters = {o: beam.metrics.Metrics.counter(METRICS_NAMESPACE, o) for o in OUTCOMES}
 
   def setup(self):
-    self._processor = FaceProcessor(self._config)  # dlib models are not picklable: load here
+    # dlib models are not picklable: load here
+    self._processor = FaceProcessor(self._config, self._processes)
     self._done = collections.Counter()
     self._started = self._last_log = time.monotonic()
 
-  def process(self, record: sources.InputRecord):
-    outcome = self._processor(record)
-    self._counters[outcome.outcome].inc()
-    self._done[outcome.outcome] += 1
+  def process(self, records: List[sources.InputRecord]):
+    for outcome in self._processor.process_many(list(records)):
+      self._counters[outcome.outcome].inc()
+      self._done[outcome.outcome] += 1
+      yield outcome
     now = time.monotonic()
     if now - self._last_log >= self._config.progress_interval_seconds:
       self._last_log = now
@@ -148,7 +263,10 @@ class _ProcessImages(beam.DoFn):
       logging.info('FaceExampleGen worker %d: %d images in %.0fs (%.1f/s), %s', os.getpid(),
                    total, now - self._started, total / max(now - self._started, 1e-9),
                    dict(self._done))
-    yield outcome
+
+  def teardown(self):
+    if self._processor is not None:
+      self._processor.close()
 
 
 def _summary(o: Outcome) -> Dict[str, Any]:
@@ -223,17 +341,23 @@ def _write_json(report: Dict[str, Any], path: str) -> None:
 
 
 def ingest(config: IngestConfig, examples_uri: str, report_path: str,
-           beam_pipeline: beam.Pipeline) -> None:
-  """Builds the ingestion into `beam_pipeline` (run by the caller's `with`)."""
+           beam_pipeline: beam.Pipeline, processes: int = 1) -> None:
+  """Builds the ingestion into `beam_pipeline` (run by the caller's `with`).
+
+  `processes`: face-preparation processes per Beam worker (see `local_processes`).
+  """
   records = sources.list_inputs(config)
   if not records:
     raise ValueError(f'ingest.sources {[s.path for s in config.sources]} hold no input images')
   logging.info('FaceExampleGen: %d inputs from %d source(s) %s', len(records),
                len(config.sources), dict(collections.Counter(r.source for r in records)))
+  # Batches keep a pool of `processes` busy; 16 photos per process leave little idle tail.
+  batch = 16 * processes
   outcomes = (beam_pipeline
               | 'ListInputs' >> beam.Create(records)
               | 'Reshuffle' >> beam.Reshuffle()  # spread the slow images over workers
-              | 'ProcessImages' >> beam.ParDo(_ProcessImages(config)))
+              | 'Batch' >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch)
+              | 'ProcessImages' >> beam.ParDo(_ProcessImages(config, processes)))
   written = outcomes | 'Written' >> beam.Filter(lambda o: o.outcome == WRITTEN)
   for split in features.SPLITS:
     _ = (written
@@ -281,8 +405,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples_utils.set_file_format(examples, 'tfrecords_gzip')
     report_path = os.path.join(report_artifact.uri, REPORT_FILE)
 
+    self._beam_pipeline_args, processes = local_processes(self._beam_pipeline_args)
+    logging.info('FaceExampleGen: %d face-preparation process(es) per Beam worker', processes)
     with self._make_beam_pipeline() as p:
-      ingest(config, examples.uri, report_path, p)
+      ingest(config, examples.uri, report_path, p, processes)
 
     with tf.io.gfile.GFile(report_path) as f:
       report = json.load(f)
