@@ -90,8 +90,9 @@ def test_schema_vocabularies_match_the_feature_contract():
     assert domains[feature] == list(vocabulary) + [features.UNKNOWN], feature
   assert domains[features.DEMOGRAPHICS_SOURCE] == list(features.DEMOGRAPHICS_SOURCES)
   assert sorted(f.name for f in SCHEMA.feature) == sorted(
-      [features.IMAGE, features.LABEL, features.FACE_SIZE, *features.STRING_FEATURES,
-       features.DEMOGRAPHICS_SOURCE, *features.CONFIDENCE_FEATURES.values()])
+      [features.IMAGE, features.LABEL, features.FACE_SIZE, features.FACE_DESCRIPTOR,
+       *features.STRING_FEATURES, features.DEMOGRAPHICS_SOURCE,
+       *features.CONFIDENCE_FEATURES.values()])
 
 
 def test_clean_data_has_no_anomalies(tmp_path):
@@ -224,6 +225,12 @@ def test_linf_distance_flags_real_skew_but_not_sampling_noise():
   assert not skew.linf_distance({'a': 10, 'b': 10}, {'a': 13, 'b': 7}, 0.1, 4.0)['exceeded']
   assert skew.linf_distance({'a': 1000, 'b': 1000}, {'a': 1300, 'b': 700}, 0.1, 4.0)['exceeded']
   assert not skew.linf_distance({'a': 1, 'b': 1}, {'a': 1, 'b': 1}, 0.1, 0.0)['exceeded']
+
+
+def test_skew_splits_leave_an_audit_only_test_split_out_of_the_skew_check():
+  stats = {'train': 'T', 'eval': 'E', 'test': 'X'}
+  assert skew.compared_splits(stats, [], 'train') == stats
+  assert skew.compared_splits(stats, ['eval'], 'train') == {'train': 'T', 'eval': 'E'}
 
 
 # --------------------------------------------------------- the real pipeline

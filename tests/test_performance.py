@@ -1,24 +1,25 @@
 """Issue 15: the machinery that lets every step use every core (no timing is asserted).
 
 * local runs choose their DirectRunner workers (pipeline/beam_workers.py);
-* N local workers (forked face-preparation processes) ingest exactly what one
-  in-memory worker does, and a process that dies costs only its photo;
+* N local workers (face-preparation processes) ingest exactly what one
+  in-memory worker does, and a worker that dies costs only its photo;
 * the CNN fallback on a downscaled copy finds the face it finds at full size;
 * the FLOP count of the paper's CNNs, derived from their layers;
 * the Trainer's performance options;
 * bench/pipeline.py reads per-component times from a real MLMD store.
 """
 
-import dataclasses
 import glob
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
 
-from fakefaces.components.face_example_gen import align, executor, sources
+from fakefaces.components.face_example_gen import align, executor, face_workers, faces, sources
 from fakefaces.components.trainer import flops, model, training
 from fakefaces.pipeline import beam_workers
 from fakefaces.pipeline.config import ConfigError, IngestConfig, PipelineConfig, SourceConfig, TrainConfig
@@ -95,37 +96,36 @@ def test_local_multi_process_runs_become_one_beam_worker_with_forked_face_proces
   assert executor.local_processes(remote) == (remote, 1)
 
 
-PLANTED_CRASH = b'this photo kills the process that prepares it'
+class _EndsTheProcessWhenUnpickled:
+  """A request whose unpickling calls os._exit: a real process death, as a native crash is."""
+
+  def __reduce__(self):
+    return os._exit, (3,)
 
 
-def crash_on_planted_bytes(data):
-  """Module level, so the pool pickles it by reference; forked children have this module."""
-  if data == PLANTED_CRASH:
-    os._exit(3)  # what a native crash in dlib looks like from the parent
-  return executor._prepare(*executor._CHILD_MODELS, data)  # pylint: disable=protected-access
-
-
-def test_a_photo_that_kills_its_process_ends_unreadable_and_the_others_are_written(
-    demo_dataset, tmp_path, monkeypatch):
-  monkeypatch.setattr(executor, '_prepare_in_child', crash_on_planted_bytes)
+def test_a_photo_that_kills_its_worker_ends_unreadable_and_the_pool_goes_on(demo_dataset):
   config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')], align='none',
-                        output_size=32, limit_per_source=6)
-  records = sources.list_inputs(config)
-  crash = tmp_path / 'crash.jpg'
-  crash.write_bytes(PLANTED_CRASH)
-  records[2] = dataclasses.replace(records[2], path=str(crash))
-  processor = executor.FaceProcessor(config, processes=2)
+                        output_size=32)
+  with open(sources.list_inputs(config)[0].path, 'rb') as f:
+    photo = f.read()
+  pool = face_workers.WorkerPool(faces.FacePreparation.from_ingest_config(config), False, 2)
   try:
-    outcomes = processor.process_many(records)
-    again = processor.process_many(records[:2])  # the pool is rebuilt after the crash
+    good = pool.prepare(photo)
+    crashed = pool.prepare(_EndsTheProcessWhenUnpickled())
+    after = [pool.prepare(photo) for _ in range(4)]  # both workers, one of them new
   finally:
-    processor.close()
-  assert [o.record.path for o in outcomes] == [r.path for r in records]
-  assert outcomes[2].outcome == executor.UNREADABLE and 'crashed' in outcomes[2].reason
-  assert [o.outcome for i, o in enumerate(outcomes) if i != 2] == [executor.WRITTEN] * 5
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  parse = tf.train.Example.FromString  # compared parsed: map fields serialize per process
-  assert [parse(o.example) for o in again] == [parse(o.example) for o in outcomes[:2]]
+    pool.close()
+  assert good[0] == face_workers.WRITTEN
+  assert crashed[:2] == (face_workers.UNREADABLE, face_workers.CRASHED)
+  assert all(a[:5] == good[:5] for a in after)
+
+
+def test_face_workers_import_neither_tensorflow_nor_beam():
+  """What keeps their start-up cheap (the reason they exist)."""
+  code = ('import sys; import fakefaces.components.face_example_gen.face_workers; '
+          'print(sorted(m for m in ("tensorflow", "apache_beam", "tfx") if m in sys.modules))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == '[]'
 
 
 def test_negative_cnn_max_side_is_refused():

@@ -263,9 +263,7 @@ class Executor(base_executor.BaseExecutor):
     schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
         artifact_utils.get_single_uri(input_dict['schema'])))
 
-    compared = {split: stats for split, stats in stats_by_split.items()
-                if not config.skew_splits or split in config.skew_splits
-                or split == config.skew_baseline_split}
+    compared = skew.compared_splits(stats_by_split, config.skew_splits, config.skew_baseline_split)
     skew_rows = skew.split_skew(compared, config.skew_features, config.skew_baseline_split,
                                 config.max_skew_linf, config.skew_noise_z)
     rows = (anomaly_rows(read_anomalies(artifact_utils.get_single_instance(input_dict['anomalies'])))

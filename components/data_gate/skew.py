@@ -52,6 +52,17 @@ def linf_distance(baseline: Mapping[str, float], other: Mapping[str, float],
   return worst
 
 
+def compared_splits(stats_by_split: Mapping[str, object], skew_splits: Sequence[str],
+                    baseline_split: str) -> Dict[str, object]:
+  """The splits the skew check compares: `skew_splits` (all when empty) and the baseline.
+
+  An audit-only test split (validation.skew_splits: [eval]) differs from train
+  by design, so it is left out rather than flagged.
+  """
+  return {split: stats for split, stats in stats_by_split.items()
+          if not skew_splits or split in skew_splits or split == baseline_split}
+
+
 def split_skew(stats_by_split: Mapping[str, statistics_pb2.DatasetFeatureStatistics],
                feature_names: Sequence[str], baseline_split: str, max_linf: float,
                noise_z: float) -> List[Dict[str, object]]:

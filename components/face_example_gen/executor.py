@@ -11,7 +11,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -26,11 +25,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from fakefaces.components import features
-from fakefaces.components.face_example_gen import descriptors, faces, images, sources
+from fakefaces.components.face_example_gen import descriptors, face_workers, faces, sources
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 
-WRITTEN, NO_FACE, UNREADABLE, FILTERED = 'written', 'no_face', 'unreadable', 'filtered'
+WRITTEN, NO_FACE = face_workers.WRITTEN, face_workers.NO_FACE
+UNREADABLE, FILTERED = face_workers.UNREADABLE, face_workers.FILTERED
 OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)
 REPORT_FILE = 'report.json'
 TFRECORD_PREFIX = 'data_tfrecord'
@@ -84,74 +84,34 @@ def make_example(record: sources.InputRecord, encoded: bytes, face_size: int,
   return example
 
 
-# What one face-preparation call returns: (outcome, reason, encoded face, face_size,
-# detector, descriptor or None). Plain values, so it crosses process boundaries.
-Prepared = Tuple[str, str, bytes, int, str, Optional[np.ndarray]]
-
-
-def _prepare(preparer: faces.FacePreparer, describer: Optional[descriptors.FaceDescriber],
-             data: bytes) -> Prepared:
-  """Decode -> check -> align -> treat -> encode (and describe) one photo; never raises."""
-  try:
-    image = preparer.decode(data)  # refuses what dlib must not see
-  except images.ImageProblem as e:
-    return e.outcome, e.reason, b'', 0, '', None
-  try:
-    photo = preparer.prepare_image(image, all_faces=False)
-  except Exception as e:  # a bug or a dlib failure must not stop the run  # pylint: disable=broad-except
-    return UNREADABLE, f'processing failed: {type(e).__name__}: {e}', b'', 0, '', None
-  if not photo.faces:
-    return NO_FACE, photo.no_face_reason, b'', 0, '', None
-  face = photo.faces[0]
-  descriptor = None
-  if describer is not None:
-    try:
-      descriptor = describer.describe_pixels(np.asarray(face.aligned.convert('RGB')))
-    except Exception as e:  # pylint: disable=broad-except  (the annotator describes it later)
-      logging.warning('FaceExampleGen: no face descriptor: %s', e)
-  return WRITTEN, '', face.encoded, face.face_size, face.detector, descriptor
-
-
-# The models of a pool process: inherited from the parent at fork, never pickled.
-_CHILD_MODELS: Optional[Tuple[faces.FacePreparer, Optional[descriptors.FaceDescriber]]] = None
-
-
-def _set_child_models(preparer, describer) -> None:
-  global _CHILD_MODELS
-  _CHILD_MODELS = (preparer, describer)
-
-
-def _prepare_in_child(data: bytes) -> Prepared:
-  return _prepare(*_CHILD_MODELS, data)
-
-
 class FaceProcessor:
   """Read -> `faces.FacePreparer` (decode, check, align, encode) per record; never raises for bad data.
 
-  With `processes` > 1 the preparation runs in that many forked processes that
-  inherit the loaded dlib models (no imports, no model loading per process), while
-  this process reads the files and builds the tf.Examples. A process that dies
-  (a native crash in dlib) costs only the photos it had: they are retried one by
-  one in a fresh pool, and a photo that kills it again ends as `unreadable`.
+  With `processes` > 1 the preparation runs in that many worker processes
+  (`face_workers.WorkerPool`: each loads the dlib models once, none imports
+  TensorFlow), while this process reads the files and builds the tf.Examples. A
+  worker that dies costs only the photo it had, which ends `unreadable`.
   """
 
   def __init__(self, config: IngestConfig, processes: int = 1):
     self._config = config
-    self._preparer = faces.FacePreparer(faces.FacePreparation.from_ingest_config(config))
-    if config.align == 'dlib':
-      _ = self._preparer.aligner  # load the dlib models now, not on the first image
-    self._describer = descriptors.FaceDescriber() if config.face_descriptors else None
+    self._params = faces.FacePreparation.from_ingest_config(config)
     self._processes = processes
-    self._pool = None
-
-  def _new_pool(self, workers: int):
-    return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context('fork'),
-        initializer=_set_child_models, initargs=(self._preparer, self._describer))
+    self._pool: Optional[face_workers.WorkerPool] = None
+    self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
+    self._preparer = self._describer = None
+    if processes <= 1:
+      self._preparer = faces.FacePreparer(self._params)
+      if config.align == 'dlib':
+        _ = self._preparer.aligner  # load the dlib models now, not on the first image
+      self._describer = descriptors.FaceDescriber() if config.face_descriptors else None
 
   def close(self) -> None:
+    if self._threads is not None:
+      self._threads.shutdown()
+      self._threads = None
     if self._pool is not None:
-      self._pool.shutdown(cancel_futures=True)
+      self._pool.close()
       self._pool = None
 
   def _read(self, record: sources.InputRecord):
@@ -166,49 +126,33 @@ class FaceProcessor:
     except (tf.errors.OpError, OSError) as e:
       return Outcome(record, UNREADABLE, f'cannot read file: {e}')
 
-  def _outcome(self, record: sources.InputRecord, prepared: Prepared) -> Outcome:
+  def _outcome(self, record: sources.InputRecord, prepared: face_workers.Prepared) -> Outcome:
     outcome, reason, encoded, face_size, detector, descriptor = prepared
     if outcome == UNREADABLE and reason.startswith('processing'):
-      logging.error('FaceExampleGen: processing %s failed: %s', record.path, reason)
+      logging.error('FaceExampleGen: %s: %s', record.path, reason)
     if outcome != WRITTEN:
       return Outcome(record, outcome, reason)
     example = make_example(record, encoded, face_size, descriptor)
     return Outcome(record, WRITTEN, '', example.SerializeToString(), detector)
 
   def __call__(self, record: sources.InputRecord) -> Outcome:
-    data = self._read(record)
-    if isinstance(data, Outcome):
-      return data
-    return self._outcome(record, _prepare(self._preparer, self._describer, data))
+    return self.process_many([record])[0]
 
   def process_many(self, records: List[sources.InputRecord]) -> List[Outcome]:
-    """Outcomes in input order; in the pool when `processes` > 1."""
-    if self._processes <= 1:
-      return [self(r) for r in records]
+    """Outcomes in input order; in the worker processes when `processes` > 1."""
     read = [self._read(r) for r in records]
     todo = [i for i, d in enumerate(read) if not isinstance(d, Outcome)]
-    results: Dict[int, Prepared] = {}
-    try:
+    if self._processes <= 1:
+      prepared = [face_workers.prepare(self._preparer, self._describer, read[i]) for i in todo]
+    else:
       if self._pool is None:
-        self._pool = self._new_pool(self._processes)
-      for i, prepared in zip(todo, self._pool.map(_prepare_in_child, [read[i] for i in todo])):
-        results[i] = prepared
-    except concurrent.futures.process.BrokenProcessPool:
-      self.close()
-      for i in todo:  # one photo at a time, each in a fresh process if the last one died
-        if i in results:
-          continue
-        if self._pool is None:
-          self._pool = self._new_pool(1)
-        try:
-          results[i] = self._pool.submit(_prepare_in_child, read[i]).result()
-        except concurrent.futures.process.BrokenProcessPool:
-          self.close()
-          results[i] = (UNREADABLE, 'processing crashed the face-preparation process', b'', 0,
-                        '', None)
-      self.close()
-    return [read[i] if isinstance(read[i], Outcome) else self._outcome(records[i], results[i])
-            for i in range(len(records))]
+        self._pool = face_workers.WorkerPool(self._params, self._config.face_descriptors,
+                                             self._processes)
+        self._threads = concurrent.futures.ThreadPoolExecutor(self._processes)
+      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo]))
+    for i, result in zip(todo, prepared):
+      read[i] = self._outcome(records[i], result)
+    return read
 
 
 def local_processes(beam_pipeline_args: List[str]) -> Tuple[List[str], int]:
@@ -216,11 +160,9 @@ def local_processes(beam_pipeline_args: List[str]) -> Tuple[List[str], int]:
 
   A local multi-process DirectRunner (`--direct_running_mode=multi_processing
   --direct_num_workers=N`, what `beam_workers` sets) becomes one in-memory Beam
-  worker with N forked face-preparation processes. Measured with bench/ingest.py
-  (README, "Performance"): Beam's worker processes each import TensorFlow, Beam and
-  TFX and load the dlib models, and gave 1.15x on 2 cores for 800 photos; forked
-  processes inherit all of that. Any other runner is left as it is (one process per
-  Beam worker: Dataflow and Flink run one worker per core themselves).
+  worker with N face-preparation processes (`face_workers`: why, and measured, in
+  its docstring and the README's "Performance"). Any other runner is left as it
+  is (one process per Beam worker: Dataflow and Flink run one worker per core).
   """
   runners = [a.split('=', 1)[1] for a in beam_pipeline_args if a.startswith('--runner=')]
   if runners and runners[-1] not in ('DirectRunner', 'direct', 'BundleBasedDirectRunner'):
