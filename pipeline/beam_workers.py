@@ -6,7 +6,7 @@ Evaluator (TFMA) all run on the same number of worker processes:
 
 * `beam_workers: 1`: one in-memory worker (what tests use: no process start-up);
 * `beam_workers: N > 1`: the multi-process DirectRunner with N workers
-  (FaceExampleGen runs that as one in-memory worker with N forked
+  (FaceExampleGen runs that as one in-memory worker with N
   face-preparation processes: `executor.local_processes`);
 * `beam_workers: 0` (default, "auto"): one worker per core when the ingestion
   is big enough to repay the start-up of the worker processes (each imports

@@ -87,7 +87,7 @@ def test_two_worker_processes_write_what_one_in_memory_worker_writes(demo_datase
   assert records(tmp_path / 'two') == records(tmp_path / 'one')
 
 
-def test_local_multi_process_runs_become_one_beam_worker_with_forked_face_processes():
+def test_local_multi_process_runs_become_one_beam_worker_with_face_worker_processes():
   args, processes = executor.local_processes(beam_workers.direct_runner_args(2))
   assert processes == 2 and args[-2:] == beam_workers.direct_runner_args(1)
   assert executor.local_processes(beam_workers.direct_runner_args(1))[1] == 1
