@@ -257,6 +257,7 @@ def write_outputs(uri: str, report: Dict[str, Any], classifiers: Dict[str, Any],
 
 
 def load_report(uri: str) -> Optional[Dict[str, Any]]:
+  """report.json of an Annotations artifact at `uri` (None when absent); the gate reads it."""
   path = os.path.join(uri, REPORT_FILE)
   if not tf.io.gfile.exists(path):
     return None

@@ -152,18 +152,6 @@ def validation_ok(evaluation_uri: str) -> bool:
   return tfma.load_validation_result(evaluation_uri).validation_ok
 
 
-ANNOTATION_REPORT = 'report.json'  # in the DemographicAnnotator's Annotations artifact
-
-
-def load_annotation_report(annotations_uri: str) -> Optional[Dict[str, Any]]:
-  """The DemographicAnnotator's report.json under `annotations_uri` (None when absent)."""
-  path = os.path.join(annotations_uri, ANNOTATION_REPORT)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
 def build_report(evaluation_uri: str, thresholds: ThresholdsConfig, evaluator_blessed: bool,
                  model_uri: str, annotation_report: Optional[Dict[str, Any]] = None
                  ) -> Dict[str, Any]:

@@ -16,6 +16,7 @@ from tfx.types import artifact_utils
 
 from fakefaces.components import blessings
 from fakefaces.components.config_base import from_json
+from fakefaces.components.demographic_annotator import executor as annotator_executor
 from fakefaces.components.fairness_gate import baseline, evaluation
 from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
@@ -52,7 +53,7 @@ class Executor(base_executor.BaseExecutor):
         evaluation_artifact.uri, thresholds,
         evaluator_blessed=model_utils.is_model_blessed(evaluator_blessing),
         model_uri=model.uri,
-        annotation_report=(evaluation.load_annotation_report(annotations[0].uri)
+        annotation_report=(annotator_executor.load_report(annotations[0].uri)
                            if annotations else None))
     baseline.apply(report, production_comparison(evaluation_artifact.uri, thresholds, report,
                                                   production_model))

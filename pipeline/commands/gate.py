@@ -66,8 +66,9 @@ def _run(args) -> int:
     return EXIT_INSUFFICIENT_OR_BAD_INPUT
   annotation_report = None
   if args.annotations:
-    from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
-    annotation_report = evaluation.load_annotation_report(args.annotations)
+    # pylint: disable-next=g-import-not-at-top
+    from fakefaces.components.demographic_annotator import executor as annotator_executor
+    annotation_report = annotator_executor.load_report(args.annotations)
     if annotation_report is None:
       print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
