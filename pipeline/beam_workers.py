@@ -22,6 +22,7 @@ import os
 from typing import List, Optional
 
 from fakefaces.components.config_base import ConfigError
+from fakefaces.components.direct_runner import direct_runner_args, uses_direct_runner
 from fakefaces.components.face_example_gen import sources
 from fakefaces.components.face_example_gen.config import IngestConfig
 
@@ -38,18 +39,6 @@ def auto_workers(ingest: IngestConfig, num_inputs: int, cpus: Optional[int] = No
   cpus = cpus or os.cpu_count() or 1
   serial = num_inputs * SECONDS_PER_INPUT.get(ingest.align, SECONDS_PER_INPUT['dlib'])
   return cpus if cpus > 1 and serial >= AUTO_MIN_SERIAL_SECONDS else 1
-
-
-def direct_runner_args(workers: int) -> List[str]:
-  """DirectRunner flags for `workers` processes (1: in memory, no process start-up)."""
-  if workers == 1:
-    return ['--direct_running_mode=in_memory', '--direct_num_workers=1']
-  return ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
-
-
-def uses_direct_runner(beam_pipeline_args: List[str]) -> bool:
-  runners = [a.split('=', 1)[1] for a in beam_pipeline_args if a.startswith('--runner=')]
-  return not runners or runners[-1] in ('DirectRunner', 'direct', 'BundleBasedDirectRunner')
 
 
 def local_beam_args(beam_pipeline_args: List[str], beam_workers: int,

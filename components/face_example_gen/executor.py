@@ -24,7 +24,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from fakefaces.components import features
+from fakefaces.components import direct_runner, features
 from fakefaces.components.face_example_gen import descriptors, face_workers, faces, sources
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
@@ -164,18 +164,10 @@ def local_processes(beam_pipeline_args: List[str]) -> Tuple[List[str], int]:
   its docstring and the README's "Performance"). Any other runner is left as it
   is (one process per Beam worker: Dataflow and Flink run one worker per core).
   """
-  runners = [a.split('=', 1)[1] for a in beam_pipeline_args if a.startswith('--runner=')]
-  if runners and runners[-1] not in ('DirectRunner', 'direct', 'BundleBasedDirectRunner'):
+  processes = direct_runner.local_processes(beam_pipeline_args)
+  if processes == 1:
     return list(beam_pipeline_args), 1
-  modes = [a.split('=', 1)[1] for a in beam_pipeline_args
-           if a.startswith('--direct_running_mode=')]
-  counts = [a.split('=', 1)[1] for a in beam_pipeline_args
-            if a.startswith('--direct_num_workers=')]
-  if not modes or modes[-1] != 'multi_processing' or not counts or int(counts[-1]) <= 1:
-    return list(beam_pipeline_args), 1
-  workers = int(counts[-1])
-  return list(beam_pipeline_args) + ['--direct_running_mode=in_memory',
-                                     '--direct_num_workers=1'], workers
+  return list(beam_pipeline_args) + direct_runner.direct_runner_args(1), processes
 
 
 class _ProcessImages(beam.DoFn):
