@@ -110,3 +110,23 @@ def test_unknown_early_stopping_monitor_is_named(records, tmp_path):
   args = _fn_args(records, tmp_path, image_size=32, epochs=1, early_stopping_monitor='auc')
   with pytest.raises(ValueError, match='train.early_stopping_monitor'):
     module.run_fn(args)
+
+
+def test_the_same_records_and_seed_train_the_same_model(records, tmp_path):
+  """With FaceExampleGen's runner-independent shards, a rerun repeats the model (issue 15)."""
+  config = dict(architecture='vgg10', image_size=32, color_mode='grayscale', epochs=2,
+                steps_per_epoch=3, batch_size=8, validation_steps=1, seed=7,
+                augment_jpeg_quality=[30, 95], augment_blur_sigma=1.5, augment_probability=0.5)
+  raw = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(records[features.TEST]),
+                                          compression_type='GZIP').batch(16)))
+  scores, losses = [], []
+  for run in ('first', 'second'):
+    args = _fn_args(records, tmp_path / run, **config)
+    module.run_fn(args)
+    history = json.loads((tmp_path / run / 'model_run' / training.HISTORY_FILE).read_text())
+    losses.append(history['history']['loss'] + history['history']['val_loss'])
+    served = tf.saved_model.load(args.serving_model_dir).signatures[export.EXAMPLES_SIGNATURE]
+    scores.append(served(examples=raw)[export.PROBABILITY_KEY].numpy())
+  assert losses[0] == losses[1]
+  np.testing.assert_array_equal(scores[0], scores[1])
+  assert np.ptp(scores[0]) > 0  # a trained model, not a constant

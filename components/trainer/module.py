@@ -46,6 +46,7 @@ def run_fn(fn_args) -> None:
   if getattr(fn_args, 'train_steps', None):
     logging.info('train_args.num_steps=%s ignored: TrainConfig.epochs/steps_per_epoch govern',
                  fn_args.train_steps)
+  training.seed_everything(config)  # before the datasets: their shuffles read the global seed
   class_counts = data.count_labels(fn_args.train_files)
   logging.info('train split label counts: %s', class_counts)
   # Balanced sampling, processing-history augmentation, MinDiff: as `config` asks.

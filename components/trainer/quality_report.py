@@ -217,6 +217,7 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
     counts = {features.REAL: sum(i.label == features.REAL for i in train_items),
               features.FAKE: sum(i.label == features.FAKE for i in train_items)}
     run_dir = os.path.join(out_dir, architecture)
+    training.seed_everything(config)  # before the datasets: their shuffles read the global seed
     model, history = training.train(config, dataset(TRAIN, True), dataset(VALIDATION, False),
                                     counts, run_dir)
     probabilities, labels = training.predict_probabilities(model, dataset(TEST, False))
