@@ -64,8 +64,9 @@ def test_auto_counts_the_configured_inputs(demo_dataset):
   assert beam_workers.local_beam_args([], 0, ingest) == beam_workers.direct_runner_args(expected)
 
 
-def test_two_worker_processes_write_what_one_in_memory_worker_writes(demo_dataset, tmp_path,
-                                                                     monkeypatch):
+def test_two_worker_processes_write_the_files_one_in_memory_worker_writes(demo_dataset, tmp_path,
+                                                                          monkeypatch):
+  """Same shards, same records in the same order: what a seeded Trainer needs to repeat a model."""
   # Worker processes import the installed package, as the driver does: no PYTHONPATH needed.
   monkeypatch.setenv('PYTHONPATH', '')
   config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')], align='none',
@@ -77,14 +78,17 @@ def test_two_worker_processes_write_what_one_in_memory_worker_writes(demo_datase
 
   def records(root):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    files = sorted(glob.glob(os.path.join(root, 'examples', 'Split-*', '*.gz')))
-    # Parsed, not bytes: map fields serialize in a per-process order.
-    parsed = (tf.train.Example.FromString(r.numpy()).features.feature
-              for r in tf.data.TFRecordDataset(files, compression_type='GZIP'))
-    return sorted(sorted((k, v.SerializeToString(deterministic=True)) for k, v in f.items())
-                  for f in parsed)
+    examples = os.path.join(root, 'examples')
+    return {os.path.relpath(f, examples): [r.numpy() for r in
+                                           tf.data.TFRecordDataset(f, compression_type='GZIP')]
+            for f in sorted(glob.glob(os.path.join(examples, '**', '*'), recursive=True))
+            if os.path.isfile(f)}
 
-  assert records(tmp_path / 'two') == records(tmp_path / 'one')
+  written = records(tmp_path / 'one')
+  assert sorted(written) == [f'Split-{s}/data_tfrecord-00000-of-00001.gz'
+                             for s in ('eval', 'test', 'train')]
+  assert sum(len(r) for r in written.values()) == 40
+  assert records(tmp_path / 'two') == written
 
 
 def test_local_multi_process_runs_become_one_beam_worker_with_face_worker_processes():

@@ -187,7 +187,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
         example = tf.train.Example.FromString(serialized)
         proposal = predictions[split][i]
         example, sources = annotate.annotate_example(example, proposal, thresholds)
-        writer.write(example.SerializeToString())
+        writer.write(example.SerializeToString(deterministic=True))
         values = annotate.human_labels(example)
         row = rows[split][i]
         for attribute in ATTRIBUTES:

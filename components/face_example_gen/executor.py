@@ -25,7 +25,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from fakefaces.components import direct_runner, features
-from fakefaces.components.face_example_gen import descriptors, face_workers, faces, sources
+from fakefaces.components.face_example_gen import descriptors, face_workers, faces, shards, sources
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 
@@ -33,7 +33,6 @@ WRITTEN, NO_FACE = face_workers.WRITTEN, face_workers.NO_FACE
 UNREADABLE, FILTERED = face_workers.UNREADABLE, face_workers.FILTERED
 OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)
 REPORT_FILE = 'report.json'
-TFRECORD_PREFIX = 'data_tfrecord'
 METRICS_NAMESPACE = 'FaceExampleGen'
 _TOP_REASONS = 20
 
@@ -53,6 +52,10 @@ def validate_config(config: IngestConfig) -> None:
   faces.FacePreparation.from_ingest_config(config)
   if not 0 <= config.max_failure_rate <= 1:
     raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
+  unknown = sorted(set(config.face_descriptor_splits) - set(features.SPLITS))
+  if unknown:
+    raise ValueError(f'ingest.face_descriptor_splits {unknown} are not splits; '
+                     f'choose from {list(features.SPLITS)}')
   if config.eval_fraction < 0 or config.test_fraction < 0 or (
       config.eval_fraction + config.test_fraction >= 1):
     raise ValueError(f'ingest.eval_fraction {config.eval_fraction} + test_fraction '
@@ -133,7 +136,8 @@ class FaceProcessor:
     if outcome != WRITTEN:
       return Outcome(record, outcome, reason)
     example = make_example(record, encoded, face_size, descriptor)
-    return Outcome(record, WRITTEN, '', example.SerializeToString(), detector)
+    # deterministic: map keys sorted, so the bytes do not depend on the process.
+    return Outcome(record, WRITTEN, '', example.SerializeToString(deterministic=True), detector)
 
   def __call__(self, record: sources.InputRecord) -> Outcome:
     return self.process_many([record])[0]
@@ -142,14 +146,17 @@ class FaceProcessor:
     """Outcomes in input order; in the worker processes when `processes` > 1."""
     read = [self._read(r) for r in records]
     todo = [i for i, d in enumerate(read) if not isinstance(d, Outcome)]
+    describe = [self._config.face_descriptors and
+                records[i].split in self._config.face_descriptor_splits for i in todo]
     if self._processes <= 1:
-      prepared = [face_workers.prepare(self._preparer, self._describer, read[i]) for i in todo]
+      prepared = [face_workers.prepare(self._preparer, self._describer if d else None, read[i])
+                  for i, d in zip(todo, describe)]
     else:
       if self._pool is None:
         self._pool = face_workers.WorkerPool(self._params, self._config.face_descriptors,
                                              self._processes)
         self._threads = concurrent.futures.ThreadPoolExecutor(self._processes)
-      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo]))
+      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo], describe))
     for i, result in zip(todo, prepared):
       read[i] = self._outcome(records[i], result)
     return read
@@ -292,14 +299,14 @@ def ingest(config: IngestConfig, examples_uri: str, report_path: str,
               | 'Reshuffle' >> beam.Reshuffle()  # spread the slow images over workers
               | 'Batch' >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch)
               | 'ProcessImages' >> beam.ParDo(_ProcessImages(config, processes)))
-  written = outcomes | 'Written' >> beam.Filter(lambda o: o.outcome == WRITTEN)
-  for split in features.SPLITS:
-    _ = (written
-         | f'Select[{split}]' >> beam.Filter(lambda o, s=split: o.record.split == s)
-         | f'Serialize[{split}]' >> beam.Map(lambda o: o.example)
-         | f'Write[{split}]' >> beam.io.WriteToTFRecord(
-             os.path.join(examples_uri, f'Split-{split}', TFRECORD_PREFIX),
-             file_name_suffix='.gz'))
+  # Shards per split from the inputs, not from what the runner bundled (shards.py).
+  inputs_per_split = collections.Counter(r.split for r in records)
+  _ = (outcomes
+       | 'Written' >> beam.Filter(lambda o: o.outcome == WRITTEN)
+       | 'Keep' >> beam.Map(lambda o: (o.record.split, o.record.image_id, o.example))
+       | 'WriteSplits' >> shards.WriteShards(
+           examples_uri, {split: shards.shard_count(inputs_per_split[split])
+                          for split in features.SPLITS}))
   _ = (outcomes
        | 'Summarize' >> beam.Map(_summary)
        | 'Report' >> beam.CombineGlobally(_ReportCombineFn())
@@ -343,6 +350,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     logging.info('FaceExampleGen: %d face-preparation process(es) per Beam worker', processes)
     with self._make_beam_pipeline() as p:
       ingest(config, examples.uri, report_path, p, processes)
+    shards.remove_temporary_files(examples.uri)
 
     with tf.io.gfile.GFile(report_path) as f:
       report = json.load(f)

@@ -19,7 +19,7 @@ takes its place.
 Protocol, over the worker's stdin and a private copy of its stdout (fd 1 then
 points to stderr, so nothing a library prints can corrupt it): pickled
 (FacePreparation dict, face_descriptors), answered by 'ready'; then pickled
-photo bytes, each answered by a pickled `Prepared`.
+(photo bytes, describe), each answered by a pickled `Prepared`.
 """
 
 import os
@@ -88,9 +88,9 @@ class _Worker:
     except (EOFError, pickle.UnpicklingError, OSError) as e:
       raise WorkerDied(str(e)) from e
 
-  def prepare(self, data) -> Prepared:
+  def prepare(self, data, describe: bool) -> Prepared:
     try:
-      pickle.dump(data, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+      pickle.dump((data, describe), self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
       self._process.stdin.flush()
     except (BrokenPipeError, OSError) as e:
       raise WorkerDied(str(e)) from e
@@ -106,7 +106,10 @@ class _Worker:
 
 
 class WorkerPool:
-  """`size` worker processes; `prepare(data)` is safe to call from `size` threads at once."""
+  """`size` worker processes; `prepare(data, describe)` is safe to call from `size` threads at once.
+
+  `describe`: also take the face descriptor (only when the pool has `face_descriptors`).
+  """
 
   def __init__(self, params: faces.FacePreparation, face_descriptors: bool, size: int):
     self._setup = pickle.dumps((params.to_dict(), face_descriptors))
@@ -116,10 +119,10 @@ class WorkerPool:
       worker.wait_ready()
       self._idle.put(worker)
 
-  def prepare(self, data) -> Prepared:
+  def prepare(self, data, describe: bool = False) -> Prepared:
     worker = self._idle.get()
     try:
-      return worker.prepare(data)
+      return worker.prepare(data, describe)
     except WorkerDied:
       worker.close()
       self._workers.remove(worker)
@@ -149,10 +152,11 @@ def _serve() -> None:
   replies.flush()
   while True:
     try:
-      data = pickle.load(requests)
+      data, describe = pickle.load(requests)
     except EOFError:
       return
-    pickle.dump(prepare(preparer, describer, data), replies, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(prepare(preparer, describer if describe else None, data), replies,
+                protocol=pickle.HIGHEST_PROTOCOL)
     replies.flush()
 
 
