@@ -95,14 +95,6 @@ def check_consistency(config: PipelineConfig) -> None:
     raise ConfigError(f'ingest.face_descriptors must be true when ingest.crop_fraction '
                       f'({config.ingest.crop_fraction}) < 1 and the annotator is enabled: the '
                       'descriptor is then taken before the crop (or set annotator.enabled: false)')
-  if config.annotator.enabled and config.ingest.face_descriptors:
-    read = {config.annotator.train_split, config.annotator.test_split}
-    missing = sorted(read - set(config.ingest.face_descriptor_splits))
-    if missing:
-      # Without a stored descriptor the annotator describes the stored (cropped) face.
-      raise ConfigError(f'ingest.face_descriptor_splits {config.ingest.face_descriptor_splits} '
-                        f'must include the splits the annotator reads (annotator.train_split / '
-                        f'test_split): add {missing}')
 
 
 def load_config(path: Optional[str] = None) -> PipelineConfig:

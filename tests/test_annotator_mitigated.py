@@ -59,31 +59,6 @@ def test_a_crop_without_ingestion_descriptors_is_refused_naming_the_field():
   pipeline_config.check_consistency(config)
 
 
-def test_descriptors_must_cover_the_splits_the_annotator_reads():
-  config = PipelineConfig(ingest=IngestConfig(crop_fraction=0.5, face_descriptors=True,
-                                              face_descriptor_splits=['test']))
-  with pytest.raises(ConfigError, match=r"ingest.face_descriptor_splits.*add \['train'\]"):
-    pipeline_config.check_consistency(config)
-  config.annotator.train_split, config.annotator.cross_fit_folds = 'test', 5
-  pipeline_config.check_consistency(config)
-  with pytest.raises(ValueError, match='ingest.face_descriptor_splits'):
-    ingest_executor.validate_config(IngestConfig(face_descriptor_splits=['tset']))
-
-
-def test_descriptors_are_taken_only_in_the_listed_splits(demo_dataset, tmp_path):
-  ingest = IngestConfig(sources=[SourceConfig(kind='manifest', path=demo_dataset, name='demo')],
-                        align='none', output_size=64, face_descriptors=True,
-                        face_descriptor_splits=['test'], limit_per_source=60,
-                        eval_fraction=0.3, test_fraction=0.3)
-  ingest_executor.run_standalone(ingest, str(tmp_path / 'ingested'))
-  described = {}
-  for split in features.SPLITS:
-    examples = _read(str(tmp_path / 'ingested' / 'examples' / f'Split-{split}' / '*'))
-    assert examples, split
-    described[split] = {descriptors.from_example(e) is not None for e in examples}
-  assert described == {'train': {False}, 'eval': {False}, 'test': {True}}
-
-
 def test_the_shipped_shared_data_config_is_consistent():
   config = pipeline_config.load_config(
       os.path.join(pipeline_config.PROJECT_ROOT, 'pipeline', 'configs', 'shared_data.yaml'))

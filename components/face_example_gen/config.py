@@ -3,8 +3,6 @@
 import dataclasses
 from typing import List
 
-from fakefaces.components import features
-
 @dataclasses.dataclass
 class SourceConfig:
   """One input dataset. `kind` selects the layout reader."""
@@ -46,12 +44,6 @@ class IngestConfig:
   # workers). Needed when a crop cuts into the face: at crop_fraction 0.5 the
   # annotator's descriptor box would reach outside the stored image.
   face_descriptors: bool = False
-  # The splits whose faces get a descriptor: the annotator reads only its train_split
-  # and test_split (pipeline/config.check_consistency checks they are covered). In
-  # the shared-data run that is the test split, half of the faces: ~215 s of the
-  # ingestion's 606 on 2 cores.
-  face_descriptor_splits: List[str] = dataclasses.field(
-      default_factory=lambda: list(features.SPLITS))
   max_image_pixels: int = 64_000_000  # decompression-bomb guard, checked before decoding
   limit_per_source: int = 0  # >0: ingest only this many inputs per source (smoke runs)
   progress_interval_seconds: float = 60.0  # how often each worker logs its progress

@@ -5,6 +5,10 @@ Every input ends in exactly one outcome, recorded in the ingest report:
 (`report.json` of the IngestReport artifact) holds the counts overall, per
 source and per split x label, and lists every input that was not written with
 its path and reason. The run fails when too many inputs were not written.
+
+The TFRecords do not depend on the runner (`shards.py`): the same photos give
+the same files, record for record, at 1 or N workers, so a seeded Trainer
+repeats its model.
 """
 
 import collections
@@ -52,10 +56,6 @@ def validate_config(config: IngestConfig) -> None:
   faces.FacePreparation.from_ingest_config(config)
   if not 0 <= config.max_failure_rate <= 1:
     raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
-  unknown = sorted(set(config.face_descriptor_splits) - set(features.SPLITS))
-  if unknown:
-    raise ValueError(f'ingest.face_descriptor_splits {unknown} are not splits; '
-                     f'choose from {list(features.SPLITS)}')
   if config.eval_fraction < 0 or config.test_fraction < 0 or (
       config.eval_fraction + config.test_fraction >= 1):
     raise ValueError(f'ingest.eval_fraction {config.eval_fraction} + test_fraction '
@@ -146,17 +146,14 @@ class FaceProcessor:
     """Outcomes in input order; in the worker processes when `processes` > 1."""
     read = [self._read(r) for r in records]
     todo = [i for i, d in enumerate(read) if not isinstance(d, Outcome)]
-    describe = [self._config.face_descriptors and
-                records[i].split in self._config.face_descriptor_splits for i in todo]
     if self._processes <= 1:
-      prepared = [face_workers.prepare(self._preparer, self._describer if d else None, read[i])
-                  for i, d in zip(todo, describe)]
+      prepared = [face_workers.prepare(self._preparer, self._describer, read[i]) for i in todo]
     else:
       if self._pool is None:
         self._pool = face_workers.WorkerPool(self._params, self._config.face_descriptors,
                                              self._processes)
         self._threads = concurrent.futures.ThreadPoolExecutor(self._processes)
-      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo], describe))
+      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo]))
     for i, result in zip(todo, prepared):
       read[i] = self._outcome(records[i], result)
     return read

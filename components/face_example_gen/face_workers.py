@@ -19,7 +19,7 @@ takes its place.
 Protocol, over the worker's stdin and a private copy of its stdout (fd 1 then
 points to stderr, so nothing a library prints can corrupt it): pickled
 (FacePreparation dict, face_descriptors), answered by 'ready'; then pickled
-(photo bytes, describe), each answered by a pickled `Prepared`.
+photo bytes, each answered by a pickled `Prepared`.
 """
 
 import os
@@ -88,9 +88,9 @@ class _Worker:
     except (EOFError, pickle.UnpicklingError, OSError) as e:
       raise WorkerDied(str(e)) from e
 
-  def prepare(self, data, describe: bool) -> Prepared:
+  def prepare(self, data) -> Prepared:
     try:
-      pickle.dump((data, describe), self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+      pickle.dump(data, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
       self._process.stdin.flush()
     except (BrokenPipeError, OSError) as e:
       raise WorkerDied(str(e)) from e
@@ -106,10 +106,7 @@ class _Worker:
 
 
 class WorkerPool:
-  """`size` worker processes; `prepare(data, describe)` is safe to call from `size` threads at once.
-
-  `describe`: also take the face descriptor (only when the pool has `face_descriptors`).
-  """
+  """`size` worker processes; `prepare(data)` is safe to call from `size` threads at once."""
 
   def __init__(self, params: faces.FacePreparation, face_descriptors: bool, size: int):
     self._setup = pickle.dumps((params.to_dict(), face_descriptors))
@@ -119,10 +116,10 @@ class WorkerPool:
       worker.wait_ready()
       self._idle.put(worker)
 
-  def prepare(self, data, describe: bool = False) -> Prepared:
+  def prepare(self, data) -> Prepared:
     worker = self._idle.get()
     try:
-      return worker.prepare(data, describe)
+      return worker.prepare(data)
     except WorkerDied:
       worker.close()
       self._workers.remove(worker)
@@ -152,11 +149,10 @@ def _serve() -> None:
   replies.flush()
   while True:
     try:
-      data, describe = pickle.load(requests)
+      data = pickle.load(requests)
     except EOFError:
       return
-    pickle.dump(prepare(preparer, describer if describe else None, data), replies,
-                protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(prepare(preparer, describer, data), replies, protocol=pickle.HIGHEST_PROTOCOL)
     replies.flush()
 
 
