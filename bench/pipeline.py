@@ -25,6 +25,8 @@ import os
 import sys
 from typing import Dict, Optional
 
+from fakefaces.pipeline import run_metadata
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'pipeline.json')
 TOTAL = 'total (wall)'
@@ -35,14 +37,8 @@ def run_times(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, obj
 
   `run_id` is a `pipeline_run` context name; default: the newest run.
   """
-  from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
-  if not os.path.isfile(metadata_path):
-    raise FileNotFoundError(f'no metadata file at {metadata_path}')
-  connection = metadata_store_pb2.ConnectionConfig()
-  connection.sqlite.filename_uri = metadata_path
-  connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  store = metadata_store.MetadataStore(connection)
+  store = run_metadata.open_store(metadata_path)
   runs = store.get_contexts_by_type('pipeline_run')
   if not runs:
     raise ValueError(f'{metadata_path} holds no pipeline run')

@@ -31,3 +31,20 @@ def demo_dataset(tmp_path_factory) -> str:
   from fakefaces.pipeline import demo_data
   out = tmp_path_factory.mktemp('demo_data')
   return demo_data.generate(str(out), num_images=160, seed=7)
+
+
+@pytest.fixture(scope='session')
+def load_bench():
+  """Loads a bench script as a module by path: bench/ is not a package, and putting the
+  repository root on sys.path would let its bare folders shadow installed packages."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def load(name: str):
+    spec = importlib.util.spec_from_file_location(f'bench_{name}',
+                                                  os.path.join(root, 'bench', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+  return load

@@ -125,3 +125,21 @@ def test_gate_blocks_push_when_accuracy_threshold_unreachable(first_run, tmp_pat
   assert any('Evaluator did not bless' in r for r in result['reasons'])
   assert result['pushed'] is False
   assert not serving_dir.exists() or not os.listdir(serving_dir)
+
+
+def test_the_performance_benches_read_a_real_run(first_run, tmp_path, load_bench):
+  """bench/beam_steps.py re-runs StatisticsGen from MLMD; bench/same_outputs.py compares runs."""
+  beam_steps, same_outputs = load_bench('beam_steps'), load_bench('same_outputs')
+  _, _, config = first_run
+  seconds = beam_steps.run_once(config.metadata_path, 'StatisticsGen', 1, str(tmp_path / 'stats'))
+  assert seconds > 0
+  assert sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(
+      str(tmp_path / 'stats' / 'statistics' / '0' / 'Split-*' / 'FeatureStats.pb'))) == [
+          'Split-eval', 'Split-test', 'Split-train']
+
+  out = tmp_path / 'same.json'
+  assert same_outputs.main([config.metadata_path, config.metadata_path, '--out', str(out)]) == 0
+  result = json.loads(out.read_text())
+  assert result['same_faces'] and result['faces'][0]['written'] == 240
+  assert all(r['same_order'] for r in result['examples'].values())
+  assert result['largest_weight_difference'] == 0.0

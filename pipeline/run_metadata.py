@@ -1,0 +1,43 @@
+"""A finished run's executions and outputs, read from its MLMD store (metadata.sqlite).
+
+Used by the benches that compare runs (bench/pipeline.py, beam_steps.py, same_outputs.py).
+"""
+
+import os
+from typing import Dict, List
+
+
+def open_store(metadata_path: str):
+  """A read-only MetadataStore on a run's metadata.sqlite."""
+  from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(metadata_path):
+    raise FileNotFoundError(f'no metadata file at {metadata_path}')
+  connection = metadata_store_pb2.ConnectionConfig()
+  connection.sqlite.filename_uri = metadata_path
+  connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(connection)
+
+
+def newest_execution(store, node: str):
+  """The newest COMPLETE execution of pipeline node `node` (CACHED ones did no work)."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  done = [e for c in store.get_contexts_by_type('node') if c.name.split('.', 1)[-1] == node
+          for e in store.get_executions_by_context(c.id)
+          if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+  if not done:
+    raise ValueError(f'no completed {node} execution in the metadata')
+  return max(done, key=lambda e: (e.create_time_since_epoch, e.id))
+
+
+def output_uris(store, node: str) -> Dict[str, List[str]]:
+  """{output key: [artifact URI]} of `node`'s newest completed execution."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  execution = newest_execution(store, node)
+  uris: Dict[str, List[str]] = {}
+  for event in store.get_events_by_execution_ids([execution.id]):
+    if event.type != metadata_store_pb2.Event.OUTPUT:
+      continue
+    key = next((s.key for s in event.path.steps if s.HasField('key')), '')
+    uris.setdefault(key, []).extend(a.uri for a in store.get_artifacts_by_id([event.artifact_id]))
+  return uris
