@@ -91,16 +91,21 @@ def create_pipeline(
     input_fingerprint: str = '',
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
+    ingestion_beam_pipeline_args: Optional[List[str]] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline from `config`.
 
   `metadata_connection_config` is set by local runs (SQLite) and left None on
   Kubeflow, where the platform owns the metadata store.
+  `ingestion_beam_pipeline_args`: FaceExampleGen's own Beam args, after the
+  pipeline's (local runs give it every core: pipeline/beam_workers.py).
   """
   check_consistency(config)
   thresholds = load_thresholds(config.thresholds_file)
 
   example_gen = FaceExampleGen(ingest_config=config.ingest, input_fingerprint=input_fingerprint)
+  if ingestion_beam_pipeline_args:
+    example_gen.with_beam_pipeline_args(ingestion_beam_pipeline_args)
   # Everything downstream reads the annotated examples (demographics filled where missing).
   annotator = DemographicAnnotator(examples=example_gen.outputs['examples'],
                                    annotator_config=config.annotator)

@@ -10,7 +10,6 @@
 """
 
 import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,10 +24,6 @@ from fakefaces.pipeline import beam_workers
 from fakefaces.pipeline.config import ConfigError, IngestConfig, PipelineConfig, SourceConfig, TrainConfig
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SPEC = importlib.util.spec_from_file_location('bench_pipeline',
-                                               os.path.join(PROJECT_ROOT, 'bench', 'pipeline.py'))
-bench_pipeline = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench_pipeline)
 
 
 # --- Beam workers for local runs -----------------------------------------------
@@ -42,17 +37,35 @@ def test_auto_uses_every_core_only_when_the_ingestion_repays_it():
   assert beam_workers.auto_workers(IngestConfig(align='none'), 1000, cpus=8) == 1  # the demo
 
 
-def test_local_args_append_direct_runner_flags_that_win():
+def test_local_args_give_ingestion_every_core_and_other_beam_steps_one_worker():
   ingest = IngestConfig(sources=[])
   base = PipelineConfig().beam_pipeline_args
   args = beam_workers.local_beam_args(base, 3, ingest)
-  assert args[:len(base)] == base
-  assert args[len(base):] == ['--direct_running_mode=multi_processing', '--direct_num_workers=3']
-  assert beam_workers.local_beam_args(base, 1, ingest)[-1] == '--direct_num_workers=1'
+  assert args.pipeline[:len(base)] == base
+  assert args.pipeline[len(base):] == beam_workers.direct_runner_args(1)
+  assert args.ingestion == ['--direct_running_mode=multi_processing', '--direct_num_workers=3']
+  # FaceExampleGen's flags come after the pipeline's, so they win (TFX appends them).
+  assert executor.local_processes(args.pipeline + args.ingestion)[1] == 3
+  assert executor.local_processes(args.pipeline)[1] == 1
+  assert beam_workers.local_beam_args(base, 1, ingest).ingestion[-1] == '--direct_num_workers=1'
   flink = ['--runner=FlinkRunner', '--flink_master=f:8081']
-  assert beam_workers.local_beam_args(flink, 0, ingest) == flink  # not ours to change
+  assert beam_workers.local_beam_args(flink, 0, ingest) == (flink, [])  # not ours to change
   with pytest.raises(ConfigError, match='beam_workers'):
     beam_workers.local_beam_args(base, -1, ingest)
+
+
+def test_the_pipeline_gives_face_example_gen_its_own_beam_args(tmp_path):
+  from fakefaces.pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  config = PipelineConfig(pipeline_root=str(tmp_path / 'root'),
+                          metadata_path=str(tmp_path / 'm.sqlite'))
+  args = beam_workers.local_beam_args(config.beam_pipeline_args, 2, config.ingest)
+  built = pipeline_lib.create_pipeline(config, beam_pipeline_args=args.pipeline,
+                                       ingestion_beam_pipeline_args=args.ingestion)
+  by_id = {c.id: c for c in built.components}
+  assert by_id['FaceExampleGen'].executor_spec.beam_pipeline_args[-2:] == args.ingestion
+  for name in ('StatisticsGen', 'Evaluator'):
+    spec_args = by_id[name].executor_spec.beam_pipeline_args
+    assert executor.local_processes(spec_args)[1] == 1, (name, spec_args)
 
 
 def test_auto_counts_the_configured_inputs(demo_dataset):
@@ -61,7 +74,8 @@ def test_auto_counts_the_configured_inputs(demo_dataset):
   expected = (os.cpu_count() if (os.cpu_count() or 1) > 1 and
               n * beam_workers.SECONDS_PER_INPUT['dlib'] >= beam_workers.AUTO_MIN_SERIAL_SECONDS
               else 1)
-  assert beam_workers.local_beam_args([], 0, ingest) == beam_workers.direct_runner_args(expected)
+  assert beam_workers.local_beam_args([], 0, ingest).ingestion == (
+      beam_workers.direct_runner_args(expected))
 
 
 def test_two_worker_processes_write_the_files_one_in_memory_worker_writes(demo_dataset, tmp_path,
@@ -195,7 +209,8 @@ def test_performance_options():
 # --- bench/pipeline.py on a real MLMD store ------------------------------------
 
 
-def test_pipeline_bench_reads_component_times_from_mlmd(tmp_path):
+def test_pipeline_bench_reads_component_times_from_mlmd(tmp_path, load_bench):
+  bench_pipeline = load_bench('pipeline')
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   db = str(tmp_path / 'metadata.sqlite')
   schema = tfx.components.ImportSchemaGen(schema_file=os.path.join(PROJECT_ROOT, 'schema',
@@ -219,3 +234,15 @@ def test_pipeline_bench_reads_component_times_from_mlmd(tmp_path):
   assert rows['Trainer']['after_s'] is None and rows['Trainer']['before_s'] == 10
   with pytest.raises(FileNotFoundError):
     bench_pipeline.run_times(str(tmp_path / 'missing.sqlite'))
+
+
+def test_same_outputs_tells_reordered_records_from_different_ones(load_bench):
+  same_outputs = load_bench('same_outputs')
+  a = {'train': {'s0.gz': ['x', 'y'], 's1.gz': ['z']}}
+  reordered = {'train': {'s0.gz': ['y', 'x'], 's1.gz': ['z']}}
+  other = {'train': {'s0.gz': ['x', 'y'], 's1.gz': ['w']}}
+  assert same_outputs.compare_examples(a, a)['train'] == {
+      'records': [3, 3], 'same_records': True, 'same_order': True}
+  assert same_outputs.compare_examples(a, reordered)['train']['same_order'] is False
+  assert same_outputs.compare_examples(a, reordered)['train']['same_records'] is True
+  assert same_outputs.compare_examples(a, other)['train']['same_records'] is False

@@ -22,7 +22,8 @@ def _run(args) -> int:
   config = config_from_args(args)
   beam_args = local_beam_args(config.beam_pipeline_args, config.beam_workers, config.ingest)
   try:
-    report = executor.run_standalone(config.ingest, args.out, beam_args)
+    report = executor.run_standalone(config.ingest, args.out,
+                                     beam_args.pipeline + beam_args.ingestion)
   except RuntimeError as e:  # the failure-rate check; the report is still written
     print(f'error: {e}')
     return 1
