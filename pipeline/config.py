@@ -52,9 +52,10 @@ class PipelineConfig:
   # Extra Beam args for the data-heavy components (ingestion, statistics, evaluation).
   beam_pipeline_args: List[str] = dataclasses.field(
       default_factory=lambda: ['--direct_running_mode=in_memory', '--direct_num_workers=1'])
-  # DirectRunner processes for local runs (FaceExampleGen, StatisticsGen, Evaluator):
-  # 0 = auto (one per core when the ingestion repays the start-up), 1 = in memory, N.
-  # See pipeline/beam_workers.py; Kubeflow pods keep beam_pipeline_args as they are.
+  # FaceExampleGen's processes in local runs: 0 = auto (one per core when the
+  # ingestion repays the start-up), 1, or N. The other Beam steps run on one
+  # in-memory worker (measured faster). See pipeline/beam_workers.py; Kubeflow
+  # pods keep beam_pipeline_args as they are.
   beam_workers: int = 0
   thresholds_file: str = DEFAULT_THRESHOLDS
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)

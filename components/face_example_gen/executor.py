@@ -274,6 +274,8 @@ def build_report(acc: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _write_json(report: Dict[str, Any], path: str) -> None:
+  # Its folder may not exist yet: nothing orders this step after the shard writers.
+  tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.gfile.GFile(path, 'w') as f:
     json.dump(report, f, indent=2, ensure_ascii=False)
 
