@@ -195,6 +195,7 @@ def test_cli_ingests_a_pipeline_config_and_evaluates_its_test_split(workdir, tmp
   assert code == 0, printed
   assert 'fairness gate: PASS (BLESSED)' in printed
   assert os.listdir(out / 'examples' / 'Split-test')
+  assert sorted(os.listdir(out / 'examples')) == ['Split-eval', 'Split-test', 'Split-train']
   report = json.loads((out / evaluation.REPORT_JSON).read_text())
   overall = next(r for r in report['slices'] if r['slice'] == 'Overall')
   assert overall['accuracy'] == 1.0 and 0 < overall['n'] < 60  # the test split only

@@ -133,7 +133,7 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   from fakefaces.components import features  # pylint: disable=g-import-not-at-top
-  from fakefaces.components.face_example_gen import executor  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.face_example_gen import executor, shards  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.load_config(config_path)
   except config_lib.ConfigError as e:
@@ -150,6 +150,7 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   report_path = os.path.join(out_dir, 'ingest_report.json')
   with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
     executor.ingest(config.ingest, examples_dir, report_path, p)
+  shards.remove_temporary_files(examples_dir)
   import json  # pylint: disable=g-import-not-at-top
   with open(report_path, encoding='utf-8') as f:
     executor.check_report(json.load(f), config.ingest, report_path)
