@@ -52,7 +52,7 @@ def run_times(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, obj
   node_of = {}
   for node in store.get_contexts_by_type('node'):
     for execution in store.get_executions_by_context(node.id):
-      node_of[execution.id] = node.name.split('.', 1)[-1]
+      node_of[execution.id] = run_metadata.node_name(node)
   executions = sorted(store.get_executions_by_context(run.id),
                       key=lambda e: e.create_time_since_epoch)
   seconds, states = {}, {}

@@ -19,10 +19,15 @@ def open_store(metadata_path: str):
   return metadata_store.MetadataStore(connection)
 
 
+def node_name(context) -> str:
+  """The pipeline node a TFX 'node' context stands for (its name is '<pipeline>.<node>')."""
+  return context.name.split('.', 1)[-1]
+
+
 def newest_execution(store, node: str):
   """The newest COMPLETE execution of pipeline node `node` (CACHED ones did no work)."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
-  done = [e for c in store.get_contexts_by_type('node') if c.name.split('.', 1)[-1] == node
+  done = [e for c in store.get_contexts_by_type('node') if node_name(c) == node
           for e in store.get_executions_by_context(c.id)
           if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
   if not done:
