@@ -47,7 +47,7 @@ test: $(STAMP) browser
 	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
 
 # The benches that read a finished run (pipeline, beam_steps, same_outputs) take its
-# metadata.sqlite as an argument: README, "Performance".
+# metadata.sqlite as an argument: docs/performance.md.
 STANDALONE_BENCHES = ablation_shortcut annotate data_gate fairness_intervals ingest photo serve skew train
 bench: $(STAMP)
 	for b in $(STANDALONE_BENCHES); do $(PY) bench/$$b.py || exit 1; done

@@ -1,9 +1,10 @@
-"""Source-shortcut ablation (issue 12): each mitigation, measured on the shared data.
+"""Source-shortcut ablation: each mitigation, measured on the shared data.
 
-Protocol (fast, stated in the README table): the shared data is ingested ONCE
-by the pipeline's own FaceExampleGen (dlib HOG alignment, 128 px, 2,000 inputs
-per source: `python -m fakefaces.pipeline.cli ingest --config bench/ablation_ingest.yaml
---out runs/ablation/ingest`), and every row reuses those TFRecords:
+Protocol (fast, stated with the table in docs/training_and_quality.md): the
+shared data is ingested ONCE by the pipeline's own FaceExampleGen (dlib HOG
+alignment, 128 px, 2,000 inputs per source: `python -m fakefaces.pipeline.cli
+ingest --config bench/ablation_ingest.yaml --out runs/ablation/ingest`), and
+every row reuses those TFRecords:
 
   baseline      as ingested; every source trained on
   +treatment    the same crop / resampling / JPEG generation for every source
@@ -27,7 +28,7 @@ carry no demographics) with its failing bounds.
 
   nice -n 10 python bench/ablation_shortcut.py [--epochs 4] [--image-size 64] [--max-train 1200]
 
-The defaults are what the README table used: the machine was shared by five
+The defaults are what that table used: the machine was shared by five
 engineers (load average 11-13 on 2 cores), where one 128 px epoch on all
 2,491 training images took 13 minutes.
 

@@ -11,11 +11,12 @@ JSON files of per-component seconds for runs whose metadata is gone:
 
     {"source": "how it was measured", "seconds": {"FaceExampleGen": 653, ...}}
 
-`bench/pipeline_before_issue15.json` holds the figures the issue's author
-measured for `shared_data.yaml` on 2 cores before issue 15.
+`bench/pipeline_before_speedup.json` holds the figures reported for
+`shared_data.yaml` on 2 cores before the ingestion and training speed work
+(docs/performance.md, "The shared-data run, before and after").
 
     python bench/pipeline.py runs/shared/metadata.sqlite           # one run, per component
-    python bench/pipeline.py --before bench/pipeline_before_issue15.json \
+    python bench/pipeline.py --before bench/pipeline_before_speedup.json \
         --after runs/shared/metadata.sqlite                          # side by side
 """
 

@@ -33,7 +33,7 @@ TRAINER_COMPONENT = 'Trainer'
 IMAGE_DIRS = ('components', 'pipeline', 'serving', 'kubeflow', 'schema')
 
 # Schemes TensorFlow's gfile (which every TFX executor writes through) and Beam
-# workers can read. s3:// needs tensorflow-io in the image; see the README.
+# workers can read. s3:// needs tensorflow-io in the image; see kubeflow/README.md.
 REMOTE_SCHEMES = ('gs://', 's3://', 'hdfs://')
 
 # Beam options whose value is a location every worker must reach.

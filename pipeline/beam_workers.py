@@ -11,10 +11,9 @@ Local runs (`fakefaces run`, `fakefaces ingest`) append DirectRunner flags to
   * `beam_workers: 0` (default, "auto"): one per core when the ingestion is
     big enough to repay their start-up (each loads the dlib models), else one.
 * Every other Beam step (StatisticsGen's TFDV, the Evaluator's TFMA, the
-  DataGate) runs on one in-memory worker. `bench/beam_steps.py` re-ran both on
-  the shared-data run (quiet, 2 cores): Beam's 2-process DirectRunner made
-  StatisticsGen 0.57x as fast (15.3 s against 8.8) and the Evaluator 0.88x
-  (81.2 s against 71.3). TFMA's inference already uses every core through
+  DataGate) runs on one in-memory worker: Beam's extra processes made them
+  slower (`bench/beam_steps.py`; measured in docs/performance.md, "Statistics
+  and evaluation"). TFMA's inference already uses every core through
   TensorFlow's own thread pool, and each extra process starts TensorFlow and
   TFX again and loads the model.
 

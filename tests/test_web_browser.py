@@ -4,7 +4,7 @@ A model server (`fakefaces serve --builtin`) and the page (`fakefaces web`)
 run as child processes on loopback; Chromium uploads FairFace photos from
 ../shared/data and every kind of bad input, reads what the page shows, and
 the test checks both servers are still up afterwards. The screenshot of a
-result is kept as runs/web_test/web_page.png and docs/web_page.png (README).
+result is kept as runs/web_test/web_page.png and docs/web_page.png (shown in docs/photos.md).
 """
 
 import io

@@ -12,7 +12,8 @@ class SourceShortcutConfig:
   enabled: bool = True
   split: str = 'train'  # what the Trainer learns from; `audit` sources are never in it
   # Above this cross-validated probe AUC two sources of one class count as told apart.
-  # FairFace vs FFHQ reals after plain ingestion: 0.996 (README, "No source shortcut").
+  # FairFace vs FFHQ reals after plain ingestion: 0.996
+  # (docs/training_and_quality.md, "The source shortcut").
   max_probe_auc: float = 0.8
   on_shortcut: str = 'stop'  # 'stop' the run, or 'warn' (report only)
   max_examples_per_source: int = 300  # per class and source; the probe's sample

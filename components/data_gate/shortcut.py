@@ -4,10 +4,10 @@ A detector learns whatever separates its labels most cheaply. When the real
 photos come from one collection and the fakes from another, or when one class
 holds a source the other lacks, "which collection does this look like" is such
 a separator: FairFace contributes only reals, and after ingestion a linear
-probe on 32x32 grayscale pixels plus a radial FFT profile tells aligned
-FairFace reals from aligned FFHQ reals with cross-validated AUC 0.996. A CNN
-trained on such data called 0 of 588 FairFace reals fake and 73% of FFHQ reals
-fake: its fairness on FairFace was an artefact of the shortcut.
+probe tells aligned FairFace reals from aligned FFHQ reals almost perfectly; a
+CNN trained on such data never called a FairFace real fake and called most
+FFHQ reals fake, so its fairness on FairFace was an artefact of the shortcut
+(measured in docs/training_and_quality.md, "The source shortcut").
 
 This module measures that before training, on the split the Trainer learns
 from:

@@ -12,8 +12,8 @@ class AnnotatorConfig:
 
   A prediction below its attribute's `min_confidence_*` stays 'unknown'. The
   defaults were chosen on FairFace val (the labelled test split, never trained
-  on; numbers in the README): race and age have 7 and 9 classes, so their top
-  probabilities are lower than gender's.
+  on; numbers in components/demographic_annotator/README.md): race and age
+  have 7 and 9 classes, so their top probabilities are lower than gender's.
   """
   enabled: bool = True  # False: pass the examples through, marking sources, predicting nothing
   min_confidence_gender: float = 0.8
