@@ -21,9 +21,10 @@ from typing import List, Optional
 
 import tensorflow as tf
 from tfx import v1 as tfx
+from tfx.types import standard_component_specs
 from ml_metadata.proto import metadata_store_pb2
 
-from fakefaces.components import features
+from fakefaces.components import component_keys as keys, features
 from fakefaces.components.data_gate.component import validation_components
 from fakefaces.components.demographic_annotator.component import DemographicAnnotator
 from fakefaces.components.face_example_gen.component import FaceExampleGen
@@ -60,28 +61,30 @@ def release_components(examples, model, thresholds: ThresholdsConfig, serving_mo
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
                                      producer_component_id=CANARY_ID,
-                                     output_key='blessing')).with_id(RESOLVER_ID)
+                                     output_key=keys.BLESSING_KEY)).with_id(RESOLVER_ID)
   evaluator = tfx.components.Evaluator(
       examples=examples,
       model=model,
-      baseline_model=resolver.outputs['model'],
+      baseline_model=resolver.outputs[standard_component_specs.MODEL_KEY],
       eval_config=build_eval_config(thresholds, with_baseline=True),
       example_splits=[features.TEST])
-  fairness_gate = FairnessGate(evaluation=evaluator.outputs['evaluation'],
-                               evaluator_blessing=evaluator.outputs['blessing'],
-                               model=model, thresholds=thresholds,
-                               baseline_model=resolver.outputs['model'],
-                               annotations=annotations)
-  canary = ServingCanary(model=model, model_blessing=fairness_gate.outputs['blessing'],
+  fairness_gate = FairnessGate(
+      evaluation=evaluator.outputs[standard_component_specs.EVALUATION_KEY],
+      evaluator_blessing=evaluator.outputs[standard_component_specs.BLESSING_KEY],
+      model=model, thresholds=thresholds,
+      baseline_model=resolver.outputs[standard_component_specs.MODEL_KEY],
+      annotations=annotations)
+  canary = ServingCanary(model=model, model_blessing=fairness_gate.outputs[keys.BLESSING_KEY],
                          examples=examples, config=canary_config).with_id(CANARY_ID)
   pusher = tfx.components.Pusher(
       model=model,
-      model_blessing=canary.outputs['blessing'],
+      model_blessing=canary.outputs[keys.BLESSING_KEY],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
-  model_card = ModelCardGen(model=model, fairness_report=fairness_gate.outputs['report'],
-                            canary_report=canary.outputs['report'],
-                            pushed_model=pusher.outputs['pushed_model'], config=card_config,
+  model_card = ModelCardGen(model=model, fairness_report=fairness_gate.outputs[keys.REPORT_KEY],
+                            canary_report=canary.outputs[keys.REPORT_KEY],
+                            pushed_model=pusher.outputs[standard_component_specs.PUSHED_MODEL_KEY],
+                            config=card_config,
                             ingest_report=ingest_report, annotations=annotations)
   return [resolver, evaluator, fairness_gate, canary, pusher, model_card]
 
@@ -107,28 +110,29 @@ def create_pipeline(
   if ingestion_beam_pipeline_args:
     example_gen.with_beam_pipeline_args(ingestion_beam_pipeline_args)
   # Everything downstream reads the annotated examples (demographics filled where missing).
-  annotator = DemographicAnnotator(examples=example_gen.outputs['examples'],
+  annotator = DemographicAnnotator(examples=example_gen.outputs[keys.EXAMPLES_KEY],
                                    annotator_config=config.annotator)
-  examples = annotator.outputs['annotated_examples']
+  examples = annotator.outputs[keys.ANNOTATED_EXAMPLES_KEY]
   schema_gen = tfx.components.ImportSchemaGen(schema_file=config.validation.schema_file)
   statistics_gen, example_validator, data_gate = validation_components(
-      examples, schema_gen.outputs['schema'], config.validation, thresholds)
+      examples, schema_gen.outputs[standard_component_specs.SCHEMA_KEY], config.validation,
+      thresholds)
 
   trainer = tfx.components.Trainer(
       run_fn=TRAINER_RUN_FN,
       examples=examples,
-      schema=schema_gen.outputs['schema'],
+      schema=schema_gen.outputs[standard_component_specs.SCHEMA_KEY],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
       custom_config=trainer_custom_config(config.train, thresholds.decision_threshold,
                                           FacePreparation.from_ingest_config(config.ingest)))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
-  release = release_components(examples, trainer.outputs['model'],
+  release = release_components(examples, trainer.outputs[standard_component_specs.MODEL_KEY],
                                thresholds, config.serving_model_dir, config.canary,
                                config.model_card,
-                               ingest_report=example_gen.outputs['ingest_report'],
-                               annotations=annotator.outputs['annotations'])
+                               ingest_report=example_gen.outputs[keys.INGEST_REPORT_KEY],
+                               annotations=annotator.outputs[keys.ANNOTATIONS_KEY])
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.name,

@@ -8,11 +8,11 @@ from typing import Tuple
 from tfx import types
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import component_spec, standard_artifacts
+from tfx.types import component_spec, standard_artifacts, standard_component_specs
 
 from fakefaces.components.artifacts import DataValidationReport
 from fakefaces.components.data_gate import coverage, executor
-from fakefaces.components import groupings
+from fakefaces.components import component_keys as keys, groupings
 from fakefaces.components.config_base import to_json
 from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.fairness_gate.config import ThresholdsConfig
@@ -20,16 +20,16 @@ from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 class DataGateSpec(types.ComponentSpec):
   PARAMETERS = {
-      'validation_config': component_spec.ExecutionParameter(type=str),  # ValidationConfig JSON
-      'thresholds': component_spec.ExecutionParameter(type=str),  # ThresholdsConfig JSON
+      keys.VALIDATION_CONFIG_KEY: component_spec.ExecutionParameter(type=str),  # ValidationConfig JSON
+      keys.THRESHOLDS_KEY: component_spec.ExecutionParameter(type=str),  # ThresholdsConfig JSON
   }
   INPUTS = {
-      'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
-      'statistics': component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics),
-      'schema': component_spec.ChannelParameter(type=standard_artifacts.Schema),
-      'anomalies': component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+      keys.EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      keys.STATISTICS_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics),
+      keys.SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema),
+      keys.ANOMALIES_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
   }
-  OUTPUTS = {'report': component_spec.ChannelParameter(type=DataValidationReport)}
+  OUTPUTS = {keys.REPORT_KEY: component_spec.ChannelParameter(type=DataValidationReport)}
 
 
 class DataGate(base_component.BaseComponent):
@@ -77,8 +77,10 @@ def validation_components(examples: types.BaseChannel, schema: types.BaseChannel
   statistics_gen = tfx.components.StatisticsGen(
       examples=examples, schema=schema, stats_options=statistics_options())
   example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'], schema=schema)
-  data_gate = DataGate(examples=examples, statistics=statistics_gen.outputs['statistics'],
-                       schema=schema, anomalies=example_validator.outputs['anomalies'],
+      statistics=statistics_gen.outputs[standard_component_specs.STATISTICS_KEY], schema=schema)
+  data_gate = DataGate(examples=examples,
+                       statistics=statistics_gen.outputs[standard_component_specs.STATISTICS_KEY],
+                       schema=schema,
+                       anomalies=example_validator.outputs[standard_component_specs.ANOMALIES_KEY],
                        validation_config=validation_config, thresholds=thresholds)
   return statistics_gen, example_validator, data_gate

@@ -26,17 +26,18 @@ message carries every finding and the full report is logged.
 import json
 import logging
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow_data_validation.statistics.generators import image_stats_generator
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.components.base import base_executor
+from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import features
+from fakefaces.components import component_keys as keys, features
 from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew
 from fakefaces.components.config_base import ConfigError, from_json
 from fakefaces.components.data_gate.config import ValidationConfig
@@ -251,22 +252,46 @@ def failure_message(blocking: Sequence[Mapping[str, str]], coverage_report: Mapp
 
 class Executor(base_executor.BaseExecutor):
 
-  def Do(self, input_dict, output_dict, exec_properties):
-    config = from_json(ValidationConfig, exec_properties['validation_config'],
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    """Checks the data and writes report.json, or raises before the Trainer can run.
+
+    Args:
+      input_dict: `examples` (Examples, the annotated splits), `statistics`
+        (ExampleStatistics of those splits, computed with the schema),
+        `schema` (the curated Schema), `anomalies` (ExampleValidator's
+        ExampleAnomalies); one artifact each.
+      output_dict: `report` (DataValidationReport): report.json goes to its uri.
+      exec_properties: `validation_config` (ValidationConfig as JSON),
+        `thresholds` (the FairnessGate's ThresholdsConfig as JSON: which
+        groups the coverage check must find in the evaluated split).
+
+    Raises:
+      ConfigError: a config field is invalid (named by its dotted path).
+      DataAnomaliesError: schema anomalies or skew not in `allowed_anomalies`,
+        or a check could not read the data.
+      SliceCoverageError: with `on_short_group: stop`, a judged group lacks
+        real or fake examples.
+      SourceShortcutError: with `source_shortcut.on_shortcut: stop`, a source
+        shortcut in the training split.
+    """
+    config = from_json(ValidationConfig, exec_properties[keys.VALIDATION_CONFIG_KEY],
                        'validation')
     check_config(config)
-    thresholds = from_json(ThresholdsConfig, exec_properties['thresholds'],
+    thresholds = from_json(ThresholdsConfig, exec_properties[keys.THRESHOLDS_KEY],
                            'thresholds')
-    examples = artifact_utils.get_single_instance(input_dict['examples'])
+    examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
     stats_by_split = load_split_statistics(
-        artifact_utils.get_single_instance(input_dict['statistics']))
+        artifact_utils.get_single_instance(input_dict[keys.STATISTICS_KEY]))
     schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
-        artifact_utils.get_single_uri(input_dict['schema'])))
+        artifact_utils.get_single_uri(input_dict[keys.SCHEMA_KEY])))
 
     compared = skew.compared_splits(stats_by_split, config.skew_splits, config.skew_baseline_split)
     skew_rows = skew.split_skew(compared, config.skew_features, config.skew_baseline_split,
                                 config.max_skew_linf, config.skew_noise_z)
-    rows = (anomaly_rows(read_anomalies(artifact_utils.get_single_instance(input_dict['anomalies'])))
+    anomalies = artifact_utils.get_single_instance(input_dict[keys.ANOMALIES_KEY])
+    rows = (anomaly_rows(read_anomalies(anomalies))
             + image_fallback_rows(schema, stats_by_split, examples) + skew_anomaly_rows(skew_rows))
     blocking, accepted = split_allowed(rows, config.allowed_anomalies)
     try:
@@ -293,7 +318,7 @@ class Executor(base_executor.BaseExecutor):
     if shortcut_report.get('findings'):
       logging.warning('DataGate: source shortcut:\n%s', shortcut.describe(shortcut_report))
     if passed:
-      report_artifact = artifact_utils.get_single_instance(output_dict['report'])
+      report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
       with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE), 'w') as f:
         json.dump(report, f, indent=2)
       return

@@ -8,6 +8,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
+from fakefaces.components import component_keys as keys
 from fakefaces.components.artifacts import Annotations
 from fakefaces.components.config_base import to_json
 from fakefaces.components.demographic_annotator import executor
@@ -15,11 +16,11 @@ from fakefaces.components.demographic_annotator.config import AnnotatorConfig, v
 
 
 class DemographicAnnotatorSpec(types.ComponentSpec):
-  PARAMETERS = {'annotator_config': component_spec.ExecutionParameter(type=str)}
-  INPUTS = {'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples)}
+  PARAMETERS = {keys.ANNOTATOR_CONFIG_KEY: component_spec.ExecutionParameter(type=str)}
+  INPUTS = {keys.EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples)}
   OUTPUTS = {
-      'annotated_examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
-      'annotations': component_spec.ChannelParameter(type=Annotations),
+      keys.ANNOTATED_EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      keys.ANNOTATIONS_KEY: component_spec.ChannelParameter(type=Annotations),
   }
 
 

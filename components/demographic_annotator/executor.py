@@ -29,9 +29,10 @@ from absl import logging
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_executor
 from tfx.proto import example_gen_pb2
+from tfx import types
 from tfx.types import artifact_utils
 
-from fakefaces.components import features
+from fakefaces.components import component_keys as keys, features
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.face_example_gen import descriptors
@@ -267,11 +268,26 @@ def load_report(uri: str) -> Optional[Dict[str, Any]]:
 
 class Executor(base_executor.BaseExecutor):
 
-  def Do(self, input_dict, output_dict, exec_properties):
-    config = from_json(AnnotatorConfig, exec_properties['annotator_config'], 'annotator')
-    examples_in = artifact_utils.get_single_instance(input_dict['examples'])
-    examples_out = artifact_utils.get_single_instance(output_dict['annotated_examples'])
-    annotations = artifact_utils.get_single_instance(output_dict['annotations'])
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    """Copies every split with the missing demographics filled in, and reports how well.
+
+    Args:
+      input_dict: `examples` (Examples from FaceExampleGen), one artifact.
+      output_dict: `annotated_examples` (Examples: the same splits and records,
+        gzipped TFRecords, demographics predicted where a face lacks them) and
+        `annotations` (Annotations: report.json, classifiers.pkl,
+        predictions.csv), one artifact each.
+      exec_properties: `annotator_config` (AnnotatorConfig as JSON).
+
+    Raises:
+      ConfigError: a config field is invalid (named by its dotted path).
+    """
+    config = from_json(AnnotatorConfig, exec_properties[keys.ANNOTATOR_CONFIG_KEY], 'annotator')
+    examples_in = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
+    examples_out = artifact_utils.get_single_instance(output_dict[keys.ANNOTATED_EXAMPLES_KEY])
+    annotations = artifact_utils.get_single_instance(output_dict[keys.ANNOTATIONS_KEY])
     split_names = artifact_utils.decode_split_names(examples_in.split_names)
     examples_out.split_names = examples_in.split_names
     examples_utils.set_payload_format(examples_out, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)

@@ -6,6 +6,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
+from fakefaces.components import component_keys as keys
 from fakefaces.components.artifacts import Annotations, FairnessReport
 from fakefaces.components.fairness_gate import executor
 from fakefaces.components.config_base import to_json
@@ -13,22 +14,23 @@ from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 
 class FairnessGateSpec(types.ComponentSpec):
-  PARAMETERS = {'thresholds': component_spec.ExecutionParameter(type=str)}
+  PARAMETERS = {keys.THRESHOLDS_KEY: component_spec.ExecutionParameter(type=str)}
   INPUTS = {
-      'evaluation': component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
-      'evaluator_blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
-      'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
+      keys.EVALUATION_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
+      keys.EVALUATOR_BLESSING_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelBlessing),
+      keys.MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
       # The model in production (the latest-blessed-model resolver's output); empty on the
       # first run. Its metrics come from the same evaluation (TFMA's 'baseline' model).
-      'baseline_model': component_spec.ChannelParameter(type=standard_artifacts.Model,
-                                                        optional=True),
+      keys.BASELINE_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model,
+                                                               optional=True),
       # The DemographicAnnotator's report: which test demographics are predicted, and how
       # accurate the predictions are (checks resting on them are judged with it).
-      'annotations': component_spec.ChannelParameter(type=Annotations, optional=True),
+      keys.ANNOTATIONS_KEY: component_spec.ChannelParameter(type=Annotations, optional=True),
   }
   OUTPUTS = {
-      'blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
-      'report': component_spec.ChannelParameter(type=FairnessReport),
+      keys.BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      keys.REPORT_KEY: component_spec.ChannelParameter(type=FairnessReport),
   }
 
 

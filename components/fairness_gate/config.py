@@ -13,7 +13,7 @@ from fakefaces.components.groupings import GroupingConfig
 
 @dataclasses.dataclass
 class BaselineConfig:
-  """How much worse than the model in production a candidate may be (issue 14).
+  """How much worse than the model in production a candidate may be.
 
   Judged only when a production model exists (the latest model the
   ServingCanary blessed); the first run uses the absolute bounds alone.

@@ -10,11 +10,14 @@ Pusher and LatestBlessedModelStrategy accept it.
 """
 
 
+from typing import Any, Dict, List
+
+from tfx import types
 from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from fakefaces.components import blessings
+from fakefaces.components import blessings, component_keys as keys
 from fakefaces.components.config_base import from_json
 from fakefaces.components.demographic_annotator import executor as annotator_executor
 from fakefaces.components.fairness_gate import baseline, evaluation
@@ -40,15 +43,35 @@ def production_comparison(evaluation_uri: str, thresholds: ThresholdsConfig, rep
 
 class Executor(base_executor.BaseExecutor):
 
-  def Do(self, input_dict, output_dict, exec_properties):
-    thresholds = from_json(ThresholdsConfig, exec_properties['thresholds'],
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    """Judges the evaluation, writes the report, and blesses or refuses the model.
+
+    Args:
+      input_dict: `evaluation` (ModelEvaluation: TFMA's per-slice metrics of
+        the candidate and, when there is one, the production model),
+        `evaluator_blessing` (the Evaluator's ModelBlessing), `model` (the
+        candidate Model); optional `baseline_model` (the model in production,
+        empty on the first run) and `annotations` (the DemographicAnnotator's
+        Annotations, for checks resting on predicted demographics).
+      output_dict: `report` (FairnessReport: report.json + report.html) and
+        `blessing` (ModelBlessing with the Evaluator's custom properties plus
+        `verdict`), one artifact each.
+      exec_properties: `thresholds` (ThresholdsConfig as JSON).
+
+    Raises:
+      ConfigError: a thresholds field is invalid (named by its dotted path).
+    """
+    thresholds = from_json(ThresholdsConfig, exec_properties[keys.THRESHOLDS_KEY],
                            'thresholds')
-    evaluation_artifact = artifact_utils.get_single_instance(input_dict['evaluation'])
-    evaluator_blessing = artifact_utils.get_single_instance(input_dict['evaluator_blessing'])
-    model = artifact_utils.get_single_instance(input_dict['model'])
-    production = input_dict.get('baseline_model') or []
+    evaluation_artifact = artifact_utils.get_single_instance(input_dict[keys.EVALUATION_KEY])
+    evaluator_blessing = artifact_utils.get_single_instance(
+        input_dict[keys.EVALUATOR_BLESSING_KEY])
+    model = artifact_utils.get_single_instance(input_dict[keys.MODEL_KEY])
+    production = input_dict.get(keys.BASELINE_MODEL_KEY) or []
     production_model = production[0] if production else None
-    annotations = input_dict.get('annotations') or []
+    annotations = input_dict.get(keys.ANNOTATIONS_KEY) or []
     report = evaluation.build_report(
         evaluation_artifact.uri, thresholds,
         evaluator_blessed=model_utils.is_model_blessed(evaluator_blessing),
@@ -57,7 +80,7 @@ class Executor(base_executor.BaseExecutor):
                            if annotations else None))
     baseline.apply(report, production_comparison(evaluation_artifact.uri, thresholds, report,
                                                   production_model))
-    report_artifact = artifact_utils.get_single_instance(output_dict['report'])
+    report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
     evaluation.write_report(report, report_artifact.uri)
-    write_blessing(artifact_utils.get_single_instance(output_dict['blessing']), model, report,
+    write_blessing(artifact_utils.get_single_instance(output_dict[keys.BLESSING_KEY]), model, report,
                    production_model)

@@ -12,6 +12,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
+from fakefaces.components import component_keys as keys
 from fakefaces.components.artifacts import (Annotations, FairnessReport, IngestReport, ModelCard,
                                   ServingCanaryReport)
 from fakefaces.components.config_base import to_json
@@ -20,18 +21,18 @@ from fakefaces.components.model_card.config import ModelCardConfig
 
 
 class ModelCardSpec(types.ComponentSpec):
-  PARAMETERS = {'config': component_spec.ExecutionParameter(type=str)}
+  PARAMETERS = {keys.CONFIG_KEY: component_spec.ExecutionParameter(type=str)}
   INPUTS = {
-      'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
-      'fairness_report': component_spec.ChannelParameter(type=FairnessReport),
-      'canary_report': component_spec.ChannelParameter(type=ServingCanaryReport),
-      'pushed_model': component_spec.ChannelParameter(type=standard_artifacts.PushedModel),
-      'ingest_report': component_spec.ChannelParameter(type=IngestReport, optional=True),
+      keys.MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+      keys.FAIRNESS_REPORT_KEY: component_spec.ChannelParameter(type=FairnessReport),
+      keys.CANARY_REPORT_KEY: component_spec.ChannelParameter(type=ServingCanaryReport),
+      keys.PUSHED_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.PushedModel),
+      keys.INGEST_REPORT_KEY: component_spec.ChannelParameter(type=IngestReport, optional=True),
       # The DemographicAnnotator's output: the card shows its accuracy beside the checks
       # that rest on predicted demographics.
-      'annotations': component_spec.ChannelParameter(type=Annotations, optional=True),
+      keys.ANNOTATIONS_KEY: component_spec.ChannelParameter(type=Annotations, optional=True),
   }
-  OUTPUTS = {'model_card': component_spec.ChannelParameter(type=ModelCard)}
+  OUTPUTS = {keys.MODEL_CARD_KEY: component_spec.ChannelParameter(type=ModelCard)}
 
 
 class ModelCardGen(base_component.BaseComponent):

@@ -12,13 +12,15 @@ find them without reading files.
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 from tfx.dsl.components.base import base_executor
+from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from fakefaces.components import component_keys as keys
 from fakefaces.components.config_base import from_json
 from fakefaces.components.model_card import card as card_lib
 from fakefaces.components.model_card.config import ModelCardConfig
@@ -49,22 +51,41 @@ def write_card(card: Dict[str, Any], out_dir: str) -> None:
 
 class Executor(base_executor.BaseExecutor):
 
-  def Do(self, input_dict, output_dict, exec_properties):
-    config = from_json(ModelCardConfig, exec_properties['config'], 'model_card')
-    model = artifact_utils.get_single_instance(input_dict['model'])
-    report = _read_json(artifact_utils.get_single_uri(input_dict['fairness_report']))
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    """Builds the card, stores it in the artifact and, when pushed, beside the version.
+
+    Args:
+      input_dict: `model` (the candidate Model), `fairness_report`
+        (FairnessReport), `canary_report` (ServingCanaryReport), `pushed_model`
+        (the Pusher's PushedModel: whether and where it pushed); optional
+        `ingest_report` (IngestReport: data sources with counts) and
+        `annotations` (the DemographicAnnotator's Annotations).
+      output_dict: `model_card` (ModelCard: model_card.json + model_card.html,
+        and custom properties `verdict`, `pushed`, `failed_checks`,
+        `unmeasured_checks`), one artifact.
+      exec_properties: `config` (ModelCardConfig as JSON).
+
+    Raises:
+      ConfigError: a model_card field is invalid (named by its dotted path).
+      ValueError: the FairnessReport artifact has no report.json.
+    """
+    config = from_json(ModelCardConfig, exec_properties[keys.CONFIG_KEY], 'model_card')
+    model = artifact_utils.get_single_instance(input_dict[keys.MODEL_KEY])
+    report = _read_json(artifact_utils.get_single_uri(input_dict[keys.FAIRNESS_REPORT_KEY]))
     if report is None:
       raise ValueError('the FairnessReport artifact has no report.json')
-    canary = _read_json(artifact_utils.get_single_uri(input_dict['canary_report']))
-    pushed_model = artifact_utils.get_single_instance(input_dict['pushed_model'])
+    canary = _read_json(artifact_utils.get_single_uri(input_dict[keys.CANARY_REPORT_KEY]))
+    pushed_model = artifact_utils.get_single_instance(input_dict[keys.PUSHED_MODEL_KEY])
     pushed = {'pushed': pushed_model.get_int_custom_property('pushed') == 1}
     if pushed['pushed']:
       pushed['destination'] = pushed_model.get_string_custom_property('pushed_destination')
       pushed['version'] = pushed_model.get_string_custom_property('pushed_version')
     card = card_lib.build_card(config, model.uri, report, canary, pushed,
-                               ingest=_optional_report(input_dict, 'ingest_report'),
-                               annotator=_optional_report(input_dict, 'annotations'))
-    artifact = artifact_utils.get_single_instance(output_dict['model_card'])
+                               ingest=_optional_report(input_dict, keys.INGEST_REPORT_KEY),
+                               annotator=_optional_report(input_dict, keys.ANNOTATIONS_KEY))
+    artifact = artifact_utils.get_single_instance(output_dict[keys.MODEL_CARD_KEY])
     write_card(card, artifact.uri)
     if pushed['pushed']:
       write_card(card, pushed['destination'])

@@ -10,6 +10,7 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
+from fakefaces.components import component_keys as keys
 from fakefaces.components.artifacts import ServingCanaryReport
 from fakefaces.components.config_base import to_json
 from fakefaces.components.serving_canary import executor
@@ -17,15 +18,15 @@ from fakefaces.components.serving_canary.config import CanaryConfig, validate
 
 
 class ServingCanarySpec(types.ComponentSpec):
-  PARAMETERS = {'config': component_spec.ExecutionParameter(type=str)}
+  PARAMETERS = {keys.CONFIG_KEY: component_spec.ExecutionParameter(type=str)}
   INPUTS = {
-      'model': component_spec.ChannelParameter(type=standard_artifacts.Model),
-      'model_blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
-      'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      keys.MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+      keys.MODEL_BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      keys.EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
   }
   OUTPUTS = {
-      'blessing': component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
-      'report': component_spec.ChannelParameter(type=ServingCanaryReport),
+      keys.BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      keys.REPORT_KEY: component_spec.ChannelParameter(type=ServingCanaryReport),
   }
 
 

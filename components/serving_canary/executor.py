@@ -42,10 +42,11 @@ from tensorflow.python.saved_model import loader_impl
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
+from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from fakefaces.components import blessings, features
+from fakefaces.components import blessings, component_keys as keys, features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
@@ -311,18 +312,37 @@ def write_blessing(blessing, model, blessed: bool, reasons: List[str]) -> None:
 
 class Executor(base_executor.BaseExecutor):
 
-  def Do(self, input_dict, output_dict, exec_properties):
-    config = from_json(CanaryConfig, exec_properties['config'], 'canary')
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    """Loads the gate-blessed candidate in a server, calls every signature, blesses or refuses.
+
+    A model the FairnessGate refused is not loaded: the report says so and the
+    blessing is negative.
+
+    Args:
+      input_dict: `model` (the candidate Model), `model_blessing` (the
+        FairnessGate's ModelBlessing), `examples` (Examples: the test split
+        gives the real queries); one artifact each.
+      output_dict: `report` (ServingCanaryReport: report.json with every call,
+        server.log) and `blessing` (ModelBlessing the Pusher obeys), one
+        artifact each.
+      exec_properties: `config` (CanaryConfig as JSON).
+
+    Raises:
+      ConfigError: a canary field is invalid (named by its dotted path).
+    """
+    config = from_json(CanaryConfig, exec_properties[keys.CONFIG_KEY], 'canary')
     validate(config)
-    model = artifact_utils.get_single_instance(input_dict['model'])
-    gate_blessing = artifact_utils.get_single_instance(input_dict['model_blessing'])
-    report_dir = artifact_utils.get_single_uri(output_dict['report'])
-    blessing = artifact_utils.get_single_instance(output_dict['blessing'])
+    model = artifact_utils.get_single_instance(input_dict[keys.MODEL_KEY])
+    gate_blessing = artifact_utils.get_single_instance(input_dict[keys.MODEL_BLESSING_KEY])
+    report_dir = artifact_utils.get_single_uri(output_dict[keys.REPORT_KEY])
+    blessing = artifact_utils.get_single_instance(output_dict[keys.BLESSING_KEY])
     if not model_utils.is_model_blessed(gate_blessing):
       report = _verdict({'model_dir': model.uri, 'calls': [], 'server': None, 'signatures': [],
                          'problems': [GATE_NOT_BLESSED], 'skipped': True})
     else:
-      examples = artifact_utils.get_single_instance(input_dict['examples'])
+      examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
       pattern = os.path.join(artifact_utils.get_split_uri([examples], features.TEST), '*')
       with tempfile.TemporaryDirectory(prefix='canary-') as work_dir:
         report = run_canary(path_utils.serving_model_path(model.uri),
