@@ -73,7 +73,7 @@ def _configure_logging(verbose: bool) -> None:
   handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
   if not verbose:
     handler.addFilter(_ProjectInfoFilter())
-    handler.addFilter(quiet.DeprecationLogFilter())
+    handler.addFilter(quiet.LibraryNoiseLogFilter())
   logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 

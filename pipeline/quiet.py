@@ -10,7 +10,8 @@ that is not the user's concern and reads like failures:
   (level 3 would also hide real TensorFlow errors).
 * Python warnings raised by library imports (deprecations, "upgrade package X").
 * TensorFlow's and TFMA's "... is deprecated and will be removed" log lines,
-  about calls inside TFX and TFMA, not in the user's config.
+  about calls inside TFX and TFMA, not in the user's config, and TFX's
+  "ArtifactQuery.property_predicate is not supported" (MLMD on SQLite).
 
 `filter_native_stderr` sends file descriptor 2 through a small filter process
 that drops exactly the lines matching NOISE and passes every other byte on, so
@@ -38,10 +39,12 @@ NOISE = (
     r'To enable the following instructions: .* in other operations, rebuild TensorFlow',
 )
 
-# Log records from libraries that say a library calls a deprecated API (TensorFlow's
-# `deprecation` module, TFMA, Beam): the user cannot act on them.
-DEPRECATION_LOG = re.compile(r'is deprecated and will be removed|deprecated and will be removed in a future'
-                             r'|Instructions for updating:|Use tf\.data\.|use the `tf\.data` API')
+# Library log records the user cannot act on: a library calling a deprecated API
+# (TensorFlow's `deprecation` module, TFMA, Beam), and TFX's resolver saying, once per
+# component, that MLMD's SQLite store lacks a query feature it then works around.
+LIBRARY_NOISE_LOG = re.compile(
+    r'is deprecated and will be removed|deprecated and will be removed in a future'
+    r'|Instructions for updating:|ArtifactQuery\.property_predicate is not supported')
 
 _FILTERS = []
 
@@ -85,10 +88,10 @@ def quiet_python_warnings() -> None:
                           r'|Setuptools is replacing distutils)', category=UserWarning)
 
 
-class DeprecationLogFilter(logging.Filter):
-  """Drops library log records that only say a library calls a deprecated API."""
+class LibraryNoiseLogFilter(logging.Filter):
+  """Drops the library log records LIBRARY_NOISE_LOG matches; errors always pass."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     if record.levelno >= logging.ERROR:
       return True
-    return not DEPRECATION_LOG.search(record.getMessage())
+    return not LIBRARY_NOISE_LOG.search(record.getMessage())

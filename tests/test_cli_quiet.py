@@ -57,3 +57,18 @@ def test_the_filter_drops_only_the_noise_and_survives_a_crash():
                           check=False, cwd=testing.PROJECT_ROOT)
   assert result.returncode != 0
   assert result.stderr == b'F real_op.cc:12] Check failed: a real error\npartial line without newline'
+
+
+def test_library_log_noise_is_dropped_and_errors_pass():
+  import logging  # pylint: disable=import-outside-toplevel
+  from fakefaces.pipeline import quiet  # pylint: disable=import-outside-toplevel
+
+  def record(level, message):
+    return logging.LogRecord('tensorflow', level, __file__, 1, message, None, None)
+
+  keep = quiet.LibraryNoiseLogFilter().filter
+  assert not keep(record(logging.WARNING, 'ArtifactQuery.property_predicate is not supported.'))
+  assert not keep(record(logging.WARNING, 'From tfma/x.py:1: RecordReader (from tf.io) is '
+                                          'deprecated and will be removed in a future version.'))
+  assert keep(record(logging.WARNING, 'FairnessGate: 3 checks lack examples'))
+  assert keep(record(logging.ERROR, 'op X is deprecated and will be removed; and it failed'))

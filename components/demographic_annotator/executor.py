@@ -249,7 +249,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
       'evaluated': [list(key) + [n] for key, n in sorted(evaluated.items())],
   }
   write_outputs(annotations_uri, report, classifiers, prediction_rows)
-  for attribute, result in evaluation.items():
+  for attribute, result in (evaluation.items() if active else ()):
     logging.info('DemographicAnnotator: %s accuracy %s on %d labelled %s faces (coverage %s at '
                  'confidence >= %s, accuracy there %s)', attribute, result['accuracy'],
                  result['n'], config.test_split, result['coverage'], result['min_confidence'],
