@@ -280,7 +280,7 @@ def model_facts_html(facts: ModelFacts) -> str:
                       f'{point["decision_threshold"]:g}'
                       + (f' ({html.escape(str(point["source"]))})' if point.get('source') else '')
                       + '</li>')
-  fairness = card.get('fairness') or {}
+  fairness = (card.get('quantitative_analysis') or {}).get('fairness') or {}
   if fairness:
     facts_list.append(f'<li id="fact-gate">Fairness gate: {html.escape(str(fairness.get("verdict")))}, '
                       f'{"blessed" if fairness.get("blessed") else "not blessed"} '

@@ -92,3 +92,13 @@ def test_html_reads_as_a_document(card):
   assert '<svg' in page and 'FPR per group' in page  # the per-group rate plot with intervals
   assert 'data:image/png;base64,iVBORw0KGgo=' in page
   assert 'Serving canary: 2 of 2 signature calls' in page
+
+
+def test_a_source_with_one_class_is_named_as_a_confound():
+  report = dict(REPORT, slices=REPORT['slices'] + [
+      _slice('source:fairface', {'source': 'fairface'}, 100, 100, 0, 0.02, 0.0)])
+  card = card_lib.build_card(ModelCardConfig(), 'm', report, None, {'pushed': False})
+  text = [item['description'] for item in card['considerations']['limitations']]
+  assert [t for t in text if t.startswith('Source confound')] == [
+      t for t in text if t.startswith('Source confound: fairface contributes only real photos')]
+  assert len([t for t in text if t.startswith('Source confound')]) == 1

@@ -50,9 +50,26 @@ LICENSES = [
     {'custom_text': 'FFHQ, the source of the real photos of the 140k Real and Fake Faces set: '
                     'CC-BY-NC-SA-4.0.'},
 ]
-SOURCE_CONFOUND = ('Source confound: FairFace contributes only real photos, so "real" partly '
-                   'means "looks like FairFace"; read the per-source metrics. A model can '
-                   'score well by telling the sources apart rather than by detecting GANs.')
+
+
+def source_confounds(sources: Sequence[Dict[str, Any]]) -> List[str]:
+  """A confound per source that brought only one class while other sources brought the other.
+
+  E.g. FairFace contributes only real photos, so "real" partly means "looks like
+  FairFace": a model can score well by telling the sources apart.
+  """
+  if len(sources) < 2:
+    return []
+  items = []
+  for source in sources:
+    evaluated = source.get('evaluated') or {}
+    for only, missing in (('real', 'fake'), ('fake', 'real')):
+      if evaluated.get(only) and not evaluated.get(missing):
+        items.append(f'Source confound: {source["name"]} contributes only {only} photos, so '
+                     f'"{only}" partly means "looks like {source["name"]}"; read the per-source '
+                     'metrics. A model can score well by telling the sources apart rather than '
+                     'by detecting GANs.')
+  return items
 
 
 def number(value: Any, name: str = '') -> str:
@@ -148,7 +165,7 @@ def limitations(report: Dict[str, Any], canary: Optional[Dict[str, Any]],
                 training_data_note: str = '') -> List[Dict[str, str]]:
   """Every failed, insufficient or unmeasured check, the data warnings and data actually used,
   and known confounds: generated from this run's reports, never fixed text alone."""
-  items = [{'description': SOURCE_CONFOUND}]
+  items = [{'description': text} for text in source_confounds(sources)]
   if training_data_note:
     items.insert(0, {'description': training_data_note})
   if sources:
