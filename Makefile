@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	/root/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: venv demo test bench clean browser
+.PHONY: venv demo test bench clean browser docs-screenshots
 
 venv: $(STAMP)
 
@@ -34,17 +34,27 @@ demo: $(STAMP)
 
 # The web page's browser tests drive Debian's headless Chromium through
 # chromium-driver; install them when missing (root only; otherwise those tests skip and say why).
+# --no-install-recommends: only what Chromium needs to run headless (no print server,
+# mDNS daemon or desktop extras, which the recommended packages would add).
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver; \
 	  else echo "warning: chromium/chromium-driver missing and not root: the browser tests will skip" >&2; fi; \
 	fi
 
 test: $(STAMP) browser
 	@# pytest, not `python -m pytest`: that would put the repository root on sys.path,
 	@# where the bare folders shadow installed packages (the Kubeflow SDK's `kubeflow`).
-	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
+	@# -rs: the reason of every skipped test. Screenshots go to pytest's temporary folder.
+	$(VENV)/bin/pytest tests -q -rs -p no:cacheprovider --durations=15
+
+# Refreshes the pictures the docs show (docs/web_page.png, docs/model_card.png) from
+# the browser tests; `make test` never writes into the repository.
+docs-screenshots: $(STAMP) browser
+	FAKEFACES_SCREENSHOT_DIR=docs $(VENV)/bin/pytest tests/test_web_browser.py -q -rs \
+	  -p no:cacheprovider -k screenshot
 
 # The benches that read a finished run (pipeline, beam_steps, same_outputs) take its
 # metadata.sqlite as an argument: docs/performance.md.

@@ -23,6 +23,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 warnings.filterwarnings('ignore', message='You are using a non-supported Python version',
                         category=FutureWarning)
 
+from fakefaces.pipeline import quiet  # noqa: E402  (after the environment above is set)
+
 COMMAND_MODULES = (
     'fakefaces.pipeline.commands.demo_data',
     'fakefaces.pipeline.commands.run',
@@ -71,11 +73,22 @@ def _configure_logging(verbose: bool) -> None:
   handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
   if not verbose:
     handler.addFilter(_ProjectInfoFilter())
+    handler.addFilter(quiet.LibraryNoiseLogFilter())
   logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+  """Runs one command; `argv` None means this process's command line (the `fakefaces` script).
+
+  Only the script (argv None) filters the process's native stderr
+  (pipeline/quiet.py): a caller passing `argv` (tests, other Python code) keeps
+  its own file descriptors untouched.
+  """
   args = build_parser().parse_args(argv)
+  if not args.verbose:
+    quiet.quiet_python_warnings()
+    if argv is None:
+      quiet.filter_native_stderr()
   _configure_logging(args.verbose)
   return int(args.func(args) or 0)
 

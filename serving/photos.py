@@ -38,6 +38,20 @@ class FaceVerdict:
             contract.LABEL_KEY: self.label}
 
 
+def evidence_map(heatmap: np.ndarray, fake_probability: float) -> np.ndarray:
+  """The Grad-CAM map on one scale across faces: [size, size] in [0, P(fake)].
+
+  The `explain` signature scales each map to its own peak (1.0), which says
+  where the model looked but not how much it found: a real photo scored
+  P(fake) = 0.000 would show as bright a hotspot as a certain fake. Multiplying
+  by P(fake) makes a pixel's value the share of the face's P(fake) that
+  Grad-CAM puts there at most: 0 everywhere on a face scored real with
+  certainty, 0.93 at the strongest evidence of a face scored 0.93.
+  """
+  return np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0) * float(
+      np.clip(fake_probability, 0.0, 1.0))
+
+
 @dataclasses.dataclass
 class PhotoResult:
   image: object  # the upright PIL photo

@@ -143,3 +143,25 @@ def test_annotated_examples_satisfy_the_curated_schema(planted):
       stats_options=tfdv.StatsOptions(schema=schema, enable_semantic_domain_stats=True))
   anomalies = tfdv.validate_statistics(stats, schema)
   assert not gate_executor.anomaly_rows({'train': anomalies})
+
+
+def test_nothing_to_fill_skips_the_work_and_says_so(tmp_path):
+  """Every demo face carries its labels: no descriptor is computed, every example passes through."""
+  raw = tmp_path / 'raw'
+  demo_records.write_tfrecords(str(raw), num_images=60, seed=5)
+  report = executor.run_standalone(str(raw), str(tmp_path / 'out'),
+                                   AnnotatorConfig(progress_interval_seconds=1e9))
+  assert report['skipped'] and 'nothing to fill' in report['skipped']
+  assert report['faces_described'] == 0
+  assert set(report['faces_lacking_demographics'].values()) == {0}
+  for split in features.SPLITS:
+    before = _read(str(raw / f'Split-{split}' / '*'))
+    after = _read(str(tmp_path / 'out' / 'examples' / f'Split-{split}' / '*'))
+    assert [annotate.human_labels(e) for e in after] == [annotate.human_labels(e) for e in before]
+    assert all(set(annotate.attribute_sources(e).values()) == {features.HUMAN} for e in after)
+  assert all(not v['predicted'] for split in report['filled'].values() for v in split.values())
+
+
+def test_one_unlabelled_face_is_enough_to_run(planted):
+  _, _, report = planted
+  assert report['skipped'] is None and report['faces_described'] > 0

@@ -88,3 +88,34 @@ def test_heatmap_highlights_the_planted_artefact(explained):
     hits += bool(inside[peak])
   assert hits >= 0.8 * len(fakes), f'peak on the patch in {hits}/{len(fakes)}; ratios {ratios}'
   assert np.median(ratios) > 3, ratios
+
+
+def test_page_map_is_faint_on_confident_reals_and_strong_on_planted_fakes(explained):
+  """What the page draws: the map scaled by P(fake) (serving/photos.py `evidence_map`)."""
+  from fakefaces.serving import photos, web  # pylint: disable=import-outside-toplevel
+  outputs, labels, corners, _ = explained
+  probabilities, heatmaps = outputs[contract.PROBABILITY_KEY], outputs[contract.HEATMAP_KEY]
+  test_bytes, _, _ = _images(40, seed=99)
+  reals = [i for i in range(len(labels)) if labels[i] == 0 and probabilities[i] < 0.05]
+  fakes = [i for i in range(len(labels)) if labels[i] == 1 and probabilities[i] > 0.9]
+  assert len(reals) >= 5 and len(fakes) >= 5, (len(reals), len(fakes))
+
+  def tint(i, evidence):  # mean change the overlay makes to the crop, in grey levels
+    crop = Image.open(io.BytesIO(test_bytes[i]))
+    plain = np.asarray(web.heatmap_overlay(crop, np.zeros_like(evidence)), dtype=np.float32)
+    shown = np.asarray(web.heatmap_overlay(crop, evidence), dtype=np.float32)
+    return np.abs(shown - plain).max()
+
+  for i in reals:
+    evidence = photos.evidence_map(heatmaps[i], probabilities[i])
+    assert evidence.max() < 0.05, (i, probabilities[i], evidence.max())
+    assert tint(i, evidence) < 0.05 * 255 * web._MAX_ALPHA + 1  # pylint: disable=protected-access
+  on_patch = 0
+  for i in fakes:
+    evidence = photos.evidence_map(heatmaps[i], probabilities[i])
+    assert evidence.max() > 0.9 * probabilities[i] > 0.8
+    assert tint(i, evidence) > 60
+    y, x = corners[i]
+    peak = np.unravel_index(np.argmax(evidence), evidence.shape)
+    on_patch += y - 4 <= peak[0] < y + PATCH + 4 and x - 4 <= peak[1] < x + PATCH + 4
+  assert on_patch >= 0.8 * len(fakes), (on_patch, len(fakes))

@@ -167,7 +167,7 @@ def test_strictly_better_candidate_is_pushed_with_its_card(runs):
   version_dir = root / 'serving_model' / run['versions'][-1]
   assert (version_dir / 'saved_model.pb').is_file()
   card = json.loads((version_dir / card_executor.CARD_JSON).read_text())
-  assert card['deployment']['version'] == run['versions'][-1]
+  assert card['model_details']['deployment']['version'] == run['versions'][-1]
   html = (version_dir / card_executor.CARD_HTML).read_text()
   assert html.startswith('<!DOCTYPE html>') and 'Black vs rest' in html and 'iBUG 300-W' in html
   assert run['card_artifact'].custom_properties['pushed'].int_value == 1
@@ -175,18 +175,18 @@ def test_strictly_better_candidate_is_pushed_with_its_card(runs):
   assert card['model_parameters']['data'][0]['evaluated']['examples'] == 280
   metrics = card['quantitative_analysis']['performance_metrics']
   assert any(m['type'] == 'fpr' and 'confidence_interval' in m for m in metrics)
-  assert len(card['fairness']['checks']) == 4  # DI, AOD, FPR and FNR gaps of the one grouping
+  assert len(card['quantitative_analysis']['fairness']['checks']) == 4  # DI, AOD, FPR and FNR gaps of the one grouping
 
 
 def test_every_pushed_version_has_a_card_naming_failed_and_unmeasured_checks(runs):
   root, results = runs
   for version in results[-1]['versions']:
     card = json.loads((root / 'serving_model' / version / card_executor.CARD_JSON).read_text())
-    assert card['deployment']['pushed'] is True
+    assert card['model_details']['deployment']['pushed'] is True
   # The production model P passed lenient bounds, yet its card names what the gate saw.
   card = results[0]['card']
   limitations = [item['description'] for item in card['considerations']['limitations']]
-  assert any('Source confound' in text for text in limitations)
+  assert any(text.startswith('Trained and evaluated only on: demo') for text in limitations)
   refused = results[2]['card']  # B: refused, documented in MLMD all the same
   assert any('|fpr_gap| grew' in text for text in
              (item['description'] for item in refused['considerations']['limitations']))
@@ -210,7 +210,7 @@ def test_card_lists_every_not_passed_check():
   assert 'INSUFFICIENT EVIDENCE: age 0-2 vs rest: fnr_gap' in text
   assert 'NOT MEASURED: Male vs Female: average_odds_difference' in text
   assert 'disparate_impact' not in text
-  assert card['fairness']['failed'] == ['Black vs rest: fpr_gap']
+  assert card['quantitative_analysis']['fairness']['failed'] == ['Black vs rest: fpr_gap']
   assert 'no demographic annotator was used' in text
   annotator_report = {'test_split': 'test', 'descriptor': 'dlib resnet',
                       'evaluation': {'race': {'accuracy': 0.91, 'n': 588, 'coverage': 0.7,
@@ -218,8 +218,8 @@ def test_card_lists_every_not_passed_check():
                                               'confusion': [[1]]}}}
   annotated = card_lib.build_card(card_config.ModelCardConfig(), 'm', {'checks': []}, None,
                                   {'pushed': False}, annotator=annotator_report)
-  assert annotated['annotator']['used'] is True
-  assert annotated['annotator']['accuracy_by_attribute']['race'] == {
+  assert annotated['model_parameters']['demographic_annotator']['used'] is True
+  assert annotated['model_parameters']['demographic_annotator']['accuracy_by_attribute']['race'] == {
       'accuracy': 0.91, 'n': 588, 'coverage': 0.7, 'min_confidence': 0.5,
       'confident_accuracy': 0.95}
 

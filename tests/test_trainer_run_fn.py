@@ -130,3 +130,16 @@ def test_the_same_records_and_seed_train_the_same_model(records, tmp_path):
   assert losses[0] == losses[1]
   np.testing.assert_array_equal(scores[0], scores[1])
   assert np.ptp(scores[0]) > 0  # a trained model, not a constant
+
+
+def test_the_log_says_which_epochs_weights_were_kept():
+  summary = {'weights_from_epoch': 2, 'epochs_run': 5, 'stopped_early': True,
+             'config': {'early_stopping_patience': 3},
+             'history': {'val_loss': [0.9, 0.41, 0.5, 7.0, 149.69]}}
+  message = training.kept_weights_message(summary, 'val_loss')
+  assert 'weights of epoch 2 of 5' in message
+  assert 'best val_loss (0.41)' in message and "epoch 5's was 149.7" in message
+  assert 'stopped early' in message
+  summary.update(weights_from_epoch=5, stopped_early=False, config={'early_stopping_patience': 0})
+  assert 'epoch 5 of 5: the last epoch (early stopping is off' in training.kept_weights_message(
+      summary, 'val_loss')

@@ -3,8 +3,16 @@
 A model server (`fakefaces serve --builtin`) and the page (`fakefaces web`)
 run as child processes on loopback; Chromium uploads FairFace photos from
 ../shared/data and every kind of bad input, reads what the page shows, and
-the test checks both servers are still up afterwards. The screenshot of a
-result is kept as runs/web_test/web_page.png and docs/web_page.png (shown in docs/photos.md).
+the test checks both servers are still up afterwards.
+
+The served model is untrained, with its output layer rescaled so that one of
+two FairFace faces scores clearly fake and the other clearly real: the page is
+tested on both verdicts. A model card (built by the ModelCard component's own
+code) sits beside the served version, as the pipeline pushes it.
+
+Screenshots (real and fake verdict at desktop and phone width, the model
+card) go to pytest's temporary folder; `make docs-screenshots` sets
+FAKEFACES_SCREENSHOT_DIR=docs to refresh the pictures the docs show.
 """
 
 import io
@@ -31,8 +39,11 @@ ONE_FACE = ('1000.jpg', '1002.jpg', '1009.jpg')
 READY = re.compile(r'^web page on (http://\S+/)')
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 CHROMEDRIVER = shutil.which('chromedriver')
-SCREENSHOTS = [os.path.join(testing.PROJECT_ROOT, 'runs', 'web_test', 'web_page.png'),
-               os.path.join(testing.PROJECT_ROOT, 'docs', 'web_page.png')]
+TINY_SIZE = 32
+PHONE_WIDTH, DESKTOP_WIDTH = 390, 1200
+TRAINING_NOTE = 'Trained on generated demo data only: it detects nothing in real photos.'
+# The screenshot the docs show of each kind, when refreshing them (make docs-screenshots).
+DOCS_PICTURES = {'fake_desktop': 'web_page.png', 'model_card': 'model_card.png'}
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
@@ -81,23 +92,73 @@ def gate_report(tmp_path_factory):
   """A FairnessGate report.json as the gate writes it (the fields the page reads)."""
   path = tmp_path_factory.mktemp('gate') / 'report.json'
   path.write_text(json.dumps({
-      'verdict': 'pass', 'blessed': True,
-      'checks': [{'status': 'pass'}] * 30 + [{'status': 'not_measurable'}] * 6,
+      'verdict': 'pass', 'blessed': True, 'thresholds': {'decision_threshold': 0.5},
+      'checks': [{'grouping': 'Male vs Female', 'metric': 'fpr_gap', 'status': 'pass',
+                  'value': 0.01}] * 30
+                + [{'grouping': 'race', 'metric': 'fnr_gap', 'status': 'not_measurable',
+                    'value': None, 'reason': 'no labelled fakes'}] * 6,
       'groupings': [{'name': 'gender'}, {'name': 'race'}, {'name': 'age'}],
       'not_measured': ['race: fnr_gap', 'race: average_odds_difference'], 'reasons': []}))
   return str(path)
 
 
+def _decisive_tiny_model(export_dir, crops):
+  """An untrained model whose output layer is rescaled so crops[0] scores about 0.02 and
+  crops[1] about 0.98 (a real and a fake verdict at the exported threshold 0.5)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras as keras  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.trainer import export, model as model_lib, preprocess  # pylint: disable=import-outside-toplevel
+  keras_model = model_lib.build_model('baseline', TINY_SIZE, 1, seed=3)
+  layer = keras_model.get_layer(export.OUTPUT_LAYER)
+  images = preprocess.decode_batch(tf.constant(crops), TINY_SIZE, 'grayscale')
+  head = keras.Model(keras_model.inputs, layer.input)(images).numpy()
+  kernel, bias = layer.get_weights()
+  logits = (head @ kernel + bias).reshape(-1)
+  assert abs(logits[1] - logits[0]) > 1e-6, 'the two faces score the same'
+  scale = 8.0 / (logits[1] - logits[0])  # logits become -4 and +4
+  layer.set_weights([kernel * scale, (bias - logits.mean()) * scale])
+  export.export_saved_model(keras_model, export_dir, TINY_SIZE, 'grayscale',
+                            face_preparation=PREP)
+
+
+def _write_model_card(version_dir, gate_report_path):
+  """model_card.json/.html beside the served version, as the ModelCard component writes them."""
+  from fakefaces.components.model_card import config as card_config  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.model_card import card as card_lib  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.model_card import executor as card_executor  # pylint: disable=import-outside-toplevel
+  with open(gate_report_path, encoding='utf-8') as f:
+    report = json.load(f)
+  card = card_lib.build_card(
+      card_config.ModelCardConfig(training_data_note=TRAINING_NOTE), str(version_dir), report,
+      None, {'pushed': True, 'version': '1', 'destination': str(version_dir)},
+      ingest={'by_source': {'demo': {'written': 1000}}})
+  card_executor.write_card(card, str(version_dir))
+
+
 @pytest.fixture(scope='module')
-def servers(tmp_path_factory, gate_report):
+def faces_by_verdict(faces_data):
+  """{'real': path, 'fake': path} of the two photos the served model splits."""
+  return {'real': os.path.join(faces_data, 'fairface', 'val', ONE_FACE[0]),
+          'fake': os.path.join(faces_data, 'fairface', 'val', ONE_FACE[1])}
+
+
+@pytest.fixture(scope='module')
+def servers(tmp_path_factory, gate_report, faces_by_verdict):
   base = tmp_path_factory.mktemp('web_serving')
-  testing.export_tiny_model(str(base / '1'), face_preparation=PREP)
+  preparer = faces.FacePreparer(PREP)
+  crops = []
+  for kind in ('real', 'fake'):
+    with open(faces_by_verdict[kind], 'rb') as f:
+      crops.append(preparer.prepare(f.read(), all_faces=True).faces[0].encoded)
+  _decisive_tiny_model(str(base / '1'), crops)
+  _write_model_card(base / '1', gate_report)
   logs = tmp_path_factory.mktemp('web_logs')
   with testing.ServerProcess(str(base), log_path=str(logs / 'serve.log')) as model_server:
     web_log = open(logs / 'web.log', 'wb')  # pylint: disable=consider-using-with
     web = subprocess.Popen(
         [sys.executable, '-m', 'fakefaces.pipeline.cli', 'web', '--server', model_server.grpc_target,
-         '--port', '0', '--max-upload-bytes', str(MAX_UPLOAD), '--gate-report', gate_report],
+         '--port', '0', '--max-upload-bytes', str(MAX_UPLOAD), '--gate-report', gate_report,
+         '--model-dir', str(base)],
         cwd=testing.PROJECT_ROOT, stdout=subprocess.PIPE, stderr=web_log,
         env=dict(os.environ, TF_USE_LEGACY_KERAS='1', PYTHONUNBUFFERED='1'))
     try:
@@ -127,7 +188,7 @@ def browser():
   options = webdriver.ChromeOptions()
   options.binary_location = CHROMIUM
   for argument in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu',
-                   '--window-size=1200,1100'):
+                   f'--window-size={DESKTOP_WIDTH},1100'):
     options.add_argument(argument)
   driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
   driver.set_page_load_timeout(180)
@@ -168,35 +229,106 @@ def _still_up(url, servers):
   assert servers[1].process.poll() is None and servers[2].poll() is None
 
 
-def test_upload_a_photo_shows_verdict_heatmap_and_gate_note(browser, servers, photos_dir):
+@pytest.fixture(scope='module')
+def screenshots(tmp_path_factory):
+  """save(browser, name): a PNG in pytest's temporary folder (and in
+  $FAKEFACES_SCREENSHOT_DIR under its docs name, when refreshing the docs)."""
+  out = tmp_path_factory.mktemp('screenshots')
+  docs_dir = os.environ.get('FAKEFACES_SCREENSHOT_DIR')
+
+  def save(browser, name):
+    path = out / f'{name}.png'
+    browser.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000
+    if docs_dir and name in DOCS_PICTURES:
+      shutil.copyfile(path, os.path.join(docs_dir, DOCS_PICTURES[name]))
+    return path
+  return save
+
+
+def _top(browser, element):
+  return browser.execute_script('return arguments[0].getBoundingClientRect().top', element)
+
+
+@pytest.mark.parametrize('kind', ['real', 'fake'])
+@pytest.mark.parametrize('width', [DESKTOP_WIDTH, PHONE_WIDTH])
+def test_screenshot_verdict_first_map_scaled_and_model_facts(browser, servers, faces_by_verdict,
+                                                             screenshots, kind, width):
   from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
   url = servers[0]
-  _submit(browser, url, upload=photos_dir['photo'])
-  assert _error(browser) is None, _error(browser)
-  found = _faces(browser)
-  assert len(found) == 1
-  verdict = found[0].find_element(By.CSS_SELECTOR, '.verdict').text
-  probability = float(found[0].find_element(By.CSS_SELECTOR, '.probability').text)
-  assert verdict in ('real', 'fake')
-  heatmap = found[0].find_element(By.CSS_SELECTOR, 'img.heatmap')
-  assert heatmap.get_attribute('src').startswith('data:image/jpeg;base64,')
-  assert browser.execute_script('return arguments[0].naturalWidth', heatmap) > 0
+  browser.set_window_size(width, 1000)
+  try:
+    _submit(browser, url, upload=faces_by_verdict[kind])
+    assert _error(browser) is None, _error(browser)
+    found = _faces(browser)
+    assert len(found) == 1
+    face = found[0]
+    verdict = face.find_element(By.CSS_SELECTOR, '.verdict').text
+    probability = float(face.get_attribute('data-fake-probability'))
+    assert verdict == kind, (verdict, probability)
+    # The map is on the evidence's scale: never stronger than P(fake); none on a clear real.
+    peak = float(face.get_attribute('data-map-peak'))
+    assert peak <= probability + 1e-6
+    if kind == 'real':
+      assert probability < 0.05 and peak < 0.05
+    else:
+      assert probability > 0.95 and peak > 0.5
+    heatmap = face.find_element(By.CSS_SELECTOR, 'img.heatmap')
+    assert browser.execute_script('return arguments[0].naturalWidth', heatmap) > 0
+    assert '0.25' in browser.find_element(By.ID, 'legend').text  # the colours, in numbers
+    # The verdict comes first, on screen without scrolling, before the photo and the form.
+    verdicts = browser.find_element(By.ID, 'verdicts')
+    assert kind in verdicts.text
+    assert 0 <= _top(browser, verdicts) < browser.execute_script('return window.innerHeight')
+    assert _top(browser, verdicts) < _top(browser, browser.find_element(By.ID, 'photo-boxed'))
+    assert _top(browser, verdicts) < _top(browser, browser.find_element(By.ID, 'check'))
+    # Nothing wider than the window: readable on a phone without sideways scrolling.
+    assert browser.execute_script('return document.documentElement.scrollWidth') <= width
+    # Facts about the served model, from the card pushed beside it and the model itself.
+    facts = browser.find_element(By.ID, 'model-facts').text
+    assert TRAINING_NOTE in facts
+    assert 'demo: 1,000 faces' in browser.find_element(By.ID, 'fact-data').text
+    assert f'{PREP.output_size} x {PREP.output_size} pixels' in facts
+    assert 'P(fake) ≥ 0.5' in browser.find_element(By.ID, 'fact-threshold').text
+    assert 'FairFace/FFHQ' not in browser.page_source
+    assert 'pass' in browser.find_element(By.ID, 'gate-verdict').text
+    assert 'Not measured' in browser.find_element(By.ID, 'gate-note').text
+    screenshots(browser, f'{kind}_{"phone" if width == PHONE_WIDTH else "desktop"}')
+  finally:
+    browser.set_window_size(DESKTOP_WIDTH, 1100)
+  _still_up(url, servers)
+
+
+def test_the_page_and_any_client_agree(browser, servers, faces_by_verdict):
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  _submit(browser, servers[0], upload=faces_by_verdict['fake'])
+  face = _faces(browser)[0]
+  verdict = face.find_element(By.CSS_SELECTOR, '.verdict').text
+  probability = float(face.find_element(By.CSS_SELECTOR, '.probability').text)
   boxed = browser.find_element(By.ID, 'photo-boxed')
   assert browser.execute_script('return arguments[0].naturalWidth', boxed) > 0
-  assert 'pass' in browser.find_element(By.ID, 'gate-verdict').text
-  assert 'Not measured' in browser.find_element(By.ID, 'gate-note').text
-  # The page says what any TF Serving client gets for the same face.
   with client_lib.ServingClient(servers[1].grpc_target) as client:
     from fakefaces.serving import photos  # pylint: disable=import-outside-toplevel
-    with open(photos_dir['photo'], 'rb') as f:
+    with open(faces_by_verdict['fake'], 'rb') as f:
       direct = photos.check_photo(client, photos.preparer_for(client), f.read())
   assert direct.faces[0].label == verdict
   assert abs(direct.faces[0].fake_probability - probability) < 1e-3
-  for path in SCREENSHOTS:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    browser.save_screenshot(path)
-    assert os.path.getsize(path) > 10_000
-  _still_up(url, servers)
+
+
+def test_screenshot_links_open_the_model_card_and_gate_report(browser, servers, screenshots):
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  browser.get(servers[0])
+  browser.find_element(By.ID, 'model-card-link').click()
+  assert browser.find_element(By.TAG_NAME, 'h1').text.startswith('Model card:')
+  assert TRAINING_NOTE in browser.find_element(By.ID, 'training-note').text
+  summary = browser.find_element(By.ID, 'summary').text
+  assert 'Operating point: "fake" when P(fake) ≥ 0.5' in summary
+  assert browser.find_element(By.ID, 'checks-not_measurable').text.endswith('6 checks')
+  assert "{'" not in browser.page_source  # no dict dumps
+  screenshots(browser, 'model_card')
+  browser.get(servers[0])
+  browser.find_element(By.ID, 'gate-report-link').click()
+  assert '"verdict": "pass"' in browser.find_element(By.TAG_NAME, 'body').text  # the JSON itself
 
 
 @pytest.mark.parametrize('case, expect_faces', [('many_faces', 3), ('exif_rotated', 1)])

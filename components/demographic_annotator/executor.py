@@ -82,13 +82,21 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   """Both passes; writes the outputs and returns the report."""
   validate(config)
   started = time.monotonic()
-  describer = descriptors.FaceDescriber() if config.enabled else None
+  files = {split: _split_files(input_uri, split) for split in split_names}
+  lacking = faces_lacking_demographics(files) if config.enabled else {}
+  # Describing the labelled faces only serves to fill the unlabelled ones: with none
+  # to fill (the demo data: every image carries its labels) the work is skipped.
+  active = config.enabled and sum(lacking.values()) > 0
+  if config.enabled and not active:
+    logging.info('DemographicAnnotator: skipped: every face of %s has its gender, race and age '
+                 'labels, so there is nothing to fill; the examples pass through unchanged',
+                 '/'.join(split_names))
+  describer = descriptors.FaceDescriber() if active else None
   rows: Dict[str, List[Dict[str, Any]]] = {}
   vectors: Dict[str, np.ndarray] = {}
   describe_failures: List[Dict[str, str]] = []
   from_ingestion = 0
   progress = _Progress('described', config.progress_interval_seconds)
-  files = {split: _split_files(input_uri, split) for split in split_names}
   # Pass 1: descriptors where they are needed.
   for split in split_names:
     split_rows, split_vectors = [], []
@@ -134,9 +142,10 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   train_keep, train_labels = labelled(config.train_split)
   classifiers, training = (annotate.train(vectors[config.train_split][train_keep], train_labels,
                                           config.min_train_per_class, config.regularization_c)
-                           if config.enabled and config.train_split in rows else
+                           if active and config.train_split in rows else
                            ({a: None for a in ATTRIBUTES},
-                            {a: {'not_trained': 'annotator disabled or no train split'}
+                            {a: {'not_trained': 'annotator disabled, nothing to fill, or no '
+                                                'train split'}
                              for a in ATTRIBUTES}))
   predictions = {}
   for split in split_names:
@@ -147,7 +156,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
       for i, value, confidence in zip(np.flatnonzero(keep), values, confidences):
         per_row[i][attribute] = (value, float(confidence))
     predictions[split] = per_row
-  if config.enabled and config.cross_fit_folds and config.train_split in rows:
+  if active and config.cross_fit_folds and config.train_split in rows:
     # The labelled faces the classifiers were fitted on get out-of-fold proposals instead.
     out_of_fold = annotate.cross_fit(vectors[config.train_split][train_keep], train_labels,
                                      config.min_train_per_class, config.regularization_c,
@@ -215,6 +224,12 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
           f'{config.cross_fit_folds}-fold cross-fitting on the {config.test_split} split\'s human '
           'labels (each face scored by classifiers fitted without it)' if config.cross_fit_folds
           else f'fitted on {config.train_split}, scored on {config.test_split}'),
+      # Faces lacking at least one demographic, per split; when all are 0 nothing was
+      # described or trained ('skipped' says why).
+      'faces_lacking_demographics': lacking,
+      'skipped': (None if active else
+                  'annotator disabled' if not config.enabled else
+                  'every face has human gender, race and age labels: nothing to fill'),
       'faces_described': progress.done,
       'describe_seconds': round(describe_seconds, 1),
       'faces_per_second': round(progress.done / describe_seconds, 2) if describe_seconds else None,
@@ -235,12 +250,19 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
       'evaluated': [list(key) + [n] for key, n in sorted(evaluated.items())],
   }
   write_outputs(annotations_uri, report, classifiers, prediction_rows)
-  for attribute, result in evaluation.items():
+  for attribute, result in (evaluation.items() if active else ()):
     logging.info('DemographicAnnotator: %s accuracy %s on %d labelled %s faces (coverage %s at '
                  'confidence >= %s, accuracy there %s)', attribute, result['accuracy'],
                  result['n'], config.test_split, result['coverage'], result['min_confidence'],
                  result['confident_accuracy'])
   return report
+
+
+def faces_lacking_demographics(files: Dict[str, List[str]]) -> Dict[str, int]:
+  """Per split, how many faces lack at least one of gender, race and age (a quick read)."""
+  return {split: sum(features.UNKNOWN in annotate.human_labels(
+      tf.train.Example.FromString(serialized)).values() for serialized in _records(paths))
+          for split, paths in files.items()}
 
 
 def write_outputs(uri: str, report: Dict[str, Any], classifiers: Dict[str, Any],

@@ -11,5 +11,8 @@ class ModelCardConfig:
   overview: str = ('Flags GAN-generated ("fake") face photos. Blessed only when accurate and '
                    'fair across the FairFace demographics (after "Fighting Fakes Fairly").')
   owners: List[str] = dataclasses.field(default_factory=list)
+  # Said first on the card and on the web page, before any metric: e.g. that the training
+  # data was generated (the demo sets it). Empty: nothing is said beyond the data sources.
+  training_data_note: str = ''
   intended_use: str = ('A screening aid for human reviewers of profile photos; never the sole '
                        'basis of a decision about a person.')

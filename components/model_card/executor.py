@@ -10,6 +10,7 @@ the push and the counts of failed and unmeasured checks, so MLMD queries can
 find them without reading files.
 """
 
+import base64
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -40,6 +41,22 @@ def _read_json(uri: str, name: str = REPORT_JSON) -> Optional[Dict[str, Any]]:
 def _optional_report(input_dict, key: str) -> Optional[Dict[str, Any]]:
   artifacts = input_dict.get(key) or []
   return _read_json(artifacts[0].uri) if artifacts else None
+
+
+def curve_graphics(model_uri: str) -> List[Dict[str, str]]:
+  """Schema graphics of the learning-curve PNGs the Trainer leaves in the model artifact, if any.
+
+  Any `*curve*.png` directly in the model directory or one level below counts
+  (the Trainer's plot of loss and metrics per epoch); none means the card says
+  no curve was recorded.
+  """
+  graphics = []
+  for pattern in ('*curve*.png', '*/*curve*.png'):
+    for path in sorted(tf.io.gfile.glob(os.path.join(model_uri, pattern))):
+      name = os.path.splitext(os.path.basename(path))[0].replace('_', ' ')
+      with tf.io.gfile.GFile(path, 'rb') as f:
+        graphics.append({'name': name, 'image': base64.b64encode(f.read()).decode('ascii')})
+  return graphics
 
 
 def write_card(card: Dict[str, Any], out_dir: str) -> None:
@@ -84,7 +101,8 @@ class Executor(base_executor.BaseExecutor):
       pushed['version'] = pushed_model.get_string_custom_property('pushed_version')
     card = card_lib.build_card(config, model.uri, report, canary, pushed,
                                ingest=_optional_report(input_dict, keys.INGEST_REPORT_KEY),
-                               annotator=_optional_report(input_dict, keys.ANNOTATIONS_KEY))
+                               annotator=_optional_report(input_dict, keys.ANNOTATIONS_KEY),
+                               graphics=curve_graphics(model.uri))
     artifact = artifact_utils.get_single_instance(output_dict[keys.MODEL_CARD_KEY])
     write_card(card, artifact.uri)
     if pushed['pushed']:
@@ -93,7 +111,7 @@ class Executor(base_executor.BaseExecutor):
     artifact.set_string_custom_property('verdict', str(report.get('verdict')))
     artifact.set_int_custom_property('pushed', int(pushed['pushed']))
     artifact.set_string_custom_property('pushed_version', str(pushed.get('version', '')))
-    artifact.set_int_custom_property('failed_checks', len(card['fairness']['failed']))
-    artifact.set_int_custom_property('unmeasured_checks', len(card['fairness']['unmeasured']))
+    artifact.set_int_custom_property('failed_checks', len(card_lib.fairness(card)['failed']))
+    artifact.set_int_custom_property('unmeasured_checks', len(card_lib.fairness(card)['unmeasured']))
     artifact.set_string_custom_property('limitations', '\n'.join(
         item['description'] for item in card['considerations']['limitations'])[:4000])

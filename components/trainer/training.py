@@ -162,7 +162,25 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
       'history': history,
   }
   write_history(summary, run_dir)
+  logging.info('%s', kept_weights_message(summary, config.early_stopping_monitor))
   return model, summary
+
+
+def kept_weights_message(summary: Dict[str, Any], monitor: str) -> str:
+  """One line saying which epoch's weights the model has, and why (the training log's last word).
+
+  Keras prints every epoch's metrics; without this line the last one printed
+  (possibly a bad epoch that early stopping discarded) reads as the model's.
+  """
+  kept, run = summary['weights_from_epoch'], summary['epochs_run']
+  values = summary['history'].get(monitor) or []
+  if summary['config'].get('early_stopping_patience'):
+    why = (f'the best {monitor}' + (f' ({values[kept - 1]:.4g})' if len(values) >= kept else '')
+           + (f'; epoch {run}\'s was {values[-1]:.4g}' if values and kept != run else '')
+           + ('; training stopped early' if summary['stopped_early'] else ''))
+  else:
+    why = 'the last epoch (early stopping is off: train.early_stopping_patience is 0)'
+  return f'Trainer: the model keeps the weights of epoch {kept} of {run}: {why}.'
 
 
 def write_history(summary: Dict[str, Any], run_dir: str) -> str:

@@ -17,6 +17,9 @@ def register(subparsers) -> None:
   p.add_argument('--port', type=int, default=8080, help='0 = any free port (default: %(default)s)')
   p.add_argument('--gate-report', default='',
                  help='the FairnessGate report.json of the served model (a glob: the newest match)')
+  p.add_argument('--model-dir', default='',
+                 help='the served model\'s base path (what serve --model-base-path got): the page '
+                 'reads the model card pushed beside the served version and links it')
   p.add_argument('--max-upload-bytes', type=int, default=10 * 1024 * 1024,
                  help='largest upload or fetched image (default: %(default)s)')
   p.add_argument('--allow-private-urls', action='store_true',
@@ -29,6 +32,7 @@ def _run(args) -> int:
   from fakefaces.serving import web  # pylint: disable=import-outside-toplevel
   options = web.WebOptions(server=args.server, rest=args.rest, model_name=args.model_name,
                            host=args.host, port=args.port, gate_report=args.gate_report,
+                           model_dir=args.model_dir,
                            max_upload_bytes=args.max_upload_bytes,
                            allow_private_urls=args.allow_private_urls,
                            fetch_timeout=args.fetch_timeout)
