@@ -135,17 +135,17 @@ ROWS = {
     'both:highpass+augment+balanced': ('native', 'both',
                                        dict(HP, balance_sources=True, **AUGMENT_ALL)),
     'pixels': ('native', 'gan', {}),
-    'highpass+augment, shipped treatment': ('shipped', 'gan', dict(HP, **AUGMENT_ALL)),
-    'highpass+augment, native+resample': ('native+resample', 'gan', dict(HP, **AUGMENT_ALL)),
-    'highpass+augment, grayscale': ('native', 'gan', dict(HP, color_mode='grayscale',
+    'highpass+augment @shipped treatment': ('shipped', 'gan', dict(HP, **AUGMENT_ALL)),
+    'highpass+augment @native+resample': ('native+resample', 'gan', dict(HP, **AUGMENT_ALL)),
+    'highpass+augment grayscale': ('native', 'gan', dict(HP, color_mode='grayscale',
                                                           **AUGMENT_ALL)),
-    'highpass+augment, full-resolution stem': ('native', 'gan', dict(
+    'highpass+augment +full-resolution stem': ('native', 'gan', dict(
         HP, full_resolution_convs=2, **AUGMENT_ALL)),
     'highpass+augment resample only': ('native', 'gan', dict(HP, **AUGMENT_RESAMPLE)),
     'highpass+augment jpeg only': ('native', 'gan', dict(HP, **AUGMENT_JPEG)),
     'highpass+augment blur+noise only': ('native', 'gan', dict(HP, **AUGMENT_BLUR_NOISE)),
-    'both:+cosine, early stopping': ('native', 'both', dict(
-        HP, balance_sources=True, learning_rate_schedule='cosine', early_stopping_patience=2,
+    'both:+cosine +early stopping': ('native', 'both', dict(
+        HP, balance_sources=True, learning_rate_schedule='cosine', early_stopping_patience=2, epochs=8,
         early_stopping_monitor='val_auc', **AUGMENT_ALL)),
 }
 TRAIN_SOURCES = {'gan': (GAN,), 'k140': (K140,), 'both': (GAN, K140)}

@@ -21,7 +21,8 @@ def _checkerboard(size):
 
 
 def _highpass(image):
-  return model.HighPassResidual()(tf.constant(image[None, :, :, None])).numpy()[0, :, :, 0]
+  out = model.HighPassResidual()(tf.constant(image[None, :, :, None])).numpy()[0, :, :, 0]
+  return out / model.HIGHPASS_GAIN
 
 
 def test_highpass_removes_smooth_content_and_keeps_a_checkerboard():
@@ -188,3 +189,28 @@ def test_spectral_floor_finds_a_planted_periodic_trace():
   assert spectral.compare(None, 0.95)['beats_floor'] is None
   with pytest.raises(ValueError, match='real and fake'):
     spectral.fit_floor(real[:10], np.zeros(10))
+
+
+def test_a_native_crop_smaller_than_the_model_input_is_refused_naming_the_field():
+  from fakefaces.pipeline import config as pipeline_config
+  config = pipeline_config.PipelineConfig(
+      ingest=IngestConfig(output_size=128, crop_fraction=0.5, native_crop=True,
+                          face_descriptors=True),
+      train=TrainConfig(image_size=128))
+  with pytest.raises(ConfigError, match='train.image_size 128 is above the native crop side 64'):
+    pipeline_config.check_consistency(config)
+  config.train.image_size = 64
+  pipeline_config.check_consistency(config)
+
+
+def test_shared_data_config_loads_and_is_consistent():
+  """The chosen configuration parses with every field known and typed, and agrees with itself."""
+  import os
+  from fakefaces.pipeline import config as pipeline_config
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'pipeline',
+                      'configs', 'shared_data.yaml')
+  config = pipeline_config.load_config(path)
+  assert {s.name or s.kind for s in config.ingest.sources} == {'fairface', 'gan_faces', 'k140'}
+  assert [s.role for s in config.ingest.sources if s.kind == 'fairface'] == ['audit']
+  assert config.train.balance_sources and config.train.input_filter == 'highpass'
+  mitigation.check_config(config.train)

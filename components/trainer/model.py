@@ -34,6 +34,10 @@ DENSE_UNITS = 128
 BATCH_NORM_MOMENTUM = 0.9
 ARCHITECTURES = ('vgg10', 'baseline')
 INPUT_FILTERS = ('none', 'highpass')
+# The residual is scaled so its spread matches the pixels': std 0.036 against 0.23 on the
+# quality bench's crops (bench/quality.py, 64 px centre crops of gan_faces/k140/FairFace).
+# Without it the first epochs start near p = 0.5 everywhere and learn slowly.
+HIGHPASS_GAIN = 6.0
 STEM_FILTERS = 32  # filters of each full-resolution stem convolution (as VGG's first block)
 OUTPUT_LAYER = 'fake_probability'  # the final sigmoid layer (export's Grad-CAM reads its weights)
 OPTIMIZERS = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD,
@@ -70,7 +74,7 @@ class HighPassResidual(keras.layers.Layer):
   Down: 2x2 average (area) pooling; up: bilinear resize back to h x w. What is
   left is the top octave of the spectrum, where GAN upsampling leaves its
   traces, without the face's content: a smooth image gives ~0, a 1-px
-  checkerboard survives at half its amplitude. Part of the model, so the
+  checkerboard survives at half its amplitude (times HIGHPASS_GAIN). Part of the model, so the
   serving signatures apply it too. Measured lead (issue text, small CNN, 128 px
   RGB gan_faces, 3 epochs): AUC 0.986 with this input against 0.75 on raw pixels.
   h and w must be even.
@@ -80,7 +84,7 @@ class HighPassResidual(keras.layers.Layer):
     size = tf.shape(inputs)[1:3]
     low = tf.nn.avg_pool2d(inputs, ksize=2, strides=2, padding='VALID')
     low = tf.cast(tf.image.resize(low, size, method='bilinear'), inputs.dtype)
-    return inputs - low
+    return (inputs - low) * HIGHPASS_GAIN
 
 
 def input_stage(inputs, input_filter: str = 'none', full_resolution_convs: int = 0):
