@@ -30,7 +30,11 @@ two cross AUCs, then the both-trained per-source AUCs) and the FairFace FPR
 breaks ties.
 
   nice -n 10 .venv/bin/python bench/quality.py prepare
-  nice -n 10 .venv/bin/python bench/quality.py rows [--rows a,b] [--epochs 4]
+  nice -n 10 .venv/bin/python bench/quality.py rows [--rows a,b] [--epochs 4] [--out F]
+
+A row already in the output file is skipped, so an interrupted run resumes;
+rows can be split over two processes with different --out files and merged
+(`python bench/quality.py merge F1 F2`, into bench/results/quality.json).
 
 Prints the table and writes bench/results/quality.json.
 """
@@ -145,8 +149,8 @@ ROWS = {
     'highpass+augment jpeg only': ('native', 'gan', dict(HP, **AUGMENT_JPEG)),
     'highpass+augment blur+noise only': ('native', 'gan', dict(HP, **AUGMENT_BLUR_NOISE)),
     'both:+cosine +early stopping': ('native', 'both', dict(
-        HP, balance_sources=True, learning_rate_schedule='cosine', early_stopping_patience=2, epochs=8,
-        early_stopping_monitor='val_auc', **AUGMENT_ALL)),
+        HP, balance_sources=True, learning_rate_schedule='cosine', epochs=8,
+        early_stopping_patience=2, early_stopping_monitor='val_auc', **AUGMENT_ALL)),
 }
 TRAIN_SOURCES = {'gan': (GAN,), 'k140': (K140,), 'both': (GAN, K140)}
 TARGET_FPR = 0.05
@@ -381,12 +385,25 @@ def print_table(results: List[Dict[str, Any]]) -> None:
     print(f"| {r['row']} | {'+'.join(r['trained_on'])} | {g.get('auc')} ({g.get('floor_auc')}) | "
           f"{g.get('tpr_at_fpr_0.05')} | {k.get('auc')} ({k.get('floor_auc')}) | "
           f"{k.get('tpr_at_fpr_0.05')} | {r['fairface']['fpr']} | "
-          f"{r['fairface']['worst_group_fpr']} | {'pass' if r['data_gate']['passed'] else 'stop'} |")
+          f"{r['fairface']['worst_group_fpr']} | "
+          f"{'pass' if r['data_gate']['passed'] else 'stop'} |")
+
+
+def merge(files: List[str], out: str) -> int:
+  """Rows of several result files (same protocol), in ROWS order, into `out`."""
+  loaded = [json.load(open(f)) for f in files]
+  by_name = {r['row']: r for result in loaded for r in result['rows']}
+  rows = [by_name[n] for n in ROWS if n in by_name]
+  with open(out, 'w') as f:
+    json.dump({'protocol': loaded[0]['protocol'], 'rows': rows}, f, indent=2)
+  print_table(rows)
+  return 0
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('stage', choices=['prepare', 'rows'])
+  parser.add_argument('stage', choices=['prepare', 'rows', 'merge'])
+  parser.add_argument('files', nargs='*', help='merge: result files whose rows to combine')
   parser.add_argument('--per-class', type=int, default=500,
                       help='gan_faces train/valid images per class (prepare)')
   parser.add_argument('--rows', default=','.join(ROWS), help='comma-separated row names')
@@ -396,6 +413,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.stage == 'prepare':
     return prepare(args.per_class)
+  if args.stage == 'merge':
+    return merge(args.files, args.out)
   names = [n for n in args.rows.split(',') if n]
   unknown = [n for n in names if n not in ROWS]
   if unknown:
