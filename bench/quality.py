@@ -40,9 +40,7 @@ Prints the table and writes bench/results/quality.json.
 """
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import os
 import sys
@@ -50,7 +48,6 @@ import time
 from typing import Any, Dict, List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(ROOT))
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
