@@ -16,6 +16,7 @@ from fakefaces.components.config_base import (  # noqa: F401
 from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
+from fakefaces.components.face_example_gen import treatment
 from fakefaces.components.fairness_gate.config import (  # noqa: F401
     GroupingConfig, ThresholdsConfig, load_thresholds)
 from fakefaces.components.model_card.config import ModelCardConfig
@@ -96,6 +97,11 @@ def check_consistency(config: PipelineConfig) -> None:
     raise ConfigError(f'ingest.face_descriptors must be true when ingest.crop_fraction '
                       f'({config.ingest.crop_fraction}) < 1 and the annotator is enabled: the '
                       'descriptor is then taken before the crop (or set annotator.enabled: false)')
+  if config.ingest.native_crop and config.train.image_size > treatment.native_side(config.ingest):
+    # The point of a native crop is that the model sees no upsampled region.
+    raise ConfigError(f'train.image_size {config.train.image_size} is above the native crop '
+                      f'side {treatment.native_side(config.ingest)} (ingest.crop_fraction x '
+                      'ingest.output_size): the Trainer would upsample it again')
 
 
 def load_config(path: Optional[str] = None) -> PipelineConfig:

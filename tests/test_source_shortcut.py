@@ -82,13 +82,23 @@ REAL, FAKE = features.REAL, features.FAKE
 
 def test_probe_tells_differently_processed_sources_apart_but_not_equal_ones():
   config = SourceShortcutConfig(max_examples_per_source=60)
+  # web: 3 reals per fake, studio: 1 per fake -> the source predicts the label.
   report = shortcut.check_source_shortcut(
-      _records(_split(0, 240, [(REAL, 'studio'), (REAL, 'web'), (FAKE, 'studio'),
-                               (FAKE, 'web')])), config)
+      _records(_split(0, 300, [(REAL, 'studio'), (REAL, 'web'), (FAKE, 'studio'),
+                               (REAL, 'web'), (REAL, 'web'), (FAKE, 'web')])), config)
   assert report['missing_sources'] == [] and not report['disjoint']
   aucs = {row['class']: row['auc'] for row in report['pairs']}
   assert aucs['real'] > 0.95 and aucs['fake'] > 0.95, report['pairs']
+  assert report['fake_share'] == {'studio': 0.5, 'web': 0.25}
   assert not report['passed'] and 'a linear probe tells studio from web' in report['findings'][0]
+
+  # Separable, but half of each source is fake: the source says nothing about the label.
+  balanced = shortcut.check_source_shortcut(
+      _records(_split(0, 240, [(REAL, 'studio'), (REAL, 'web'), (FAKE, 'studio'),
+                               (FAKE, 'web')])), config)
+  assert {row['status'] for row in balanced['pairs']} == {shortcut.SEPARABLE_BALANCED}
+  assert min(row['auc'] for row in balanced['pairs']) > 0.95
+  assert balanced['passed'], balanced['findings']
 
   # Two sources processed identically: nothing to learn from the source.
   same = [_example(i, (REAL, FAKE)[i % 2], ('studio', 'studio2')[(i // 2) % 2])
@@ -118,7 +128,8 @@ def test_too_few_examples_is_insufficient_evidence_not_a_pass():
 
 
 @pytest.mark.parametrize('field,value', [('on_shortcut', 'ignore'), ('max_probe_auc', 0.4),
-                                         ('folds', 1), ('min_examples_per_source', 3)])
+                                         ('folds', 1), ('min_examples_per_source', 3),
+                                         ('max_fake_share_gap', 1.5)])
 def test_bad_config_names_the_field(field, value):
   config = dataclasses.replace(config_lib.ValidationConfig(), source_shortcut=dataclasses.replace(
       SourceShortcutConfig(), **{field: value}))

@@ -37,8 +37,16 @@ def test_report_on_a_tiny_subset(faces_data, tmp_path):
   assert markdown.count(HEADER) == 5 and '| vgg10 | all |' in markdown
   assert (out / 'vgg10' / 'history.json').exists()
   predictions = (out / quality_report.PREDICTIONS_CSV).read_text().splitlines()
-  assert predictions[0] == 'path,source,label,p_fake_vgg10'
+  assert predictions[0] == 'path,source,label,p_fake_vgg10,p_fake_spectral_floor'
   assert len(predictions) == overall['n'] + 1
+  # The spectral floor beside the CNN, per source; FairFace (reals only) has no AUC.
+  floor = {row['source']: row for row in report['floor']}
+  assert set(floor) == {'gan_faces', 'fairface'}
+  assert floor['fairface']['floor_auc'] is None and floor['fairface']['beats_floor'] is None
+  assert 0.0 <= floor['gan_faces']['floor_auc'] <= 1.0
+  assert floor['gan_faces']['beats_floor'] == (floor['gan_faces']['cnn_auc'] >
+                                               floor['gan_faces']['floor_auc'])
+  assert '## Spectral floor' in markdown
 
 
 def test_missing_data_fails_or_skips_cleanly(tmp_path, capsys):

@@ -15,6 +15,9 @@ class SourceShortcutConfig:
   # FairFace vs FFHQ reals after plain ingestion: 0.996
   # (docs/training_and_quality.md, "The source shortcut").
   max_probe_auc: float = 0.8
+  # A separable pair is a label shortcut only when the sources' shares of fakes differ by
+  # more than this; equal shares make "looks like this source" useless as a label.
+  max_fake_share_gap: float = 0.1
   on_shortcut: str = 'stop'  # 'stop' the run, or 'warn' (report only)
   max_examples_per_source: int = 300  # per class and source; the probe's sample
   min_examples_per_source: int = 20  # fewer: insufficient evidence (never a pass)

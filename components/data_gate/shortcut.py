@@ -20,7 +20,14 @@ from:
   framing and padding show in the pixels, processing history (resizes, JPEG
   generations) in the spectrum.
   Above `max_probe_auc` the sources are told apart by something a CNN finds
-  too, and any label imbalance between them becomes a shortcut.
+  too, and any label imbalance between them becomes a shortcut;
+* beside the probe, the class balance per source (its share of fakes). Two
+  separable sources whose fake shares match within `max_fake_share_gap`
+  carry no label information: "looks like S" predicts nothing (both GAN
+  sources, 128 px StyleGAN2 vs 256 px StyleGAN, are told apart at AUC ~1 yet
+  each is half fakes), so such a pair is reported as separable but balanced,
+  not a shortcut. The Trainer's `balance_sources` sampling keeps the shares
+  equal in every batch too.
 
 Too few examples to estimate a pair's AUC is reported as insufficient
 evidence, which is never a pass.
@@ -42,6 +49,7 @@ PROBE_PIXELS = 32  # side of the grayscale thumbnail the probe sees
 FFT_BINS = 16  # radial bins of the log power spectrum, 0 .. Nyquist
 ON_SHORTCUT = ('stop', 'warn')
 OK, SHORTCUT, INSUFFICIENT = 'ok', 'shortcut', 'insufficient_evidence'
+SEPARABLE_BALANCED = 'separable_balanced'  # told apart, but the label shares match
 
 
 def check_config(config: SourceShortcutConfig, where: str = 'validation.source_shortcut'):
@@ -52,6 +60,9 @@ def check_config(config: SourceShortcutConfig, where: str = 'validation.source_s
                       f'got {config.on_shortcut!r}')
   if not 0.5 <= config.max_probe_auc <= 1.0:
     raise ConfigError(f'{where}.max_probe_auc: must be in [0.5, 1], got {config.max_probe_auc}')
+  if not 0.0 <= config.max_fake_share_gap <= 1.0:
+    raise ConfigError(f'{where}.max_fake_share_gap: must be in [0, 1], got '
+                      f'{config.max_fake_share_gap}')
   if config.folds < 2:
     raise ConfigError(f'{where}.folds: must be >= 2, got {config.folds}')
   if config.min_examples_per_source < config.folds:
@@ -185,6 +196,10 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
                        f'({sorted(by_class[real])} vs {sorted(by_class[fake])}): the source '
                        'alone predicts the label')
 
+  fake_share = {}
+  for source in set(by_class.get(real, {})) | set(by_class.get(fake, {})):
+    n_real, n_fake = by_class.get(real, {}).get(source, 0), by_class.get(fake, {}).get(source, 0)
+    fake_share[source] = round(n_fake / (n_real + n_fake), 4)
   features_by_key = {key: _featurize(images) for key, images in samples.items()}
   pairs = []
   for label_name, sources in sorted(by_class.items()):
@@ -194,7 +209,10 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
       x_b, _ = features_by_key[(label, source_b)]
       row: Dict[str, object] = {'class': label_name, 'sources': [source_a, source_b],
                                 'examples': [sources[source_a], sources[source_b]],
-                                'probed': [len(x_a), len(x_b)], 'auc': None}
+                                'probed': [len(x_a), len(x_b)], 'auc': None,
+                                'fake_share': {source_a: fake_share[source_a],
+                                               source_b: fake_share[source_b]}}
+      share_gap = abs(fake_share[source_a] - fake_share[source_b])
       if min(len(x_a), len(x_b)) < config.min_examples_per_source:
         row['status'] = INSUFFICIENT
         findings.append(f'{label_name}: {source_a} vs {source_b}: fewer than '
@@ -205,16 +223,23 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
         row['auc_by_features'] = probe_aucs(x_a, x_b, config.folds, config.seed)
         auc = max(row['auc_by_features'].values())
         row['auc'] = auc
-        row['status'] = SHORTCUT if auc > config.max_probe_auc else OK
-        if row['status'] == SHORTCUT:
+        if auc <= config.max_probe_auc:
+          row['status'] = OK
+        elif share_gap <= config.max_fake_share_gap:
+          row['status'] = SEPARABLE_BALANCED
+        else:
+          row['status'] = SHORTCUT
           findings.append(f'{label_name}: a linear probe tells {source_a} from {source_b} with '
                           f'AUC {auc:.3f} > {config.max_probe_auc:g} (best of 32x32 pixels, '
                           'FFT profile, both: '
-                          f"{row['auc_by_features']}): the source is learnable")
+                          f"{row['auc_by_features']}) and their shares of fakes differ "
+                          f'({fake_share[source_a]:.2f} vs {fake_share[source_b]:.2f}, gap over '
+                          f'{config.max_fake_share_gap:g}): the source is learnable as a label')
       pairs.append(row)
   return {'split': config.split, 'max_probe_auc': config.max_probe_auc,
           'on_shortcut': config.on_shortcut, 'sources_by_class': by_class,
           'disjoint': disjoint, 'missing_sources': missing_rows, 'pairs': pairs,
+          'fake_share': dict(sorted(fake_share.items())),
           'findings': findings, 'passed': not findings}
 
 

@@ -39,6 +39,9 @@ class IngestConfig:
   crop_fraction: float = 1.0
   resample_size: int = 0
   shared_jpeg_quality: int = 0
+  # Keep the crop's own pixels (side crop_fraction x output_size) instead of resizing it
+  # back to output_size: the model then sees no upsampled region (treatment.py).
+  native_crop: bool = False
   # Store dlib's 128-d face descriptor of each aligned face, taken before the
   # treatment above, for the DemographicAnnotator (~113 CPU-ms per face, in the Beam
   # workers). Needed when a crop cuts into the face: at crop_fraction 0.5 the

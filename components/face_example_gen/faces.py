@@ -65,6 +65,7 @@ class FacePreparation:
   crop_fraction: float = 1.0
   resample_size: int = 0
   shared_jpeg_quality: int = 0
+  native_crop: bool = False
   jpeg_quality: int = 95
   max_image_pixels: int = 64_000_000
 

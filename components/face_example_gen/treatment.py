@@ -16,7 +16,12 @@ pixels plus an FFT profile tells the two apart with AUC 0.996.
   `output_size` (bicubic), so every source ends with the same bandwidth,
   below the native resolution of every source's faces;
 * `shared_jpeg_quality` > 0: one JPEG generation at this quality before the
-  final encode, so every source shares its last compression history.
+  final encode, so every source shares its last compression history;
+* `native_crop`: the crop keeps its own pixels (side crop_fraction x
+  output_size) instead of being resized back to output_size. Upsampling a
+  region invents no evidence but smooths away the top octave where GAN
+  upsampling traces are; align at >= 2x the model's input and crop half to
+  feed the model native pixels (docs/detection_quality.md measures both).
 
 Measured (`bench/ablation_shortcut.py --probe-grid`: the DataGate's
 probe, FairFace vs FFHQ reals of the ablation's training split, 300 each):
@@ -42,9 +47,19 @@ def check(config: IngestConfig) -> None:
   if config.resample_size and not 8 <= config.resample_size <= config.output_size:
     raise ValueError(f'ingest.resample_size {config.resample_size} must be 0 (off) or in '
                      f'[8, output_size={config.output_size}]')
+  if config.native_crop and config.resample_size > native_side(config):
+    raise ValueError(f'ingest.resample_size {config.resample_size} is above the native crop '
+                     f'side {native_side(config)} (crop_fraction x output_size)')
   if not 0 <= config.shared_jpeg_quality <= 100:
     raise ValueError(f'ingest.shared_jpeg_quality {config.shared_jpeg_quality} is not 0 (off) '
                      'or in 1..100')
+
+
+def native_side(config: IngestConfig) -> int:
+  """Side of the stored crop: crop_fraction x output_size with `native_crop`, else output_size."""
+  if config.native_crop:
+    return max(8, int(round(config.crop_fraction * config.output_size)))
+  return config.output_size
 
 
 def is_identity(config: IngestConfig) -> bool:
@@ -53,15 +68,25 @@ def is_identity(config: IngestConfig) -> bool:
 
 
 def equalize(image: Image.Image, config: IngestConfig) -> Image.Image:
-  """The aligned face after the shared crop, resampling and JPEG generation; same size."""
+  """The aligned face after the shared crop, resampling and JPEG generation.
+
+  Same size as `image`, or `native_side` with `native_crop` (the central
+  pixels, cut without resampling when the side is whole).
+  """
   if is_identity(config):
     return image
   size = image.width
   if config.crop_fraction < 1.0:
     side = config.crop_fraction * size
     offset = (size - side) / 2.0
-    image = image.resize((size, size), Image.BICUBIC, box=(offset, offset, offset + side,
-                                                            offset + side))
+    if config.native_crop:
+      keep = max(8, int(round(side)))
+      left = (size - keep) // 2
+      image = image.crop((left, left, left + keep, left + keep))
+      size = keep
+    else:
+      image = image.resize((size, size), Image.BICUBIC, box=(offset, offset, offset + side,
+                                                              offset + side))
   if config.resample_size:
     image = image.resize((config.resample_size, config.resample_size), Image.BOX).resize(
         (size, size), Image.BICUBIC)

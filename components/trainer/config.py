@@ -8,10 +8,18 @@ class TrainConfig:
   architecture: str = 'vgg10'  # 'vgg10' (the paper's best) or 'baseline' (its 3-conv net)
   image_size: int = 128
   color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
+  # Input stage (model.input_stage; docs/detection_quality.md measures each):
+  # 'highpass' feeds the image minus its 2x down-up copy (a fixed layer inside the
+  # model, so serving applies it too); 'none' feeds pixels.
+  input_filter: str = 'none'
+  # 3x3 convolutions at full input resolution before the architecture's first pooling.
+  full_resolution_convs: int = 0
   epochs: int = 10
   steps_per_epoch: Optional[int] = None  # None: one pass over the train split
   batch_size: int = 32
   learning_rate: float = 1e-3
+  # 'constant', or 'cosine': decays from learning_rate to 0 over epochs x steps per epoch.
+  learning_rate_schedule: str = 'constant'
   optimizer: str = 'adam'
   dropout: float = 0.0
   class_weighting: bool = True
@@ -37,6 +45,11 @@ class TrainConfig:
   augment_jpeg_quality: List[int] = dataclasses.field(default_factory=list)  # [low, high]
   augment_blur_sigma: float = 0.0  # max Gaussian blur sigma in px; 0: off
   augment_min_scale: float = 0.0  # downscale by a factor in [this, 1) and back; 0: off
+  # The resampling filters drawn from, down and up independently (tf.image.resize methods).
+  augment_resize_filters: List[str] = dataclasses.field(
+      default_factory=lambda: ['area', 'bilinear', 'bicubic', 'lanczos3'])
+  augment_jpeg_twice: bool = False  # a second JPEG generation at another random quality
+  augment_noise_sigma: float = 0.0  # max std of additive Gaussian noise, [0, 1] pixel units; 0: off
   augment_probability: float = 0.5
   # MinDiff (tensorflow-model-remediation): MMD between the scores of real photos whose
   # `min_diff_feature` is in `min_diff_sensitive` and of the other real photos. 0: off.

@@ -28,7 +28,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fakefaces.components import features
-from fakefaces.components.trainer import data
+from fakefaces.components.trainer import augment, data
 from fakefaces.components.trainer.config import TrainConfig
 
 Stratum = Tuple[str, int]  # (value of a string feature such as source, label)
@@ -36,19 +36,7 @@ Stratum = Tuple[str, int]  # (value of a string feature such as source, label)
 
 def check_config(config: TrainConfig) -> None:
   """Raises ValueError naming the `train.` field for values the mitigations cannot honour."""
-  if config.augment_jpeg_quality and not (
-      len(config.augment_jpeg_quality) == 2 and
-      1 <= config.augment_jpeg_quality[0] < config.augment_jpeg_quality[1] <= 100):
-    raise ValueError('train.augment_jpeg_quality must be [] or [low, high] with 1 <= low < high '
-                     f'<= 100, got {config.augment_jpeg_quality}')
-  if not 0.0 <= config.augment_probability <= 1.0:
-    raise ValueError(f'train.augment_probability must be in [0, 1], got '
-                     f'{config.augment_probability}')
-  if config.augment_blur_sigma < 0:
-    raise ValueError(f'train.augment_blur_sigma must be >= 0, got {config.augment_blur_sigma}')
-  if config.augment_min_scale and not 0.1 <= config.augment_min_scale < 1.0:
-    raise ValueError(f'train.augment_min_scale must be 0 (off) or in [0.1, 1), got '
-                     f'{config.augment_min_scale}')
+  augment.check_config(config)
   if config.min_diff_weight < 0:
     raise ValueError(f'train.min_diff_weight must be >= 0, got {config.min_diff_weight}')
   if config.min_diff_weight and not config.min_diff_sensitive:

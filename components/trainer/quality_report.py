@@ -14,6 +14,11 @@ gender / race / age on FairFace, whose images are all real), columns Accuracy,
 F1, Precision, Recall, AUC plus counts and the false-positive rate. Metrics a
 group cannot support (recall without fakes, AUC with one class) are null in
 JSON and 'n/a' in markdown, never a made-up number.
+
+Beside the CNNs, the spectral floor (spectral.py: logistic regression on a
+64-number radial power spectrum) is trained on the same training images and
+scored on the same test images; per source, the report says whether each CNN
+beats it ("floor" section), and a CNN that does not is reported as such.
 """
 
 import csv
@@ -27,7 +32,7 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 
 from fakefaces.components import features
-from fakefaces.components.trainer import data, export, training
+from fakefaces.components.trainer import data, export, spectral, training
 from fakefaces.components.trainer.config import TrainConfig
 
 TRAIN, VALIDATION, TEST = 'train', 'validation', 'test'
@@ -188,6 +193,15 @@ def to_markdown(report: Dict[str, Any]) -> str:
             format_value(row[c]) for c in COUNT_COLUMNS + METRIC_COLUMNS]
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines.append('')
+  if report.get('floor'):
+    lines += ['## Spectral floor (radial power spectrum + logistic regression, same crops)', '',
+              '| Model | Source | CNN AUC | Floor AUC | Beats the floor |', '|---|---|---|---|---|']
+    for row in report['floor']:
+      verdict = {True: 'yes', False: '**no: does not beat the spectral floor**',
+                 None: 'n/a'}[row['beats_floor']]
+      lines.append(f"| {row['architecture']} | {row['source']} | {format_value(row['cnn_auc'])} | "
+                   f"{format_value(row['floor_auc'])} | {verdict} |")
+    lines.append('')
   return '\n'.join(lines)
 
 
@@ -206,6 +220,20 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
             'counts': {role: len(v) for role, v in by_role.items()},
             'columns': list(COUNT_COLUMNS + METRIC_COLUMNS), 'models': []}
   predictions = {}
+  # The floor sees the images exactly as the CNNs do (same decode, no augmentation).
+  floor_config = dataclasses.replace(base_config, architecture=architectures[0])
+
+  def floor_dataset(role):
+    return data.files_dataset([i.path for i in by_role[role]], [i.label for i in by_role[role]],
+                              floor_config, training=False)
+
+  floor_model = spectral.fit_floor_spectra(*spectral.dataset_spectra(floor_dataset(TRAIN)),
+                                           seed=base_config.seed)
+  test_spectra, _ = spectral.dataset_spectra(floor_dataset(TEST))
+  floor_probabilities = floor_model.predict_proba(test_spectra)[:, 1]
+  test_sources = np.array([i.source_dir for i in test])
+  test_labels = np.array([i.label for i in test])
+  report['floor'] = []
   for architecture in architectures:
     config = dataclasses.replace(base_config, architecture=architecture)
 
@@ -230,6 +258,12 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
     report['models'].append({'architecture': architecture, 'epochs_run': history['epochs_run'],
                              'config': dataclasses.asdict(config),
                              'tables': breakdown(test, probabilities, decision_threshold)})
+    for source in sorted(set(test_sources.tolist())):
+      m = test_sources == source
+      report['floor'].append(dict(architecture=architecture, source=source, **spectral.compare(
+          spectral.auc_or_none(test_labels[m], probabilities[m]),
+          spectral.auc_or_none(test_labels[m], floor_probabilities[m]))))
+  predictions['spectral_floor'] = floor_probabilities
   with open(os.path.join(out_dir, REPORT_JSON), 'w', encoding='utf-8') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(out_dir, REPORT_MD), 'w', encoding='utf-8') as f:

@@ -98,6 +98,24 @@ class _Throughput(keras.callbacks.Callback):
       logs['epoch_seconds'] = time.perf_counter() - self._start
 
 
+LEARNING_RATE_SCHEDULES = ('constant', 'cosine')
+
+
+def learning_rate(config: TrainConfig, class_counts: Dict[int, int]):
+  """`config.learning_rate`, or a cosine decay of it to 0 over the whole run's steps.
+
+  Steps per epoch: `steps_per_epoch`, else one pass over the train split
+  (`class_counts`) in batches of `batch_size`.
+  """
+  if config.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+    raise ValueError(f'train.learning_rate_schedule must be one of '
+                     f'{list(LEARNING_RATE_SCHEDULES)}, got {config.learning_rate_schedule!r}')
+  if config.learning_rate_schedule == 'constant':
+    return config.learning_rate
+  steps = config.steps_per_epoch or max(1, -(-sum(class_counts.values()) // config.batch_size))
+  return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps)
+
+
 # Metrics early stopping may watch, and which direction is better.
 _MONITOR_MODES = {'val_loss': 'min', 'val_auc': 'max', 'val_accuracy': 'max'}
 
@@ -123,7 +141,9 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
   with precision_policy(config) as policy, strategy.scope():
     model = build_model(config.architecture, config.image_size,
                         preprocess.channels_for(config.color_mode), config.dropout,
-                        config.learning_rate, config.optimizer, seed=config.seed)
+                        learning_rate(config, class_counts), config.optimizer, seed=config.seed,
+                        input_filter=config.input_filter,
+                        full_resolution_convs=config.full_resolution_convs)
     apply_performance_options(model, config)
     model.summary(print_fn=logging.info)
     fitted = model_wrapper(model) if model_wrapper else model

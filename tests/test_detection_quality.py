@@ -1,0 +1,216 @@
+"""The detection-quality levers: high-pass input, processing augmentation, native crops,
+the spectral floor, the learning-rate schedule, and their config fields."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+from PIL import Image
+
+from fakefaces.components.config_base import ConfigError, from_dict
+from fakefaces.components.face_example_gen import treatment
+from fakefaces.components.face_example_gen.config import IngestConfig
+from fakefaces.components.trainer import augment, data, mitigation, model, spectral, training
+from fakefaces.components.trainer.config import TrainConfig
+
+
+def _checkerboard(size):
+  return (np.indices((size, size)).sum(axis=0) % 2).astype(np.float32)
+
+
+def _highpass(image):
+  out = model.HighPassResidual()(tf.constant(image[None, :, :, None])).numpy()[0, :, :, 0]
+  return out / model.HIGHPASS_GAIN
+
+
+def test_highpass_removes_smooth_content_and_keeps_a_checkerboard():
+  size = 32
+  yy, xx = np.mgrid[0:size, 0:size] / size
+  smooth = (0.5 + 0.3 * np.sin(2 * np.pi * xx) * np.cos(np.pi * yy)).astype(np.float32)
+  flat = np.full((size, size), 0.7, np.float32)
+  assert np.abs(_highpass(flat)).max() < 1e-6
+  # A smooth face-like gradient leaves almost nothing (edges of the bilinear upsampling aside).
+  assert np.abs(_highpass(smooth)[2:-2, 2:-2]).max() < 0.02
+  # The finest pattern there is (1-px checkerboard, a GAN upsampling trace) survives whole:
+  # its 2x2 average is flat 0.5, so the residual is +-0.5 everywhere.
+  residual = _highpass(_checkerboard(size))
+  np.testing.assert_allclose(np.abs(residual), 0.5, atol=1e-6)
+  # Planted on the smooth image, the pattern is what remains.
+  planted = _highpass(smooth + 0.05 * _checkerboard(size))
+  assert np.corrcoef(planted[2:-2, 2:-2].ravel(),
+                     _checkerboard(size)[2:-2, 2:-2].ravel())[0, 1] > 0.95
+
+
+def test_highpass_and_stem_are_the_models_input_stage():
+  m = model.build_model('baseline', 64, 3, input_filter='highpass', full_resolution_convs=2)
+  names = [layer.name for layer in m.layers]
+  assert names[1:4] == ['highpass_residual', 'stem_conv1', 'stem_conv2']
+  assert m.get_layer('stem_conv2').output_shape[1:3] == (64, 64)  # before any pooling
+  plain = model.build_model('baseline', 64, 3)
+  assert 'highpass_residual' not in [layer.name for layer in plain.layers]
+  with pytest.raises(ValueError, match='train.input_filter'):
+    model.build_model('baseline', 64, 3, input_filter='srm2')
+  with pytest.raises(ValueError, match='train.full_resolution_convs'):
+    model.build_model('baseline', 64, 3, full_resolution_convs=9)
+  with pytest.raises(ValueError, match='train.image_size must be even'):
+    model.build_model('baseline', 63, 3, input_filter='highpass')
+
+
+AUGMENT_ALL = dict(augment_min_scale=0.5, augment_blur_sigma=1.2, augment_jpeg_quality=[40, 95],
+                   augment_jpeg_twice=True, augment_noise_sigma=0.02, augment_probability=0.5)
+
+
+def _encoded_images(n, size=32):
+  rng = np.random.default_rng(0)
+  out = []
+  for _ in range(n):
+    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    out.append(tf.io.encode_png(pixels).numpy())
+  return out
+
+
+@pytest.mark.parametrize('changes', [
+    dict(augment_min_scale=0.5, augment_probability=1.0),
+    dict(augment_blur_sigma=1.2, augment_probability=1.0),
+    dict(augment_noise_sigma=0.05, augment_probability=1.0),
+    dict(augment_jpeg_quality=[40, 95], augment_probability=1.0),
+    dict(augment_jpeg_quality=[40, 95], augment_jpeg_twice=True, augment_probability=1.0),
+    AUGMENT_ALL,
+], ids=['resample', 'blur', 'noise', 'jpeg', 'jpeg_twice', 'all'])
+def test_each_augmentation_treats_both_classes_alike(changes):
+  """The same images labelled real and labelled fake come out identical, position by position:
+  the operations drawn depend on the stream position and the seed, never on the label."""
+  config = TrainConfig(image_size=32, color_mode='rgb', batch_size=8, horizontal_flip=False,
+                       **changes)
+  images = _encoded_images(16)
+
+  def run(label):
+    ds = tf.data.Dataset.from_tensor_slices((images, np.full(len(images), label, np.int64)))
+    config_no_shuffle = dataclasses.replace(config, shuffle_buffer=1)
+    return np.concatenate([b[0].numpy() for b in data.to_batches(ds, config_no_shuffle, True)])
+
+  as_real, as_fake = run(0), run(1)
+  np.testing.assert_array_equal(as_real, as_fake)
+  # And the augmentation did something (so the comparison above can fail).
+  plain = np.concatenate([b[0].numpy() for b in data.to_batches(
+      tf.data.Dataset.from_tensor_slices((images, np.zeros(len(images), np.int64))),
+      TrainConfig(image_size=32, color_mode='rgb', batch_size=8), False)])
+  changed = np.abs(as_real - plain).reshape(len(images), -1).max(axis=1) > 1e-3
+  assert changed.mean() >= (0.9 if changes.get('augment_probability') == 1.0 else 0.3)
+
+
+def test_resampling_draws_several_filters():
+  """Resampling with different filters gives different images (4 filters, 16 images)."""
+  config = TrainConfig(image_size=32, color_mode='rgb', augment_min_scale=0.5,
+                       augment_probability=1.0)
+  image = tf.image.convert_image_dtype(tf.io.decode_png(_encoded_images(1)[0]), tf.float32)
+  seen = {augment.augment_history(image, tf.constant([7, k], tf.int64), config).numpy()
+          .round(3).tobytes() for k in range(16)}
+  assert len(seen) > 8
+
+
+@pytest.mark.parametrize('changes, field', [
+    (dict(augment_jpeg_twice=True), 'train.augment_jpeg_twice'),
+    (dict(augment_noise_sigma=0.5), 'train.augment_noise_sigma'),
+    (dict(augment_resize_filters=['box']), 'train.augment_resize_filters'),
+    (dict(augment_resize_filters=[]), 'train.augment_resize_filters'),
+    (dict(augment_jpeg_quality=[90, 40]), 'train.augment_jpeg_quality'),
+])
+def test_augmentation_fields_are_validated(changes, field):
+  with pytest.raises(ValueError, match=field):
+    mitigation.check_config(TrainConfig(**changes))
+
+
+def test_new_train_fields_are_typed_and_named():
+  config = from_dict(TrainConfig, {'input_filter': 'highpass', 'full_resolution_convs': 2,
+                                   'learning_rate_schedule': 'cosine',
+                                   'augment_noise_sigma': 0.02}, 'train')
+  assert config.input_filter == 'highpass' and config.full_resolution_convs == 2
+  with pytest.raises(ConfigError, match='train.full_resolution_convs'):
+    from_dict(TrainConfig, {'full_resolution_convs': 'two'}, 'train')
+  with pytest.raises(ConfigError, match='input_filtr'):
+    from_dict(TrainConfig, {'input_filtr': 'highpass'}, 'train')
+
+
+def test_cosine_schedule_decays_over_the_run():
+  config = TrainConfig(learning_rate=1e-3, learning_rate_schedule='cosine', epochs=4,
+                       batch_size=10)
+  schedule = training.learning_rate(config, {0: 50, 1: 50})  # 10 steps per epoch
+  assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+  assert float(schedule(0)) == pytest.approx(1e-3)
+  assert float(schedule(20)) == pytest.approx(5e-4, rel=1e-3)
+  assert float(schedule(40)) == pytest.approx(0.0, abs=1e-9)
+  assert training.learning_rate(TrainConfig(), {0: 1, 1: 1}) == 1e-3
+  with pytest.raises(ValueError, match='train.learning_rate_schedule'):
+    training.learning_rate(TrainConfig(learning_rate_schedule='step'), {0: 1, 1: 1})
+
+
+def test_native_crop_keeps_the_centre_pixels():
+  rng = np.random.default_rng(1)
+  pixels = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+  config = IngestConfig(output_size=128, crop_fraction=0.5, native_crop=True)
+  treatment.check(config)
+  out = np.asarray(treatment.equalize(Image.fromarray(pixels), config))
+  assert out.shape == (64, 64, 3) and treatment.native_side(config) == 64
+  np.testing.assert_array_equal(out, pixels[32:96, 32:96])
+  upsampled = treatment.equalize(Image.fromarray(pixels), IngestConfig(output_size=128,
+                                                                       crop_fraction=0.5))
+  assert upsampled.size == (128, 128)  # without native_crop the region is upsampled
+  with pytest.raises(ValueError, match='ingest.resample_size'):
+    treatment.check(IngestConfig(output_size=128, crop_fraction=0.5, native_crop=True,
+                                 resample_size=96))
+
+
+def test_spectral_floor_finds_a_planted_periodic_trace():
+  """Smooth random images vs the same kind plus a faint 2-px periodic pattern (the trace
+  of a GAN's 2x upsampling): the radial spectrum separates them; alike halves do not."""
+  rng = np.random.default_rng(0)
+
+  def smooth(n):
+    noise = rng.normal(size=(n, 16, 16))
+    return np.stack([np.asarray(Image.fromarray(x.astype(np.float32)).resize((64, 64),
+                                                                             Image.BICUBIC))
+                     for x in noise])
+
+  real, fake = smooth(80), smooth(80) + 0.08 * _checkerboard(64)
+  x = np.concatenate([real, fake])
+  y = np.array([0] * 80 + [1] * 80)
+  assert spectral.radial_spectrum(x).shape == (160, spectral.BINS)
+  train = np.r_[0:40, 80:120]
+  test = np.r_[40:80, 120:160]
+  floor = spectral.fit_floor(x[train], y[train])
+  assert spectral.auc_or_none(y[test], spectral.floor_scores(floor, x[test])) > 0.95
+  alike = spectral.fit_floor(real[:40], np.array([0, 1] * 20))
+  assert spectral.auc_or_none(np.array([0, 1] * 20),
+                              spectral.floor_scores(alike, real[40:])) < 0.8
+  assert spectral.compare(0.9, 0.95)['beats_floor'] is False
+  assert spectral.compare(None, 0.95)['beats_floor'] is None
+  with pytest.raises(ValueError, match='real and fake'):
+    spectral.fit_floor(real[:10], np.zeros(10))
+
+
+def test_a_native_crop_smaller_than_the_model_input_is_refused_naming_the_field():
+  from fakefaces.pipeline import config as pipeline_config
+  config = pipeline_config.PipelineConfig(
+      ingest=IngestConfig(output_size=128, crop_fraction=0.5, native_crop=True,
+                          face_descriptors=True),
+      train=TrainConfig(image_size=128))
+  with pytest.raises(ConfigError, match='train.image_size 128 is above the native crop side 64'):
+    pipeline_config.check_consistency(config)
+  config.train.image_size = 64
+  pipeline_config.check_consistency(config)
+
+
+def test_shared_data_config_loads_and_is_consistent():
+  """The chosen configuration parses with every field known and typed, and agrees with itself."""
+  import os
+  from fakefaces.pipeline import config as pipeline_config
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'pipeline',
+                      'configs', 'shared_data.yaml')
+  config = pipeline_config.load_config(path)
+  assert {s.name or s.kind for s in config.ingest.sources} == {'fairface', 'gan_faces', 'k140'}
+  assert [s.role for s in config.ingest.sources if s.kind == 'fairface'] == ['audit']
+  assert config.train.balance_sources and config.train.input_filter == 'highpass'
+  mitigation.check_config(config.train)
