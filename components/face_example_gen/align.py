@@ -18,8 +18,9 @@ from typing import List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageFilter
 
-# Which dlib detectors run, in order, for each `ingest.detector` value. Later
-# detectors only run when the earlier ones find no face.
+# Which dlib detectors run, in order, for each `ingest.detector` value. The CNN of
+# 'hog+cnn' runs over the whole photo where HOG finds no face, and besides checks weak
+# HOG boxes and, in group photos, looks for the faces HOG missed (`find_faces`).
 DETECTOR_CHAINS = {'hog': ('hog',), 'cnn': ('cnn',), 'hog+cnn': ('hog', 'cnn')}
 
 # Smallest face box each detector finds in the image it is given, px (before its own
