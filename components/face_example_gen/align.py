@@ -397,13 +397,6 @@ class FaceAligner:
       return None
     return self.align_box(image, found.boxes[0], found.detectors[0], len(found.boxes))
 
-  def align_all(self, image: Image.Image, max_faces: int = 0) -> List[AlignedFace]:
-    """Every face found (largest first, at most `max_faces` when > 0), each FFHQ-aligned."""
-    found = self.find_faces(image, every_face=True)
-    keep = len(found.boxes) if max_faces <= 0 else max_faces
-    return [self.align_box(image, box, detector, len(found.boxes))
-            for box, detector in list(zip(found.boxes, found.detectors))[:keep]]
-
   def align_box(self, image: Image.Image, box: Tuple[int, int, int, int], detector: str,
                 num_faces: int = 1) -> AlignedFace:
     """The face in `box` (found by `detector`), FFHQ-aligned."""
