@@ -40,6 +40,7 @@ setup(
         'dlib-bin',
         'face-recognition-models',
         'Pillow',
+        'pillow-heif',
         'PyYAML',
     ],
     entry_points={'console_scripts': ['fakefaces=fakefaces.pipeline.cli:main']},

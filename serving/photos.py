@@ -12,7 +12,7 @@ TF Serving (`serving_default`, or `explain` for heatmaps).
 """
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -20,7 +20,10 @@ from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_example_gen import faces as faces_lib
 from fakefaces.components.face_example_gen import images as images_lib
 
-MAX_FACES = 20  # faces scored per photo (largest first); a crowd photo is not a batch job
+# Faces scored per photo by default (largest first): `fakefaces predict --max-faces`,
+# `fakefaces web --max-faces`; 0 scores every face found. The answer says how many
+# faces were found and why any were not scored.
+MAX_FACES = 20
 
 ImageProblem = images_lib.ImageProblem
 
@@ -57,6 +60,32 @@ class PhotoResult:
   image: object  # the upright PIL photo
   faces: List[FaceVerdict]
   no_face_reason: str = ''  # set when faces is empty
+  found: int = 0  # faces detected; len(faces) of them were scored
+  not_scored: Dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> count
+  max_faces: int = 0  # the cap the photo was checked with (0: none)
+  detection: str = ''  # where detection looked, the smallest face it can find
+
+  @classmethod
+  def of(cls, photo: faces_lib.PreparedPhoto, max_faces: int) -> 'PhotoResult':
+    """The result of a prepared photo, before scoring (`faces` empty)."""
+    return cls(photo.image, [], photo.no_face_reason, photo.found, dict(photo.not_prepared),
+               max_faces, photo.detection)
+
+  def summary(self) -> str:
+    """'27 faces found, 20 scored; 7 not scored: over the cap of 20 (--max-faces)'."""
+    text = f'{self.found} face{"" if self.found == 1 else "s"} found, {len(self.faces)} scored'
+    if self.not_scored:
+      why = ', '.join(f'{n} {reason}' + (f' of {self.max_faces} (--max-faces)'
+                                         if reason == faces_lib.OVER_CAP else '')
+                      for reason, n in sorted(self.not_scored.items()))
+      text += f'; not scored: {why}'
+    return text
+
+  def counts_json(self) -> Dict[str, object]:
+    """The JSON fields every answer carries about the faces of the photo."""
+    return {'faces_found': self.found, 'faces_scored': len(self.faces),
+            'not_scored': dict(sorted(self.not_scored.items())), 'max_faces': self.max_faces,
+            'detection': self.detection}
 
 
 def preparer_for(client, aligned: bool = False) -> faces_lib.FacePreparer:
@@ -72,14 +101,15 @@ def check_photo(client, preparer: faces_lib.FacePreparer, data: bytes, explain: 
   """Prepares every face of `data` and scores it. Raises ImageProblem for bad input,
   fakefaces.serving.status.ServingError when the server fails."""
   photo = preparer.prepare(data, all_faces=True, max_faces=max_faces)
+  result = PhotoResult.of(photo, max_faces)
   if not photo.faces:
-    return PhotoResult(photo.image, [], photo.no_face_reason)
+    return result
   crops = [face.encoded for face in photo.faces]
   if explain:
     scored = client.explain(crops)
-    verdicts = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heatmap)
-                for face, (p, heatmap) in zip(photo.faces, scored)]
+    result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heatmap)
+                    for face, (p, heatmap) in zip(photo.faces, scored)]
   else:
-    verdicts = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop)
-                for face, p in zip(photo.faces, client.predict(crops))]
-  return PhotoResult(photo.image, verdicts)
+    result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop)
+                    for face, p in zip(photo.faces, client.predict(crops))]
+  return result

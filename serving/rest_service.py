@@ -18,6 +18,8 @@ import logging
 import re
 import socket
 import socketserver
+import urllib.parse
+import zlib
 from typing import Any, Dict, Mapping, Tuple
 
 import grpc
@@ -31,9 +33,15 @@ from fakefaces.serving import status as status_lib
 from fakefaces.serving.registry import ModelRegistry
 from fakefaces.serving.servable import DEFAULT_SIGNATURE, Servable, dtype_name
 
-PATH = re.compile(r'^/v1/models/(?P<name>[^/:]+)'
+# TF Serving's own path patterns (http_rest_api_util.cc), case-insensitive like theirs.
+PATH = re.compile(r'^/v1/models(?:/(?P<name>[^/:]+))?'
                   r'(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?'
-                  r'(?P<suffix>/metadata|:predict|:classify|:regress)?$')
+                  r'(?P<suffix>/metadata|:predict|:classify|:regress)?$', re.IGNORECASE)
+INT64_MAX = 2**63 - 1
+# What absl::Base64Unescape (TF Serving's "b64" decoder) skips: absl::ascii_isspace.
+_B64_WHITESPACE = re.compile(rb'[ \t\n\v\f\r]+')
+_B64_BODY = re.compile(rb'^[A-Za-z0-9+/]*$')
+_B64_PADDING = re.compile(rb'[=.]*$')
 SOCKET_TIMEOUT_SECONDS = 60  # a stalled client cannot hold a handler thread forever
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,32 @@ def _invalid(message: str) -> status_lib.ServingError:
 
 # ---- JSON <-> numpy -----------------------------------------------------------
 
+def decode_b64(text: str) -> bytes:
+  """Standard base64 decoded as TF Serving decodes a "b64" value (absl::Base64Unescape).
+
+  Whitespace anywhere is skipped (so `base64.encodebytes` and the `base64`
+  command's 76-column lines work), padding may be left out, and when it is
+  there it must be complete ('=' or '.', absl treats them alike). URL-safe
+  '-' and '_' are refused, as there.
+
+  Raises:
+    ValueError: the text is not base64 by those rules (says why).
+  """
+  data = _B64_WHITESPACE.sub(b'', text.encode('utf-8', 'replace'))
+  padding = _B64_PADDING.search(data).group()
+  body = data[:len(data) - len(padding)]
+  if not _B64_BODY.match(body):
+    bad = sorted({chr(c) for c in body if not _B64_BODY.match(bytes([c]))})
+    hint = ' (URL-safe base64 is refused, as TF Serving does)' if {'-', '_'} & set(bad) else ''
+    raise ValueError(f'character(s) {bad} are not in the standard base64 alphabet{hint}')
+  missing = (-len(body)) % 4
+  if missing == 3:
+    raise ValueError(f'{len(body)} base64 characters cannot end a value (one too many)')
+  if padding and len(padding) != missing:
+    raise ValueError(f'{len(padding)} padding character(s) where {missing} belong')
+  return base64.b64decode(body + b'=' * missing, validate=True)
+
+
 def _decode_leaves(value: Any, key: str) -> Any:
   """Replaces every {"b64": ...} with its bytes and every string with UTF-8 bytes."""
   if isinstance(value, dict):
@@ -52,7 +86,7 @@ def _decode_leaves(value: Any, key: str) -> Any:
       raise _invalid(f'input \'{key}\': a JSON object value must be {{"b64": "<base64>"}}, '
                      f'got keys {sorted(value)}')
     try:
-      return base64.b64decode(value['b64'], validate=True)
+      return decode_b64(value['b64'])
     except ValueError as e:
       raise _invalid(f'input \'{key}\': "b64" value is not valid base64: {e}') from None
   if isinstance(value, list):
@@ -106,8 +140,16 @@ def parse_predict_body(body: Mapping, specs: Mapping[str, tf.TensorSpec]
     fmt = 'row'
   else:
     inputs = body['inputs']
-    columns = inputs if _is_named(inputs, specs) else ({single: inputs} if single else None)
-    if columns is None:
+    if _is_named(inputs, specs):
+      # As TF Serving: every input must be named; other keys are ignored.
+      missing = sorted(set(specs) - set(inputs))
+      if missing:
+        raise _invalid(f'Missing named input(s) {missing} in \'inputs\' object; the signature '
+                       f'takes {sorted(specs)}')
+      columns = {k: inputs[k] for k in specs}
+    elif single is not None:
+      columns = {single: inputs}
+    else:
       raise _invalid(f'"inputs" must be an object naming the inputs {sorted(specs)}')
     fmt = 'columnar'
   unknown = sorted(set(columns) - set(specs))
@@ -126,6 +168,10 @@ def _json_value(name: str, value: Any) -> Any:
       except UnicodeDecodeError:
         pass
     return {'b64': base64.b64encode(value).decode('ascii')}
+  if isinstance(value, np.float32):
+    # The shortest decimal that reads back as this float32 (0.2, not 0.20000000298023224),
+    # as TF Serving writes floats.
+    return float(str(value))
   return value.item() if isinstance(value, np.generic) else value
 
 
@@ -171,30 +217,33 @@ class RestApi:
 
   def _route(self, method: str, path: str, read_body) -> Dict[str, Any]:
     match = PATH.match(path.split('?', 1)[0])
-    if match is None:
-      raise status_lib.ServingError(grpc.StatusCode.NOT_FOUND,
-                                    f'Malformed request: {method} {path}')
-    spec = model_pb2.ModelSpec(name=match['name'], version_label=match['label'] or '')
+    suffix = (match['suffix'] or '').lower() if match else ''
+    is_get = method == 'GET' and suffix in ('', '/metadata')
+    is_post = method == 'POST' and suffix in (':predict', ':classify', ':regress')
+    if match is None or not (is_get or is_post):  # TF Serving: INVALID_ARGUMENT, 400
+      raise _invalid(f'Malformed request: {method} {path}')
+    if not match['name']:
+      raise _invalid('Missing model name in request.')
+    spec = model_pb2.ModelSpec(name=urllib.parse.unquote(match['name']),
+                               version_label=urllib.parse.unquote(match['label'] or ''))
     if match['version'] is not None:
+      if int(match['version']) > INT64_MAX:
+        raise _invalid(f'Failed to convert version: {match["version"]} to numeric.')
       spec.version.value = int(match['version'])
-    suffix = match['suffix']
-    if method == 'GET' and suffix is None:
+    if suffix == '':
       return _message_json(grpc_service.model_status(
           self._registry, get_model_status_pb2.GetModelStatusRequest(model_spec=spec)))
-    if method == 'GET' and suffix == '/metadata':
+    if suffix == '/metadata':
       response = grpc_service.model_metadata(self._registry, get_model_metadata_pb2.GetModelMetadataRequest(
           model_spec=spec, metadata_field=[grpc_service.SIGNATURE_DEF_FIELD]))
       signature_map = get_model_metadata_pb2.SignatureDefMap()
       response.metadata[grpc_service.SIGNATURE_DEF_FIELD].Unpack(signature_map)
       return {'model_spec': _message_json(response.model_spec),
               'metadata': {'signature_def': _message_json(signature_map)}}
-    if method == 'POST' and suffix == ':predict':
+    if suffix == ':predict':
       return self._predict(spec, read_body())
-    if method == 'POST' and suffix in (':classify', ':regress'):
-      raise status_lib.ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                                    'this server implements predict only')
-    raise status_lib.ServingError(grpc.StatusCode.NOT_FOUND,
-                                  f'Malformed request: {method} {path}')
+    raise status_lib.ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                                  'this server implements predict only')
 
   def _predict(self, spec, body: bytes) -> Dict[str, Any]:
     try:
@@ -205,11 +254,19 @@ class RestApi:
       raise _invalid('the body must be a JSON object')
     version = spec.version.value if spec.HasField('version') else None
     servable: Servable = self._registry.resolve(spec.name, version, spec.version_label)
-    signature_name = request.get('signature_name') or DEFAULT_SIGNATURE
-    if not isinstance(signature_name, str):
+    signature_name = request.get('signature_name', '')
+    if not isinstance(signature_name, str):  # null too, as TF Serving
       raise _invalid('"signature_name" must be a string')
+    signature_name = signature_name or DEFAULT_SIGNATURE
     fmt, inputs = parse_predict_body(request, servable.input_specs(signature_name))
     return format_predictions(fmt, servable.predict(signature_name, inputs))
+
+
+class _BodyError(Exception):
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
+    self.message = message
 
 
 def make_handler(api: RestApi, max_body_bytes: int):
@@ -224,17 +281,69 @@ def make_handler(api: RestApi, max_body_bytes: int):
       self._reply(*api.handle('GET', self.path, lambda: b''))
 
     def do_POST(self):  # pylint: disable=invalid-name
-      length = self.headers.get('Content-Length')
-      if self.headers.get('Transfer-Encoding') or length is None or not length.isdigit():
-        self.close_connection = True
-        self._reply(411, {'error': 'a POST needs a Content-Length header (no chunked bodies)'})
+      try:
+        body = self._read_body()
+      except _BodyError as e:
+        self.close_connection = True  # an unread body must not be parsed as the next request
+        self._reply(e.status, {'error': e.message})
         return
-      if int(length) > max_body_bytes:
-        self.close_connection = True  # the unread body must not be parsed as the next request
-        self._reply(413, {'error': f'request body of {int(length)} bytes exceeds this server\'s '
-                                   f'limit of {max_body_bytes} bytes'})
-        return
-      self._reply(*api.handle('POST', self.path, lambda: self.rfile.read(int(length))))
+      self._reply(*api.handle('POST', self.path, lambda: body))
+
+    def _other_method(self):
+      # TF Serving answers any other method with 400 "Malformed request"; the body
+      # (if any) is not read, so the connection cannot be reused.
+      self.close_connection = True
+      self._reply(*api.handle(self.command, self.path, lambda: b''))
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other_method
+
+    def _read_body(self) -> bytes:
+      """The body by Content-Length or chunked (as TF Serving's HTTP server reads both),
+      gunzipped when `Content-Encoding: gzip` (as there), at most `max_body_bytes`."""
+      if 'chunked' in self.headers.get('Transfer-Encoding', '').lower():
+        body = self._read_chunked()
+      else:
+        length = self.headers.get('Content-Length', '0').strip() or '0'
+        if not length.isdigit():
+          raise _BodyError(400, f'Content-Length {length!r} is not a number')
+        if int(length) > max_body_bytes:
+          raise _BodyError(413, f'request body of {int(length)} bytes exceeds this server\'s '
+                                f'limit of {max_body_bytes} bytes')
+        body = self.rfile.read(int(length))
+      encoding = self.headers.get('Content-Encoding', '').strip().lower()
+      if encoding in ('', 'identity'):
+        return body
+      if encoding not in ('gzip', 'x-gzip'):
+        raise _BodyError(400, f'Content-Encoding {encoding!r} is not supported (send gzip or '
+                              'an uncompressed body)')
+      inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+      try:
+        data = inflater.decompress(body, max_body_bytes + 1)
+      except zlib.error as e:
+        raise _BodyError(400, f'the gzip body cannot be decompressed: {e}') from None
+      if len(data) > max_body_bytes or inflater.unconsumed_tail:
+        raise _BodyError(413, f'the gzip body decompresses to more than this server\'s limit of '
+                              f'{max_body_bytes} bytes')
+      return data
+
+    def _read_chunked(self) -> bytes:
+      parts, total = [], 0
+      while True:
+        line = self.rfile.readline(1024)
+        try:
+          size = int(line.split(b';', 1)[0].strip(), 16)
+        except ValueError:
+          raise _BodyError(400, f'malformed chunk size line {line[:40]!r}') from None
+        if size == 0:
+          while self.rfile.readline(1024).strip():  # trailer fields, up to the empty line
+            pass
+          return b''.join(parts)
+        total += size
+        if total > max_body_bytes:
+          raise _BodyError(413, f'chunked request body exceeds this server\'s limit of '
+                                f'{max_body_bytes} bytes')
+        parts.append(self.rfile.read(size))
+        self.rfile.readline(1024)  # the CRLF after the chunk
 
     def _reply(self, status: int, body: Dict[str, Any]) -> None:
       data = json.dumps(body).encode('utf-8')

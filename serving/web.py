@@ -68,6 +68,7 @@ class WebOptions:
   allow_private_urls: bool = False
   fetch_timeout: float = 10.0
   timeout: float = 60.0
+  max_faces: int = photos.MAX_FACES  # faces scored per photo, largest first (0: all)
 
 
 class UserError(Exception):
@@ -301,7 +302,8 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
         f'<li class="{html.escape(face.label)}">Face {i}: <span class="verdict">'
         f'{html.escape(face.label)}</span>, P(fake) = {face.fake_probability:.3f}</li>'
         for i, face in enumerate(result.faces, start=1)) + '</ul>')
-  else:
+  body.append(f'<p id="face-count">{html.escape(result.summary())}.</p>')
+  if not result.faces:
     body.append(f'<p class="noface" id="no-face">No face found in this photo '
                 f'({html.escape(result.no_face_reason)}).</p>')
   body.append(f'<p>Checked: <span id="source">{html.escape(source)}</span></p>')
@@ -363,8 +365,8 @@ class PhotoChecker:
       try:
         with self._lock:
           preparer = self._preparer_for(client)
-          photo = preparer.prepare(data, all_faces=True, max_faces=photos.MAX_FACES)
-        result = photos.PhotoResult(photo.image, [], photo.no_face_reason)
+          photo = preparer.prepare(data, all_faces=True, max_faces=self.options.max_faces)
+        result = photos.PhotoResult.of(photo, self.options.max_faces)
         if photo.faces:
           scored = client.explain([face.encoded for face in photo.faces])
           result.faces = [photos.FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heat)

@@ -26,6 +26,22 @@ def faces_data() -> str:
 
 
 @pytest.fixture(scope='session')
+def field_case():
+  """`field_case(name)`: the folder ../shared/field_cases/<name> (inputs users really send,
+  see its README); skips when absent ($FIELD_CASES overrides the location)."""
+  root = os.path.abspath(os.environ.get('FIELD_CASES') or
+                         os.path.join(PROJECT_ROOT, '..', 'shared', 'field_cases'))
+
+  def get(name: str) -> str:
+    path = os.path.join(root, name)
+    if not os.path.isdir(path):
+      pytest.skip(f'field case {name} not found at {path} (set FIELD_CASES to its folder)')
+    return path
+
+  return get
+
+
+@pytest.fixture(scope='session')
 def demo_dataset(tmp_path_factory) -> str:
   """A small generated demo dataset (manifest path), shared by the session's tests."""
   from fakefaces.pipeline import demo_data

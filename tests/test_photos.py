@@ -150,8 +150,10 @@ def test_predict_aligns_photos_one_line_per_face(server, photo_paths, tmp_path, 
   assert cli.main(['predict', *paths, '--server', server.grpc_target]) == 1  # the 8x8 is an error
   out, err = capsys.readouterr()
   lines = [line.split('\t') for line in out.strip().splitlines()]
-  assert [(l[0], l[1]) for l in lines] == [(paths[0], 'face 1'), (paths[1], 'face 1'),
-                                           (paths[1], 'face 2'), (paths[2], 'no face')]
+  assert [(l[0], l[1]) for l in lines] == [
+      (paths[0], 'face 1'), (paths[0], 'summary'), (paths[1], 'face 1'), (paths[1], 'face 2'),
+      (paths[1], 'summary'), (paths[2], 'no face'), (paths[2], 'summary')]
+  assert lines[4][2] == '2 faces found, 2 scored' and lines[6][2] == '0 faces found, 0 scored'
   assert lines[0][2].startswith('box=') and lines[0][3].startswith('p(fake)=')
   assert lines[0][4] in ('real', 'fake')
   assert f'{tiny_path}: image is 8x8, too small for face detection' in err

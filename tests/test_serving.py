@@ -349,9 +349,12 @@ def test_rest_oversized_body_is_refused_unread(endpoint, images):
   assert head.startswith(b'HTTP/1.1 413'), answer[:200]
   assert b'Connection: close' in head
   assert 'limit' in json.loads(body)['error']
+  # A chunked body over the limit: refused once the chunks pass it, connection closed.
+  chunk = b' ' * (MAX_REQUEST_BYTES // 2 + 1)
   answer = _raw_http(endpoint, f'POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: {host}\r\n'
-                     'Transfer-Encoding: chunked\r\n\r\n')
-  assert answer.startswith(b'HTTP/1.1 411'), answer[:200]
+                     'Transfer-Encoding: chunked\r\n\r\n',
+                     (b'%x\r\n' % len(chunk) + chunk + b'\r\n') * 2 + b'0\r\n\r\n')
+  assert answer.startswith(b'HTTP/1.1 413'), answer[:200]
   status, _ = _rest(endpoint, f'/v1/models/{MODEL}:predict',
                     {'instances': [{'b64': base64.b64encode(images[0]).decode()}]})
   assert status == 200
@@ -367,3 +370,91 @@ def test_client_raises_serving_error_with_code(endpoint):
       client.predict([b'x'])
   assert raised.value.code == grpc.StatusCode.NOT_FOUND
 
+
+
+# ---- what a client written against tensorflow_model_server sends ----------------------------
+
+def _field_bodies(field_case):
+  folder = field_case('rest_b64_variants')
+  bodies = {}
+  for name in ('standard', 'wrapped76', 'unpadded'):
+    with open(f'{folder}/body_{name}.json', 'rb') as f:
+      bodies[name] = f.read()
+  return bodies
+
+
+def test_rest_b64_variants_tf_serving_accepts_are_accepted(endpoint, field_case):
+  """Whitespace-wrapped and unpadded base64 decode in TF Serving (absl::Base64Unescape)."""
+  predict = f'/v1/models/{MODEL}:predict'
+  answers = {}
+  for name, raw in _field_bodies(field_case).items():
+    status, answer = _rest(endpoint, predict, None, raw)
+    assert status == 200, (name, answer)
+    answers[name] = answer['predictions']
+  assert answers['wrapped76'] == answers['standard'] == answers['unpadded']
+  # URL-safe characters stay refused (TF Serving uses the standard alphabet only).
+  urlsafe = json.loads(_field_bodies(field_case)['standard'])
+  text = urlsafe['instances'][0]['b64']
+  urlsafe['instances'][0]['b64'] = text.replace('+', '-').replace('/', '_')
+  assert text != urlsafe['instances'][0]['b64']
+  status, answer = _rest(endpoint, predict, urlsafe)
+  assert status == 400 and 'base64' in answer['error'], answer
+
+
+def test_rest_b64_decoder_follows_absl_rules():
+  from fakefaces.serving import rest_service  # pylint: disable=g-import-not-at-top
+  accepted = {'YQ==': b'a', 'YQ': b'a', 'YQ..': b'a', ' Y Q\n=\t=\r\n': b'a', 'YWI': b'ab',
+              'YWI=': b'ab', '': b'', 'YWJj': b'abc', '+/8=': b'\xfb\xff'}
+  for text, expected in accepted.items():
+    assert rest_service.decode_b64(text) == expected, text
+  for text in ('Y', 'YQ=', 'YWI==', 'YQ=a', '-_8=', 'YQ==YQ==', 'YQ*'):
+    with pytest.raises(ValueError):
+      rest_service.decode_b64(text)
+
+
+def _post_raw(endpoint, path, body: bytes, headers) -> tuple:
+  request = urllib.request.Request(f'http://{endpoint[1]}{path}', data=body, method='POST',
+                                   headers=headers)
+  try:
+    with urllib.request.urlopen(request, timeout=60) as response:
+      return response.status, json.loads(response.read())
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read())
+
+
+def test_rest_bodies_headers_and_paths_as_tf_serving(endpoint, images):
+  b64 = base64.b64encode(images[0]).decode()
+  body = json.dumps({'instances': [{'b64': b64}]}).encode()
+  status, plain = _rest(endpoint, f'/v1/models/{MODEL}:predict', None, body)
+  assert status == 200
+  probability = plain['predictions'][0][contract.PROBABILITY_KEY]
+  # float32 outputs are written as their shortest decimal, as TF Serving writes them.
+  assert repr(probability) == str(np.float32(probability))
+  import gzip  # pylint: disable=g-import-not-at-top
+  # gzip-encoded and chunked bodies (TF Serving's HTTP server reads both).
+  status, answer = _post_raw(endpoint, f'/v1/models/{MODEL}:predict', gzip.compress(body),
+                             {'Content-Encoding': 'gzip'})
+  assert (status, answer) == (200, plain)
+  status, answer = _post_raw(endpoint, f'/v1/models/{MODEL}:predict', iter([body[:10], body[10:]]),
+                             {'Transfer-Encoding': 'chunked'})
+  assert (status, answer) == (200, plain)
+  # Paths match case-insensitively; names are URL-decoded.
+  status, answer = _rest(endpoint, f'/V1/Models/{MODEL}:PREDICT', None, body)
+  assert (status, answer) == (200, plain)
+  status, answer = _rest(endpoint, '/v1/models/' + ''.join(f'%{ord(c):02X}' for c in MODEL)
+                         + ':predict', None, body)
+  assert (status, answer) == (200, plain)
+  # Columnar inputs: keys other than the signature's inputs are ignored.
+  status, answer = _rest(endpoint, f'/v1/models/{MODEL}:predict',
+                         {'inputs': {contract.IMAGE_BYTES_INPUT: [{'b64': b64}], 'extra': [1]}})
+  assert status == 200 and 'outputs' in answer, answer
+  for path, body_json, expected in [
+      ('/v1/models', None, 400),  # "Missing model name in request."
+      (f'/v1/models/{MODEL}/nonsense', None, 400),  # malformed: INVALID_ARGUMENT
+      (f'/v1/models/{MODEL}/versions/99999999999999999999', None, 400),
+      (f'/v1/models/{MODEL}:predict', {'instances': [{'b64': b64}], 'signature_name': None}, 400),
+      (f'/v1/models/{MODEL}:predict', {'inputs': {'wrong_name': [{'b64': b64}]}}, 400),
+  ]:
+    status, answer = _rest(endpoint, path, body_json)
+    assert status == expected, (path, body_json, answer)
+    assert isinstance(answer.get('error'), str) and answer['error'], answer

@@ -18,9 +18,28 @@ from typing import List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageFilter
 
-# Which dlib detectors run, in order, for each `ingest.detector` value. Later
-# detectors only run when the earlier ones find no face.
+# Which dlib detectors run, in order, for each `ingest.detector` value. The CNN of
+# 'hog+cnn' runs over the whole photo where HOG finds no face, and besides checks weak
+# HOG boxes and, in group photos, looks for the faces HOG missed (`find_faces`).
 DETECTOR_CHAINS = {'hog': ('hog',), 'cnn': ('cnn',), 'hog+cnn': ('hog', 'cnn')}
+
+# Smallest face box each detector finds in the image it is given, px (before its own
+# upsampling, which halves it per pass). dlib's frontal HOG detector scans 80x80 windows;
+# the CNN (mmod) found a FairFace face with an 80 px box and not at 64 px (upsample 0).
+DETECTOR_WINDOW = 80
+# Every face at least this big (source px) is looked for, in any photo up to the pixel
+# limit: where the `detect_max_side` copy cannot see faces this small, HOG runs again
+# on tiles of a finer copy.
+GUARANTEED_FACE = 80
+# HOG boxes scoring between this and 0 are not accepted as they are but checked by the
+# CNN on a small crop around them: turned faces HOG scores just under its threshold
+# (a FairFace face in a 4032x3024 photo: -0.16; 3 faces of a 25-face grid).
+PROPOSAL_THRESHOLD = -0.5
+MAX_CHECKED_PROPOSALS = 8  # CNN checks per photo, best-scored first (each ~0.2 CPU-s)
+# A group photo (HOG found two faces or more) also gets the CNN over a copy where its
+# median face is ~1.25 CNN windows, at most this many pixels (~3.5 CPU-s): HOG misses
+# turned faces that are no weak proposal either (1 of a 25-face grid even at -1.3).
+GROUP_CNN_MAX_PIXELS = 400_000
 
 # Indices into dlib's 68-point layout (iBUG 300-W).
 LEFT_EYE = slice(36, 42)  # on the image's left
@@ -145,6 +164,12 @@ def center_square(image: Image.Image, output_size: int) -> Image.Image:
                                                                  Image.BILINEAR)
 
 
+def _source_box(rect, scale: float, offset: Tuple[int, int]) -> Tuple[int, int, int, int]:
+  """A dlib rectangle found in a copy at `scale` whose origin is `offset` -> source pixels."""
+  return (round((rect.left() + offset[0]) / scale), round((rect.top() + offset[1]) / scale),
+          round((rect.right() + offset[0]) / scale), round((rect.bottom() + offset[1]) / scale))
+
+
 def _downscaled(image: Image.Image, max_side: int) -> Tuple[Image.Image, float]:
   """`image` shrunk (bilinear) so its longer side is at most `max_side`, and the scale used."""
   scale = min(1.0, max_side / max(image.size))
@@ -152,6 +177,52 @@ def _downscaled(image: Image.Image, max_side: int) -> Tuple[Image.Image, float]:
     return image, 1.0
   return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                       Image.BILINEAR), scale
+
+
+Box = Tuple[int, int, int, int]
+
+
+@dataclasses.dataclass
+class Detection:
+  """Faces found in a photo, and where detection looked (for 'no face' messages)."""
+  boxes: List[Box]  # (left, top, right, bottom) in source pixels, largest first
+  detectors: List[str]  # the detector that found each box ('hog' or 'cnn')
+  passes: List[str]  # each pass: 'hog at 1024x768 (scale 0.25)', ...
+  smallest_face: int  # smallest face box (source px) some pass could find
+
+  def describe(self) -> str:
+    return (f'detection ran {"; ".join(self.passes)}; the smallest face it can find is about '
+            f'{self.smallest_face} px')
+
+
+def _same_face(a: Box, b: Box) -> bool:
+  """Boxes of one face: overlapping by a third, or one's centre inside the other of about
+  its size (a small face in front of or behind a big one stays a face of its own)."""
+  inter_w = min(a[2], b[2]) - max(a[0], b[0])
+  inter_h = min(a[3], b[3]) - max(a[1], b[1])
+  if inter_w > 0 and inter_h > 0:
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    if inter / max(union, 1) > 1 / 3:
+      return True
+  side_a, side_b = max(1, a[2] - a[0]), max(1, b[2] - b[0])
+  if max(side_a, side_b) / min(side_a, side_b) > 1.5:
+    return False
+  for p, q in ((a, b), (b, a)):
+    cx, cy = (p[0] + p[2]) / 2, (p[1] + p[3]) / 2
+    if q[0] <= cx <= q[2] and q[1] <= cy <= q[3]:
+      return True
+  return False
+
+
+def _tiles(width: int, height: int, tile: int, overlap: int):
+  """(left, top, right, bottom) tiles of at most `tile` px covering the image, overlapping."""
+  step = max(1, tile - overlap)
+  xs = list(range(0, max(1, width - overlap), step))
+  ys = list(range(0, max(1, height - overlap), step))
+  for top in ys:
+    for left in xs:
+      yield left, top, min(width, left + tile), min(height, top + tile)
 
 
 class FaceAligner:
@@ -179,19 +250,113 @@ class FaceAligner:
     self._hog_on_crop = self._detectors.get('hog') or dlib.get_frontal_face_detector()
 
   def detect(self, image: Image.Image) -> Tuple[List[Tuple[int, int, int, int]], str]:
-    """Face boxes (left, top, right, bottom) in source pixels and the detector that found them."""
+    """Face boxes (left, top, right, bottom) in source pixels and the detector of the first."""
+    found = self.find_faces(image)
+    return found.boxes, (found.detectors[0] if found.boxes else '')
+
+  def find_faces(self, image: Image.Image, every_face: bool = False) -> Detection:
+    """The faces of `image`, largest first, and where detection looked.
+
+    1. The `detect_max_side` copy: HOG, then the CNN where HOG finds nothing
+       (the configured chain). HOG boxes scoring just under its threshold are
+       checked by the CNN on a crop around them (`_check_proposals`).
+    2. Where that copy is too small to show a GUARANTEED_FACE-sized face and
+       nothing was found (or `every_face`: predict and the web page account for
+       every face), HOG with the same checks runs on overlapping tiles of a
+       copy fine enough for it, and its faces are added.
+    """
     small, scale = _downscaled(image, self._detect_max_side)
-    pixels = np.asarray(small)
+    boxes: List[Box] = []
+    detectors: List[str] = []
+    passes: List[str] = []
+    smallest = []
+
+    def add(found: List[Box], detector: str) -> None:
+      for box in found:
+        if not any(_same_face(box, seen) for seen in boxes):
+          boxes.append(box)
+          detectors.append(detector)
+
+    def where(name: str, size, at: float, upsample: int) -> None:
+      passes.append(f'{name} at {size[0]}x{size[1]} (scale {at:.2g})')
+      smallest.append(math.ceil(DETECTOR_WINDOW / (2 ** upsample) / at))
+
+    proposals = []
     for name in self._chain:
-      if name == 'cnn':
-        rects, rect_scale = self._detect_cnn(small, pixels, scale)
+      if name == 'hog':
+        accepted, weak = self._hog(small, scale, (0, 0))
+        add(accepted, 'hog')
+        proposals += weak
+        where('hog', small.size, scale, self._upsample['hog'])
       else:
-        rects, rect_scale = self._detectors[name](pixels, self._upsample[name]), scale
-      if len(rects):
-        return [(round(r.left() / rect_scale), round(r.top() / rect_scale),
-                 round(r.right() / rect_scale), round(r.bottom() / rect_scale))
-                for r in rects], name
-    return [], ''
+        add(self._check_proposals(image, proposals, boxes), 'cnn')
+        proposals = []
+        if not boxes:  # the CNN over the whole copy only where nothing was found
+          rects, rect_scale = self._detect_cnn(small, np.asarray(small), scale)
+          add([_source_box(r, rect_scale, (0, 0)) for r in rects], 'cnn')
+          where('cnn', small.size, scale, self._upsample['cnn'])
+    if every_face and 'cnn' in self._detectors and len(boxes) >= 2:
+      sides = sorted(box[2] - box[0] for box in boxes)
+      at = min(1.0, DETECTOR_WINDOW * 1.25 / max(1, sides[len(sides) // 2]),
+               math.sqrt(GROUP_CNN_MAX_PIXELS / (image.width * image.height)))
+      copy, at = _downscaled(image, round(max(image.size) * at))
+      add([_source_box(r, at, (0, 0)) for r in self._detectors['cnn'](np.asarray(copy), 0)], 'cnn')
+      where('cnn', copy.size, at, 0)
+    hog_upsample = self._upsample.get('hog', 0)
+    if 'hog' in self._detectors and smallest and min(smallest) > GUARANTEED_FACE and (
+        every_face or not boxes):
+      fine_scale = min(1.0, DETECTOR_WINDOW / (2 ** hog_upsample) / GUARANTEED_FACE)
+      fine, fine_scale = _downscaled(image, round(max(image.size) * fine_scale))
+      # A face the coarse copy cannot see fits inside one tile's overlap.
+      overlap = math.ceil(min(smallest) * fine_scale * 1.25)
+      tile = max(self._detect_max_side, 2 * overlap)
+      proposals = []
+      for left, top, right, bottom in _tiles(fine.width, fine.height, tile, overlap):
+        accepted, weak = self._hog(fine.crop((left, top, right, bottom)), fine_scale, (left, top))
+        add(accepted, 'hog')
+        proposals += weak
+      if 'cnn' in self._detectors:
+        add(self._check_proposals(image, proposals, boxes), 'cnn')
+      where(f'hog on {tile} px tiles', fine.size, fine_scale, hog_upsample)
+    order = sorted(range(len(boxes)), key=lambda i: -(boxes[i][2] - boxes[i][0]) *
+                   (boxes[i][3] - boxes[i][1]))
+    return Detection([boxes[i] for i in order], [detectors[i] for i in order], passes,
+                     min(smallest) if smallest else 0)
+
+  def _hog(self, pixels_image: Image.Image, scale: float, offset: Tuple[int, int]):
+    """(accepted boxes, [(score, box)] proposals just under the threshold), source px."""
+    rects, scores, _ = self._detectors['hog'].run(np.asarray(pixels_image), self._upsample['hog'],
+                                                  PROPOSAL_THRESHOLD)
+    accepted, weak = [], []
+    for rect, score in zip(rects, scores):
+      box = _source_box(rect, scale, offset)
+      if score >= 0:
+        accepted.append(box)
+      else:
+        weak.append((score, box))
+    return accepted, weak
+
+  def _check_proposals(self, image: Image.Image, proposals, known: List[Box]) -> List[Box]:
+    """CNN boxes confirming weak HOG boxes, each looked at in a crop twice its size."""
+    confirmed: List[Box] = []
+    cnn = self._detectors['cnn']
+    for _, box in sorted(proposals, key=lambda p: -p[0])[:MAX_CHECKED_PROPOSALS]:
+      if any(_same_face(box, seen) for seen in known + confirmed):
+        continue
+      side = max(box[2] - box[0], box[3] - box[1])
+      cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+      region = (max(0, cx - side), max(0, cy - side), min(image.width, cx + side),
+                min(image.height, cy + side))
+      # The face at ~1.25 windows: big enough for the CNN at upsample 0, no bigger.
+      at = min(1.0, DETECTOR_WINDOW * 1.25 / max(1, side))
+      crop, at = _downscaled(image.crop(region), round(max(region[2] - region[0],
+                                                          region[3] - region[1]) * at))
+      for rect in cnn(np.asarray(crop), 0):
+        found = _source_box(rect, at, (region[0] * at, region[1] * at))
+        if _same_face(found, box):
+          confirmed.append(found)
+          break
+    return confirmed
 
   def _detect_cnn(self, small: Image.Image, pixels: np.ndarray, scale: float):
     """CNN boxes and their scale: on a `cnn_max_side` copy first, at full size if it finds none.
@@ -227,19 +392,10 @@ class FaceAligner:
 
   def align(self, image: Image.Image) -> Optional[AlignedFace]:
     """The largest face, FFHQ-aligned; None when no face is found."""
-    boxes, detector = self.detect(image)
-    if not boxes:
+    found = self.find_faces(image)
+    if not found.boxes:
       return None
-    box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-    return self.align_box(image, box, detector, len(boxes))
-
-  def align_all(self, image: Image.Image, max_faces: int = 0) -> List[AlignedFace]:
-    """Every face found (largest first, at most `max_faces` when > 0), each FFHQ-aligned."""
-    boxes, detector = self.detect(image)
-    boxes = sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-    if max_faces > 0:
-      boxes = boxes[:max_faces]
-    return [self.align_box(image, box, detector, len(boxes)) for box in boxes]
+    return self.align_box(image, found.boxes[0], found.detectors[0], len(found.boxes))
 
   def align_box(self, image: Image.Image, box: Tuple[int, int, int, int], detector: str,
                 num_faces: int = 1) -> AlignedFace:

@@ -21,8 +21,9 @@ class IngestConfig:
   # 'dlib' detects and FFHQ-aligns every face; 'none' only re-encodes images that
   # are already aligned crops (the generated demo data, the 140k set).
   align: str = 'dlib'
-  # 'hog' (fast), 'cnn' (mmod, finds more faces, ~10x slower) or 'hog+cnn' (CNN only
-  # where HOG finds none: HOG alone misses ~25% of FairFace, unevenly across groups).
+  # 'hog' (fast), 'cnn' (mmod, finds more faces, ~10x slower) or 'hog+cnn' (the CNN
+  # where HOG finds none, and on weak HOG boxes: HOG alone misses ~25% of FairFace,
+  # unevenly across groups). See docs/photos.md.
   detector: str = 'hog+cnn'
   hog_upsample: int = 1  # HOG upsampling passes; 1 finds the small faces of 224px crops
   cnn_upsample: int = 0  # CNN upsampling passes; 0 already finds faces in 224px crops

@@ -137,7 +137,7 @@ class FaceProcessor:
       return Outcome(record, outcome, reason)
     example = make_example(record, encoded, face_size, descriptor)
     # deterministic: map keys sorted, so the bytes do not depend on the process.
-    return Outcome(record, WRITTEN, '', example.SerializeToString(deterministic=True), detector)
+    return Outcome(record, WRITTEN, reason, example.SerializeToString(deterministic=True), detector)
 
   def __call__(self, record: sources.InputRecord) -> Outcome:
     return self.process_many([record])[0]
@@ -221,7 +221,7 @@ class _ReportCombineFn(beam.CombineFn):
   def create_accumulator(self):
     return {'counts': collections.Counter(), 'by_source': collections.Counter(),
             'by_split_label': collections.Counter(), 'detectors': collections.Counter(),
-            'reasons': collections.Counter(), 'not_written': []}
+            'reasons': collections.Counter(), 'not_written': [], 'multi_face': []}
 
   def add_input(self, acc, s):
     acc['counts'][s['outcome']] += 1
@@ -230,6 +230,8 @@ class _ReportCombineFn(beam.CombineFn):
     if s['outcome'] == WRITTEN:
       if s['detector']:
         acc['detectors'][s['detector']] += 1
+      if s['reason']:  # written, with a note: more faces than the one kept
+        acc['multi_face'].append({k: s[k] for k in ('path', 'image_id', 'source', 'reason')})
     else:
       acc['reasons'][(s['outcome'], s['reason'].split(':')[0].split(' (first:')[0])] += 1
       acc['not_written'].append(
@@ -270,6 +272,8 @@ def build_report(acc: Dict[str, Any]) -> Dict[str, Any]:
       'top_reasons': [{'outcome': o, 'reason': r, 'count': n}
                       for (o, r), n in acc['reasons'].most_common(_TOP_REASONS)],
       'not_written': sorted(acc['not_written'], key=lambda s: (s['path'], s['image_id'])),
+      # Written photos with more than one face: how many were found, the largest was used.
+      'multi_face': sorted(acc.get('multi_face', []), key=lambda s: (s['path'], s['image_id'])),
   }
 
 

@@ -52,7 +52,8 @@ def prepare(preparer: faces.FacePreparer, describer: Optional[descriptors.FaceDe
   try:
     photo = preparer.prepare_image(image, all_faces=False)
   except Exception as e:  # a bug or a dlib failure must not stop the run  # pylint: disable=broad-except
-    return UNREADABLE, f'processing failed: {type(e).__name__}: {e}', b'', 0, '', None
+    return (UNREADABLE, f'processing failed: {type(e).__name__}: {images.error_text(e)}', b'', 0,
+            '', None)
   if not photo.faces:
     return NO_FACE, photo.no_face_reason, b'', 0, '', None
   face = photo.faces[0]
@@ -62,7 +63,10 @@ def prepare(preparer: faces.FacePreparer, describer: Optional[descriptors.FaceDe
       descriptor = describer.describe_pixels(np.asarray(face.aligned.convert('RGB')))
     except Exception:  # pylint: disable=broad-except  (the annotator describes it later)
       descriptor = None
-  return WRITTEN, '', face.encoded, face.face_size, face.detector, descriptor
+  # A photo with more faces than the one kept says so in the ingestion report.
+  note = (f'{photo.found} faces found; the largest used, {photo.found - 1} not used '
+          '(one face per photo)') if photo.found > 1 else ''
+  return WRITTEN, note, face.encoded, face.face_size, face.detector, descriptor
 
 
 class WorkerDied(Exception):

@@ -32,6 +32,7 @@ Steps, each with a reason when it refuses:
 import dataclasses
 import io
 import json
+import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 from PIL import Image
@@ -124,11 +125,20 @@ class PreparedFace:
   aligned: Optional[Image.Image] = None  # the aligned face before treatment.equalize
 
 
+# Why a face that was found was not prepared (PreparedPhoto.not_prepared keys).
+OVER_CAP = 'over the cap'  # more faces than `max_faces`; the largest are kept
+NOT_ALIGNED = 'refused'  # landmarks/alignment failed for that face (the error is logged)
+LARGEST_ONLY = 'not used (largest face only)'  # all_faces=False: ingestion keeps one face
+
+
 @dataclasses.dataclass
 class PreparedPhoto:
   image: Image.Image  # the decoded photo, upright (EXIF applied), RGB
   faces: List[PreparedFace]  # largest first; empty when no face was found
   no_face_reason: str = ''  # why `faces` is empty
+  found: int = 0  # faces detected; len(faces) + sum(not_prepared.values())
+  not_prepared: Dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> count
+  detection: str = ''  # where detection looked and the smallest face it can find
 
 
 def check_for_dlib(image: Image.Image, detect_max_side: int) -> None:
@@ -185,18 +195,29 @@ class FacePreparer:
       left, top = (image.width - side) // 2, (image.height - side) // 2
       return PreparedPhoto(image, [PreparedFace((left, top, left + side, top + side), crop,
                                                 images.encode_jpeg(crop, p.jpeg_quality), 0, '',
-                                                square)])
-    if all_faces:
-      aligned = self.aligner.align_all(image, max_faces)
-    else:
-      one = self.aligner.align(image)
-      aligned = [one] if one is not None else []
-    if not aligned:
-      return PreparedPhoto(image, [], f'no face found by {p.detector} in {image.width}x{image.height}')
-    crops = [treatment.equalize(a.image, p) for a in aligned]
-    return PreparedPhoto(image, [
-        PreparedFace(_clip_box(a.box, image.size), crop, images.encode_jpeg(crop, p.jpeg_quality),
-                     a.face_size, a.detector, a.image) for a, crop in zip(aligned, crops)])
+                                                square)], found=1)
+    found = self.aligner.find_faces(image, every_face=all_faces)
+    if not found.boxes:
+      return PreparedPhoto(image, [], f'no face found by {p.detector} in {image.width}x{image.height}: '
+                           f'{found.describe()}', detection=found.describe())
+    keep = 1 if not all_faces else (max_faces if max_faces > 0 else len(found.boxes))
+    not_prepared: Dict[str, int] = {}
+    if len(found.boxes) > keep:
+      not_prepared[OVER_CAP if all_faces else LARGEST_ONLY] = len(found.boxes) - keep
+    prepared = []
+    for box, detector in list(zip(found.boxes, found.detectors))[:keep]:
+      try:
+        a = self.aligner.align_box(image, box, detector, len(found.boxes))
+      except Exception:  # one odd face must not lose the others  # pylint: disable=broad-except
+        logging.exception('alignment failed for the face at %s', box)
+        not_prepared[NOT_ALIGNED] = not_prepared.get(NOT_ALIGNED, 0) + 1
+        continue
+      crop = treatment.equalize(a.image, p)
+      prepared.append(PreparedFace(_clip_box(a.box, image.size), crop,
+                                   images.encode_jpeg(crop, p.jpeg_quality), a.face_size,
+                                   a.detector, a.image))
+    return PreparedPhoto(image, prepared, '' if prepared else 'no face could be aligned',
+                         len(found.boxes), not_prepared, found.describe())
 
   def prepare(self, data: bytes, all_faces: bool = True, max_faces: int = 0) -> PreparedPhoto:
     """Encoded photo -> its prepared faces. Raises images.ImageProblem for bad input."""

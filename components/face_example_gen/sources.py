@@ -36,7 +36,8 @@ import tensorflow as tf
 from fakefaces.components import features
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.heic',
+                    '.heif', '.avif')
 _LABELS = {'real': features.REAL, 'fake': features.FAKE, '0': features.REAL, '1': features.FAKE}
 _SPLIT_ALIASES = {'train': features.TRAIN, 'eval': features.EVAL, 'valid': features.EVAL,
                   'val': features.EVAL, 'validation': features.EVAL, 'test': features.TEST}
@@ -251,6 +252,17 @@ def _relabels(listed: List[List[InputRecord]]) -> Dict[str, Dict[str, str]]:
       relabels[record.image_id] = {k: getattr(record, k) for k in features.DEMOGRAPHIC_FEATURES
                                    if getattr(record, k) != features.UNKNOWN}
   return relabels
+
+
+def listing_files(source: SourceConfig) -> List[str]:
+  """The files a source's listing reads besides the inputs it lists: a manifest itself,
+  FairFace's label CSVs (folders and kaggle140k list by walking, which reads no file)."""
+  if source.kind == 'manifest':
+    return [source.path]
+  if source.kind == 'fairface':
+    return [os.path.join(source.path, name) for name, _ in FAIRFACE_CSVS
+            if tf.io.gfile.exists(os.path.join(source.path, name))]
+  return []
 
 
 def list_inputs(config: IngestConfig) -> List[InputRecord]:

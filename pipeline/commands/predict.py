@@ -26,7 +26,11 @@ def register(subparsers) -> None:
                  'centred square at the model\'s crop size')
   p.add_argument('--json', action='store_true',
                  help='print JSON: {"images": [{"image", "faces": [{"box", "fake_probability", '
-                 '"label"}], "no_face" | "error"}]}')
+                 '"label"}], "faces_found", "faces_scored", "not_scored": {reason: count}, '
+                 '"max_faces", "detection", "no_face" | "error"}]}')
+  p.add_argument('--max-faces', type=int, default=20,
+                 help='faces scored per photo, largest first; the answer says how many were '
+                 'found and why any were not scored; 0 = all (default: %(default)s)')
   p.add_argument('--model-name', default='fakefaces', help='(default: %(default)s)')
   p.add_argument('--model-version', type=int, default=None, help='a specific version (default: newest)')
   p.add_argument('--timeout', type=float, default=30.0, help='seconds (default: %(default)s)')
@@ -54,6 +58,7 @@ def _read(source: str, args) -> bytes:
 def _run(args) -> int:
   from fakefaces.serving import client as client_lib  # pylint: disable=import-outside-toplevel
   from fakefaces.serving import fetch, photos  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.face_example_gen import images  # pylint: disable=import-outside-toplevel
   from fakefaces.serving import status as status_lib  # pylint: disable=import-outside-toplevel
   with client_lib.ServingClient(args.server, model_name=args.model_name, rest=args.rest,
                                 version=args.model_version, timeout=args.timeout) as client:
@@ -66,8 +71,10 @@ def _run(args) -> int:
     for source in args.images:
       entry = {'image': source}
       try:
-        result = photos.check_photo(client, preparer, _read(source, args))
+        result = photos.check_photo(client, preparer, _read(source, args), max_faces=args.max_faces)
         entry['faces'] = [face.to_json() for face in result.faces]
+        entry.update(result.counts_json())
+        entry['summary'] = result.summary()
         if not result.faces:
           entry['no_face'] = result.no_face_reason
       except OSError as e:
@@ -77,7 +84,7 @@ def _run(args) -> int:
       except status_lib.ServingError as e:
         entry['error'] = f'{args.server} answered {e.code.name}: {e.message}'
       except Exception as e:  # one photo must never stop the others  # pylint: disable=broad-except
-        entry['error'] = f'processing failed: {type(e).__name__}: {e}'
+        entry['error'] = f'processing failed: {type(e).__name__}: {images.error_text(e)}'
       failed += 'error' in entry
       results.append(entry)
       if not args.json:
@@ -98,3 +105,4 @@ def _print_text(entry) -> None:
     box = ','.join(str(v) for v in face['box'])
     print(f'{source}\tface {i + 1}\tbox={box}\tp(fake)={face["fake_probability"]:.4f}\t'
           f'{face["label"]}', flush=True)
+  print(f'{source}\tsummary\t{entry["summary"]}', flush=True)

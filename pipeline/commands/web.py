@@ -25,6 +25,9 @@ def register(subparsers) -> None:
   p.add_argument('--allow-private-urls', action='store_true',
                  help='also fetch URLs on loopback/private/link-local addresses (refused by default)')
   p.add_argument('--fetch-timeout', type=float, default=10.0, help='seconds (default: %(default)s)')
+  p.add_argument('--max-faces', type=int, default=20,
+                 help='faces scored per photo, largest first; the page says how many were '
+                 'found and why any were not scored; 0 = all (default: %(default)s)')
   p.set_defaults(func=_run)
 
 
@@ -35,7 +38,7 @@ def _run(args) -> int:
                            model_dir=args.model_dir,
                            max_upload_bytes=args.max_upload_bytes,
                            allow_private_urls=args.allow_private_urls,
-                           fetch_timeout=args.fetch_timeout)
+                           fetch_timeout=args.fetch_timeout, max_faces=args.max_faces)
   try:
     server = web.make_server(options)
   except OSError as e:

@@ -1,0 +1,235 @@
+"""Photos as people send them (../shared/field_cases): a small face in a phone-sized photo, a
+crowd, HEIC from an iPhone, and every way a file can fail to be an image.
+
+Real dlib, real pillow-heif, FairFace photos from ../shared/data; a real model server for
+the `fakefaces predict` answers. Skipped with a reason when the shared folders are absent.
+"""
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakefaces.components.face_example_gen import executor, faces, images, sources
+from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
+from fakefaces.pipeline import cli
+from fakefaces.serving import photos, testing, web
+
+# The shared-data ingestion parameters (hog+cnn, 128 px crops): what predict gets from the model.
+PREP = faces.FacePreparation(detector='hog+cnn', output_size=128)
+_REPR = re.compile(r'object at 0x|<[a-zA-Z_.]+ object|\bb\'')
+
+
+def _jpeg(image: Image.Image, **kwargs) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, format='JPEG', quality=92, **kwargs)
+  return buffer.getvalue()
+
+
+@pytest.fixture(scope='module')
+def preparer():
+  return faces.FacePreparer(PREP)
+
+
+def _run_script(folder: str, script: str, *args) -> None:
+  subprocess.run([sys.executable, os.path.join(folder, script), *args], check=True,
+                 capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def large_photos(field_case, faces_data, tmp_path_factory):
+  """face224_in_4032x3024.jpg and face224_in_1000x750.jpg, made by the field case's script."""
+  out = tmp_path_factory.mktemp('large')
+  _run_script(field_case('small_face_large_photo'), 'make_large.py',
+              os.path.join(faces_data, 'fairface', 'val', '1000.jpg'), str(out))
+  return {size: str(out / f'face224_in_{size}.jpg') for size in ('4032x3024', '1000x750')}
+
+
+@pytest.fixture(scope='module')
+def crowd_photo(field_case, faces_data, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('crowd') / 'grid25.jpg')
+  _run_script(field_case('crowd_photo'), 'make_grid.py',
+              os.path.join(faces_data, 'fairface', 'val'), path)
+  return path
+
+
+# ---- small_face_large_photo -------------------------------------------------------------------
+
+def test_small_face_in_a_phone_sized_photo_is_found(preparer, large_photos):
+  for size, path in large_photos.items():
+    with open(path, 'rb') as f:
+      photo = preparer.prepare(f.read())
+    width, height = map(int, size.split('x'))
+    # The face was pasted at (width // 3, height // 3), 224 px.
+    assert len(photo.faces) == 1, (size, photo.no_face_reason)
+    left, top, right, bottom = photo.faces[0].box
+    assert width // 3 - 20 <= left and right <= width // 3 + 244, (size, photo.faces[0].box)
+    assert height // 3 - 20 <= top and bottom <= height // 3 + 244, (size, photo.faces[0].box)
+    assert photo.found == 1 and not photo.not_prepared
+
+
+def test_no_face_says_where_detection_ran_and_the_smallest_face(preparer):
+  blank = preparer.prepare(_jpeg(Image.new('RGB', (4032, 3024), (128, 128, 128))))
+  assert blank.faces == [] and blank.found == 0
+  reason = blank.no_face_reason
+  assert 'no face found by hog+cnn in 4032x3024' in reason
+  assert '1024x768 (scale 0.25)' in reason  # the detection copy
+  assert '2016x1512 (scale 0.5)' in reason  # the finer tiles
+  assert 'smallest face it can find is about 80 px' in reason
+  small = preparer.prepare(_jpeg(Image.new('RGB', (300, 200), (200, 180, 160))))
+  assert 'scale 1' in small.no_face_reason and 'about 40 px' in small.no_face_reason
+
+
+# ---- crowd_photo ------------------------------------------------------------------------------
+
+def _cells(boxes, side=200):
+  return {(int((b[0] + b[2]) / 2) // side, int((b[1] + b[3]) / 2) // side)
+          for b in boxes if b[2] - b[0] >= 100}
+
+
+def test_crowd_every_face_found_and_the_cap_is_accounted(preparer, crowd_photo):
+  with open(crowd_photo, 'rb') as f:
+    data = f.read()
+  every = preparer.prepare(data, all_faces=True, max_faces=0)
+  # One big face in each of the 25 cells (a few cells hold a small background face too).
+  assert len(_cells(f.box for f in every.faces)) == 25
+  assert every.found == len(every.faces) and not every.not_prepared
+  capped = preparer.prepare(data, all_faces=True, max_faces=20)
+  assert len(capped.faces) == 20 and capped.found == every.found
+  assert capped.not_prepared == {faces.OVER_CAP: every.found - 20}
+  result = photos.PhotoResult.of(capped, 20)
+  assert result.summary() == (f'{every.found} faces found, 0 scored; not scored: '
+                              f'{every.found - 20} over the cap of 20 (--max-faces)')
+
+
+def test_web_page_states_the_face_count(preparer, crowd_photo):
+  with open(crowd_photo, 'rb') as f:
+    photo = preparer.prepare(f.read(), all_faces=True, max_faces=3)
+  result = photos.PhotoResult.of(photo, 3)
+  result.faces = [photos.FaceVerdict(face.box, 0.25, 'real', face.crop, np.zeros((16, 16)))
+                  for face in photo.faces]
+  page = web.render_result('grid25.jpg', result, '').decode()
+  line = re.search(r'<p id="face-count">([^<]*)</p>', page)
+  assert line, page[:500]
+  assert line.group(1) == (f'{photo.found} faces found, 3 scored; not scored: '
+                           f'{photo.found - 3} over the cap of 3 (--max-faces).')
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+  base = tmp_path_factory.mktemp('field_serving')
+  testing.export_tiny_model(str(base / '1'), face_preparation=PREP)
+  with testing.ServerProcess(str(base)) as process:
+    yield process
+
+
+def test_predict_json_and_text_account_for_every_face(server, crowd_photo, large_photos, capsys):
+  assert cli.main(['predict', crowd_photo, large_photos['4032x3024'], '--json',
+                   '--server', server.grpc_target]) == 0
+  crowd, large = json.loads(capsys.readouterr().out)['images']
+  assert crowd['faces_found'] >= 25 and crowd['faces_scored'] == len(crowd['faces']) == 20
+  assert crowd['not_scored'] == {faces.OVER_CAP: crowd['faces_found'] - 20}
+  assert crowd['max_faces'] == 20 and 'hog at 1000x1000' in crowd['detection']
+  assert large['faces_found'] == large['faces_scored'] == 1 and large['not_scored'] == {}
+  assert cli.main(['predict', crowd_photo, '--max-faces', '0',
+                   '--server', server.grpc_target]) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert lines[-1] == (f'{crowd_photo}\tsummary\t{crowd["faces_found"]} faces found, '
+                       f'{crowd["faces_found"]} scored')
+  assert len(lines) == crowd['faces_found'] + 1
+
+
+def test_ingestion_report_notes_a_multi_face_photo(crowd_photo):
+  config = IngestConfig(detector='hog', output_size=128)
+  record = sources.InputRecord(path=crowd_photo, image_id='crowd', source='t', split='train',
+                               label=0)
+  outcome = executor.FaceProcessor(config)(record)
+  assert outcome.outcome == executor.WRITTEN
+  found = int(outcome.reason.split()[0])
+  assert found >= 20 and outcome.reason == (f'{found} faces found; the largest used, '
+                                            f'{found - 1} not used (one face per photo)')
+  combine = executor._ReportCombineFn()  # pylint: disable=protected-access
+  report = combine.extract_output(combine.add_input(combine.create_accumulator(),
+                                                    executor._summary(outcome)))  # pylint: disable=protected-access
+  assert report['multi_face'] == [{'path': crowd_photo, 'image_id': 'crowd', 'source': 't',
+                                   'reason': outcome.reason}]
+
+
+# ---- heic_photo -------------------------------------------------------------------------------
+
+def _heic(image: Image.Image, **kwargs) -> bytes:
+  pillow_heif = pytest.importorskip('pillow_heif', reason='pillow-heif (HEIF codec) not installed')
+  if not pillow_heif.libheif_info().get('HEIF'):
+    pytest.skip('this libheif build has no HEIC encoder')
+  buffer = io.BytesIO()
+  image.save(buffer, format='HEIF', quality=90, **kwargs)
+  return buffer.getvalue()
+
+
+def test_heic_stub_error_names_the_format(preparer, field_case):
+  with open(os.path.join(field_case('heic_photo'), 'photo_stub.heic'), 'rb') as f:
+    data = f.read()
+  assert images.sniff_format(data) == 'HEIC'
+  with pytest.raises(images.ImageProblem) as raised:
+    preparer.prepare(data)
+  reason = raised.value.reason
+  assert 'HEIC' in reason and 'truncated' in reason, reason
+  assert not _REPR.search(reason), reason
+
+
+def test_iphone_heic_with_exif_rotation_is_read_like_the_jpeg(preparer, faces_data, tmp_path):
+  """A HEIC made from a shared-data JPEG, stored sideways with EXIF orientation 6 (as phones
+  do), is decoded upright like the same JPEG, and its face is found in predict and ingestion."""
+  upright = Image.open(os.path.join(faces_data, 'fairface', 'val', '1000.jpg')).convert('RGB')
+  upright = upright.resize((448, 448)).crop((0, 0, 448, 336))
+  sideways = upright.transpose(Image.Transpose.ROTATE_90)  # what the sensor stored
+  exif = Image.Exif()
+  exif[0x0112] = 6  # rotate 90 clockwise to display
+  heic = _heic(sideways, exif=exif.tobytes())
+  jpeg = _jpeg(sideways, exif=exif.tobytes())
+  from_heic = images.decode_rgb(heic, 10**8)
+  from_jpeg = images.decode_rgb(jpeg, 10**8)
+  assert from_heic.size == from_jpeg.size == upright.size
+  difference = np.abs(np.asarray(from_heic, np.int16) - np.asarray(upright, np.int16)).mean()
+  assert difference < 8, difference
+  photo = preparer.prepare(heic)
+  assert len(photo.faces) == 1
+  # Ingestion reads .heic files from a folders source like any other photo.
+  (tmp_path / 'real').mkdir()
+  (tmp_path / 'real' / 'iphone.heic').write_bytes(heic)
+  listed = sources.list_inputs(IngestConfig(sources=[SourceConfig(kind='folders', path=str(tmp_path))]))
+  assert [(os.path.basename(r.path), r.problem) for r in listed] == [('iphone.heic', '')]
+  outcome = executor.FaceProcessor(IngestConfig(output_size=128))(listed[0])
+  assert outcome.outcome == executor.WRITTEN, outcome.reason
+
+
+def test_every_unreadable_file_names_its_format_and_no_repr(preparer, faces_data):
+  with open(os.path.join(faces_data, 'fairface', 'val', '1000.jpg'), 'rb') as f:
+    jpeg = f.read()
+  png = io.BytesIO()
+  Image.open(io.BytesIO(jpeg)).save(png, format='PNG')
+  cases = {
+      b'': 'empty',
+      b'\x00\x01\x02\x03 junk bytes': 'match no image format',
+      b'<!DOCTYPE html><html><body>login</body></html>': 'HTML page',
+      b'%PDF-1.7\n1 0 obj': 'PDF document',
+      b'PK\x03\x04\x14\x00\x00\x00': 'ZIP archive',
+      jpeg[:len(jpeg) // 2]: 'JPEG',
+      jpeg[:20]: 'JPEG',
+      png.getvalue()[:len(png.getvalue()) // 2]: 'PNG',
+      b'\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic': 'HEIC',
+      b'\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isomavc1': 'ISO media',
+      b'GIF89a\x01\x00': 'GIF',
+  }
+  for data, expected in cases.items():
+    with pytest.raises(images.ImageProblem) as raised:
+      preparer.prepare(data)
+    reason = raised.value.reason
+    assert expected in reason, (data[:16], reason)
+    assert not _REPR.search(reason), (data[:16], reason)
