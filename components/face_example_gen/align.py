@@ -72,13 +72,13 @@ def _pad_softly(pixels: np.ndarray, pad: Tuple[int, int, int, int], qsize: float
   A quad that leaves the photo (common for loose crops such as FairFace) would
   otherwise get black corners, a trace a classifier could learn.
 
-  Only pixels within `padding_band` of the padding change; the rest are the
-  photo's. `needed` (left, top, right, bottom in padded pixels; None: all) is
+  Only pixels within 4/3 of a side's padding from its outer edge change (`_band`);
+  the rest are the photo's. `needed` (left, top, right, bottom in padded pixels; None: all) is
   the part the caller reads: the fade is computed only there, with the same
   per-pixel arithmetic as over the whole image, and the blur only over that part
   plus its reach, so the pixels inside `needed` are byte-identical either way
-  (tests/test_align_fast.py compares against the whole-image computation).
-  Measured: 96 -> see docs/performance.md, "Photo latency".
+  (tests/test_align_fast.py compares against the whole-image computation;
+  docs/performance.md, "Photo latency", has the timings).
   """
   left, top, right, bottom = pad
   padded = np.pad(pixels, ((top, bottom), (left, right), (0, 0)), 'reflect')
@@ -97,12 +97,20 @@ def _pad_softly(pixels: np.ndarray, pad: Tuple[int, int, int, int], qsize: float
             (x0, max(y0, reach_y[1]), x1, y1),  # bottom
             (x0, max(y0, reach_y[0]), min(x1, reach_x[0]), min(y1, reach_y[1])),  # left
             (max(x0, reach_x[1]), max(y0, reach_y[0]), x1, min(y1, reach_y[1]))]  # right
-  source = Image.fromarray(padded)
+  strips = [(sx0, sy0, sx1, sy1) for sx0, sy0, sx1, sy1 in strips if sx1 > sx0 and sy1 > sy0]
   faded = padded.copy()
-  for sx0, sy0, sx1, sy1 in strips:
-    if sx1 <= sx0 or sy1 <= sy0:
-      continue
-    faded[sy0:sy1, sx0:sx1] = _fade(padded, source, (sx0, sy0, sx1, sy1), pad, radius, median)
+  if not strips:
+    return faded
+  # PIL's Gaussian blur is three box blurs of integer sums: a pixel depends only on
+  # pixels within 3 * (ceil(radius) + 1) of it, so one blur of the strips' bounding
+  # box plus that reach equals the whole image's blur there.
+  reach = 3 * (int(math.ceil(radius)) + 2)
+  outer = (max(min(b[0] for b in strips) - reach, 0), max(min(b[1] for b in strips) - reach, 0),
+           min(max(b[2] for b in strips) + reach, width),
+           min(max(b[3] for b in strips) + reach, height))
+  blurred = np.asarray(Image.fromarray(padded).crop(outer).filter(ImageFilter.GaussianBlur(radius)))
+  for box in strips:
+    faded[box[1]:box[3], box[0]:box[2]] = _fade(padded, blurred, outer, box, pad, median)
   return faded
 
 
@@ -111,9 +119,13 @@ def _band(pad: int, size: int) -> int:
   return min(size, 4 * pad // 3 + 2) if pad else 0
 
 
-def _fade(padded: np.ndarray, source: Image.Image, box: Tuple[int, int, int, int],
-          pad: Tuple[int, int, int, int], radius: float, median: np.ndarray) -> np.ndarray:
-  """The faded pixels of `box` of the padded image: the padding's blend, per pixel as on the whole."""
+def _fade(padded: np.ndarray, blurred: np.ndarray, blurred_box: Tuple[int, int, int, int],
+          box: Tuple[int, int, int, int], pad: Tuple[int, int, int, int],
+          median: np.ndarray) -> np.ndarray:
+  """The faded pixels of `box` of the padded image: the padding's blend, per pixel as on the whole.
+
+  `blurred` is the padded image's blur over `blurred_box` (which contains `box`).
+  """
   left, top, right, bottom = pad
   height, width = padded.shape[:2]
   x0, y0, x1, y1 = box
@@ -127,12 +139,8 @@ def _fade(padded: np.ndarray, source: Image.Image, box: Tuple[int, int, int, int
 
   mask = np.maximum(np.maximum(ramp(xs, left), ramp(width - 1 - xs, right)),
                     np.maximum(ramp(ys, top), ramp(height - 1 - ys, bottom)))[..., None]
-  # PIL's Gaussian blur is three box blurs of integer sums: a pixel depends only on
-  # pixels within 3 * (ceil(radius) + 1) of it, so a crop with that margin blurs alike.
-  reach = 3 * (int(math.ceil(radius)) + 2)
-  outer = (max(x0 - reach, 0), max(y0 - reach, 0), min(x1 + reach, width), min(y1 + reach, height))
-  blurred = np.asarray(source.crop(outer).filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
-  blurred = blurred[y0 - outer[1]:y1 - outer[1], x0 - outer[0]:x1 - outer[0]]
+  blurred = blurred[y0 - blurred_box[1]:y1 - blurred_box[1],
+                    x0 - blurred_box[0]:x1 - blurred_box[0]].astype(np.float32)
   values = padded[y0:y1, x0:x1].astype(np.float32)
   values += (blurred - values) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
   values += (median - values) * np.clip(mask, 0.0, 1.0)
