@@ -15,7 +15,9 @@ by photo (the machine is shared, so compare within the run):
   model      the same SavedModel's `serving_default` called in this process on the crops
   total      decode + detect + align + treat_jpeg (+ score: total_with_score)
 
-p50 and p99 in milliseconds and each stage's p50 as a multiple of `model`
+p50 and p99 in milliseconds, wall and CPU time of this process (the CPU
+time is far less sensitive to other processes on a shared machine; dlib and
+PIL run on one thread here, so quiet it is close to the wall time), and each stage's p50 as a multiple of `model`
 (`--no-server`: preparation stages only, no model). The model is an untrained
 VGG10 at 128 px grayscale (the same compute as a trained one); photos are
 prepared with the shared-data ingestion parameters (pipeline/configs/shared_data.yaml:
@@ -98,29 +100,33 @@ def main() -> int:
   kinds = sorted({kind for kind, _ in photos})
   times = {kind: {stage: [] for stage in PREPARATION_STAGES + MODEL_STAGES + ('total', 'total_with_score')}
            for kind in kinds}
+  cpu_times = {kind: {stage: [] for stage in PREPARATION_STAGES + ('total',)} for kind in kinds}
   faces_found = {kind: [] for kind in kinds}
 
   def prepare(preparer, data, kind):
-    """The prepared crops' JPEGs, timing each stage into times[kind]."""
+    """The prepared crops' JPEGs, timing each stage (wall and CPU seconds) into times[kind]."""
     aligner = preparer.aligner
-    t0 = time.perf_counter()
+    marks = [(time.perf_counter(), time.process_time())]
     image = preparer.decode(data)
-    t1 = time.perf_counter()
+    marks.append((time.perf_counter(), time.process_time()))
     boxes, detector = aligner.detect(image)
-    t2 = time.perf_counter()
+    marks.append((time.perf_counter(), time.process_time()))
     aligned = [aligner.align_box(image, box, detector) for box in boxes]
-    t3 = time.perf_counter()
+    marks.append((time.perf_counter(), time.process_time()))
     crops = [images.encode_jpeg(treatment.equalize(a.image, prep), prep.jpeg_quality)
              for a in aligned]
-    t4 = time.perf_counter()
+    marks.append((time.perf_counter(), time.process_time()))
+    spans = {'decode': (0, 1), 'detect': (1, 2), 'align': (2, 3), 'treat_jpeg': (3, 4),
+             'total': (0, 4)}
     if aligned:  # one warp on the final landmarks: the part of `align` this measures alone
       quad = align.ffhq_quad(aligned[0].landmarks)
-      t5 = time.perf_counter()
+      marks.append((time.perf_counter(), time.process_time()))
       align.warp_quad(image, quad, prep.output_size)
-      times[kind]['warp'].append(time.perf_counter() - t5)
-    for stage, seconds in zip(('decode', 'detect', 'align', 'treat_jpeg', 'total'),
-                              (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
-      times[kind][stage].append(seconds)
+      marks.append((time.perf_counter(), time.process_time()))
+      spans['warp'] = (5, 6)
+    for stage, (first, last) in spans.items():
+      times[kind][stage].append(marks[last][0] - marks[first][0])
+      cpu_times[kind][stage].append(marks[last][1] - marks[first][1])
     faces_found[kind].append(len(crops))
     return crops
 
@@ -128,6 +134,7 @@ def main() -> int:
     preparer = faces.FacePreparer(prep)
     prepare(preparer, photos[0][1], photos[0][0])  # warm-up: loads the dlib models
     times = {kind: {stage: [] for stage in stages} for kind, stages in times.items()}
+    cpu_times = {kind: {stage: [] for stage in stages} for kind, stages in cpu_times.items()}
     faces_found = {kind: [] for kind in kinds}
     for kind, data in photos:
       prepare(preparer, data, kind)
@@ -141,12 +148,19 @@ def main() -> int:
                                         for k in sorted(set(faces_found[kind]))},
                     'stages': {stage: percentiles(values, model_p50)
                                for stage, values in times[kind].items() if values}}
+    for stage, values in cpu_times[kind].items():  # CPU time: steadier on a shared machine
+      if values:
+        result[kind]['stages'][stage]['cpu_p50_ms'] = 1000 * float(np.percentile(values, 50))
+        result[kind]['stages'][stage]['cpu_p99_ms'] = 1000 * float(np.percentile(values, 99))
     print(f'\n{kind}: {result[kind]["photos"]} photos, faces per photo '
           f'{result[kind]["faces_per_photo"]}')
-    print(f"{'stage':<22}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'p50/model':>11}")
+    print(f"{'stage':<22}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'CPU p50':>10}{'CPU p99':>10}"
+          f"{'p50/model':>11}")
     for stage, row in result[kind]['stages'].items():
+      cpu = (f"{row['cpu_p50_ms']:>10.1f}{row['cpu_p99_ms']:>10.1f}" if 'cpu_p50_ms' in row
+             else ' ' * 20)
       ratio = f"{row['p50_over_model']:>11.1f}" if 'p50_over_model' in row else ''
-      print(f"{stage:<22}{row['n']:>5}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}{ratio}")
+      print(f"{stage:<22}{row['n']:>5}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}{cpu}{ratio}")
   stored = {}
   if os.path.exists(args.out):
     with open(args.out, encoding='utf-8') as f:
