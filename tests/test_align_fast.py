@@ -133,7 +133,7 @@ def test_warp_is_byte_identical_on_fairface_photos(faces_data, output_size):
 
 @pytest.mark.parametrize('size', [(4032, 3024), (4000, 3000), (3001, 2999)])
 def test_warp_is_byte_identical_on_large_photos(faces_data, size):
-  """12 Mpx photos made from FairFace ones; sizes divisible by the shrink and not."""
+  """12 Mpx photos made from FairFace ones (the shrink mostly does not divide these sizes)."""
   for image, quad in _photos_and_quads(faces_data, 3):
     scale = size[0] / image.width
     top = (round(image.height * scale) - size[1]) // 2
@@ -142,6 +142,21 @@ def test_warp_is_byte_identical_on_large_photos(faces_data, size):
     large_quad = quad * scale - [0, top]
     fast = align.warp_quad(large, large_quad, 128)
     assert fast.tobytes() == _reference_warp_quad(large, large_quad, 128).tobytes(), size
+
+
+@pytest.mark.parametrize('shrink', [2, 5, 8])
+def test_warp_shrinking_only_the_window_is_byte_identical(faces_data, shrink):
+  """Photos sized so the warp's shrink factor divides them: the window-only path."""
+  for image, quad in _photos_and_quads(faces_data, 3):
+    qsize = float(np.hypot(*(quad[3] - quad[0])))
+    # A quad of (shrink + 0.5) * 2 * 128 px gets shrink `shrink`; the side a multiple of it.
+    side = shrink * round(image.width * (shrink + 0.5) * 256 / qsize / shrink)
+    large = image.resize((side, side), Image.BICUBIC)
+    large_quad = quad * side / image.width
+    large_qsize = float(np.hypot(*(large_quad[3] - large_quad[0])))
+    assert math.floor(large_qsize / 128 * 0.5) == shrink and side % shrink == 0
+    fast = align.warp_quad(large, large_quad, 128)
+    assert fast.tobytes() == _reference_warp_quad(large, large_quad, 128).tobytes(), shrink
 
 
 def test_pad_softly_over_a_part_equals_the_whole():
