@@ -583,6 +583,7 @@ def main(argv=None) -> int:
     result['cpu_bf16_flags'] = cpu_bf16_flags()
     print(f'speed vs float32: {result["speed_vs_float32"]} (CPU bfloat16 flags: '
           f'{result["cpu_bf16_flags"] or "none: bfloat16 is emulated"})')
+  _write(result, args.out)  # the utilization rows stand on their own; the parts below add to them
   if args.quality:
     result['quality'] = quality(args)
     print(f'quality: test AUC bf16 - float32 = '
@@ -591,11 +592,15 @@ def main(argv=None) -> int:
   if args.compare_inputs:
     input_rows, ratios = compare_inputs(args)
     result.update(results=input_rows, ratio_tf_data_over_image_data_generator=ratios)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, 'w', encoding='utf-8') as f:
-    json.dump(result, f, indent=2)
-  print(f'wrote {args.out}')
+  _write(result, args.out)
   return 0
+
+
+def _write(result: dict, out: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, 'w', encoding='utf-8') as f:
+    json.dump(result, f, indent=2)
+  print(f'wrote {out}')
 
 
 if __name__ == '__main__':
