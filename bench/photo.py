@@ -1,28 +1,36 @@
 """Per-photo latency of `fakefaces predict` / the web page, stage by stage, vs the model call alone.
 
-For each FairFace photo (224 px loose crops from ../shared/data), in one run and
-interleaved photo by photo (the machine is shared, so compare within the run):
+For each FairFace photo (224 px loose crops from ../shared/data), and with
+`--large N` for N 12 Mpx photos made from them (upscaled to 4032 px wide and
+cropped to 4032x3024, a phone camera's frame), in one run and interleaved photo
+by photo (the machine is shared, so compare within the run):
 
   decode     bytes -> upright RGB (EXIF) + the checks before dlib     (FacePreparer.decode)
-  detect     dlib face detection as predict/the web page run it       (FaceAligner.find_faces,
-             every_face: weak HOG boxes checked by the CNN, the CNN over group photos)
-  detect_before  the same photo with the chain as it was before: HOG, the CNN only where
-             HOG found nothing (to compare within the run; the budget is +10% at p50)
-  align      landmarks + FFHQ crop + JPEG for every face found        (FaceAligner.align_box)
+  detect     dlib face detection as predict/the web page run it       (FaceAligner.find_faces)
+  align      landmarks + FFHQ crop (+ the refinement of CNN faces)    (FaceAligner.align_box)
+  warp       of which one FFHQ warp (padding, blur, transform)        (align.warp_quad)
+  treat_jpeg the shared treatment + the JPEG the model receives       (treatment.equalize, encode_jpeg)
   score      gRPC Predict `serving_default` on the crops              (what `fakefaces predict` adds)
   explain    gRPC Predict `explain` on the crops (Grad-CAM)           (what the web page calls)
   model      the same SavedModel's `serving_default` called in this process on the crops
+  total      decode + detect + align + treat_jpeg (+ score: total_with_score)
 
-p50 and p99 in milliseconds and each stage's p50 as a multiple of `model`.
-The model is an untrained VGG10 at 128 px grayscale (the same compute as a
-trained one), prepared with the shared-data ingestion parameters (hog+cnn,
-128 px crops). Writes bench/results/photo.json.
+p50 and p99 in milliseconds, wall and CPU time of this process (the CPU
+time is far less sensitive to other processes on a shared machine; dlib and
+PIL run on one thread here, so quiet it is close to the wall time), and each stage's p50 as a multiple of `model`
+(`--no-server`: preparation stages only, no model). The model is an untrained
+VGG10 at 128 px grayscale (the same compute as a trained one); photos are
+prepared with the shared-data ingestion parameters (pipeline/configs/shared_data.yaml:
+hog+cnn, 128 px crops, crop 0.5, resample 64, JPEG 75 then 95). Results go
+under `--label` in bench/results/photo.json, next to the other labels' (e.g.
+`before` measured with the previous code first on PYTHONPATH, `after`).
 
-    .venv/bin/python bench/photo.py --data ../shared/data --photos 60
+    .venv/bin/python bench/photo.py --data ../shared/data --photos 40 --large 8 --label after
 """
 
 import argparse
 import glob
+import io
 import json
 import os
 import sys
@@ -37,30 +45,148 @@ import numpy as np  # noqa: E402
 
 import fakefaces.pipeline  # noqa: E402,F401
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'photo.json')
-STAGES = ('decode', 'detect', 'detect_before', 'align', 'score', 'explain', 'model')
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, 'bench', 'results', 'photo.json')
+SHARED_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
+PREPARATION_STAGES = ('decode', 'detect', 'align', 'warp', 'treat_jpeg')
+MODEL_STAGES = ('score', 'explain', 'model')
+LARGE_SIZE = (4032, 3024)  # 12.2 Mpx
 
 
-def _detect_before(aligner, image):
-  """The detector chain as it ran before multi-scale detection: HOG on the detection copy,
-  the CNN (downscaled copy first) only where HOG found nothing."""
-  # pylint: disable=protected-access,g-import-not-at-top
-  from fakefaces.components.face_example_gen import align
-  small, scale = align._downscaled(image, aligner._detect_max_side)
-  pixels = np.asarray(small)
-  rects = aligner._detectors['hog'](pixels, aligner._upsample['hog'])
-  if not len(rects) and 'cnn' in aligner._detectors:
-    rects, _ = aligner._detect_cnn(small, pixels, scale)
-  return rects
+def large_photo(data: bytes) -> bytes:
+  """A 12 Mpx JPEG (q90) made from a photo: upscaled (bicubic) to 4032 wide, centre 4032x3024."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(io.BytesIO(data)) as opened:
+    image = opened.convert('RGB')
+  height = round(image.height * LARGE_SIZE[0] / image.width)
+  top = max(0, (height - LARGE_SIZE[1]) // 2)
+  image = image.resize((LARGE_SIZE[0], height), Image.BICUBIC).crop(
+      (0, top, LARGE_SIZE[0], top + LARGE_SIZE[1]))
+  buffer = io.BytesIO()
+  image.save(buffer, format='JPEG', quality=90)
+  return buffer.getvalue()
+
+
+def percentiles(values, model_p50):
+  row = {'n': len(values), 'p50_ms': 1000 * float(np.percentile(values, 50)) if values else None,
+         'p99_ms': 1000 * float(np.percentile(values, 99)) if values else None}
+  if model_p50 and values:
+    row['p50_over_model'] = float(np.percentile(values, 50)) / model_p50
+  return row
 
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data', default=os.path.join('..', 'shared', 'data'))
   parser.add_argument('--photos', type=int, default=60)
-  parser.add_argument('--detector', default='hog+cnn')
+  parser.add_argument('--large', type=int, default=0, help='12 Mpx photos made from the first N')
+  parser.add_argument('--no-server', action='store_true', help='preparation stages only')
+  parser.add_argument('--label', default='after', help='key of this run in the results file')
   parser.add_argument('--out', default=RESULTS)
   args = parser.parse_args()
+  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.face_example_gen import align, faces, images, treatment
+  from fakefaces.pipeline.config import load_config
+  # pylint: enable=g-import-not-at-top
+  paths = sorted(glob.glob(os.path.join(args.data, 'fairface', 'val', '*.jpg')))[:args.photos]
+  if not paths:
+    raise SystemExit(f'no FairFace photos under {args.data}/fairface/val')
+  prep = faces.FacePreparation.from_ingest_config(load_config(SHARED_CONFIG).ingest)
+  photos = []
+  for path in paths:
+    with open(path, 'rb') as f:
+      photos.append(('224px', f.read()))
+  photos += [('12mpx', large_photo(data)) for _, data in photos[:args.large]]
+  kinds = sorted({kind for kind, _ in photos})
+  times = {kind: {stage: [] for stage in PREPARATION_STAGES + MODEL_STAGES + ('total', 'total_with_score')}
+           for kind in kinds}
+  cpu_times = {kind: {stage: [] for stage in PREPARATION_STAGES + ('total',)} for kind in kinds}
+  faces_found = {kind: [] for kind in kinds}
+
+  def prepare(preparer, data, kind):
+    """The prepared crops' JPEGs, timing each stage (wall and CPU seconds) into times[kind]."""
+    aligner = preparer.aligner
+    marks = [(time.perf_counter(), time.process_time())]
+    image = preparer.decode(data)
+    marks.append((time.perf_counter(), time.process_time()))
+    found = aligner.find_faces(image, every_face=True)  # as predict and the web page detect
+    marks.append((time.perf_counter(), time.process_time()))
+    aligned = [aligner.align_box(image, box, detector)
+               for box, detector in zip(found.boxes, found.detectors)]
+    marks.append((time.perf_counter(), time.process_time()))
+    crops = [images.encode_jpeg(treatment.equalize(a.image, prep), prep.jpeg_quality)
+             for a in aligned]
+    marks.append((time.perf_counter(), time.process_time()))
+    spans = {'decode': (0, 1), 'detect': (1, 2), 'align': (2, 3), 'treat_jpeg': (3, 4),
+             'total': (0, 4)}
+    if aligned:  # one warp on the final landmarks: the part of `align` this measures alone
+      quad = align.ffhq_quad(aligned[0].landmarks)
+      marks.append((time.perf_counter(), time.process_time()))
+      align.warp_quad(image, quad, prep.output_size)
+      marks.append((time.perf_counter(), time.process_time()))
+      spans['warp'] = (5, 6)
+    for stage, (first, last) in spans.items():
+      times[kind][stage].append(marks[last][0] - marks[first][0])
+      cpu_times[kind][stage].append(marks[last][1] - marks[first][1])
+    faces_found[kind].append(len(crops))
+    return crops
+
+  if args.no_server:
+    preparer = faces.FacePreparer(prep)
+    prepare(preparer, photos[0][1], photos[0][0])  # warm-up: loads the dlib models
+    times = {kind: {stage: [] for stage in stages} for kind, stages in times.items()}
+    cpu_times = {kind: {stage: [] for stage in stages} for kind, stages in cpu_times.items()}
+    faces_found = {kind: [] for kind in kinds}
+    for kind, data in photos:
+      prepare(preparer, data, kind)
+  else:
+    _serve_and_time(photos, prep, prepare, times)
+  result = {}
+  for kind in kinds:
+    model_p50 = (float(np.percentile(times[kind]['model'], 50)) if times[kind]['model'] else None)
+    result[kind] = {'photos': sum(1 for k, _ in photos if k == kind),
+                    'faces_per_photo': {str(k): faces_found[kind].count(k)
+                                        for k in sorted(set(faces_found[kind]))},
+                    'stages': {stage: percentiles(values, model_p50)
+                               for stage, values in times[kind].items() if values}}
+    for stage, values in cpu_times[kind].items():  # CPU time: steadier on a shared machine
+      if values:
+        result[kind]['stages'][stage]['cpu_p50_ms'] = 1000 * float(np.percentile(values, 50))
+        result[kind]['stages'][stage]['cpu_p99_ms'] = 1000 * float(np.percentile(values, 99))
+    print(f'\n{kind}: {result[kind]["photos"]} photos, faces per photo '
+          f'{result[kind]["faces_per_photo"]}')
+    print(f"{'stage':<22}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'CPU p50':>10}{'CPU p99':>10}"
+          f"{'p50/model':>11}")
+    for stage, row in result[kind]['stages'].items():
+      cpu = (f"{row['cpu_p50_ms']:>10.1f}{row['cpu_p99_ms']:>10.1f}" if 'cpu_p50_ms' in row
+             else ' ' * 20)
+      ratio = f"{row['p50_over_model']:>11.1f}" if 'p50_over_model' in row else ''
+      print(f"{stage:<22}{row['n']:>5}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}{cpu}{ratio}")
+  stored = {}
+  if os.path.exists(args.out):
+    with open(args.out, encoding='utf-8') as f:
+      stored = json.load(f)
+    if 'runs' not in stored:
+      stored = {}  # an older layout: replaced
+  stored.setdefault('runs', {})[args.label] = {
+      'protocol': (f'{args.photos} FairFace val photos (224 px) and {args.large} made 12 Mpx '
+                   f'({LARGE_SIZE[0]}x{LARGE_SIZE[1]}), shared-data preparation '
+                   f'({prep.detector}, {prep.output_size} px, crop {prep.crop_fraction}, resample '
+                   f'{prep.resample_size}, JPEG {prep.shared_jpeg_quality}/{prep.jpeg_quality}), '
+                   + ('preparation only' if args.no_server else
+                      'untrained VGG10 128 px grayscale over gRPC on loopback') +
+                   ', one process, interleaved'),
+      'load_avg_1min_at_end': round(os.getloadavg()[0], 2),
+      'photos': result}
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, 'w', encoding='utf-8') as f:
+    json.dump(stored, f, indent=2)
+  print(f'wrote {args.out} [{args.label}]')
+  return 0
+
+
+def _serve_and_time(photos, prep, prepare, times):
+  """Serves an untrained VGG10 exported with `prep`; times preparation and the model calls."""
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from fakefaces.components import serving_contract as contract
@@ -69,42 +195,19 @@ def main() -> int:
   from fakefaces.serving import client as client_lib
   from fakefaces.serving import testing
   # pylint: enable=g-import-not-at-top
-  paths = sorted(glob.glob(os.path.join(args.data, 'fairface', 'val', '*.jpg')))[:args.photos]
-  if not paths:
-    raise SystemExit(f'no FairFace photos under {args.data}/fairface/val')
   work = tempfile.mkdtemp(prefix='bench-photo-')
-  prep = faces.FacePreparation(detector=args.detector, output_size=128)
   export.export_saved_model(model_lib.build_model('vgg10', 128, 1), os.path.join(work, 'model'),
                             128, 'grayscale', face_preparation=prep)
   testing.push_version(os.path.join(work, 'model'), os.path.join(work, 'base'), 1)
   in_process = tf.saved_model.load(os.path.join(work, 'model')).signatures[contract.SERVING_SIGNATURE]
-  times = {stage: [] for stage in STAGES}
-  faces_found = []
   with testing.ServerProcess(os.path.join(work, 'base')) as server, \
       client_lib.ServingClient(server.grpc_target) as client:
     preparer = faces.FacePreparer(client.face_preparation())  # as predict does
-    aligner = preparer.aligner
-    warm = open(paths[0], 'rb').read()  # pylint: disable=consider-using-with
+    warm = photos[0][1]
     crops = [f.encoded for f in preparer.prepare(warm).faces] or [warm]
     client.predict(crops), client.explain(crops), in_process(image_bytes=tf.constant(crops))
-    for path in paths:
-      with open(path, 'rb') as f:
-        data = f.read()
-      t0 = time.perf_counter()
-      image = preparer.decode(data)
-      t1 = time.perf_counter()
-      found = aligner.find_faces(image, every_face=True)
-      t2 = time.perf_counter()
-      crops = [faces.images.encode_jpeg(aligner.align_box(image, box, detector).image,
-                                        prep.jpeg_quality)
-               for box, detector in zip(found.boxes, found.detectors)]
-      t3 = time.perf_counter()
-      _detect_before(aligner, image)
-      times['detect_before'].append(time.perf_counter() - t3)
-      faces_found.append(len(crops))
-      times['decode'].append(t1 - t0)
-      times['detect'].append(t2 - t1)
-      times['align'].append(t3 - t2)
+    for kind, data in photos:
+      crops = prepare(preparer, data, kind)
       if not crops:
         continue
       t4 = time.perf_counter()
@@ -114,31 +217,11 @@ def main() -> int:
       t6 = time.perf_counter()
       in_process(image_bytes=tf.constant(crops))
       t7 = time.perf_counter()
-      times['score'].append(t5 - t4)
-      times['explain'].append(t6 - t5)
-      times['model'].append(t7 - t6)
-  model_p50 = float(np.percentile(times['model'], 50))
-  rows = {stage: {'n': len(v), 'mean_ms': 1000 * float(np.mean(v)),
-                  'p50_ms': 1000 * float(np.percentile(v, 50)),
-                  'p99_ms': 1000 * float(np.percentile(v, 99)),
-                  'p50_over_model': float(np.percentile(v, 50)) / model_p50} for stage, v in times.items()}
-  total = [sum(times[s][i] for s in ('decode', 'detect', 'align')) for i in range(len(paths))]
-  rows['photo_total_no_model'] = {'n': len(total), 'mean_ms': 1000 * float(np.mean(total)),
-                                  'p50_ms': 1000 * float(np.percentile(total, 50)),
-                                  'p99_ms': 1000 * float(np.percentile(total, 99)),
-                                  'p50_over_model': float(np.percentile(total, 50)) / model_p50}
-  print(f"{'stage':<22}{'n':>5}{'mean ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'p50/model':>11}")
-  for stage, row in rows.items():
-    print(f"{stage:<22}{row['n']:>5}{row['mean_ms']:>10.1f}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}"
-          f"{row['p50_over_model']:>11.1f}")
-  result = {'protocol': f'{len(paths)} FairFace val photos, detector {args.detector}, untrained VGG10 '
-                        '128 px grayscale, gRPC on loopback, one process, interleaved',
-            'faces_per_photo': {str(k): faces_found.count(k) for k in sorted(set(faces_found))},
-            'stages': rows}
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, 'w') as f:
-    json.dump(result, f, indent=2)
-  return 0
+      times[kind]['score'].append(t5 - t4)
+      times[kind]['explain'].append(t6 - t5)
+      times[kind]['model'].append(t7 - t6)
+      # decode + detect + align + treatment/JPEG + score: what a person waits for
+      times[kind]['total_with_score'].append(times[kind]['total'][-1] + t5 - t4)
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ import os
 import pytest
 import tf_keras as keras
 
-from fakefaces.components.trainer import data, model, training
+from fakefaces.components.trainer import data, model, precision, training
 from fakefaces.pipeline.config import TrainConfig
 
 
@@ -73,4 +73,5 @@ def test_short_training_on_demo_data_lowers_the_loss(demo_dataset, tmp_path):
   written = json.loads((tmp_path / training.HISTORY_FILE).read_text())
   assert written['config'] == dataclasses.asdict(config)
   assert written['strategy'] in ('_DefaultDistributionStrategy', 'MirroredStrategy')
-  assert written['precision_policy'] == 'float32'  # never mixed on CPU
+  # train.precision 'auto': bfloat16 only where this CPU has the instructions.
+  assert written['precision_policy'] == precision.resolve('auto')

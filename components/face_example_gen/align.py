@@ -84,16 +84,71 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
                    centre + half_x + half_y, centre + half_x - half_y])
 
 
-def _pad_softly(pixels: np.ndarray, pad: Tuple[int, int, int, int], qsize: float) -> np.ndarray:
+def _pad_softly(pixels: np.ndarray, pad: Tuple[int, int, int, int], qsize: float,
+                needed: Optional[Tuple[int, int, int, int]] = None) -> np.ndarray:
   """Reflect-pads (left, top, right, bottom) and fades the padding to blur and the median colour.
 
   A quad that leaves the photo (common for loose crops such as FairFace) would
   otherwise get black corners, a trace a classifier could learn.
+
+  Only pixels within 4/3 of a side's padding from its outer edge change (`_band`);
+  the rest are the photo's. `needed` (left, top, right, bottom in padded pixels; None: all) is
+  the part the caller reads: the fade is computed only there, with the same
+  per-pixel arithmetic as over the whole image, and the blur only over that part
+  plus its reach, so the pixels inside `needed` are byte-identical either way
+  (tests/test_align_fast.py compares against the whole-image computation;
+  docs/performance.md, "Photo latency", has the timings).
   """
   left, top, right, bottom = pad
-  padded = np.pad(pixels.astype(np.float32), ((top, bottom), (left, right), (0, 0)), 'reflect')
+  padded = np.pad(pixels, ((top, bottom), (left, right), (0, 0)), 'reflect')
   height, width = padded.shape[:2]
-  ys, xs = np.ogrid[:height, :width]
+  if needed is None:
+    needed = (0, 0, width, height)
+  radius = max(qsize * 0.02, 1.0)
+  median = np.median(pixels, axis=(0, 1))
+  # The blur weight clip(mask * 3 + 1) is 0 where the mask is <= -1/3, i.e. further
+  # than 4/3 of a side's padding from that side's outer edge: those pixels stay as
+  # they are. What remains is a frame; its four sides are computed as rectangles.
+  reach_x = (_band(left, width), width - _band(right, width))  # columns [reach_x[0], reach_x[1]) stay
+  reach_y = (_band(top, height), height - _band(bottom, height))
+  x0, y0, x1, y1 = needed
+  strips = [(x0, y0, x1, min(y1, reach_y[0])),  # top
+            (x0, max(y0, reach_y[1]), x1, y1),  # bottom
+            (x0, max(y0, reach_y[0]), min(x1, reach_x[0]), min(y1, reach_y[1])),  # left
+            (max(x0, reach_x[1]), max(y0, reach_y[0]), x1, min(y1, reach_y[1]))]  # right
+  strips = [(sx0, sy0, sx1, sy1) for sx0, sy0, sx1, sy1 in strips if sx1 > sx0 and sy1 > sy0]
+  faded = padded.copy()
+  if not strips:
+    return faded
+  # PIL's Gaussian blur is three box blurs of integer sums: a pixel depends only on
+  # pixels within 3 * (ceil(radius) + 1) of it, so one blur of the strips' bounding
+  # box plus that reach equals the whole image's blur there.
+  reach = 3 * (int(math.ceil(radius)) + 2)
+  outer = (max(min(b[0] for b in strips) - reach, 0), max(min(b[1] for b in strips) - reach, 0),
+           min(max(b[2] for b in strips) + reach, width),
+           min(max(b[3] for b in strips) + reach, height))
+  blurred = np.asarray(Image.fromarray(padded).crop(outer).filter(ImageFilter.GaussianBlur(radius)))
+  for box in strips:
+    faded[box[1]:box[3], box[0]:box[2]] = _fade(padded, blurred, outer, box, pad, median)
+  return faded
+
+
+def _band(pad: int, size: int) -> int:
+  """Pixels from an outer edge with padding `pad` where the blur weight can be > 0 (ceil 4/3 pad + 1)."""
+  return min(size, 4 * pad // 3 + 2) if pad else 0
+
+
+def _fade(padded: np.ndarray, blurred: np.ndarray, blurred_box: Tuple[int, int, int, int],
+          box: Tuple[int, int, int, int], pad: Tuple[int, int, int, int],
+          median: np.ndarray) -> np.ndarray:
+  """The faded pixels of `box` of the padded image: the padding's blend, per pixel as on the whole.
+
+  `blurred` is the padded image's blur over `blurred_box` (which contains `box`).
+  """
+  left, top, right, bottom = pad
+  height, width = padded.shape[:2]
+  x0, y0, x1, y1 = box
+  ys, xs = np.ogrid[y0:y1, x0:x1]
 
   def ramp(distance_from_outer_edge, width_of_pad):
     # 1 at the outer edge of the padding, 0 at the photo's edge, negative inside it.
@@ -103,12 +158,33 @@ def _pad_softly(pixels: np.ndarray, pad: Tuple[int, int, int, int], qsize: float
 
   mask = np.maximum(np.maximum(ramp(xs, left), ramp(width - 1 - xs, right)),
                     np.maximum(ramp(ys, top), ramp(height - 1 - ys, bottom)))[..., None]
-  radius = max(qsize * 0.02, 1.0)
-  blurred = np.asarray(Image.fromarray(np.uint8(np.clip(padded + 0.5, 0, 255))).filter(
-      ImageFilter.GaussianBlur(radius)), dtype=np.float32)
-  padded += (blurred - padded) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-  padded += (np.median(pixels, axis=(0, 1)) - padded) * np.clip(mask, 0.0, 1.0)
-  return np.uint8(np.clip(np.rint(padded), 0, 255))
+  blurred = blurred[y0 - blurred_box[1]:y1 - blurred_box[1],
+                    x0 - blurred_box[0]:x1 - blurred_box[0]].astype(np.float32)
+  values = padded[y0:y1, x0:x1].astype(np.float32)
+  values += (blurred - values) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+  values += (median - values) * np.clip(mask, 0.0, 1.0)
+  return np.uint8(np.clip(np.rint(values), 0, 255))
+
+
+def _shrunk_window(image: Image.Image, shrink: int,
+                   window: Tuple[int, int, int, int]) -> Tuple[Image.Image, Tuple[int, int]]:
+  """`window` (left, top, right, bottom) of `image` BOX-shrunk to round(size / shrink).
+
+  Byte-identical to shrinking the whole photo and cropping, at the cost of the
+  window: PIL computes each output pixel's filter weights from its centre,
+  box[0] + (i + 0.5) * scale, which equals the whole image's (a + i + 0.5) * scale
+  exactly when the scale (size / shrunk size) is an integer: then every term is
+  exact in floating point. Otherwise the whole photo is shrunk, as before.
+  Returns the image and the shrunk size of the whole photo.
+  """
+  size = (max(1, round(image.width / shrink)), max(1, round(image.height / shrink)))
+  left, top, right, bottom = (max(window[0], 0), max(window[1], 0), min(window[2], size[0]),
+                              min(window[3], size[1]))
+  if image.width % size[0] or image.height % size[1] or right <= left or bottom <= top:
+    return image.resize(size, Image.BOX).crop((left, top, right, bottom)), size
+  scale_x, scale_y = image.width // size[0], image.height // size[1]
+  return image.resize((right - left, bottom - top), Image.BOX,
+                      box=(left * scale_x, top * scale_y, right * scale_x, bottom * scale_y)), size
 
 
 def warp_quad(image: Image.Image, quad: np.ndarray, output_size: int) -> Image.Image:
@@ -119,25 +195,37 @@ def warp_quad(image: Image.Image, quad: np.ndarray, output_size: int) -> Image.I
   # does not alias.
   shrink = int(math.floor(qsize / output_size * 0.5))
   if shrink > 1:
-    image = image.resize((max(1, round(image.width / shrink)), max(1, round(image.height / shrink))),
-                         Image.BOX)
     quad /= shrink
     qsize /= shrink
   # Crop to the quad plus a border; pad softly where the quad leaves the image.
   border = max(int(round(qsize * 0.1)), 3)
   low = np.floor(quad.min(axis=0)).astype(int) - border
   high = np.ceil(quad.max(axis=0)).astype(int) + border
-  box = (max(low[0], 0), max(low[1], 0), min(high[0], image.width), min(high[1], image.height))
-  if box != (0, 0, image.width, image.height):
-    image = image.crop(box)
+  if shrink > 1:
+    # Only the part of the shrunk photo that the crop below keeps.
+    image, size = _shrunk_window(image, shrink, (*low, *high))
+    offset = (max(low[0], 0), max(low[1], 0))
+    box = (*offset, min(high[0], size[0]), min(high[1], size[1]))
+  else:
+    box = (max(low[0], 0), max(low[1], 0), min(high[0], image.width), min(high[1], image.height))
+    if box != (0, 0, image.width, image.height):
+      image = image.crop(box)
+  if box[:2] != (0, 0):
     quad -= box[:2]
     low -= box[:2]
     high -= box[:2]
   pad = (max(-low[0], 0), max(-low[1], 0), max(high[0] - image.width, 0),
          max(high[1] - image.height, 0))
   if max(pad) > 0:
-    image = Image.fromarray(_pad_softly(np.asarray(image), pad, qsize))
     quad += pad[:2]
+    # The bilinear quad transform reads the pixels around each sample point, all
+    # within the quad's bounding box plus one pixel: fade only those (2 for safety).
+    needed = (int(np.floor(quad[:, 0].min())) - 2, int(np.floor(quad[:, 1].min())) - 2,
+              int(np.ceil(quad[:, 0].max())) + 3, int(np.ceil(quad[:, 1].max())) + 3)
+    padded_size = (image.width + pad[0] + pad[2], image.height + pad[1] + pad[3])
+    needed = (max(needed[0], 0), max(needed[1], 0), min(needed[2], padded_size[0]),
+              min(needed[3], padded_size[1]))
+    image = Image.fromarray(_pad_softly(np.asarray(image), pad, qsize, needed))
   # Supersample the quad transform (bilinear), then reduce with a proper filter.
   supersample = int(min(4, max(1, math.ceil(qsize / output_size))))
   work_size = output_size * supersample

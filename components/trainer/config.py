@@ -3,6 +3,9 @@
 import dataclasses
 from typing import List, Optional
 
+# train.precision values; precision.py says what each means and what 'auto' picks.
+PRECISIONS = ('auto', 'float32', 'mixed_bfloat16', 'mixed_float16')
+
 @dataclasses.dataclass
 class TrainConfig:
   architecture: str = 'vgg10'  # 'vgg10' (the paper's best) or 'baseline' (its 3-conv net)
@@ -32,7 +35,9 @@ class TrainConfig:
   validation_steps: Optional[int] = None  # None: the whole eval split each epoch
   shuffle_buffer: int = 2048  # examples (encoded, ~10 KB each at 128 px)
   horizontal_flip: bool = True  # the paper's augmentation; training only
-  mixed_precision: bool = True  # mixed float16 on GPU; never applied on CPU
+  # 'auto', 'float32', 'mixed_bfloat16' or 'mixed_float16' (precision.py): auto uses
+  # bfloat16 only where the CPU or GPU computes it natively (emulated, it is slower).
+  precision: str = 'auto'
   deterministic: bool = False  # also enable TF op determinism (slower on GPU)
   # CPU/GPU performance (bench/train.py measures each; see README "Training speed").
   jit_compile: bool = False  # XLA-compile the training step
@@ -56,3 +61,7 @@ class TrainConfig:
   min_diff_weight: float = 0.0
   min_diff_feature: str = 'source'
   min_diff_sensitive: List[str] = dataclasses.field(default_factory=list)
+
+  def __post_init__(self):
+    if self.precision not in PRECISIONS:
+      raise ValueError(f'train.precision {self.precision!r} is not one of {list(PRECISIONS)}')

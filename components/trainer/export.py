@@ -37,7 +37,7 @@ from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_example_gen.faces import FacePreparation
 from fakefaces.components.trainer import model as model_lib
-from fakefaces.components.trainer import preprocess
+from fakefaces.components.trainer import precision, preprocess
 
 # Kept as names of this module for existing callers (the gate, TFMA config).
 SERVING_SIGNATURE = contract.SERVING_SIGNATURE
@@ -166,6 +166,9 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
   preprocess.channels_for(color_mode)  # fail on a bad mode before tracing
   if not 0.0 < decision_threshold < 1.0:
     raise ValueError(f'decision_threshold must be in (0, 1), got {decision_threshold}')
+  # A model trained in mixed precision serves in float32: same dtypes for clients, and
+  # no emulated bfloat16 on serving machines without the instructions (precision.py).
+  model = precision.float32_copy(model)
   module = _ServingModule(model, image_size, color_mode, decision_threshold, face_preparation)
   signatures = {
       contract.SERVING_SIGNATURE: module.serve_images.get_concrete_function(),

@@ -1,12 +1,11 @@
 """One training loop for the TFX `run_fn`, the report command and the benchmark.
 
 The code path is the same on CPU and GPU; only the strategy and the precision
-policy depend on the visible devices: MirroredStrategy for more than one GPU,
-the default strategy otherwise, mixed float16 on GPU only (CPUs gain nothing
-from it and lose accuracy).
+policy depend on the machine: MirroredStrategy for more than one GPU, the
+default strategy otherwise; `train.precision` (precision.py) picks mixed
+bfloat16 only where the hardware computes it natively.
 """
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -19,7 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from fakefaces.components.trainer import data, preprocess
+from fakefaces.components.trainer import data, precision, preprocess
 from fakefaces.components.trainer.model import build_model
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -33,17 +32,9 @@ def pick_strategy() -> tf.distribute.Strategy:
   return tf.distribute.get_strategy()  # default: one device, GPU if present
 
 
-@contextlib.contextmanager
 def precision_policy(config: TrainConfig):
-  """Mixed float16 while training on GPU when configured; restores the old policy after."""
-  use_mixed = config.mixed_precision and bool(tf.config.list_logical_devices('GPU'))
-  previous = keras.mixed_precision.global_policy()
-  if use_mixed:
-    keras.mixed_precision.set_global_policy('mixed_float16')
-  try:
-    yield 'mixed_float16' if use_mixed else previous.name
-  finally:
-    keras.mixed_precision.set_global_policy(previous)
+  """Context: the policy `config.precision` resolves to here, restored after (yields its name)."""
+  return precision.policy(precision.resolve(config.precision))
 
 
 def seed_everything(config: TrainConfig) -> None:
