@@ -3,9 +3,14 @@
 import dataclasses
 from typing import List, Optional
 
+# The CNNs `train.architecture` may name (built in model.py; compared in
+# docs/architectures.md). Listed here, free of TensorFlow, so the command line
+# can offer them without loading it.
+ARCHITECTURE_NAMES = ('baseline', 'vgg10', 'vgg16', 'resnet50', 'densenet121')
+
 @dataclasses.dataclass
 class TrainConfig:
-  architecture: str = 'vgg10'  # 'vgg10' (the paper's best) or 'baseline' (its 3-conv net)
+  architecture: str = 'vgg10'  # one of ARCHITECTURE_NAMES; 'vgg10' is the paper's best
   image_size: int = 128
   color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
   epochs: int = 10
