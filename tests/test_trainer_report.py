@@ -36,6 +36,11 @@ def test_report_on_a_tiny_subset(faces_data, tmp_path):
   markdown = (out / quality_report.REPORT_MD).read_text()
   assert markdown.count(HEADER) == 5 and '| vgg10 | all |' in markdown
   assert (out / 'vgg10' / 'history.json').exists()
+  # The learning curves beside the history, named in the JSON and shown in the markdown.
+  assert model['learning_curves'] == 'vgg10/learning_curves.png'
+  assert (out / model['learning_curves']).read_bytes().startswith(b'\x89PNG')
+  assert '![vgg10](vgg10/learning_curves.png)' in markdown
+  assert model['parameters'] > 0 and model['forward_gflop_per_image'] > 0
   predictions = (out / quality_report.PREDICTIONS_CSV).read_text().splitlines()
   assert predictions[0] == 'path,source,label,p_fake_vgg10,p_fake_spectral_floor'
   assert len(predictions) == overall['n'] + 1

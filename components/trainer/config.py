@@ -6,9 +6,14 @@ from typing import List, Optional
 # train.precision values; precision.py says what each means and what 'auto' picks.
 PRECISIONS = ('auto', 'float32', 'mixed_bfloat16', 'mixed_float16')
 
+# The CNNs `train.architecture` may name (built in model.py; compared in
+# docs/architectures.md). Listed here, free of TensorFlow, so the command line
+# can offer them without loading it.
+ARCHITECTURE_NAMES = ('baseline', 'vgg10', 'vgg16', 'resnet50', 'densenet121')
+
 @dataclasses.dataclass
 class TrainConfig:
-  architecture: str = 'vgg10'  # 'vgg10' (the paper's best) or 'baseline' (its 3-conv net)
+  architecture: str = 'vgg10'  # one of ARCHITECTURE_NAMES; 'vgg10' is the paper's best
   image_size: int = 128
   color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
   # Input stage (model.input_stage; docs/detection_quality.md measures each):

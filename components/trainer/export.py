@@ -13,8 +13,9 @@ Names, inputs and outputs are the serving contract in
 * `from_examples`: `examples` (string [batch], serialized tf.Example) ->
   `fake_probability`. TFMA and InfraValidator feed this one.
 * `explain`: like `serving_default` plus `heatmap` (float32 [batch, size,
-  size] in [0, 1]): Grad-CAM of the fake logit at the last convolution,
-  computed in the graph so any TF Serving deployment serves it.
+  size] in [0, 1]): Grad-CAM of the fake logit at the architecture's last
+  feature map (`model.grad_cam_layer`), computed in the graph so any TF
+  Serving deployment serves it.
 * `face_preparation`: `query` (string [batch], any non-empty bytes) ->
   `parameters` (string [batch]): JSON of the `FacePreparation` (alignment,
   detector, crop size, JPEG quality) the training data was made with.
@@ -52,14 +53,6 @@ PREPROCESSING_FILE = contract.PREPROCESSING_FILE  # under assets/: how inputs ar
 OUTPUT_LAYER = model_lib.OUTPUT_LAYER
 
 
-def last_conv_layer(model) -> str:
-  """Name of the model's last Conv2D layer (Grad-CAM's feature map)."""
-  convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-  if not convs:
-    raise ValueError(f'model {model.name} has no Conv2D layer to explain')
-  return convs[-1]
-
-
 class _ServingModule(tf.Module):
   """Holds the Keras model and the preprocessing constants it was trained with."""
 
@@ -76,8 +69,8 @@ class _ServingModule(tf.Module):
     # One model giving the last feature map and the head's input: the fake
     # logit is head_input @ kernel + bias (before the sigmoid, which saturates
     # and would zero the gradient on confident predictions).
-    self.cam_model = keras.Model(model.inputs, [model.get_layer(last_conv_layer(model)).output,
-                                                output_layer.input])
+    feature_map = model.get_layer(model_lib.grad_cam_layer(model)).output
+    self.cam_model = keras.Model(model.inputs, [feature_map, output_layer.input])
     self.output_layer = output_layer
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])

@@ -21,18 +21,32 @@ features are 16x16x128.
 
 `baseline` is the paper's 3-convolution reference network (32, 64, 128), one
 pool after each convolution, same dense head.
+
+`vgg16`, `resnet50` and `densenet121` are the paper's deeper comparisons: the
+convolutional part of `tf_keras.applications` (`include_top=False`,
+`weights=None`: trained from scratch, nothing downloaded) on the same input
+(any channel count, so grayscale works), followed by the same head. Their
+batch norm layers get momentum 0.9 like VGG10's, for the reason given in
+`_features_vgg10`. Each architecture names the layer whose output Grad-CAM
+explains (`grad_cam_layer`): the last feature map before the head, i.e. for
+ResNet-50 the block output after the residual add, and for DenseNet-121 the
+final batch norm + ReLU, not their last Conv2D (a 32-channel growth
+convolution inside a dense block, for DenseNet). Measured comparison:
+docs/architectures.md.
 """
 
-from typing import Optional
+import dataclasses
+from typing import Callable, Optional
 
 import tensorflow as tf
 import tf_keras as keras
+
+from fakefaces.components.trainer.config import ARCHITECTURE_NAMES
 
 VGG10_BLOCKS = ((32, 32), (64, 64), (128, 128, 128, 128))
 BASELINE_FILTERS = (32, 64, 128)
 DENSE_UNITS = 128
 BATCH_NORM_MOMENTUM = 0.9
-ARCHITECTURES = ('vgg10', 'baseline')
 INPUT_FILTERS = ('none', 'highpass')
 # The residual is scaled so its spread matches the pixels': std 0.036 against 0.23 on the
 # quality bench's crops (bench/quality.py, 64 px centre crops of gan_faces/k140/FairFace).
@@ -64,7 +78,58 @@ def _features_baseline(x):
   return x
 
 
-_FEATURES = {'vgg10': _features_vgg10, 'baseline': _features_baseline}
+def _application(constructor):
+  """Features from a tf_keras.applications backbone, built on the given tensor.
+
+  Built on the tensor (`input_tensor`), not called as a nested model, so its
+  layers are the model's own: Grad-CAM finds its layer by name and
+  `flops.model_flops` counts every convolution.
+  """
+
+  def features(x):
+    backbone = constructor(include_top=False, weights=None, input_tensor=x)
+    for layer in backbone.layers:
+      if isinstance(layer, keras.layers.BatchNormalization):
+        layer.momentum = BATCH_NORM_MOMENTUM  # read when the training step is traced
+    return backbone.output
+
+  return features
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+  features: Callable  # image tensor [batch, size, size, channels] -> feature map tensor
+  grad_cam_layer: str  # layer whose output is the feature map Grad-CAM weighs
+  min_size: int  # smallest image side in pixels the architecture accepts
+
+
+# keras.applications refuse inputs under 32 px (their pooling would reach 0 px).
+ARCHITECTURES = {
+    'baseline': Architecture(_features_baseline, f'conv{len(BASELINE_FILTERS)}',
+                             2**len(BASELINE_FILTERS)),
+    'vgg10': Architecture(_features_vgg10, f'block{len(VGG10_BLOCKS)}_conv{len(VGG10_BLOCKS[-1])}',
+                          2**len(VGG10_BLOCKS)),
+    'vgg16': Architecture(_application(keras.applications.VGG16), 'block5_conv3', 32),
+    'resnet50': Architecture(_application(keras.applications.ResNet50), 'conv5_block3_out', 32),
+    'densenet121': Architecture(_application(keras.applications.DenseNet121), 'relu', 32),
+}
+if tuple(ARCHITECTURES) != ARCHITECTURE_NAMES:
+  raise AssertionError(f'model.ARCHITECTURES {tuple(ARCHITECTURES)} and config.ARCHITECTURE_NAMES '
+                       f'{ARCHITECTURE_NAMES} disagree')
+
+
+def grad_cam_layer(model: keras.Model) -> str:
+  """Name of the layer whose output Grad-CAM explains, for a model built by `build_model`.
+
+  A model of another origin (its name is no architecture here) gets its last
+  Conv2D layer; raises ValueError when it has none.
+  """
+  if model.name in ARCHITECTURES:
+    return ARCHITECTURES[model.name].grad_cam_layer
+  convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+  if not convs:
+    raise ValueError(f'model {model.name} has no Conv2D layer to explain')
+  return convs[-1]
 
 
 @keras.utils.register_keras_serializable(package='fakefaces')
@@ -119,11 +184,11 @@ def build_model(architecture: str, image_size: int, channels: int, dropout: floa
   `learning_rate` is a float or a keras LearningRateSchedule; `input_filter`
   and `full_resolution_convs` choose the input stage (`input_stage`).
   """
-  if architecture not in _FEATURES:
-    raise ValueError(f'architecture must be one of {ARCHITECTURES}, got {architecture!r}')
+  if architecture not in ARCHITECTURES:
+    raise ValueError(f'architecture must be one of {ARCHITECTURE_NAMES}, got {architecture!r}')
   if optimizer not in OPTIMIZERS:
     raise ValueError(f'optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}')
-  min_size = 2**len(VGG10_BLOCKS if architecture == 'vgg10' else BASELINE_FILTERS)
+  min_size = ARCHITECTURES[architecture].min_size
   if image_size < min_size:
     raise ValueError(f'image_size must be at least {min_size} for {architecture}, got {image_size}')
   if not 0.0 <= dropout < 1.0:
@@ -131,7 +196,7 @@ def build_model(architecture: str, image_size: int, channels: int, dropout: floa
   inputs = keras.Input(shape=(image_size, image_size, channels), name='image')
   if input_filter == 'highpass' and image_size % 2:
     raise ValueError(f'train.image_size must be even for input_filter highpass, got {image_size}')
-  x = _FEATURES[architecture](input_stage(inputs, input_filter, full_resolution_convs))
+  x = ARCHITECTURES[architecture].features(input_stage(inputs, input_filter, full_resolution_convs))
   x = keras.layers.Flatten(name='flatten')(x)
   x = keras.layers.Dense(DENSE_UNITS, activation='relu', name='dense')(x)
   if dropout:

@@ -9,7 +9,9 @@ input pipeline, so no TFX run is needed:
 * validation: gan_faces/valid and that 10% (early stopping only);
 * test:       gan_faces/test and FairFace val, never seen in training.
 
-Per model it writes one table per breakdown (overall, per source, and per
+Per model it writes its size (parameters, forward GFLOP per image), its
+learning curves (OUT/<architecture>/learning_curves.png, linked from
+report.md) and one table per breakdown (overall, per source, and per
 gender / race / age on FairFace, whose images are all real), columns Accuracy,
 F1, Precision, Recall, AUC plus counts and the false-positive rate. Metrics a
 group cannot support (recall without fakes, AUC with one class) are null in
@@ -32,7 +34,7 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 
 from fakefaces.components import features
-from fakefaces.components.trainer import data, export, spectral, training
+from fakefaces.components.trainer import curves, data, export, flops, spectral, training
 from fakefaces.components.trainer.config import TrainConfig
 
 TRAIN, VALIDATION, TEST = 'train', 'validation', 'test'
@@ -181,7 +183,15 @@ def to_markdown(report: Dict[str, Any]) -> str:
            'FairFace contributes real photos only, so on it accuracy is 1 - FPR, and a model can '
            'score well there by recognising the source (224 px loose crops, not 128 px aligned '
            'faces) rather than GAN traces. Table 5\'s gan_faces rows are the detection skill; '
-           'n/a marks a metric the group cannot define (e.g. recall without fakes).', '']
+           'n/a marks a metric the group cannot define (e.g. recall without fakes).', '',
+           '## Models and learning curves', '',
+           '| Model | Parameters | GFLOP per image | Epochs | Learning curves |',
+           '|---|---|---|---|---|']
+  for model in report['models']:
+    lines.append(f"| {model['architecture']} | {model['parameters']:,} | "
+                 f"{model['forward_gflop_per_image']:.3f} | {model['epochs_run']} | "
+                 f"![{model['architecture']}]({model['learning_curves']}) |")
+  lines.append('')
   header = ['Model', 'Group', 'N', 'Real', 'Fake', 'Accuracy', 'F1', 'Precision', 'Recall', 'AUC',
             'FPR']
   for t, (title, _, _) in enumerate(TABLES):
@@ -255,7 +265,12 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
     if export_models:
       export.export_saved_model(model, os.path.join(run_dir, 'saved_model'), config.image_size,
                                 config.color_mode, decision_threshold)
+    cost = flops.model_flops(model)
     report['models'].append({'architecture': architecture, 'epochs_run': history['epochs_run'],
+                             'parameters': int(model.count_params()),
+                             'forward_gflop_per_image': round(cost['forward'] / 1e9, 4),
+                             # relative to out_dir; written by training.train
+                             'learning_curves': f'{architecture}/{curves.LEARNING_CURVES_FILE}',
                              'config': dataclasses.asdict(config),
                              'tables': breakdown(test, probabilities, decision_threshold)})
     for source in sorted(set(test_sources.tolist())):

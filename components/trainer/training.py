@@ -18,7 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from fakefaces.components.trainer import data, precision, preprocess
+from fakefaces.components.trainer import curves, data, precision, preprocess
 from fakefaces.components.trainer.model import build_model
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -114,7 +114,7 @@ _MONITOR_MODES = {'val_loss': 'min', 'val_auc': 'max', 'val_accuracy': 'max'}
 def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
           class_counts: Dict[int, int], run_dir: str,
           model_wrapper=None) -> Tuple[keras.Model, Dict[str, Any]]:
-  """Builds and fits the model; writes TensorBoard logs and history.json to `run_dir`.
+  """Builds and fits the model; writes TensorBoard logs, history.json, learning curves to run_dir.
 
   `model_wrapper` (e.g. MinDiff's, from mitigation.training_inputs) turns the
   compiled model into the compiled model that is fit; the plain model is returned.
@@ -171,8 +171,13 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
       'weights_from_epoch': (int(early_stopping.best_epoch) + 1 if early_stopping
                              else len(history['loss'])),
       'history': history,
+      'learning_curves': curves.LEARNING_CURVES_FILE,  # beside history.json
   }
   write_history(summary, run_dir)
+  curves.plot_learning_curves(
+      history, os.path.join(run_dir, curves.LEARNING_CURVES_FILE),
+      title=f'{config.architecture}, {config.image_size} px {config.color_mode}',
+      best_epoch=summary['weights_from_epoch'] if early_stopping else None)
   logging.info('%s', kept_weights_message(summary, config.early_stopping_monitor))
   return model, summary
 

@@ -3,6 +3,7 @@
 import dataclasses
 import sys
 
+from fakefaces.components.trainer.config import ARCHITECTURE_NAMES
 from fakefaces.pipeline import config as config_lib
 
 
@@ -18,8 +19,10 @@ def register(subparsers) -> None:
   p.add_argument('--max-images', type=int,
                  help='at most this many train and test images (a quarter for validation), '
                  'stratified by source and label; default: all')
-  p.add_argument('--architecture', nargs='+', default=['vgg10'], choices=['vgg10', 'baseline'],
-                 help='model(s) to train, one row each (default: vgg10)')
+  p.add_argument('--architectures', '--architecture', dest='architectures', nargs='+',
+                 default=['vgg10'], choices=ARCHITECTURE_NAMES,
+                 help='model(s) to train, one row each, learning curves in OUT/<model>/ '
+                 '(default: vgg10; docs/architectures.md compares them)')
   p.add_argument('--image-size', type=int, help='side in pixels (default: the config\'s, 128)')
   p.add_argument('--color-mode', choices=['grayscale', 'rgb'], help='default: the config\'s')
   p.add_argument('--batch-size', type=int, help='default: the config\'s')
@@ -45,7 +48,7 @@ def _run(args) -> int:
     threshold = config_lib.load_thresholds(pipeline_config.thresholds_file).decision_threshold
   try:
     report = quality_report.run_report(
-        args.data, args.out, train_config, architectures=args.architecture,
+        args.data, args.out, train_config, architectures=args.architectures,
         max_images=args.max_images, decision_threshold=threshold,
         export_models=args.export)
   except quality_report.DataNotFoundError as e:
@@ -54,6 +57,7 @@ def _run(args) -> int:
   for model in report['models']:
     overall = model['tables'][0]['rows'][0]
     print(f"{model['architecture']}: accuracy {quality_report.format_value(overall['accuracy'])}, "
-          f"AUC {quality_report.format_value(overall['auc'])} on {overall['n']} test images")
+          f"AUC {quality_report.format_value(overall['auc'])} on {overall['n']} test images; "
+          f"learning curves {args.out}/{model['learning_curves']}")
   print(f'wrote {args.out}/{quality_report.REPORT_MD} and {quality_report.REPORT_JSON}')
   return 0
