@@ -41,6 +41,7 @@ setup(
         'face-recognition-models',
         'Pillow',
         'pillow-heif',
+        'matplotlib',
         'PyYAML',
     ],
     entry_points={'console_scripts': ['fakefaces=fakefaces.pipeline.cli:main']},
