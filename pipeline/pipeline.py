@@ -21,6 +21,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from ml_metadata.proto import metadata_store_pb2
 
 from fakefaces.components import features
@@ -30,6 +31,7 @@ from fakefaces.components.face_example_gen.component import FaceExampleGen
 from fakefaces.components.face_example_gen.faces import FacePreparation
 from fakefaces.components.fairness_gate.component import FairnessGate
 from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.fairness_gate import evaluator_executor
 from fakefaces.components.fairness_gate.eval_config import build_eval_config
 from fakefaces.components.model_card.component import ModelCardGen
 from fakefaces.components.model_card.config import ModelCardConfig
@@ -41,6 +43,7 @@ from fakefaces.pipeline.config import PipelineConfig, check_consistency, load_th
 TRAINER_RUN_FN = 'fakefaces.components.trainer.module.run_fn'
 RESOLVER_ID = 'latest_blessed_model_resolver'
 CANARY_ID = 'ServingCanary'
+STAND_IN_THRESHOLD = 0.5  # in the Evaluator's EvalConfig until the executor reads the model's
 
 
 def release_components(examples, model, thresholds: ThresholdsConfig, serving_model_dir: str,
@@ -65,8 +68,11 @@ def release_components(examples, model, thresholds: ThresholdsConfig, serving_mo
       examples=examples,
       model=model,
       baseline_model=resolver.outputs['model'],
-      eval_config=build_eval_config(thresholds, with_baseline=True),
+      # Built before any model exists: the executor sets every threshold to the models' own
+      # (the operating point the Trainer chose), so this one is a stand-in.
+      eval_config=build_eval_config(thresholds, STAND_IN_THRESHOLD, with_baseline=True),
       example_splits=[features.TEST])
+  evaluator.executor_spec = executor_spec.BeamExecutorSpec(evaluator_executor.Executor)
   fairness_gate = FairnessGate(evaluation=evaluator.outputs['evaluation'],
                                evaluator_blessing=evaluator.outputs['blessing'],
                                model=model, thresholds=thresholds,
@@ -121,7 +127,8 @@ def create_pipeline(
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
       custom_config=trainer_custom_config(config.train, thresholds.decision_threshold,
-                                          FacePreparation.from_ingest_config(config.ingest)))
+                                          FacePreparation.from_ingest_config(config.ingest),
+                                          target_fpr=thresholds.target_fpr))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
   release = release_components(examples, trainer.outputs['model'],

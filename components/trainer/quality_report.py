@@ -27,7 +27,7 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 
 from fakefaces.components import features
-from fakefaces.components.trainer import data, export, training
+from fakefaces.components.trainer import data, export, operating_point, training
 from fakefaces.components.trainer.config import TrainConfig
 
 TRAIN, VALIDATION, TEST = 'train', 'validation', 'test'
@@ -193,8 +193,13 @@ def to_markdown(report: Dict[str, Any]) -> str:
 
 def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
                architectures: Sequence[str] = ('vgg10',), max_images: Optional[int] = None,
-               decision_threshold: float = 0.5, export_models: bool = False) -> Dict[str, Any]:
-  """Trains each architecture, evaluates on the test part, writes report.{md,json}."""
+               decision_threshold: Optional[float] = 0.5, export_models: bool = False,
+               target_fpr: Optional[float] = None) -> Dict[str, Any]:
+  """Trains each architecture, evaluates on the test part, writes report.{md,json}.
+
+  `decision_threshold` None: each model's threshold is chosen for `target_fpr` on
+  the validation part, as the Trainer does on the eval split (operating_point.py).
+  """
   items = subsample(read_items(data_dir), max_images, base_config.seed)
   by_role = {role: [i for i in items if i.role == role] for role in (TRAIN, VALIDATION, TEST)}
   for role, role_items in by_role.items():
@@ -202,7 +207,9 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
       raise ValueError(f'no {role} images found under {data_dir}')
   os.makedirs(out_dir, exist_ok=True)
   test = by_role[TEST]
-  report = {'data_dir': os.path.abspath(data_dir), 'decision_threshold': decision_threshold,
+  report = {'data_dir': os.path.abspath(data_dir),
+            'decision_threshold': (decision_threshold if decision_threshold is not None
+                                   else f'chosen per model for FPR {target_fpr} on {VALIDATION}'),
             'counts': {role: len(v) for role, v in by_role.items()},
             'columns': list(COUNT_COLUMNS + METRIC_COLUMNS), 'models': []}
   predictions = {}
@@ -220,16 +227,24 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
     training.seed_everything(config)  # before the datasets: their shuffles read the global seed
     model, history = training.train(config, dataset(TRAIN, True), dataset(VALIDATION, False),
                                     counts, run_dir)
+    point = operating_point.choose(
+        *reversed(training.predict_probabilities(model, dataset(VALIDATION, False))),
+        target_fpr, decision_threshold, split=VALIDATION)
+    threshold = point.decision_threshold
     probabilities, labels = training.predict_probabilities(model, dataset(TEST, False))
     if list(labels) != [i.label for i in test]:  # the eval-mode dataset must keep file order
       raise RuntimeError('test predictions came back out of order')
     predictions[architecture] = probabilities
     if export_models:
       export.export_saved_model(model, os.path.join(run_dir, 'saved_model'), config.image_size,
-                                config.color_mode, decision_threshold)
+                                config.color_mode, threshold, operating_point=point.to_dict())
     report['models'].append({'architecture': architecture, 'epochs_run': history['epochs_run'],
                              'config': dataclasses.asdict(config),
-                             'tables': breakdown(test, probabilities, decision_threshold)})
+                             'operating_point': point.to_dict(),
+                             'test_operating_point': operating_point.measure(
+                                 labels, probabilities, threshold, point.chosen_by, target_fpr,
+                                 TEST).to_dict(),
+                             'tables': breakdown(test, probabilities, threshold)})
   with open(os.path.join(out_dir, REPORT_JSON), 'w', encoding='utf-8') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(out_dir, REPORT_MD), 'w', encoding='utf-8') as f:
