@@ -48,7 +48,8 @@ def performance_metrics(report: Dict[str, Any]) -> List[Dict[str, Any]]:
     intervals = dict(row.get('tfma_intervals') or {})
     intervals.setdefault('fpr', row.get('fpr_interval'))
     intervals.setdefault('fnr', row.get('fnr_interval'))
-    for name in ('n', 'accuracy', 'auc', 'precision', 'recall', 'fpr', 'fnr'):
+    for name in ('n', 'accuracy', 'balanced_accuracy', 'auc', 'tpr_at_fpr_0.01', 'tpr_at_fpr_0.05',
+                 'precision', 'recall', 'fpr', 'fnr'):
       if row.get(name) is None:
         continue
       metric = {'type': name, 'value': row[name], 'slice': row['slice']}
@@ -57,6 +58,12 @@ def performance_metrics(report: Dict[str, Any]) -> List[Dict[str, Any]]:
         metric['confidence_interval'] = interval
       metrics.append(metric)
   return metrics
+
+
+def operating_point(report: Dict[str, Any]) -> Dict[str, Any]:
+  """The decision threshold the model's label uses, and what it does where it was chosen."""
+  return dict(report.get('operating_point') or {},
+              decision_threshold=report.get('decision_threshold'))
 
 
 def data_sources(report: Dict[str, Any], ingest: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -91,7 +98,7 @@ def limitations(report: Dict[str, Any], canary: Optional[Dict[str, Any]],
       items.append({'description': f"{label}: {check['grouping']}: {check['metric']}"
                                    + (f" ({check['reason']})" if check.get('reason') else '')})
   if not report.get('evaluator_blessed', True):
-    items.append({'description': 'FAILED: the Evaluator\'s accuracy/AUC thresholds'})
+    items.append({'description': 'FAILED: the Evaluator\'s balanced accuracy/AUC thresholds'})
   for reason in (report.get('production') or {}).get('reasons', []):
     items.append({'description': f'FAILED: {reason}'})
   for problem in (canary or {}).get('problems', []):
@@ -127,7 +134,11 @@ def build_card(config, model_uri: str, report: Dict[str, Any], canary: Optional[
           'data': data_sources(report, ingest),
           'input_format': 'encoded JPEG/PNG image bytes (serving_default: image_bytes) or '
                           'serialized tf.Example (from_examples: examples)',
-          'output_format': 'fake_probability (float in [0, 1]) and label (real/fake)',
+          'output_format': 'fake_probability (float in [0, 1]) and label (real/fake): fake when '
+                           f'fake_probability >= {report.get("decision_threshold")}',
+          # Project extension: the decision threshold and how it was chosen (the model's
+          # assets/operating_point.json, as the FairnessGate read it).
+          'operating_point': operating_point(report),
       },
       'quantitative_analysis': {'performance_metrics': performance_metrics(report)},
       'considerations': {
@@ -187,6 +198,15 @@ def _num(value: Any) -> str:
   return _e(value)
 
 
+def _operating_point_html(point: Dict[str, Any]) -> str:
+  text = f'<p><b>Operating point:</b> called fake at P(fake) &ge; {_num(point.get("decision_threshold"))}'
+  if point.get('chosen_by') == 'target_fpr':
+    text += (f' (chosen for FPR {_num(point.get("target_fpr"))} on the {_e(point.get("split"))} '
+             f'split: FPR {_num(point.get("fpr"))}, TPR {_num(point.get("tpr"))}, AUC '
+             f'{_num(point.get("auc"))} there)')
+  return text + '</p>'
+
+
 def render_html(card: Dict[str, Any]) -> str:
   """A self-contained model_card.html."""
   details, params = card['model_details'], card['model_parameters']
@@ -198,6 +218,7 @@ def render_html(card: Dict[str, Any]) -> str:
          f'{_e((card["serving_canary"] or {}).get("passed"))}; <b>pushed:</b> '
          f'{_e(card["deployment"].get("pushed"))} {_e(card["deployment"].get("destination", ""))}'
          '</p>',
+         _operating_point_html(params.get('operating_point') or {}),
          '<h2>Limitations (every failed or unmeasured check)</h2><ul>']
   out += [f'<li>{_e(item["description"])}</li>' for item in card['considerations']['limitations']]
   out.append('</ul><h2>Intended use</h2><ul>')
