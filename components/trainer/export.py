@@ -190,8 +190,18 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
                'decision_threshold': decision_threshold,
                'input': 'encoded JPEG/PNG/GIF/BMP bytes of face crops prepared as face_preparation says',
                'face_preparation': face_preparation.to_dict()}, f, indent=2)
+  write_operating_point(export_dir, decision_threshold, operating_point)
+  return export_dir
+
+
+def write_operating_point(export_dir: str, decision_threshold: float,
+                          operating_point: Optional[Dict[str, Any]] = None) -> str:
+  """Writes assets/operating_point.json (what serving_contract.read_operating_point reads)."""
   point = dict(operating_point or {'chosen_by': 'explicit'},
                **{contract.DECISION_THRESHOLD_FIELD: float(decision_threshold)})
-  with tf.io.gfile.GFile(os.path.join(assets, contract.OPERATING_POINT_FILE), 'w') as f:
+  assets = os.path.join(export_dir, 'assets')
+  tf.io.gfile.makedirs(assets)
+  path = os.path.join(assets, contract.OPERATING_POINT_FILE)
+  with tf.io.gfile.GFile(path, 'w') as f:
     json.dump(point, f, indent=2)
-  return export_dir
+  return path
