@@ -137,7 +137,7 @@ def test_one_class_examples_are_insufficient_evidence_exit_2(workdir, capsys, ke
   assert report['verdict'] == 'insufficient_evidence' and report['blessed'] is False
   assert report['evaluator_verdict'] == 'insufficient_evidence'  # not 'fail'
   assert not [c for c in report['checks'] if c['status'] == 'fail']
-  assert any(f'no source holds both classes' in r and f'0 {missing}' in r
+  assert any('no source holds both classes' in r and f'0 {missing}' in r
              for r in report['reasons']), report['reasons']
   assert any('auc is undefined on Overall' in r for r in report['reasons']), report['reasons']
   # The one class there is judged on the one rate it defines (the fair model is right).

@@ -25,7 +25,7 @@ gate computes its intervals from the counts instead (see fairness.py); set
 """
 
 import json
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 
