@@ -151,7 +151,10 @@ def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds')
     validate_decision_threshold(thresholds.decision_threshold, f'{where}.decision_threshold')
   if thresholds.target_fpr is not None and not 0.0 < thresholds.target_fpr < 1.0:
     raise ConfigError(f'{where}.target_fpr must be in (0, 1), got {thresholds.target_fpr}')
-  for name in ('min_balanced_accuracy', 'min_auc', 'max_one_class_fpr', 'min_one_class_tpr'):
+  for name in ('min_balanced_accuracy', 'min_auc'):  # above 1: no model passes (CI tests use it)
+    if getattr(thresholds, name) < 0:
+      raise ConfigError(f'{where}.{name} must be >= 0, got {getattr(thresholds, name)}')
+  for name in ('max_one_class_fpr', 'min_one_class_tpr'):
     if not 0.0 <= getattr(thresholds, name) <= 1.0:
       raise ConfigError(f'{where}.{name} must be in [0, 1], got {getattr(thresholds, name)}')
   if not 0.0 <= thresholds.max_fake_share_gap <= 1.0:
