@@ -135,9 +135,15 @@ def rate(hits: int, n: int):
 
 def score_row(labels, scores, test, thresholds) -> Dict[str, Any]:
   labels, scores = np.asarray(labels), np.asarray(scores)
-  predicted = scores >= thresholds.decision_threshold
+  # This bench scores test predictions directly: it takes the thresholds file's explicit
+  # decision_threshold, 0.5 when the file chooses by target_fpr (the Trainer's choice).
+  cutoff = 0.5 if thresholds.decision_threshold is None else thresholds.decision_threshold
+  predicted = scores >= cutoff
+  real_mask, fake_mask = labels == 0, labels == 1
   result: Dict[str, Any] = {
       'accuracy': round(float((predicted == labels).mean()), 4),
+      'balanced_accuracy': round(float((predicted[fake_mask].mean()
+                                        + (1 - predicted[real_mask].mean())) / 2), 4),
       'auc': round(float(sk_metrics.roc_auc_score(labels, scores)), 4),
       'fpr': {}, 'tpr': {}}
   sources = np.array([r[features.SOURCE] for r in test])
@@ -147,7 +153,7 @@ def score_row(labels, scores, test, thresholds) -> Dict[str, Any]:
     result['fpr'][source] = rate(int(predicted[real].sum()), int(real.sum()))
     result['tpr'][source] = rate(int(predicted[fake].sum()), int(fake.sum()))
   columns = {k: [r[k] for r in test] for k in (features.GENDER, features.RACE, features.AGE)}
-  slices = fairness.slices_from_predictions(labels, scores, columns, thresholds.decision_threshold,
+  slices = fairness.slices_from_predictions(labels, scores, columns, cutoff,
                                             crosses=[(features.RACE, features.GENDER)])
   judged = fairness.judge(slices, thresholds)
   failing = [f"{c['grouping']}: {c['metric']} {c['value']:.3f} outside {c['bound']}"
@@ -155,11 +161,12 @@ def score_row(labels, scores, test, thresholds) -> Dict[str, Any]:
   short = sorted({c['grouping'] for c in judged['checks']
                   if c['status'] == fairness.INSUFFICIENT})
   result['insufficient_evidence'] = short  # groups under min_group_size reals
-  accuracy_ok = (result['accuracy'] >= thresholds.min_binary_accuracy and
+  accuracy_ok = (result['balanced_accuracy'] >= thresholds.min_balanced_accuracy and
                  result['auc'] >= thresholds.min_auc)
   if not accuracy_ok:
-    failing.insert(0, f"accuracy {result['accuracy']:.3f} / AUC {result['auc']:.3f} "
-                      f"(min {thresholds.min_binary_accuracy} / {thresholds.min_auc})")
+    failing.insert(0, f"balanced accuracy {result['balanced_accuracy']:.3f} / AUC "
+                      f"{result['auc']:.3f} (min {thresholds.min_balanced_accuracy} / "
+                      f"{thresholds.min_auc})")
   result['fairness_verdict'] = judged['verdict']
   result['verdict'] = 'PASS' if judged['verdict'] == fairness.PASS and accuracy_ok else 'FAIL'
   result['failing'] = failing

@@ -16,13 +16,20 @@ ServingCanary read the names from here and never spell them out themselves.
                       -> parameters [batch] string: JSON of the face preparation the
                          model was trained with (one copy per query element)
 
+The decision threshold the `label` output uses (the operating point the
+Trainer chose for a target false-positive rate) is written beside the model as
+assets/operating_point.json; `read_decision_threshold(model_dir)` is the one
+reader (TFMA's EvalConfig, the FairnessGate, `fakefaces gate`, the model card).
+
 Clients prepare photos with `fakefaces.components.face_example_gen.faces` using the
 parameters `face_preparation` returns, so a served model is always fed the
 crops it learned from.
 """
 
 import dataclasses
-from typing import Dict, Tuple
+import json
+import os
+from typing import Any, Dict, Tuple
 
 from fakefaces.components import features
 
@@ -57,6 +64,9 @@ BAD_INPUTS = {IMAGE_BYTES_INPUT: b'not an image at all', EXAMPLES_INPUT: b'\x00 
 
 # Files written next to the SavedModel (under assets/).
 PREPROCESSING_FILE = 'preprocessing.json'
+OPERATING_POINT_FILE = 'operating_point.json'
+# The key both files hold the threshold under (older models have only preprocessing.json).
+DECISION_THRESHOLD_FIELD = 'decision_threshold'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,3 +97,41 @@ def input_key(signature_name: str) -> str:
   except KeyError:
     raise KeyError(f'unknown signature {signature_name!r}; the contract has '
                    f'{sorted(SIGNATURES)}') from None
+
+
+def read_operating_point(model_dir: str) -> Dict[str, Any]:
+  """The exported model's operating point (assets/operating_point.json) as a dict.
+
+  Models exported before the operating point was chosen carry only the threshold,
+  in assets/preprocessing.json; they get {'decision_threshold': t, 'chosen_by':
+  'preprocessing.json'}. Raises ValueError naming the folder when neither file
+  holds a threshold in (0, 1).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (the contract stays import-light)
+  assets = os.path.join(model_dir, 'assets')
+  for name in (OPERATING_POINT_FILE, PREPROCESSING_FILE):
+    path = os.path.join(assets, name)
+    if not tf.io.gfile.exists(path):
+      continue
+    try:
+      with tf.io.gfile.GFile(path) as f:
+        content = json.load(f)
+    except ValueError as e:
+      raise ValueError(f'{path}: not valid JSON ({e})') from None
+    threshold = content.get(DECISION_THRESHOLD_FIELD) if isinstance(content, dict) else None
+    if threshold is None:
+      continue
+    if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+      raise ValueError(f'{path}: {DECISION_THRESHOLD_FIELD} must be a number in (0, 1), '
+                       f'got {threshold!r}')
+    if name == OPERATING_POINT_FILE:
+      return content
+    return {DECISION_THRESHOLD_FIELD: float(threshold), 'chosen_by': PREPROCESSING_FILE}
+  raise ValueError(f'{model_dir}: no {DECISION_THRESHOLD_FIELD} in assets/{OPERATING_POINT_FILE} '
+                   f'or assets/{PREPROCESSING_FILE}; is it a SavedModel exported by '
+                   'fakefaces.components.trainer.export?')
+
+
+def read_decision_threshold(model_dir: str) -> float:
+  """The threshold the model's `label` output calls "fake" at (score >= threshold)."""
+  return float(read_operating_point(model_dir)[DECISION_THRESHOLD_FIELD])

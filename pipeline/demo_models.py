@@ -174,4 +174,5 @@ def broken_signature_model(export_dir: str) -> str:
       contract.EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
       contract.FACE_PREPARATION_SIGNATURE: module.face_preparation.get_concrete_function(),
       BROKEN_SIGNATURE: explain.get_concrete_function()})
+  export.write_operating_point(export_dir, 0.5)  # what the Evaluator and the gate read
   return export_dir

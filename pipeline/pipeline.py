@@ -21,6 +21,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 from ml_metadata.proto import metadata_store_pb2
 
@@ -32,6 +33,7 @@ from fakefaces.components.face_example_gen import sources as sources_lib
 from fakefaces.components.face_example_gen.faces import FacePreparation
 from fakefaces.components.fairness_gate.component import FairnessGate
 from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.fairness_gate import evaluator_executor
 from fakefaces.components.fairness_gate.eval_config import build_eval_config
 from fakefaces.components.model_card.component import ModelCardGen
 from fakefaces.components.model_card.config import ModelCardConfig
@@ -43,6 +45,7 @@ from fakefaces.pipeline.config import PipelineConfig, check_consistency, load_th
 TRAINER_RUN_FN = 'fakefaces.components.trainer.module.run_fn'
 RESOLVER_ID = 'latest_blessed_model_resolver'
 CANARY_ID = 'ServingCanary'
+STAND_IN_THRESHOLD = 0.5  # in the Evaluator's EvalConfig until the executor reads the model's
 
 
 def release_components(examples, model, thresholds: ThresholdsConfig, serving_model_dir: str,
@@ -67,8 +70,11 @@ def release_components(examples, model, thresholds: ThresholdsConfig, serving_mo
       examples=examples,
       model=model,
       baseline_model=resolver.outputs[standard_component_specs.MODEL_KEY],
-      eval_config=build_eval_config(thresholds, with_baseline=True),
+      # Built before any model exists: the executor sets every threshold to the models' own
+      # (the operating point the Trainer chose), so this one is a stand-in.
+      eval_config=build_eval_config(thresholds, STAND_IN_THRESHOLD, with_baseline=True),
       example_splits=[features.TEST])
+  evaluator.executor_spec = executor_spec.BeamExecutorSpec(evaluator_executor.Executor)
   fairness_gate = FairnessGate(
       evaluation=evaluator.outputs[standard_component_specs.EVALUATION_KEY],
       evaluator_blessing=evaluator.outputs[standard_component_specs.BLESSING_KEY],
@@ -126,7 +132,8 @@ def create_pipeline(
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
       custom_config=trainer_custom_config(config.train, thresholds.decision_threshold,
-                                          FacePreparation.from_ingest_config(config.ingest)))
+                                          FacePreparation.from_ingest_config(config.ingest),
+                                          target_fpr=thresholds.target_fpr))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 
   release = release_components(examples, trainer.outputs[standard_component_specs.MODEL_KEY],

@@ -6,6 +6,7 @@ must never pass.
 """
 
 import html.parser
+import math
 import json
 
 import numpy as np
@@ -149,8 +150,13 @@ def test_unlabelled_fakes_make_fnr_checks_insufficient_unless_declared():
   assert 'Black has 0 fakes' in black['fnr_gap']['reason']
   assert strict['verdict'] == fairness.INSUFFICIENT
 
-  declared = _thresholds(not_measurable=['fnr_gap', 'average_odds_difference'])
-  report = evaluation.assemble_report(_slices(*planted), [], declared, True, [], 'm', 'e')
+  # The TPR ratio on fakes (disparate_impact_fake) needs fake demographics too.
+  declared = _thresholds(not_measurable=['fnr_gap', 'average_odds_difference',
+                                         'disparate_impact_fake'])
+  # Without source slices the accuracy bounds are judged on all examples, with TFMA's AUC.
+  overall_auc = [{'slice': evaluation.OVERALL, 'features': {}, 'auc': 0.95}]
+  report = evaluation.assemble_report(_slices(*planted), overall_auc, declared, True, [], 'm',
+                                      'e')
   assert report['verdict'] == fairness.PASS and report['blessed'] is True
   statuses = {c['status'] for c in report['checks'] if c['metric'] == 'fnr_gap'}
   assert statuses == {fairness.NOT_MEASURABLE}  # reported, never 'pass'
@@ -280,3 +286,151 @@ def test_auc_is_undefined_on_one_class_slices():
   assert only_reals['auc'] is None and only_reals['fnr_interval'] is None
   both = evaluation._rates_from_counts(fairness.Counts(tp=1, fp=3, tn=5, fn=2), 0.95)  # pylint: disable=protected-access
   assert 'auc' not in both  # TFMA's value stands
+
+
+def _source_rows(slices, auc):
+  """TFMA-like metric rows: `auc` per source name (None: TFMA gave none)."""
+  return [{'slice': evaluation.slice_label(k), 'features': dict(k),
+           'auc': auc.get(dict(k).get(features.SOURCE))} for k in slices]
+
+
+def _audit_and_gan(gan_tpr=0.9, gan_fpr=0.05, audit_fpr=0.04, n=100):
+  """A GAN source with both classes and an audit source of reals only (the shared data's mix)."""
+  labels, scores, source = [], [], []
+  for name, reals, fakes, fpr, tpr in (('gan', n, n, gan_fpr, gan_tpr),
+                                       ('audit', 4 * n, 0, audit_fpr, 0.0)):
+    labels += [0] * reals + [1] * fakes
+    scores += [0.9 if i < round(fpr * reals) else 0.1 for i in range(reals)]
+    scores += [0.9 if i < round(tpr * fakes) else 0.1 for i in range(fakes)]
+    source += [name] * (reals + fakes)
+  return labels, scores, {features.SOURCE: source}
+
+
+def _source_checks(report):
+  return {(c['grouping'], c['metric']): c for c in report['source_checks']}
+
+
+def test_balanced_accuracy_bound_cannot_be_carried_by_audit_reals():
+  # Catches 40% of the fakes: plain accuracy 0.87 on this mostly-real set would have
+  # passed a 0.8 bound; balanced accuracy (0.40 + 0.95) / 2 = 0.675 does not.
+  labels, scores, columns = _audit_and_gan(gan_tpr=0.4)
+  slices = fairness.slices_from_predictions(labels, scores, columns, 0.5)
+  overall = slices[()]
+  assert (overall.tp + overall.tn) / overall.total > 0.8
+  report = evaluation.assemble_report(slices, _source_rows(slices, {'gan': 0.9}), _thresholds(),
+                                      True, [], 'm', 'e')
+  checks = _source_checks(report)
+  assert checks[('source gan', 'balanced_accuracy')]['status'] == fairness.FAIL
+  assert checks[('source gan', 'balanced_accuracy')]['value'] == pytest.approx(0.675)
+  assert checks[('source gan', 'auc')]['status'] == fairness.PASS
+  assert report['verdict'] == fairness.FAIL
+  assert any(r.startswith('source gan: balanced_accuracy 0.6750') for r in report['reasons'])
+
+
+def test_one_class_source_is_judged_on_its_fpr_only():
+  labels, scores, columns = _audit_and_gan(audit_fpr=0.04)
+  slices = fairness.slices_from_predictions(labels, scores, columns, 0.5)
+  report = evaluation.assemble_report(slices, _source_rows(slices, {'gan': 0.95, 'audit': 0.0}),
+                                      _thresholds(), True, [], 'm', 'e')
+  checks = _source_checks(report)
+  # TFMA's AUC of 0 on the reals-only source is never read: it is judged on FPR alone.
+  assert [m for g, m in checks if g == 'source audit'] == ['fpr']
+  assert checks[('source audit', 'fpr')]['status'] == fairness.PASS
+  assert {m for g, m in checks if g == 'source gan'} == {'auc', 'balanced_accuracy'}
+  assert all(c['status'] == fairness.PASS for c in checks.values())
+  # The same source calling 12% of its reals fake fails its bound (max_one_class_fpr 0.08).
+  labels, scores, columns = _audit_and_gan(audit_fpr=0.12)
+  slices = fairness.slices_from_predictions(labels, scores, columns, 0.5)
+  failing = _source_checks(evaluation.assemble_report(
+      slices, _source_rows(slices, {'gan': 0.95}), _thresholds(), True, [], 'm', 'e'))
+  assert failing[('source audit', 'fpr')]['status'] == fairness.FAIL
+
+
+def test_undefined_accuracy_metrics_are_insufficient_never_zero_or_pass():
+  labels, scores, columns = _audit_and_gan()
+  reals_only = [i for i, label in enumerate(labels) if label == 0]
+  slices = fairness.slices_from_predictions(
+      [labels[i] for i in reals_only], [scores[i] for i in reals_only],
+      {features.SOURCE: [columns[features.SOURCE][i] for i in reals_only]}, 0.5)
+  assert math.isnan(fairness.balanced_accuracy(slices[()]))
+  # The Evaluator "failed" AUC and balanced accuracy only because they are undefined.
+  report = evaluation.assemble_report(
+      slices, _source_rows(slices, {}), _thresholds(), False, [], 'm', 'e',
+      evaluator_undefined=['auc is undefined on Overall: it holds 500 real photos and 0 fakes'])
+  assert report['verdict'] == fairness.INSUFFICIENT and report['blessed'] is False
+  assert report['evaluator_verdict'] == fairness.INSUFFICIENT
+  everything = _source_checks(report)[('all sources', 'auc, balanced_accuracy')]
+  assert everything['status'] == fairness.INSUFFICIENT and everything['value'] is None
+  assert '0 fakes' in everything['reason']
+  # A source with both classes but TFMA's AUC missing (undefined) is insufficient, not 0.
+  labels, scores, columns = _audit_and_gan()
+  slices = fairness.slices_from_predictions(labels, scores, columns, 0.5)
+  checks = _source_checks(evaluation.assemble_report(slices, _source_rows(slices, {}),
+                                                     _thresholds(), True, [], 'm', 'e'))
+  assert checks[('source gan', 'auc')]['status'] == fairness.INSUFFICIENT
+
+
+def _grouped(real_fpr, fake_tpr, fakes, n_real=100):
+  """Per race (White, Black): n_real reals called fake at real_fpr[race], `fakes[race]` fakes
+  caught at fake_tpr[race]."""
+  labels, scores, race = [], [], []
+  for r in ('White', 'Black'):
+    labels += [0] * n_real + [1] * fakes[r]
+    scores += [0.9 if i < round(real_fpr[r] * n_real) else 0.1 for i in range(n_real)]
+    scores += [0.9 if i < round(fake_tpr[r] * fakes[r]) else 0.1 for i in range(fakes[r])]
+    race += [r] * (n_real + fakes[r])
+  return fairness.slices_from_predictions(labels, scores, {features.RACE: race}, 0.5)
+
+
+BLACK_VS_REST = [GroupingConfig(name='Black vs rest', feature='race', group='Black')]
+
+
+def test_disparate_impact_is_judged_per_class_and_mixed_only_where_fake_shares_match():
+  thresholds = _thresholds(groupings=BLACK_VS_REST, judge_each_value_of=[])
+  # Same FPR and TPR for both groups, but White holds most of the fakes: the mixed DI
+  # measures the fake share (the paper's 0.12 for Black vs rest on the shared data).
+  slices = _grouped({'White': 0.04, 'Black': 0.04}, {'White': 0.9, 'Black': 0.9},
+                    {'White': 300, 'Black': 30})
+  result = fairness.judge(slices, thresholds)
+  checks = _checks(result, 'Black vs rest')
+  summary = result['groupings'][0]
+  assert summary['disparate_impact'] < 0.5  # mixed DI: far outside [0.8, 1.25]
+  assert checks['disparate_impact']['status'] == fairness.NOT_MEASURABLE
+  assert 'max_fake_share_gap' in checks['disparate_impact']['reason']
+  assert checks['disparate_impact_real']['status'] == fairness.PASS
+  assert checks['disparate_impact_real']['value'] == pytest.approx(1.0)
+  assert checks['disparate_impact_fake']['status'] == fairness.PASS
+  assert result['verdict'] == fairness.PASS
+  # Matching fake shares: the mixed DI is judged again.
+  matched = _grouped({'White': 0.04, 'Black': 0.04}, {'White': 0.9, 'Black': 0.9},
+                     {'White': 100, 'Black': 100})
+  assert _checks(fairness.judge(matched, thresholds), 'Black vs rest')[
+      'disparate_impact']['status'] == fairness.PASS
+  # Reals of one group called fake twice as often: the FPR ratio on reals refuses it.
+  biased = _grouped({'White': 0.04, 'Black': 0.08}, {'White': 0.9, 'Black': 0.9},
+                    {'White': 300, 'Black': 30})
+  biased_checks = _checks(fairness.judge(biased, thresholds), 'Black vs rest')
+  assert biased_checks['disparate_impact_real']['status'] == fairness.FAIL
+  assert biased_checks['disparate_impact_real']['value'] == pytest.approx(2.0)
+  # Fakes of one group caught less often: the TPR ratio on fakes refuses it.
+  missed = _grouped({'White': 0.04, 'Black': 0.04}, {'White': 0.9, 'Black': 0.5},
+                    {'White': 100, 'Black': 100})
+  assert _checks(fairness.judge(missed, thresholds), 'Black vs rest')[
+      'disparate_impact_fake']['status'] == fairness.FAIL
+
+
+def test_per_class_di_of_zero_over_zero_is_never_a_pass():
+  thresholds = _thresholds(groupings=BLACK_VS_REST, judge_each_value_of=[])
+  # No real photo called fake on either side, with enough reals: the ratio is undefined
+  # (not measurable, never passed); the FPR gap, 0, judges the pair.
+  slices = _grouped({'White': 0.0, 'Black': 0.0}, {'White': 0.9, 'Black': 0.9},
+                    {'White': 100, 'Black': 100})
+  checks = _checks(fairness.judge(slices, thresholds), 'Black vs rest')
+  assert checks['disparate_impact_real']['status'] == fairness.NOT_MEASURABLE
+  assert checks['disparate_impact_real']['value'] is None
+  assert checks['fpr_gap']['status'] == fairness.PASS
+  # With too few reals it is insufficient evidence.
+  small = _grouped({'White': 0.0, 'Black': 0.0}, {'White': 0.9, 'Black': 0.9},
+                   {'White': 100, 'Black': 100}, n_real=10)
+  assert _checks(fairness.judge(small, thresholds), 'Black vs rest')[
+      'disparate_impact_real']['status'] == fairness.INSUFFICIENT

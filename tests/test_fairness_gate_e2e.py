@@ -10,12 +10,15 @@ those TFMA outputs as the Evaluator's.
 import json
 import os
 
+import tensorflow as tf
+
 import ml_metadata as mlmd
 import pytest
 from tfx import v1 as tfx
 from tfx import version as tfx_version
 
-from fakefaces.components.fairness_gate import evaluation
+from fakefaces.components import features
+from fakefaces.components.fairness_gate import evaluation, fairness
 from fakefaces.pipeline import demo_models
 from fakefaces.components.fairness_gate.component import FairnessGate
 from fakefaces.pipeline import cli
@@ -23,7 +26,7 @@ from fakefaces.pipeline import config as config_lib
 
 THRESHOLDS_YAML = """
 min_group_size: 5
-min_binary_accuracy: 0.8
+min_balanced_accuracy: 0.8
 min_auc: 0.8
 groupings:
   - {name: Male vs Female, feature: gender, group: Female, reference: Male}
@@ -68,7 +71,10 @@ def test_cli_blocks_the_biased_model_naming_the_group(biased_gate):
   assert code == 1
   assert report['verdict'] == 'fail' and report['blessed'] is False
   assert report['evaluator_blessed'] is True  # accurate overall: the fairness bounds refuse it
-  assert report['reasons'][0].startswith('Black vs rest: disparate_impact')
+  # Most failures first: the group the model wrongs.
+  assert fairness.refusals_by_grouping(report['checks'])[0][0] == 'Black vs rest'
+  black_reasons = [r for r in report['reasons'] if r.startswith('Black vs rest: ')]
+  assert black_reasons[0].startswith('Black vs rest: disparate_impact ')
   black = {c['metric']: c for c in report['checks'] if c['grouping'] == 'Black vs rest'}
   assert black['fpr_gap']['status'] == 'fail' and black['fpr_gap']['value'] > 0.5
   assert black['fnr_gap']['status'] == 'pass'  # it still finds every fake
@@ -92,11 +98,53 @@ def test_stricter_group_size_is_insufficient_evidence_exit_2(workdir, fair_gate)
   _, out, _ = fair_gate
   thresholds = config_lib.load_thresholds(str(workdir / 'thresholds.yaml'))
   thresholds.min_group_size = 11  # race x gender groups hold 10 reals
-  report = evaluation.build_report(str(out / 'evaluation'), thresholds, True, 'fair')
+  report = evaluation.build_report(str(out / 'evaluation'), thresholds, True, 'fair',
+                                   decision_threshold=0.5)
   assert report['verdict'] == 'insufficient_evidence'
   assert any('Black x Female has 10 real photos (need 11)' in r for r in report['reasons'])
   from fakefaces.pipeline.commands import gate  # pylint: disable=g-import-not-at-top
   assert gate.exit_code(report['verdict']) == 2
+
+
+def _one_class(source: str, out: str, keep: int) -> str:
+  """The test records of one label only, as ../shared/field_cases/gate_one_class/make_oneclass.py
+  writes them (there from the demo's test split)."""
+  with tf.io.TFRecordWriter(out, options='GZIP') as writer:
+    for record in tf.data.TFRecordDataset(tf.io.gfile.glob(source), compression_type='GZIP'):
+      example = tf.train.Example.FromString(record.numpy())
+      if example.features.feature[features.LABEL].int64_list.value[0] == keep:
+        writer.write(record.numpy())
+  return out
+
+
+@pytest.mark.parametrize('keep, missing', [(features.REAL, 'fakes'), (features.FAKE, 'real photos')])
+def test_one_class_examples_are_insufficient_evidence_exit_2(workdir, capsys, keep, missing):
+  """Field case gate_one_class: AUC and balanced accuracy are undefined with one class.
+
+  Before, TFMA's AUC of 0 on a one-class slice read as a failed bound: FAIL, exit 1,
+  while the summary printed "auc n/a". Undefined is insufficient evidence: exit 2, and
+  the report names what is missing; no check rests on a 0/0.
+  """
+  examples = _one_class(str(workdir / 'data' / '*.gz'),
+                        str(workdir / f'one_class_{keep}.tfrecord.gz'), keep)
+  out = workdir / f'gate_one_class_{keep}'
+  code = cli.main(['gate', '--model', str(workdir / 'fair' / 'Format-Serving'),
+                   '--examples', examples, '--thresholds', str(workdir / 'thresholds.yaml'),
+                   '--out', str(out)])
+  printed = capsys.readouterr().out
+  report = json.loads((out / evaluation.REPORT_JSON).read_text(encoding='utf-8'))
+  assert code == 2, report['reasons']
+  assert report['verdict'] == 'insufficient_evidence' and report['blessed'] is False
+  assert report['evaluator_verdict'] == 'insufficient_evidence'  # not 'fail'
+  assert not [c for c in report['checks'] if c['status'] == 'fail']
+  assert any('no source holds both classes' in r and f'0 {missing}' in r
+             for r in report['reasons']), report['reasons']
+  assert any('auc is undefined on Overall' in r for r in report['reasons']), report['reasons']
+  # The one class there is judged on the one rate it defines (the fair model is right).
+  (source,) = [c for c in report['source_checks'] if c['grouping'] == 'source demo']
+  assert source['metric'] == ('fpr' if keep == features.REAL else 'tpr')
+  assert source['status'] == 'pass'
+  assert 'INSUFFICIENT_EVIDENCE' in printed and '0 ' + missing in printed
 
 
 @pytest.mark.parametrize('change, message', [

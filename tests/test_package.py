@@ -32,7 +32,7 @@ KUBEFLOW_SDK_WHEELS = os.path.join(os.path.dirname(os.path.dirname(sys.executabl
 
 THRESHOLDS_YAML = """
 min_group_size: 10
-min_binary_accuracy: 0.8
+min_balanced_accuracy: 0.8
 min_auc: 0.8
 groupings:
   - {name: White vs rest, feature: race, group: White}

@@ -23,7 +23,10 @@ COMPONENTS = ('FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'Import
               'ExampleValidator', 'DataGate', 'Trainer', 'Evaluator', 'FairnessGate',
               'ServingCanary', 'Pusher', 'ModelCardGen')
 # Bounds every model meets: this module tests wiring, not model quality.
-LENIENT = dict(decision_threshold=0.3, min_group_size=1, min_binary_accuracy=0.0, min_auc=0.0,
+LENIENT = dict(decision_threshold=0.3, min_group_size=1, min_balanced_accuracy=0.0, min_auc=0.0,
+               max_one_class_fpr=1.0, min_one_class_tpr=0.0,
+               # A tiny group's FPR or TPR ratio can be infinite (x/0): not judged here.
+               not_measurable=['disparate_impact_real', 'disparate_impact_fake'],
                disparate_impact_range=[0.0, 1.0e9], max_abs_average_odds_difference=1.0,
                max_fpr_gap=1.0, max_fnr_gap=1.0,
                max_interval_span_di=0.0, max_interval_span_difference=0.0,  # no span limit
@@ -117,7 +120,7 @@ def test_gate_blocks_push_when_accuracy_threshold_unreachable(first_run, tmp_pat
   root, manifest, _ = first_run
   serving_dir = tmp_path / 'serving_model'
   thresholds = _write_thresholds(tmp_path / 'impossible.yaml',
-                                 **dict(LENIENT, min_binary_accuracy=1.01))
+                                 **dict(LENIENT, min_balanced_accuracy=1.01))
   config = _config(root, manifest, thresholds, serving_dir=serving_dir)
   local_runner.run_local(config)
   result = summary.latest_run_summary(config)

@@ -37,7 +37,7 @@ from fakefaces.pipeline import pipeline as pipeline_lib
 
 THRESHOLDS_YAML = """
 min_group_size: 5
-min_binary_accuracy: 0.8
+min_balanced_accuracy: 0.8
 min_auc: 0.5
 disparate_impact_range: [0.0, 1000000.0]
 max_abs_average_odds_difference: 1.0
@@ -134,12 +134,13 @@ def test_fairer_but_less_accurate_candidate_is_refused(runs):
   gate = results[1]['gate']
   assert gate['blessed'] is False
   assert gate['production']['production_model_uri'] == str(root / 'models' / 'P')
-  accuracy = _overall(gate, 'accuracy')
+  # Balanced accuracy, each model at its own operating point (here both explicit 0.5).
+  accuracy = _overall(gate, 'balanced_accuracy')
   assert accuracy['status'] == 'regressed' and accuracy['change'] < -0.05
   assert _black_fpr_gap(gate)['growth'] < -0.3  # much fairer than production...
   assert all(r['status'] != 'regressed' for r in gate['production']['gaps'])
   assert gate['evaluator_blessed'] is False  # ...but TFMA's change threshold refused it
-  assert any('binary_accuracy changed by' in r for r in gate['reasons']), gate['reasons']
+  assert any('balanced_accuracy changed by' in r for r in gate['reasons']), gate['reasons']
   assert results[1]['pushed'].custom_properties['pushed'].int_value == 0
   assert len(results[1]['versions']) == 1
 
@@ -175,7 +176,11 @@ def test_strictly_better_candidate_is_pushed_with_its_card(runs):
   assert card['model_parameters']['data'][0]['evaluated']['examples'] == 280
   metrics = card['quantitative_analysis']['performance_metrics']
   assert any(m['type'] == 'fpr' and 'confidence_interval' in m for m in metrics)
-  assert len(card['quantitative_analysis']['fairness']['checks']) == 4  # DI, AOD, FPR and FNR gaps of the one grouping
+  # The source's AUC and balanced accuracy; the one grouping's mixed DI, AOD, FPR and FNR
+  # gaps, and its DI per class (FPR ratio on reals, TPR ratio on fakes).
+  assert len(card['quantitative_analysis']['fairness']['checks']) == 8
+  assert card['model_parameters']['operating_point']['decision_threshold'] == 0.5
+  assert 'Operating point: "fake" when P(fake) &ge; 0.5' in html
 
 
 def test_every_pushed_version_has_a_card_naming_failed_and_unmeasured_checks(runs):

@@ -21,6 +21,10 @@ def test_report_on_a_tiny_subset(faces_data, tmp_path):
                                'auc', 'fpr']
   (model,) = report['models']
   assert model['architecture'] == 'vgg10' and model['epochs_run'] == 1
+  # The threshold is chosen on the validation part for the thresholds file's target FPR.
+  assert model['operating_point']['chosen_by'] == 'target_fpr'
+  assert model['operating_point']['split'] == 'validation'
+  assert set(model['test_operating_point']['tpr_at_fpr']) == {'0.01', '0.05'}
   titles = [t['title'] for t in model['tables']]
   assert [t.split(':')[0] for t in titles] == ['Table 4', 'Table 5', 'Table 6', 'Table 7',
                                                'Table 8']

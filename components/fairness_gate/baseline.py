@@ -6,8 +6,8 @@ the FairnessGate AND answered in the serving stack: what the Pusher pushes)
 and gives it to the Evaluator as `baseline_model`. TFMA then evaluates both
 models on the same test split, and:
 
-* the Evaluator's change thresholds refuse a candidate whose overall accuracy
-  or AUC drops by more than `baseline.max_accuracy_drop` / `max_auc_drop`
+* the Evaluator's change thresholds refuse a candidate whose overall balanced
+  accuracy or AUC drops by more than `baseline.max_accuracy_drop` / `max_auc_drop`
   (eval_config.py; TFX ignores them on the first run, when there is no
   baseline: the absolute bounds alone apply then);
 * this module refuses a candidate for which any judged group's |FPR gap|,
@@ -17,7 +17,8 @@ models on the same test split, and:
   be measured for the candidate but not for production is "not comparable":
   shown, and still judged by the absolute bounds, never a pass of its own.
 
-The accuracy/AUC comparison is also recomputed here, so the report shows both
+The balanced-accuracy/AUC comparison is also recomputed here (each model's
+balanced accuracy at its own decision threshold), so the report shows both
 models side by side and names every regression in its reasons.
 """
 
@@ -30,9 +31,9 @@ from fakefaces.components.fairness_gate import fairness
 from fakefaces.components.fairness_gate.config import BaselineConfig, ThresholdsConfig
 
 COMPARED_GAPS = (fairness.FPR_GAP, fairness.FNR_GAP, fairness.AVERAGE_ODDS_DIFFERENCE)
-SIDE_BY_SIDE = ('n', 'accuracy', 'auc', 'fpr', 'fnr')
-# overall metric -> the tolerance field that bounds its drop
-COMPARED_OVERALL = {'accuracy': 'max_accuracy_drop', 'auc': 'max_auc_drop'}
+SIDE_BY_SIDE = ('n', 'balanced_accuracy', 'accuracy', 'auc', 'fpr', 'fnr')
+# overall metric -> the tolerance field that bounds its drop (each model at its own threshold)
+COMPARED_OVERALL = {'balanced_accuracy': 'max_accuracy_drop', 'auc': 'max_auc_drop'}
 REGRESSED, NOT_COMPARABLE = 'regressed', 'not_comparable'
 _EPSILON = 1e-9  # float noise: a change exactly at the tolerance passes
 

@@ -6,7 +6,7 @@ same bounds as the pipeline.
 
 import dataclasses
 import os
-from typing import List
+from typing import List, Optional
 
 from fakefaces.components.config_base import from_dict, load_yaml
 from fakefaces.components.groupings import GroupingConfig
@@ -19,8 +19,8 @@ class BaselineConfig:
   ServingCanary blessed); the first run uses the absolute bounds alone.
   """
   enabled: bool = True
-  # Overall accuracy / AUC may drop by at most this much (TFMA change thresholds on the
-  # Evaluator, so its own blessing already refuses the drop).
+  # Overall balanced accuracy / AUC may drop by at most this much (TFMA change thresholds
+  # on the Evaluator, so its own blessing already refuses the drop).
   max_accuracy_drop: float = 0.01
   max_auc_drop: float = 0.01
   # No judged group's |FPR gap|, |FNR gap| or |AOD| may grow by more than this (FairnessGate).
@@ -30,16 +30,34 @@ class BaselineConfig:
 @dataclasses.dataclass
 class ThresholdsConfig:
   """What a model must achieve to be pushed (issue: fairness gate)."""
-  decision_threshold: float = 0.5  # probability above which a face is called fake
+  # The operating point: the Trainer chooses the decision threshold on the eval split so
+  # that at most this share of its real photos is called fake (a real person called fake
+  # is the costly error), and exports it with the model; everything downstream reads it
+  # from the model (serving_contract.read_decision_threshold).
+  target_fpr: Optional[float] = 0.05
+  # An explicit threshold instead of choosing one (P(fake) at or above it is called fake);
+  # it overrides target_fpr when set. null: choose by target_fpr.
+  decision_threshold: Optional[float] = None
   # A group with fewer examples of the class a rate needs is "insufficient
   # evidence", never a pass.
   min_group_size: int = 30
-  min_binary_accuracy: float = 0.8
+  # Overall (TFMA, on the Evaluator) and per source with both classes (FairnessGate).
+  # Balanced accuracy = (TPR + TNR) / 2, so a test split of mostly real photos cannot
+  # carry it the way it carried plain accuracy.
+  min_balanced_accuracy: float = 0.8
   min_auc: float = 0.8
+  # A source with one class only (e.g. audit reals) is judged on the rate it defines:
+  max_one_class_fpr: float = 0.08  # reals-only source: share called fake
+  min_one_class_tpr: float = 0.8  # fakes-only source: share caught
   disparate_impact_range: List[float] = dataclasses.field(default_factory=lambda: [0.8, 1.25])
   max_abs_average_odds_difference: float = 0.05
   max_fpr_gap: float = 0.05
   max_fnr_gap: float = 0.05
+  # The paper's mixed DI (positive rate over reals and fakes together) is judged only where
+  # the group's and the reference's shares of fakes differ by at most this much; elsewhere
+  # it measures the fake share, not the model, and is reported beside the per-class DIs
+  # (FPR ratio on reals, TPR ratio on fakes), which are judged.
+  max_fake_share_gap: float = 0.05
   groupings: List[GroupingConfig] = dataclasses.field(default_factory=list)
   # Also judge every value of these features (or crosses like 'race x gender') against the rest.
   judge_each_value_of: List[str] = dataclasses.field(default_factory=list)

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -22,8 +22,10 @@ from fakefaces.components.fairness_gate.config import ThresholdsConfig
 REPORT_JSON, REPORT_HTML = 'report.json', 'report.html'
 OVERALL = 'Overall'
 # TFMA metric name -> report column (per-slice table, like the paper's Tables 4-8).
-SLICE_METRICS = {'example_count': 'n', 'binary_accuracy': 'accuracy', 'precision': 'precision',
-                 'recall': 'recall', 'auc': 'auc', 'fpr': 'fpr', 'fnr': 'fnr'}
+SLICE_METRICS = {'example_count': 'n', 'binary_accuracy': 'accuracy',
+                 eval_config.BALANCED_ACCURACY: 'balanced_accuracy', 'precision': 'precision',
+                 'recall': 'recall', 'auc': 'auc', 'fpr': 'fpr', 'fnr': 'fnr',
+                 **{name: name for name in eval_config.TPR_AT_FPR}}
 EVALUATOR_NOT_BLESSED = 'Evaluator did not bless the model'
 CANDIDATE, BASELINE = tfma.CANDIDATE_KEY, tfma.BASELINE_KEY  # TFMA's model names
 
@@ -61,9 +63,13 @@ def _is_model(key, model: str) -> bool:
   return key.model_name != BASELINE
 
 
-def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, model: str = CANDIDATE
+def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, decision_threshold: float,
+                    model: str = CANDIDATE
                     ) -> Tuple[Dict[fairness.SliceKey, fairness.Counts], List[Dict[str, Any]]]:
-  """(per-slice confusion counts at the decision threshold, per-slice metric rows) of `model`."""
+  """(per-slice confusion counts at `decision_threshold`, per-slice metric rows) of `model`.
+
+  `decision_threshold` is `model`'s own (serving_contract.read_decision_threshold).
+  """
   counts, rows = {}, []
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
     if metrics_for_slice.HasField('cross_slice_key'):
@@ -76,7 +82,7 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, model: st
       name = kv.key.name
       if name == eval_config.CONFUSION_METRIC:
         for matrix in kv.value.confusion_matrix_at_thresholds.matrices:
-          if abs(matrix.threshold - thresholds.decision_threshold) < 1e-6:
+          if abs(matrix.threshold - decision_threshold) < 1e-6:
             counts[key] = fairness.Counts(tp=matrix.true_positives, fp=matrix.false_positives,
                                           tn=matrix.true_negatives, fn=matrix.false_negatives)
       elif name in SLICE_METRICS:
@@ -90,8 +96,9 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, model: st
     rows.append(row)
   if not counts:
     raise ValueError(f'no {eval_config.CONFUSION_METRIC} of the {model} model at threshold '
-                     f'{thresholds.decision_threshold} in the evaluation at {evaluation_uri}; '
-                     'was it computed with fakefaces.components.fairness_gate.eval_config.build_eval_config?')
+                     f'{decision_threshold} in the evaluation at {evaluation_uri}; was it computed '
+                     'with fakefaces.components.fairness_gate.eval_config.build_eval_config at '
+                     'the model\'s own decision threshold?')
   rows.sort(key=lambda r: (len(r['features']), sorted(r['features']), r['slice']))
   return counts, rows
 
@@ -101,26 +108,51 @@ def _rates_from_counts(c: fairness.Counts, level: float) -> Dict[str, Any]:
   recall = c.tpr
   f1 = (2 * precision * recall / (precision + recall)
         if precision + recall and not math.isnan(precision + recall) else math.nan)
+  # Every rate at the threshold from the counts at the model's own threshold: TFMA's
+  # thresholded metrics use the candidate's, also for the production model.
   rates = {'counts': dataclasses.asdict(c), 'real': c.negatives, 'fake': c.positives,
            'f1': None if math.isnan(f1) else f1,
+           **{name: None if math.isnan(value) else value for name, value in (
+               ('accuracy', (c.tp + c.tn) / c.total if c.total else math.nan),
+               ('balanced_accuracy', fairness.balanced_accuracy(c)),
+               ('precision', precision), ('recall', recall), ('fpr', c.fpr), ('fnr', c.fnr))},
            'fpr_interval': fairness.rate_interval(c.fp, c.negatives, level),
            'fnr_interval': fairness.rate_interval(c.fn, c.positives, level)}
+  rates['tpr'] = None if math.isnan(c.tpr) else c.tpr
   if not (c.negatives and c.positives):
-    rates['auc'] = None  # TFMA reports 0 for a one-class slice; AUC is undefined there
+    # TFMA reports AUC 0 and balanced accuracy NaN for a one-class slice: both are undefined.
+    for name in eval_config.NEEDS_BOTH_CLASSES + tuple(eval_config.TPR_AT_FPR):
+      rates[SLICE_METRICS[name]] = None
   return rates
 
 
-def evaluator_failures(evaluation_uri: str) -> List[str]:
-  """What TFMA's thresholds refused, one line each ('' list when it passed or is absent)."""
+def evaluator_failures(evaluation_uri: str,
+                       counts: Optional[Dict[fairness.SliceKey, fairness.Counts]] = None
+                       ) -> Tuple[List[str], List[str]]:
+  """What TFMA's thresholds refused, one line each: (measured failures, undefined metrics).
+
+  A bound on AUC or balanced accuracy over a slice that lacks a class (per
+  `counts`) "fails" in TFMA only because the metric is undefined there (TFMA
+  reports AUC 0 and balanced accuracy NaN): that is insufficient evidence, listed
+  second, never a measured failure. Both lists are empty when validation passed
+  or was not written.
+  """
   try:
     result = tfma.load_validation_result(evaluation_uri)
   except Exception:  # pylint: disable=broad-except  (no validation written: no thresholds)
-    return []
-  lines = []
+    return [], []
+  lines, undefined = [], []
   for per_slice in result.metric_validations_per_slice:
-    where = slice_label(_slice_key(per_slice))
+    key = _slice_key(per_slice)
+    where = slice_label(key)
     for failure in per_slice.failures:
       value = _double(failure.metric_value)
+      c = (counts or {}).get(key)
+      if (failure.metric_key.name in eval_config.NEEDS_BOTH_CLASSES and c is not None
+          and not (c.negatives and c.positives)):
+        undefined.append(f'{failure.metric_key.name} is undefined on {where}: it holds '
+                         f'{c.negatives:g} real photos and {c.positives:g} fakes (needs both)')
+        continue
       if failure.metric_threshold.HasField('change_threshold'):
         change = failure.metric_threshold.change_threshold
         allowed = change.absolute.value if change.HasField('absolute') else 0.0
@@ -137,7 +169,7 @@ def evaluator_failures(evaluation_uri: str) -> List[str]:
       shown = 'missing' if value is None else f'{value:.4f}'
       lines.append(f'{failure.metric_key.name} {shown} on {where}, needs {" and ".join(limits)}')
   lines += [f'slice never materialised: {s}' for s in result.missing_slices]
-  return lines
+  return lines, undefined
 
 
 def _first(items: List[str], count: int) -> str:
@@ -153,44 +185,67 @@ def validation_ok(evaluation_uri: str) -> bool:
 
 
 def build_report(evaluation_uri: str, thresholds: ThresholdsConfig, evaluator_blessed: bool,
-                 model_uri: str, annotation_report: Optional[Dict[str, Any]] = None
-                 ) -> Dict[str, Any]:
-  """Judges the evaluation; the returned dict is what report.json holds."""
-  counts, rows = load_evaluation(evaluation_uri, thresholds)
-  failures = [] if evaluator_blessed else evaluator_failures(evaluation_uri)
+                 model_uri: str, decision_threshold: float,
+                 annotation_report: Optional[Dict[str, Any]] = None,
+                 operating_point: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  """Judges the evaluation at the model's `decision_threshold`; returns what report.json holds.
+
+  `operating_point`: the model's assets/operating_point.json, shown in the report.
+  """
+  counts, rows = load_evaluation(evaluation_uri, thresholds, decision_threshold)
+  failures, undefined = ([], []) if evaluator_blessed else evaluator_failures(evaluation_uri,
+                                                                             counts)
   return assemble_report(counts, rows, thresholds, evaluator_blessed, failures, model_uri,
-                         evaluation_uri, annotation_report)
+                         evaluation_uri, annotation_report, evaluator_undefined=undefined,
+                         decision_threshold=decision_threshold,
+                         operating_point=operating_point)
 
 
 def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List[Dict[str, Any]],
                     thresholds: ThresholdsConfig, evaluator_blessed: bool,
                     evaluator_failure_lines: List[str], model_uri: str,
                     evaluation_uri: str,
-                    annotation_report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                    annotation_report: Optional[Dict[str, Any]] = None,
+                    evaluator_undefined: Sequence[str] = (),
+                    decision_threshold: Optional[float] = None,
+                    operating_point: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """The report from per-slice counts and metric rows, however they were computed.
 
   `annotation_report`: the DemographicAnnotator's report.json, when the
   evaluated examples went through it (checks on predicted demographics are
   then marked and held to the annotator-precision rule).
+  `evaluator_failure_lines` / `evaluator_undefined`: the Evaluator's refusals
+  measured and undefined (evaluator_failures); a refusal with only undefined
+  metrics is insufficient evidence, not a failure.
   """
   evidence = (fairness.AnnotationEvidence.from_report(annotation_report)
               if annotation_report and annotation_report.get('evaluated') else None)
   result = fairness.judge(counts, thresholds, annotation=evidence)
+  auc = {tuple(sorted(r['features'].items())): r.get('auc') for r in rows}
+  source_checks = [dataclasses.asdict(c) for c in fairness.judge_sources(counts, auc, thresholds)]
   reasons = []
+  evaluator_verdict = fairness.PASS
   if not evaluator_blessed:
-    failures = evaluator_failure_lines
-    reasons.append(f'{EVALUATOR_NOT_BLESSED}: accuracy or AUC below the thresholds '
-                   f'(min_binary_accuracy {thresholds.min_binary_accuracy}, '
+    failures = list(evaluator_failure_lines)
+    evaluator_verdict = (fairness.INSUFFICIENT if evaluator_undefined and not failures
+                         else fairness.FAIL)
+    what = ('could not measure its bounds' if evaluator_verdict == fairness.INSUFFICIENT else
+            'balanced accuracy or AUC below the thresholds')
+    reasons.append(f'{EVALUATOR_NOT_BLESSED}: {what} '
+                   f'(min_balanced_accuracy {thresholds.min_balanced_accuracy}, '
                    f'min_auc {thresholds.min_auc}) or too far below the production model\'s'
-                   + _first(failures, 5))
-  checks = result['checks']
+                   + _first(failures + list(evaluator_undefined), 5))
+  checks = source_checks + result['checks']
   reasons += [f"{c['grouping']}: {c['reason']}" for c in checks
               if c['status'] in (fairness.FAIL, fairness.INSUFFICIENT)]
   fairness_verdict = result['verdict']
   data_warnings = _data_warnings(counts)
-  verdict = fairness.FAIL if not evaluator_blessed else fairness_verdict
+  verdict = fairness.verdict_of([evaluator_verdict, fairness_verdict]
+                                + [c['status'] for c in source_checks])
   return dict(
-      result, verdict=verdict, fairness_verdict=fairness_verdict,
+      result, checks=checks, verdict=verdict, fairness_verdict=fairness_verdict,
+      evaluator_verdict=evaluator_verdict, source_checks=source_checks,
+      decision_threshold=decision_threshold, operating_point=operating_point,
       blessed=verdict == fairness.PASS, evaluator_blessed=evaluator_blessed, reasons=reasons,
       not_measured=[f"{c['grouping']}: {c['metric']}" for c in checks
                     if c['status'] == fairness.NOT_MEASURABLE],
@@ -248,10 +303,14 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
              for s in (fairness.PASS, fairness.FAIL, fairness.INSUFFICIENT,
                        fairness.NOT_MEASURABLE)}
   overall = next((r for r in report['slices'] if r['slice'] == OVERALL), {})
+  threshold = report.get('decision_threshold')
   lines = [f"fairness gate: {report['verdict'].upper()} ({status})",
            f"  model: {report['model_uri']}",
+           f"  operating point: P(fake) >= {_fmt(threshold)}"
+           + _chosen_by(report.get('operating_point')),
            '  overall: ' + ', '.join(f'{k} {_fmt(overall.get(k))}'
-                                     for k in ('n', 'accuracy', 'auc', 'fpr', 'fnr')),
+                                     for k in ('n', 'balanced_accuracy', 'auc', 'fpr', 'fnr',
+                                               'tpr_at_fpr_0.01', 'tpr_at_fpr_0.05')),
            f"  checks: {len(checks)} over {len(report['groupings'])} groupings: "
            + ', '.join(f'{v} {k}' for k, v in counted.items() if v)]
   lines += [f'  ! {warning}' for warning in report.get('data_warnings', [])]
@@ -278,6 +337,13 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
     lines.append(f"  declared not measurable ({len(report['not_measured'])}), NOT passed: "
                  + ', '.join(sorted({n.split(': ')[-1] for n in report['not_measured']})))
   return '\n'.join(lines)
+
+
+def _chosen_by(point: Optional[Dict[str, Any]]) -> str:
+  if not point or point.get('chosen_by') != 'target_fpr':
+    return ''
+  return (f" (chosen for FPR {_fmt(point.get('target_fpr'))} on the {point.get('split')} split: "
+          f"FPR {_fmt(point.get('fpr'))}, TPR {_fmt(point.get('tpr'))} there)")
 
 
 def _fmt(value) -> str:

@@ -1,7 +1,8 @@
 """FairnessGate executor: blesses a model only if it is accurate and fair.
 
 It reads the Evaluator's output (per-slice confusion counts and its own
-threshold blessing), judges every configured grouping with
+threshold blessing) at the model's own decision threshold (read from the
+model: serving_contract.read_decision_threshold), judges every configured grouping with
 `evaluation.build_report`, compares the candidate with the model in
 production when the Evaluator had one (`baseline.py`), writes report.json +
 report.html to the FairnessReport artifact, and writes a ModelBlessing with
@@ -14,10 +15,11 @@ from typing import Any, Dict, List
 
 from tfx import types
 from tfx.components.util import model_utils
+from tfx.utils import path_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from fakefaces.components import blessings, component_keys as keys
+from fakefaces.components import blessings, component_keys as keys, serving_contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.demographic_annotator import executor as annotator_executor
 from fakefaces.components.fairness_gate import baseline, evaluation
@@ -36,7 +38,10 @@ def production_comparison(evaluation_uri: str, thresholds: ThresholdsConfig, rep
   """The candidate vs the production model, both evaluated by TFMA in one evaluation."""
   if production_model is None or not thresholds.baseline.enabled:
     return None
-  counts, rows = evaluation.load_evaluation(evaluation_uri, thresholds, evaluation.BASELINE)
+  counts, rows = evaluation.load_evaluation(
+      evaluation_uri, thresholds,
+      serving_contract.read_decision_threshold(path_utils.serving_model_path(production_model.uri)),
+      evaluation.BASELINE)
   return baseline.compare(report['checks'], report['slices'], counts, rows, thresholds,
                           production_model.uri)
 
@@ -72,10 +77,13 @@ class Executor(base_executor.BaseExecutor):
     production = input_dict.get(keys.BASELINE_MODEL_KEY) or []
     production_model = production[0] if production else None
     annotations = input_dict.get(keys.ANNOTATIONS_KEY) or []
+    point = serving_contract.read_operating_point(path_utils.serving_model_path(model.uri))
     report = evaluation.build_report(
         evaluation_artifact.uri, thresholds,
         evaluator_blessed=model_utils.is_model_blessed(evaluator_blessing),
         model_uri=model.uri,
+        decision_threshold=float(point[serving_contract.DECISION_THRESHOLD_FIELD]),
+        operating_point=point,
         annotation_report=(annotator_executor.load_report(annotations[0].uri)
                            if annotations else None))
     baseline.apply(report, production_comparison(evaluation_artifact.uri, thresholds, report,

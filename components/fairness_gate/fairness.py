@@ -9,10 +9,18 @@ the report can be re-derived by hand. Label 1 (fake) is the positive class:
   When only the reference has no "fake" prediction, DI is infinite; when
   neither side has one, DI is 0/0: undefined, and the check is insufficient
   evidence (it used to read as DI 1.0, a "pass" that compared nothing).
-* DI per class, reported beside the mixed DI (not judged on its own): the FPR
-  ratio on real photos (DI_real = FPR_g / FPR_r) and the TPR ratio on fakes
-  (DI_fake = TPR_g / TPR_r). The paper's mixed DI also moves with each group's
-  share of fakes, which says nothing about the model; these two do not.
+* DI per class, judged against `disparate_impact_range`: the FPR ratio on
+  real photos (DI_real = FPR_g / FPR_r) and the TPR ratio on fakes
+  (DI_fake = TPR_g / TPR_r). The paper's mixed DI also moves with each
+  group's share of fakes, which says nothing about the model: with an
+  audit-only real source it measures mostly which groups hold the fakes. It
+  is reported beside them and judged only where the group's and the
+  reference's fake shares differ by at most `max_fake_share_gap` (there it
+  compares like with like); elsewhere it is "not_measurable" with the two
+  shares in its reason, never a pass. A per-class DI whose two rates are
+  both 0 on at least `min_group_size` examples each is 0/0: undefined, so
+  "not_measurable" too (never a pass); the FPR or FNR gap, which is defined
+  there (0), judges that pair. With fewer examples it is insufficient evidence.
 * Average odds difference AOD = ((FPR_g - FPR_r) + (TPR_g - TPR_r)) / 2.
 * FPR gap = FPR_g - FPR_r, FNR gap = FNR_g - FNR_r.
 
@@ -59,10 +67,10 @@ DISPARATE_IMPACT = 'disparate_impact'
 AVERAGE_ODDS_DIFFERENCE = 'average_odds_difference'
 FPR_GAP = 'fpr_gap'
 FNR_GAP = 'fnr_gap'
-FAIRNESS_METRICS = (DISPARATE_IMPACT, AVERAGE_ODDS_DIFFERENCE, FPR_GAP, FNR_GAP)
-DI_REAL = 'disparate_impact_real'  # FPR ratio on real photos (reported, not judged)
-DI_FAKE = 'disparate_impact_fake'  # TPR ratio on fakes (reported, not judged)
-REPORTED_METRICS = FAIRNESS_METRICS + (DI_REAL, DI_FAKE)
+DI_REAL = 'disparate_impact_real'  # FPR ratio on real photos
+DI_FAKE = 'disparate_impact_fake'  # TPR ratio on fakes
+FAIRNESS_METRICS = (DISPARATE_IMPACT, AVERAGE_ODDS_DIFFERENCE, FPR_GAP, FNR_GAP, DI_REAL, DI_FAKE)
+REPORTED_METRICS = FAIRNESS_METRICS
 RATIO_METRICS = (DISPARATE_IMPACT, DI_REAL, DI_FAKE)
 # Which classes of examples each metric's rates use (for "rests on predicted demographics").
 _METRIC_CLASSES = {DISPARATE_IMPACT: ('real', 'fake'), AVERAGE_ODDS_DIFFERENCE: ('real', 'fake'),
@@ -136,9 +144,22 @@ def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds')
   if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
     raise ConfigError(f'{where}.disparate_impact_range must be [low, high] with 0 <= low <= '
                       f'high, got {low_high}')
-  if not 0.0 < thresholds.decision_threshold < 1.0:
-    raise ConfigError(f'{where}.decision_threshold must be in (0, 1), '
-                      f'got {thresholds.decision_threshold}')
+  if thresholds.decision_threshold is None and thresholds.target_fpr is None:
+    raise ConfigError(f'{where}: set target_fpr (the threshold is chosen on the eval split for '
+                      'it) or decision_threshold (an explicit threshold)')
+  if thresholds.decision_threshold is not None:
+    validate_decision_threshold(thresholds.decision_threshold, f'{where}.decision_threshold')
+  if thresholds.target_fpr is not None and not 0.0 < thresholds.target_fpr < 1.0:
+    raise ConfigError(f'{where}.target_fpr must be in (0, 1), got {thresholds.target_fpr}')
+  for name in ('min_balanced_accuracy', 'min_auc'):  # above 1: no model passes (CI tests use it)
+    if getattr(thresholds, name) < 0:
+      raise ConfigError(f'{where}.{name} must be >= 0, got {getattr(thresholds, name)}')
+  for name in ('max_one_class_fpr', 'min_one_class_tpr'):
+    if not 0.0 <= getattr(thresholds, name) <= 1.0:
+      raise ConfigError(f'{where}.{name} must be in [0, 1], got {getattr(thresholds, name)}')
+  if not 0.0 <= thresholds.max_fake_share_gap <= 1.0:
+    raise ConfigError(f'{where}.max_fake_share_gap must be in [0, 1], '
+                      f'got {thresholds.max_fake_share_gap}')
   for name in ('max_abs_average_odds_difference', 'max_fpr_gap', 'max_fnr_gap'):
     if getattr(thresholds, name) < 0:
       raise ConfigError(f'{where}.{name} must be >= 0, got {getattr(thresholds, name)}')
@@ -171,6 +192,12 @@ def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds')
     raise ConfigError(f'{where}.min_annotator_support must be >= 1, '
                       f'got {thresholds.min_annotator_support}')
   groupings_lib.check_groupings(thresholds.groupings, thresholds.judge_each_value_of, where)
+
+
+def validate_decision_threshold(value, where: str) -> None:
+  """A decision threshold must be a number strictly between 0 and 1 (ConfigError naming `where`)."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+    raise ConfigError(f'{where} must be in (0, 1), got {value!r}')
 
 
 def expand_groupings(thresholds: ThresholdsConfig,
@@ -295,6 +322,8 @@ def _bounds(thresholds: ThresholdsConfig) -> Dict[str, List[float]]:
   aod, fpr, fnr = (thresholds.max_abs_average_odds_difference, thresholds.max_fpr_gap,
                    thresholds.max_fnr_gap)
   return {DISPARATE_IMPACT: list(thresholds.disparate_impact_range),
+          DI_REAL: list(thresholds.disparate_impact_range),
+          DI_FAKE: list(thresholds.disparate_impact_range),
           AVERAGE_ODDS_DIFFERENCE: [-aod, aod], FPR_GAP: [-fpr, fpr], FNR_GAP: [-fnr, fnr]}
 
 
@@ -313,7 +342,8 @@ def _span_limit(metric: str, thresholds: ThresholdsConfig) -> float:
 
 def _judge(grouping: str, metric: str, value: float, interval: Optional[List[float]],
            bound: List[float], lacking: List[str], thresholds: ThresholdsConfig,
-           zero_events: str = '', annotation: Optional[Dict[str, object]] = None) -> Check:
+           zero_events: str = '', annotation: Optional[Dict[str, object]] = None,
+           not_judged: str = '') -> Check:
   low, high = bound
   check = Check(grouping, metric, _num(value), interval and [_num(v) for v in interval],
                 bound, PASS)
@@ -321,6 +351,9 @@ def _judge(grouping: str, metric: str, value: float, interval: Optional[List[flo
   if metric in thresholds.not_measurable:
     check.status = NOT_MEASURABLE
     check.reason = f'{metric} declared not measurable on this data (thresholds not_measurable)'
+  elif not_judged:
+    check.status = NOT_MEASURABLE
+    check.reason = f'{metric} not judged: {not_judged}'
   elif lacking:
     check.status, check.lacking = INSUFFICIENT, lacking
     check.reason = (f'{metric} insufficient evidence: {"; ".join(lacking)} '
@@ -345,8 +378,7 @@ def _judge(grouping: str, metric: str, value: float, interval: Optional[List[flo
     check.status = INSUFFICIENT
     check.reason = (f'{metric}: insufficient evidence: {value:.4f} is inside [{low:g}, {high:g}] '
                     f'but its {thresholds.confidence_level:.0%} interval {interval} is not')
-  if annotation and check.status in (PASS, FAIL, INSUFFICIENT) and metric not in (
-      thresholds.not_measurable):
+  if annotation and check.status in (PASS, FAIL, INSUFFICIENT):
     _mark_predicted(check, metric, annotation, thresholds)
   return check
 
@@ -465,6 +497,25 @@ def _zero_events(metric: str, group: Counts, reference: Counts, labels: Tuple[st
           '(0/0 is not evidence of equal treatment)')
 
 
+def _fake_share(c: Counts) -> float:
+  return c.positives / c.total if c.total else math.nan
+
+
+def mixed_di_not_judged(shares: Tuple[float, float], labels: Tuple[str, str],
+                        max_gap: float) -> str:
+  """Why the mixed DI is not judged ('' when it is): the two sides' fake shares differ.
+
+  The mixed DI compares P(called fake) over reals and fakes together; when one
+  side holds a larger share of fakes it is called fake more often however fair
+  the model is. Undefined shares (no examples) are left to the size checks.
+  """
+  if any(math.isnan(v) for v in shares) or abs(shares[0] - shares[1]) <= max_gap + 1e-12:
+    return ''
+  return (f'fakes are {shares[0]:.3f} of {labels[0]} and {shares[1]:.3f} of {labels[1]}, more '
+          f'than max_fake_share_gap {max_gap:g} apart: the mixed DI would measure the fake '
+          'share, not the model (disparate_impact_real and disparate_impact_fake are judged)')
+
+
 def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
                       thresholds: ThresholdsConfig, rng: np.random.Generator,
                       annotation: Optional[AnnotationEvidence] = None
@@ -485,6 +536,8 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
       AVERAGE_ODDS_DIFFERENCE: negatives + positives,
       FPR_GAP: negatives,
       FNR_GAP: positives,
+      DI_REAL: negatives,
+      DI_FAKE: positives,
   }
   values = fairness_metrics(group, reference)
   intervals = bootstrap_intervals(group, reference, thresholds.bootstrap_samples,
@@ -492,11 +545,21 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
   bounds = _bounds(thresholds)
   annotated = annotation_summary(grouping, annotation) if annotation else None
   labels = (group_label, reference_label)
+  shares = (_fake_share(group), _fake_share(reference))
+  mixed_not_judged = mixed_di_not_judged(shares, labels, thresholds.max_fake_share_gap)
+  not_judged = {DISPARATE_IMPACT: mixed_not_judged}
+  for m, gap in ((DI_REAL, FPR_GAP), (DI_FAKE, FNR_GAP)):
+    zero = _zero_events(m, group, reference, labels)
+    if zero and not shortfalls[m]:
+      # Both rates are 0 on enough examples: the ratio is undefined, the gap (0) is not,
+      # and judges this pair. Reported as not measurable: never a pass, never blocking.
+      not_judged[m] = f'{zero}; the ratio is undefined, {gap} judges this pair'
   checks = [_judge(grouping.name, m, values[m], intervals[m], bounds[m], shortfalls[m], thresholds,
-                   _zero_events(m, group, reference, labels), annotated)
+                   _zero_events(m, group, reference, labels), annotated, not_judged.get(m, ''))
             for m in FAIRNESS_METRICS]
   summary = {
       'name': grouping.name, 'feature': grouping.feature,
+      'fake_share': [_num(v) for v in shares],  # [group, reference]: positives / examples
       'group': _rates(group_label, group, thresholds.confidence_level),
       'reference': _rates(reference_label, reference, thresholds.confidence_level),
   }
@@ -509,6 +572,80 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
     summary['annotation'] = annotated
     summary['rests_on_predicted'] = sorted({c.metric for c in checks if c.rests_on_predicted})
   return summary, checks
+
+
+# ---------------------------------------------------------------------------
+# Per-source accuracy: AUC and balanced accuracy where both classes are present
+
+AUC, BALANCED_ACCURACY, FPR, TPR = 'auc', 'balanced_accuracy', 'fpr', 'tpr'
+SOURCE_METRICS = (AUC, BALANCED_ACCURACY, FPR, TPR)
+
+
+def balanced_accuracy(c: Counts) -> float:
+  """(TPR + TNR) / 2; NaN unless both classes are present (never 0, never a pass)."""
+  return (c.tpr + 1 - c.fpr) / 2 if c.positives and c.negatives else math.nan
+
+
+def _source_check(where: str, metric: str, value: Optional[float], bound: List[float],
+                  lacking: List[str], thresholds: ThresholdsConfig) -> Check:
+  check = Check(where, metric, _num(value), None, bound, PASS)
+  low, high = bound
+  if lacking:
+    check.status, check.lacking = INSUFFICIENT, lacking
+    check.reason = (f'{metric} insufficient evidence: {"; ".join(lacking)} '
+                    f'(need {thresholds.min_group_size})')
+  elif value is None or math.isnan(value):
+    check.status = INSUFFICIENT
+    check.reason = f'{metric}: insufficient evidence: undefined on these examples'
+  elif not low <= value <= high:
+    check.status = FAIL
+    check.reason = f'{metric} {value:.4f} outside [{low:g}, {high:g}]'
+  return check
+
+
+def judge_sources(slices: Dict[SliceKey, Counts], auc: Dict[SliceKey, Optional[float]],
+                  thresholds: ThresholdsConfig, feature: str = 'source') -> List[Check]:
+  """Accuracy checks per source (the `feature` slices; all examples when there are none).
+
+  A source holding both classes is judged on AUC (`auc`: TFMA's per slice, None
+  where undefined) and balanced accuracy; a source of real photos only on its
+  FPR, one of fakes only on its TPR: the only rates it defines. Each class a
+  metric uses needs `min_group_size` examples. When no source holds both
+  classes, AUC and balanced accuracy are judged nowhere: one more check says so
+  (insufficient evidence), so a test set without fakes can never pass.
+  """
+  n = thresholds.min_group_size
+  sources = sorted(k for k in slices if len(k) == 1 and k[0][0] == feature)
+  named = [(f'{feature} {k[0][1]}', k) for k in sources] or [('all examples', ())]
+  checks = []
+  both_anywhere = False
+  for where, key in named:
+    c = slices[key]
+    reals = [] if c.negatives >= n else [f'{where} has {c.negatives:g} real photos']
+    fakes = [] if c.positives >= n else [f'{where} has {c.positives:g} fakes']
+    if c.negatives and c.positives:
+      both_anywhere = True
+      checks.append(_source_check(where, AUC, auc.get(key), [thresholds.min_auc, 1.0],
+                                  reals + fakes, thresholds))
+      checks.append(_source_check(where, BALANCED_ACCURACY, balanced_accuracy(c),
+                                  [thresholds.min_balanced_accuracy, 1.0], reals + fakes,
+                                  thresholds))
+    elif c.negatives:
+      checks.append(_source_check(where, FPR, c.fpr, [0.0, thresholds.max_one_class_fpr],
+                                  reals, thresholds))
+    elif c.positives:
+      checks.append(_source_check(where, TPR, c.tpr, [thresholds.min_one_class_tpr, 1.0],
+                                  fakes, thresholds))
+  if not both_anywhere:
+    total = slices.get((), Counts())
+    missing = 'fakes' if total.negatives else 'real photos' if total.positives else 'examples'
+    checks.append(Check(
+        'all sources', f'{AUC}, {BALANCED_ACCURACY}', None, None,
+        [thresholds.min_auc, 1.0], INSUFFICIENT,
+        f'insufficient evidence: AUC and balanced accuracy are undefined: no source holds both '
+        f'classes (the examples hold {total.negatives:g} real photos and {total.positives:g} '
+        f'fakes; 0 {missing})', [f'0 {missing} in the evaluated examples']))
+  return checks
 
 
 def verdict_of(statuses: Iterable[str]) -> str:

@@ -35,7 +35,8 @@ _COLORS = {'pass': '#2e7d32', 'fail': '#c62828', 'insufficient_evidence': '#ef6c
 _METRIC_TITLES = {'disparate_impact': 'Disparate impact (DI)',
                   'average_odds_difference': 'Average odds difference (AOD)',
                   'fpr_gap': 'FPR gap (group - reference)', 'fnr_gap': 'FNR gap (group - reference)'}
-_QUALITY_COLUMNS = ('n', 'real', 'fake', 'accuracy', 'precision', 'recall', 'f1', 'auc', 'fpr',
+_QUALITY_COLUMNS = ('n', 'real', 'fake', 'accuracy', 'balanced_accuracy', 'precision', 'recall',
+                    'f1', 'auc', 'tpr_at_fpr_0.01', 'tpr_at_fpr_0.05', 'fpr',
                     'fnr')
 
 
@@ -161,7 +162,7 @@ def _fairness_section(report: Dict[str, Any]) -> str:
     for m in ('disparate_impact_real', 'disparate_impact_fake'):
       row.append('0/0' if g.get(f'{m}_zero_events') else
                  _fmt(g.get(m)) + _interval(g.get(f'{m}_interval')))
-      row_classes.append('')
+      row_classes.append(checks.get((g['name'], m), {}).get('status', ''))
     row.append(_predicted_cell(g))
     row_classes.append('')
     rows.append(row)
@@ -176,8 +177,11 @@ def _fairness_section(report: Dict[str, Any]) -> str:
          'Cell colours: green pass, red fail, orange insufficient evidence, grey declared not '
          'measurable. * : the value rests on demographics predicted by the DemographicAnnotator '
          '(last column: predicted reals / fakes on each side, and the annotator\'s precision for '
-         'the group and the reference on labelled test faces). DI real and DI fake are reported, '
-         'not judged: the mixed DI also moves with each group\'s share of fakes.</p>',
+         'the group and the reference on labelled test faces). DI real (FPR ratio on real photos) '
+         'and DI fake (TPR ratio on fakes) are judged against the DI bounds; the mixed DI also '
+         'moves with each group\'s share of fakes, so it is judged only where the two sides\' '
+         f'fake shares differ by at most {report["thresholds"]["max_fake_share_gap"]:g} '
+         '(grey elsewhere).</p>',
          _table(headers, rows, left_columns=3, cell_classes=classes)]
   for m in metrics:
     items = [(g['name'], g[m], g.get(f'{m}_interval'), checks.get((g['name'], m), {}).get('status'))
@@ -237,7 +241,9 @@ def _quality_section(report: Dict[str, Any]) -> str:
   out = [_section_head(
       'Detection quality per slice (Tables 4-8)',
       'Accuracy, precision, recall, F1 and AUC of the "fake" class at the decision threshold '
-      f'{report["thresholds"]["decision_threshold"]:g}. TFMA intervals are shown when '
+      f'{_fmt(report.get("decision_threshold"))} (the model\'s operating point); AUC, balanced '
+      'accuracy and TPR at FPR 0.01/0.05 only where a slice has both classes. TFMA intervals '
+      'are shown when '
       'tfma_confidence_intervals is on.')]
   by_features: Dict[str, List[Dict[str, Any]]] = {}
   for row in report['slices']:
@@ -266,10 +272,11 @@ def render(report: Dict[str, Any]) -> str:
           f'<span class="badge {"pass" if report["blessed"] else "fail"}">'
           f'{"blessed" if report["blessed"] else "not blessed"}</span></h1>',
           f'<p class="muted">model: {_e(report["model_uri"])}<br>evaluation: '
-          f'{_e(report["evaluation_uri"])}<br>Evaluator thresholds (accuracy &ge; '
-          f'{report["thresholds"]["min_binary_accuracy"]:g}, AUC &ge; '
+          f'{_e(report["evaluation_uri"])}<br>Evaluator thresholds (balanced accuracy &ge; '
+          f'{report["thresholds"]["min_balanced_accuracy"]:g}, AUC &ge; '
           f'{report["thresholds"]["min_auc"]:g}): '
-          f'{"passed" if report["evaluator_blessed"] else "FAILED"}</p>',
+          f'{"passed" if report["evaluator_blessed"] else report.get("evaluator_verdict", "FAILED")}'
+          f'<br>operating point: P(fake) &ge; {_fmt(report.get("decision_threshold"))}</p>',
           f'<h2>Why not blessed</h2><ul>{reasons}</ul>' if not report['blessed'] else
           '<h2>Blessed</h2><p>Every accuracy threshold and every judged fairness bound holds.</p>']
   if report.get('data_warnings'):

@@ -103,7 +103,8 @@ def performance_metrics(report: Dict[str, Any]) -> List[Dict[str, Any]]:
   metrics = []
   for row in report.get('slices', []):
     intervals = slice_intervals(row)
-    for name in ('n', 'accuracy', 'auc', 'precision', 'recall', 'fpr', 'fnr'):
+    for name in ('n', 'accuracy', 'balanced_accuracy', 'auc', 'tpr_at_fpr_0.01', 'tpr_at_fpr_0.05',
+                 'precision', 'recall', 'fpr', 'fnr'):
       if row.get(name) is None:
         continue
       metric = {'type': name, 'value': number(row[name], name), 'slice': row['slice']}
@@ -112,6 +113,19 @@ def performance_metrics(report: Dict[str, Any]) -> List[Dict[str, Any]]:
         metric['confidence_interval'] = interval
       metrics.append(metric)
   return metrics
+
+
+def operating_point(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """The decision threshold the model's label uses and how it was chosen, or None if not recorded.
+
+  Read from the FairnessGate report, which read it from the model's
+  `assets/operating_point.json` (serving_contract.read_operating_point): the one
+  place the card, and through the card the web page, take it from.
+  """
+  if report.get('decision_threshold') is None:
+    return None
+  return dict(report.get('operating_point') or {},
+              decision_threshold=float(report['decision_threshold']))
 
 
 def data_sources(report: Dict[str, Any], ingest: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -145,21 +159,6 @@ def data_sources(report: Dict[str, Any], ingest: Optional[Dict[str, Any]]) -> Li
   return sources
 
 
-def operating_point(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-  """The decision threshold the model was gated (and exported) at, or None when not recorded.
-
-  Read from the FairnessGate report's `thresholds.decision_threshold`: the
-  threshold the gate evaluated and the Trainer exported into the model's
-  `label` output. If the threshold comes to be chosen elsewhere, this is the
-  one place the card and the web page read it from.
-  """
-  threshold = (report.get('thresholds') or {}).get('decision_threshold')
-  if threshold is None:
-    return None
-  return {'decision_threshold': float(threshold),
-          'source': 'the fairness gate\'s evaluation threshold'}
-
-
 def limitations(report: Dict[str, Any], canary: Optional[Dict[str, Any]],
                 annotator: Optional[Dict[str, Any]], sources: Sequence[Dict[str, Any]] = (),
                 training_data_note: str = '') -> List[Dict[str, str]]:
@@ -181,7 +180,7 @@ def limitations(report: Dict[str, Any], canary: Optional[Dict[str, Any]],
       items.append({'description': f"{label}: {check['grouping']}: {check['metric']}"
                                    + (f" ({check['reason']})" if check.get('reason') else '')})
   if not report.get('evaluator_blessed', True):
-    items.append({'description': 'FAILED: the Evaluator\'s accuracy/AUC thresholds'})
+    items.append({'description': 'FAILED: the Evaluator\'s balanced accuracy/AUC thresholds'})
   for reason in (report.get('production') or {}).get('reasons', []):
     items.append({'description': f'FAILED: {reason}'})
   for problem in (canary or {}).get('problems', []):
@@ -231,7 +230,8 @@ def build_card(config, model_uri: str, report: Dict[str, Any], canary: Optional[
           'data': sources,
           'input_format': 'encoded JPEG/PNG image bytes (serving_default: image_bytes) or '
                           'serialized tf.Example (from_examples: examples)',
-          'output_format': 'fake_probability (float in [0, 1]) and label (real/fake)',
+          'output_format': 'fake_probability (float in [0, 1]) and label (real/fake): fake when '
+                           f'fake_probability >= {report.get("decision_threshold")}',
           # Project extensions, read by the web page.
           'training_data_note': note,
           'operating_point': operating_point(report),
@@ -359,8 +359,8 @@ def _summary(card: Dict[str, Any]) -> str:
            f'({"blessed" if evidence.get("blessed") else "not blessed"}; '
            f'{len(evidence.get("failed", []))} failed, {len(evidence.get("unmeasured", []))} '
            'not measured)</li>',
-           '<li>Operating point: ' + (f'"fake" when P(fake) &ge; {point["decision_threshold"]:g}'
-                                      if point else 'not recorded') + '</li>',
+           '<li>Operating point: ' + (_operating_point_text(point) if point else 'not recorded')
+           + '</li>',
            '<li>Pushed: ' + (f'yes, version {_e(deployment.get("version"))}'
                              if deployment.get('pushed') else 'no') + '</li>']
   if canary is not None:
@@ -373,6 +373,15 @@ def _summary(card: Dict[str, Any]) -> str:
   return ('<h2>Summary</h2><ul id="summary">' + ''.join(items) + '</ul>'
           + ('<h3>Headline metrics, overall and per source (95% intervals where measured)</h3>'
              + _slice_table(headline, 'headline') if headline else ''))
+
+
+def _operating_point_text(point: Dict[str, Any]) -> str:
+  text = f'"fake" when P(fake) &ge; {point["decision_threshold"]:g}'
+  if point.get('chosen_by') == 'target_fpr':
+    text += (f' (chosen for FPR {_e(number(point.get("target_fpr")))} on the '
+             f'{_e(point.get("split"))} split: FPR {_e(number(point.get("fpr")))}, TPR '
+             f'{_e(number(point.get("tpr")))}, AUC {_e(number(point.get("auc")))} there)')
+  return text
 
 
 def render_html(card: Dict[str, Any]) -> str:

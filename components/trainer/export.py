@@ -28,7 +28,7 @@ tests and debugging can see the exact tensor the model receives.
 
 import json
 import os
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
@@ -147,9 +147,15 @@ class _ServingModule(tf.Module):
 
 def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
                        decision_threshold: float = 0.5,
-                       face_preparation: Optional[FacePreparation] = None) -> str:
+                       face_preparation: Optional[FacePreparation] = None,
+                       operating_point: Optional[Dict[str, Any]] = None) -> str:
   """Writes `model` with every signature to `export_dir` (TF SavedModel); returns it.
 
+  `decision_threshold`: the `label` outputs call "fake" at P(fake) >= it.
+  `operating_point`: how it was chosen and what it does on the eval split
+  (`operating_point.OperatingPoint.to_dict()`), written with the threshold to
+  assets/operating_point.json (`serving_contract.read_operating_point` reads it);
+  without it the file holds the threshold alone ('chosen_by': 'explicit').
   `face_preparation` is how the training crops were made (the pipeline passes
   the ingestion's); the default is FacePreparation() with `output_size` set to
   `image_size`.
@@ -180,4 +186,18 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
                'decision_threshold': decision_threshold,
                'input': 'encoded JPEG/PNG/GIF/BMP bytes of face crops prepared as face_preparation says',
                'face_preparation': face_preparation.to_dict()}, f, indent=2)
+  write_operating_point(export_dir, decision_threshold, operating_point)
   return export_dir
+
+
+def write_operating_point(export_dir: str, decision_threshold: float,
+                          operating_point: Optional[Dict[str, Any]] = None) -> str:
+  """Writes assets/operating_point.json (what serving_contract.read_operating_point reads)."""
+  point = dict(operating_point or {'chosen_by': 'explicit'},
+               **{contract.DECISION_THRESHOLD_FIELD: float(decision_threshold)})
+  assets = os.path.join(export_dir, 'assets')
+  tf.io.gfile.makedirs(assets)
+  path = os.path.join(assets, contract.OPERATING_POINT_FILE)
+  with tf.io.gfile.GFile(path, 'w') as f:
+    json.dump(point, f, indent=2)
+  return path

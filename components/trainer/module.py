@@ -1,12 +1,18 @@
 """TFX Trainer entry point: `run_fn` trains the paper's CNN on the TFRecords.
 
 Wire it as `tfx.components.Trainer(run_fn='fakefaces.components.trainer.module.run_fn',
-custom_config=trainer_custom_config(train_config, decision_threshold), ...)`.
+custom_config=trainer_custom_config(train_config, target_fpr=0.05), ...)`.
 Hyperparameters come only from `custom_config` (a `TrainConfig` as a dict plus
-the decision threshold that `serving_default`'s label uses): its `epochs` and
+how to choose the decision threshold that the `label` outputs use): its `epochs` and
 `steps_per_epoch` govern, the Trainer's `train_args`/`eval_args` step counts
 are ignored. Outputs: the SavedModel in `fn_args.serving_model_dir`,
 TensorBoard logs and `history.json` in `fn_args.model_run_dir`.
+
+After training, the threshold is chosen on the eval split's scores for the
+target false-positive rate on real photos (`operating_point.choose`), unless
+an explicit `decision_threshold` overrides it; the export carries it
+(`label` outputs, assets/operating_point.json) and `operating_point.json` is
+also written to `fn_args.model_run_dir`.
 """
 
 import dataclasses
@@ -14,32 +20,54 @@ from typing import Any, Dict, Optional
 
 from absl import logging
 
-from fakefaces.components.trainer import data, export, mitigation, training
+import json
+import os
+
+import tensorflow as tf
+
+from fakefaces.components import features
+from fakefaces.components.trainer import data, export, mitigation, operating_point, training
 from fakefaces.components.config_base import from_dict
 from fakefaces.components.face_example_gen.faces import FacePreparation
 from fakefaces.components.trainer.config import TrainConfig
 
 DECISION_THRESHOLD_KEY = 'decision_threshold'
+TARGET_FPR_KEY = 'target_fpr'
 FACE_PREPARATION_KEY = 'face_preparation'
 
 
-def trainer_custom_config(config: TrainConfig, decision_threshold: float,
-                          face_preparation: Optional[FacePreparation] = None) -> Dict[str, Any]:
-  """The Trainer's custom_config: the TrainConfig, the gate's decision threshold, the face preparation.
+def trainer_custom_config(config: TrainConfig, decision_threshold: Optional[float] = None,
+                          face_preparation: Optional[FacePreparation] = None,
+                          target_fpr: Optional[float] = None) -> Dict[str, Any]:
+  """The Trainer's custom_config: the TrainConfig, how to choose the threshold, the face preparation.
 
-  The served `label` must call "fake" exactly where the fairness gate judged,
-  and the exported model must carry how its training crops were made
-  (ingestion's FacePreparation) so clients prepare photos the same way.
+  `target_fpr` (the thresholds file's): the threshold is chosen on the eval
+  split for it; `decision_threshold`, when set, overrides the choice. One of the
+  two must be set. The exported model must also carry how its training crops
+  were made (ingestion's FacePreparation) so clients prepare photos the same way.
   """
-  extra = {DECISION_THRESHOLD_KEY: decision_threshold}
+  if decision_threshold is None and target_fpr is None:
+    raise ValueError('trainer_custom_config needs target_fpr or decision_threshold')
+  extra = {DECISION_THRESHOLD_KEY: decision_threshold, TARGET_FPR_KEY: target_fpr}
   if face_preparation is not None:
     extra[FACE_PREPARATION_KEY] = face_preparation.to_dict()
   return dict(dataclasses.asdict(config), **extra)
 
 
+def choose_operating_point(model, eval_ds: tf.data.Dataset, target_fpr: Optional[float],
+                           decision_threshold: Optional[float]) -> operating_point.OperatingPoint:
+  """Scores the whole eval split with the trained model and picks the threshold there."""
+  scores, labels = training.predict_probabilities(model, eval_ds)
+  return operating_point.choose(labels, scores, target_fpr, decision_threshold,
+                                split=features.EVAL)
+
+
 def run_fn(fn_args) -> None:
   custom_config = dict(fn_args.custom_config or {})
-  decision_threshold = float(custom_config.pop(DECISION_THRESHOLD_KEY, 0.5))
+  explicit = custom_config.pop(DECISION_THRESHOLD_KEY, None)
+  target_fpr = custom_config.pop(TARGET_FPR_KEY, None)
+  if explicit is None and target_fpr is None:
+    explicit = 0.5  # a custom_config from before the operating point: the old fixed threshold
   preparation = custom_config.pop(FACE_PREPARATION_KEY, None)
   face_preparation = FacePreparation.from_dict(preparation) if preparation is not None else None
   config = from_dict(TrainConfig, custom_config, 'custom_config')
@@ -54,5 +82,15 @@ def run_fn(fn_args) -> None:
   eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
   model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
                             model_wrapper=wrapper)
+  # Unrepeated and unaugmented: every eval example scored once, as served.
+  eval_scoring = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
+  point = choose_operating_point(model, eval_scoring,
+                                 None if target_fpr is None else float(target_fpr),
+                                 None if explicit is None else float(explicit))
+  logging.info('operating point: %s', point)
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'operating_point.json'), 'w') as f:
+    json.dump(point.to_dict(), f, indent=2)
   export.export_saved_model(model, fn_args.serving_model_dir, config.image_size,
-                            config.color_mode, decision_threshold, face_preparation)
+                            config.color_mode, point.decision_threshold, face_preparation,
+                            operating_point=point.to_dict())

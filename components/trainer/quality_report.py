@@ -34,7 +34,7 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 
 from fakefaces.components import features
-from fakefaces.components.trainer import curves, data, export, flops, spectral, training
+from fakefaces.components.trainer import curves, data, export, flops, operating_point, spectral, training
 from fakefaces.components.trainer.config import TrainConfig
 
 TRAIN, VALIDATION, TEST = 'train', 'validation', 'test'
@@ -217,8 +217,13 @@ def to_markdown(report: Dict[str, Any]) -> str:
 
 def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
                architectures: Sequence[str] = ('vgg10',), max_images: Optional[int] = None,
-               decision_threshold: float = 0.5, export_models: bool = False) -> Dict[str, Any]:
-  """Trains each architecture, evaluates on the test part, writes report.{md,json}."""
+               decision_threshold: Optional[float] = 0.5, export_models: bool = False,
+               target_fpr: Optional[float] = None) -> Dict[str, Any]:
+  """Trains each architecture, evaluates on the test part, writes report.{md,json}.
+
+  `decision_threshold` None: each model's threshold is chosen for `target_fpr` on
+  the validation part, as the Trainer does on the eval split (operating_point.py).
+  """
   items = subsample(read_items(data_dir), max_images, base_config.seed)
   by_role = {role: [i for i in items if i.role == role] for role in (TRAIN, VALIDATION, TEST)}
   for role, role_items in by_role.items():
@@ -226,7 +231,9 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
       raise ValueError(f'no {role} images found under {data_dir}')
   os.makedirs(out_dir, exist_ok=True)
   test = by_role[TEST]
-  report = {'data_dir': os.path.abspath(data_dir), 'decision_threshold': decision_threshold,
+  report = {'data_dir': os.path.abspath(data_dir),
+            'decision_threshold': (decision_threshold if decision_threshold is not None
+                                   else f'chosen per model for FPR {target_fpr} on {VALIDATION}'),
             'counts': {role: len(v) for role, v in by_role.items()},
             'columns': list(COUNT_COLUMNS + METRIC_COLUMNS), 'models': []}
   predictions = {}
@@ -258,13 +265,17 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
     training.seed_everything(config)  # before the datasets: their shuffles read the global seed
     model, history = training.train(config, dataset(TRAIN, True), dataset(VALIDATION, False),
                                     counts, run_dir)
+    point = operating_point.choose(
+        *reversed(training.predict_probabilities(model, dataset(VALIDATION, False))),
+        target_fpr, decision_threshold, split=VALIDATION)
+    threshold = point.decision_threshold
     probabilities, labels = training.predict_probabilities(model, dataset(TEST, False))
     if list(labels) != [i.label for i in test]:  # the eval-mode dataset must keep file order
       raise RuntimeError('test predictions came back out of order')
     predictions[architecture] = probabilities
     if export_models:
       export.export_saved_model(model, os.path.join(run_dir, 'saved_model'), config.image_size,
-                                config.color_mode, decision_threshold)
+                                config.color_mode, threshold, operating_point=point.to_dict())
     cost = flops.model_flops(model)
     report['models'].append({'architecture': architecture, 'epochs_run': history['epochs_run'],
                              'parameters': int(model.count_params()),
@@ -272,7 +283,11 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
                              # relative to out_dir; written by training.train
                              'learning_curves': f'{architecture}/{curves.LEARNING_CURVES_FILE}',
                              'config': dataclasses.asdict(config),
-                             'tables': breakdown(test, probabilities, decision_threshold)})
+                             'operating_point': point.to_dict(),
+                             'test_operating_point': operating_point.measure(
+                                 labels, probabilities, threshold, point.chosen_by, target_fpr,
+                                 TEST).to_dict(),
+                             'tables': breakdown(test, probabilities, threshold)})
     for source in sorted(set(test_sources.tolist())):
       m = test_sources == source
       report['floor'].append(dict(architecture=architecture, source=source, **spectral.compare(

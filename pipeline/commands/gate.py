@@ -1,12 +1,14 @@
 """`fakefaces gate`: the pipeline's Evaluator + FairnessGate as one CI command.
 
 Runs TFMA (`tfma.run_model_analysis`, Beam DirectRunner) with the EvalConfig
-the pipeline's Evaluator uses, judges the result with the FairnessGate's code,
+the pipeline's Evaluator uses, at the model's own decision threshold (the
+operating point exported with it), judges the result with the FairnessGate's code,
 writes OUT/report.json and OUT/report.html (TFMA's output in OUT/evaluation)
 and prints a one-screen summary.
 
 Exit codes: 0 blessed; 1 failed (accuracy threshold or fairness bound);
-2 insufficient evidence, or bad input (the message names the file or field).
+2 insufficient evidence (e.g. examples of one class, where AUC and balanced
+accuracy are undefined), or bad input (the message names the file or field).
 """
 
 import os
@@ -86,9 +88,11 @@ def exit_code(verdict: str) -> int:
       verdict, EXIT_INSUFFICIENT_OR_BAD_INPUT)
 
 
-def check_model(model_dir: str) -> None:
-  """The folder holds a SavedModel with the signature TFMA feeds."""
+def check_model(model_dir: str) -> float:
+  """The folder holds a SavedModel with the signature TFMA feeds and a decision threshold
+  (returned)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from fakefaces.components import serving_contract  # pylint: disable=g-import-not-at-top
   from fakefaces.components.trainer import export  # pylint: disable=g-import-not-at-top
   if not tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     raise BadInput(f'--model {model_dir}: no saved_model.pb there (pass the SavedModel folder, '
@@ -97,6 +101,10 @@ def check_model(model_dir: str) -> None:
   if export.EXAMPLES_SIGNATURE not in signatures:
     raise BadInput(f'--model {model_dir}: no `{export.EXAMPLES_SIGNATURE}` signature (has '
                    f'{sorted(signatures)}); export it with fakefaces.components.trainer.export')
+  try:
+    return serving_contract.read_decision_threshold(model_dir)
+  except ValueError as e:
+    raise BadInput(f'--model {e}') from e
 
 
 def _check_first_example(path: str) -> None:
@@ -160,11 +168,15 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
 
 def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, beam_args,
              annotation_report=None):
-  """Evaluates with TFMA, judges, writes the reports; returns the report dict."""
+  """Evaluates with TFMA at the model's decision threshold, judges, writes the reports;
+  returns the report dict."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   from fakefaces.components.fairness_gate import eval_config, evaluation  # pylint: disable=g-import-not-at-top
-  config = eval_config.build_eval_config(thresholds)
+  from fakefaces.components import serving_contract  # pylint: disable=g-import-not-at-top
+  point = serving_contract.read_operating_point(model_dir)
+  decision_threshold = float(point[serving_contract.DECISION_THRESHOLD_FIELD])
+  config = eval_config.build_eval_config(thresholds, decision_threshold)
   evaluation_dir = os.path.join(out_dir, EVALUATION_DIR)
   tfma.run_model_analysis(
       eval_shared_model=tfma.default_eval_shared_model(model_dir, eval_config=config),
@@ -173,6 +185,7 @@ def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, be
   report = evaluation.build_report(evaluation_dir, thresholds,
                                    evaluator_blessed=evaluation.validation_ok(evaluation_dir),
                                    model_uri=os.path.abspath(model_dir),
-                                   annotation_report=annotation_report)
+                                   decision_threshold=decision_threshold,
+                                   annotation_report=annotation_report, operating_point=point)
   evaluation.write_report(report, out_dir)
   return report

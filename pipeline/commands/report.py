@@ -28,8 +28,9 @@ def register(subparsers) -> None:
   p.add_argument('--batch-size', type=int, help='default: the config\'s')
   p.add_argument('--config', help='pipeline YAML whose `train:` section is the starting point')
   p.add_argument('--decision-threshold', type=float,
-                 help='P(fake) at or above which an image counts as fake (default: the '
-                 'thresholds file\'s decision_threshold, the one the fairness gate uses)')
+                 help='P(fake) at or above which an image counts as fake (default: chosen per '
+                 'model on the validation part for the thresholds file\'s target_fpr, as the '
+                 'Trainer does, unless that file sets decision_threshold)')
   p.add_argument('--export', action='store_true', help='also write OUT/<model>/saved_model')
   p.add_argument('--skip-missing', action='store_true',
                  help='exit 0 with a message (instead of failing) when --data has no data set')
@@ -43,14 +44,15 @@ def _run(args) -> int:
   pipeline_config = config_lib.load_config(args.config)
   train_config = dataclasses.replace(pipeline_config.train,
                                      **{k: v for k, v in overrides.items() if v is not None})
+  thresholds = config_lib.load_thresholds(pipeline_config.thresholds_file)
   threshold = args.decision_threshold
   if threshold is None:
-    threshold = config_lib.load_thresholds(pipeline_config.thresholds_file).decision_threshold
+    threshold = thresholds.decision_threshold
   try:
     report = quality_report.run_report(
         args.data, args.out, train_config, architectures=args.architectures,
         max_images=args.max_images, decision_threshold=threshold,
-        export_models=args.export)
+        export_models=args.export, target_fpr=thresholds.target_fpr)
   except quality_report.DataNotFoundError as e:
     print(f'report {"skipped" if args.skip_missing else "failed"}: {e}', file=sys.stderr)
     return 0 if args.skip_missing else 2
