@@ -5,6 +5,7 @@ the test split (the annotator cross-fits on it), and the crop cuts into the
 face, so the descriptor is taken at ingestion, before the crop.
 """
 
+import csv
 import glob
 import os
 
@@ -72,8 +73,25 @@ def _read(pattern):
           for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
 
 
+def _manifest_with_unlabelled_fakes(manifest: str) -> str:
+  """A copy of the demo manifest (beside it, so image paths and ids stay) whose fakes carry no
+  demographics, as on real data: the annotator then has faces to fill and runs."""
+  out = os.path.join(os.path.dirname(manifest), 'manifest_unlabelled_fakes.csv')
+  with open(manifest, newline='') as f:
+    rows = list(csv.DictReader(f))
+  for row in rows:
+    if row['label'] == 'fake':
+      row.update(gender='', race='', age='')
+  with open(out, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  return out
+
+
 def test_descriptors_are_taken_before_the_crop_and_the_annotator_uses_them(demo_dataset, tmp_path):
-  ingest = IngestConfig(sources=[SourceConfig(kind='manifest', path=demo_dataset, name='demo',
+  manifest = _manifest_with_unlabelled_fakes(demo_dataset)
+  ingest = IngestConfig(sources=[SourceConfig(kind='manifest', path=manifest, name='demo',
                                               role='audit')],
                         align='none', output_size=128, crop_fraction=0.5, resample_size=64,
                         face_descriptors=True, limit_per_source=40)
