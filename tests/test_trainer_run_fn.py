@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from fakefaces.components import features
-from fakefaces.components.trainer import data, export, module, training
+from fakefaces.components.trainer import curves, data, export, module, training
 from fakefaces.pipeline import demo_records
 from fakefaces.pipeline.config import ConfigError, TrainConfig
 
@@ -42,6 +42,10 @@ def test_run_fn_trains_and_exports(records, tmp_path):
   assert counts['0'] == counts['1'] > 0  # demo pairs are balanced
   assert history['class_weights'] == {'0': 1.0, '1': 1.0}
   assert tf.io.gfile.glob(str(tmp_path / 'model_run' / 'train' / 'events.out.tfevents.*'))
+  # The learning curves beside the SavedModel too, where the model card finds them.
+  png = (tmp_path / 'serving_model' / curves.LEARNING_CURVES_FILE).read_bytes()
+  assert png.startswith(b'\x89PNG') and png == (
+      tmp_path / 'model_run' / curves.LEARNING_CURVES_FILE).read_bytes()
   loaded = tf.saved_model.load(args.serving_model_dir)
   raw = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(records[features.TEST]),
                                           compression_type='GZIP').batch(3)))

@@ -26,7 +26,7 @@ import os
 import tensorflow as tf
 
 from fakefaces.components import features
-from fakefaces.components.trainer import data, export, mitigation, operating_point, training
+from fakefaces.components.trainer import curves, data, export, mitigation, operating_point, training
 from fakefaces.components.config_base import from_dict
 from fakefaces.components.face_example_gen.faces import FacePreparation
 from fakefaces.components.trainer.config import TrainConfig
@@ -94,3 +94,9 @@ def run_fn(fn_args) -> None:
   export.export_saved_model(model, fn_args.serving_model_dir, config.image_size,
                             config.color_mode, point.decision_threshold, face_preparation,
                             operating_point=point.to_dict())
+  # The model card reads the learning curves from the Model artifact (it is given no
+  # ModelRun): a copy beside the SavedModel, where TF Serving ignores it.
+  curves_png = os.path.join(fn_args.model_run_dir, curves.LEARNING_CURVES_FILE)
+  if tf.io.gfile.exists(curves_png):
+    tf.io.gfile.copy(curves_png, os.path.join(fn_args.serving_model_dir,
+                                              curves.LEARNING_CURVES_FILE), overwrite=True)
