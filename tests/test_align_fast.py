@@ -9,7 +9,6 @@ previous code's `FacePreparer.prepare`.
 """
 
 import hashlib
-import io
 import math
 import os
 

@@ -21,7 +21,6 @@ import sys
 import pytest
 
 from fakefaces.pipeline import config as config_lib
-from fakefaces.serving import testing
 
 DEMO_DATA_COMMAND = 'fakefaces demo-data --out runs/demo_data'
 DEMO_GATE_RECIPE = (

@@ -27,7 +27,7 @@ def _slice(name, features, n, real, fake, fpr, fnr):
 
 REPORT = {
     'verdict': 'fail', 'blessed': False, 'reasons': ['Black vs rest: fpr_gap 0.3 outside bounds'],
-    'confidence_level': 0.95, 'thresholds': {'decision_threshold': 0.5},
+    'confidence_level': 0.95, 'decision_threshold': 0.5,  # as the FairnessGate writes it
     'slices': [_slice('Overall', {}, 300, 150, 150, 0.1, 0.08),
                _slice('source:demo', {'source': 'demo'}, 300, 150, 150, 0.1, 0.08),
                _slice('race:Black', {'race': 'Black'}, 40, 20, 20, 0.3, 0.1)],

@@ -1,6 +1,5 @@
 """`train.precision`: what `auto` picks where, and that mixed precision changes nothing clients see."""
 
-import dataclasses
 
 import numpy as np
 import pytest

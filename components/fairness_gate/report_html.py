@@ -13,6 +13,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from fakefaces.components.fairness_gate import baseline, fairness
+from fakefaces.components.interval_plot import interval_plot
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;
@@ -30,8 +31,6 @@ td.insufficient_evidence{background:#fff3e0;color:#222}td.not_measurable{backgro
 .muted{color:#666;font-size:12px}ul{margin:4px 0 4px 18px;padding:0}li{margin:2px 0}
 svg{font-size:11px;font-family:inherit}
 """
-_COLORS = {'pass': '#2e7d32', 'fail': '#c62828', 'insufficient_evidence': '#ef6c00',
-           'not_measurable': '#6d6d6d', None: '#1f4e9a'}
 _METRIC_TITLES = {'disparate_impact': 'Disparate impact (DI)',
                   'average_odds_difference': 'Average odds difference (AOD)',
                   'fpr_gap': 'FPR gap (group - reference)', 'fnr_gap': 'FNR gap (group - reference)'}
@@ -72,58 +71,6 @@ def _table(headers: Sequence[str], rows: List[List[str]], left_columns: int = 1,
       cells.append(f'<td class="{" ".join(classes)}">{cell}</td>')
     body.append('<tr>' + ''.join(cells) + '</tr>')
   return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
-def interval_plot(items: List[Tuple[str, Optional[float], Optional[Sequence[float]], Optional[str]]],
-                  band: Optional[Sequence[float]] = None, reference: Optional[float] = None,
-                  domain: Optional[Tuple[float, float]] = None, width: int = 720) -> str:
-  """Inline SVG: one row per (label, value, [low, high], status), a shaded allowed band."""
-  label_width, row_height, top, bottom = 230, 17, 8, 26
-  plot_width = width - label_width - 20
-  numbers = [v for _, v, _, _ in items if v is not None]
-  numbers += [b for _, _, iv, _ in items if iv for b in iv if b is not None]
-  numbers += list(band or []) + ([reference] if reference is not None else [])
-  low, high = domain or ((min(numbers), max(numbers)) if numbers else (0.0, 1.0))
-  if high - low < 1e-9:
-    low, high = low - 0.5, high + 0.5
-  pad = (high - low) * 0.05
-  low, high = low - pad, high + pad
-
-  def x(value: float) -> float:
-    return label_width + (min(max(value, low), high) - low) / (high - low) * plot_width
-
-  height = top + bottom + row_height * len(items)
-  parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'role="img">']
-  if band:
-    parts.append(f'<rect x="{x(band[0]):.1f}" y="{top}" width="{x(band[1]) - x(band[0]):.1f}" '
-                 f'height="{row_height * len(items)}" fill="#e8f5e9"/>')
-    for edge in band:
-      parts.append(f'<line x1="{x(edge):.1f}" x2="{x(edge):.1f}" y1="{top}" '
-                   f'y2="{top + row_height * len(items)}" stroke="#2e7d32" stroke-dasharray="3,3"/>')
-  if reference is not None:
-    parts.append(f'<line x1="{x(reference):.1f}" x2="{x(reference):.1f}" y1="{top}" '
-                 f'y2="{top + row_height * len(items)}" stroke="#999"/>')
-  for i, (label, value, interval, status) in enumerate(items):
-    y = top + row_height * i + row_height / 2
-    color = _COLORS.get(status, _COLORS[None])
-    parts.append(f'<text x="{label_width - 6}" y="{y + 4:.1f}" text-anchor="end">{_e(label)}</text>')
-    if interval and interval[0] is not None:
-      parts.append(f'<line x1="{x(interval[0]):.1f}" x2="{x(interval[1]):.1f}" y1="{y:.1f}" '
-                   f'y2="{y:.1f}" stroke="{color}" stroke-width="2"/>')
-    if value is not None:
-      parts.append(f'<circle cx="{x(value):.1f}" cy="{y:.1f}" r="4" fill="{color}"/>')
-    else:
-      parts.append(f'<text x="{label_width + 4}" y="{y + 4:.1f}" fill="#999">not measured</text>')
-  axis_y = top + row_height * len(items) + 4
-  parts.append(f'<line x1="{label_width}" x2="{label_width + plot_width}" y1="{axis_y}" '
-               f'y2="{axis_y}" stroke="#444"/>')
-  for k in range(6):
-    tick = low + (high - low) * k / 5
-    parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" text-anchor="middle">'
-                 f'{tick:.2f}</text>')
-  parts.append('</svg>')
-  return ''.join(parts)
 
 
 def _section_head(title: str, note_html: str) -> str:

@@ -27,7 +27,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from fakefaces.components.fairness_gate import report_html
+from fakefaces.components.interval_plot import interval_plot
 
 SCHEMA_VERSION = '0.0.2'  # model-card-toolkit's model_card.schema.json version
 NOT_PASSED = ('fail', 'insufficient_evidence', 'not_measurable')
@@ -344,7 +344,7 @@ def _rate_plots(slices: Sequence[Dict[str, Any]]) -> str:
     items = [(r['slice'], r.get(rate) if r.get(f'{rate}_interval') else None,
               r.get(f'{rate}_interval'), None) for r in rows]
     out.append(f'<h3>{rate.upper()} per group ({what}), with intervals</h3>'
-               + report_html.interval_plot(items, domain=(0.0, 1.0)))
+               + interval_plot(items, domain=(0.0, 1.0)))
   return ''.join(out)
 
 
