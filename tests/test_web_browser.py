@@ -92,7 +92,7 @@ def gate_report(tmp_path_factory):
   """A FairnessGate report.json as the gate writes it (the fields the page reads)."""
   path = tmp_path_factory.mktemp('gate') / 'report.json'
   path.write_text(json.dumps({
-      'verdict': 'pass', 'blessed': True, 'thresholds': {'decision_threshold': 0.5},
+      'verdict': 'pass', 'blessed': True, 'decision_threshold': 0.5,  # as the FairnessGate writes it
       'checks': [{'grouping': 'Male vs Female', 'metric': 'fpr_gap', 'status': 'pass',
                   'value': 0.01}] * 30
                 + [{'grouping': 'race', 'metric': 'fnr_gap', 'status': 'not_measurable',
