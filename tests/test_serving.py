@@ -203,7 +203,9 @@ def test_predict_command_prints_label_and_probability(endpoint, images, tmp_path
   grpc_lines = capsys.readouterr().out.strip().splitlines()
   assert cli.main(['predict', *paths, '--aligned', '--server', endpoint[1], '--rest']) == 0
   rest_lines = capsys.readouterr().out.strip().splitlines()
-  assert len(grpc_lines) == 2 and grpc_lines == rest_lines
+  # One line per face, then each photo's summary line (faces found and scored).
+  assert len(grpc_lines) == 4 and grpc_lines == rest_lines
+  assert grpc_lines[1] == f'{paths[0]}\tsummary\t1 face found, 1 scored'
   path, face, box, probability, label = grpc_lines[0].split('\t')
   assert path == paths[0] and face == 'face 1' and box == 'box=0,0,48,48'
   assert label in ('real', 'fake') and probability.startswith('p(fake)=')
@@ -221,7 +223,8 @@ def test_predict_command_names_a_missing_file_and_bad_image(endpoint, images, tm
   good.write_bytes(images[0])
   assert cli.main(['predict', str(good), str(not_image), '--aligned', '--server', endpoint[0]]) == 1
   out, err = capsys.readouterr()
-  assert out.startswith(f'{good}\t') and len(out.strip().splitlines()) == 1
+  # The readable photo's face and summary lines only.
+  assert out.startswith(f'{good}\t') and len(out.strip().splitlines()) == 2
   assert f'{not_image}: not a readable image' in err
 
 
