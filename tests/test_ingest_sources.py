@@ -167,3 +167,42 @@ def test_real_layouts_list_completely(faces_data):
     assert counts[('kaggle140k', split, features.REAL)] == n
     assert counts[('kaggle140k', split, features.FAKE)] == n
   assert all(os.path.isfile(r.path) for r in records[::97])
+
+
+def test_source_align_overrides_ingest_align(tmp_path):
+  """An already-aligned source (`align: none`) is taken as it is; the others still go through dlib.
+
+  The same faceless image in two sources: dlib finds no face in it, `align: none`
+  keeps its centred square, so each outcome shows which path its record took.
+  """
+  import io
+
+  import numpy as np
+  import tensorflow as tf
+  from PIL import Image
+
+  from fakefaces.components.face_example_gen import executor
+
+  blobs = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+  smooth = np.asarray(blobs.resize((128, 128), Image.BICUBIC))  # JPEG keeps it closely
+  for name in ('aligned', 'photos'):
+    path = tmp_path / name / 'fake' / 'a.png'
+    path.parent.mkdir(parents=True)
+    Image.fromarray(smooth).save(path)
+  config = IngestConfig(output_size=128, detector='hog', sources=[
+      SourceConfig('folders', str(tmp_path / 'aligned'), name='aligned', align='none'),
+      SourceConfig('folders', str(tmp_path / 'photos'), name='photos')])
+  records = sources.list_inputs(config)
+  assert [r.align for r in records] == ['none', '']
+  processor = executor.FaceProcessor(config)
+  aligned, photo = processor.process_many(records)
+  assert (aligned.outcome, photo.outcome) == (executor.WRITTEN, executor.NO_FACE)
+  example = tf.train.Example.FromString(aligned.example)
+  stored = np.asarray(Image.open(io.BytesIO(
+      example.features.feature[features.IMAGE].bytes_list.value[0])))
+  assert stored.shape == (128, 128, 3)
+  assert np.abs(stored.astype(int) - smooth).mean() < 3  # the image itself, JPEG q95
+
+  with pytest.raises(ValueError, match=r"sources\[0\].align 'ffhq'"):
+    sources.list_inputs(IngestConfig(sources=[
+        SourceConfig('folders', str(tmp_path / 'aligned'), align='ffhq')]))

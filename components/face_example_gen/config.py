@@ -13,6 +13,11 @@ class SourceConfig:
   # the test split. For sources that exist in one class only (FairFace: reals, no fakes),
   # which a model would otherwise learn as "looks like this source -> real".
   role: str = 'train'
+  # '' follows ingest.align. 'none' for a source whose images are FFHQ-aligned already
+  # (FFHQ, 140k, thispersondoesnotexist): dlib's re-alignment resamples every pixel and
+  # removes the GAN evidence a detector needs (docs/detection_quality.md). Photos from
+  # users, and audit sources like FairFace, keep 'dlib'.
+  align: str = ''
 
 
 @dataclasses.dataclass

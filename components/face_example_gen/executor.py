@@ -103,6 +103,9 @@ class FaceProcessor:
     self._pool: Optional[face_workers.WorkerPool] = None
     self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
     self._preparer = self._describer = None
+    # Sources whose `align` differs from ingest.align (already-aligned GAN sets): prepared
+    # in this process, since `align: none` needs no dlib detection.
+    self._preparers_by_align: Dict[str, faces.FacePreparer] = {}
     if processes <= 1:
       self._preparer = faces.FacePreparer(self._params)
       if config.align == 'dlib':
@@ -142,9 +145,21 @@ class FaceProcessor:
   def __call__(self, record: sources.InputRecord) -> Outcome:
     return self.process_many([record])[0]
 
+  def _source_aligned(self, record: sources.InputRecord, data: bytes) -> face_workers.Prepared:
+    """A record whose source sets its own `align`, prepared in this process."""
+    if record.align not in self._preparers_by_align:
+      self._preparers_by_align[record.align] = faces.FacePreparer(
+          dataclasses.replace(self._params, align=record.align))
+    if self._config.face_descriptors and self._describer is None:
+      self._describer = descriptors.FaceDescriber()
+    return face_workers.prepare(self._preparers_by_align[record.align], self._describer, data)
+
   def process_many(self, records: List[sources.InputRecord]) -> List[Outcome]:
     """Outcomes in input order; in the worker processes when `processes` > 1."""
     read = [self._read(r) for r in records]
+    for i, record in enumerate(records):
+      if record.align and not isinstance(read[i], Outcome):
+        read[i] = self._outcome(record, self._source_aligned(record, read[i]))
     todo = [i for i, d in enumerate(read) if not isinstance(d, Outcome)]
     if self._processes <= 1:
       prepared = [face_workers.prepare(self._preparer, self._describer, read[i]) for i in todo]

@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from fakefaces.components import features
+from fakefaces.components.face_example_gen import faces
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.heic',
@@ -63,6 +64,7 @@ class InputRecord:
   age: str = features.UNKNOWN
   problem: str = ''  # set when the record is filtered before reading the image
   relabel: bool = False  # a manifest row naming an existing image_id: human labels for it
+  align: str = ''  # the source's `align` when it differs from ingest.align ('' otherwise)
 
 
 def _unit_hash(text: str) -> float:
@@ -233,6 +235,9 @@ def _check_source(index: int, source: SourceConfig) -> bool:
                      f'{sorted(READERS)}')
   if source.role not in ROLES:
     raise ValueError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
+  if source.align and source.align not in faces.ALIGN_MODES:
+    raise ValueError(f'ingest.sources[{index}].align {source.align!r} is not one of '
+                     f'{list(faces.ALIGN_MODES)} (or empty: ingest.align)')
   if not tf.io.gfile.exists(source.path):
     raise ValueError(f'ingest.sources[{index}] ({source.kind}) path does not exist: '
                      f'{source.path}')
@@ -280,6 +285,8 @@ def list_inputs(config: IngestConfig) -> List[InputRecord]:
         if record.relabel:
           continue  # a manifest row relabelling another source's image: not an input itself
         record = dataclasses.replace(record, **relabels[record.image_id])
+      if source.align and source.align != config.align:
+        record = dataclasses.replace(record, align=source.align)
       if source.role == 'audit':  # judged, never trained on: nothing in train or eval
         record = dataclasses.replace(record, split=features.TEST)
       if not record.split:
