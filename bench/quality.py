@@ -57,12 +57,21 @@ from PIL import Image  # noqa: E402
 DATA = os.environ.get('FACES_DATA', os.path.join(os.path.dirname(ROOT), 'shared', 'data'))
 WORK = os.path.join(ROOT, 'runs', 'quality')
 CROPS = os.path.join(WORK, 'crops.npz')
+CROPS_PREALIGNED = os.path.join(WORK, 'crops_prealigned.npz')
 OUT = os.path.join(ROOT, 'bench', 'results', 'quality.json')
 GAN, K140, FAIRFACE = 'gan_faces', 'k140', 'fairface'
 
 
 def prepare(per_class: int) -> int:
-  """Aligned 128 px crops of every bench input, through the ingestion's FacePreparer."""
+  """128 px crops of every bench input, through the ingestion's FacePreparer, two ways.
+
+  crops.npz: every image detected and FFHQ-aligned by dlib (what ingestion does
+  with `align: dlib`, and what any uploaded photo goes through);
+  crops_prealigned.npz: the same records, but the GAN sources' images -- which
+  are FFHQ-aligned already -- only as `align: none` takes them (the centred
+  square, resized to 128 px only where larger: k140's 256 px), FairFace still
+  through dlib. Records where HOG finds no face are left out of both.
+  """
   from fakefaces.components import features
   from fakefaces.components.face_example_gen import sources
   from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
@@ -83,26 +92,32 @@ def prepare(per_class: int) -> int:
     if not limit or seen[key] <= limit:
       kept.append(r)
   preparer = FacePreparer(FacePreparation(align='dlib', detector='hog', output_size=128))
-  crops, meta, missed = [], [], 0
+  prealigned = FacePreparer(FacePreparation(align='none', output_size=128))
+  crops, crops_prealigned, meta, missed = [], [], [], 0
   start = time.time()
   for i, r in enumerate(kept):
     with open(r.path, 'rb') as f:
-      photo = preparer.prepare(f.read(), all_faces=False)
+      data = f.read()
+    photo = preparer.prepare(data, all_faces=False)
     if not photo.faces:
       missed += 1
       continue
-    crops.append(np.asarray(photo.faces[0].aligned.convert('RGB'), np.uint8))
+    aligned = np.asarray(photo.faces[0].aligned.convert('RGB'), np.uint8)
+    crops.append(aligned)
+    crops_prealigned.append(aligned if r.source == FAIRFACE else np.asarray(
+        prealigned.prepare(data, all_faces=False).faces[0].aligned.convert('RGB'), np.uint8))
     meta.append((r.source, r.split, r.label, r.race, r.gender, r.image_id))
     if i % 500 == 0:
       print(f'{i}/{len(kept)} prepared, {missed} without a face, {time.time() - start:.0f} s',
             flush=True)
   os.makedirs(WORK, exist_ok=True)
   columns = list(zip(*meta))
-  np.savez_compressed(CROPS, images=np.stack(crops), source=np.array(columns[0]),
-                      split=np.array(columns[1]), label=np.array(columns[2], np.int64),
-                      race=np.array(columns[3]), gender=np.array(columns[4]),
-                      image_id=np.array(columns[5]))
-  print(f'{len(crops)} crops ({missed} without a HOG face) -> {CROPS}, '
+  for path, images in ((CROPS, crops), (CROPS_PREALIGNED, crops_prealigned)):
+    np.savez_compressed(path, images=np.stack(images), source=np.array(columns[0]),
+                        split=np.array(columns[1]), label=np.array(columns[2], np.int64),
+                        race=np.array(columns[3]), gender=np.array(columns[4]),
+                        image_id=np.array(columns[5]))
+  print(f'{len(crops)} crops ({missed} without a HOG face) -> {CROPS}, {CROPS_PREALIGNED}, '
         f'{time.time() - start:.0f} s')
   return 0
 
@@ -118,7 +133,17 @@ TREATMENTS = {
     # the shipped shared_data.yaml treatment (centre half upsampled to 128, 64 px, q75)
     'shipped': dict(output_size=128, crop_fraction=0.5, resample_size=64,
                     shared_jpeg_quality=75),
+    # the whole 128 px alignment, no crop: every face re-aligned by dlib (model input 128 px)
+    'aligned128': dict(output_size=128),
+    # the GAN sources' own FFHQ alignment, untouched at 128 px (k140 reduced from 256);
+    # FairFace through dlib (crops_prealigned.npz)
+    'prealigned128': dict(output_size=128),
 }
+# Which cached crops each treatment starts from.
+TREATMENT_CROPS = {'prealigned128': CROPS_PREALIGNED}
+# Rows trained on prealigned crops are also scored on the same test images re-aligned
+# by dlib: what an uploaded copy of that image becomes in `predict` and the web page.
+PHOTO_PATH_TREATMENT = {'prealigned128': 'aligned128'}
 AUGMENT_ALL = dict(augment_min_scale=0.5, augment_blur_sigma=1.2, augment_jpeg_quality=[40, 95],
                    augment_jpeg_twice=True, augment_noise_sigma=0.02, augment_probability=0.5)
 AUGMENT_RESAMPLE = dict(augment_min_scale=0.5, augment_probability=0.5)
@@ -148,6 +173,15 @@ ROWS = {
     'both:+cosine +early stopping': ('native', 'both', dict(
         HP, balance_sources=True, learning_rate_schedule='cosine', epochs=8,
         early_stopping_patience=2, early_stopping_monitor='val_auc', **AUGMENT_ALL)),
+    # 128 px rows (`prepare --per-class 1000`; --out bench/results/quality_128.json)
+    '128 realigned:highpass+augment': ('aligned128', 'gan', dict(HP, image_size=128,
+                                                                  **AUGMENT_ALL)),
+    '128 prealigned:highpass+augment': ('prealigned128', 'gan', dict(HP, image_size=128,
+                                                                      **AUGMENT_ALL)),
+    '128 prealigned k140:highpass+augment': ('prealigned128', 'k140', dict(
+        HP, image_size=128, **AUGMENT_ALL)),
+    '128 prealigned both:highpass+augment+balanced': ('prealigned128', 'both', dict(
+        HP, image_size=128, balance_sources=True, **AUGMENT_ALL)),
 }
 TRAIN_SOURCES = {'gan': (GAN,), 'k140': (K140,), 'both': (GAN, K140)}
 TARGET_FPR = 0.05
@@ -280,7 +314,15 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
   from fakefaces.components.trainer.config import TrainConfig
 
   tf.config.threading.set_intra_op_parallelism_threads(2)
-  crops = dict(np.load(CROPS))
+  loaded = {}
+
+  def crops_for(treatment_name):
+    path = TREATMENT_CROPS.get(treatment_name, CROPS)
+    if path not in loaded:
+      loaded[path] = dict(np.load(path))
+    return loaded[path]
+
+  crops = crops_for('native')
   demographics = {str(i): (str(r), str(g)) for i, r, g, s in zip(
       crops['image_id'], crops['race'], crops['gender'], crops['source']) if s == FAIRFACE}
   results = json.load(open(out))['rows'] if os.path.exists(out) else []
@@ -290,7 +332,7 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
       continue
     treatment_name, train_key, changes = ROWS[name]
     start = time.time()
-    paths = treated_records(crops, treatment_name, WORK)
+    paths = treated_records(crops_for(treatment_name), treatment_name, WORK)
     keep = TRAIN_SOURCES[train_key]
     row_dir = os.path.join(WORK, 'rows', ''.join(c if c.isalnum() else '_' for c in name))
     os.makedirs(row_dir, exist_ok=True)
@@ -317,6 +359,15 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
     floor_eval = spectral.floor_scores(floor, eval_x)
     floor_threshold = threshold_at_fpr(floor_eval[eval_y == 0], TARGET_FPR)
     is_ff = test_src == FAIRFACE
+    photo_path = None
+    if treatment_name in PHOTO_PATH_TREATMENT:
+      other = PHOTO_PATH_TREATMENT[treatment_name]
+      photo_x, photo_y, photo_src, _ = _images(
+          treated_records(crops_for(other), other, WORK)[features.TEST], config)
+      photo_scores = model.predict(photo_x, batch_size=128, verbose=0).reshape(-1)
+      keep_gan = photo_src != FAIRFACE
+      photo_path = {'treatment': other, 'sources': score_sources(
+          photo_y[keep_gan], photo_scores[keep_gan], photo_src[keep_gan], threshold)}
     # The DataGate's source-shortcut check on what this row trains on.
     gate_rows = [{features.IMAGE: r[features.IMAGE].numpy(), features.LABEL: int(r[features.LABEL]),
                   features.SOURCE: r[features.SOURCE].numpy().decode(),
@@ -337,6 +388,7 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
                                  threshold, floor_scores[~is_ff]),
         'fairface': fairface_fpr(test_scores[is_ff], test_ids[is_ff], threshold, demographics),
         'floor_fairface_fpr': round(float(np.mean(floor_scores[is_ff] >= floor_threshold)), 4),
+        'photo_path': photo_path,
         'data_gate': {'passed': gate['passed'], 'findings': gate['findings'],
                       'pairs': [{k: p.get(k) for k in ('class', 'sources', 'auc', 'status',
                                                        'fake_share')} for p in gate['pairs']]},
@@ -351,8 +403,11 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
 
 
 def protocol(epochs: int, architecture: str) -> Dict[str, Any]:
-  return {'crops': 'FacePreparer, dlib HOG alignment at 128 px (cached runs/quality/crops.npz)',
-          'model_input': '64 px RGB unless the row says grayscale', 'architecture': architecture,
+  return {'crops': 'FacePreparer, dlib HOG alignment at 128 px (cached runs/quality/crops.npz); '
+                   'treatment prealigned128: the GAN sources as align none takes them '
+                   '(crops_prealigned.npz)',
+          'model_input': "64 px RGB unless the row's config_changes say otherwise",
+          'architecture': architecture,
           'epochs': epochs, 'seed': 42, 'treatments': TREATMENTS, 'target_fpr': TARGET_FPR,
           'threshold': 'FPR 0.05 on the eval reals of the training sources',
           'decision_rule': 'cross-source AUC (mean of both directions; both-trained per-source '
@@ -368,6 +423,9 @@ def summary_line(row: Dict[str, Any]) -> str:
                  f"TPR@.05 {r.get('tpr_at_fpr_0.05')}")
   cells.append(f"FairFace FPR {row['fairface']['fpr']} (worst group "
                f"{row['fairface']['worst_group_fpr']}; floor {row['floor_fairface_fpr']})")
+  if row.get('photo_path'):
+    cells.append('re-aligned by dlib: ' + ', '.join(
+        f"{k} AUC {v.get('auc')}" for k, v in row['photo_path']['sources'].items()))
   cells.append(f"DataGate {'pass' if row['data_gate']['passed'] else 'stop'}")
   cells.append(f"{row['seconds']} s")
   return ' | '.join(cells)
