@@ -43,11 +43,12 @@ GROUP_CNN_MAX_PIXELS = 400_000
 # Photos larger than the detection copy (`detect_max_side`) are detected on copies made
 # fast and HOG looks at them in grey; a photo that fits is detected as it is, so the
 # crops of every photo up to `detect_max_side` (all of the shared data) are unchanged.
-# Measured on a 12 Mpx photo (4032x3024; docs/performance.md, "Photo latency"):
+# Measured on a 12 Mpx photo (4032x3024; docs/performance.md, "Large photos fast, small
+# photos unchanged"):
 # - PIL's `reducing_gap` first box-reduces by an integer factor: the 2016x1512 copy in
 #   16 ms instead of 103 (bilinear), the 1024x768 one in 37 instead of 57;
 # - dlib's HOG computes its gradients on each colour channel: on the grey copy the tile
-#   pass takes 0.79 CPU-s instead of 1.45 and finds the same face (score 0.669 vs 0.669);
+#   pass takes 0.79 CPU-s instead of 1.54 and finds the same face box;
 # - HOG on one 2048 px tile instead of 1024 px tiles skips the overlaps (1.54 vs 1.76
 #   CPU-s) for +80 MB; tiles bound dlib's memory on photos up to the pixel limit.
 LARGE_REDUCING_GAP = 1.0
