@@ -103,6 +103,34 @@ def test_prepared_crops_are_those_of_the_previous_code(faces_data):
     assert _prepared_hashes(faces_data, name) == expected, name
 
 
+# The same hashes with `all_faces=True` (as predict and the web page prepare) for photos
+# that take the other paths: the CNN on the 128 px copy (105) and at full size (1205)
+# where HOG finds nothing, two faces (1011), and a 256 px photo of each other source.
+# Computed with the code before large photos were detected on fast grey copies (commit
+# 72173ef), which must not change any photo up to `detect_max_side` px.
+RECORDED_EVERY_FACE = {
+    'fairface/val/105.jpg': [('219a426d05694257', '81bd994ad768258b')],
+    'fairface/val/1205.jpg': [('a583bc3626e3d02f', '6134a23212a106d9')],
+    'fairface/val/1011.jpg': [('0d8da58d4bcc0165', 'eb7c785db82e62fe'),
+                              ('d1ceeea6e86072a2', '343b517ace5b5bfa')],
+    'k140/real_vs_fake/real-vs-fake/test/fake/00GN2JWV43.jpg': [('2338e40b9dd74b79',
+                                                                 'a59a365c337317ce')],
+    'gan_faces/test/fake/tpdne_headshot_cv_f1.jpg': [('f9a3dc549859b588', '0a5a91e81369a5a1')],
+}
+
+
+def test_every_face_crops_of_cnn_and_multi_face_photos_are_those_of_the_previous_code(faces_data):
+  preparer = faces.FacePreparer(SHARED_PREPARATION)
+  for name, expected in RECORDED_EVERY_FACE.items():
+    path = os.path.join(faces_data, name)
+    if not os.path.isfile(path):
+      pytest.skip(f'{path} not in this copy of the shared data')
+    with open(path, 'rb') as f:
+      photo = preparer.prepare(f.read(), all_faces=True)
+    assert [(hashlib.sha256(face.aligned.tobytes()).hexdigest()[:16],
+             hashlib.sha256(face.encoded).hexdigest()[:16]) for face in photo.faces] == expected, name
+
+
 def _photos_and_quads(faces_data, count):
   """(photo, FFHQ quad) of the first `count` FairFace val photos where HOG finds a face."""
   aligner = align.FaceAligner('hog')

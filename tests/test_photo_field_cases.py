@@ -74,6 +74,24 @@ def test_small_face_in_a_phone_sized_photo_is_found(preparer, large_photos):
     assert photo.found == 1 and not photo.not_prepared
 
 
+def test_small_face_in_a_large_photo_is_cropped_as_in_a_photo_that_needs_no_downscaling(
+    preparer, large_photos):
+  """The 4032x3024 photo is detected on fast grey copies and its landmarks on a crop around
+  the face (with all faces: the fine copy alone; one face, as ingestion: the coarse copy,
+  the CNN, then the fine tiles); the 1000x750 one, the same pasted pixels, as it is.
+  Measured mean difference of the aligned crops: 1.7 (0.7-1.7 on three FairFace faces)."""
+  with open(large_photos['1000x750'], 'rb') as f:
+    reference = np.asarray(preparer.prepare(f.read(), all_faces=False).faces[0].aligned, np.float32)
+  with open(large_photos['4032x3024'], 'rb') as f:
+    data = f.read()
+  for all_faces in (True, False):
+    photo = preparer.prepare(data, all_faces=all_faces)
+    assert len(photo.faces) == 1, (all_faces, photo.no_face_reason)
+    assert '2016x1512 (scale 0.5)' in photo.detection, photo.detection  # the fine copy looked
+    difference = np.abs(np.asarray(photo.faces[0].aligned, np.float32) - reference).mean()
+    assert difference < 4, (all_faces, difference)
+
+
 def test_no_face_says_where_detection_ran_and_the_smallest_face(preparer):
   blank = preparer.prepare(_jpeg(Image.new('RGB', (4032, 3024), (128, 128, 128))))
   assert blank.faces == [] and blank.found == 0
