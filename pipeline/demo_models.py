@@ -26,7 +26,7 @@ from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_example_gen import executor as example_gen_executor
 from fakefaces.components.face_example_gen import sources
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import export
 from fakefaces.components.trainer import model as model_lib
 from fakefaces.pipeline import demo_data

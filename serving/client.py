@@ -108,7 +108,7 @@ class ServingClient:
 
   def face_preparation(self):
     """The FacePreparation the served model was trained with (from the model itself)."""
-    from fakefaces.components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
+    from fakefaces.components.face_preparation.faces import FacePreparation  # pylint: disable=import-outside-toplevel
     try:
       outputs = self.call(contract.FACE_PREPARATION_SIGNATURE, [contract.PREPARATION_QUERY])
     except status_lib.ServingError as e:

@@ -33,7 +33,7 @@ def export_tiny_model(export_dir: str, image_size: int = 32, architecture: str =
   HOG detector only (fast) at 128 px.
   """
   from fakefaces.components.trainer import export, model  # pylint: disable=import-outside-toplevel
-  from fakefaces.components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.face_preparation.faces import FacePreparation  # pylint: disable=import-outside-toplevel
   channels = 1 if color_mode == 'grayscale' else 3
   keras_model = model.build_model(architecture, image_size, channels)
   export.export_saved_model(keras_model, export_dir, image_size, color_mode,

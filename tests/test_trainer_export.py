@@ -11,7 +11,7 @@ from PIL import Image
 
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import data, export, model, preprocess
 from fakefaces.pipeline import demo_records
 from fakefaces.pipeline import demo_data

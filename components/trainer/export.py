@@ -7,7 +7,7 @@ Names, inputs and outputs are the serving contract in
   of any size and channel count, as gRPC sends them and REST decodes
   `{"b64": ...}`) -> `fake_probability` (float32 [batch]) and `label`
   (string [batch], 'real' or 'fake'). The model learned from aligned face
-  crops: clients prepare photos with `fakefaces.components.face_example_gen.faces`
+  crops: clients prepare photos with `fakefaces.components.face_preparation.faces`
   first. Bytes that are no image fail the request with InvalidArgumentError
   naming the batch index; the server stays up.
 * `from_examples`: `examples` (string [batch], serialized tf.Example) ->
@@ -36,7 +36,7 @@ import tf_keras as keras
 
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import model as model_lib
 from fakefaces.components.trainer import precision, preprocess
 
