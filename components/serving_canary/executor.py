@@ -4,7 +4,7 @@
    will not be pushed anyway) and passes the refusal on.
 2. Copies the candidate SavedModel to `<report>/model_base/<model name>/1/` and
    starts the serving stack on it: `tensorflow_model_server` when it is on
-   PATH, otherwise the project's server (`fakefaces serve --builtin`) in a
+   PATH, otherwise the project's server (`serving.process.start_builtin`) in a
    subprocess on loopback, so a model that crashes the server cannot take the
    pipeline down. It waits until GetModelStatus says AVAILABLE.
 3. Discovers every signature from the SavedModel itself (not from a list), so
@@ -52,9 +52,9 @@ from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
 from fakefaces.components.trainer import export
 from fakefaces.serving import client as client_lib
+from fakefaces.serving import process as process_lib
 from fakefaces.serving import server as server_lib
 from fakefaces.serving import status as status_lib
-from fakefaces.serving import testing as serving_testing
 
 REPORT_JSON = 'report.json'
 MODEL_NAME = server_lib.DEFAULT_MODEL_NAME
@@ -190,7 +190,7 @@ def _free_port() -> int:
 
 
 class _ModelServer:
-  """tensorflow_model_server (when on PATH) or `fakefaces serve --builtin`, as a child process."""
+  """tensorflow_model_server (when on PATH) or the project's server, as a child process."""
 
   def __init__(self, base_path: str, config: CanaryConfig, log_path: str):
     binary = shutil.which(server_lib.MODEL_SERVER_BINARY)
@@ -201,8 +201,9 @@ class _ModelServer:
                  else 'builtin')
     self._builtin = self._process = None
     if self.kind == 'builtin':
-      self._builtin = serving_testing.ServerProcess(
-          base_path, ['--model-name', MODEL_NAME, '--rest-port', '-1'],
+      self._builtin = process_lib.start_builtin(
+          server_lib.ServerOptions(model_base_path=base_path, model_name=MODEL_NAME,
+                                   host='127.0.0.1', grpc_port=0, rest_port=None),
           startup_timeout=config.startup_timeout_seconds, log_path=log_path)
       self.grpc_target = self._builtin.grpc_target
     else:
