@@ -24,9 +24,7 @@ KNOWN_SIBLING_IMPORTS = {
     ('components/data_gate/component.py', 'fakefaces.components.fairness_gate.config'),
     ('components/data_gate/coverage.py', 'fakefaces.components.fairness_gate.config'),
     ('components/data_gate/executor.py', 'fakefaces.components.fairness_gate.config'),
-    ('components/fairness_gate/eval_config.py', 'fakefaces.components.trainer.export'),
     ('components/fairness_gate/executor.py', 'fakefaces.components.demographic_annotator.executor'),
-    ('components/serving_canary/executor.py', 'fakefaces.components.trainer.export'),
 }
 
 

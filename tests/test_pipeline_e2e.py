@@ -13,7 +13,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from fakefaces.components.trainer import export
+from fakefaces.components import serving_contract as contract
 from fakefaces.pipeline import demo_data, local_runner, summary
 from tiny_pipeline import tiny_config, write_thresholds
 from wiring_thresholds import LENIENT
@@ -55,14 +55,14 @@ def test_pushed_model_loads_and_scores_an_image(first_run):
   assert os.path.isfile(os.path.join(version_dir, 'saved_model.pb'))
   model = tf.saved_model.load(version_dir)
   pixels, _ = demo_data.render_image(0, fake=True, seed=99)
-  outputs = model.signatures[export.SERVING_SIGNATURE](
+  outputs = model.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant([demo_data.encode_jpeg(pixels)]))
-  probability = outputs[export.PROBABILITY_KEY].numpy()
+  probability = outputs[contract.PROBABILITY_KEY].numpy()
   assert probability.shape == (1,)
   assert 0.0 <= probability[0] <= 1.0
-  assert outputs[export.LABEL_KEY].numpy()[0] in (b'real', b'fake')
+  assert outputs[contract.LABEL_KEY].numpy()[0] in (b'real', b'fake')
   # The served label cuts where the gate judged (the thresholds file's 0.3).
-  with open(os.path.join(version_dir, 'assets', export.PREPROCESSING_FILE)) as f:
+  with open(os.path.join(version_dir, 'assets', contract.PREPROCESSING_FILE)) as f:
     assert json.load(f)['decision_threshold'] == pytest.approx(0.3)
 
 

@@ -50,7 +50,6 @@ from fakefaces.components import blessings, component_keys as keys, features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
-from fakefaces.components.trainer import export
 from fakefaces.serving import client as client_lib
 from fakefaces.serving import process as process_lib
 from fakefaces.serving import server as server_lib
@@ -100,7 +99,7 @@ def signature_specs(saved_model_dir: str) -> Dict[str, Dict[str, Any]]:
 def real_input(key: str, dtype: tf.DType, shape, examples: List[bytes]) -> np.ndarray:
   batch = len(examples)
   if dtype == tf.string:
-    values = examples if key == export.EXAMPLES_INPUT else image_bytes_of(examples)
+    values = examples if key == contract.EXAMPLES_INPUT else image_bytes_of(examples)
     if shape is not None and len(shape) == 0:
       return np.array(values[0], dtype=object)
     return np.array(values, dtype=object)
@@ -139,10 +138,10 @@ def check_answer(outputs: Dict[str, np.ndarray], expected_outputs: Dict[str, Any
       problems.append(f'output {key!r} has shape {list(value.shape)}, expected {batch} rows')
     if value.dtype.kind == 'f' and not np.all(np.isfinite(value)):
       problems.append(f'output {key!r} has NaN or infinite values')
-  probability = outputs.get(export.PROBABILITY_KEY)
+  probability = outputs.get(contract.PROBABILITY_KEY)
   if probability is not None and probability.dtype.kind == 'f' and (
       np.any(probability < 0) or np.any(probability > 1)):
-    problems.append(f'{export.PROBABILITY_KEY} outside [0, 1]: {probability.tolist()}')
+    problems.append(f'{contract.PROBABILITY_KEY} outside [0, 1]: {probability.tolist()}')
   return problems
 
 
@@ -284,7 +283,7 @@ def run_canary(saved_model_dir: str, examples: List[bytes], config: CanaryConfig
         report['calls'] += query_signature(stub, name, specs[name], examples,
                                            config.request_timeout_seconds)
       # The server must still answer after every bad request.
-      default = (export.SERVING_SIGNATURE if export.SERVING_SIGNATURE in specs
+      default = (contract.SERVING_SIGNATURE if contract.SERVING_SIGNATURE in specs
                  else sorted(specs)[0])
       after = query_signature(stub, default, specs[default], examples,
                               config.request_timeout_seconds)[0]
