@@ -8,7 +8,7 @@ every row reuses those TFRecords:
 
   baseline      as ingested; every source trained on
   +treatment    the same crop / resampling / JPEG generation for every source
-                (components/face_example_gen/treatment.py, applied to the
+                (components/face_preparation/treatment.py, applied to the
                 ingested crops, i.e. after their q95 encode: one extra JPEG
                 generation that every source shares)
   +balanced     sampling balanced over source x label
@@ -58,7 +58,7 @@ from sklearn import metrics as sk_metrics  # noqa: E402
 from fakefaces.components import features  # noqa: E402
 from fakefaces.components.data_gate import shortcut  # noqa: E402
 from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: E402
-from fakefaces.components.face_example_gen import treatment  # noqa: E402
+from fakefaces.components.face_preparation import treatment  # noqa: E402
 from fakefaces.components.face_example_gen.config import IngestConfig  # noqa: E402
 from fakefaces.components.fairness_gate import fairness  # noqa: E402
 from fakefaces.components.fairness_gate.config import load_thresholds  # noqa: E402

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from fakefaces.components import features  # noqa: E402
 from fakefaces.components.demographic_annotator import annotate  # noqa: E402
-from fakefaces.components.face_example_gen import descriptors  # noqa: E402
+from fakefaces.components.face_preparation import descriptors  # noqa: E402
 from fakefaces.components.face_example_gen import executor, sources  # noqa: E402
 from fakefaces.pipeline.config import IngestConfig, SourceConfig  # noqa: E402
 

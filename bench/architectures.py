@@ -52,6 +52,7 @@ import tensorflow as tf  # noqa: E402
 from sklearn import metrics as sk_metrics  # noqa: E402
 
 from fakefaces.components import features  # noqa: E402
+from fakefaces.components.split_hash import unit_hash  # noqa: E402
 from fakefaces.components.face_example_gen import sources  # noqa: E402
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: E402
 from fakefaces.components.trainer import curves, data, flops, training  # noqa: E402
@@ -74,7 +75,6 @@ def list_records(faces_data: str) -> List[sources.InputRecord]:
 def pick(records, source: str, split: str, label: int, count: int, salt: str):
   """A deterministic sample (by hash of image id) of one source x split x label."""
   stratum = [r for r in records if (r.source, r.split, r.label) == (source, split, label)]
-  unit_hash = sources._unit_hash  # pylint: disable=protected-access
   stratum.sort(key=lambda r: unit_hash(f'{salt}/{r.image_id}'))
   return stratum[:count]
 

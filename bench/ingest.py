@@ -40,7 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from absl import logging  # noqa: E402
 
-from fakefaces.components.face_example_gen import align, executor  # noqa: E402
+from fakefaces.components.face_example_gen import executor  # noqa: E402
+from fakefaces.components.face_preparation import align  # noqa: E402
 from fakefaces.pipeline.beam_workers import direct_runner_args  # noqa: E402
 from fakefaces.pipeline.config import IngestConfig, SourceConfig  # noqa: E402
 

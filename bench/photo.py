@@ -85,7 +85,7 @@ def main() -> int:
   parser.add_argument('--out', default=RESULTS)
   args = parser.parse_args()
   # pylint: disable=g-import-not-at-top
-  from fakefaces.components.face_example_gen import align, faces, images, treatment
+  from fakefaces.components.face_preparation import align, faces, images, treatment
   from fakefaces.pipeline.config import load_config
   # pylint: enable=g-import-not-at-top
   paths = sorted(glob.glob(os.path.join(args.data, 'fairface', 'val', '*.jpg')))[:args.photos]
@@ -190,7 +190,7 @@ def _serve_and_time(photos, prep, prepare, times):
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from fakefaces.components import serving_contract as contract
-  from fakefaces.components.face_example_gen import faces
+  from fakefaces.components.face_preparation import faces
   from fakefaces.components.trainer import export, model as model_lib
   from fakefaces.serving import client as client_lib
   from fakefaces.serving import testing

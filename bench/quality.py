@@ -18,7 +18,7 @@ Protocol (differs from the pipeline's where said):
   at 128 px, prepared once and cached in runs/quality/crops.npz
   (`python bench/quality.py prepare`); gan_faces train/valid subsampled
   (`--per-class`), k140 and FairFace val whole;
-* treatments (components/face_example_gen/treatment.py) applied to the cached
+* treatments (components/face_preparation/treatment.py) applied to the cached
   crops, then encoded at JPEG q95 like ingestion;
 * model input 64 px (the native-resolution crop: the centre half of the 128 px
   alignment), a few CPU epochs, one seed; the pipeline trains at its config's
@@ -75,7 +75,7 @@ def prepare(per_class: int) -> int:
   from fakefaces.components import features
   from fakefaces.components.face_example_gen import sources
   from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
-  from fakefaces.components.face_example_gen.faces import FacePreparation, FacePreparer
+  from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
 
   config = IngestConfig(sources=[
       SourceConfig(kind='fairface', path=os.path.join(DATA, 'fairface'), role='audit'),
@@ -191,7 +191,7 @@ def treated_records(crops, name: str, work: str) -> Dict[str, str]:
   """TFRecords (train/eval/test/audit) of the cached crops after treatment `name`; cached."""
   import tensorflow as tf
   from fakefaces.components import features
-  from fakefaces.components.face_example_gen import images, treatment
+  from fakefaces.components.face_preparation import images, treatment
   from fakefaces.components.face_example_gen.config import IngestConfig
 
   config = IngestConfig(**TREATMENTS[name])

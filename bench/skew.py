@@ -51,7 +51,7 @@ def main() -> int:
   from fakefaces.components import serving_contract as contract
   from fakefaces.components.face_example_gen import executor
   from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
-  from fakefaces.components.face_example_gen.faces import FacePreparation
+  from fakefaces.components.face_preparation.faces import FacePreparation
   from fakefaces.components.trainer import data as data_lib
   from fakefaces.components.trainer import export, training
   from fakefaces.components.trainer.config import TrainConfig

@@ -13,7 +13,7 @@ SOURCE = 'source'  # bytes: dataset the image came from (e.g. 'fairface')
 IMAGE_ID = 'image_id'  # bytes: stable id, unique across sources
 FACE_SIZE = 'face_size'  # int64: detected face box side in source pixels, 0 if not detected
 # float x128: dlib's face descriptor of the aligned face before the shared
-# treatment (face_example_gen/descriptors.py); written when ingest.face_descriptors,
+# treatment (face_preparation/descriptors.py); written when ingest.face_descriptors,
 # read by the DemographicAnnotator, never by the model.
 FACE_DESCRIPTOR = 'face_descriptor'
 # Written by the DemographicAnnotator (components/demographic_annotator/): where

@@ -21,7 +21,7 @@ Trainer chose for a target false-positive rate) is written beside the model as
 assets/operating_point.json; `read_decision_threshold(model_dir)` is the one
 reader (TFMA's EvalConfig, the FairnessGate, `fakefaces gate`, the model card).
 
-Clients prepare photos with `fakefaces.components.face_example_gen.faces` using the
+Clients prepare photos with `fakefaces.components.face_preparation.faces` using the
 parameters `face_preparation` returns, so a served model is always fed the
 crops it learned from.
 """

@@ -16,7 +16,7 @@ from fakefaces.components.config_base import (  # noqa: F401
 from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
-from fakefaces.components.face_example_gen import treatment
+from fakefaces.components.face_preparation import treatment
 from fakefaces.components.fairness_gate.config import (  # noqa: F401
     GroupingConfig, ThresholdsConfig, load_thresholds)
 from fakefaces.components.model_card.config import ModelCardConfig

@@ -26,7 +26,7 @@ from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_example_gen import executor as example_gen_executor
 from fakefaces.components.face_example_gen import sources
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import export
 from fakefaces.components.trainer import model as model_lib
 from fakefaces.pipeline import demo_data
@@ -163,7 +163,7 @@ def broken_signature_model(export_dir: str) -> str:
   module = export._ServingModule(  # pylint: disable=protected-access
       _nyquist_keras_model(), IMAGE_SIZE, COLOR_MODE, 0.5, FacePreparation(output_size=IMAGE_SIZE))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=export.IMAGE_BYTES_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
   def explain(image_bytes):
     images = module.preprocess(image_bytes)
     return {'heatmap': tf.reshape(images, [-1, 7, 7])}  # 128x128 pixels do not fit 7x7 rows

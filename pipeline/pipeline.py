@@ -30,7 +30,7 @@ from fakefaces.components.data_gate.component import validation_components
 from fakefaces.components.demographic_annotator.component import DemographicAnnotator
 from fakefaces.components.face_example_gen.component import FaceExampleGen
 from fakefaces.components.face_example_gen import sources as sources_lib
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.fairness_gate.component import FairnessGate
 from fakefaces.components.fairness_gate.config import ThresholdsConfig
 from fakefaces.components.fairness_gate import evaluator_executor

@@ -26,10 +26,6 @@ import numpy as np
 from fakefaces.components import serving_contract as contract
 from fakefaces.serving import status as status_lib
 
-DEFAULT_SIGNATURE = contract.SERVING_SIGNATURE
-EXAMPLES_SIGNATURE = contract.EXAMPLES_SIGNATURE
-PROBABILITY_KEY = contract.PROBABILITY_KEY
-LABEL_KEY = contract.LABEL_KEY
 DECISION_THRESHOLD = 0.5  # only for signatures that return no label
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -45,7 +41,7 @@ class ServingClient:
   """Predicts real/fake for encoded images through a TF Serving endpoint."""
 
   def __init__(self, target: str, model_name: str = 'fakefaces',
-               signature_name: str = DEFAULT_SIGNATURE, rest: bool = False,
+               signature_name: str = contract.SERVING_SIGNATURE, rest: bool = False,
                version: Optional[int] = None, timeout: float = 30.0):
     self.target = target
     self.model_name = model_name
@@ -108,7 +104,7 @@ class ServingClient:
 
   def face_preparation(self):
     """The FacePreparation the served model was trained with (from the model itself)."""
-    from fakefaces.components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
+    from fakefaces.components.face_preparation.faces import FacePreparation  # pylint: disable=import-outside-toplevel
     try:
       outputs = self.call(contract.FACE_PREPARATION_SIGNATURE, [contract.PREPARATION_QUERY])
     except status_lib.ServingError as e:
@@ -122,7 +118,7 @@ class ServingClient:
     return FacePreparation.from_json(value.decode('utf-8') if isinstance(value, bytes) else str(value))
 
   def _inputs(self, images: Sequence[bytes]) -> List[bytes]:
-    if self.signature_name != EXAMPLES_SIGNATURE:
+    if self.signature_name != contract.EXAMPLES_SIGNATURE:
       return list(images)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from fakefaces.components import features  # pylint: disable=import-outside-toplevel
@@ -150,7 +146,7 @@ class ServingClient:
     answer = self._call_rest('POST', ':predict', body)
     rows = answer['predictions']
     if rows and not isinstance(rows[0], dict):  # single-output signature
-      rows = [{PROBABILITY_KEY: r} for r in rows]
+      rows = [{contract.PROBABILITY_KEY: r} for r in rows]
     columns = {key: [r[key] for r in rows] for key in (rows[0] if rows else {})}
     return _predictions(columns, self.version)
 
@@ -224,11 +220,12 @@ class ServingClient:
 
 
 def _predictions(outputs: Dict, version: Optional[int]) -> List[Prediction]:
-  if PROBABILITY_KEY not in outputs:
-    raise status_lib.ServingError(grpc.StatusCode.INTERNAL,
-                                  f'the answer has no {PROBABILITY_KEY!r} output: {sorted(outputs)}')
-  probabilities = [float(p) for p in outputs[PROBABILITY_KEY]]
-  labels = outputs.get(LABEL_KEY)
+  if contract.PROBABILITY_KEY not in outputs:
+    raise status_lib.ServingError(
+        grpc.StatusCode.INTERNAL,
+        f'the answer has no {contract.PROBABILITY_KEY!r} output: {sorted(outputs)}')
+  probabilities = [float(p) for p in outputs[contract.PROBABILITY_KEY]]
+  labels = outputs.get(contract.LABEL_KEY)
   if labels is None:
     labels = ['fake' if p >= DECISION_THRESHOLD else 'real' for p in probabilities]
   return [Prediction(label.decode() if isinstance(label, bytes) else str(label), p, version)

@@ -4,7 +4,7 @@
     result = photos.check_photo(client, preparer, data, explain=True)
     for face in result.faces: face.box, face.fake_probability, face.label, face.heatmap
 
-Every face goes through `fakefaces.components.face_example_gen.faces` (decode with EXIF
+Every face goes through `fakefaces.components.face_preparation.faces` (decode with EXIF
 orientation, refuse what dlib must not see, detect, align, crop, JPEG), the
 code ingestion used to make the training data, with the parameters the served
 model returns from its `face_preparation` signature. Only the crops travel to
@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from fakefaces.components import serving_contract as contract
-from fakefaces.components.face_example_gen import faces as faces_lib
-from fakefaces.components.face_example_gen import images as images_lib
+from fakefaces.components.face_preparation import faces as faces_lib
+from fakefaces.components.face_preparation import images as images_lib
 
 # Faces scored per photo by default (largest first): `fakefaces predict --max-faces`,
 # `fakefaces web --max-faces`; 0 scores every face found. The answer says how many

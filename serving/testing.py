@@ -5,23 +5,23 @@
 * `push_version`: copies a SavedModel into `<base>/<version>/` the way the TFX
   Pusher does, `saved_model.pb` last.
 * `ServerProcess`: `fakefaces serve --builtin` in a subprocess on free loopback
-  ports, or an external server named by FAKEFACES_SERVING_TARGET.
+  ports (`serving/process.py` waits for it); `external_target`: an external
+  server named by FAKEFACES_SERVING_TARGET.
 """
 
 import io
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fakefaces.serving import process
+
 SERVING_TARGET_ENV = 'FAKEFACES_SERVING_TARGET'  # "host:grpc_port,rest_port" of a running server
-READY_LINE = re.compile(r'^serving (?P<name>\S+) versions .* gRPC (?P<grpc>\S+) REST (?P<rest>\S+)')
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -33,7 +33,7 @@ def export_tiny_model(export_dir: str, image_size: int = 32, architecture: str =
   HOG detector only (fast) at 128 px.
   """
   from fakefaces.components.trainer import export, model  # pylint: disable=import-outside-toplevel
-  from fakefaces.components.face_example_gen.faces import FacePreparation  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.face_preparation.faces import FacePreparation  # pylint: disable=import-outside-toplevel
   channels = 1 if color_mode == 'grayscale' else 3
   keras_model = model.build_model(architecture, image_size, channels)
   export.export_saved_model(keras_model, export_dir, image_size, color_mode,
@@ -76,47 +76,12 @@ def external_target() -> Optional[Tuple[str, str]]:
   return f'{match["host"]}:{match["grpc"]}', f'{match["host"]}:{match["rest"]}'
 
 
-class ServerProcess:
-  """`fakefaces serve --builtin` as a child process on free loopback ports."""
+class ServerProcess(process.ServerProcess):
+  """`fakefaces serve --builtin` as a child process on free loopback ports: the command line, tested."""
 
   def __init__(self, model_base_path: str, extra_args: Sequence[str] = (),
                startup_timeout: float = 120.0, log_path: Optional[str] = None):
     command = [sys.executable, '-m', 'fakefaces.pipeline.cli', 'serve', '--builtin',
                '--model-base-path', model_base_path, '--host', '127.0.0.1',
                '--port', '0', '--rest-port', '0', *extra_args]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',
-               PYTHONUNBUFFERED='1')
-    self._log = open(log_path or os.devnull, 'wb')  # pylint: disable=consider-using-with
-    self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
-                                    stderr=self._log)
-    self.grpc_target, self.rest_target = self._wait_ready(startup_timeout)
-
-  def _wait_ready(self, timeout: float) -> Tuple[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-      line = self.process.stdout.readline().decode('utf-8', 'replace')
-      if not line and self.process.poll() is not None:
-        raise RuntimeError(f'fakefaces serve exited with {self.process.returncode} before it was ready')
-      match = READY_LINE.match(line)
-      if match:
-        return match['grpc'], match['rest']
-    self.stop()
-    raise RuntimeError(f'fakefaces serve was not ready within {timeout:.0f}s')
-
-  def stop(self, timeout: float = 30.0) -> int:
-    if self.process.poll() is None:
-      self.process.send_signal(signal.SIGTERM)
-      try:
-        self.process.wait(timeout)
-      except subprocess.TimeoutExpired:
-        self.process.kill()
-        self.process.wait()
-    self.process.stdout.close()
-    self._log.close()
-    return self.process.returncode
-
-  def __enter__(self) -> 'ServerProcess':
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self.stop()
+    super().__init__(command, startup_timeout, log_path, cwd=PROJECT_ROOT)

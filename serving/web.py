@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fakefaces.components.face_example_gen import faces as faces_lib
+from fakefaces.components.face_preparation import faces as faces_lib
 from fakefaces.serving import fetch, photos
 from fakefaces.serving import status as status_lib
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from fakefaces.components.face_example_gen import align, faces
+from fakefaces.components.face_preparation import align, faces
 
 # --- The previous implementation (whole image), the reference -------------------------
 

@@ -18,7 +18,7 @@ from fakefaces.components.config_base import ConfigError
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.demographic_annotator import executor as annotator_executor
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
-from fakefaces.components.face_example_gen import descriptors, faces
+from fakefaces.components.face_preparation import descriptors, faces
 from fakefaces.components.face_example_gen import executor as ingest_executor
 from fakefaces.pipeline import config as pipeline_config
 from fakefaces.pipeline.config import IngestConfig, PipelineConfig, SourceConfig

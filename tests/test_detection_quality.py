@@ -10,7 +10,7 @@ import tf_keras as keras
 from PIL import Image
 
 from fakefaces.components.config_base import ConfigError, from_dict
-from fakefaces.components.face_example_gen import treatment
+from fakefaces.components.face_preparation import treatment
 from fakefaces.components.face_example_gen.config import IngestConfig
 from fakefaces.components.trainer import augment, data, mitigation, model, spectral, training
 from fakefaces.components.trainer.config import TrainConfig

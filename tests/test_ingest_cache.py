@@ -7,7 +7,6 @@ image re-runs ingestion; a changed label or image changes the fingerprint, outpu
 """
 
 import csv
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -15,13 +14,13 @@ import sys
 
 import ml_metadata as mlmd
 import pytest
-import yaml
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline import demo_data
 from fakefaces.pipeline.pipeline import input_fingerprint
+from tiny_pipeline import tiny_config, write_config, write_thresholds
 from wiring_thresholds import LENIENT
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,24 +57,10 @@ def _project(tmp_path, field_case) -> str:
     writer.writeheader()
     for row in rows:
       writer.writerow(dict(row, path=os.path.join('..', 'data', row['path'])))
-  thresholds = config_lib.load_yaml(config_lib.DEFAULT_THRESHOLDS)
-  thresholds.update(LENIENT)
-  (work / 'thresholds.yaml').write_text(yaml.safe_dump(thresholds))
-  runs = work / 'runs'
-  config = config_lib.PipelineConfig(
-      name='cache', pipeline_root=str(runs / 'pipeline_root'),
-      metadata_path=str(runs / 'metadata.sqlite'), serving_model_dir=str(runs / 'serving_model'),
-      thresholds_file=str(work / 'thresholds.yaml'))
-  config.ingest = config_lib.IngestConfig(
-      sources=[config_lib.SourceConfig(kind='manifest', path=str(work / 'labels.csv'),
-                                       name='labels')],
-      align='none', output_size=64)
-  config.validation.min_examples_per_class = 1
-  config.train = dataclasses.replace(config.train, architecture='baseline', image_size=64,
-                                     epochs=1, batch_size=16)
-  path = work / 'cache.yaml'
-  path.write_text(yaml.safe_dump(dataclasses.asdict(config)))
-  return str(path)
+  thresholds = write_thresholds(work / 'thresholds.yaml', **LENIENT)
+  config = tiny_config('cache', work / 'runs', str(work / 'labels.csv'), thresholds,
+                       source_name='labels', epochs=1)
+  return write_config(config, work / 'cache.yaml')
 
 
 def _run(config_path: str, log) -> None:

@@ -17,7 +17,8 @@ import tensorflow as tf
 from PIL import Image
 
 from fakefaces.components import features
-from fakefaces.components.face_example_gen import align, executor
+from fakefaces.components.face_example_gen import executor
+from fakefaces.components.face_preparation import align
 from fakefaces.pipeline.config import IngestConfig, SourceConfig
 
 SAMPLE_SIZE = 60

@@ -7,6 +7,7 @@ import pytest
 
 from fakefaces.components import features
 from fakefaces.components.face_example_gen import sources
+from fakefaces.components.split_hash import unit_hash
 from fakefaces.pipeline.config import IngestConfig, SourceConfig, load_config
 
 FAIRFACE_HEADER = 'file,age,gender,race,service_test\n'
@@ -131,6 +132,15 @@ def test_unknown_kind_and_missing_path_are_named(tmp_path):
     sources.list_inputs(IngestConfig(sources=[SourceConfig('celeba', str(tmp_path))]))
   with pytest.raises(ValueError, match='does not exist: .*nowhere'):
     sources.list_inputs(IngestConfig(sources=[SourceConfig('folders', str(tmp_path / 'nowhere'))]))
+
+
+def test_the_split_hash_is_pinned():
+  # Every dataset ingested so far was split by these numbers: a different hash would move
+  # photos between train and test of datasets already used, so it must never change.
+  assert unit_hash('1000.jpg') == pytest.approx(0.24497258785296525, abs=1e-15)
+  assert unit_hash('sample/1000.jpg') == pytest.approx(0.5945053504767142, abs=1e-15)
+  assert sources.hash_split('1000.jpg', eval_fraction=0.1, test_fraction=0.1) == features.TRAIN
+  assert sources.hash_split('1000.jpg', eval_fraction=0.1, test_fraction=0.25) == features.TEST
 
 
 def test_limit_per_source_is_a_deterministic_sample(tmp_path):

@@ -18,7 +18,8 @@ import sys
 import pytest
 from PIL import Image
 
-from fakefaces.components.face_example_gen import align, executor, face_workers, faces, sources
+from fakefaces.components.face_example_gen import executor, face_workers, sources
+from fakefaces.components.face_preparation import align, faces
 from fakefaces.components.trainer import flops, model, training
 from fakefaces.pipeline import beam_workers
 from fakefaces.pipeline.config import ConfigError, IngestConfig, PipelineConfig, SourceConfig, TrainConfig

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakefaces.components.face_example_gen import executor, faces, images, sources
+from fakefaces.components.face_example_gen import executor, sources
+from fakefaces.components.face_preparation import faces, images
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 from fakefaces.pipeline import cli
 from fakefaces.serving import photos, testing, web

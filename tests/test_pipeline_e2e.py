@@ -6,18 +6,16 @@ runs reuse its cached upstream components and change only what a test needs,
 so the whole module costs about one full pipeline run.
 """
 
-import dataclasses
 import glob
 import json
 import os
 
 import pytest
 import tensorflow as tf
-import yaml
 
-from fakefaces.components.trainer import export
-from fakefaces.pipeline import config as config_lib
+from fakefaces.components import serving_contract as contract
 from fakefaces.pipeline import demo_data, local_runner, summary
+from tiny_pipeline import tiny_config, write_thresholds
 from wiring_thresholds import LENIENT
 
 COMPONENTS = ('FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'ImportSchemaGen',
@@ -25,36 +23,11 @@ COMPONENTS = ('FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'Import
               'ServingCanary', 'Pusher', 'ModelCardGen')
 
 
-def _write_thresholds(path, **overrides):
-  base = config_lib.load_yaml(config_lib.DEFAULT_THRESHOLDS)
-  base.update(overrides)
-  with open(path, 'w') as f:
-    yaml.safe_dump(base, f)
-  return str(path)
-
-
-def _config(root, manifest, thresholds_file, serving_dir=None) -> config_lib.PipelineConfig:
-  config = config_lib.PipelineConfig(
-      name='e2e',
-      pipeline_root=str(root / 'pipeline_root'),
-      metadata_path=str(root / 'metadata.sqlite'),
-      serving_model_dir=str(serving_dir or root / 'serving_model'),
-      thresholds_file=thresholds_file)
-  config.ingest = config_lib.IngestConfig(
-      sources=[config_lib.SourceConfig(kind='manifest', path=manifest, name='demo')],
-      align='none', output_size=64)
-  config.validation.min_examples_per_class = 1
-  # The 3-conv baseline learns the 64 px fingerprint in a few epochs; VGG10 runs in the demo.
-  config.train = dataclasses.replace(config.train, architecture='baseline', image_size=64,
-                                     epochs=4, batch_size=16)
-  return config
-
-
 @pytest.fixture(scope='module')
 def first_run(tmp_path_factory):
   root = tmp_path_factory.mktemp('e2e')
   manifest = demo_data.generate(str(root / 'data'), num_images=240, seed=3, image_size=64)
-  config = _config(root, manifest, _write_thresholds(root / 'lenient.yaml', **LENIENT))
+  config = tiny_config('e2e', root, manifest, write_thresholds(root / 'lenient.yaml', **LENIENT))
   local_runner.run_local(config)
   return root, manifest, config
 
@@ -82,14 +55,14 @@ def test_pushed_model_loads_and_scores_an_image(first_run):
   assert os.path.isfile(os.path.join(version_dir, 'saved_model.pb'))
   model = tf.saved_model.load(version_dir)
   pixels, _ = demo_data.render_image(0, fake=True, seed=99)
-  outputs = model.signatures[export.SERVING_SIGNATURE](
+  outputs = model.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant([demo_data.encode_jpeg(pixels)]))
-  probability = outputs[export.PROBABILITY_KEY].numpy()
+  probability = outputs[contract.PROBABILITY_KEY].numpy()
   assert probability.shape == (1,)
   assert 0.0 <= probability[0] <= 1.0
-  assert outputs[export.LABEL_KEY].numpy()[0] in (b'real', b'fake')
+  assert outputs[contract.LABEL_KEY].numpy()[0] in (b'real', b'fake')
   # The served label cuts where the gate judged (the thresholds file's 0.3).
-  with open(os.path.join(version_dir, 'assets', export.PREPROCESSING_FILE)) as f:
+  with open(os.path.join(version_dir, 'assets', contract.PREPROCESSING_FILE)) as f:
     assert json.load(f)['decision_threshold'] == pytest.approx(0.3)
 
 
@@ -97,8 +70,8 @@ def test_gate_blocks_push_on_insufficient_evidence(first_run, tmp_path):
   """Same model, same evaluation (cached); only the fairness bounds change."""
   root, manifest, _ = first_run
   serving_dir = tmp_path / 'serving_model'
-  thresholds = _write_thresholds(tmp_path / 'strict.yaml', **dict(LENIENT, min_group_size=10_000))
-  config = _config(root, manifest, thresholds, serving_dir=serving_dir)
+  thresholds = write_thresholds(tmp_path / 'strict.yaml', **dict(LENIENT, min_group_size=10_000))
+  config = tiny_config('e2e', root, manifest, thresholds, serving_dir=serving_dir)
   local_runner.run_local(config)
   result = summary.latest_run_summary(config)
   assert result['blessed'] is False
@@ -111,9 +84,9 @@ def test_gate_blocks_push_on_insufficient_evidence(first_run, tmp_path):
 def test_gate_blocks_push_when_accuracy_threshold_unreachable(first_run, tmp_path):
   root, manifest, _ = first_run
   serving_dir = tmp_path / 'serving_model'
-  thresholds = _write_thresholds(tmp_path / 'impossible.yaml',
-                                 **dict(LENIENT, min_balanced_accuracy=1.01))
-  config = _config(root, manifest, thresholds, serving_dir=serving_dir)
+  thresholds = write_thresholds(tmp_path / 'impossible.yaml',
+                                **dict(LENIENT, min_balanced_accuracy=1.01))
+  config = tiny_config('e2e', root, manifest, thresholds, serving_dir=serving_dir)
   local_runner.run_local(config)
   result = summary.latest_run_summary(config)
   assert result['blessed'] is False

@@ -12,7 +12,6 @@ Then:
   complete version (saved_model.pb, written last by the Pusher) with its card.
 """
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -20,13 +19,13 @@ import sys
 import time
 
 import ml_metadata as mlmd
-import yaml
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from fakefaces.components.model_card import executor as card_executor
 from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline import demo_data, local_runner
+from tiny_pipeline import tiny_config, write_config, write_thresholds
 from wiring_thresholds import LENIENT
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,22 +57,8 @@ def _trainer_running(metadata_path: str) -> bool:
 
 def _config_file(root) -> str:
   manifest = demo_data.generate(str(root / 'data'), num_images=240, seed=3, image_size=64)
-  thresholds = config_lib.load_yaml(config_lib.DEFAULT_THRESHOLDS)
-  thresholds.update(LENIENT)
-  (root / 'thresholds.yaml').write_text(yaml.safe_dump(thresholds))
-  config = config_lib.PipelineConfig(
-      name='resume', pipeline_root=str(root / 'pipeline_root'),
-      metadata_path=str(root / 'metadata.sqlite'), serving_model_dir=str(root / 'serving_model'),
-      thresholds_file=str(root / 'thresholds.yaml'))
-  config.ingest = config_lib.IngestConfig(
-      sources=[config_lib.SourceConfig(kind='manifest', path=manifest, name='demo')],
-      align='none', output_size=64)
-  config.validation.min_examples_per_class = 1
-  config.train = dataclasses.replace(config.train, architecture='baseline', image_size=64,
-                                     epochs=4, batch_size=16)
-  path = root / 'resume.yaml'
-  path.write_text(yaml.safe_dump(dataclasses.asdict(config)))
-  return str(path)
+  thresholds = write_thresholds(root / 'thresholds.yaml', **LENIENT)
+  return write_config(tiny_config('resume', root, manifest, thresholds), root / 'resume.yaml')
 
 
 def test_killed_during_training_resumes_from_cache_and_pushes_once(tmp_path):

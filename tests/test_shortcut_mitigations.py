@@ -13,7 +13,7 @@ from PIL import Image
 
 from fakefaces.components import features
 from fakefaces.components.face_example_gen import executor as ingest_executor
-from fakefaces.components.face_example_gen import treatment
+from fakefaces.components.face_preparation import treatment
 from fakefaces.components.face_example_gen.config import IngestConfig
 from fakefaces.components.trainer import augment, data, mitigation, training
 from fakefaces.components.trainer.config import TrainConfig

@@ -11,7 +11,7 @@ from PIL import Image
 
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import data, export, model, preprocess
 from fakefaces.pipeline import demo_records
 from fakefaces.pipeline import demo_data
@@ -53,18 +53,18 @@ def _example(image_bytes, label=0):
 def test_both_signatures_load_and_agree(exported):
   _, loaded, export_dir = exported
   assert set(loaded.signatures) == set(contract.SIGNATURES)
-  serving = loaded.signatures[export.SERVING_SIGNATURE]
-  assert set(serving.structured_input_signature[1]) == {export.IMAGE_BYTES_INPUT}
+  serving = loaded.signatures[contract.SERVING_SIGNATURE]
+  assert set(serving.structured_input_signature[1]) == {contract.IMAGE_BYTES_INPUT}
   jpegs = _demo_jpegs(4)
   from_bytes = serving(image_bytes=tf.constant(jpegs))
-  from_examples = loaded.signatures[export.EXAMPLES_SIGNATURE](
+  from_examples = loaded.signatures[contract.EXAMPLES_SIGNATURE](
       examples=tf.constant([_example(j) for j in jpegs]))
-  probabilities = from_bytes[export.PROBABILITY_KEY].numpy()
+  probabilities = from_bytes[contract.PROBABILITY_KEY].numpy()
   assert probabilities.shape == (4,) and probabilities.dtype == np.float32
-  np.testing.assert_array_equal(probabilities, from_examples[export.PROBABILITY_KEY].numpy())
+  np.testing.assert_array_equal(probabilities, from_examples[contract.PROBABILITY_KEY].numpy())
   expected_labels = np.where(probabilities >= 0.5, b'fake', b'real')
-  np.testing.assert_array_equal(from_bytes[export.LABEL_KEY].numpy(), expected_labels)
-  with open(os.path.join(export_dir, 'assets', export.PREPROCESSING_FILE)) as f:
+  np.testing.assert_array_equal(from_bytes[contract.LABEL_KEY].numpy(), expected_labels)
+  with open(os.path.join(export_dir, 'assets', contract.PREPROCESSING_FILE)) as f:
     assets = json.load(f)
   assert assets['image_size'] == IMAGE_SIZE
   # The model carries how its crops were made, in assets and as a signature clients call.
@@ -87,8 +87,8 @@ def test_serving_sees_exactly_the_training_tensor(exported, tmp_path):
                  .bytes_list.value[0] for r in raw]
   served_images = loaded.preprocess(tf.constant(image_bytes)).numpy()
   np.testing.assert_array_equal(served_images, dataset_images.numpy())
-  served = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant(image_bytes))
-  np.testing.assert_allclose(served[export.PROBABILITY_KEY].numpy(),
+  served = loaded.signatures[contract.SERVING_SIGNATURE](image_bytes=tf.constant(image_bytes))
+  np.testing.assert_allclose(served[contract.PROBABILITY_KEY].numpy(),
                              keras_model(dataset_images, training=False).numpy().reshape(-1),
                              rtol=1e-5, atol=1e-6)
 
@@ -105,10 +105,10 @@ def test_any_size_format_and_channel_count(exported):
       _encode(rng.randint(0, 255, (40, 40, 3), dtype=np.uint8), 'JPEG', mode='CMYK'),  # no luma
       _encode(rng.randint(0, 255, (24, 24, 3), dtype=np.uint8), 'GIF'),
   ]
-  out = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant(images))
-  probabilities = out[export.PROBABILITY_KEY].numpy()
+  out = loaded.signatures[contract.SERVING_SIGNATURE](image_bytes=tf.constant(images))
+  probabilities = out[contract.PROBABILITY_KEY].numpy()
   assert probabilities.shape == (7,) and np.all((probabilities >= 0) & (probabilities <= 1))
-  assert set(out[export.LABEL_KEY].numpy()) <= {b'real', b'fake'}
+  assert set(out[contract.LABEL_KEY].numpy()) <= {b'real', b'fake'}
   assert loaded.preprocess(tf.constant(images)).shape == (7, IMAGE_SIZE, IMAGE_SIZE, 1)
 
 
@@ -123,7 +123,7 @@ def test_grayscale_jpeg_luma_matches_rgb_conversion():
 
 def test_corrupt_image_is_a_clear_error_and_the_model_keeps_serving(exported):
   _, loaded, _ = exported
-  serving = loaded.signatures[export.SERVING_SIGNATURE]
+  serving = loaded.signatures[contract.SERVING_SIGNATURE]
   good = _demo_jpegs(1)[0]
   with pytest.raises(tf.errors.InvalidArgumentError, match=r'image_bytes\[.*1.*\] is not an encoded'):
     serving(image_bytes=tf.constant([good, b'this is not an image']))
@@ -132,13 +132,13 @@ def test_corrupt_image_is_a_clear_error_and_the_model_keeps_serving(exported):
   with pytest.raises(tf.errors.InvalidArgumentError, match='is not an encoded'):
     serving(image_bytes=tf.constant([b'']))
   # The same loaded model still answers afterwards.
-  assert serving(image_bytes=tf.constant([good]))[export.PROBABILITY_KEY].shape == (1,)
+  assert serving(image_bytes=tf.constant([good]))[contract.PROBABILITY_KEY].shape == (1,)
 
 
 def test_empty_batch_returns_empty_outputs(exported):
   _, loaded, _ = exported
-  out = loaded.signatures[export.SERVING_SIGNATURE](image_bytes=tf.constant([], tf.string))
-  assert out[export.PROBABILITY_KEY].shape == (0,)
+  out = loaded.signatures[contract.SERVING_SIGNATURE](image_bytes=tf.constant([], tf.string))
+  assert out[contract.PROBABILITY_KEY].shape == (0,)
 
 
 @pytest.mark.parametrize('shape', [(32, 32, 3), (45, 32, 3), (100, 80, 4), (20, 20)])

@@ -8,7 +8,8 @@ import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from fakefaces.components import features
-from fakefaces.components.trainer import curves, data, export, module, training
+from fakefaces.components import serving_contract as contract
+from fakefaces.components.trainer import curves, data, module, training
 from fakefaces.pipeline import demo_records
 from fakefaces.pipeline.config import ConfigError, TrainConfig
 
@@ -49,8 +50,8 @@ def test_run_fn_trains_and_exports(records, tmp_path):
   loaded = tf.saved_model.load(args.serving_model_dir)
   raw = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(records[features.TEST]),
                                           compression_type='GZIP').batch(3)))
-  out = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=raw)
-  assert out[export.PROBABILITY_KEY].shape == (3,)
+  out = loaded.signatures[contract.EXAMPLES_SIGNATURE](examples=raw)
+  assert out[contract.PROBABILITY_KEY].shape == (3,)
 
 
 def test_count_labels_reads_labels_only(records):
@@ -129,8 +130,8 @@ def test_the_same_records_and_seed_train_the_same_model(records, tmp_path):
     module.run_fn(args)
     history = json.loads((tmp_path / run / 'model_run' / training.HISTORY_FILE).read_text())
     losses.append(history['history']['loss'] + history['history']['val_loss'])
-    served = tf.saved_model.load(args.serving_model_dir).signatures[export.EXAMPLES_SIGNATURE]
-    scores.append(served(examples=raw)[export.PROBABILITY_KEY].numpy())
+    served = tf.saved_model.load(args.serving_model_dir).signatures[contract.EXAMPLES_SIGNATURE]
+    scores.append(served(examples=raw)[contract.PROBABILITY_KEY].numpy())
   assert losses[0] == losses[1]
   np.testing.assert_array_equal(scores[0], scores[1])
   assert np.ptp(scores[0]) > 0  # a trained model, not a constant

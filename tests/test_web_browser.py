@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakefaces.components.face_example_gen import faces
+from fakefaces.components.face_preparation import faces
 from fakefaces.serving import client as client_lib
 from fakefaces.serving import testing
 

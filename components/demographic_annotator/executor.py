@@ -35,7 +35,7 @@ from tfx.types import artifact_utils
 from fakefaces.components import component_keys as keys, features
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.demographic_annotator import annotate
-from fakefaces.components.face_example_gen import descriptors
+from fakefaces.components.face_preparation import descriptors
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 
 REPORT_FILE, CLASSIFIERS_FILE = 'report.json', 'classifiers.pkl'
@@ -218,7 +218,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   report = {
       'config': json.loads(to_json(config)),
       'descriptor': 'dlib_face_recognition_resnet_model_v1 on the 5-point shape of the fixed '
-                    'aligned-face box (components/face_example_gen/descriptors.py)',
+                    'aligned-face box (components/face_preparation/descriptors.py)',
       'descriptors_from_ingestion': from_ingestion,
       'evaluation_protocol': (
           f'{config.cross_fit_folds}-fold cross-fitting on the {config.test_split} split\'s human '

@@ -29,7 +29,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from fakefaces.components import direct_runner, features
-from fakefaces.components.face_example_gen import descriptors, face_workers, faces, shards, sources
+from fakefaces.components.face_example_gen import face_workers, shards, sources
+from fakefaces.components.face_preparation import descriptors, faces
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 

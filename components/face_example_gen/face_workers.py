@@ -31,7 +31,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from fakefaces.components.face_example_gen import descriptors, faces, images
+from fakefaces.components.face_preparation import descriptors, faces, images
 
 WRITTEN, NO_FACE = 'written', 'no_face'
 UNREADABLE, FILTERED = images.UNREADABLE, images.FILTERED

@@ -26,7 +26,6 @@ eval splits) never sees them and the Evaluator and fairness gate judge them.
 
 import csv
 import dataclasses
-import hashlib
 import os
 import re
 from typing import Callable, Dict, List, Optional, Tuple
@@ -34,8 +33,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from fakefaces.components import features
-from fakefaces.components.face_example_gen import faces
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
+from fakefaces.components.face_preparation import faces
+from fakefaces.components.split_hash import unit_hash
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.heic',
                     '.heif', '.avif')
@@ -67,13 +67,9 @@ class InputRecord:
   align: str = ''  # the source's `align` when it differs from ingest.align ('' otherwise)
 
 
-def _unit_hash(text: str) -> float:
-  return int(hashlib.sha256(text.encode('utf-8')).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
 def hash_split(image_id: str, eval_fraction: float, test_fraction: float) -> str:
   """Deterministic split from the image id, stable across runs and machines."""
-  bucket = _unit_hash(image_id)
+  bucket = unit_hash(image_id)
   if bucket < test_fraction:
     return features.TEST
   if bucket < test_fraction + eval_fraction:
@@ -224,7 +220,7 @@ def _sample(records: List[InputRecord], limit: int) -> List[InputRecord]:
   if limit <= 0 or len(records) <= limit:
     return records
   # Salted, so the sample is independent of the hash that assigns splits.
-  order = sorted(range(len(records)), key=lambda i: _unit_hash('sample/' + records[i].image_id))
+  order = sorted(range(len(records)), key=lambda i: unit_hash('sample/' + records[i].image_id))
   keep = set(order[:limit])
   return [r for i, r in enumerate(records) if i in keep]
 

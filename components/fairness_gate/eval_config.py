@@ -30,8 +30,8 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 
 from fakefaces.components import features
+from fakefaces.components import serving_contract as contract
 from fakefaces.components.fairness_gate import baseline, fairness
-from fakefaces.components.trainer import export
 from fakefaces.components.fairness_gate.config import ThresholdsConfig
 
 SLICES = ((), (features.GENDER,), (features.RACE,), (features.AGE,),
@@ -112,9 +112,9 @@ def build_eval_config(thresholds: ThresholdsConfig, decision_threshold: float,
     options.compute_confidence_intervals.value = True
     options.confidence_intervals.method = _INTERVAL_METHODS[method]
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name=export.EXAMPLES_SIGNATURE,
+      model_specs=[tfma.ModelSpec(signature_name=contract.EXAMPLES_SIGNATURE,
                                   label_key=features.LABEL,
-                                  prediction_key=export.PROBABILITY_KEY)],
+                                  prediction_key=contract.PROBABILITY_KEY)],
       slicing_specs=[tfma.SlicingSpec(feature_keys=list(keys)) for keys in SLICES],
       metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
       options=options)

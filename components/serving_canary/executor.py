@@ -4,7 +4,7 @@
    will not be pushed anyway) and passes the refusal on.
 2. Copies the candidate SavedModel to `<report>/model_base/<model name>/1/` and
    starts the serving stack on it: `tensorflow_model_server` when it is on
-   PATH, otherwise the project's server (`fakefaces serve --builtin`) in a
+   PATH, otherwise the project's server (`serving.process.start_builtin`) in a
    subprocess on loopback, so a model that crashes the server cannot take the
    pipeline down. It waits until GetModelStatus says AVAILABLE.
 3. Discovers every signature from the SavedModel itself (not from a list), so
@@ -50,11 +50,10 @@ from fakefaces.components import blessings, component_keys as keys, features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
-from fakefaces.components.trainer import export
 from fakefaces.serving import client as client_lib
+from fakefaces.serving import process as process_lib
 from fakefaces.serving import server as server_lib
 from fakefaces.serving import status as status_lib
-from fakefaces.serving import testing as serving_testing
 
 REPORT_JSON = 'report.json'
 MODEL_NAME = server_lib.DEFAULT_MODEL_NAME
@@ -100,7 +99,7 @@ def signature_specs(saved_model_dir: str) -> Dict[str, Dict[str, Any]]:
 def real_input(key: str, dtype: tf.DType, shape, examples: List[bytes]) -> np.ndarray:
   batch = len(examples)
   if dtype == tf.string:
-    values = examples if key == export.EXAMPLES_INPUT else image_bytes_of(examples)
+    values = examples if key == contract.EXAMPLES_INPUT else image_bytes_of(examples)
     if shape is not None and len(shape) == 0:
       return np.array(values[0], dtype=object)
     return np.array(values, dtype=object)
@@ -139,10 +138,10 @@ def check_answer(outputs: Dict[str, np.ndarray], expected_outputs: Dict[str, Any
       problems.append(f'output {key!r} has shape {list(value.shape)}, expected {batch} rows')
     if value.dtype.kind == 'f' and not np.all(np.isfinite(value)):
       problems.append(f'output {key!r} has NaN or infinite values')
-  probability = outputs.get(export.PROBABILITY_KEY)
+  probability = outputs.get(contract.PROBABILITY_KEY)
   if probability is not None and probability.dtype.kind == 'f' and (
       np.any(probability < 0) or np.any(probability > 1)):
-    problems.append(f'{export.PROBABILITY_KEY} outside [0, 1]: {probability.tolist()}')
+    problems.append(f'{contract.PROBABILITY_KEY} outside [0, 1]: {probability.tolist()}')
   return problems
 
 
@@ -190,7 +189,7 @@ def _free_port() -> int:
 
 
 class _ModelServer:
-  """tensorflow_model_server (when on PATH) or `fakefaces serve --builtin`, as a child process."""
+  """tensorflow_model_server (when on PATH) or the project's server, as a child process."""
 
   def __init__(self, base_path: str, config: CanaryConfig, log_path: str):
     binary = shutil.which(server_lib.MODEL_SERVER_BINARY)
@@ -201,8 +200,9 @@ class _ModelServer:
                  else 'builtin')
     self._builtin = self._process = None
     if self.kind == 'builtin':
-      self._builtin = serving_testing.ServerProcess(
-          base_path, ['--model-name', MODEL_NAME, '--rest-port', '-1'],
+      self._builtin = process_lib.start_builtin(
+          server_lib.ServerOptions(model_base_path=base_path, model_name=MODEL_NAME,
+                                   host='127.0.0.1', grpc_port=0, rest_port=None),
           startup_timeout=config.startup_timeout_seconds, log_path=log_path)
       self.grpc_target = self._builtin.grpc_target
     else:
@@ -283,7 +283,7 @@ def run_canary(saved_model_dir: str, examples: List[bytes], config: CanaryConfig
         report['calls'] += query_signature(stub, name, specs[name], examples,
                                            config.request_timeout_seconds)
       # The server must still answer after every bad request.
-      default = (export.SERVING_SIGNATURE if export.SERVING_SIGNATURE in specs
+      default = (contract.SERVING_SIGNATURE if contract.SERVING_SIGNATURE in specs
                  else sorted(specs)[0])
       after = query_signature(stub, default, specs[default], examples,
                               config.request_timeout_seconds)[0]

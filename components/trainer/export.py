@@ -7,7 +7,7 @@ Names, inputs and outputs are the serving contract in
   of any size and channel count, as gRPC sends them and REST decodes
   `{"b64": ...}`) -> `fake_probability` (float32 [batch]) and `label`
   (string [batch], 'real' or 'fake'). The model learned from aligned face
-  crops: clients prepare photos with `fakefaces.components.face_example_gen.faces`
+  crops: clients prepare photos with `fakefaces.components.face_preparation.faces`
   first. Bytes that are no image fail the request with InvalidArgumentError
   naming the batch index; the server stays up.
 * `from_examples`: `examples` (string [batch], serialized tf.Example) ->
@@ -36,18 +36,10 @@ import tf_keras as keras
 
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import model as model_lib
 from fakefaces.components.trainer import precision, preprocess
 
-# Kept as names of this module for existing callers (the gate, TFMA config).
-SERVING_SIGNATURE = contract.SERVING_SIGNATURE
-EXAMPLES_SIGNATURE = contract.EXAMPLES_SIGNATURE
-PROBABILITY_KEY = contract.PROBABILITY_KEY
-LABEL_KEY = contract.LABEL_KEY
-IMAGE_BYTES_INPUT = contract.IMAGE_BYTES_INPUT
-EXAMPLES_INPUT = contract.EXAMPLES_INPUT
-PREPROCESSING_FILE = contract.PREPROCESSING_FILE  # under assets/: how inputs are shaped
 # The classifier's final layer: its input and weights give the fake logit
 # that Grad-CAM differentiates.
 OUTPUT_LAYER = model_lib.OUTPUT_LAYER
@@ -73,7 +65,7 @@ class _ServingModule(tf.Module):
     self.cam_model = keras.Model(model.inputs, [feature_map, output_layer.input])
     self.output_layer = output_layer
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
   def preprocess(self, image_bytes):
     return preprocess.decode_batch(image_bytes, self.image_size, self.color_mode)
 
@@ -90,10 +82,10 @@ class _ServingModule(tf.Module):
     return tf.where(probability >= self.decision_threshold, tf.constant(contract.FAKE_LABEL),
                     tf.constant(contract.REAL_LABEL))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
   def serve_images(self, image_bytes):
     probability = self._predict(image_bytes)
-    return {PROBABILITY_KEY: probability, LABEL_KEY: self._label(probability)}
+    return {contract.PROBABILITY_KEY: probability, contract.LABEL_KEY: self._label(probability)}
 
   def _grad_cam(self, images):
     """(P(fake) [batch], heatmap [batch, size, size] in [0, 1]) by Grad-CAM.
@@ -115,7 +107,7 @@ class _ServingModule(tf.Module):
     peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
     return tf.sigmoid(tf.reshape(logit, [-1])), tf.math.divide_no_nan(cam, peak)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
   def explain(self, image_bytes):
     size = self.image_size
 
@@ -126,7 +118,7 @@ class _ServingModule(tf.Module):
     probability, heatmap = tf.cond(
         tf.size(image_bytes) > 0, run,
         lambda: (tf.zeros([0], tf.float32), tf.zeros([0, size, size], tf.float32)))
-    return {PROBABILITY_KEY: probability, LABEL_KEY: self._label(probability),
+    return {contract.PROBABILITY_KEY: probability, contract.LABEL_KEY: self._label(probability),
             contract.HEATMAP_KEY: heatmap}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.QUERY_INPUT)])
@@ -138,11 +130,11 @@ class _ServingModule(tf.Module):
     with tf.control_dependencies([check]):
       return {contract.PARAMETERS_KEY: tf.fill(tf.shape(query), self.face_preparation_json)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
   def serve_examples(self, examples):
     parsed = tf.io.parse_example(examples,
                                  {features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
-    return {PROBABILITY_KEY: self._predict(parsed[features.IMAGE])}
+    return {contract.PROBABILITY_KEY: self._predict(parsed[features.IMAGE])}
 
 
 def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
@@ -181,7 +173,7 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
   tf.saved_model.save(module, export_dir, signatures=signatures)
   assets = os.path.join(export_dir, 'assets')
   tf.io.gfile.makedirs(assets)
-  with tf.io.gfile.GFile(os.path.join(assets, PREPROCESSING_FILE), 'w') as f:
+  with tf.io.gfile.GFile(os.path.join(assets, contract.PREPROCESSING_FILE), 'w') as f:
     json.dump({'image_size': image_size, 'color_mode': color_mode,
                'decision_threshold': decision_threshold,
                'input': 'encoded JPEG/PNG/GIF/BMP bytes of face crops prepared as face_preparation says',

@@ -28,7 +28,7 @@ import tensorflow as tf
 from fakefaces.components import features
 from fakefaces.components.trainer import curves, data, export, mitigation, operating_point, training
 from fakefaces.components.config_base import from_dict
-from fakefaces.components.face_example_gen.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer.config import TrainConfig
 
 DECISION_THRESHOLD_KEY = 'decision_threshold'

@@ -25,7 +25,6 @@ beats it ("floor" section), and a CNN that does not is reported as such.
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -34,6 +33,7 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 
 from fakefaces.components import features
+from fakefaces.components.split_hash import unit_hash
 from fakefaces.components.trainer import curves, data, export, flops, operating_point, spectral, training
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -68,10 +68,6 @@ class Item:
   role: str  # train / validation / test
 
 
-def _bucket(key: str) -> float:
-  return int(hashlib.sha256(key.encode('utf-8')).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
 def _role(source_dir: str, split: str, rel_path: str) -> Optional[str]:
   if source_dir == GAN_FACES:
     return {'train': TRAIN, 'valid': VALIDATION, 'test': TEST}.get(split)
@@ -79,7 +75,7 @@ def _role(source_dir: str, split: str, rel_path: str) -> Optional[str]:
     if split == 'val':
       return TEST
     if split == 'train':
-      return VALIDATION if _bucket(rel_path) < FAIRFACE_VALIDATION_FRACTION else TRAIN
+      return VALIDATION if unit_hash(rel_path) < FAIRFACE_VALIDATION_FRACTION else TRAIN
   return None
 
 
@@ -120,7 +116,7 @@ def subsample(items: List[Item], max_images: Optional[int], seed: int) -> List[I
       strata.setdefault((item.source_dir, item.label), []).append(item)
     for stratum in strata.values():
       k = max(1, round(cap * len(stratum) / len(role_items)))
-      picked += sorted(stratum, key=lambda i: _bucket(f'{seed}:{i.path}'))[:k]
+      picked += sorted(stratum, key=lambda i: unit_hash(f'{seed}:{i.path}'))[:k]
   return picked
 
 

@@ -93,13 +93,12 @@ def check_model(model_dir: str) -> float:
   (returned)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from fakefaces.components import serving_contract  # pylint: disable=g-import-not-at-top
-  from fakefaces.components.trainer import export  # pylint: disable=g-import-not-at-top
   if not tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     raise BadInput(f'--model {model_dir}: no saved_model.pb there (pass the SavedModel folder, '
                    'e.g. <Trainer model uri>/Format-Serving or a Pusher version folder)')
   signatures = tf.saved_model.load(model_dir).signatures
-  if export.EXAMPLES_SIGNATURE not in signatures:
-    raise BadInput(f'--model {model_dir}: no `{export.EXAMPLES_SIGNATURE}` signature (has '
+  if serving_contract.EXAMPLES_SIGNATURE not in signatures:
+    raise BadInput(f'--model {model_dir}: no `{serving_contract.EXAMPLES_SIGNATURE}` signature (has '
                    f'{sorted(signatures)}); export it with fakefaces.components.trainer.export')
   try:
     return serving_contract.read_decision_threshold(model_dir)

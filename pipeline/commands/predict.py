@@ -58,7 +58,7 @@ def _read(source: str, args) -> bytes:
 def _run(args) -> int:
   from fakefaces.serving import client as client_lib  # pylint: disable=import-outside-toplevel
   from fakefaces.serving import fetch, photos  # pylint: disable=import-outside-toplevel
-  from fakefaces.components.face_example_gen import images  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.face_preparation import images  # pylint: disable=import-outside-toplevel
   from fakefaces.serving import status as status_lib  # pylint: disable=import-outside-toplevel
   with client_lib.ServingClient(args.server, model_name=args.model_name, rest=args.rest,
                                 version=args.model_version, timeout=args.timeout) as client:

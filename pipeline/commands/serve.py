@@ -8,10 +8,8 @@ runs, so `fakefaces --help` stays fast.
 
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 
 DEFAULT_PORT = 8500
 DEFAULT_REST_PORT = 8501
@@ -58,7 +56,7 @@ def _options(args):
 
 def _run(args) -> int:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # no C++ log line per rejected request
-  from fakefaces.serving import server  # pylint: disable=import-outside-toplevel
+  from fakefaces.serving import process, server  # pylint: disable=import-outside-toplevel
   options = _options(args)
   binary = None if args.builtin else shutil.which(server.MODEL_SERVER_BINARY)
   if binary:
@@ -76,16 +74,5 @@ def _run(args) -> int:
   except OSError as e:
     print(f'fakefaces serve: {e}', file=sys.stderr)
     return 1
-  for sig in (signal.SIGTERM, signal.SIGINT):
-    signal.signal(sig, lambda *_: _stop_in_background(model_server))
-  rest = f'{options.host}:{model_server.rest_port}' if model_server.rest_port else 'off'
-  print(f'serving {options.model_name} versions {model_server.manager.served_versions() or "none yet"}'
-        f' gRPC {options.host}:{model_server.grpc_port} REST {rest}', flush=True)
-  while not model_server.wait(1.0):
-    pass
+  process.serve_until_stopped(model_server)
   return 0
-
-
-def _stop_in_background(model_server) -> None:
-  # Signal handlers run on the main thread, which is blocked in wait(): stop elsewhere.
-  threading.Thread(target=model_server.stop, daemon=True).start()

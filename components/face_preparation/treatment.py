@@ -34,13 +34,21 @@ partly content: FairFace is balanced over race, FFHQ is not.
 """
 
 import io
+from typing import Protocol
 
 from PIL import Image
 
-from fakefaces.components.face_example_gen.config import IngestConfig  # or faces.FacePreparation: same fields
+
+class Treatment(Protocol):
+  """The fields read here: `faces.FacePreparation` and ingestion's `IngestConfig` both have them."""
+  output_size: int
+  crop_fraction: float
+  resample_size: int
+  shared_jpeg_quality: int
+  native_crop: bool
 
 
-def check(config: IngestConfig) -> None:
+def check(config: Treatment) -> None:
   """Raises ValueError naming the `ingest.` field for values `equalize` cannot honour."""
   if not 0.2 <= config.crop_fraction <= 1.0:
     raise ValueError(f'ingest.crop_fraction {config.crop_fraction} is not in [0.2, 1]')
@@ -55,19 +63,19 @@ def check(config: IngestConfig) -> None:
                      'or in 1..100')
 
 
-def native_side(config: IngestConfig) -> int:
+def native_side(config: Treatment) -> int:
   """Side of the stored crop: crop_fraction x output_size with `native_crop`, else output_size."""
   if config.native_crop:
     return max(8, int(round(config.crop_fraction * config.output_size)))
   return config.output_size
 
 
-def is_identity(config: IngestConfig) -> bool:
+def is_identity(config: Treatment) -> bool:
   return (config.crop_fraction >= 1.0 and not config.resample_size and
           not config.shared_jpeg_quality)
 
 
-def equalize(image: Image.Image, config: IngestConfig) -> Image.Image:
+def equalize(image: Image.Image, config: Treatment) -> Image.Image:
   """The aligned face after the shared crop, resampling and JPEG generation.
 
   Same size as `image`, or `native_side` with `native_crop` (the central

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from fakefaces.components import features
-from fakefaces.components.face_example_gen import align
+from fakefaces.components.face_preparation import align
 
 DESCRIPTOR_SIZE = 128
 

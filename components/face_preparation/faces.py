@@ -1,6 +1,6 @@
 """The one face-preparation path: bytes -> upright photo -> checks -> faces -> aligned crops.
 
-Ingestion (`executor.FaceProcessor`), `fakefaces predict`, the web page and
+Ingestion (`face_example_gen/executor.FaceProcessor`), `fakefaces predict`, the web page and
 `bench/photo.py` all call `FacePreparer.prepare`, so a served model sees crops
 made exactly like the ones it was trained on. The parameters (`FacePreparation`:
 alignment, detector, crop size, JPEG quality) come from the ingestion config
@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from fakefaces.components.face_example_gen import align, images, treatment
+from fakefaces.components.face_preparation import align, images, treatment
 
 ALIGN_MODES = ('dlib', 'none')
 # Smallest side of the copy dlib sees. dlib's CNN crashes (heap corruption) on

@@ -1,0 +1,1 @@
+"""The face-preparation library: photo bytes to the aligned crop a model sees (see README.md)."""
