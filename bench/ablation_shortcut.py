@@ -61,7 +61,7 @@ from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: 
 from fakefaces.components.face_preparation import treatment  # noqa: E402
 from fakefaces.components.face_example_gen.config import IngestConfig  # noqa: E402
 from fakefaces.components.fairness_gate import fairness  # noqa: E402
-from fakefaces.components.fairness_gate.config import load_thresholds  # noqa: E402
+from fakefaces.components.thresholds import load_thresholds  # noqa: E402
 from fakefaces.components.trainer import data, mitigation, training  # noqa: E402
 from fakefaces.components.trainer.config import TrainConfig  # noqa: E402
 

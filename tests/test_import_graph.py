@@ -21,9 +21,6 @@ PACKAGE = 'fakefaces.components'
 
 # (importing file, imported module), as found at commit 63ff418. Shrink only.
 KNOWN_SIBLING_IMPORTS = {
-    ('components/data_gate/component.py', 'fakefaces.components.fairness_gate.config'),
-    ('components/data_gate/coverage.py', 'fakefaces.components.fairness_gate.config'),
-    ('components/data_gate/executor.py', 'fakefaces.components.fairness_gate.config'),
     ('components/fairness_gate/executor.py', 'fakefaces.components.demographic_annotator.executor'),
 }
 

@@ -17,7 +17,7 @@ import tensorflow_model_analysis as tfma
 
 from fakefaces.components import features
 from fakefaces.components.fairness_gate import eval_config, fairness, report_html
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 
 REPORT_JSON, REPORT_HTML = 'report.json', 'report.html'
 OVERALL = 'Overall'

@@ -23,7 +23,7 @@ from fakefaces.components import blessings, component_keys as keys, serving_cont
 from fakefaces.components.config_base import from_json
 from fakefaces.components.demographic_annotator import executor as annotator_executor
 from fakefaces.components.fairness_gate import baseline, evaluation
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 
 
 def write_blessing(blessing, model, report, production_model=None) -> None:
