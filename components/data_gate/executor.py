@@ -37,14 +37,13 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import component_keys as keys, features
+from fakefaces.components import artifacts, component_keys as keys, features
 from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew
 from fakefaces.components.config_base import ConfigError, from_json
 from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.thresholds import ThresholdsConfig
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
-REPORT_FILE = 'report.json'
 ON_SHORT_GROUP = ('stop', 'insufficient')
 IMAGE_FORMAT_HISTOGRAM = 'image_format_histogram'  # TFDV's custom stat name
 LOW_IMAGE_FRACTION_KIND = 'LOW_SUPPORTED_IMAGE_FRACTION'
@@ -319,8 +318,7 @@ class Executor(base_executor.BaseExecutor):
       logging.warning('DataGate: source shortcut:\n%s', shortcut.describe(shortcut_report))
     if passed:
       report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
-      with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE), 'w') as f:
-        json.dump(report, f, indent=2)
+      artifacts.write_report(report_artifact.uri, report)
       return
     logging.error('DataGate report:\n%s', json.dumps(report, indent=2))
     message = failure_message(blocking, coverage_report, stop_on_short,

@@ -33,12 +33,13 @@ from tfx import types
 from tfx.types import artifact_utils
 
 from fakefaces.components import component_keys as keys, features
+from fakefaces.components.artifacts import write_report
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.face_preparation import descriptors
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 
-REPORT_FILE, CLASSIFIERS_FILE = 'report.json', 'classifiers.pkl'
+CLASSIFIERS_FILE = 'classifiers.pkl'
 PREDICTIONS_FILE = 'predictions.csv'
 TFRECORD_NAME = 'data_tfrecord-00000-of-00001.gz'
 ATTRIBUTES = annotate.ATTRIBUTES
@@ -267,9 +268,7 @@ def faces_lacking_demographics(files: Dict[str, List[str]]) -> Dict[str, int]:
 
 def write_outputs(uri: str, report: Dict[str, Any], classifiers: Dict[str, Any],
                   prediction_rows: List[Dict[str, Any]]) -> None:
-  tf.io.gfile.makedirs(uri)
-  with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE), 'w') as f:
-    json.dump(report, f, indent=2, allow_nan=False)
+  write_report(uri, report, allow_nan=False)
   import sklearn  # pylint: disable=g-import-not-at-top
   with tf.io.gfile.GFile(os.path.join(uri, CLASSIFIERS_FILE), 'wb') as f:
     pickle.dump({'sklearn_version': sklearn.__version__, 'classifiers': classifiers}, f)
@@ -277,15 +276,6 @@ def write_outputs(uri: str, report: Dict[str, Any], classifiers: Dict[str, Any],
     writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
     writer.writeheader()
     writer.writerows(prediction_rows)
-
-
-def load_report(uri: str) -> Optional[Dict[str, Any]]:
-  """report.json of an Annotations artifact at `uri` (None when absent); the gate reads it."""
-  path = os.path.join(uri, REPORT_FILE)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
 
 
 class Executor(base_executor.BaseExecutor):

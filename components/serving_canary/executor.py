@@ -26,7 +26,6 @@
    latest-blessed-model resolver reads to find "the model in production".
 """
 
-import json
 import os
 import shutil
 import socket
@@ -44,9 +43,9 @@ from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx import types
 from tfx.types import artifact_utils
-from tfx.utils import io_utils, path_utils
+from tfx.utils import path_utils
 
-from fakefaces.components import blessings, component_keys as keys, features
+from fakefaces.components import artifacts, blessings, component_keys as keys, features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
@@ -55,7 +54,6 @@ from fakefaces.serving import process as process_lib
 from fakefaces.serving import server as server_lib
 from fakefaces.serving import status as status_lib
 
-REPORT_JSON = 'report.json'
 MODEL_NAME = server_lib.DEFAULT_MODEL_NAME
 GATE_NOT_BLESSED = 'FairnessGate did not bless the model: not loaded in the serving stack'
 
@@ -348,6 +346,5 @@ class Executor(base_executor.BaseExecutor):
         report = run_canary(path_utils.serving_model_path(model.uri),
                             read_examples(pattern, config.num_examples), config, work_dir,
                             log_path=os.path.join(report_dir, 'server.log'))
-    io_utils.write_string_file(os.path.join(report_dir, REPORT_JSON),
-                               json.dumps(report, indent=2, default=str))
+    artifacts.write_report(report_dir, report, default=str)
     write_blessing(blessing, model, report['passed'], report['problems'])
