@@ -37,7 +37,7 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import artifacts, component_keys as keys, features
+from fakefaces.components import artifacts, component_keys as keys, example_files, features
 from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew
 from fakefaces.components.config_base import ConfigError, from_json
 from fakefaces.components.data_gate.config import ValidationConfig
@@ -168,7 +168,7 @@ def image_fallback_rows(schema: schema_pb2.Schema,
       if _has_image_histogram(stats, feature.name):
         continue  # ExampleValidator already judged this split
       try:
-        total, bad_ids = unsupported_images(examples_io.split_files(examples_artifact, split))
+        total, bad_ids = unsupported_images(example_files.split_files(examples_artifact, split))
       except tf.errors.OpError as e:  # e.g. `image` of another type: ExampleValidator says so
         logging.warning('DataGate: image check of split %s skipped: %s', split, e)
         continue
@@ -196,7 +196,7 @@ def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
   dtypes = {name: tf.string for name in names}
   dtypes[features.LABEL] = tf.int64
   records = examples_io.read_features(
-      examples_io.split_files(examples_artifact, config.coverage_split), dtypes)
+      example_files.split_files(examples_artifact, config.coverage_split), dtypes)
   counts = coverage.count_examples(records, names)
   groups = coverage.thresholds_groups(thresholds, counts)
   rows = coverage.check_coverage(counts, groups, config.min_examples_per_class)
@@ -215,7 +215,7 @@ def source_shortcut_report(examples_artifact, config: ValidationConfig) -> Dict[
     return {'enabled': False, 'findings': [], 'passed': True}
   dtypes = {features.IMAGE: tf.string, features.LABEL: tf.int64, features.SOURCE: tf.string,
             features.IMAGE_ID: tf.string}
-  records = examples_io.read_features(examples_io.split_files(examples_artifact, check.split),
+  records = examples_io.read_features(example_files.split_files(examples_artifact, check.split),
                                       dtypes)
   return dict(shortcut.check_source_shortcut(records, check), enabled=True)
 

@@ -32,7 +32,7 @@ from tfx.proto import example_gen_pb2
 from tfx import types
 from tfx.types import artifact_utils
 
-from fakefaces.components import component_keys as keys, features
+from fakefaces.components import component_keys as keys, example_files, features
 from fakefaces.components.artifacts import write_report
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.demographic_annotator import annotate
@@ -48,17 +48,8 @@ PREDICTION_COLUMNS = (['image_id', 'split', 'label', 'demographics_source'] +
                                                                'confidence')])
 
 
-def _split_files(uri: str, split: str) -> List[str]:
-  files = sorted(tf.io.gfile.glob(os.path.join(uri, f'Split-{split}', '*')))
-  if not files:
-    raise ValueError(f'DemographicAnnotator: split {split!r} has no files under '
-                     f'{os.path.join(uri, f"Split-{split}")}')
-  return files
-
-
 def _records(files: List[str]):
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP' if files[0].endswith(
-      '.gz') else ''):
+  for record in example_files.records(files):
     yield record.numpy()
 
 
@@ -83,7 +74,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   """Both passes; writes the outputs and returns the report."""
   validate(config)
   started = time.monotonic()
-  files = {split: _split_files(input_uri, split) for split in split_names}
+  files = {split: example_files.split_files(input_uri, split) for split in split_names}
   lacking = faces_lacking_demographics(files) if config.enabled else {}
   # Describing the labelled faces only serves to fill the unlabelled ones: with none
   # to fill (the demo data: every image carries its labels) the work is skipped.

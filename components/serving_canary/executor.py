@@ -45,7 +45,8 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from fakefaces.components import artifacts, blessings, component_keys as keys, features
+from fakefaces.components import artifacts, blessings, component_keys as keys, example_files
+from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
@@ -60,13 +61,9 @@ GATE_NOT_BLESSED = 'FairnessGate did not bless the model: not loaded in the serv
 
 # ---- inputs built from each signature's TensorSpecs ----------------------------------
 
-def read_examples(examples_uri_pattern: str, count: int) -> List[bytes]:
-  """The first `count` serialized tf.Examples of the files matching the pattern."""
-  files = sorted(tf.io.gfile.glob(examples_uri_pattern))
-  if not files:
-    raise ValueError(f'no example files match {examples_uri_pattern}')
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP').take(count)
-  return [record.numpy() for record in dataset]
+def read_examples(files: List[str], count: int) -> List[bytes]:
+  """The first `count` serialized tf.Examples of `files` (example_files.split_files)."""
+  return [record.numpy() for record in example_files.records(files).take(count)]
 
 
 def image_bytes_of(serialized: List[bytes]) -> List[bytes]:
@@ -341,10 +338,10 @@ class Executor(base_executor.BaseExecutor):
                          'problems': [GATE_NOT_BLESSED], 'skipped': True})
     else:
       examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
-      pattern = os.path.join(artifact_utils.get_split_uri([examples], features.TEST), '*')
+      test_files = example_files.split_files(examples, features.TEST)
       with tempfile.TemporaryDirectory(prefix='canary-') as work_dir:
         report = run_canary(path_utils.serving_model_path(model.uri),
-                            read_examples(pattern, config.num_examples), config, work_dir,
+                            read_examples(test_files, config.num_examples), config, work_dir,
                             log_path=os.path.join(report_dir, 'server.log'))
     artifacts.write_report(report_dir, report, default=str)
     write_blessing(blessing, model, report['passed'], report['problems'])

@@ -108,10 +108,9 @@ def check_model(model_dir: str) -> float:
 def _check_first_example(path: str) -> None:
   """The first record is a tf.Example with the label and image features."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
-  compression = 'GZIP' if path.endswith('.gz') else ''
+  from fakefaces.components import example_files, features  # pylint: disable=g-import-not-at-top
   try:
-    record = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)), None)
+    record = next(iter(example_files.records(path).take(1)), None)
   except tf.errors.OpError as e:
     raise BadInput(f'--examples {path}: not a readable TFRecord file ({e.message})') from e
   if record is None:
