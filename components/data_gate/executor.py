@@ -263,8 +263,8 @@ class Executor(base_executor.BaseExecutor):
         ExampleAnomalies); one artifact each.
       output_dict: `report` (DataValidationReport): report.json goes to its uri.
       exec_properties: `validation_config` (ValidationConfig as JSON),
-        `thresholds` (the FairnessGate's ThresholdsConfig as JSON: which
-        groups the coverage check must find in the evaluated split).
+        `thresholds` (ThresholdsConfig as JSON, the bounds the FairnessGate
+        judges by: which groups the coverage check must find in the evaluated split).
 
     Raises:
       ConfigError: a config field is invalid (named by its dotted path).
