@@ -58,10 +58,10 @@ from sklearn import metrics as sk_metrics  # noqa: E402
 from fakefaces.components import features  # noqa: E402
 from fakefaces.components.data_gate import shortcut  # noqa: E402
 from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: E402
-from fakefaces.components.face_preparation import treatment  # noqa: E402
+from fakefaces.components.face_preparation import images, treatment  # noqa: E402
 from fakefaces.components.face_example_gen.config import IngestConfig  # noqa: E402
 from fakefaces.components.fairness_gate import fairness  # noqa: E402
-from fakefaces.components.fairness_gate.config import load_thresholds  # noqa: E402
+from fakefaces.components.thresholds import load_thresholds  # noqa: E402
 from fakefaces.components.trainer import data, mitigation, training  # noqa: E402
 from fakefaces.components.trainer.config import TrainConfig  # noqa: E402
 
@@ -99,9 +99,8 @@ def treat(rows: List[Dict[str, Any]], config: IngestConfig) -> List[Dict[str, An
   out = []
   for row in rows:
     image = treatment.equalize(Image.open(io.BytesIO(row[features.IMAGE])).convert('RGB'), config)
-    buf = io.BytesIO()
-    image.convert('RGB').save(buf, format='JPEG', quality=config.jpeg_quality)
-    out.append(dict(row, **{features.IMAGE: buf.getvalue()}))
+    out.append(dict(row, **{features.IMAGE: images.encode_jpeg(image.convert('RGB'),
+                                                                config.jpeg_quality)}))
   return out
 
 

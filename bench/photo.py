@@ -62,9 +62,8 @@ def large_photo(data: bytes) -> bytes:
   top = max(0, (height - LARGE_SIZE[1]) // 2)
   image = image.resize((LARGE_SIZE[0], height), Image.BICUBIC).crop(
       (0, top, LARGE_SIZE[0], top + LARGE_SIZE[1]))
-  buffer = io.BytesIO()
-  image.save(buffer, format='JPEG', quality=90)
-  return buffer.getvalue()
+  from fakefaces.components.face_preparation import images  # pylint: disable=g-import-not-at-top
+  return images.encode_jpeg(image, 90)
 
 
 def percentiles(values, model_p50):

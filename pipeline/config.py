@@ -17,10 +17,10 @@ from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
 from fakefaces.components.face_preparation import treatment
-from fakefaces.components.fairness_gate.config import (  # noqa: F401
-    GroupingConfig, ThresholdsConfig, load_thresholds)
+from fakefaces.components.groupings import GroupingConfig  # noqa: F401
 from fakefaces.components.model_card.config import ModelCardConfig
 from fakefaces.components.serving_canary.config import CanaryConfig
+from fakefaces.components.thresholds import ThresholdsConfig, load_thresholds  # noqa: F401
 from fakefaces.components.trainer.config import TrainConfig
 
 DEFAULT_THRESHOLDS = os.path.join(PROJECT_ROOT, 'pipeline', 'configs', 'thresholds.yaml')

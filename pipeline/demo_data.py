@@ -19,7 +19,6 @@ The output is a manifest-layout source: `<out>/manifest.csv` with
 """
 
 import csv
-import io
 import os
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from fakefaces.components import features
+from fakefaces.components.face_preparation import images
 
 IMAGE_SIZE = 128
 FINGERPRINT_AMPLITUDE = 0.12
@@ -140,9 +140,8 @@ def render_image(index: int, fake: bool, seed: int,
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(pixels).save(buf, format='JPEG', quality=quality)
-  return buf.getvalue()
+  """A demo image ([h, w, 3] uint8 pixels) as JPEG bytes."""
+  return images.encode_jpeg(Image.fromarray(pixels), quality)
 
 
 def _split_of(index: int, num_images: int, eval_fraction: float, test_fraction: float) -> str:

@@ -32,13 +32,13 @@ from fakefaces.components.face_example_gen.component import FaceExampleGen
 from fakefaces.components.face_example_gen import sources as sources_lib
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.fairness_gate.component import FairnessGate
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
 from fakefaces.components.fairness_gate import evaluator_executor
 from fakefaces.components.fairness_gate.eval_config import build_eval_config
 from fakefaces.components.model_card.component import ModelCardGen
 from fakefaces.components.model_card.config import ModelCardConfig
 from fakefaces.components.serving_canary.component import ServingCanary
 from fakefaces.components.serving_canary.config import CanaryConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 from fakefaces.components.trainer.module import trainer_custom_config
 from fakefaces.pipeline.config import PipelineConfig, check_consistency, load_thresholds
 

@@ -1,26 +1,18 @@
 """What a local run produced, read back from MLMD: reports, blessing, pushed model."""
 
-import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import ml_metadata as mlmd
 from tfx import v1 as tfx
 
+from fakefaces.components.artifacts import REPORT_JSON, read_report
 from fakefaces.pipeline.config import PipelineConfig
 
 
 def _latest(store, type_name: str):
   artifacts = store.get_artifacts_by_type(type_name)
   return max(artifacts, key=lambda a: a.id) if artifacts else None
-
-
-def _read_json(uri: str, name: str) -> Optional[Dict[str, Any]]:
-  path = os.path.join(uri, name)
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
 
 
 def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
@@ -31,26 +23,26 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
                              'serving_model_dir': config.serving_model_dir}
   ingest = _latest(store, 'fakefaces.IngestReport')
   if ingest:
-    summary['ingest_report'] = os.path.join(ingest.uri, 'report.json')
-    report = _read_json(ingest.uri, 'report.json') or {}
+    summary['ingest_report'] = os.path.join(ingest.uri, REPORT_JSON)
+    report = read_report(ingest.uri) or {}
     summary['ingest_counts'] = report.get('counts')
   validation = _latest(store, 'fakefaces.DataValidationReport')
   if validation:
-    summary['data_report'] = os.path.join(validation.uri, 'report.json')
-    report = _read_json(validation.uri, 'report.json') or {}
+    summary['data_report'] = os.path.join(validation.uri, REPORT_JSON)
+    report = read_report(validation.uri) or {}
     summary['data_short_groups'] = report.get('coverage', {}).get('short_groups', [])
   fairness = _latest(store, 'fakefaces.FairnessReport')
   if fairness:
-    summary['fairness_report'] = os.path.join(fairness.uri, 'report.json')
-    report = _read_json(fairness.uri, 'report.json') or {}
+    summary['fairness_report'] = os.path.join(fairness.uri, REPORT_JSON)
+    report = read_report(fairness.uri) or {}
     summary['blessed'] = report.get('blessed')
     summary['verdict'] = report.get('verdict')
     summary['reasons'] = report.get('reasons', [])
     summary['fairness'] = report
   canary = _latest(store, 'fakefaces.ServingCanaryReport')
   if canary:
-    report = _read_json(canary.uri, 'report.json') or {}
-    summary['canary_report'] = os.path.join(canary.uri, 'report.json')
+    report = read_report(canary.uri) or {}
+    summary['canary_report'] = os.path.join(canary.uri, REPORT_JSON)
     summary['canary_passed'] = report.get('passed')
     summary['canary_problems'] = report.get('problems', [])
   card = _latest(store, 'fakefaces.ModelCard')

@@ -29,7 +29,6 @@ import email.policy
 import glob
 import html
 import http.server
-import io
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fakefaces.components.face_preparation import faces as faces_lib
+from fakefaces.components.face_preparation import images as images_lib
 from fakefaces.serving import fetch, photos
 from fakefaces.serving import status as status_lib
 
@@ -118,9 +118,8 @@ _FORM = """
 
 
 def _data_uri(image: Image.Image, quality: int = 88) -> str:
-  buffer = io.BytesIO()
-  image.convert('RGB').save(buffer, format='JPEG', quality=quality)
-  return 'data:image/jpeg;base64,' + base64.b64encode(buffer.getvalue()).decode('ascii')
+  jpeg = images_lib.encode_jpeg(image.convert('RGB'), quality)
+  return 'data:image/jpeg;base64,' + base64.b64encode(jpeg).decode('ascii')
 
 
 _MAX_ALPHA = 0.6  # tint opacity at value 1: the face stays visible under the strongest evidence

@@ -15,7 +15,7 @@ from fakefaces.components.data_gate import coverage, executor
 from fakefaces.components import component_keys as keys, groupings
 from fakefaces.components.config_base import to_json
 from fakefaces.components.data_gate.config import ValidationConfig
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 
 
 class DataGateSpec(types.ComponentSpec):

@@ -18,8 +18,8 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from fakefaces.components import features
 from fakefaces.components import groupings as groupings_lib
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
 from fakefaces.components.groupings import Group, GroupingConfig, split_cross  # noqa: F401  (Group re-exported)
+from fakefaces.components.thresholds import ThresholdsConfig
 
 # (sorted ((feature, value), ...), label) -> number of examples
 CoverageCounts = Mapping[Tuple[Tuple[Tuple[str, str], ...], int], int]

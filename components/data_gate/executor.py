@@ -37,14 +37,13 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import component_keys as keys, features
+from fakefaces.components import artifacts, component_keys as keys, example_files, features
 from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew
 from fakefaces.components.config_base import ConfigError, from_json
 from fakefaces.components.data_gate.config import ValidationConfig
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
-REPORT_FILE = 'report.json'
 ON_SHORT_GROUP = ('stop', 'insufficient')
 IMAGE_FORMAT_HISTOGRAM = 'image_format_histogram'  # TFDV's custom stat name
 LOW_IMAGE_FRACTION_KIND = 'LOW_SUPPORTED_IMAGE_FRACTION'
@@ -169,7 +168,7 @@ def image_fallback_rows(schema: schema_pb2.Schema,
       if _has_image_histogram(stats, feature.name):
         continue  # ExampleValidator already judged this split
       try:
-        total, bad_ids = unsupported_images(examples_io.split_files(examples_artifact, split))
+        total, bad_ids = unsupported_images(example_files.split_files(examples_artifact, split))
       except tf.errors.OpError as e:  # e.g. `image` of another type: ExampleValidator says so
         logging.warning('DataGate: image check of split %s skipped: %s', split, e)
         continue
@@ -197,7 +196,7 @@ def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
   dtypes = {name: tf.string for name in names}
   dtypes[features.LABEL] = tf.int64
   records = examples_io.read_features(
-      examples_io.split_files(examples_artifact, config.coverage_split), dtypes)
+      example_files.split_files(examples_artifact, config.coverage_split), dtypes)
   counts = coverage.count_examples(records, names)
   groups = coverage.thresholds_groups(thresholds, counts)
   rows = coverage.check_coverage(counts, groups, config.min_examples_per_class)
@@ -216,7 +215,7 @@ def source_shortcut_report(examples_artifact, config: ValidationConfig) -> Dict[
     return {'enabled': False, 'findings': [], 'passed': True}
   dtypes = {features.IMAGE: tf.string, features.LABEL: tf.int64, features.SOURCE: tf.string,
             features.IMAGE_ID: tf.string}
-  records = examples_io.read_features(examples_io.split_files(examples_artifact, check.split),
+  records = examples_io.read_features(example_files.split_files(examples_artifact, check.split),
                                       dtypes)
   return dict(shortcut.check_source_shortcut(records, check), enabled=True)
 
@@ -264,8 +263,8 @@ class Executor(base_executor.BaseExecutor):
         ExampleAnomalies); one artifact each.
       output_dict: `report` (DataValidationReport): report.json goes to its uri.
       exec_properties: `validation_config` (ValidationConfig as JSON),
-        `thresholds` (the FairnessGate's ThresholdsConfig as JSON: which
-        groups the coverage check must find in the evaluated split).
+        `thresholds` (ThresholdsConfig as JSON, the bounds the FairnessGate
+        judges by: which groups the coverage check must find in the evaluated split).
 
     Raises:
       ConfigError: a config field is invalid (named by its dotted path).
@@ -319,8 +318,7 @@ class Executor(base_executor.BaseExecutor):
       logging.warning('DataGate: source shortcut:\n%s', shortcut.describe(shortcut_report))
     if passed:
       report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
-      with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE), 'w') as f:
-        json.dump(report, f, indent=2)
+      artifacts.write_report(report_artifact.uri, report)
       return
     logging.error('DataGate report:\n%s', json.dumps(report, indent=2))
     message = failure_message(blocking, coverage_report, stop_on_short,

@@ -32,13 +32,14 @@ from tfx.proto import example_gen_pb2
 from tfx import types
 from tfx.types import artifact_utils
 
-from fakefaces.components import component_keys as keys, features
+from fakefaces.components import component_keys as keys, example_files, features
+from fakefaces.components.artifacts import write_report
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.face_preparation import descriptors
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 
-REPORT_FILE, CLASSIFIERS_FILE = 'report.json', 'classifiers.pkl'
+CLASSIFIERS_FILE = 'classifiers.pkl'
 PREDICTIONS_FILE = 'predictions.csv'
 TFRECORD_NAME = 'data_tfrecord-00000-of-00001.gz'
 ATTRIBUTES = annotate.ATTRIBUTES
@@ -47,17 +48,8 @@ PREDICTION_COLUMNS = (['image_id', 'split', 'label', 'demographics_source'] +
                                                                'confidence')])
 
 
-def _split_files(uri: str, split: str) -> List[str]:
-  files = sorted(tf.io.gfile.glob(os.path.join(uri, f'Split-{split}', '*')))
-  if not files:
-    raise ValueError(f'DemographicAnnotator: split {split!r} has no files under '
-                     f'{os.path.join(uri, f"Split-{split}")}')
-  return files
-
-
 def _records(files: List[str]):
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP' if files[0].endswith(
-      '.gz') else ''):
+  for record in example_files.records(files):
     yield record.numpy()
 
 
@@ -82,7 +74,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   """Both passes; writes the outputs and returns the report."""
   validate(config)
   started = time.monotonic()
-  files = {split: _split_files(input_uri, split) for split in split_names}
+  files = {split: example_files.split_files(input_uri, split) for split in split_names}
   lacking = faces_lacking_demographics(files) if config.enabled else {}
   # Describing the labelled faces only serves to fill the unlabelled ones: with none
   # to fill (the demo data: every image carries its labels) the work is skipped.
@@ -267,9 +259,7 @@ def faces_lacking_demographics(files: Dict[str, List[str]]) -> Dict[str, int]:
 
 def write_outputs(uri: str, report: Dict[str, Any], classifiers: Dict[str, Any],
                   prediction_rows: List[Dict[str, Any]]) -> None:
-  tf.io.gfile.makedirs(uri)
-  with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE), 'w') as f:
-    json.dump(report, f, indent=2, allow_nan=False)
+  write_report(uri, report, allow_nan=False)
   import sklearn  # pylint: disable=g-import-not-at-top
   with tf.io.gfile.GFile(os.path.join(uri, CLASSIFIERS_FILE), 'wb') as f:
     pickle.dump({'sklearn_version': sklearn.__version__, 'classifiers': classifiers}, f)
@@ -277,15 +267,6 @@ def write_outputs(uri: str, report: Dict[str, Any], classifiers: Dict[str, Any],
     writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
     writer.writeheader()
     writer.writerows(prediction_rows)
-
-
-def load_report(uri: str) -> Optional[Dict[str, Any]]:
-  """report.json of an Annotations artifact at `uri` (None when absent); the gate reads it."""
-  path = os.path.join(uri, REPORT_FILE)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
 
 
 class Executor(base_executor.BaseExecutor):

@@ -14,7 +14,6 @@ repeats its model.
 import collections
 import concurrent.futures
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,7 +27,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from fakefaces.components import direct_runner, features
+from fakefaces.components import artifacts, direct_runner, features
 from fakefaces.components.face_example_gen import face_workers, shards, sources
 from fakefaces.components.face_preparation import descriptors, faces
 from fakefaces.components.config_base import from_json, to_json
@@ -37,7 +36,6 @@ from fakefaces.components.face_example_gen.config import IngestConfig
 WRITTEN, NO_FACE = face_workers.WRITTEN, face_workers.NO_FACE
 UNREADABLE, FILTERED = face_workers.UNREADABLE, face_workers.FILTERED
 OUTCOMES = (WRITTEN, NO_FACE, UNREADABLE, FILTERED)
-REPORT_FILE = 'report.json'
 METRICS_NAMESPACE = 'FaceExampleGen'
 _TOP_REASONS = 20
 
@@ -293,11 +291,9 @@ def build_report(acc: Dict[str, Any]) -> Dict[str, Any]:
   }
 
 
-def _write_json(report: Dict[str, Any], path: str) -> None:
-  # Its folder may not exist yet: nothing orders this step after the shard writers.
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path, 'w') as f:
-    json.dump(report, f, indent=2, ensure_ascii=False)
+def _write_report(report: Dict[str, Any], path: str) -> None:
+  # Non-ASCII file names stay readable in the report.
+  artifacts.write_report(os.path.dirname(path), report, os.path.basename(path), ensure_ascii=False)
 
 
 def ingest(config: IngestConfig, examples_uri: str, report_path: str,
@@ -329,7 +325,7 @@ def ingest(config: IngestConfig, examples_uri: str, report_path: str,
   _ = (outcomes
        | 'Summarize' >> beam.Map(_summary)
        | 'Report' >> beam.CombineGlobally(_ReportCombineFn())
-       | 'WriteReport' >> beam.Map(_write_json, report_path))
+       | 'WriteReport' >> beam.Map(_write_report, report_path))
 
 
 def check_report(report: Dict[str, Any], config: IngestConfig, report_path: str) -> None:
@@ -363,7 +359,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
     examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, 'tfrecords_gzip')
-    report_path = os.path.join(report_artifact.uri, REPORT_FILE)
+    report_path = os.path.join(report_artifact.uri, artifacts.REPORT_JSON)
 
     self._beam_pipeline_args, processes = local_processes(self._beam_pipeline_args)
     logging.info('FaceExampleGen: %d face-preparation process(es) per Beam worker', processes)
@@ -371,9 +367,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       ingest(config, examples.uri, report_path, p, processes)
     shards.remove_temporary_files(examples.uri)
 
-    with tf.io.gfile.GFile(report_path) as f:
-      report = json.load(f)
-    check_report(report, config, report_path)
+    check_report(artifacts.read_report(report_artifact.uri, missing_ok=False), config, report_path)
 
 
 def run_standalone(config: IngestConfig, output_dir: str,
@@ -383,16 +377,12 @@ def run_standalone(config: IngestConfig, output_dir: str,
   Writes `<output_dir>/examples/Split-*/` and `<output_dir>/ingest_report/report.json`
   and returns the report; raises like the component when too much failed.
   """
-  # pylint: disable=g-import-not-at-top
-  from tfx.types import standard_artifacts
-  from fakefaces.components.artifacts import IngestReport
-  # pylint: enable=g-import-not-at-top
-  examples, report = standard_artifacts.Examples(), IngestReport()
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  examples, report = standard_artifacts.Examples(), artifacts.IngestReport()
   examples.uri = os.path.join(output_dir, 'examples')
   report.uri = os.path.join(output_dir, 'ingest_report')
   tf.io.gfile.makedirs(report.uri)
   context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_pipeline_args or [])
   Executor(context).Do({}, {'examples': [examples], 'ingest_report': [report]},
                        {'ingest_config': to_json(config)})
-  with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE)) as f:
-    return json.load(f)
+  return artifacts.read_report(report.uri, missing_ok=False)

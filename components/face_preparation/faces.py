@@ -30,7 +30,6 @@ Steps, each with a reason when it refuses:
 """
 
 import dataclasses
-import io
 import json
 import logging
 from typing import Any, Dict, List, Optional, Tuple
@@ -236,6 +235,4 @@ def encode_preview(image: Image.Image, max_side: int = 1024, quality: int = 90) 
   if scale < 1.0:
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                          Image.BILINEAR)
-  buffer = io.BytesIO()
-  image.save(buffer, format='JPEG', quality=quality)
-  return buffer.getvalue()
+  return images.encode_jpeg(image, quality)

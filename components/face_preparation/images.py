@@ -161,6 +161,14 @@ def decode_rgb(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+  """`image` as JPEG bytes at `quality` (1-95, Pillow's scale), Pillow's default settings.
+
+  Every JPEG the project writes goes through here (crops, the shared treatment,
+  previews, demo images), so equal pixels and quality give equal bytes everywhere.
+
+  Raises:
+    OSError: a mode JPEG cannot hold (e.g. RGBA): convert to 'RGB' first.
+  """
   buf = io.BytesIO()
   image.save(buf, format='JPEG', quality=quality)
   return buf.getvalue()

@@ -38,6 +38,8 @@ from typing import Protocol
 
 from PIL import Image
 
+from fakefaces.components.face_preparation import images
+
 
 class Treatment(Protocol):
   """The fields read here: `faces.FacePreparation` and ingestion's `IngestConfig` both have them."""
@@ -99,8 +101,7 @@ def equalize(image: Image.Image, config: Treatment) -> Image.Image:
     image = image.resize((config.resample_size, config.resample_size), Image.BOX).resize(
         (size, size), Image.BICUBIC)
   if config.shared_jpeg_quality:
-    buf = io.BytesIO()
-    image.convert('RGB').save(buf, format='JPEG', quality=config.shared_jpeg_quality)
-    image = Image.open(io.BytesIO(buf.getvalue()))
+    image = Image.open(io.BytesIO(images.encode_jpeg(image.convert('RGB'),
+                                                     config.shared_jpeg_quality)))
     image.load()
   return image

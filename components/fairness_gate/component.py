@@ -10,7 +10,7 @@ from fakefaces.components import component_keys as keys
 from fakefaces.components.artifacts import Annotations, FairnessReport
 from fakefaces.components.fairness_gate import executor
 from fakefaces.components.config_base import to_json
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 
 
 class FairnessGateSpec(types.ComponentSpec):

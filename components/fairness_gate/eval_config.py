@@ -32,7 +32,7 @@ import tensorflow_model_analysis as tfma
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.fairness_gate import baseline, fairness
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 
 SLICES = ((), (features.GENDER,), (features.RACE,), (features.AGE,),
           (features.RACE, features.GENDER), (features.SOURCE,))

@@ -20,10 +20,10 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from fakefaces.components import blessings, component_keys as keys, serving_contract
+from fakefaces.components.artifacts import read_report
 from fakefaces.components.config_base import from_json
-from fakefaces.components.demographic_annotator import executor as annotator_executor
 from fakefaces.components.fairness_gate import baseline, evaluation
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
+from fakefaces.components.thresholds import ThresholdsConfig
 
 
 def write_blessing(blessing, model, report, production_model=None) -> None:
@@ -84,8 +84,7 @@ class Executor(base_executor.BaseExecutor):
         model_uri=model.uri,
         decision_threshold=float(point[serving_contract.DECISION_THRESHOLD_FIELD]),
         operating_point=point,
-        annotation_report=(annotator_executor.load_report(annotations[0].uri)
-                           if annotations else None))
+        annotation_report=read_report(annotations[0].uri) if annotations else None)
     baseline.apply(report, production_comparison(evaluation_artifact.uri, thresholds, report,
                                                   production_model))
     report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])

@@ -58,8 +58,8 @@ import numpy as np
 
 from fakefaces.components.config_base import ConfigError
 from fakefaces.components import groupings as groupings_lib
-from fakefaces.components.fairness_gate.config import ThresholdsConfig
 from fakefaces.components.groupings import GroupingConfig, SliceKey
+from fakefaces.components.thresholds import ThresholdsConfig
 
 PASS, FAIL, INSUFFICIENT, NOT_MEASURABLE = 'pass', 'fail', 'insufficient_evidence', 'not_measurable'
 

@@ -26,7 +26,6 @@
    latest-blessed-model resolver reads to find "the model in production".
 """
 
-import json
 import os
 import shutil
 import socket
@@ -44,9 +43,10 @@ from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx import types
 from tfx.types import artifact_utils
-from tfx.utils import io_utils, path_utils
+from tfx.utils import path_utils
 
-from fakefaces.components import blessings, component_keys as keys, features
+from fakefaces.components import artifacts, blessings, component_keys as keys, example_files
+from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
@@ -55,20 +55,15 @@ from fakefaces.serving import process as process_lib
 from fakefaces.serving import server as server_lib
 from fakefaces.serving import status as status_lib
 
-REPORT_JSON = 'report.json'
 MODEL_NAME = server_lib.DEFAULT_MODEL_NAME
 GATE_NOT_BLESSED = 'FairnessGate did not bless the model: not loaded in the serving stack'
 
 
 # ---- inputs built from each signature's TensorSpecs ----------------------------------
 
-def read_examples(examples_uri_pattern: str, count: int) -> List[bytes]:
-  """The first `count` serialized tf.Examples of the files matching the pattern."""
-  files = sorted(tf.io.gfile.glob(examples_uri_pattern))
-  if not files:
-    raise ValueError(f'no example files match {examples_uri_pattern}')
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP').take(count)
-  return [record.numpy() for record in dataset]
+def read_examples(files: List[str], count: int) -> List[bytes]:
+  """The first `count` serialized tf.Examples of `files` (example_files.split_files)."""
+  return [record.numpy() for record in example_files.records(files).take(count)]
 
 
 def image_bytes_of(serialized: List[bytes]) -> List[bytes]:
@@ -343,11 +338,10 @@ class Executor(base_executor.BaseExecutor):
                          'problems': [GATE_NOT_BLESSED], 'skipped': True})
     else:
       examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
-      pattern = os.path.join(artifact_utils.get_split_uri([examples], features.TEST), '*')
+      test_files = example_files.split_files(examples, features.TEST)
       with tempfile.TemporaryDirectory(prefix='canary-') as work_dir:
         report = run_canary(path_utils.serving_model_path(model.uri),
-                            read_examples(pattern, config.num_examples), config, work_dir,
+                            read_examples(test_files, config.num_examples), config, work_dir,
                             log_path=os.path.join(report_dir, 'server.log'))
-    io_utils.write_string_file(os.path.join(report_dir, REPORT_JSON),
-                               json.dumps(report, indent=2, default=str))
+    artifacts.write_report(report_dir, report, default=str)
     write_blessing(blessing, model, report['passed'], report['problems'])

@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from fakefaces.components import features
+from fakefaces.components import example_files, features
 from fakefaces.components.trainer import augment, preprocess
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -18,22 +18,13 @@ _RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
                 features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
 
 
-def list_files(file_patterns: Sequence[str]) -> List[str]:
-  """Expands TFX file patterns (e.g. `.../Split-train/*`); raises naming them if none match."""
-  if isinstance(file_patterns, str):
-    file_patterns = [file_patterns]
-  files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p))
-  if not files:
-    raise ValueError(f'no TFRecord files match {list(file_patterns)}')
-  return files
-
-
 def _records(files: List[str], config: TrainConfig, training: bool) -> tf.data.Dataset:
   """Serialized tf.Examples, interleaved across files (file order shuffled for training)."""
+  compression = example_files.compression_of(files[0])  # one split's files are written alike
   ds = tf.data.Dataset.from_tensor_slices(files)
   if training:
     ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
-  return ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type='GZIP'),
+  return ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
                        cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True)
 
@@ -68,7 +59,7 @@ def tfrecord_dataset(file_patterns: Sequence[str], config: TrainConfig,
     example = tf.io.parse_single_example(serialized, _RECORD_SPEC)
     return example[features.IMAGE], example[features.LABEL]
 
-  ds = _records(list_files(file_patterns), config, training)
+  ds = _records(example_files.files_matching(file_patterns), config, training)
   return to_batches(ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True),
                      config, training)
 
@@ -88,8 +79,8 @@ def files_dataset(paths: Sequence[str], labels: Sequence[int], config: TrainConf
 
 def count_labels(file_patterns: Sequence[str]) -> Dict[int, int]:
   """Examples per label in TFRecords, parsing only the label (images stay encoded)."""
-  files = list_files(file_patterns)
-  ds = tf.data.TFRecordDataset(files, compression_type='GZIP', num_parallel_reads=tf.data.AUTOTUNE)
+  ds = example_files.records(example_files.files_matching(file_patterns),
+                             num_parallel_reads=tf.data.AUTOTUNE)
   label_only = {features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
   ds = ds.batch(4096).map(lambda s: tf.io.parse_example(s, label_only)[features.LABEL])
   counts = ds.reduce(tf.zeros([2], tf.int64),

@@ -27,7 +27,7 @@ from typing import Dict, List, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from fakefaces.components import features
+from fakefaces.components import example_files, features
 from fakefaces.components.trainer import augment, data
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -58,8 +58,8 @@ def _spec(feature: str) -> Dict[str, tf.io.FixedLenFeature]:
 def count_strata(file_patterns: Sequence[str], feature: str = features.SOURCE
                  ) -> Dict[Stratum, int]:
   """Examples per (value of `feature`, label) in gzipped TFRecords (images stay encoded)."""
-  ds = tf.data.TFRecordDataset(data.list_files(file_patterns), compression_type='GZIP',
-                               num_parallel_reads=tf.data.AUTOTUNE)
+  ds = example_files.records(example_files.files_matching(file_patterns),
+                             num_parallel_reads=tf.data.AUTOTUNE)
   counts: Dict[Stratum, int] = {}
   for batch in ds.batch(4096).map(lambda s: tf.io.parse_example(s, _spec(feature))):
     for value, label in zip(batch[feature].numpy(), batch[features.LABEL].numpy()):
@@ -80,12 +80,12 @@ def stratum_weights(counts: Dict[Stratum, int]) -> Dict[Stratum, float]:
 def balanced_pairs(file_patterns: Sequence[str], counts: Dict[Stratum, int],
                    config: TrainConfig) -> tf.data.Dataset:
   """Infinite (encoded image, label) stream sampled by `stratum_weights`."""
-  files = data.list_files(file_patterns)
+  files = example_files.files_matching(file_patterns)
   spec = dict(_spec(features.SOURCE), **{features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
   weights = stratum_weights(counts)
   streams = []
   for index, (source, label) in enumerate(sorted(weights)):
-    ds = tf.data.TFRecordDataset(files, compression_type='GZIP')
+    ds = example_files.records(files)
     ds = ds.map(lambda s: tf.io.parse_single_example(s, spec))
     ds = ds.filter(lambda e, s=source, l=label: tf.logical_and(
         tf.equal(e[features.SOURCE], s), tf.equal(e[features.LABEL], l)))
@@ -120,7 +120,7 @@ def group_images(file_patterns: Sequence[str], config: TrainConfig, sensitive: b
     return tf.logical_and(tf.equal(e[features.LABEL], features.REAL),
                           member if sensitive else tf.logical_not(member))
 
-  ds = tf.data.TFRecordDataset(data.list_files(file_patterns), compression_type='GZIP')
+  ds = example_files.records(example_files.files_matching(file_patterns))
   ds = ds.map(lambda s: tf.io.parse_single_example(s, spec)).filter(in_group)
   ds = ds.map(lambda e: (e[features.IMAGE], e[features.LABEL]))
   return data.to_batches(ds.repeat().shuffle(512, seed=config.seed + int(sensitive)), config,

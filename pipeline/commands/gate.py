@@ -66,18 +66,17 @@ def _run(args) -> int:
   except (BadInput, config_lib.ConfigError) as e:
     print(f'fakefaces gate: bad input: {e}', file=sys.stderr)
     return EXIT_INSUFFICIENT_OR_BAD_INPUT
+  from fakefaces.components import artifacts  # pylint: disable=g-import-not-at-top
   annotation_report = None
   if args.annotations:
-    # pylint: disable-next=g-import-not-at-top
-    from fakefaces.components.demographic_annotator import executor as annotator_executor
-    annotation_report = annotator_executor.load_report(args.annotations)
+    annotation_report = artifacts.read_report(args.annotations)
     if annotation_report is None:
       print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
   report = run_gate(args.model, pattern, thresholds, args.out, beam_args, annotation_report)
   from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
   print(evaluation.format_summary(report))
-  print(f"  reports: {os.path.join(args.out, evaluation.REPORT_JSON)}, "
+  print(f"  reports: {os.path.join(args.out, artifacts.REPORT_JSON)}, "
         f"{os.path.join(args.out, evaluation.REPORT_HTML)}")
   return exit_code(report['verdict'])
 
@@ -109,10 +108,9 @@ def check_model(model_dir: str) -> float:
 def _check_first_example(path: str) -> None:
   """The first record is a tf.Example with the label and image features."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
-  compression = 'GZIP' if path.endswith('.gz') else ''
+  from fakefaces.components import example_files, features  # pylint: disable=g-import-not-at-top
   try:
-    record = next(iter(tf.data.TFRecordDataset(path, compression_type=compression).take(1)), None)
+    record = next(iter(example_files.records(path).take(1)), None)
   except tf.errors.OpError as e:
     raise BadInput(f'--examples {path}: not a readable TFRecord file ({e.message})') from e
   if record is None:
@@ -139,7 +137,7 @@ def resolve_examples(examples: str, split: str, out_dir: str, beam_args) -> str:
 def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components import artifacts, features  # pylint: disable=g-import-not-at-top
   from fakefaces.components.face_example_gen import executor, shards  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.load_config(config_path)
@@ -158,9 +156,8 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
     executor.ingest(config.ingest, examples_dir, report_path, p)
   shards.remove_temporary_files(examples_dir)
-  import json  # pylint: disable=g-import-not-at-top
-  with open(report_path, encoding='utf-8') as f:
-    executor.check_report(json.load(f), config.ingest, report_path)
+  executor.check_report(artifacts.read_report(out_dir, os.path.basename(report_path), missing_ok=False),
+                        config.ingest, report_path)
   return resolve_examples(os.path.join(examples_dir, f'Split-{split}', '*'), split, out_dir,
                           beam_args)
 

@@ -1,7 +1,10 @@
-"""The fairness gate's configuration: accuracy and fairness bounds, groupings, intervals.
+"""What a model must achieve to be pushed: accuracy and fairness bounds, groupings, intervals.
 
-Loaded from its own YAML file (`thresholds_file`) so CI can judge a model with the
-same bounds as the pipeline.
+A contract shared by the layers, not one component's config: the FairnessGate
+judges a model by it, the DataGate reads its groupings and group sizes to check
+that the data can be judged at all (slice coverage), and the Evaluator's TFMA
+config is built from it. Loaded from its own YAML file (`thresholds_file`) so CI
+can judge a model with the same bounds as the pipeline.
 """
 
 import dataclasses
@@ -84,4 +87,10 @@ class ThresholdsConfig:
 
 
 def load_thresholds(path: str) -> ThresholdsConfig:
+  """Reads the thresholds YAML file at `path`.
+
+  Raises:
+    ConfigError: the file cannot be read or is not YAML, or an unknown key or a
+      wrong type (named by its dotted field, prefixed by the file's name).
+  """
   return from_dict(ThresholdsConfig, load_yaml(path), os.path.basename(path))
