@@ -27,6 +27,7 @@ import os
 import sys
 from typing import Any, Dict, List
 
+from fakefaces.components import reports
 from fakefaces.pipeline import run_metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,8 +66,7 @@ def compare_examples(a: Dict[str, Dict[str, List[str]]],
 
 
 def ingest_summary(report_uri: str) -> Dict[str, Any]:
-  with open(os.path.join(report_uri, 'report.json'), encoding='utf-8') as f:
-    report = json.load(f)
+  report = reports.read_report(report_uri, missing_ok=False)
   return {'counts': report['counts'], 'faces_found_by_detector': report['faces_found_by_detector'],
           'not_written': sorted((r['path'], r['outcome']) for r in report.get('not_written', []))}
 

@@ -47,7 +47,7 @@ def main() -> int:
   # pylint: disable=g-import-not-at-top
   import numpy as np
   import tensorflow as tf
-  from fakefaces.components import features
+  from fakefaces.components import features, reports
   from fakefaces.components import serving_contract as contract
   from fakefaces.components.face_example_gen import executor
   from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
@@ -65,11 +65,10 @@ def main() -> int:
                SourceConfig('kaggle140k', os.path.join(args.data, 'gan_faces'), 'gan_faces')],
       align='dlib', detector=args.detector, output_size=128, limit_per_source=args.per_source,
       max_failure_rate=0.5, eval_fraction=0.16)
-  report_path = os.path.join(work, 'ingest', 'ingest_report', 'report.json')
-  if not os.path.exists(report_path):
+  report_dir = os.path.join(work, 'ingest', 'ingest_report')
+  if reports.read_report(report_dir) is None:
     executor.run_standalone(ingest, os.path.join(work, 'ingest'))
-  with open(report_path) as f:
-    ingest_report = json.load(f)
+  ingest_report = reports.read_report(report_dir, missing_ok=False)
   split_files = {s: sorted(glob.glob(os.path.join(work, 'ingest', 'examples', f'Split-{s}', '*.gz')))
                  for s in features.SPLITS}
   model_dir = os.path.join(work, 'model')

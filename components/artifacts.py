@@ -1,20 +1,15 @@
-"""Custom artifact types, and the one reader and writer of their JSON reports.
+"""Custom artifact types.
 
-Type names follow KFP v2's `<namespace>.<Type>` rule. Every report this
-project's components write is one JSON file in the artifact's folder
-(`report.json` unless named otherwise); the components that write them, the
-ones that read another's (FairnessGate, ModelCardGen) and the run summary all
-go through `write_report` and `read_report`.
+Type names follow KFP v2's `<namespace>.<Type>` rule. Every report these
+artifacts hold is one JSON file in the artifact's folder, written and read by
+`components/reports.py` (which needs no TFX, so `serving/` can read them too).
 """
 
-import json
-import os
-from typing import Any, Callable, Dict, Optional
-
-import tensorflow as tf
 from tfx.types.artifact import Artifact
 
-REPORT_JSON = 'report.json'
+# Kept only for face_example_gen/executor.py and pipeline/commands/gate.py; delete once they
+# import `reports` (new code imports from `reports`, never from here).
+from fakefaces.components.reports import REPORT_JSON, read_report, write_report  # noqa: F401
 
 
 class IngestReport(Artifact):
@@ -45,50 +40,3 @@ class ModelCard(Artifact):
 class Annotations(Artifact):
   """DemographicAnnotator output: report.json, classifiers.pkl, predictions.csv."""
   TYPE_NAME = 'fakefaces.Annotations'
-
-
-def write_report(uri: str, report: Dict[str, Any], name: str = REPORT_JSON, *,
-                 allow_nan: bool = True, ensure_ascii: bool = True,
-                 default: Optional[Callable[[Any], Any]] = None) -> str:
-  """Writes `report` as indented JSON to `<uri>/<name>` (local or remote) and returns that path.
-
-  The folder is created when missing (nothing orders a report after the writers of
-  its artifact's other files). The keyword arguments are `json.dump`'s:
-  `allow_nan=False` refuses NaN and infinity, which are not JSON (a browser's
-  `JSON.parse` rejects them); `ensure_ascii=False` keeps non-ASCII file names
-  readable; `default` serializes what JSON has no type for.
-
-  Raises:
-    ValueError: `allow_nan` is False and the report holds NaN or infinity.
-    TypeError: the report holds a value JSON cannot encode and `default` is None.
-  """
-  path = os.path.join(uri, name)
-  # Encoded before the file is opened: a report that cannot be written leaves no half file.
-  text = json.dumps(report, indent=2, allow_nan=allow_nan, ensure_ascii=ensure_ascii,
-                    default=default)
-  tf.io.gfile.makedirs(uri)
-  with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(text)
-  return path
-
-
-def read_report(uri: str, name: str = REPORT_JSON, *,
-                missing_ok: bool = True) -> Optional[Dict[str, Any]]:
-  """The JSON report `<uri>/<name>` (local or remote), or None when there is none.
-
-  Args:
-    uri: the artifact's folder (or any folder holding the file).
-    name: the file's name in it.
-    missing_ok: False raises when the file is absent, for callers that just wrote it.
-
-  Raises:
-    FileNotFoundError: the file is absent and `missing_ok` is False.
-    ValueError: the file is not valid JSON (json.JSONDecodeError, naming the position).
-  """
-  path = os.path.join(uri, name)
-  if not tf.io.gfile.exists(path):
-    if missing_ok:
-      return None
-    raise FileNotFoundError(f'no report at {path}')
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)

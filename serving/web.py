@@ -29,7 +29,6 @@ import email.policy
 import glob
 import html
 import http.server
-import json
 import logging
 import os
 import threading
@@ -39,6 +38,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fakefaces.components import reports
 from fakefaces.components.face_preparation import faces as faces_lib
 from fakefaces.components.face_preparation import images as images_lib
 from fakefaces.serving import fetch, photos
@@ -178,8 +178,7 @@ def gate_note(pattern: str) -> str:
     return ('<div class="note" id="gate-note"><p>No fairness gate report was given to this page '
             '(<code>--gate-report</code>), so it cannot say what the model was checked for.</p></div>')
   try:
-    with open(path, encoding='utf-8') as f:
-      report = json.load(f)
+    report = reports.read_report(os.path.dirname(path), os.path.basename(path), missing_ok=False)
     checks = report.get('checks', [])
     counts: Dict[str, int] = {}
     for check in checks:
@@ -241,15 +240,16 @@ def read_model_facts(client, model_dir: str) -> ModelFacts:
   elif facts.version is None:
     facts.problem = 'the model server reports no available version'
   else:
-    facts.card_path = os.path.join(model_dir, str(facts.version), MODEL_CARD_JSON)
+    version_dir = os.path.join(model_dir, str(facts.version))
+    facts.card_path = os.path.join(version_dir, MODEL_CARD_JSON)
     try:
-      with open(facts.card_path, encoding='utf-8') as f:
-        facts.card = json.load(f)
-    except FileNotFoundError:
-      facts.problem = (f'version {facts.version} has no {MODEL_CARD_JSON} beside it in '
-                       f'{model_dir}, so the page cannot say what it was trained on')
+      facts.card = reports.read_report(version_dir, MODEL_CARD_JSON)
     except (OSError, ValueError) as e:
       facts.problem = f'the model card of version {facts.version} is unreadable: {e}'
+    else:
+      if facts.card is None:
+        facts.problem = (f'version {facts.version} has no {MODEL_CARD_JSON} beside it in '
+                         f'{model_dir}, so the page cannot say what it was trained on')
   return facts
 
 

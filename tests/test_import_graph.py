@@ -13,6 +13,8 @@ functions count too: they hide the graph, they do not leave it.
 
 import ast
 import os
+import subprocess
+import sys
 from typing import Iterator, Set, Tuple
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,3 +120,17 @@ def test_components_never_import_pipeline():
                    if module == 'fakefaces.pipeline' or module.startswith('fakefaces.pipeline.')})
   assert not upward, 'components/ imports pipeline/:\n' + '\n'.join(
       f'  {path} imports {module}' for path, module in upward)
+
+
+def test_serving_and_the_report_reader_load_without_tfx():
+  # serving/ reads the gate report and the model card through components/reports.py; neither
+  # may pull in TFX (or, for the reader, TensorFlow). A fresh interpreter, because this one has
+  # already imported both through conftest.
+  code = ('import sys\n'
+          'import fakefaces.components.reports\n'
+          'assert "tensorflow" not in sys.modules, "components/reports.py imports TensorFlow"\n'
+          'import fakefaces.serving.web\n'
+          'loaded = sorted(m for m in sys.modules if m == "tfx" or m.startswith("tfx."))\n'
+          'assert not loaded, "fakefaces.serving.web imports " + ", ".join(loaded[:5])\n')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]

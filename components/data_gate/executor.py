@@ -37,7 +37,7 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import artifacts, component_keys as keys, example_files, features
+from fakefaces.components import component_keys as keys, example_files, features, reports
 from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew
 from fakefaces.components.config_base import ConfigError, from_json
 from fakefaces.components.data_gate.config import ValidationConfig
@@ -318,7 +318,7 @@ class Executor(base_executor.BaseExecutor):
       logging.warning('DataGate: source shortcut:\n%s', shortcut.describe(shortcut_report))
     if passed:
       report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
-      artifacts.write_report(report_artifact.uri, report)
+      reports.write_report(report_artifact.uri, report)
       return
     logging.error('DataGate report:\n%s', json.dumps(report, indent=2))
     message = failure_message(blocking, coverage_report, stop_on_short,

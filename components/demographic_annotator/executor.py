@@ -33,7 +33,7 @@ from tfx import types
 from tfx.types import artifact_utils
 
 from fakefaces.components import component_keys as keys, example_files, features
-from fakefaces.components.artifacts import write_report
+from fakefaces.components.reports import write_report
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.face_preparation import descriptors

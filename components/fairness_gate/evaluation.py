@@ -14,11 +14,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from fakefaces.components import artifacts, features
+from fakefaces.components import features, reports
 from fakefaces.components.fairness_gate import eval_config, fairness, report_html
 from fakefaces.components.thresholds import ThresholdsConfig
 
-REPORT_HTML = 'report.html'  # beside report.json (artifacts.REPORT_JSON)
+REPORT_HTML = 'report.html'  # beside report.json (reports.REPORT_JSON)
 OVERALL = 'Overall'
 # TFMA metric name -> report column (per-slice table, like the paper's Tables 4-8).
 SLICE_METRICS = {'example_count': 'n', 'binary_accuracy': 'accuracy',
@@ -285,7 +285,7 @@ def _data_warnings(counts: Dict[fairness.SliceKey, fairness.Counts]) -> List[str
 
 def write_report(report: Dict[str, Any], out_dir: str) -> Tuple[str, str]:
   """Writes report.json and report.html under `out_dir`; returns both paths."""
-  json_path = artifacts.write_report(out_dir, report, allow_nan=False)
+  json_path = reports.write_report(out_dir, report, allow_nan=False)
   html_path = os.path.join(out_dir, REPORT_HTML)
   with tf.io.gfile.GFile(html_path, 'w') as f:
     f.write(report_html.render(report))

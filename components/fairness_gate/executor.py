@@ -20,7 +20,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from fakefaces.components import blessings, component_keys as keys, serving_contract
-from fakefaces.components.artifacts import read_report
+from fakefaces.components.reports import read_report
 from fakefaces.components.config_base import from_json
 from fakefaces.components.fairness_gate import baseline, evaluation
 from fakefaces.components.thresholds import ThresholdsConfig

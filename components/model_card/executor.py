@@ -20,7 +20,7 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import artifacts, component_keys as keys
+from fakefaces.components import component_keys as keys, reports
 from fakefaces.components.config_base import from_json
 from fakefaces.components.model_card import card as card_lib
 from fakefaces.components.model_card.config import ModelCardConfig
@@ -30,7 +30,7 @@ CARD_JSON, CARD_HTML = 'model_card.json', 'model_card.html'
 
 def _optional_report(input_dict, key: str) -> Optional[Dict[str, Any]]:
   inputs = input_dict.get(key) or []
-  return artifacts.read_report(inputs[0].uri) if inputs else None
+  return reports.read_report(inputs[0].uri) if inputs else None
 
 
 def curve_graphics(model_uri: str) -> List[Dict[str, str]]:
@@ -50,7 +50,7 @@ def curve_graphics(model_uri: str) -> List[Dict[str, str]]:
 
 
 def write_card(card: Dict[str, Any], out_dir: str) -> None:
-  artifacts.write_report(out_dir, card, CARD_JSON, default=str)  # creates out_dir
+  reports.write_report(out_dir, card, CARD_JSON, default=str)  # creates out_dir
   io_utils.write_string_file(os.path.join(out_dir, CARD_HTML), card_lib.render_html(card))
 
 
@@ -78,10 +78,10 @@ class Executor(base_executor.BaseExecutor):
     """
     config = from_json(ModelCardConfig, exec_properties[keys.CONFIG_KEY], 'model_card')
     model = artifact_utils.get_single_instance(input_dict[keys.MODEL_KEY])
-    report = artifacts.read_report(artifact_utils.get_single_uri(input_dict[keys.FAIRNESS_REPORT_KEY]))
+    report = reports.read_report(artifact_utils.get_single_uri(input_dict[keys.FAIRNESS_REPORT_KEY]))
     if report is None:
       raise ValueError('the FairnessReport artifact has no report.json')
-    canary = artifacts.read_report(artifact_utils.get_single_uri(input_dict[keys.CANARY_REPORT_KEY]))
+    canary = reports.read_report(artifact_utils.get_single_uri(input_dict[keys.CANARY_REPORT_KEY]))
     pushed_model = artifact_utils.get_single_instance(input_dict[keys.PUSHED_MODEL_KEY])
     pushed = {'pushed': pushed_model.get_int_custom_property('pushed') == 1}
     if pushed['pushed']:

@@ -45,7 +45,7 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from fakefaces.components import artifacts, blessings, component_keys as keys, example_files
+from fakefaces.components import blessings, component_keys as keys, example_files, reports
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import from_json
@@ -343,5 +343,5 @@ class Executor(base_executor.BaseExecutor):
         report = run_canary(path_utils.serving_model_path(model.uri),
                             read_examples(test_files, config.num_examples), config, work_dir,
                             log_path=os.path.join(report_dir, 'server.log'))
-    artifacts.write_report(report_dir, report, default=str)
+    reports.write_report(report_dir, report, default=str)
     write_blessing(blessing, model, report['passed'], report['problems'])

@@ -25,14 +25,13 @@ beats it ("floor" section), and a CNN that does not is reported as such.
 
 import csv
 import dataclasses
-import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from sklearn import metrics as sk_metrics
 
-from fakefaces.components import features
+from fakefaces.components import features, reports
 from fakefaces.components.split_hash import unit_hash
 from fakefaces.components.trainer import curves, data, export, flops, operating_point, spectral, training
 from fakefaces.components.trainer.config import TrainConfig
@@ -290,8 +289,7 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
           spectral.auc_or_none(test_labels[m], probabilities[m]),
           spectral.auc_or_none(test_labels[m], floor_probabilities[m]))))
   predictions['spectral_floor'] = floor_probabilities
-  with open(os.path.join(out_dir, REPORT_JSON), 'w', encoding='utf-8') as f:
-    json.dump(report, f, indent=2)
+  reports.write_report(out_dir, report, REPORT_JSON)
   with open(os.path.join(out_dir, REPORT_MD), 'w', encoding='utf-8') as f:
     f.write(to_markdown(report))
   with open(os.path.join(out_dir, PREDICTIONS_CSV), 'w', newline='', encoding='utf-8') as f:
