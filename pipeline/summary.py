@@ -3,35 +3,32 @@
 import os
 from typing import Any, Dict
 
-import ml_metadata as mlmd
-from tfx import v1 as tfx
-
-from fakefaces.components.artifacts import REPORT_JSON, read_report
+from fakefaces.components.reports import REPORT_JSON, read_report
+from fakefaces.pipeline import run_metadata
 from fakefaces.pipeline.config import PipelineConfig
 
 
-def _latest(store, type_name: str):
-  artifacts = store.get_artifacts_by_type(type_name)
-  return max(artifacts, key=lambda a: a.id) if artifacts else None
-
-
 def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
-  store = mlmd.MetadataStore(
-      tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+  """The newest reports, blessing and push of the run in `config.metadata_path`.
+
+  Raises:
+    FileNotFoundError: the metadata file does not exist (no run has used it).
+  """
+  store = run_metadata.open_store(config.metadata_path)
   summary: Dict[str, Any] = {'pipeline_root': config.pipeline_root,
                              'metadata': config.metadata_path,
                              'serving_model_dir': config.serving_model_dir}
-  ingest = _latest(store, 'fakefaces.IngestReport')
+  ingest = run_metadata.latest_artifact(store, 'fakefaces.IngestReport')
   if ingest:
     summary['ingest_report'] = os.path.join(ingest.uri, REPORT_JSON)
     report = read_report(ingest.uri) or {}
     summary['ingest_counts'] = report.get('counts')
-  validation = _latest(store, 'fakefaces.DataValidationReport')
+  validation = run_metadata.latest_artifact(store, 'fakefaces.DataValidationReport')
   if validation:
     summary['data_report'] = os.path.join(validation.uri, REPORT_JSON)
     report = read_report(validation.uri) or {}
     summary['data_short_groups'] = report.get('coverage', {}).get('short_groups', [])
-  fairness = _latest(store, 'fakefaces.FairnessReport')
+  fairness = run_metadata.latest_artifact(store, 'fakefaces.FairnessReport')
   if fairness:
     summary['fairness_report'] = os.path.join(fairness.uri, REPORT_JSON)
     report = read_report(fairness.uri) or {}
@@ -39,16 +36,16 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
     summary['verdict'] = report.get('verdict')
     summary['reasons'] = report.get('reasons', [])
     summary['fairness'] = report
-  canary = _latest(store, 'fakefaces.ServingCanaryReport')
+  canary = run_metadata.latest_artifact(store, 'fakefaces.ServingCanaryReport')
   if canary:
     report = read_report(canary.uri) or {}
     summary['canary_report'] = os.path.join(canary.uri, REPORT_JSON)
     summary['canary_passed'] = report.get('passed')
     summary['canary_problems'] = report.get('problems', [])
-  card = _latest(store, 'fakefaces.ModelCard')
+  card = run_metadata.latest_artifact(store, 'fakefaces.ModelCard')
   if card:
     summary['model_card'] = os.path.join(card.uri, 'model_card.html')
-  pushed = _latest(store, 'PushedModel')
+  pushed = run_metadata.latest_artifact(store, 'PushedModel')
   if pushed:
     props = pushed.custom_properties
     summary['pushed'] = bool(props['pushed'].int_value) if 'pushed' in props else False
