@@ -34,8 +34,8 @@ import tensorflow_data_validation as tfdv  # noqa: E402
 from fakefaces.components import features  # noqa: E402
 from fakefaces.components.data_gate import coverage, examples_io, executor  # noqa: E402
 from fakefaces.components.data_gate.component import statistics_options  # noqa: E402
-from fakefaces.pipeline import demo_models  # noqa: E402
 from fakefaces.pipeline import config as config_lib  # noqa: E402
+from fakefaces.pipeline.fixtures import demo_models  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'data_gate.json')

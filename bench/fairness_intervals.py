@@ -5,7 +5,7 @@
   (b) jackknife  TFMA's jackknife intervals on every metric and slice
   (c) poisson    TFMA's Poisson bootstrap intervals
 
-Every path evaluates the same SavedModel (pipeline/demo_models.py,
+Every path evaluates the same SavedModel (pipeline/fixtures/demo_models.py,
 the biased one) on the same generated examples with the EvalConfig the
 pipeline uses (6 slicing specs, ~34 slices), DirectRunner in_memory with one
 worker, then judges with the gate. The table gives wall seconds, CPU seconds,
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 from fakefaces.components.fairness_gate import evaluation  # noqa: E402
-from fakefaces.pipeline import demo_models  # noqa: E402
+from fakefaces.pipeline.fixtures import demo_models  # noqa: E402
 from fakefaces.pipeline import config as config_lib  # noqa: E402
 from fakefaces.pipeline.commands import gate  # noqa: E402
 

@@ -71,7 +71,7 @@ from fakefaces.components import features  # noqa: E402
 from fakefaces.components.face_example_gen import executor, sources  # noqa: E402
 from fakefaces.components.trainer import data, model, preprocess  # noqa: E402
 from fakefaces.components.trainer.precision import cpu_bf16_flags  # noqa: E402
-from fakefaces.pipeline import demo_records  # noqa: E402
+from fakefaces.pipeline.fixtures import demo_records  # noqa: E402
 from fakefaces.pipeline.config import TrainConfig  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'train.json')

@@ -12,7 +12,7 @@ from fakefaces.components import features
 from fakefaces.components.config_base import ConfigError
 from fakefaces.components.demographic_annotator import annotate, executor
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
-from fakefaces.pipeline import demo_records
+from fakefaces.pipeline.fixtures import demo_records
 
 
 def _example(**values) -> tf.train.Example:

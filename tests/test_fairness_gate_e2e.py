@@ -1,7 +1,7 @@
 """The gate end to end: real TFMA via `fakefaces gate`, and the real FairnessGate
 and Pusher in a TFX LocalDagRunner pipeline (MLMD on SQLite), no mocks.
 
-Two hand-made SavedModels (pipeline/demo_models.py) score
+Two hand-made SavedModels (pipeline/fixtures/demo_models.py) score
 generated faces: one accurate for everyone, one that also calls dark real
 faces fake. Each is evaluated once (module fixtures); the TFX test reuses
 those TFMA outputs as the Evaluator's.
@@ -19,7 +19,7 @@ from tfx import version as tfx_version
 
 from fakefaces.components import artifacts, features
 from fakefaces.components.fairness_gate import evaluation, fairness
-from fakefaces.pipeline import demo_models
+from fakefaces.pipeline.fixtures import demo_models
 from fakefaces.components.fairness_gate.component import FairnessGate
 from fakefaces.pipeline import cli
 from fakefaces.pipeline import config as config_lib

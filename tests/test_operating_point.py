@@ -11,7 +11,8 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.trainer import module, operating_point
-from fakefaces.pipeline import cli, demo_records
+from fakefaces.pipeline import cli
+from fakefaces.pipeline.fixtures import demo_records
 from fakefaces.serving import client as client_lib
 from fakefaces.serving import testing
 

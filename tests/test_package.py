@@ -24,7 +24,7 @@ import zipfile
 
 import pytest
 
-from fakefaces.pipeline import demo_models
+from fakefaces.pipeline.fixtures import demo_models
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_LEVEL_FOLDERS = ('pipeline', 'components', 'serving', 'kubeflow')

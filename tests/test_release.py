@@ -5,7 +5,7 @@ latest-blessed-model resolver, TFX's Evaluator with a baseline, the
 FairnessGate, the ServingCanary on the project's server, the Pusher and
 ModelCardGen) runs in a LocalDagRunner on MLMD/SQLite, six times in a row on
 one metadata store, with Importers standing in for ExampleGen and the Trainer.
-The candidates are hand-made SavedModels (pipeline/demo_models.py) on 280
+The candidates are hand-made SavedModels (pipeline/fixtures/demo_models.py) on 280
 generated faces (20 real + 20 fake per race), whose errors are known:
 
 run  candidate                                  accuracy  Black vs rest FPR gap  expected
@@ -32,7 +32,7 @@ from fakefaces.components.model_card import executor as card_executor
 from fakefaces.components.serving_canary import config as canary_config
 from fakefaces.components.model_card import config as card_config
 from fakefaces.pipeline import config as config_lib
-from fakefaces.pipeline import demo_models
+from fakefaces.pipeline.fixtures import demo_models
 from fakefaces.pipeline import pipeline as pipeline_lib
 
 THRESHOLDS_YAML = """

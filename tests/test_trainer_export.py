@@ -13,7 +13,7 @@ from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import data, export, model, preprocess
-from fakefaces.pipeline import demo_records
+from fakefaces.pipeline.fixtures import demo_records
 from fakefaces.pipeline import demo_data
 from fakefaces.pipeline.config import TrainConfig
 
