@@ -33,7 +33,7 @@ class ServingCanaryReport(Artifact):
 
 
 class ModelCard(Artifact):
-  """model_card.json + model_card.html: who the model fails, with what evidence (issue 14)."""
+  """model_card.json + model_card.html: who the model fails, with what evidence."""
   TYPE_NAME = 'fakefaces.ModelCard'
 
 

@@ -3,6 +3,10 @@
 import os
 from typing import Any, Dict
 
+from tfx.types import standard_artifacts
+
+from fakefaces.components import artifacts
+from fakefaces.components.model_card import executor as card_executor
 from fakefaces.components.reports import REPORT_JSON, read_report
 from fakefaces.pipeline import run_metadata
 from fakefaces.pipeline.config import PipelineConfig
@@ -18,17 +22,17 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
   summary: Dict[str, Any] = {'pipeline_root': config.pipeline_root,
                              'metadata': config.metadata_path,
                              'serving_model_dir': config.serving_model_dir}
-  ingest = run_metadata.latest_artifact(store, 'fakefaces.IngestReport')
+  ingest = run_metadata.latest_artifact(store, artifacts.IngestReport.TYPE_NAME)
   if ingest:
     summary['ingest_report'] = os.path.join(ingest.uri, REPORT_JSON)
     report = read_report(ingest.uri) or {}
     summary['ingest_counts'] = report.get('counts')
-  validation = run_metadata.latest_artifact(store, 'fakefaces.DataValidationReport')
+  validation = run_metadata.latest_artifact(store, artifacts.DataValidationReport.TYPE_NAME)
   if validation:
     summary['data_report'] = os.path.join(validation.uri, REPORT_JSON)
     report = read_report(validation.uri) or {}
     summary['data_short_groups'] = report.get('coverage', {}).get('short_groups', [])
-  fairness = run_metadata.latest_artifact(store, 'fakefaces.FairnessReport')
+  fairness = run_metadata.latest_artifact(store, artifacts.FairnessReport.TYPE_NAME)
   if fairness:
     summary['fairness_report'] = os.path.join(fairness.uri, REPORT_JSON)
     report = read_report(fairness.uri) or {}
@@ -36,16 +40,16 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
     summary['verdict'] = report.get('verdict')
     summary['reasons'] = report.get('reasons', [])
     summary['fairness'] = report
-  canary = run_metadata.latest_artifact(store, 'fakefaces.ServingCanaryReport')
+  canary = run_metadata.latest_artifact(store, artifacts.ServingCanaryReport.TYPE_NAME)
   if canary:
     report = read_report(canary.uri) or {}
     summary['canary_report'] = os.path.join(canary.uri, REPORT_JSON)
     summary['canary_passed'] = report.get('passed')
     summary['canary_problems'] = report.get('problems', [])
-  card = run_metadata.latest_artifact(store, 'fakefaces.ModelCard')
+  card = run_metadata.latest_artifact(store, artifacts.ModelCard.TYPE_NAME)
   if card:
-    summary['model_card'] = os.path.join(card.uri, 'model_card.html')
-  pushed = run_metadata.latest_artifact(store, 'PushedModel')
+    summary['model_card'] = os.path.join(card.uri, card_executor.CARD_HTML)
+  pushed = run_metadata.latest_artifact(store, standard_artifacts.PushedModel.TYPE_NAME)
   if pushed:
     props = pushed.custom_properties
     summary['pushed'] = bool(props['pushed'].int_value) if 'pushed' in props else False
