@@ -185,6 +185,8 @@ ROWS = {
 }
 TRAIN_SOURCES = {'gan': (GAN,), 'k140': (K140,), 'both': (GAN, K140)}
 TARGET_FPR = 0.05
+# The architecture of every row that does not name one (the shipped configuration's).
+DEFAULT_ARCHITECTURE = 'baseline'
 
 
 def treated_records(crops, name: str, work: str) -> Dict[str, str]:
@@ -305,12 +307,20 @@ def fairface_fpr(scores, image_ids, threshold, demographics) -> Dict[str, Any]:
           'per_race_x_gender': per_group}
 
 
-def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
+def run_rows(names: List[str], epochs: int, architectures: List[str], out: str,
+             figures: str = '') -> int:
+  """Trains and scores every row x architecture not yet in `out`; rewrites `out` after each.
+
+  Each result also holds the architecture's size and training speed
+  (`size_and_speed`) and its learning curves (`curve_summary`; the PNG is
+  copied to `figures`/<architecture>.png when `figures` is given).
+  """
+  import shutil
   import tensorflow as tf
   from fakefaces.components import features
   from fakefaces.components.data_gate import shortcut
   from fakefaces.components.data_gate.config import SourceShortcutConfig
-  from fakefaces.components.trainer import data, mitigation, spectral, training
+  from fakefaces.components.trainer import curves, data, mitigation, spectral, training
   from fakefaces.components.trainer.config import TrainConfig
 
   tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -326,15 +336,18 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
   demographics = {str(i): (str(r), str(g)) for i, r, g, s in zip(
       crops['image_id'], crops['race'], crops['gender'], crops['source']) if s == FAIRFACE}
   results = json.load(open(out))['rows'] if os.path.exists(out) else []
-  done = {r['row'] for r in results}
-  for name in names:
-    if name in done:
+  # Rows written before rows named their architecture were all trained with the default one.
+  done = {(r['row'], r.get('architecture', DEFAULT_ARCHITECTURE)) for r in results}
+  for name, architecture in [(n, a) for n in names for a in architectures]:
+    if (name, architecture) in done:
       continue
     treatment_name, train_key, changes = ROWS[name]
     start = time.time()
     paths = treated_records(crops_for(treatment_name), treatment_name, WORK)
     keep = TRAIN_SOURCES[train_key]
     row_dir = os.path.join(WORK, 'rows', ''.join(c if c.isalnum() else '_' for c in name))
+    if architecture != DEFAULT_ARCHITECTURE:
+      row_dir = os.path.join(row_dir, architecture)
     os.makedirs(row_dir, exist_ok=True)
     train_file = _filtered(paths[features.TRAIN], keep, os.path.join(row_dir, 'train.tfrecord.gz'))
     eval_file = _filtered(paths[features.EVAL], keep, os.path.join(row_dir, 'eval.tfrecord.gz'))
@@ -379,10 +392,18 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
                          features.SOURCE: tf.io.FixedLenFeature([], tf.string),
                          features.IMAGE_ID: tf.io.FixedLenFeature([], tf.string)}))]
     gate = shortcut.check_source_shortcut(iter(gate_rows), SourceShortcutConfig(on_shortcut='warn'))
+    run_dir = os.path.join(row_dir, 'run')
+    if figures:
+      os.makedirs(figures, exist_ok=True)
+      shutil.copyfile(os.path.join(run_dir, curves.LEARNING_CURVES_FILE),
+                      os.path.join(figures, f'{architecture}.png'))
     row = {
-        'row': name, 'treatment': treatment_name, 'trained_on': list(keep),
+        'row': name, 'architecture': architecture, 'treatment': treatment_name,
+        'trained_on': list(keep),
         'config_changes': changes, 'train_examples': int(sum(counts.values())),
         'epochs_run': history['epochs_run'], 'seconds': round(time.time() - start, 1),
+        **size_and_speed(model, history, int(sum(counts.values()))),
+        'curves': curve_summary(history),
         'threshold': round(threshold, 6),
         'sources': score_sources(test_y[~is_ff], test_scores[~is_ff], test_src[~is_ff],
                                  threshold, floor_scores[~is_ff]),
@@ -397,17 +418,52 @@ def run_rows(names: List[str], epochs: int, architecture: str, out: str) -> int:
     print(summary_line(row), flush=True)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, 'w') as f:
-      json.dump({'protocol': protocol(epochs, architecture), 'rows': results}, f, indent=2)
+      json.dump({'protocol': protocol(epochs), 'rows': results}, f, indent=2)
   print_table(results)
   return 0
 
 
-def protocol(epochs: int, architecture: str) -> Dict[str, Any]:
+def size_and_speed(net, summary: Dict[str, Any], train_images: int) -> Dict[str, Any]:
+  """Parameters, GFLOP per image, and training images/s from the run's epoch times.
+
+  Epochs after the first (which also traces the step) count. An epoch's time
+  includes the augmentation of the input pipeline, which competes for the same
+  CPU cores, and the validation pass (forward only), so this is the Trainer's
+  own throughput on this protocol, not the bare training step's
+  (bench/train.py measures that). The load average beside it says how busy
+  the machine was.
+  """
+  from fakefaces.components.trainer import flops
+  cost = flops.model_flops(net)
+  seconds = summary['history'].get('epoch_seconds', [])[1:]
+  return {'parameters': int(net.count_params()),
+          'forward_gflop_per_image': round(cost['forward'] / 1e9, 4),
+          'train_step_gflop_per_image': round(cost['train_step'] / 1e9, 4),
+          'train_images_per_sec': (round(train_images * len(seconds) / sum(seconds), 2)
+                                   if seconds else None),
+          'load_avg': round(os.getloadavg()[0], 2)}
+
+
+def curve_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
+  """The learning curves of a training summary: per-epoch loss/AUC, best and last epoch.
+
+  Over- and under-fitting are read from these (the paper's Figures 1-3): the
+  validation loss rising while the training loss falls is overfitting; both
+  staying high is underfitting.
+  """
+  history = summary['history']
+  keys = ('loss', 'val_loss', 'auc', 'val_auc')
+  return {'epochs_run': summary['epochs_run'], 'best_epoch_val_auc': summary['best_epoch'],
+          'last_epoch': {k: round(history[k][-1], 4) for k in keys if history.get(k)},
+          'min_val_loss_epoch': int(np.argmin(history['val_loss'])) + 1,
+          'history': {k: [round(x, 4) for x in history[k]] for k in keys if history.get(k)}}
+
+
+def protocol(epochs: int) -> Dict[str, Any]:
   return {'crops': 'FacePreparer, dlib HOG alignment at 128 px (cached runs/quality/crops.npz); '
                    'treatment prealigned128: the GAN sources as align none takes them '
                    '(crops_prealigned.npz)',
           'model_input': "64 px RGB unless the row's config_changes say otherwise",
-          'architecture': architecture,
           'epochs': epochs, 'seed': 42, 'treatments': TREATMENTS, 'target_fpr': TARGET_FPR,
           'threshold': 'FPR 0.05 on the eval reals of the training sources',
           'decision_rule': 'cross-source AUC (mean of both directions; both-trained per-source '
@@ -463,7 +519,10 @@ def main(argv=None) -> int:
                       help='gan_faces train/valid images per class (prepare)')
   parser.add_argument('--rows', default=','.join(ROWS), help='comma-separated row names')
   parser.add_argument('--epochs', type=int, default=4)
-  parser.add_argument('--architecture', default='baseline')
+  parser.add_argument('--architecture', default=DEFAULT_ARCHITECTURE,
+                      help='comma-separated: every row is trained with each')
+  parser.add_argument('--figures', default='',
+                      help='copy each learning-curve PNG here as <architecture>.png')
   parser.add_argument('--out', default=OUT)
   args = parser.parse_args(argv)
   if args.stage == 'prepare':
@@ -474,7 +533,7 @@ def main(argv=None) -> int:
   unknown = [n for n in names if n not in ROWS]
   if unknown:
     parser.error(f'unknown row(s) {unknown}; known: {list(ROWS)}')
-  return run_rows(names, args.epochs, args.architecture, args.out)
+  return run_rows(names, args.epochs, args.architecture.split(','), args.out, args.figures)
 
 
 if __name__ == '__main__':
