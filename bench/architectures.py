@@ -44,9 +44,9 @@ OUT = os.path.join(ROOT, 'bench', 'results', 'architectures.json')
 
 
 def print_table(rows) -> None:
-  print(f'\n| architecture | parameters | GFLOP fwd | train img/s (load) | gan_faces AUC (floor) | '
-        f'gan_faces TPR@.05 | k140 AUC (floor) | k140 TPR@.05 | FairFace FPR (worst) | '
-        f'best epoch | last train / val AUC |')
+  print('\n| architecture | parameters | GFLOP fwd | train img/s (load) | gan_faces AUC (floor) | '
+        'gan_faces TPR@.05 | k140 AUC (floor) | k140 TPR@.05 | FairFace FPR (worst) | '
+        'best epoch | last train / val AUC |')
   print('|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     g, k = r['sources'].get(quality.GAN, {}), r['sources'].get(quality.K140, {})
