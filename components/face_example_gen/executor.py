@@ -50,9 +50,11 @@ class Outcome:
 
 
 def validate_config(config: IngestConfig) -> None:
-  """Fails fast, naming the field, before any Beam work starts."""
-  # What photos go through (align, detector, sizes, treatment): the same checks clients get.
-  faces.FacePreparation.from_ingest_config(config)
+  """Fails fast, naming the field, before any Beam work starts.
+
+  `config.face` (align, detector, sizes, treatment) was checked when it was built:
+  the same checks clients get.
+  """
   if not 0 <= config.max_failure_rate <= 1:
     raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
   if config.eval_fraction < 0 or config.test_fraction < 0 or (
@@ -97,17 +99,17 @@ class FaceProcessor:
 
   def __init__(self, config: IngestConfig, processes: int = 1):
     self._config = config
-    self._params = faces.FacePreparation.from_ingest_config(config)
+    self._params = config.face
     self._processes = processes
     self._pool: Optional[face_workers.WorkerPool] = None
     self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
     self._preparer = self._describer = None
-    # Sources whose `align` differs from ingest.align (already-aligned GAN sets): prepared
+    # Sources whose `align` differs from ingest.face.align (already-aligned GAN sets): prepared
     # in this process, since `align: none` needs no dlib detection.
     self._preparers_by_align: Dict[str, faces.FacePreparer] = {}
     if processes <= 1:
       self._preparer = faces.FacePreparer(self._params)
-      if config.align == 'dlib':
+      if config.face.align == 'dlib':
         _ = self._preparer.aligner  # load the dlib models now, not on the first image
       self._describer = descriptors.FaceDescriber() if config.face_descriptors else None
 
