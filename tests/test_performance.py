@@ -109,6 +109,34 @@ def test_two_worker_processes_write_the_files_one_in_memory_worker_writes(demo_d
   assert records(tmp_path / 'two') == written
 
 
+def test_a_source_with_its_own_align_is_prepared_in_the_worker_pool(demo_dataset, monkeypatch):
+  """`align: none` sources in a dlib config go through the face workers like the rest (their
+  descriptors cost ~113 CPU-ms each), and give the records one process gives."""
+  monkeypatch.setenv('PYTHONPATH', '')
+  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo', align='none')],
+                        face=FacePreparation(align='dlib', output_size=32), face_descriptors=True,
+                        limit_per_source=6)
+  records = sources.list_inputs(config)
+  assert len(records) == 6 and all(r.align == 'none' for r in records)
+  sent = []
+  pool_prepare = face_workers.WorkerPool.prepare
+
+  def counting_prepare(pool, data, align=''):
+    sent.append(align)
+    return pool_prepare(pool, data, align)
+
+  monkeypatch.setattr(face_workers.WorkerPool, 'prepare', counting_prepare)
+  one, two = executor.FaceProcessor(config, 1), executor.FaceProcessor(config, 2)
+  try:
+    expected, got = one.process_many(records), two.process_many(records)
+  finally:
+    one.close()
+    two.close()
+  assert sent == ['none'] * len(records)
+  assert [o.outcome for o in expected] == [executor.WRITTEN] * len(records)
+  assert [o.example for o in got] == [o.example for o in expected]
+
+
 def test_local_multi_process_runs_become_one_beam_worker_with_face_worker_processes():
   args, processes = executor.local_processes(beam_workers.direct_runner_args(2))
   assert processes == 2 and args[-2:] == beam_workers.direct_runner_args(1)

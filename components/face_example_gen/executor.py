@@ -30,7 +30,7 @@ from tfx.types import artifact_utils
 
 from fakefaces.components import artifacts, component_keys as keys, direct_runner, features
 from fakefaces.components.face_example_gen import face_workers, shards, sources
-from fakefaces.components.face_preparation import descriptors, faces
+from fakefaces.components.face_preparation import descriptors
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 
@@ -104,14 +104,12 @@ class FaceProcessor:
     self._processes = processes
     self._pool: Optional[face_workers.WorkerPool] = None
     self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
-    self._preparer = self._describer = None
-    # Sources whose `align` differs from ingest.face.align (already-aligned GAN sets): prepared
-    # in this process, since `align: none` needs no dlib detection.
-    self._preparers_by_align: Dict[str, faces.FacePreparer] = {}
+    self._preparers: Optional[face_workers.Preparers] = None
+    self._describer = None
     if processes <= 1:
-      self._preparer = faces.FacePreparer(self._params)
+      self._preparers = face_workers.Preparers(self._params)
       if config.face.align == 'dlib':
-        _ = self._preparer.aligner  # load the dlib models now, not on the first image
+        _ = self._preparers.get().aligner  # load the dlib models now, not on the first image
       self._describer = descriptors.FaceDescriber() if config.face_descriptors else None
 
   def close(self) -> None:
@@ -147,30 +145,24 @@ class FaceProcessor:
   def __call__(self, record: sources.InputRecord) -> Outcome:
     return self.process_many([record])[0]
 
-  def _source_aligned(self, record: sources.InputRecord, data: bytes) -> face_workers.Prepared:
-    """A record whose source sets its own `align`, prepared in this process."""
-    if record.align not in self._preparers_by_align:
-      self._preparers_by_align[record.align] = faces.FacePreparer(
-          dataclasses.replace(self._params, align=record.align))
-    if self._config.face_descriptors and self._describer is None:
-      self._describer = descriptors.FaceDescriber()
-    return face_workers.prepare(self._preparers_by_align[record.align], self._describer, data)
-
   def process_many(self, records: List[sources.InputRecord]) -> List[Outcome]:
-    """Outcomes in input order; in the worker processes when `processes` > 1."""
+    """Outcomes in input order; in the worker processes when `processes` > 1.
+
+    Each record is prepared with its source's alignment mode (`record.align`, ''
+    for the config's), in the same workers whatever the mode.
+    """
     read = [self._read(r) for r in records]
-    for i, record in enumerate(records):
-      if record.align and not isinstance(read[i], Outcome):
-        read[i] = self._outcome(record, self._source_aligned(record, read[i]))
     todo = [i for i, d in enumerate(read) if not isinstance(d, Outcome)]
     if self._processes <= 1:
-      prepared = [face_workers.prepare(self._preparer, self._describer, read[i]) for i in todo]
+      prepared = [face_workers.prepare(self._preparers.get(records[i].align), self._describer,
+                                       read[i]) for i in todo]
     else:
       if self._pool is None:
         self._pool = face_workers.WorkerPool(self._params, self._config.face_descriptors,
                                              self._processes)
         self._threads = concurrent.futures.ThreadPoolExecutor(self._processes)
-      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo]))
+      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo],
+                                        [records[i].align for i in todo]))
     for i, result in zip(todo, prepared):
       read[i] = self._outcome(records[i], result)
     return read
