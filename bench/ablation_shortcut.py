@@ -59,7 +59,7 @@ from fakefaces.components import features  # noqa: E402
 from fakefaces.components.data_gate import shortcut  # noqa: E402
 from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: E402
 from fakefaces.components.face_preparation import images, treatment  # noqa: E402
-from fakefaces.components.face_example_gen.config import IngestConfig  # noqa: E402
+from fakefaces.components.face_preparation.faces import FacePreparation  # noqa: E402
 from fakefaces.components.fairness_gate import fairness  # noqa: E402
 from fakefaces.components.thresholds import load_thresholds  # noqa: E402
 from fakefaces.components.trainer import data, mitigation, training  # noqa: E402
@@ -95,7 +95,7 @@ def read_split(examples_dir: str, split: str) -> List[Dict[str, Any]]:
   return rows
 
 
-def treat(rows: List[Dict[str, Any]], config: IngestConfig) -> List[Dict[str, Any]]:
+def treat(rows: List[Dict[str, Any]], config: FacePreparation) -> List[Dict[str, Any]]:
   out = []
   for row in rows:
     image = treatment.equalize(Image.open(io.BytesIO(row[features.IMAGE])).convert('RGB'), config)
@@ -182,8 +182,8 @@ def probe_grid(ingested: str, out: str) -> int:
   reals = [r for r in read_split(ingested, 'train') if r[features.LABEL] == features.REAL]
   results = []
   for crop, size, quality in PROBE_GRID:
-    config = IngestConfig(output_size=128, crop_fraction=crop, resample_size=size,
-                          shared_jpeg_quality=quality)
+    config = FacePreparation(output_size=128, crop_fraction=crop, resample_size=size,
+                             shared_jpeg_quality=quality)
     rows = reals if treatment.is_identity(config) else treat(reals, config)
     pair = shortcut.check_source_shortcut(
         iter(rows), SourceShortcutConfig(on_shortcut='warn'))['pairs'][0]
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
       not_measurable=['fnr_gap', 'average_odds_difference'])
 
   raw = {split: read_split(args.ingested, split) for split in features.SPLITS}
-  ingest_config = IngestConfig(output_size=128, **TREATMENT)
+  ingest_config = FacePreparation(output_size=128, **TREATMENT)
   treated = {split: treat(rows, ingest_config) for split, rows in raw.items()}
   probe_config = SourceShortcutConfig(on_shortcut='warn')
   results = []

@@ -31,7 +31,7 @@ from fakefaces.components import features  # noqa: E402
 from fakefaces.components.demographic_annotator import annotate  # noqa: E402
 from fakefaces.components.face_preparation import descriptors  # noqa: E402
 from fakefaces.components.face_example_gen import executor, sources  # noqa: E402
-from fakefaces.pipeline.config import IngestConfig, SourceConfig  # noqa: E402
+from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'annotate.json')
@@ -47,7 +47,7 @@ def main() -> None:
   args = parser.parse_args()
   config = IngestConfig(sources=[SourceConfig(kind='fairface',
                                               path=os.path.join(args.data, 'fairface'))],
-                        detector=args.detector, output_size=args.output_size,
+                        face=FacePreparation(detector=args.detector, output_size=args.output_size),
                         limit_per_source=args.images)
   records = [r for r in sources.list_inputs(config) if not r.problem]
   processor = executor.FaceProcessor(config)

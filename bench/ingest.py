@@ -6,7 +6,7 @@
                 processes (executor.local_processes). Before that, Beam's own
                 multi-process DirectRunner gave 1.15x for 800 photos on 2 cores
                 (each worker process imports TensorFlow, Beam and TFX and loads dlib).
-  beam-N-cnn-full  (unless --no-cnn-check) beam-N with `ingest.cnn_max_side: 0`, the CNN
+  beam-N-cnn-full  (unless --no-cnn-check) beam-N with `ingest.face.cnn_max_side: 0`, the CNN
                 fallback at full size only: shows what the downscaled CNN saves and
                 which faces each finds
 
@@ -43,7 +43,7 @@ from absl import logging  # noqa: E402
 from fakefaces.components.face_example_gen import executor  # noqa: E402
 from fakefaces.components.face_preparation import align  # noqa: E402
 from fakefaces.pipeline.beam_workers import direct_runner_args  # noqa: E402
-from fakefaces.pipeline.config import IngestConfig, SourceConfig  # noqa: E402
+from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'ingest.json')
@@ -68,7 +68,9 @@ def sample_config(data: str, images: int, detector: str, output_size: int,
     from fakefaces.pipeline import demo_data  # pylint: disable=g-import-not-at-top
     manifest = demo_data.generate(os.path.join(work_dir, 'generated'), num_images=images, seed=0)
     srcs, per_source = [SourceConfig('manifest', manifest, 'generated')], images
-  return IngestConfig(sources=srcs, align='dlib', detector=detector, output_size=output_size,
+  return IngestConfig(sources=srcs,
+                      face=FacePreparation(align='dlib', detector=detector,
+                                           output_size=output_size),
                       limit_per_source=per_source, max_failure_rate=1.0,
                       progress_interval_seconds=1e9)
 
@@ -86,7 +88,7 @@ def run_row(name: str, config: IngestConfig, workers: int, work_dir: str):
   faces = report['counts']['written']
   return {'path': name, 'workers': workers, 'inputs': report['total'], 'faces': faces,
           'faces_by_detector': report['faces_found_by_detector'],
-          'cnn_max_side': config.cnn_max_side,
+          'cnn_max_side': config.face.cnn_max_side,
           'seconds': round(seconds, 2), 'cpu_seconds': round(cpu, 2),
           'faces_per_s': round(faces / seconds, 3),
           'faces_per_cpu_s': round(faces / cpu, 3) if cpu else None,
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
                       os.path.join(ROOT, '..', 'shared', 'data'))
   parser.add_argument('--images', type=int, default=2000, help='photos in the sample')
   parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='N')
-  parser.add_argument('--detector', default=IngestConfig.detector,
+  parser.add_argument('--detector', default=FacePreparation.detector,
                       choices=sorted(align.DETECTOR_CHAINS))
   parser.add_argument('--output-size', type=int, default=128, help='as shared_data.yaml')
   parser.add_argument('--no-cnn-check', action='store_true',
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
     config = sample_config(args.data, args.images, args.detector, args.output_size, work_dir)
     runs = [('beam-1', config, 1), (f'beam-{args.workers}', config, args.workers)]
     if not args.no_cnn_check and 'cnn' in align.DETECTOR_CHAINS[args.detector]:
-      runs.append((f'beam-{args.workers}-cnn-full', dataclasses.replace(config, cnn_max_side=0),
+      runs.append((f'beam-{args.workers}-cnn-full', dataclasses.replace(
+          config, face=dataclasses.replace(config.face, cnn_max_side=0)),
                    args.workers))
     rows, reports = [], []
     for name, row_config, workers in runs:
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
     print(f'workers_speedup (faces/s at {args.workers} / at 1) = {speedup:.2f} '
           f'(goal >= {SPEEDUP_GOAL} on 2 cores)')
   if len(rows) > 2 and rows[2]['cpu_seconds']:
-    print(f'CNN on a {config.cnn_max_side}px copy first vs full size: '
+    print(f'CNN on a {config.face.cnn_max_side}px copy first vs full size: '
           f'{rows[2]["cpu_seconds"] / rows[1]["cpu_seconds"]:.2f}x the CPU seconds at full size')
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w', encoding='utf-8') as f:

@@ -90,7 +90,7 @@ def main() -> int:
   paths = sorted(glob.glob(os.path.join(args.data, 'fairface', 'val', '*.jpg')))[:args.photos]
   if not paths:
     raise SystemExit(f'no FairFace photos under {args.data}/fairface/val')
-  prep = faces.FacePreparation.from_ingest_config(load_config(SHARED_CONFIG).ingest)
+  prep = load_config(SHARED_CONFIG).ingest.face
   photos = []
   for path in paths:
     with open(path, 'rb') as f:

@@ -194,10 +194,9 @@ def treated_records(crops, name: str, work: str) -> Dict[str, str]:
   import tensorflow as tf
   from fakefaces.components import features
   from fakefaces.components.face_preparation import images, treatment
-  from fakefaces.components.face_example_gen.config import IngestConfig
+  from fakefaces.components.face_preparation.faces import FacePreparation
 
-  config = IngestConfig(**TREATMENTS[name])
-  treatment.check(config)
+  config = FacePreparation(**TREATMENTS[name])  # checked as it is built
   folder = os.path.join(work, 'records', name.replace('+', '_'))
   paths = {split: os.path.join(folder, f'{split}.tfrecord.gz')
            for split in (features.TRAIN, features.EVAL, features.TEST)}

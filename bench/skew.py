@@ -63,7 +63,8 @@ def main() -> int:
   ingest = IngestConfig(
       sources=[SourceConfig('fairface', os.path.join(args.data, 'fairface')),
                SourceConfig('kaggle140k', os.path.join(args.data, 'gan_faces'), 'gan_faces')],
-      align='dlib', detector=args.detector, output_size=128, limit_per_source=args.per_source,
+      face=FacePreparation(align='dlib', detector=args.detector, output_size=128),
+      limit_per_source=args.per_source,
       max_failure_rate=0.5, eval_fraction=0.16)
   report_dir = os.path.join(work, 'ingest', 'ingest_report')
   if reports.read_report(report_dir) is None:
@@ -80,7 +81,7 @@ def main() -> int:
                               data_lib.count_labels(split_files[features.TRAIN]),
                               os.path.join(work, 'train_run'))
     export.export_saved_model(model, model_dir, 128, 'grayscale', 0.5,
-                              FacePreparation.from_ingest_config(ingest))
+                              ingest.face)
   trained = time.time()
 
   # The Evaluator's view: from_examples on the test split's tf.Examples.

@@ -9,12 +9,11 @@ all three. Keys whose meaning is the same as a standard TFX key keep its value
 (`examples`, `model`, `blessing`, ...), so the specs read like TFX's own.
 The TFX components the pipeline wires (Evaluator, Pusher) are addressed with
 `tfx.types.standard_component_specs` itself.
-
-FaceExampleGen still spells its keys in its own spec.
 """
 
 # Inputs and outputs (channels).
-EXAMPLES_KEY = 'examples'  # DataGate, DemographicAnnotator, ServingCanary (inputs)
+# FaceExampleGen (output); DataGate, DemographicAnnotator, ServingCanary (inputs).
+EXAMPLES_KEY = 'examples'
 ANNOTATED_EXAMPLES_KEY = 'annotated_examples'  # DemographicAnnotator (output)
 ANNOTATIONS_KEY = 'annotations'  # DemographicAnnotator (output); FairnessGate, ModelCardGen (inputs)
 STATISTICS_KEY = 'statistics'  # DataGate
@@ -30,11 +29,15 @@ MODEL_BLESSING_KEY = 'model_blessing'  # ServingCanary: the FairnessGate's bless
 FAIRNESS_REPORT_KEY = 'fairness_report'  # ModelCardGen
 CANARY_REPORT_KEY = 'canary_report'  # ModelCardGen
 PUSHED_MODEL_KEY = 'pushed_model'  # ModelCardGen
-INGEST_REPORT_KEY = 'ingest_report'  # ModelCardGen (input; FaceExampleGen's output of that name)
+INGEST_REPORT_KEY = 'ingest_report'  # FaceExampleGen (output); ModelCardGen (input)
 MODEL_CARD_KEY = 'model_card'  # ModelCardGen (output)
 
 # Execution properties: each holds a typed config as JSON (config_base.to_json).
+INGEST_CONFIG_KEY = 'ingest_config'  # FaceExampleGen: IngestConfig
 VALIDATION_CONFIG_KEY = 'validation_config'  # DataGate: ValidationConfig
 THRESHOLDS_KEY = 'thresholds'  # DataGate, FairnessGate: ThresholdsConfig
 ANNOTATOR_CONFIG_KEY = 'annotator_config'  # DemographicAnnotator: AnnotatorConfig
 CONFIG_KEY = 'config'  # ServingCanary: CanaryConfig; ModelCardGen: ModelCardConfig
+# FaceExampleGen: a signature of the input files (paths, sizes, mtimes), so a cached
+# ingestion is never served for changed files.
+INPUT_FINGERPRINT_KEY = 'input_fingerprint'

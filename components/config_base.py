@@ -24,6 +24,24 @@ class ConfigError(ValueError):
   """A config file or value is invalid; the message names the field."""
 
 
+class FieldError(ConfigError):
+  """A config dataclass's own check (`__post_init__`) refused one of its fields.
+
+  `field` is relative to the dataclass, so one check serves wherever the dataclass
+  sits: `from_dict` re-raises it as a ConfigError with the dotted name
+  from the top of the file (`ingest.face.detector`); raised elsewhere (a dataclass
+  built directly, or read back from a SavedModel) it names `owner.field`.
+  """
+
+  def __init__(self, owner: str, field: str, problem: str):
+    self.field, self.problem = field, problem
+    super().__init__(f'{_dotted(owner, field)} {problem}')
+
+
+def _dotted(where: str, key: str) -> str:
+  return f'{where}.{key}' if where else key
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
   """Checks `value` against a dataclass field annotation, building nested dataclasses."""
   origin = typing.get_origin(annotation)
@@ -50,10 +68,21 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 
 def from_dict(cls, data: Dict[str, Any], where: str = ''):
-  """Builds dataclass `cls` from a mapping, naming any unknown or mistyped key."""
+  """Builds dataclass `cls` from a mapping, naming any unknown, moved or mistyped key.
+
+  A dataclass may list keys that moved elsewhere in a class attribute
+  `MOVED_KEYS` (old key -> new dotted key, relative to it): an old config then
+  fails with where the key went, instead of a bare "unknown key".
+  """
   hints = typing.get_type_hints(cls)
   names = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(data) - names)
+  moved_keys = getattr(cls, 'MOVED_KEYS', {})
+  moved = [key for key in unknown if key in moved_keys]
+  if moved:
+    raise ConfigError('; '.join(f'{_dotted(where, key)} has moved to '
+                                f'{_dotted(where, moved_keys[key])}' for key in moved) +
+                      ': move the key(s) there')
   if unknown:
     raise ConfigError(f'{where or cls.__name__}: unknown key(s) {unknown}; '
                       f'known keys are {sorted(names)}')
@@ -61,7 +90,10 @@ def from_dict(cls, data: Dict[str, Any], where: str = ''):
       key: _coerce(value, hints[key], f'{where}.{key}' if where else key)
       for key, value in data.items()
   }
-  return cls(**kwargs)
+  try:
+    return cls(**kwargs)
+  except FieldError as e:
+    raise ConfigError(f'{_dotted(where, e.field)} {e.problem}') from None
 
 
 def to_json(config) -> str:

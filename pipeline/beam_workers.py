@@ -43,7 +43,7 @@ AUTO_MIN_SERIAL_SECONDS = 60.0
 def auto_workers(ingest: IngestConfig, num_inputs: int, cpus: Optional[int] = None) -> int:
   """Workers for `beam_workers: 0`: every core when the ingestion repays it, else 1."""
   cpus = cpus or os.cpu_count() or 1
-  serial = num_inputs * SECONDS_PER_INPUT.get(ingest.align, SECONDS_PER_INPUT['dlib'])
+  serial = num_inputs * SECONDS_PER_INPUT.get(ingest.face.align, SECONDS_PER_INPUT['dlib'])
   return cpus if cpus > 1 and serial >= AUTO_MIN_SERIAL_SECONDS else 1
 
 

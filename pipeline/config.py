@@ -17,6 +17,7 @@ from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
 from fakefaces.components.face_preparation import treatment
+from fakefaces.components.face_preparation.faces import FacePreparation  # noqa: F401
 from fakefaces.components.groupings import GroupingConfig  # noqa: F401
 from fakefaces.components.model_card.config import ModelCardConfig
 from fakefaces.components.serving_canary.config import CanaryConfig
@@ -90,18 +91,19 @@ def resolve_paths(config: PipelineConfig, base_dir: str) -> None:
 
 def check_consistency(config: PipelineConfig) -> None:
   """Checks that span components; raises ConfigError naming the field to change."""
-  if (config.annotator.enabled and config.ingest.align == 'dlib' and
-      config.ingest.crop_fraction < 1.0 and not config.ingest.face_descriptors):
+  face = config.ingest.face
+  if (config.annotator.enabled and face.align == 'dlib' and
+      face.crop_fraction < 1.0 and not config.ingest.face_descriptors):
     # The annotator's descriptor box sits on the whole aligned square; after the crop
     # half of it lies outside the stored image (forehead, hair and chin cut off).
-    raise ConfigError(f'ingest.face_descriptors must be true when ingest.crop_fraction '
-                      f'({config.ingest.crop_fraction}) < 1 and the annotator is enabled: the '
+    raise ConfigError(f'ingest.face_descriptors must be true when ingest.face.crop_fraction '
+                      f'({face.crop_fraction}) < 1 and the annotator is enabled: the '
                       'descriptor is then taken before the crop (or set annotator.enabled: false)')
-  if config.ingest.native_crop and config.train.image_size > treatment.native_side(config.ingest):
+  if face.native_crop and config.train.image_size > treatment.native_side(face):
     # The point of a native crop is that the model sees no upsampled region.
     raise ConfigError(f'train.image_size {config.train.image_size} is above the native crop '
-                      f'side {treatment.native_side(config.ingest)} (ingest.crop_fraction x '
-                      'ingest.output_size): the Trainer would upsample it again')
+                      f'side {treatment.native_side(face)} (ingest.face.crop_fraction x '
+                      'ingest.face.output_size): the Trainer would upsample it again')
 
 
 def load_config(path: Optional[str] = None) -> PipelineConfig:

@@ -30,7 +30,6 @@ from fakefaces.components.data_gate.component import validation_components
 from fakefaces.components.demographic_annotator.component import DemographicAnnotator
 from fakefaces.components.face_example_gen.component import FaceExampleGen
 from fakefaces.components.face_example_gen import sources as sources_lib
-from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.fairness_gate.component import FairnessGate
 from fakefaces.components.fairness_gate import evaluator_executor
 from fakefaces.components.fairness_gate.eval_config import build_eval_config
@@ -132,7 +131,7 @@ def create_pipeline(
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
       custom_config=trainer_custom_config(config.train, thresholds.decision_threshold,
-                                          FacePreparation.from_ingest_config(config.ingest),
+                                          config.ingest.face,
                                           target_fpr=thresholds.target_fpr))
   trainer.add_upstream_node(data_gate)  # never train on data the gate refused
 

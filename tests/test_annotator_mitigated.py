@@ -21,7 +21,7 @@ from fakefaces.components.demographic_annotator.config import AnnotatorConfig, v
 from fakefaces.components.face_preparation import descriptors, faces
 from fakefaces.components.face_example_gen import executor as ingest_executor
 from fakefaces.pipeline import config as pipeline_config
-from fakefaces.pipeline.config import IngestConfig, PipelineConfig, SourceConfig
+from fakefaces.pipeline.config import FacePreparation, IngestConfig, PipelineConfig, SourceConfig
 
 
 def test_cross_fitting_scores_each_face_with_classifiers_that_never_saw_it():
@@ -50,12 +50,12 @@ def test_cross_fitting_config_is_checked_by_field():
 
 
 def test_a_crop_without_ingestion_descriptors_is_refused_naming_the_field():
-  config = PipelineConfig(ingest=IngestConfig(crop_fraction=0.5))
+  config = PipelineConfig(ingest=IngestConfig(face=FacePreparation(crop_fraction=0.5)))
   with pytest.raises(ConfigError, match='ingest.face_descriptors'):
     pipeline_config.check_consistency(config)
   config.ingest.face_descriptors = True
   pipeline_config.check_consistency(config)
-  config = PipelineConfig(ingest=IngestConfig(crop_fraction=0.5))
+  config = PipelineConfig(ingest=IngestConfig(face=FacePreparation(crop_fraction=0.5)))
   config.annotator.enabled = False
   pipeline_config.check_consistency(config)
 
@@ -93,14 +93,15 @@ def test_descriptors_are_taken_before_the_crop_and_the_annotator_uses_them(demo_
   manifest = _manifest_with_unlabelled_fakes(demo_dataset)
   ingest = IngestConfig(sources=[SourceConfig(kind='manifest', path=manifest, name='demo',
                                               role='audit')],
-                        align='none', output_size=128, crop_fraction=0.5, resample_size=64,
+                        face=FacePreparation(align='none', output_size=128, crop_fraction=0.5,
+                                             resample_size=64),
                         face_descriptors=True, limit_per_source=40)
   ingest_executor.run_standalone(ingest, str(tmp_path / 'ingested'))
   examples = _read(str(tmp_path / 'ingested' / 'examples' / 'Split-test' / '*'))
   assert len(examples) == 40
 
   describer = descriptors.FaceDescriber()
-  preparer = faces.FacePreparer(faces.FacePreparation.from_ingest_config(ingest))
+  preparer = faces.FacePreparer(ingest.face)
   for example in examples[:5]:
     stored = descriptors.from_example(example)
     assert stored is not None and stored.shape == (descriptors.DESCRIPTOR_SIZE,)

@@ -30,8 +30,7 @@ def _ingest_config(tmp_path, manifest, max_failure_rate):
   path.write_text(
       'ingest:\n'
       f'  sources: [{{kind: manifest, path: "{manifest}", name: demo}}]\n'
-      '  align: none\n'
-      '  output_size: 64\n'
+      '  face: {align: none, output_size: 64}\n'
       f'  max_failure_rate: {max_failure_rate}\n')
   return str(path)
 

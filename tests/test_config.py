@@ -59,3 +59,26 @@ def test_canary_and_baseline_config_errors_name_the_field():
         config_lib.ThresholdsConfig, {'baseline': {'max_gap_growth': -1.0}}).baseline)
   with pytest.raises(config_lib.ConfigError, match=r"baseline: unknown key\(s\) \['max_drop'\]"):
     config_lib.from_dict(config_lib.ThresholdsConfig, {'baseline': {'max_drop': 0.1}})
+
+
+def test_face_preparation_sits_under_ingest_face_and_its_errors_name_that_field(tmp_path):
+  config = config_lib.load_config(_write(
+      tmp_path, 'ingest:\n  face: {align: none, output_size: 64}\n  limit_per_source: 3\n'))
+  assert config.ingest.face == config_lib.FacePreparation(align='none', output_size=64)
+  assert config.ingest.limit_per_source == 3
+  with pytest.raises(config_lib.ConfigError, match=r'^ingest\.face\.output_size 4 is too small'):
+    config_lib.load_config(_write(tmp_path, 'ingest: {face: {output_size: 4}}\n'))
+  with pytest.raises(config_lib.ConfigError, match=r'^ingest\.face\.crop_fraction 0.1 is not in'):
+    config_lib.load_config(_write(tmp_path, 'ingest: {face: {crop_fraction: 0.1}}\n'))
+  with pytest.raises(config_lib.ConfigError, match=r"ingest\.face: unknown key\(s\) \['dector'\]"):
+    config_lib.load_config(_write(tmp_path, 'ingest: {face: {dector: hog}}\n'))
+  # Built outside a config (as read back from a SavedModel), the same check names the class.
+  with pytest.raises(config_lib.ConfigError, match=r'^face_preparation\.output_size 4 is too small'):
+    config_lib.FacePreparation(output_size=4)
+
+
+def test_a_face_key_left_directly_under_ingest_says_where_it_moved(tmp_path):
+  with pytest.raises(config_lib.ConfigError,
+                     match=r'ingest\.align has moved to ingest\.face\.align; ingest\.output_size '
+                     r'has moved to ingest\.face\.output_size'):
+    config_lib.load_config(_write(tmp_path, 'ingest: {align: none, output_size: 128}\n'))

@@ -12,6 +12,7 @@ from PIL import Image
 from fakefaces.components.config_base import ConfigError, from_dict
 from fakefaces.components.face_preparation import treatment
 from fakefaces.components.face_example_gen.config import IngestConfig
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import augment, data, mitigation, model, spectral, training
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -150,17 +151,17 @@ def test_cosine_schedule_decays_over_the_run():
 def test_native_crop_keeps_the_centre_pixels():
   rng = np.random.default_rng(1)
   pixels = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
-  config = IngestConfig(output_size=128, crop_fraction=0.5, native_crop=True)
+  config = FacePreparation(output_size=128, crop_fraction=0.5, native_crop=True)
   treatment.check(config)
   out = np.asarray(treatment.equalize(Image.fromarray(pixels), config))
   assert out.shape == (64, 64, 3) and treatment.native_side(config) == 64
   np.testing.assert_array_equal(out, pixels[32:96, 32:96])
-  upsampled = treatment.equalize(Image.fromarray(pixels), IngestConfig(output_size=128,
-                                                                       crop_fraction=0.5))
+  upsampled = treatment.equalize(Image.fromarray(pixels), FacePreparation(output_size=128,
+                                                                          crop_fraction=0.5))
   assert upsampled.size == (128, 128)  # without native_crop the region is upsampled
-  with pytest.raises(ValueError, match='ingest.resample_size'):
-    treatment.check(IngestConfig(output_size=128, crop_fraction=0.5, native_crop=True,
-                                 resample_size=96))
+  with pytest.raises(ValueError, match='ingest.face.resample_size'):
+    from_dict(IngestConfig, {'face': {'output_size': 128, 'crop_fraction': 0.5,
+                                      'native_crop': True, 'resample_size': 96}}, 'ingest')
 
 
 def test_spectral_floor_finds_a_planted_periodic_trace():
@@ -194,8 +195,8 @@ def test_spectral_floor_finds_a_planted_periodic_trace():
 def test_a_native_crop_smaller_than_the_model_input_is_refused_naming_the_field():
   from fakefaces.pipeline import config as pipeline_config
   config = pipeline_config.PipelineConfig(
-      ingest=IngestConfig(output_size=128, crop_fraction=0.5, native_crop=True,
-                          face_descriptors=True),
+      ingest=IngestConfig(face=FacePreparation(output_size=128, crop_fraction=0.5,
+                                               native_crop=True), face_descriptors=True),
       train=TrainConfig(image_size=128))
   with pytest.raises(ConfigError, match='train.image_size 128 is above the native crop side 64'):
     pipeline_config.check_consistency(config)

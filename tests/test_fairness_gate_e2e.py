@@ -230,7 +230,7 @@ def test_cli_ingests_a_pipeline_config_and_evaluates_its_test_split(workdir, tmp
   manifest = demo_data.generate(str(tmp_path / 'demo'), num_images=60, seed=2)
   config = tmp_path / 'pipeline.yaml'
   config.write_text(f'ingest:\n  sources: [{{kind: manifest, path: {manifest}, name: demo}}]\n'
-                    '  align: none\n  output_size: 128\n')
+                    '  face: {align: none, output_size: 128}\n')
   thresholds = tmp_path / 'gender_only.yaml'
   thresholds.write_text('min_group_size: 3\ngroupings:\n'
                         '  - {name: Male vs Female, feature: gender, group: Female, '

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fakefaces.components import features
 from fakefaces.components.face_example_gen import executor
-from fakefaces.pipeline.config import IngestConfig, SourceConfig
+from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig, from_dict
 
 OUTPUT_SIZE = 64
 NON_ASCII_NAME = 'visage_é_顔.jpg'
@@ -96,8 +96,9 @@ def bad_run(tmp_path_factory):
     writer.writerow(['path', 'label', 'gender', 'race', 'age'])
     for i, row in enumerate(rows):
       writer.writerow([row[0] if i < 12 or i >= 15 else f'sub{i}/../{row[0]}'] + list(row[1:]))
-  config = IngestConfig(sources=[SourceConfig('manifest', manifest, name='bad')], align='none',
-                        output_size=OUTPUT_SIZE, max_failure_rate=1.0)
+  config = IngestConfig(sources=[SourceConfig('manifest', manifest, name='bad')],
+                        face=FacePreparation(align='none', output_size=OUTPUT_SIZE),
+                        max_failure_rate=1.0)
   report = executor.run_standalone(config, str(tmp / 'out'))
   by_name = {}
   for item in report['not_written']:
@@ -230,7 +231,7 @@ def test_failure_rate_over_limit_fails_with_clear_message(bad_run, tmp_path):
 
 
 def test_invalid_config_is_named():
-  with pytest.raises(ValueError, match="ingest.detector 'fast'"):
-    executor.validate_config(IngestConfig(detector='fast'))
-  with pytest.raises(ValueError, match="ingest.align 'mtcnn'"):
-    executor.validate_config(IngestConfig(align='mtcnn'))
+  with pytest.raises(ValueError, match="ingest.face.detector 'fast'"):
+    from_dict(IngestConfig, {'face': {'detector': 'fast'}}, 'ingest')
+  with pytest.raises(ValueError, match="ingest.face.align 'mtcnn'"):
+    from_dict(IngestConfig, {'face': {'align': 'mtcnn'}}, 'ingest')

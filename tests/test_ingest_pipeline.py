@@ -12,7 +12,7 @@ from tfx.types import artifact_utils
 
 from fakefaces.components import features
 from fakefaces.components.face_example_gen.component import FaceExampleGen
-from fakefaces.pipeline.config import IngestConfig, SourceConfig
+from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig
 
 BEAM_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
 
@@ -30,7 +30,7 @@ def test_pipeline_registers_examples_and_report(faces_data, tmp_path):
   config = IngestConfig(
       sources=[SourceConfig('fairface', os.path.join(faces_data, 'fairface')),
                SourceConfig('kaggle140k', os.path.join(faces_data, 'gan_faces'))],
-      align='dlib', detector='hog+cnn', limit_per_source=12, output_size=128)
+      face=FacePreparation(align='dlib', detector='hog+cnn', output_size=128), limit_per_source=12)
   with _run(config, tmp_path) as m:
     [examples] = m.store.get_artifacts_by_type('Examples')
     [report_artifact] = m.store.get_artifacts_by_type('fakefaces.IngestReport')
@@ -53,7 +53,8 @@ def test_pipeline_fails_when_too_many_inputs_are_bad(tmp_path):
   fake.mkdir(parents=True)
   for i in range(3):
     (fake / f'{i}.jpg').write_text('not an image')
-  config = IngestConfig(sources=[SourceConfig('folders', str(tmp_path / 'junk'))], align='none',
+  config = IngestConfig(sources=[SourceConfig('folders', str(tmp_path / 'junk'))],
+                        face=FacePreparation(align='none'),
                         max_failure_rate=0.5)
   with pytest.raises(RuntimeError, match=r'3 of 3 inputs were not written .*max_failure_rate'):
     _run(config, tmp_path)

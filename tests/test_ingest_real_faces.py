@@ -19,7 +19,7 @@ from PIL import Image
 from fakefaces.components import features
 from fakefaces.components.face_example_gen import executor
 from fakefaces.components.face_preparation import align
-from fakefaces.pipeline.config import IngestConfig, SourceConfig
+from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig
 
 SAMPLE_SIZE = 60
 OUTPUT_SIZE = 256
@@ -119,7 +119,8 @@ def test_executor_writes_labels_and_demographics_exactly(faces_data, tmp_path):
       sources=[SourceConfig('fairface', os.path.join(faces_data, 'fairface')),
                SourceConfig('kaggle140k', os.path.join(faces_data, 'gan_faces'), name='gan'),
                SourceConfig('folders', str(tmp_path / 'noface'), name='sky')],
-      align='dlib', detector='hog+cnn', output_size=OUTPUT_SIZE, limit_per_source=24)
+      face=FacePreparation(align='dlib', detector='hog+cnn', output_size=OUTPUT_SIZE),
+      limit_per_source=24)
   report = executor.run_standalone(config, str(tmp_path / 'out'))
   written = _read_examples(str(tmp_path / 'out' / 'examples'))
 

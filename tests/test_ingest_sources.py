@@ -8,7 +8,7 @@ import pytest
 from fakefaces.components import features
 from fakefaces.components.face_example_gen import sources
 from fakefaces.components.split_hash import unit_hash
-from fakefaces.pipeline.config import IngestConfig, SourceConfig, load_config
+from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig, load_config
 
 FAIRFACE_HEADER = 'file,age,gender,race,service_test\n'
 
@@ -157,7 +157,7 @@ def test_yaml_sources_load(tmp_path):
   config_file.write_text('ingest:\n  sources:\n'
                          '    - {kind: fairface, path: data/fairface}\n'
                          '    - {kind: kaggle140k, path: /data/140k, name: k140}\n'
-                         '  detector: hog+cnn\n  limit_per_source: 5\n')
+                         '  face: {detector: hog+cnn}\n  limit_per_source: 5\n')
   config = load_config(str(config_file))
   assert config.ingest.sources[0].path.endswith(os.path.join('data', 'fairface'))
   assert config.ingest.sources[1].name == 'k140'
@@ -199,7 +199,7 @@ def test_source_align_overrides_ingest_align(tmp_path):
     path = tmp_path / name / 'fake' / 'a.png'
     path.parent.mkdir(parents=True)
     Image.fromarray(smooth).save(path)
-  config = IngestConfig(output_size=128, detector='hog', sources=[
+  config = IngestConfig(face=FacePreparation(output_size=128, detector='hog'), sources=[
       SourceConfig('folders', str(tmp_path / 'aligned'), name='aligned', align='none'),
       SourceConfig('folders', str(tmp_path / 'photos'), name='photos')])
   records = sources.list_inputs(config)

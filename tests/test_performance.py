@@ -22,7 +22,8 @@ from fakefaces.components.face_example_gen import executor, face_workers, source
 from fakefaces.components.face_preparation import align, faces
 from fakefaces.components.trainer import flops, model, training
 from fakefaces.pipeline import beam_workers
-from fakefaces.pipeline.config import ConfigError, IngestConfig, PipelineConfig, SourceConfig, TrainConfig
+from fakefaces.pipeline.config import (ConfigError, FacePreparation, IngestConfig, PipelineConfig,
+                                       SourceConfig, TrainConfig, from_dict)
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,11 +32,12 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_auto_uses_every_core_only_when_the_ingestion_repays_it():
-  dlib = IngestConfig(align='dlib')
+  dlib = IngestConfig(face=FacePreparation(align='dlib'))
   assert beam_workers.auto_workers(dlib, 8012, cpus=2) == 2  # the shared-data run
   assert beam_workers.auto_workers(dlib, 8012, cpus=1) == 1
   assert beam_workers.auto_workers(dlib, 200, cpus=2) == 1  # start-up would dominate
-  assert beam_workers.auto_workers(IngestConfig(align='none'), 1000, cpus=8) == 1  # the demo
+  demo = IngestConfig(face=FacePreparation(align='none'))
+  assert beam_workers.auto_workers(demo, 1000, cpus=8) == 1  # the demo
 
 
 def test_local_args_give_ingestion_every_core_and_other_beam_steps_one_worker():
@@ -70,7 +72,8 @@ def test_the_pipeline_gives_face_example_gen_its_own_beam_args(tmp_path):
 
 
 def test_auto_counts_the_configured_inputs(demo_dataset):
-  ingest = IngestConfig(sources=[SourceConfig('manifest', demo_dataset)], align='dlib')
+  ingest = IngestConfig(sources=[SourceConfig('manifest', demo_dataset)],
+                        face=FacePreparation(align='dlib'))
   n = len(sources.list_inputs(ingest))
   expected = (os.cpu_count() if (os.cpu_count() or 1) > 1 and
               n * beam_workers.SECONDS_PER_INPUT['dlib'] >= beam_workers.AUTO_MIN_SERIAL_SECONDS
@@ -84,8 +87,8 @@ def test_two_worker_processes_write_the_files_one_in_memory_worker_writes(demo_d
   """Same shards, same records in the same order: what a seeded Trainer needs to repeat a model."""
   # Worker processes import the installed package, as the driver does: no PYTHONPATH needed.
   monkeypatch.setenv('PYTHONPATH', '')
-  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')], align='none',
-                        output_size=32, limit_per_source=40)
+  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')],
+                        face=FacePreparation(align='none', output_size=32), limit_per_source=40)
   one = executor.run_standalone(config, str(tmp_path / 'one'), beam_workers.direct_runner_args(1))
   two = executor.run_standalone(config, str(tmp_path / 'two'), beam_workers.direct_runner_args(2))
   assert one['counts']['written'] == 40
@@ -106,6 +109,34 @@ def test_two_worker_processes_write_the_files_one_in_memory_worker_writes(demo_d
   assert records(tmp_path / 'two') == written
 
 
+def test_a_source_with_its_own_align_is_prepared_in_the_worker_pool(demo_dataset, monkeypatch):
+  """`align: none` sources in a dlib config go through the face workers like the rest (their
+  descriptors cost ~113 CPU-ms each), and give the records one process gives."""
+  monkeypatch.setenv('PYTHONPATH', '')
+  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo', align='none')],
+                        face=FacePreparation(align='dlib', output_size=32), face_descriptors=True,
+                        limit_per_source=6)
+  records = sources.list_inputs(config)
+  assert len(records) == 6 and all(r.align == 'none' for r in records)
+  sent = []
+  pool_prepare = face_workers.WorkerPool.prepare
+
+  def counting_prepare(pool, data, align=''):
+    sent.append(align)
+    return pool_prepare(pool, data, align)
+
+  monkeypatch.setattr(face_workers.WorkerPool, 'prepare', counting_prepare)
+  one, two = executor.FaceProcessor(config, 1), executor.FaceProcessor(config, 2)
+  try:
+    expected, got = one.process_many(records), two.process_many(records)
+  finally:
+    one.close()
+    two.close()
+  assert sent == ['none'] * len(records)
+  assert [o.outcome for o in expected] == [executor.WRITTEN] * len(records)
+  assert [o.example for o in got] == [o.example for o in expected]
+
+
 def test_local_multi_process_runs_become_one_beam_worker_with_face_worker_processes():
   args, processes = executor.local_processes(beam_workers.direct_runner_args(2))
   assert processes == 2 and args[-2:] == beam_workers.direct_runner_args(1)
@@ -123,11 +154,11 @@ class _EndsTheProcessWhenUnpickled:
 
 
 def test_a_photo_that_kills_its_worker_ends_unreadable_and_the_pool_goes_on(demo_dataset):
-  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')], align='none',
-                        output_size=32)
+  config = IngestConfig(sources=[SourceConfig('manifest', demo_dataset, 'demo')],
+                        face=FacePreparation(align='none', output_size=32))
   with open(sources.list_inputs(config)[0].path, 'rb') as f:
     photo = f.read()
-  pool = face_workers.WorkerPool(faces.FacePreparation.from_ingest_config(config), False, 2)
+  pool = face_workers.WorkerPool(config.face, False, 2)
   try:
     good = pool.prepare(photo)
     crashed = pool.prepare(_EndsTheProcessWhenUnpickled())
@@ -148,8 +179,8 @@ def test_face_workers_import_neither_tensorflow_nor_beam():
 
 
 def test_negative_cnn_max_side_is_refused():
-  with pytest.raises(ValueError, match='ingest.cnn_max_side'):
-    executor.validate_config(IngestConfig(cnn_max_side=-1))
+  with pytest.raises(ValueError, match='ingest.face.cnn_max_side'):
+    from_dict(IngestConfig, {'face': {'cnn_max_side': -1}}, 'ingest')
 
 
 # --- CNN fallback on a downscaled copy -----------------------------------------

@@ -19,6 +19,7 @@ from PIL import Image
 from fakefaces.components.face_example_gen import executor, sources
 from fakefaces.components.face_preparation import faces, images
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.pipeline import cli
 from fakefaces.serving import photos, testing, web
 
@@ -165,7 +166,7 @@ def test_predict_json_and_text_account_for_every_face(server, crowd_photo, large
 
 
 def test_ingestion_report_notes_a_multi_face_photo(crowd_photo):
-  config = IngestConfig(detector='hog', output_size=128)
+  config = IngestConfig(face=FacePreparation(detector='hog', output_size=128))
   record = sources.InputRecord(path=crowd_photo, image_id='crowd', source='t', split='train',
                                label=0)
   outcome = executor.FaceProcessor(config)(record)
@@ -224,7 +225,7 @@ def test_iphone_heic_with_exif_rotation_is_read_like_the_jpeg(preparer, faces_da
   (tmp_path / 'real' / 'iphone.heic').write_bytes(heic)
   listed = sources.list_inputs(IngestConfig(sources=[SourceConfig(kind='folders', path=str(tmp_path))]))
   assert [(os.path.basename(r.path), r.problem) for r in listed] == [('iphone.heic', '')]
-  outcome = executor.FaceProcessor(IngestConfig(output_size=128))(listed[0])
+  outcome = executor.FaceProcessor(IngestConfig(face=FacePreparation(output_size=128)))(listed[0])
   assert outcome.outcome == executor.WRITTEN, outcome.reason
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from fakefaces.components.face_example_gen import executor, sources
 from fakefaces.components.face_preparation import faces, images
 from fakefaces.components.face_example_gen.config import IngestConfig
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.pipeline import cli
 from fakefaces.serving import testing
 
@@ -56,7 +57,7 @@ def test_strip_and_non_image_and_oversized_are_refused(preparer):
   with pytest.raises(images.ImageProblem, match='not a readable image'):
     preparer.prepare(b'<html>not an image</html>')
   small_limit = faces.FacePreparer(faces.FacePreparation(detector='hog', max_image_pixels=10_000))
-  with pytest.raises(images.ImageProblem, match='over ingest.max_image_pixels'):
+  with pytest.raises(images.ImageProblem, match='over ingest.face.max_image_pixels'):
     small_limit.prepare(_jpeg(Image.new('RGB', (200, 200))))
 
 
@@ -68,7 +69,8 @@ def test_ingestion_of_an_8x8_jpeg_is_filtered_and_the_cnn_process_survives(tmp_p
   code = (
       'from fakefaces.components.face_example_gen import executor, sources\n'
       'from fakefaces.components.face_example_gen.config import IngestConfig\n'
-      f'processor = executor.FaceProcessor(IngestConfig(detector="cnn"))\n'
+      'from fakefaces.components.face_preparation.faces import FacePreparation\n'
+      f'processor = executor.FaceProcessor(IngestConfig(face=FacePreparation(detector="cnn")))\n'
       f'record = sources.InputRecord(path={str(tiny)!r}, image_id="tiny", source="t", split="train", '
       'label=0, gender="unknown", race="unknown", age="unknown")\n'
       'outcomes = [processor(record) for _ in range(3)]\n'
@@ -113,14 +115,14 @@ def test_no_face_and_many_faces(preparer, photo_paths):
 def test_ingestion_and_clients_make_the_same_crop(photo_paths, tmp_path):
   """FaceProcessor (ingestion) and FacePreparer (clients) write byte-identical model inputs."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  config = IngestConfig(detector='hog', output_size=128)
+  config = IngestConfig(face=FacePreparation(detector='hog', output_size=128))
   record = sources.InputRecord(path=photo_paths[1], image_id='x', source='t', split='train',
                                label=0, gender='Male', race='White', age='20-29')
   outcome = executor.FaceProcessor(config)(record)
   assert outcome.outcome == executor.WRITTEN
   example = tf.train.Example.FromString(outcome.example)
   written = example.features.feature['image'].bytes_list.value[0]
-  client_side = faces.FacePreparer(faces.FacePreparation.from_ingest_config(config))
+  client_side = faces.FacePreparer(config.face)
   with open(photo_paths[1], 'rb') as f:
     assert client_side.prepare(f.read(), all_faces=False).faces[0].encoded == written
 

@@ -12,9 +12,10 @@ import tensorflow as tf
 from PIL import Image
 
 from fakefaces.components import features
-from fakefaces.components.face_example_gen import executor as ingest_executor
 from fakefaces.components.face_preparation import treatment
+from fakefaces.components.config_base import from_dict
 from fakefaces.components.face_example_gen.config import IngestConfig
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import augment, data, mitigation, training
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -52,21 +53,20 @@ def test_treatment_drops_the_border_and_keeps_the_size():
   # A face-like centre on a padding-like border that only one source would show.
   pixels = np.full((128, 128, 3), 200, np.uint8)
   pixels[32:96, 32:96] = 60
-  config = IngestConfig(output_size=128, crop_fraction=0.5, resample_size=64,
-                        shared_jpeg_quality=75)
+  config = FacePreparation(output_size=128, crop_fraction=0.5, resample_size=64,
+                           shared_jpeg_quality=75)
   out = np.asarray(treatment.equalize(Image.fromarray(pixels), config).convert('L'), float)
   assert out.shape == (128, 128)
   assert abs(out[5:-5, 5:-5].mean() - 60) < 5, 'the border survived the crop'
-  assert treatment.equalize(Image.fromarray(pixels), IngestConfig()) is not None
-  assert treatment.is_identity(IngestConfig())
+  assert treatment.equalize(Image.fromarray(pixels), IngestConfig().face) is not None
+  assert treatment.is_identity(IngestConfig().face)
 
 
 @pytest.mark.parametrize('field,value', [('crop_fraction', 0.1), ('resample_size', 4),
                                          ('resample_size', 512), ('shared_jpeg_quality', 101)])
 def test_treatment_config_errors_name_the_field(field, value):
-  with pytest.raises(ValueError, match=f'ingest.{field}'):
-    ingest_executor.validate_config(dataclasses.replace(IngestConfig(output_size=128),
-                                                        **{field: value}))
+  with pytest.raises(ValueError, match=f'ingest.face.{field}'):
+    from_dict(IngestConfig, {'face': {'output_size': 128, field: value}}, 'ingest')
 
 
 # --------------------------------------------------------------- training

@@ -25,6 +25,7 @@ from fakefaces.components.data_gate.config import SourceShortcutConfig
 from fakefaces.components.face_example_gen import executor as ingest_executor
 from fakefaces.components.face_example_gen import sources
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
+from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.pipeline import config as config_lib
@@ -198,7 +199,7 @@ def test_audit_source_never_reaches_the_trainer(tmp_path):
                             name='trainable'),
                SourceConfig(kind='folders', path=_image_folder(tmp_path, 'judged', 20, ('real',)),
                             name='judged', role='audit')],
-      align='none', output_size=32, eval_fraction=0.2, test_fraction=0.2)
+      face=FacePreparation(align='none', output_size=32), eval_fraction=0.2, test_fraction=0.2)
   listed = sources.list_inputs(config)
   assert {r.split for r in listed if r.source == 'judged'} == {features.TEST}
   assert {r.split for r in listed if r.source == 'trainable'} == set(features.SPLITS)

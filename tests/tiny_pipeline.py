@@ -47,7 +47,7 @@ def tiny_config(name: str, root: os.PathLike, manifest: str, thresholds_file: st
       thresholds_file=thresholds_file)
   config.ingest = config_lib.IngestConfig(
       sources=[config_lib.SourceConfig(kind='manifest', path=manifest, name=source_name)],
-      align='none', output_size=64)
+      face=config_lib.FacePreparation(align='none', output_size=64))
   config.validation.min_examples_per_class = 1
   # The 3-conv baseline learns the 64 px fingerprint in a few epochs; VGG10 runs in the demo.
   config.train = dataclasses.replace(config.train, architecture='baseline', image_size=64,

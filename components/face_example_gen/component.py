@@ -5,6 +5,7 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
+from fakefaces.components import component_keys as keys
 from fakefaces.components.artifacts import IngestReport
 from fakefaces.components.face_example_gen import executor
 from fakefaces.components.config_base import to_json
@@ -13,14 +14,14 @@ from fakefaces.components.face_example_gen.config import IngestConfig
 
 class FaceExampleGenSpec(types.ComponentSpec):
   PARAMETERS = {
-      'ingest_config': component_spec.ExecutionParameter(type=str),
+      keys.INGEST_CONFIG_KEY: component_spec.ExecutionParameter(type=str),
       # Changes when the input files change, so caching never serves stale data.
-      'input_fingerprint': component_spec.ExecutionParameter(type=str, optional=True),
+      keys.INPUT_FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {}
   OUTPUTS = {
-      'examples': component_spec.ChannelParameter(type=standard_artifacts.Examples),
-      'ingest_report': component_spec.ChannelParameter(type=IngestReport),
+      keys.EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      keys.INGEST_REPORT_KEY: component_spec.ChannelParameter(type=IngestReport),
   }
 
 
@@ -31,8 +32,8 @@ class FaceExampleGen(base_beam_component.BaseBeamComponent):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
   def __init__(self, ingest_config: IngestConfig, input_fingerprint: str = ''):
-    super().__init__(spec=FaceExampleGenSpec(
-        ingest_config=to_json(ingest_config),
-        input_fingerprint=input_fingerprint,
-        examples=types.Channel(type=standard_artifacts.Examples),
-        ingest_report=types.Channel(type=IngestReport)))
+    super().__init__(spec=FaceExampleGenSpec(**{
+        keys.INGEST_CONFIG_KEY: to_json(ingest_config),
+        keys.INPUT_FINGERPRINT_KEY: input_fingerprint,
+        keys.EXAMPLES_KEY: types.Channel(type=standard_artifacts.Examples),
+        keys.INGEST_REPORT_KEY: types.Channel(type=IngestReport)}))

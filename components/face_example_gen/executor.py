@@ -25,11 +25,12 @@ from absl import logging
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
+from tfx import types
 from tfx.types import artifact_utils
 
-from fakefaces.components import artifacts, direct_runner, features
+from fakefaces.components import artifacts, component_keys as keys, direct_runner, features
 from fakefaces.components.face_example_gen import face_workers, shards, sources
-from fakefaces.components.face_preparation import descriptors, faces
+from fakefaces.components.face_preparation import descriptors
 from fakefaces.components.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 
@@ -50,9 +51,11 @@ class Outcome:
 
 
 def validate_config(config: IngestConfig) -> None:
-  """Fails fast, naming the field, before any Beam work starts."""
-  # What photos go through (align, detector, sizes, treatment): the same checks clients get.
-  faces.FacePreparation.from_ingest_config(config)
+  """Fails fast, naming the field, before any Beam work starts.
+
+  `config.face` (align, detector, sizes, treatment) was checked when it was built:
+  the same checks clients get.
+  """
   if not 0 <= config.max_failure_rate <= 1:
     raise ValueError(f'ingest.max_failure_rate {config.max_failure_rate} is not in [0, 1]')
   if config.eval_fraction < 0 or config.test_fraction < 0 or (
@@ -97,18 +100,16 @@ class FaceProcessor:
 
   def __init__(self, config: IngestConfig, processes: int = 1):
     self._config = config
-    self._params = faces.FacePreparation.from_ingest_config(config)
+    self._params = config.face
     self._processes = processes
     self._pool: Optional[face_workers.WorkerPool] = None
     self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
-    self._preparer = self._describer = None
-    # Sources whose `align` differs from ingest.align (already-aligned GAN sets): prepared
-    # in this process, since `align: none` needs no dlib detection.
-    self._preparers_by_align: Dict[str, faces.FacePreparer] = {}
+    self._preparers: Optional[face_workers.Preparers] = None
+    self._describer = None
     if processes <= 1:
-      self._preparer = faces.FacePreparer(self._params)
-      if config.align == 'dlib':
-        _ = self._preparer.aligner  # load the dlib models now, not on the first image
+      self._preparers = face_workers.Preparers(self._params)
+      if config.face.align == 'dlib':
+        _ = self._preparers.get().aligner  # load the dlib models now, not on the first image
       self._describer = descriptors.FaceDescriber() if config.face_descriptors else None
 
   def close(self) -> None:
@@ -144,30 +145,24 @@ class FaceProcessor:
   def __call__(self, record: sources.InputRecord) -> Outcome:
     return self.process_many([record])[0]
 
-  def _source_aligned(self, record: sources.InputRecord, data: bytes) -> face_workers.Prepared:
-    """A record whose source sets its own `align`, prepared in this process."""
-    if record.align not in self._preparers_by_align:
-      self._preparers_by_align[record.align] = faces.FacePreparer(
-          dataclasses.replace(self._params, align=record.align))
-    if self._config.face_descriptors and self._describer is None:
-      self._describer = descriptors.FaceDescriber()
-    return face_workers.prepare(self._preparers_by_align[record.align], self._describer, data)
-
   def process_many(self, records: List[sources.InputRecord]) -> List[Outcome]:
-    """Outcomes in input order; in the worker processes when `processes` > 1."""
+    """Outcomes in input order; in the worker processes when `processes` > 1.
+
+    Each record is prepared with its source's alignment mode (`record.align`, ''
+    for the config's), in the same workers whatever the mode.
+    """
     read = [self._read(r) for r in records]
-    for i, record in enumerate(records):
-      if record.align and not isinstance(read[i], Outcome):
-        read[i] = self._outcome(record, self._source_aligned(record, read[i]))
     todo = [i for i, d in enumerate(read) if not isinstance(d, Outcome)]
     if self._processes <= 1:
-      prepared = [face_workers.prepare(self._preparer, self._describer, read[i]) for i in todo]
+      prepared = [face_workers.prepare(self._preparers.get(records[i].align), self._describer,
+                                       read[i]) for i in todo]
     else:
       if self._pool is None:
         self._pool = face_workers.WorkerPool(self._params, self._config.face_descriptors,
                                              self._processes)
         self._threads = concurrent.futures.ThreadPoolExecutor(self._processes)
-      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo]))
+      prepared = list(self._threads.map(self._pool.prepare, [read[i] for i in todo],
+                                        [records[i].align for i in todo]))
     for i, result in zip(todo, prepared):
       read[i] = self._outcome(records[i], result)
     return read
@@ -296,8 +291,8 @@ def _write_report(report: Dict[str, Any], path: str) -> None:
   artifacts.write_report(os.path.dirname(path), report, os.path.basename(path), ensure_ascii=False)
 
 
-def ingest(config: IngestConfig, examples_uri: str, report_path: str,
-           beam_pipeline: beam.Pipeline, processes: int = 1) -> None:
+def _build_ingestion(config: IngestConfig, examples_uri: str, report_path: str,
+                     beam_pipeline: beam.Pipeline, processes: int = 1) -> None:
   """Builds the ingestion into `beam_pipeline` (run by the caller's `with`).
 
   `processes`: face-preparation processes per Beam worker (see `local_processes`).
@@ -349,13 +344,30 @@ def check_report(report: Dict[str, Any], config: IngestConfig, report_path: str)
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Lists inputs, processes them in Beam, writes per-split TFRecords and a report."""
 
-  def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
+    """Ingests every configured source; writes the splits and report.json.
+
+    Args:
+      input_dict: empty (the sources are files named by the config, not artifacts).
+      output_dict: `examples` (Examples): gzipped TFRecords of tf.Example under
+        `Split-train`, `Split-eval`, `Split-test` (features: components/features.py);
+        `ingest_report` (IngestReport): report.json, the outcome of every input file.
+      exec_properties: `ingest_config` (IngestConfig as JSON); `input_fingerprint`
+        (a signature of the input files, only read by TFX's cache).
+
+    Raises:
+      ConfigError: a config field is invalid (named by its dotted path).
+      ValueError: a source is missing or holds no input images (named by its index).
+      RuntimeError: more than `ingest.max_failure_rate` of the inputs were not
+        written; the report is written first and the message points to it.
+    """
     del input_dict
-    config = from_json(IngestConfig, exec_properties['ingest_config'], 'ingest')
+    config = from_json(IngestConfig, exec_properties[keys.INGEST_CONFIG_KEY], 'ingest')
     validate_config(config)
-    examples = artifact_utils.get_single_instance(output_dict['examples'])
-    report_artifact = artifact_utils.get_single_instance(output_dict['ingest_report'])
+    examples = artifact_utils.get_single_instance(output_dict[keys.EXAMPLES_KEY])
+    report_artifact = artifact_utils.get_single_instance(output_dict[keys.INGEST_REPORT_KEY])
     examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
     examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, 'tfrecords_gzip')
@@ -364,25 +376,41 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     self._beam_pipeline_args, processes = local_processes(self._beam_pipeline_args)
     logging.info('FaceExampleGen: %d face-preparation process(es) per Beam worker', processes)
     with self._make_beam_pipeline() as p:
-      ingest(config, examples.uri, report_path, p, processes)
+      _build_ingestion(config, examples.uri, report_path, p, processes)
     shards.remove_temporary_files(examples.uri)
 
     check_report(artifacts.read_report(report_artifact.uri, missing_ok=False), config, report_path)
 
 
+EXAMPLES_DIR, REPORT_DIR = 'examples', 'ingest_report'  # run_standalone's output folders
+
+
 def run_standalone(config: IngestConfig, output_dir: str,
                    beam_pipeline_args: Optional[List[str]] = None) -> Dict[str, Any]:
-  """Runs the executor outside a TFX pipeline (tests, benchmarks, one-off ingestion).
+  """Runs the executor outside a TFX pipeline: the one ingestion entry for every caller.
 
-  Writes `<output_dir>/examples/Split-*/` and `<output_dir>/ingest_report/report.json`
-  and returns the report; raises like the component when too much failed.
+  `fakefaces ingest`, `fakefaces gate --examples CONFIG.yaml`, tests and benches
+  call this; it runs the component's own `Executor.Do`, so they ingest exactly as
+  the pipeline does.
+
+  Args:
+    config: the ingestion config.
+    output_dir: where `examples/Split-*/` and `ingest_report/report.json` are written.
+    beam_pipeline_args: Beam args (a local multi-process DirectRunner becomes face
+      worker processes, see `local_processes`); default: one in-memory worker.
+
+  Returns:
+    The report (report.json as a dict).
+
+  Raises:
+    Like `Executor.Do`: ConfigError, ValueError, or RuntimeError when too much failed.
   """
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   examples, report = standard_artifacts.Examples(), artifacts.IngestReport()
-  examples.uri = os.path.join(output_dir, 'examples')
-  report.uri = os.path.join(output_dir, 'ingest_report')
+  examples.uri = os.path.join(output_dir, EXAMPLES_DIR)
+  report.uri = os.path.join(output_dir, REPORT_DIR)
   tf.io.gfile.makedirs(report.uri)
   context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_pipeline_args or [])
-  Executor(context).Do({}, {'examples': [examples], 'ingest_report': [report]},
-                       {'ingest_config': to_json(config)})
+  Executor(context).Do({}, {keys.EXAMPLES_KEY: [examples], keys.INGEST_REPORT_KEY: [report]},
+                       {keys.INGEST_CONFIG_KEY: to_json(config)})
   return artifacts.read_report(report.uri, missing_ok=False)

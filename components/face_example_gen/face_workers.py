@@ -3,8 +3,10 @@
 `WorkerPool(params, face_descriptors, n)` starts n processes running this
 module (`python -m fakefaces.components.face_example_gen.face_workers`). Each
 imports only PIL, numpy and dlib (no TensorFlow, Beam or TFX) and loads the
-dlib models once. The caller's threads send it one photo's bytes at a time and
-get back a `Prepared` tuple.
+dlib models once. The caller's threads send it one photo's bytes at a time, with
+the alignment mode of its source, and get back a `Prepared` tuple. Sources with
+`align: none` go through the pool like the others: their crops need no dlib, but
+their face descriptors (`face_descriptors`, ~113 CPU-ms each) do.
 
 Why not Beam's multi-process DirectRunner: each of its workers imports
 TensorFlow, Beam and TFX and loads the dlib models, and on 2 cores it gave
@@ -19,15 +21,16 @@ takes its place.
 Protocol, over the worker's stdin and a private copy of its stdout (fd 1 then
 points to stderr, so nothing a library prints can corrupt it): pickled
 (FacePreparation dict, face_descriptors), answered by 'ready'; then pickled
-photo bytes, each answered by a pickled `Prepared`.
+(align, photo bytes), each answered by a pickled `Prepared`.
 """
 
+import dataclasses
 import os
 import pickle
 import queue
 import subprocess
 import sys
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -69,6 +72,25 @@ def prepare(preparer: faces.FacePreparer, describer: Optional[descriptors.FaceDe
   return WRITTEN, note, face.encoded, face.face_size, face.detector, descriptor
 
 
+class Preparers:
+  """One `FacePreparer` per alignment mode: the config's, and any a source sets for itself.
+
+  A source's own `align` (SourceConfig.align: 'none' for sets that are FFHQ-aligned
+  already) changes only the mode; every other parameter is the config's.
+  """
+
+  def __init__(self, params: faces.FacePreparation):
+    self._params = params
+    self._by_align: Dict[str, faces.FacePreparer] = {params.align: faces.FacePreparer(params)}
+
+  def get(self, align: str = '') -> faces.FacePreparer:
+    """The preparer for `align` ('': the config's own mode)."""
+    mode = align or self._params.align
+    if mode not in self._by_align:
+      self._by_align[mode] = faces.FacePreparer(dataclasses.replace(self._params, align=mode))
+    return self._by_align[mode]
+
+
 class WorkerDied(Exception):
   pass
 
@@ -92,9 +114,9 @@ class _Worker:
     except (EOFError, pickle.UnpicklingError, OSError) as e:
       raise WorkerDied(str(e)) from e
 
-  def prepare(self, data) -> Prepared:
+  def prepare(self, data, align: str) -> Prepared:
     try:
-      pickle.dump(data, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+      pickle.dump((align, data), self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
       self._process.stdin.flush()
     except (BrokenPipeError, OSError) as e:
       raise WorkerDied(str(e)) from e
@@ -120,10 +142,11 @@ class WorkerPool:
       worker.wait_ready()
       self._idle.put(worker)
 
-  def prepare(self, data) -> Prepared:
+  def prepare(self, data, align: str = '') -> Prepared:
+    """`data` prepared with the alignment mode `align` ('': the pool's own)."""
     worker = self._idle.get()
     try:
-      return worker.prepare(data)
+      return worker.prepare(data, align)
     except WorkerDied:
       worker.close()
       self._workers.remove(worker)
@@ -145,18 +168,19 @@ def _serve() -> None:
   os.dup2(2, 1)  # what libraries print goes to stderr, never into the replies
   requests = sys.stdin.buffer
   params, face_descriptors = pickle.load(requests)
-  preparer = faces.FacePreparer(faces.FacePreparation.from_dict(params))
-  if preparer.params.align == 'dlib':
-    _ = preparer.aligner  # load the models before saying ready
+  preparers = Preparers(faces.FacePreparation.from_dict(params))
+  if preparers.get().params.align == 'dlib':
+    _ = preparers.get().aligner  # load the models before saying ready
   describer = descriptors.FaceDescriber() if face_descriptors else None
   pickle.dump('ready', replies)
   replies.flush()
   while True:
     try:
-      data = pickle.load(requests)
+      align, data = pickle.load(requests)
     except EOFError:
       return
-    pickle.dump(prepare(preparer, describer, data), replies, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(prepare(preparers.get(align), describer, data), replies,
+                protocol=pickle.HIGHEST_PROTOCOL)
     replies.flush()
 
 

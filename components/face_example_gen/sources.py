@@ -64,7 +64,7 @@ class InputRecord:
   age: str = features.UNKNOWN
   problem: str = ''  # set when the record is filtered before reading the image
   relabel: bool = False  # a manifest row naming an existing image_id: human labels for it
-  align: str = ''  # the source's `align` when it differs from ingest.align ('' otherwise)
+  align: str = ''  # the source's `align` when it differs from ingest.face.align ('' otherwise)
 
 
 def hash_split(image_id: str, eval_fraction: float, test_fraction: float) -> str:
@@ -233,7 +233,7 @@ def _check_source(index: int, source: SourceConfig) -> bool:
     raise ValueError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
   if source.align and source.align not in faces.ALIGN_MODES:
     raise ValueError(f'ingest.sources[{index}].align {source.align!r} is not one of '
-                     f'{list(faces.ALIGN_MODES)} (or empty: ingest.align)')
+                     f'{list(faces.ALIGN_MODES)} (or empty: ingest.face.align)')
   if not tf.io.gfile.exists(source.path):
     raise ValueError(f'ingest.sources[{index}] ({source.kind}) path does not exist: '
                      f'{source.path}')
@@ -281,7 +281,7 @@ def list_inputs(config: IngestConfig) -> List[InputRecord]:
         if record.relabel:
           continue  # a manifest row relabelling another source's image: not an input itself
         record = dataclasses.replace(record, **relabels[record.image_id])
-      if source.align and source.align != config.align:
+      if source.align and source.align != config.face.align:
         record = dataclasses.replace(record, align=source.align)
       if source.role == 'audit':  # judged, never trained on: nothing in train or eval
         record = dataclasses.replace(record, split=features.TEST)

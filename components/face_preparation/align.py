@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageFilter
 
-# Which dlib detectors run, in order, for each `ingest.detector` value. The CNN of
+# Which dlib detectors run, in order, for each `ingest.face.detector` value. The CNN of
 # 'hog+cnn' runs over the whole photo where HOG finds no face, and besides checks weak
 # HOG boxes and, in group photos, looks for the faces HOG missed (`find_faces`).
 DETECTOR_CHAINS = {'hog': ('hog',), 'cnn': ('cnn',), 'hog+cnn': ('hog', 'cnn')}
@@ -342,7 +342,7 @@ class FaceAligner:
   def __init__(self, detector: str = 'hog+cnn', output_size: int = 256, hog_upsample: int = 1,
                cnn_upsample: int = 0, detect_max_side: int = 1024, cnn_max_side: int = 0):
     if detector not in DETECTOR_CHAINS:
-      raise ValueError(f'ingest.detector {detector!r} is not one of {sorted(DETECTOR_CHAINS)}')
+      raise ValueError(f'ingest.face.detector {detector!r} is not one of {sorted(DETECTOR_CHAINS)}')
     import dlib  # pylint: disable=g-import-not-at-top
     import face_recognition_models  # pylint: disable=g-import-not-at-top
     self._chain = DETECTOR_CHAINS[detector]

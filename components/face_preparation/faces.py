@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from PIL import Image
 
+from fakefaces.components.config_base import FieldError
 from fakefaces.components.face_preparation import align, images, treatment
 
 ALIGN_MODES = ('dlib', 'none')
@@ -47,53 +48,62 @@ MIN_DETECT_SIDE = 32
 MIN_CROP_SIDE = 8
 MAX_ASPECT = 8.0  # wider or taller than 8:1 is a banner or a strip, not a photo of a face
 NO_FACE = 'no_face'
+OWNER = treatment.OWNER  # how errors name a FacePreparation built outside a config
 
 
 @dataclasses.dataclass(frozen=True)
 class FacePreparation:
-  """How photos become model inputs; stored in the SavedModel it was trained with."""
-  align: str = 'dlib'  # 'dlib' or 'none' (centred square of an already aligned crop)
+  """How photos become model inputs; stored in the SavedModel it was trained with.
+
+  Set under `ingest.face` in the pipeline config (`IngestConfig.face`), so the
+  crops the model is trained on and the crops every client sends are made alike.
+  Invalid values raise `config_base.FieldError`: `ingest.face.<field>` when
+  loaded from a config, `face_preparation.<field>` when built directly.
+  """
+  # 'dlib' detects and FFHQ-aligns every face; 'none' only takes the centred square of
+  # images that are already aligned crops (the generated demo data, the 140k set).
+  align: str = 'dlib'
+  # 'hog' (fast), 'cnn' (mmod, finds more faces, ~10x slower) or 'hog+cnn' (the CNN
+  # where HOG finds none, and on weak HOG boxes: HOG alone misses ~25% of FairFace,
+  # unevenly across groups). See docs/photos.md.
   detector: str = 'hog+cnn'
-  hog_upsample: int = 1
-  cnn_upsample: int = 0
-  detect_max_side: int = 1024
-  # The CNN fallback runs on a copy this size first (0: full size only); see IngestConfig.
+  hog_upsample: int = 1  # HOG upsampling passes; 1 finds the small faces of 224px crops
+  cnn_upsample: int = 0  # CNN upsampling passes; 0 already finds faces in 224px crops
+  detect_max_side: int = 1024  # detect on a copy downscaled to this side (big photos)
+  # The CNN fallback first runs on a copy downscaled to this side, and at full size only
+  # where that finds no face: same faces on FairFace, ~2.7x less CNN time. 0: full size only.
   cnn_max_side: int = 128
-  output_size: int = 256
-  # The same treatment for every source after alignment (treatment.py): part of what
-  # the model learned from, so clients apply it too.
+  output_size: int = 256  # side of the aligned square crop written to the TFRecords
+  # The same treatment for every source (treatment.py), applied after alignment, and
+  # part of what the model learned from, so clients apply it too: keep the central
+  # fraction of the aligned square (1.0: all of it; 0.5 drops the padding loose crops
+  # such as FairFace's need), reduce every crop to `resample_size` px and back (0: off),
+  # one shared JPEG generation (0: off).
   crop_fraction: float = 1.0
   resample_size: int = 0
   shared_jpeg_quality: int = 0
+  # Keep the crop's own pixels (side crop_fraction x output_size) instead of resizing it
+  # back to output_size: the model then sees no upsampled region (treatment.py).
   native_crop: bool = False
   jpeg_quality: int = 95
-  max_image_pixels: int = 64_000_000
+  max_image_pixels: int = 64_000_000  # decompression-bomb guard, checked before decoding
 
   def __post_init__(self):
     if self.align not in ALIGN_MODES:
-      raise ValueError(f'face_preparation.align {self.align!r} is not one of {list(ALIGN_MODES)}')
+      raise FieldError(OWNER, 'align', f'{self.align!r} is not one of {list(ALIGN_MODES)}')
     if self.align == 'dlib' and self.detector not in align.DETECTOR_CHAINS:
-      raise ValueError(f'face_preparation.detector {self.detector!r} is not one of '
+      raise FieldError(OWNER, 'detector', f'{self.detector!r} is not one of '
                        f'{sorted(align.DETECTOR_CHAINS)}')
     if self.output_size < 8:
-      raise ValueError(f'face_preparation.output_size {self.output_size} is too small (min 8)')
+      raise FieldError(OWNER, 'output_size', f'{self.output_size} is too small (min 8)')
     if not 1 <= self.jpeg_quality <= 100:
-      raise ValueError(f'face_preparation.jpeg_quality {self.jpeg_quality} is not in 1..100')
+      raise FieldError(OWNER, 'jpeg_quality', f'{self.jpeg_quality} is not in 1..100')
     treatment.check(self)
     if self.cnn_max_side < 0:
-      raise ValueError(f'face_preparation.cnn_max_side {self.cnn_max_side} must be >= 0 '
-                       '(0: full size)')
+      raise FieldError(OWNER, 'cnn_max_side', f'{self.cnn_max_side} must be >= 0 (0: full size)')
     if self.detect_max_side < MIN_DETECT_SIDE * MAX_ASPECT:
-      raise ValueError(f'face_preparation.detect_max_side {self.detect_max_side} is below '
+      raise FieldError(OWNER, 'detect_max_side', f'{self.detect_max_side} is below '
                        f'{int(MIN_DETECT_SIDE * MAX_ASPECT)}')
-
-  @classmethod
-  def from_ingest_config(cls, config) -> 'FacePreparation':
-    """The preparation an `IngestConfig` applies at ingestion (errors name the `ingest.` field)."""
-    try:
-      return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
-    except ValueError as e:
-      raise ValueError(str(e).replace('face_preparation.', 'ingest.')) from None
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any]) -> 'FacePreparation':

@@ -143,7 +143,7 @@ def decode_rgb(data: bytes, max_pixels: int) -> Image.Image:
   if width * height > max_pixels:
     raise ImageProblem(
         FILTERED, f'image is {width}x{height} = {width * height} pixels, over '
-        f'ingest.max_image_pixels {max_pixels} (decompression-bomb guard)')
+        f'ingest.face.max_image_pixels {max_pixels} (decompression-bomb guard)')
   if width == 0 or height == 0:
     raise ImageProblem(UNREADABLE, f'image has no pixels ({width}x{height})')
   try:

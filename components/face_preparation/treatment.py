@@ -38,11 +38,14 @@ from typing import Protocol
 
 from PIL import Image
 
+from fakefaces.components.config_base import FieldError
 from fakefaces.components.face_preparation import images
+
+OWNER = 'face_preparation'  # the dataclass that holds these fields (faces.FacePreparation)
 
 
 class Treatment(Protocol):
-  """The fields read here: `faces.FacePreparation` and ingestion's `IngestConfig` both have them."""
+  """The fields read here, all of `faces.FacePreparation` (`ingest.face` in the config)."""
   output_size: int
   crop_fraction: float
   resample_size: int
@@ -51,18 +54,18 @@ class Treatment(Protocol):
 
 
 def check(config: Treatment) -> None:
-  """Raises ValueError naming the `ingest.` field for values `equalize` cannot honour."""
+  """Raises FieldError naming the field for values `equalize` cannot honour."""
   if not 0.2 <= config.crop_fraction <= 1.0:
-    raise ValueError(f'ingest.crop_fraction {config.crop_fraction} is not in [0.2, 1]')
+    raise FieldError(OWNER, 'crop_fraction', f'{config.crop_fraction} is not in [0.2, 1]')
   if config.resample_size and not 8 <= config.resample_size <= config.output_size:
-    raise ValueError(f'ingest.resample_size {config.resample_size} must be 0 (off) or in '
+    raise FieldError(OWNER, 'resample_size', f'{config.resample_size} must be 0 (off) or in '
                      f'[8, output_size={config.output_size}]')
   if config.native_crop and config.resample_size > native_side(config):
-    raise ValueError(f'ingest.resample_size {config.resample_size} is above the native crop '
+    raise FieldError(OWNER, 'resample_size', f'{config.resample_size} is above the native crop '
                      f'side {native_side(config)} (crop_fraction x output_size)')
   if not 0 <= config.shared_jpeg_quality <= 100:
-    raise ValueError(f'ingest.shared_jpeg_quality {config.shared_jpeg_quality} is not 0 (off) '
-                     'or in 1..100')
+    raise FieldError(OWNER, 'shared_jpeg_quality', f'{config.shared_jpeg_quality} is not 0 '
+                     '(off) or in 1..100')
 
 
 def native_side(config: Treatment) -> int:

@@ -39,6 +39,7 @@ def register(subparsers) -> None:
   p.add_argument('--examples', required=True,
                  help='TFRecord file pattern of tf.Examples (gzipped or not, as FaceExampleGen '
                  'writes them), or a pipeline config YAML whose `ingest:` sources are ingested '
+                 '(into OUT/examples and OUT/ingest_report, as `fakefaces ingest` writes them) '
                  'and whose --split is evaluated')
   p.add_argument('--thresholds', default=config_lib.DEFAULT_THRESHOLDS,
                  help='thresholds YAML (default: %(default)s)')
@@ -135,10 +136,9 @@ def resolve_examples(examples: str, split: str, out_dir: str, beam_args) -> str:
 
 
 def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  from fakefaces.components import artifacts, features  # pylint: disable=g-import-not-at-top
-  from fakefaces.components.face_example_gen import executor, shards  # pylint: disable=g-import-not-at-top
+  """Ingests the config's sources into OUT (as `fakefaces ingest` does); the split's pattern."""
+  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.face_example_gen import executor  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.load_config(config_path)
   except config_lib.ConfigError as e:
@@ -151,15 +151,9 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
     executor.validate_config(config.ingest)
   except ValueError as e:
     raise BadInput(f'--examples {config_path}: {e}') from e
-  examples_dir = os.path.join(out_dir, 'examples')
-  report_path = os.path.join(out_dir, 'ingest_report.json')
-  with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
-    executor.ingest(config.ingest, examples_dir, report_path, p)
-  shards.remove_temporary_files(examples_dir)
-  executor.check_report(artifacts.read_report(out_dir, os.path.basename(report_path), missing_ok=False),
-                        config.ingest, report_path)
-  return resolve_examples(os.path.join(examples_dir, f'Split-{split}', '*'), split, out_dir,
-                          beam_args)
+  executor.run_standalone(config.ingest, out_dir, list(beam_args))
+  return resolve_examples(os.path.join(out_dir, executor.EXAMPLES_DIR, f'Split-{split}', '*'),
+                          split, out_dir, beam_args)
 
 
 def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, beam_args,

@@ -1,6 +1,7 @@
 """`fakefaces ingest`: run only the ingestion (FaceExampleGen's executor) into a folder."""
 
 import json
+import os
 
 from fakefaces.pipeline.commands.run import add_config_flags, config_from_args
 
@@ -17,7 +18,8 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from fakefaces.components.face_example_gen import executor  # heavy import only when running
+  from fakefaces.components import artifacts  # heavy imports only when running
+  from fakefaces.components.face_example_gen import executor
   from fakefaces.pipeline.beam_workers import local_beam_args
   config = config_from_args(args)
   beam_args = local_beam_args(config.beam_pipeline_args, config.beam_workers, config.ingest)
@@ -28,5 +30,5 @@ def _run(args) -> int:
     print(f'error: {e}')
     return 1
   print(json.dumps({'total': report['total'], 'counts': report['counts']}, indent=2))
-  print(f'report: {args.out}/ingest_report/report.json')
+  print(f'report: {os.path.join(args.out, executor.REPORT_DIR, artifacts.REPORT_JSON)}')
   return 0
