@@ -7,10 +7,6 @@ artifacts hold is one JSON file in the artifact's folder, written and read by
 
 from tfx.types.artifact import Artifact
 
-# Kept only for face_example_gen/executor.py and pipeline/commands/gate.py; delete once they
-# import `reports` (new code imports from `reports`, never from here).
-from fakefaces.components.reports import REPORT_JSON, read_report, write_report  # noqa: F401
-
 
 class IngestReport(Artifact):
   """report.json: what happened to every input file (written / no face / unreadable / filtered)."""

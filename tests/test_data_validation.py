@@ -21,7 +21,7 @@ from PIL import Image
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from fakefaces.components import artifacts, features
+from fakefaces.components import features, reports
 from fakefaces.components.data_gate import coverage, executor, skew
 from fakefaces.components.data_gate.component import statistics_options, validation_components
 from fakefaces.components.face_example_gen.executor import make_example
@@ -272,7 +272,7 @@ def _ran(root, component: str) -> bool:
 
 def _gate_report(root):
   (path,) = tf.io.gfile.glob(str(root / 'pipeline_root' / 'DataGate' / 'report' / '*' /
-                                 artifacts.REPORT_JSON))
+                                 reports.REPORT_JSON))
   with open(path) as f:
     return json.load(f)
 

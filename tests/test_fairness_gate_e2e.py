@@ -17,7 +17,7 @@ import pytest
 from tfx import v1 as tfx
 from tfx import version as tfx_version
 
-from fakefaces.components import artifacts, features
+from fakefaces.components import features, reports
 from fakefaces.components.fairness_gate import evaluation, fairness
 from fakefaces.pipeline.fixtures import demo_models
 from fakefaces.components.fairness_gate.component import FairnessGate
@@ -52,7 +52,7 @@ def _gate(workdir, name):
   code = cli.main(['gate', '--model', str(workdir / name / 'Format-Serving'),
                    '--examples', str(workdir / 'data' / '*.gz'),
                    '--thresholds', str(workdir / 'thresholds.yaml'), '--out', str(out)])
-  with open(out / artifacts.REPORT_JSON, encoding='utf-8') as f:
+  with open(out / reports.REPORT_JSON, encoding='utf-8') as f:
     return code, out, json.load(f)
 
 
@@ -132,7 +132,7 @@ def test_one_class_examples_are_insufficient_evidence_exit_2(workdir, capsys, ke
                    '--examples', examples, '--thresholds', str(workdir / 'thresholds.yaml'),
                    '--out', str(out)])
   printed = capsys.readouterr().out
-  report = json.loads((out / artifacts.REPORT_JSON).read_text(encoding='utf-8'))
+  report = json.loads((out / reports.REPORT_JSON).read_text(encoding='utf-8'))
   assert code == 2, report['reasons']
   assert report['verdict'] == 'insufficient_evidence' and report['blessed'] is False
   assert report['evaluator_verdict'] == 'insufficient_evidence'  # not 'fail'
@@ -210,7 +210,7 @@ def test_pusher_ships_only_what_the_gate_blesses(workdir, request, name, fixture
   assert blessing.custom_properties['current_model'].string_value == str(workdir / name)
   assert 'current_model_id' in blessing.custom_properties
   assert os.path.exists(os.path.join(blessing.uri, 'BLESSED' if blessed else 'NOT_BLESSED'))
-  with open(os.path.join(report.uri, artifacts.REPORT_JSON), encoding='utf-8') as f:
+  with open(os.path.join(report.uri, reports.REPORT_JSON), encoding='utf-8') as f:
     gate_report = json.load(f)
   assert os.path.isfile(os.path.join(report.uri, evaluation.REPORT_HTML))
   if name == 'biased':
@@ -244,6 +244,6 @@ def test_cli_ingests_a_pipeline_config_and_evaluates_its_test_split(workdir, tmp
   assert 'fairness gate: PASS (BLESSED)' in printed
   assert os.listdir(out / 'examples' / 'Split-test')
   assert sorted(os.listdir(out / 'examples')) == ['Split-eval', 'Split-test', 'Split-train']
-  report = json.loads((out / artifacts.REPORT_JSON).read_text())
+  report = json.loads((out / reports.REPORT_JSON).read_text())
   overall = next(r for r in report['slices'] if r['slice'] == 'Overall')
   assert overall['accuracy'] == 1.0 and 0 < overall['n'] < 60  # the test split only

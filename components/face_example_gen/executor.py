@@ -28,7 +28,7 @@ from tfx.proto import example_gen_pb2
 from tfx import types
 from tfx.types import artifact_utils
 
-from fakefaces.components import artifacts, component_keys as keys, direct_runner, features
+from fakefaces.components import artifacts, component_keys as keys, direct_runner, features, reports
 from fakefaces.components.face_example_gen import face_workers, shards, sources
 from fakefaces.components.face_preparation import descriptors
 from fakefaces.components.config_base import from_json, to_json
@@ -288,7 +288,7 @@ def build_report(acc: Dict[str, Any]) -> Dict[str, Any]:
 
 def _write_report(report: Dict[str, Any], path: str) -> None:
   # Non-ASCII file names stay readable in the report.
-  artifacts.write_report(os.path.dirname(path), report, os.path.basename(path), ensure_ascii=False)
+  reports.write_report(os.path.dirname(path), report, os.path.basename(path), ensure_ascii=False)
 
 
 def _build_ingestion(config: IngestConfig, examples_uri: str, report_path: str,
@@ -371,7 +371,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
     examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, 'tfrecords_gzip')
-    report_path = os.path.join(report_artifact.uri, artifacts.REPORT_JSON)
+    report_path = os.path.join(report_artifact.uri, reports.REPORT_JSON)
 
     self._beam_pipeline_args, processes = local_processes(self._beam_pipeline_args)
     logging.info('FaceExampleGen: %d face-preparation process(es) per Beam worker', processes)
@@ -379,7 +379,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       _build_ingestion(config, examples.uri, report_path, p, processes)
     shards.remove_temporary_files(examples.uri)
 
-    check_report(artifacts.read_report(report_artifact.uri, missing_ok=False), config, report_path)
+    check_report(reports.read_report(report_artifact.uri, missing_ok=False), config, report_path)
 
 
 EXAMPLES_DIR, REPORT_DIR = 'examples', 'ingest_report'  # run_standalone's output folders
@@ -413,4 +413,4 @@ def run_standalone(config: IngestConfig, output_dir: str,
   context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_pipeline_args or [])
   Executor(context).Do({}, {keys.EXAMPLES_KEY: [examples], keys.INGEST_REPORT_KEY: [report]},
                        {keys.INGEST_CONFIG_KEY: to_json(config)})
-  return artifacts.read_report(report.uri, missing_ok=False)
+  return reports.read_report(report.uri, missing_ok=False)

@@ -67,17 +67,17 @@ def _run(args) -> int:
   except (BadInput, config_lib.ConfigError) as e:
     print(f'fakefaces gate: bad input: {e}', file=sys.stderr)
     return EXIT_INSUFFICIENT_OR_BAD_INPUT
-  from fakefaces.components import artifacts  # pylint: disable=g-import-not-at-top
+  from fakefaces.components import reports  # pylint: disable=g-import-not-at-top
   annotation_report = None
   if args.annotations:
-    annotation_report = artifacts.read_report(args.annotations)
+    annotation_report = reports.read_report(args.annotations)
     if annotation_report is None:
       print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
   report = run_gate(args.model, pattern, thresholds, args.out, beam_args, annotation_report)
   from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
   print(evaluation.format_summary(report))
-  print(f"  reports: {os.path.join(args.out, artifacts.REPORT_JSON)}, "
+  print(f"  reports: {os.path.join(args.out, reports.REPORT_JSON)}, "
         f"{os.path.join(args.out, evaluation.REPORT_HTML)}")
   return exit_code(report['verdict'])
 

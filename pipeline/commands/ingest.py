@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from fakefaces.components import artifacts  # heavy imports only when running
+  from fakefaces.components import reports
   from fakefaces.components.face_example_gen import executor
   from fakefaces.pipeline.beam_workers import local_beam_args
   config = config_from_args(args)
@@ -30,5 +30,5 @@ def _run(args) -> int:
     print(f'error: {e}')
     return 1
   print(json.dumps({'total': report['total'], 'counts': report['counts']}, indent=2))
-  print(f'report: {os.path.join(args.out, executor.REPORT_DIR, artifacts.REPORT_JSON)}')
+  print(f'report: {os.path.join(args.out, executor.REPORT_DIR, reports.REPORT_JSON)}')
   return 0
