@@ -83,14 +83,24 @@ def main(argv: Optional[List[str]] = None) -> int:
   Only the script (argv None) filters the process's native stderr
   (pipeline/quiet.py): a caller passing `argv` (tests, other Python code) keeps
   its own file descriptors untouched.
+
+  Returns:
+    The command's exit code; 2 when the configuration is invalid (the error,
+    which names the file and the dotted field, is printed without a traceback:
+    it is the user's input, not a bug).
   """
+  from fakefaces.components.config_base import ConfigError  # pylint: disable=g-import-not-at-top
   args = build_parser().parse_args(argv)
   if not args.verbose:
     quiet.quiet_python_warnings()
     if argv is None:
       quiet.filter_native_stderr()
   _configure_logging(args.verbose)
-  return int(args.func(args) or 0)
+  try:
+    return int(args.func(args) or 0)
+  except ConfigError as error:
+    print(f'fakefaces {args.command}: invalid configuration: {error}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':

@@ -62,3 +62,13 @@ def test_ingest_fails_with_exit_1_when_too_many_inputs_fail(tmp_path, capsys):
     report = json.load(f)
   names = {os.path.basename(row['path']) for row in report['not_written']}
   assert names == {'broken.jpg', 'missing.jpg'}
+
+
+def test_a_config_error_exits_2_naming_the_field_without_a_traceback(tmp_path, capsys):
+  config = tmp_path / 'config.yaml'
+  config.write_text('ingest:\n  sources: [{kind: manifest, path: m.csv}]\n  align: dlib\n')
+  code = cli.main(['ingest', '--config', str(config), '--out', str(tmp_path / 'out')])
+  assert code == 2
+  printed = capsys.readouterr().err
+  assert 'ingest.align has moved to ingest.face.align' in printed
+  assert 'Traceback' not in printed
