@@ -15,7 +15,7 @@ JSON files of per-component seconds for runs whose metadata is gone:
 `shared_data.yaml` on 2 cores before the ingestion and training speed work
 (docs/performance.md, "The shared-data run, before and after").
 
-    python bench/pipeline.py runs/shared/metadata.sqlite           # one run, per component
+    python bench/pipeline.py runs/shared/metadata.sqlite           # one run, printed only
     python bench/pipeline.py --before bench/pipeline_before_speedup.json \
         --after runs/shared/metadata.sqlite                          # side by side
 """
@@ -107,7 +107,8 @@ def main(argv=None) -> int:
   parser.add_argument('--before', help='the run before: metadata.sqlite or JSON of seconds')
   parser.add_argument('--run', help='pipeline_run id in the after file (default: newest)')
   parser.add_argument('--before-run', help='pipeline_run id in the before file (default: newest)')
-  parser.add_argument('--out', default=RESULTS)
+  parser.add_argument('--out', help=f'where to write the JSON (default with --before: {RESULTS}; '
+                      'one run alone is only printed unless --out is given)')
   args = parser.parse_args(argv)
   after_path = args.after or args.metadata
   if not after_path:
@@ -126,11 +127,14 @@ def main(argv=None) -> int:
     ratio = '-' if r['after_over_before'] is None else f'{r["after_over_before"]:.2f}'
     print(f'{r["component"]:24} {_fmt(r["before_s"]):>10} {_fmt(r["after_s"]):>10} '
           f'{ratio:>13}  {r["after_state"]}')
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, 'w', encoding='utf-8') as f:
-    json.dump({'benchmark': 'pipeline', 'before': before, 'after': after, 'rows': rows}, f,
-              indent=2)
-  print(f'wrote {args.out}')
+  # Looking at one run must not replace the recorded before/after comparison.
+  out = args.out or (RESULTS if before else None)
+  if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, 'w', encoding='utf-8') as f:
+      json.dump({'benchmark': 'pipeline', 'before': before, 'after': after, 'rows': rows}, f,
+                indent=2)
+    print(f'wrote {out}')
   return 0
 
 

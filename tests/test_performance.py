@@ -241,7 +241,7 @@ def test_performance_options():
 # --- bench/pipeline.py on a real MLMD store ------------------------------------
 
 
-def test_pipeline_bench_reads_component_times_from_mlmd(tmp_path, load_bench):
+def test_pipeline_bench_reads_component_times_from_mlmd(tmp_path, load_bench, monkeypatch):
   bench_pipeline = load_bench('pipeline')
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   db = str(tmp_path / 'metadata.sqlite')
@@ -266,6 +266,13 @@ def test_pipeline_bench_reads_component_times_from_mlmd(tmp_path, load_bench):
   assert rows['Trainer']['after_s'] is None and rows['Trainer']['before_s'] == 10
   with pytest.raises(FileNotFoundError):
     bench_pipeline.run_times(str(tmp_path / 'missing.sqlite'))
+  # One run alone is only printed: it must not replace the recorded comparison.
+  recorded = tmp_path / 'recorded.json'
+  monkeypatch.setattr(bench_pipeline, 'RESULTS', str(recorded))
+  assert bench_pipeline.main([db]) == 0
+  assert not recorded.exists()
+  assert bench_pipeline.main(['--before', str(before), '--after', db]) == 0
+  assert recorded.exists()
 
 
 def test_same_outputs_tells_reordered_records_from_different_ones(load_bench):
