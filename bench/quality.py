@@ -433,11 +433,8 @@ def size_and_speed(net, summary: Dict[str, Any], train_images: int) -> Dict[str,
   the machine was.
   """
   from fakefaces.components.trainer import flops
-  cost = flops.model_flops(net)
   seconds = summary['history'].get('epoch_seconds', [])[1:]
-  return {'parameters': int(net.count_params()),
-          'forward_gflop_per_image': round(cost['forward'] / 1e9, 4),
-          'train_step_gflop_per_image': round(cost['train_step'] / 1e9, 4),
+  return {**flops.model_size(net),
           'train_images_per_sec': (round(train_images * len(seconds) / sum(seconds), 2)
                                    if seconds else None),
           'load_avg': round(os.getloadavg()[0], 2)}

@@ -39,3 +39,16 @@ def model_flops(model: keras.Model) -> Dict[str, int]:
                             for node_input in tf.nest.flatten(node.input_tensors))
     backward += flops if takes_model_input else 2 * flops
   return {'forward': forward, 'train_step': forward + backward}
+
+
+def model_size(model: keras.Model) -> Dict[str, float]:
+  """Parameters and GFLOP per image (forward, training step), as reports and benches show them.
+
+  Returns:
+    {'parameters': int, 'forward_gflop_per_image': float,
+    'train_step_gflop_per_image': float}, GFLOP rounded to 4 decimals.
+  """
+  cost = model_flops(model)
+  return {'parameters': int(model.count_params()),
+          'forward_gflop_per_image': round(cost['forward'] / 1e9, 4),
+          'train_step_gflop_per_image': round(cost['train_step'] / 1e9, 4)}

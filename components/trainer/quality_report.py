@@ -271,10 +271,10 @@ def run_report(data_dir: str, out_dir: str, base_config: TrainConfig,
     if export_models:
       export.export_saved_model(model, os.path.join(run_dir, 'saved_model'), config.image_size,
                                 config.color_mode, threshold, operating_point=point.to_dict())
-    cost = flops.model_flops(model)
+    size = flops.model_size(model)
     report['models'].append({'architecture': architecture, 'epochs_run': history['epochs_run'],
-                             'parameters': int(model.count_params()),
-                             'forward_gflop_per_image': round(cost['forward'] / 1e9, 4),
+                             'parameters': size['parameters'],
+                             'forward_gflop_per_image': size['forward_gflop_per_image'],
                              # relative to out_dir; written by training.train
                              'learning_curves': f'{architecture}/{curves.LEARNING_CURVES_FILE}',
                              'config': dataclasses.asdict(config),
