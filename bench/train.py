@@ -434,8 +434,9 @@ def measure_quality(spec) -> dict:
   from sklearn.metrics import roc_auc_score  # pylint: disable=g-import-not-at-top
   from fakefaces.components.trainer import training  # pylint: disable=g-import-not-at-top
   config = TrainConfig(architecture=spec['architecture'], image_size=spec['image_size'],
-                       color_mode=spec['color_mode'], epochs=spec['epochs'],
-                       batch_size=spec['batch_size'], early_stopping_patience=0,
+                       color_mode=spec['color_mode'], input_filter=spec['input_filter'],
+                       epochs=spec['epochs'], batch_size=spec['batch_size'],
+                       early_stopping_patience=0,
                        precision=spec['precision'], seed=spec['seed'])
   training.seed_everything(config)
   train_ds = data.files_dataset(spec['train_paths'], spec['train_labels'], config, training=True)
@@ -462,8 +463,8 @@ def quality(args) -> dict:
     test_paths, test_labels = _quality_files(args.faces_data, 'test', args.quality_test // 2,
                                              work_dir)
     base = {'architecture': args.architecture, 'image_size': args.quality_image_size,
-            'color_mode': args.color_mode, 'epochs': args.quality_epochs,
-            'batch_size': args.batch_size, 'train_paths': train_paths,
+            'color_mode': args.color_mode, 'input_filter': args.quality_input_filter,
+            'epochs': args.quality_epochs, 'batch_size': args.batch_size, 'train_paths': train_paths,
             'train_labels': train_labels, 'test_paths': test_paths, 'test_labels': test_labels}
     runs = []
     for precision_name, seed in (('float32', 1), ('mixed_bfloat16', 1), ('float32', 2)):
@@ -477,6 +478,7 @@ def quality(args) -> dict:
   float32_seed1, bf16_seed1, float32_seed2 = runs
   return {
       'protocol': (f'{args.architecture} {args.quality_image_size} px {args.color_mode}, '
+                   f'input filter {args.quality_input_filter}, '
                    f'{len(train_paths)} train / {len(test_paths)} test images '
                    f'({"gan_faces" if args.faces_data else "demo"}), {args.quality_epochs} '
                    f'epochs, batch {args.batch_size}, same records and seed 1 for both precisions'),
@@ -547,6 +549,8 @@ def main(argv=None) -> int:
                       help='also train float32 and mixed bfloat16 on the same records; test AUC')
   parser.add_argument('--quality-image-size', type=int, default=64)
   parser.add_argument('--quality-epochs', type=int, default=3)
+  parser.add_argument('--quality-input-filter', default='none', choices=model.INPUT_FILTERS,
+                      help="train.input_filter of the quality runs ('highpass': the shipped one)")
   parser.add_argument('--quality-train', type=int, default=400, help='train images (half per class)')
   parser.add_argument('--quality-test', type=int, default=200, help='test images (half per class)')
   parser.add_argument('--variant', help=argparse.SUPPRESS)  # internal: one variant, JSON
