@@ -400,10 +400,11 @@ def utilization(args) -> list:
 
 
 def _run_in_subprocess(flag: str, spec: dict, env=None) -> dict:
-  """Runs this script with `flag spec-as-JSON` in a fresh process; returns its last JSON line."""
-  command = [sys.executable, os.path.abspath(__file__), flag, json.dumps(spec)]
-  done = subprocess.run(command, env=env or dict(os.environ), capture_output=True, text=True,
-                        check=False)
+  """Runs this script with `flag -` in a fresh process, spec as JSON on its stdin (the quality
+  runs' file lists are over the argument-length limit); returns its last JSON line."""
+  command = [sys.executable, os.path.abspath(__file__), flag, '-']
+  done = subprocess.run(command, env=env or dict(os.environ), input=json.dumps(spec),
+                        capture_output=True, text=True, check=False)
   lines = [l for l in done.stdout.splitlines() if l.startswith('{')]
   if done.returncode or not lines:
     raise RuntimeError(f'{flag} {spec.get("name", "")} failed:\n{done.stderr[-3000:]}')
@@ -553,15 +554,15 @@ def main(argv=None) -> int:
                       help="train.input_filter of the quality runs ('highpass': the shipped one)")
   parser.add_argument('--quality-train', type=int, default=400, help='train images (half per class)')
   parser.add_argument('--quality-test', type=int, default=200, help='test images (half per class)')
-  parser.add_argument('--variant', help=argparse.SUPPRESS)  # internal: one variant, JSON
-  parser.add_argument('--quality-run', help=argparse.SUPPRESS)  # internal: one training, JSON
+  parser.add_argument('--variant', help=argparse.SUPPRESS)  # internal: '-' (JSON on stdin)
+  parser.add_argument('--quality-run', help=argparse.SUPPRESS)  # internal: '-' (JSON on stdin)
   parser.add_argument('--out', default=RESULTS)
   args = parser.parse_args(argv)
   if args.variant:
-    print(json.dumps(measure_variant(json.loads(args.variant))))
+    print(json.dumps(measure_variant(json.load(sys.stdin))))
     return 0
   if args.quality_run:
-    print(json.dumps(measure_quality(json.loads(args.quality_run))))
+    print(json.dumps(measure_quality(json.load(sys.stdin))))
     return 0
   for name in args.variants.split(','):
     if name not in VARIANTS:
