@@ -255,19 +255,18 @@ def _images(path: str, config) -> Any:
           np.array([m[features.IMAGE_ID].numpy().decode() for m in meta]))
 
 
-def threshold_at_fpr(real_scores: np.ndarray, target: float) -> float:
-  """The smallest threshold calling at most `target` of `real_scores` fake (score >= t)."""
-  ordered = np.sort(np.asarray(real_scores))[::-1]
-  allowed = int(np.floor(target * len(ordered)))
-  return float(np.nextafter(ordered[allowed], np.inf)) if allowed < len(ordered) else 0.0
-
-
 def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, target: float):
-  """TPR at the threshold giving FPR <= target on these reals (None without both classes)."""
+  """TPR at the threshold giving FPR <= target on these reals (None without both classes).
+
+  The threshold is the Trainer's own (`operating_point.threshold_for_fpr`): strictly
+  above the highest real it may not call fake, in float32, so tied scores stay
+  below it.
+  """
+  from fakefaces.components.trainer import operating_point
   labels = np.asarray(labels, int)
   if len(set(labels.tolist())) != 2:
     return None
-  t = threshold_at_fpr(scores[labels == 0], target)
+  t = operating_point.threshold_for_fpr(labels, scores, target)
   return round(float(np.mean(scores[labels == 1] >= t)), 4)
 
 
@@ -319,7 +318,8 @@ def run_rows(names: List[str], epochs: int, architectures: List[str], out: str,
   from fakefaces.components import features
   from fakefaces.components.data_gate import shortcut
   from fakefaces.components.data_gate.config import SourceShortcutConfig
-  from fakefaces.components.trainer import curves, data, mitigation, spectral, training
+  from fakefaces.components.trainer import (curves, data, mitigation, operating_point, spectral,
+                                            training)
   from fakefaces.components.trainer.config import TrainConfig
 
   tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -364,12 +364,12 @@ def run_rows(names: List[str], epochs: int, architectures: List[str], out: str,
     test_x, test_y, test_src, test_ids = _images(paths[features.TEST], config)
     eval_scores = model.predict(eval_x, batch_size=128, verbose=0).reshape(-1)
     test_scores = model.predict(test_x, batch_size=128, verbose=0).reshape(-1)
-    threshold = threshold_at_fpr(eval_scores[eval_y == 0], TARGET_FPR)
+    threshold = operating_point.threshold_for_fpr(eval_y, eval_scores, TARGET_FPR)
     train_x, train_y, train_src, train_ids = _images(train_file, config)
     floor = spectral.fit_floor(train_x, train_y)
     floor_scores = spectral.floor_scores(floor, test_x)
     floor_eval = spectral.floor_scores(floor, eval_x)
-    floor_threshold = threshold_at_fpr(floor_eval[eval_y == 0], TARGET_FPR)
+    floor_threshold = operating_point.threshold_for_fpr(eval_y, floor_eval, TARGET_FPR)
     is_ff = test_src == FAIRFACE
     photo_path = None
     if treatment_name in PHOTO_PATH_TREATMENT:

@@ -215,3 +215,26 @@ def test_shared_data_config_loads_and_is_consistent():
   assert [s.role for s in config.ingest.sources if s.kind == 'fairface'] == ['audit']
   assert config.train.balance_sources and config.train.input_filter == 'highpass'
   mitigation.check_config(config.train)
+
+
+def test_quality_bench_tpr_at_fpr_keeps_tied_and_float32_reals_below_the_threshold(load_bench):
+  """The bench's TPR at FPR 0.05 is the Trainer's threshold: a constant scorer (VGG16 that
+  never trained) catches nothing, and float32 scores never put one real too many above it.
+
+  The bench's own threshold (float64 `nextafter` of a float32 score) rounded back to that
+  score in NumPy's float32 comparison, so it called every tied real fake (a constant
+  scorer: TPR 1.0 at 'FPR 0.05') and the highest kept real too.
+  """
+  quality = load_bench('quality')
+  labels = np.array([0] * 100 + [1] * 100)
+  constant = np.full(200, 0.506069, np.float32)
+  assert quality.tpr_at_fpr(labels, constant, 0.05) == 0.0
+  rng = np.random.default_rng(0)
+  scores = rng.random(200).astype(np.float32)
+  scores[labels == 1] = np.minimum(scores[labels == 1] + 0.3, 1.0)
+  from fakefaces.components.trainer import operating_point
+  t = operating_point.threshold_for_fpr(labels, scores, 0.05)
+  assert np.mean(scores[labels == 0] >= t) == 0.05  # 5 of 100 reals, not 6
+  caught = round(float(np.mean(scores[labels == 1] >= t)), 4)
+  assert quality.tpr_at_fpr(labels, scores, 0.05) == caught
+  assert quality.tpr_at_fpr(labels[:100], scores[:100], 0.05) is None  # reals only
