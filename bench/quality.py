@@ -256,18 +256,11 @@ def _images(path: str, config) -> Any:
 
 
 def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, target: float):
-  """TPR at the threshold giving FPR <= target on these reals (None without both classes).
-
-  The threshold is the Trainer's own (`operating_point.threshold_for_fpr`): strictly
-  above the highest real it may not call fake, in float32, so tied scores stay
-  below it.
-  """
+  """The Trainer's TPR at FPR `target` (`operating_point.tpr_at_fpr`), rounded as the
+  bench's tables are; None without both classes."""
   from fakefaces.components.trainer import operating_point
-  labels = np.asarray(labels, int)
-  if len(set(labels.tolist())) != 2:
-    return None
-  t = operating_point.threshold_for_fpr(labels, scores, target)
-  return round(float(np.mean(scores[labels == 1] >= t)), 4)
+  tpr = operating_point.tpr_at_fpr(labels, scores, target)
+  return None if tpr is None else round(tpr, 4)
 
 
 def score_sources(labels, scores, sources, threshold, floor=None) -> Dict[str, Any]:

@@ -404,9 +404,9 @@ def utilization(args) -> list:
 
 
 def _run_in_subprocess(flag: str, spec: dict, env=None) -> dict:
-  """Runs this script with `flag -` in a fresh process, spec as JSON on its stdin (the quality
+  """Runs this script with `flag` in a fresh process, spec as JSON on its stdin (the quality
   runs' file lists are over the argument-length limit); returns its last JSON line."""
-  command = [sys.executable, os.path.abspath(__file__), flag, '-']
+  command = [sys.executable, os.path.abspath(__file__), flag]
   done = subprocess.run(command, env=env or dict(os.environ), input=json.dumps(spec),
                         capture_output=True, text=True, check=False)
   lines = [l for l in done.stdout.splitlines() if l.startswith('{')]
@@ -558,8 +558,9 @@ def main(argv=None) -> int:
                       help="train.input_filter of the quality runs ('highpass': the shipped one)")
   parser.add_argument('--quality-train', type=int, default=400, help='train images (half per class)')
   parser.add_argument('--quality-test', type=int, default=200, help='test images (half per class)')
-  parser.add_argument('--variant', help=argparse.SUPPRESS)  # internal: '-' (JSON on stdin)
-  parser.add_argument('--quality-run', help=argparse.SUPPRESS)  # internal: '-' (JSON on stdin)
+  # Internal: measure one variant / one quality training, its spec as JSON on stdin.
+  parser.add_argument('--variant', action='store_true', help=argparse.SUPPRESS)
+  parser.add_argument('--quality-run', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--out', default=RESULTS)
   args = parser.parse_args(argv)
   if args.variant:

@@ -81,6 +81,16 @@ def threshold_for_fpr(labels: Sequence[int], scores: Sequence[float], target_fpr
   return min(max(threshold, _LOWEST), _HIGHEST)
 
 
+def tpr_at_fpr(labels: Sequence[int], scores: Sequence[float], target_fpr: float
+               ) -> Optional[float]:
+  """Share of fakes (label 1) at or above `threshold_for_fpr`; None without both classes."""
+  labels = np.asarray(labels).astype(int).reshape(-1)
+  scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+  if not ((labels == 0).any() and (labels == 1).any()):
+    return None
+  return float((scores[labels == 1] >= threshold_for_fpr(labels, scores, target_fpr)).mean())
+
+
 def _auc(labels: np.ndarray, scores: np.ndarray) -> Optional[float]:
   if not ((labels == 0).any() and (labels == 1).any()):
     return None
@@ -97,13 +107,7 @@ def measure(labels: Sequence[int], scores: Sequence[float], decision_threshold: 
   called_fake = scores >= decision_threshold
   fpr = float(called_fake[labels == 0].mean()) if reals else None
   tpr = float(called_fake[labels == 1].mean()) if fakes else None
-  tpr_at = {}
-  for rate in REPORTED_FPRS:
-    if reals and fakes:
-      at = threshold_for_fpr(labels, scores, rate)
-      tpr_at[f'{rate:g}'] = float((scores[labels == 1] >= at).mean())
-    else:
-      tpr_at[f'{rate:g}'] = None
+  tpr_at = {f'{rate:g}': tpr_at_fpr(labels, scores, rate) for rate in REPORTED_FPRS}
   return OperatingPoint(
       decision_threshold=float(decision_threshold), chosen_by=chosen_by, target_fpr=target_fpr,
       split=split, reals=reals, fakes=fakes, fpr=fpr, tpr=tpr,
