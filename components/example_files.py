@@ -20,6 +20,11 @@ def compression_of(path: str) -> str:
   return 'GZIP' if path.endswith('.gz') else ''
 
 
+def split_dir(examples_dir: str, split: str) -> str:
+  """The folder of `split` inside an Examples folder: `<examples_dir>/Split-<split>` (TFX's layout)."""
+  return os.path.join(examples_dir, f'Split-{split}')
+
+
 def files_matching(file_patterns: Union[str, Sequence[str]]) -> List[str]:
   """The files matching any of the glob patterns (e.g. TFX's `.../Split-train/*`), sorted.
 
@@ -47,16 +52,16 @@ def split_files(examples, split: str) -> List[str]:
       (naming the split and the folder).
   """
   if isinstance(examples, str):
-    split_dir = os.path.join(examples, f'Split-{split}')
+    folder = split_dir(examples, split)
   else:
     splits = artifact_utils.decode_split_names(examples.split_names)
     if split not in splits:
       raise ValueError(f'split {split!r} is not in the examples at {examples.uri} '
                        f'(splits: {splits})')
-    split_dir = artifact_utils.get_split_uri([examples], split)
-  files = sorted(tf.io.gfile.glob(os.path.join(split_dir, '*')))
+    folder = artifact_utils.get_split_uri([examples], split)
+  files = sorted(tf.io.gfile.glob(os.path.join(folder, '*')))
   if not files:
-    raise ValueError(f'split {split!r} has no files under {split_dir}')
+    raise ValueError(f'split {split!r} has no files under {folder}')
   return files
 
 

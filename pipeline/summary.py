@@ -1,7 +1,7 @@
 """What a local run produced, read back from MLMD: reports, blessing, pushed model."""
 
 import os
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Tuple
 
 from tfx.types import standard_artifacts
 
@@ -10,6 +10,23 @@ from fakefaces.components.model_card import executor as card_executor
 from fakefaces.components.reports import REPORT_JSON, read_report
 from fakefaces.pipeline import run_metadata
 from fakefaces.pipeline.config import PipelineConfig
+
+
+# What the summary takes from each artifact's newest version: (artifact type, the
+# summary key of its file's path, that file, {summary key: field read from its report}).
+_REPORTS: Tuple[Tuple[str, str, str, Dict[str, Callable[[Dict[str, Any]], Any]]], ...] = (
+    (artifacts.IngestReport.TYPE_NAME, 'ingest_report', REPORT_JSON,
+     {'ingest_counts': lambda r: r.get('counts')}),
+    (artifacts.DataValidationReport.TYPE_NAME, 'data_report', REPORT_JSON,
+     {'data_short_groups': lambda r: r.get('coverage', {}).get('short_groups', [])}),
+    (artifacts.FairnessReport.TYPE_NAME, 'fairness_report', REPORT_JSON,
+     {'blessed': lambda r: r.get('blessed'), 'verdict': lambda r: r.get('verdict'),
+      'reasons': lambda r: r.get('reasons', []), 'fairness': lambda r: r}),
+    (artifacts.ServingCanaryReport.TYPE_NAME, 'canary_report', REPORT_JSON,
+     {'canary_passed': lambda r: r.get('passed'),
+      'canary_problems': lambda r: r.get('problems', [])}),
+    (artifacts.ModelCard.TYPE_NAME, 'model_card', card_executor.CARD_HTML, {}),
+)
 
 
 def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
@@ -22,33 +39,14 @@ def latest_run_summary(config: PipelineConfig) -> Dict[str, Any]:
   summary: Dict[str, Any] = {'pipeline_root': config.pipeline_root,
                              'metadata': config.metadata_path,
                              'serving_model_dir': config.serving_model_dir}
-  ingest = run_metadata.latest_artifact(store, artifacts.IngestReport.TYPE_NAME)
-  if ingest:
-    summary['ingest_report'] = os.path.join(ingest.uri, REPORT_JSON)
-    report = read_report(ingest.uri) or {}
-    summary['ingest_counts'] = report.get('counts')
-  validation = run_metadata.latest_artifact(store, artifacts.DataValidationReport.TYPE_NAME)
-  if validation:
-    summary['data_report'] = os.path.join(validation.uri, REPORT_JSON)
-    report = read_report(validation.uri) or {}
-    summary['data_short_groups'] = report.get('coverage', {}).get('short_groups', [])
-  fairness = run_metadata.latest_artifact(store, artifacts.FairnessReport.TYPE_NAME)
-  if fairness:
-    summary['fairness_report'] = os.path.join(fairness.uri, REPORT_JSON)
-    report = read_report(fairness.uri) or {}
-    summary['blessed'] = report.get('blessed')
-    summary['verdict'] = report.get('verdict')
-    summary['reasons'] = report.get('reasons', [])
-    summary['fairness'] = report
-  canary = run_metadata.latest_artifact(store, artifacts.ServingCanaryReport.TYPE_NAME)
-  if canary:
-    report = read_report(canary.uri) or {}
-    summary['canary_report'] = os.path.join(canary.uri, REPORT_JSON)
-    summary['canary_passed'] = report.get('passed')
-    summary['canary_problems'] = report.get('problems', [])
-  card = run_metadata.latest_artifact(store, artifacts.ModelCard.TYPE_NAME)
-  if card:
-    summary['model_card'] = os.path.join(card.uri, card_executor.CARD_HTML)
+  for type_name, path_key, file_name, fields in _REPORTS:
+    artifact = run_metadata.latest_artifact(store, type_name)
+    if not artifact:
+      continue
+    summary[path_key] = os.path.join(artifact.uri, file_name)
+    if fields:
+      report = read_report(artifact.uri) or {}
+      summary.update({key: read(report) for key, read in fields.items()})
   pushed = run_metadata.latest_artifact(store, standard_artifacts.PushedModel.TYPE_NAME)
   if pushed:
     props = pushed.custom_properties

@@ -181,7 +181,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
   evaluated = collections.Counter()
   prediction_rows = []
   for split in split_names:
-    split_dir = os.path.join(output_uri, f'Split-{split}')
+    split_dir = example_files.split_dir(output_uri, split)
     tf.io.gfile.makedirs(split_dir)
     options = tf.io.TFRecordOptions(compression_type='GZIP')
     with tf.io.TFRecordWriter(os.path.join(split_dir, TFRECORD_NAME), options) as writer:
@@ -306,6 +306,6 @@ def run_standalone(examples_dir: str, output_dir: str, config: AnnotatorConfig,
   `<output_dir>/annotations/`; returns the report.
   """
   split_names = split_names or [s for s in features.SPLITS
-                                if tf.io.gfile.isdir(os.path.join(examples_dir, f'Split-{s}'))]
+                                if tf.io.gfile.isdir(example_files.split_dir(examples_dir, s))]
   return annotate_examples(examples_dir, split_names, os.path.join(output_dir, 'examples'),
                            os.path.join(output_dir, 'annotations'), config)

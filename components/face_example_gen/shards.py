@@ -2,8 +2,8 @@
 
 Beam's `WriteToTFRecord` writes records in bundle order and picks the number of
 shards from the bundling. Two runs of one configuration on the same photos
-therefore wrote the same faces in different orders (issue 15: run A 2 shards,
-run B 1), and the Trainer, seeded, shuffled them into different models (val AUC
+therefore wrote the same faces in different orders (one run 2 shards,
+the other 1), and the Trainer, seeded, shuffled them into different models (val AUC
 0.758 against 0.744 after one epoch; test TPR 0.42 against 0.69).
 
 Here the number of shards of a split follows from its number of inputs, and a
@@ -21,6 +21,8 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
+
+from fakefaces.components import example_files
 
 # ~2,048 aligned 128 px faces are ~20 MB: one shard fits a worker's memory with room
 # to spare at 256 px, and the Trainer's interleave still reads 8 shards of a 16k split.
@@ -44,7 +46,7 @@ def shard_of(image_id: str, shards: int) -> int:
 
 
 def shard_path(examples_uri: str, split: str, shard: int, shards: int) -> str:
-  return os.path.join(examples_uri, f'Split-{split}',
+  return os.path.join(example_files.split_dir(examples_uri, split),
                       f'{TFRECORD_PREFIX}-{shard:05d}-of-{shards:05d}.gz')
 
 

@@ -14,6 +14,7 @@ accuracy are undefined), or bad input (the message names the file or field).
 import os
 import sys
 
+from fakefaces.components import thresholds as thresholds_lib
 from fakefaces.pipeline import config as config_lib
 
 EXIT_PASS, EXIT_FAIL, EXIT_INSUFFICIENT_OR_BAD_INPUT = 0, 1, 2
@@ -59,8 +60,7 @@ def register(subparsers) -> None:
 def _run(args) -> int:
   try:
     thresholds = config_lib.load_thresholds(args.thresholds)
-    from fakefaces.components.fairness_gate import fairness  # pylint: disable=g-import-not-at-top
-    fairness.validate_thresholds(thresholds, os.path.basename(args.thresholds))
+    thresholds_lib.validate_thresholds(thresholds, os.path.basename(args.thresholds))
     check_model(args.model)
     beam_args = list(args.beam_args or DEFAULT_BEAM_ARGS)
     pattern = resolve_examples(args.examples, args.split, args.out, beam_args)
@@ -137,7 +137,7 @@ def resolve_examples(examples: str, split: str, out_dir: str, beam_args) -> str:
 
 def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   """Ingests the config's sources into OUT (as `fakefaces ingest` does); the split's pattern."""
-  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components import example_files, features  # pylint: disable=g-import-not-at-top
   from fakefaces.components.face_example_gen import executor  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.load_config(config_path)
@@ -152,7 +152,7 @@ def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   except ValueError as e:
     raise BadInput(f'--examples {config_path}: {e}') from e
   executor.run_standalone(config.ingest, out_dir, list(beam_args))
-  return resolve_examples(os.path.join(out_dir, executor.EXAMPLES_DIR, f'Split-{split}', '*'),
+  return resolve_examples(os.path.join(example_files.split_dir(os.path.join(out_dir, executor.EXAMPLES_DIR), split), '*'),
                           split, out_dir, beam_args)
 
 
