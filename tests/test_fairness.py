@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fairlearn import metrics as fl
 
-from fakefaces.components import features
+from fakefaces.components import features, thresholds as thresholds_lib
 from fakefaces.components.fairness_gate import evaluation, fairness, report_html
 from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline.config import ConfigError, GroupingConfig, ThresholdsConfig
@@ -182,7 +182,7 @@ def test_intervals_are_seeded_cover_the_estimate_and_can_gate():
   again = fairness.judge(slices, _thresholds())
   assert first == again
   for g in first['groupings']:
-    for metric in fairness.FAIRNESS_METRICS:
+    for metric in thresholds_lib.FAIRNESS_METRICS:
       low, high = g[f'{metric}_interval']
       assert low <= g[metric] + 1e-9 and g[metric] - 1e-9 <= high, (g['name'], metric)
   # Indian FPR 0.15 vs 0.067: the estimate of the FPR gap (0.083) is inside a
@@ -203,7 +203,7 @@ def test_disparate_impact_edge_cases():
                     (('race', 'White'),): fairness.Counts(tn=50, fn=50)}
   grouping = [GroupingConfig(name='Black vs rest', feature='race', group='Black')]
   result = fairness.judge(nobody_flagged, _thresholds(groupings=grouping, judge_each_value_of=[]))
-  # 0 predicted fakes on both sides: DI is 0/0, never a pass (issue 11: it used to read 1.0).
+  # 0 predicted fakes on both sides: DI is 0/0, never a pass (not 1.0).
   assert result['groupings'][0]['disparate_impact'] is None
   di = _checks(result, 'Black vs rest')['disparate_impact']
   assert di['status'] == fairness.INSUFFICIENT and '0/0' in di['reason']
@@ -239,7 +239,7 @@ def test_judge_each_value_expands_vocabulary_and_crosses():
 ])
 def test_bad_thresholds_name_the_field(overrides, field):
   with pytest.raises(ConfigError, match=field.replace('[', r'\[').replace(']', r'\]')):
-    fairness.validate_thresholds(_thresholds(**overrides), 'th.yaml')
+    thresholds_lib.validate_thresholds(_thresholds(**overrides), 'th.yaml')
 
 
 def test_thresholds_file_rejects_unknown_key(tmp_path):
@@ -248,7 +248,7 @@ def test_thresholds_file_rejects_unknown_key(tmp_path):
   with pytest.raises(ConfigError, match=r"th.yaml: unknown key\(s\) \['max_aod'\]"):
     config_lib.load_thresholds(str(path))
   for name in ('thresholds.yaml', 'demo_thresholds.yaml'):
-    fairness.validate_thresholds(config_lib.load_thresholds(
+    thresholds_lib.validate_thresholds(config_lib.load_thresholds(
         str(config_lib.PROJECT_ROOT) + f'/pipeline/configs/{name}'))
 
 

@@ -31,7 +31,8 @@ import tensorflow_model_analysis as tfma
 
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
-from fakefaces.components.fairness_gate import baseline, fairness
+from fakefaces.components.fairness_gate import baseline
+from fakefaces.components import thresholds as thresholds_lib
 from fakefaces.components.thresholds import ThresholdsConfig
 
 SLICES = ((), (features.GENDER,), (features.RACE,), (features.AGE,),
@@ -74,9 +75,9 @@ def build_eval_config(thresholds: ThresholdsConfig, decision_threshold: float,
   models. `baseline_threshold`: the production model's own threshold, at which its
   confusion counts are also computed.
   """
-  fairness.validate_thresholds(thresholds)
+  thresholds_lib.validate_thresholds(thresholds)
   baseline.validate(thresholds.baseline)
-  fairness.validate_decision_threshold(decision_threshold, 'decision_threshold')
+  thresholds_lib.validate_decision_threshold(decision_threshold, 'decision_threshold')
   change = with_baseline and thresholds.baseline.enabled
   cutoff = decision_threshold
   matrices = sorted({cutoff} | ({baseline_threshold} if baseline_threshold is not None else set()))
@@ -129,7 +130,7 @@ def at_operating_point(config: tfma.EvalConfig, decision_threshold: float,
   production model, so the bounds are judged where the models' `label` outputs
   decide.
   """
-  fairness.validate_decision_threshold(decision_threshold, 'decision_threshold')
+  thresholds_lib.validate_decision_threshold(decision_threshold, 'decision_threshold')
   out = tfma.EvalConfig()
   out.CopyFrom(config)
   for spec in out.metrics_specs:

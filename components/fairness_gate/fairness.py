@@ -56,28 +56,20 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fakefaces.components.config_base import ConfigError
 from fakefaces.components import groupings as groupings_lib
 from fakefaces.components.groupings import GroupingConfig, SliceKey
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.thresholds import (
+    AVERAGE_ODDS_DIFFERENCE, DI_FAKE, DI_REAL, DISPARATE_IMPACT, FAIRNESS_METRICS, FNR_GAP, FPR_GAP,
+    ThresholdsConfig)
 
 PASS, FAIL, INSUFFICIENT, NOT_MEASURABLE = 'pass', 'fail', 'insufficient_evidence', 'not_measurable'
 
-DISPARATE_IMPACT = 'disparate_impact'
-AVERAGE_ODDS_DIFFERENCE = 'average_odds_difference'
-FPR_GAP = 'fpr_gap'
-FNR_GAP = 'fnr_gap'
-DI_REAL = 'disparate_impact_real'  # FPR ratio on real photos
-DI_FAKE = 'disparate_impact_fake'  # TPR ratio on fakes
-FAIRNESS_METRICS = (DISPARATE_IMPACT, AVERAGE_ODDS_DIFFERENCE, FPR_GAP, FNR_GAP, DI_REAL, DI_FAKE)
 REPORTED_METRICS = FAIRNESS_METRICS
 RATIO_METRICS = (DISPARATE_IMPACT, DI_REAL, DI_FAKE)
 # Which classes of examples each metric's rates use (for "rests on predicted demographics").
 _METRIC_CLASSES = {DISPARATE_IMPACT: ('real', 'fake'), AVERAGE_ODDS_DIFFERENCE: ('real', 'fake'),
                    FPR_GAP: ('real',), FNR_GAP: ('fake',), DI_REAL: ('real',),
                    DI_FAKE: ('fake',)}
-JUDGE_ON = ('estimate', 'interval')
-TFMA_INTERVAL_METHODS = ('off', 'jackknife', 'poisson_bootstrap')
 
 
 @dataclasses.dataclass
@@ -135,69 +127,7 @@ class Check:
 
 
 # ---------------------------------------------------------------------------
-# Configuration checks and grouping expansion
-
-
-def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds') -> None:
-  """Raises ConfigError naming the field for any value the gate cannot use."""
-  low_high = thresholds.disparate_impact_range
-  if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
-    raise ConfigError(f'{where}.disparate_impact_range must be [low, high] with 0 <= low <= '
-                      f'high, got {low_high}')
-  if thresholds.decision_threshold is None and thresholds.target_fpr is None:
-    raise ConfigError(f'{where}: set target_fpr (the threshold is chosen on the eval split for '
-                      'it) or decision_threshold (an explicit threshold)')
-  if thresholds.decision_threshold is not None:
-    validate_decision_threshold(thresholds.decision_threshold, f'{where}.decision_threshold')
-  if thresholds.target_fpr is not None and not 0.0 < thresholds.target_fpr < 1.0:
-    raise ConfigError(f'{where}.target_fpr must be in (0, 1), got {thresholds.target_fpr}')
-  for name in ('min_balanced_accuracy', 'min_auc'):  # above 1: no model passes (CI tests use it)
-    if getattr(thresholds, name) < 0:
-      raise ConfigError(f'{where}.{name} must be >= 0, got {getattr(thresholds, name)}')
-  for name in ('max_one_class_fpr', 'min_one_class_tpr'):
-    if not 0.0 <= getattr(thresholds, name) <= 1.0:
-      raise ConfigError(f'{where}.{name} must be in [0, 1], got {getattr(thresholds, name)}')
-  if not 0.0 <= thresholds.max_fake_share_gap <= 1.0:
-    raise ConfigError(f'{where}.max_fake_share_gap must be in [0, 1], '
-                      f'got {thresholds.max_fake_share_gap}')
-  for name in ('max_abs_average_odds_difference', 'max_fpr_gap', 'max_fnr_gap'):
-    if getattr(thresholds, name) < 0:
-      raise ConfigError(f'{where}.{name} must be >= 0, got {getattr(thresholds, name)}')
-  if thresholds.min_group_size < 1:
-    raise ConfigError(f'{where}.min_group_size must be >= 1, got {thresholds.min_group_size}')
-  if not 0.5 <= thresholds.confidence_level < 1.0:
-    raise ConfigError(f'{where}.confidence_level must be in [0.5, 1), '
-                      f'got {thresholds.confidence_level}')
-  if thresholds.bootstrap_samples < 100:
-    raise ConfigError(f'{where}.bootstrap_samples must be >= 100, '
-                      f'got {thresholds.bootstrap_samples}')
-  if thresholds.judge_on not in JUDGE_ON:
-    raise ConfigError(f'{where}.judge_on must be one of {list(JUDGE_ON)}, '
-                      f'got {thresholds.judge_on!r}')
-  if thresholds.tfma_confidence_intervals not in TFMA_INTERVAL_METHODS:
-    raise ConfigError(f'{where}.tfma_confidence_intervals must be one of '
-                      f'{list(TFMA_INTERVAL_METHODS)}, got {thresholds.tfma_confidence_intervals!r}')
-  for i, metric in enumerate(thresholds.not_measurable):
-    if metric not in FAIRNESS_METRICS:
-      raise ConfigError(f'{where}.not_measurable[{i}]: {metric!r} is not one of '
-                        f'{list(FAIRNESS_METRICS)}')
-  for name in ('max_interval_span_di', 'max_interval_span_difference'):
-    if getattr(thresholds, name) < 0:
-      raise ConfigError(f'{where}.{name} must be >= 0 (0: no limit), '
-                        f'got {getattr(thresholds, name)}')
-  if not 0.0 <= thresholds.min_annotator_precision <= 1.0:
-    raise ConfigError(f'{where}.min_annotator_precision must be in [0, 1], '
-                      f'got {thresholds.min_annotator_precision}')
-  if thresholds.min_annotator_support < 1:
-    raise ConfigError(f'{where}.min_annotator_support must be >= 1, '
-                      f'got {thresholds.min_annotator_support}')
-  groupings_lib.check_groupings(thresholds.groupings, thresholds.judge_each_value_of, where)
-
-
-def validate_decision_threshold(value, where: str) -> None:
-  """A decision threshold must be a number strictly between 0 and 1 (ConfigError naming `where`)."""
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-    raise ConfigError(f'{where} must be in (0, 1), got {value!r}')
+# Grouping expansion
 
 
 def expand_groupings(thresholds: ThresholdsConfig,
