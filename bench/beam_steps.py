@@ -1,6 +1,6 @@
 """StatisticsGen (TFDV) and the Evaluator (TFMA) at 1 and at N Beam workers, on a real run's inputs.
 
-Issue 15 asks that statistics and evaluation use every core. Both are Beam
+Statistics and evaluation should use every core. Both are Beam
 pipelines, so a local run gives them what `beam_workers` sets: one in-memory
 worker, or the multi-process DirectRunner with N workers (`pipeline/beam_workers.py`).
 Whether N workers pay depends on the data size against each worker's start-up

@@ -1,6 +1,6 @@
 """Do two runs of one configuration have the same outputs? Faces, records, and the trained model.
 
-Issue 15 asks that a faster run give the same outputs: the same faces found,
+A faster run must give the same outputs: the same faces found,
 and a model of the same quality given the same seed. This compares two
 finished runs through their MLMD stores:
 

@@ -30,8 +30,8 @@ from fakefaces.components.direct_runner import direct_runner_args, uses_direct_r
 from fakefaces.components.face_example_gen import sources
 from fakefaces.components.face_example_gen.config import IngestConfig
 
-# Estimated CPU seconds per input (from the issue: hog+cnn took 653 s for 8,012
-# photos on one core; decoding and re-encoding an aligned crop alone is ~3 ms).
+# Estimated CPU seconds per input (hog+cnn took 653 s for 8,012 photos on one
+# core; decoding and re-encoding an aligned crop alone is ~3 ms).
 SECONDS_PER_INPUT = {'dlib': 0.08, 'none': 0.003}
 # Below this much estimated ingestion work, extra processes cost more than they
 # save. Measured with Beam's own workers (2 slower than 1 on 200 photos, ~16 s);

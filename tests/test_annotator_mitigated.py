@@ -1,4 +1,4 @@
-"""The DemographicAnnotator under the source-shortcut mitigations (issue 12's shared_data.yaml).
+"""The DemographicAnnotator under the source-shortcut mitigations (pipeline/configs/shared_data.yaml).
 
 Two things change there: FairFace is audit-only, so every human label sits in
 the test split (the annotator cross-fits on it), and the crop cuts into the

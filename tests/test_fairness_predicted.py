@@ -1,4 +1,4 @@
-"""The FairnessGate on predicted demographics (issue 11): measurable TPR/FNR/AOD,
+"""The FairnessGate on predicted demographics: measurable TPR/FNR/AOD,
 marked as resting on the annotator, and never a pass on 0-vs-0 evidence."""
 
 import collections
@@ -120,8 +120,8 @@ def test_fair_model_on_accurate_predictions_passes_but_inaccurate_ones_do_not():
 
 
 def test_di_on_zero_predicted_fakes_on_both_sides_is_never_a_pass():
-  """The shared-data run before issue 11: no real with demographics called fake, no fake
-  with demographics, so DI compared 0 with 0 and 'passed' at 1.0 in [0.002, 1043]."""
+  """No real with demographics called fake, no fake with demographics: DI compares 0
+  with 0, which must never pass (at 1.0, inside [0.002, 1043])."""
   labels, scores, race = [], [], []
   for r in RACES:
     labels += [0] * 100

@@ -1,4 +1,4 @@
-"""Issue 15: the machinery that lets every step use every core (no timing is asserted).
+"""The machinery that lets every step use every core (no timing is asserted).
 
 * local runs choose their DirectRunner workers (pipeline/beam_workers.py);
 * N local workers (face-preparation processes) ingest exactly what one

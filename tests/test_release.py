@@ -1,4 +1,4 @@
-"""Production conventions end to end (issue 14): baseline, serving canary, model card.
+"""Production conventions end to end: baseline, serving canary, model card.
 
 The real release half of the pipeline (`pipeline.release_components`: the
 latest-blessed-model resolver, TFX's Evaluator with a baseline, the

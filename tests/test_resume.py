@@ -1,4 +1,4 @@
-"""Resumable runs (issue 14): SIGKILL a real run during training, run it again.
+"""Resumable runs: SIGKILL a real run during training, run it again.
 
 `fakefaces run` runs in its own process group. The test polls MLMD (SQLite)
 until the Trainer's execution is RUNNING (a condition, not a delay), then

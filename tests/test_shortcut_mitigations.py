@@ -1,4 +1,4 @@
-"""Source-shortcut mitigations (issue 12): the same treatment for every source in
+"""Source-shortcut mitigations: the same treatment for every source in
 ingestion, balanced source x label sampling, processing-history augmentation and
 MinDiff in the Trainer. Real tf.data pipelines and a real (tiny) MinDiff fit."""
 

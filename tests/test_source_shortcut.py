@@ -1,4 +1,4 @@
-"""Source shortcut (issue 12): the DataGate stops training data whose labels a model
+"""Source shortcut: the DataGate stops training data whose labels a model
 could learn from the source, and `audit` sources never reach the Trainer.
 
 Planted data: every image is the same kind of smooth random texture; only the

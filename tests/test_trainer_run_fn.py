@@ -118,7 +118,7 @@ def test_unknown_early_stopping_monitor_is_named(records, tmp_path):
 
 
 def test_the_same_records_and_seed_train_the_same_model(records, tmp_path):
-  """With FaceExampleGen's runner-independent shards, a rerun repeats the model (issue 15)."""
+  """With FaceExampleGen's runner-independent shards, a rerun repeats the model."""
   config = dict(architecture='vgg10', image_size=32, color_mode='grayscale', epochs=2,
                 steps_per_epoch=3, batch_size=8, validation_steps=1, seed=7,
                 augment_jpeg_quality=[30, 95], augment_blur_sigma=1.5, augment_probability=0.5)

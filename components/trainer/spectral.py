@@ -3,8 +3,8 @@
 GAN upsampling leaves periodic traces in the top octave of the spectrum, so
 the azimuthally averaged log power spectrum alone separates many GAN faces
 from photos. A CNN that does not beat this floor on the same crops has not
-learned more than the spectrum's shape, and reports say so. Measured lead
-(issue text, small protocol): AUC 0.84 within `gan_faces` on raw 128 px images,
+learned more than the spectrum's shape, and reports say so. Reported lead,
+not re-measured by a bench here (small protocol): AUC 0.84 within `gan_faces` on raw 128 px images,
 0.76 after the shipped treatment, 0.57 on `k140` at 256 px.
 """
 
