@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	/root/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: venv demo test bench clean browser docs-screenshots
+.PHONY: venv demo test test-fast test-bf16 bench clean browser docs-screenshots
 
 venv: $(STAMP)
 
@@ -44,11 +44,26 @@ browser:
 	  else echo "warning: chromium/chromium-driver missing and not root: the browser tests will skip" >&2; fi; \
 	fi
 
+# One pytest worker per core (pytest-xdist); a module's tests that share a module fixture
+# stay on one worker (tests/conftest.py). PYTEST_WORKERS=0 runs in this process alone.
+PYTEST_WORKERS ?= auto
+PYTEST := $(VENV)/bin/pytest tests -q -rs -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: $(STAMP) browser
 	@# pytest, not `python -m pytest`: that would put the repository root on sys.path,
 	@# where the bare folders shadow installed packages (the Kubeflow SDK's `kubeflow`).
 	@# -rs: the reason of every skipped test. Screenshots go to pytest's temporary folder.
-	$(VENV)/bin/pytest tests -q -rs -p no:cacheprovider --durations=15
+	$(PYTEST) --durations=15
+
+# The developer's loop: every test not marked slow (pytest.ini), in a few minutes.
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow" --durations=10
+
+# The tests that train or compare numbers, with train.precision `auto` resolving as on a
+# CPU with AVX512-BF16/AMX (bfloat16, emulated on CPUs without it): both paths on any machine.
+test-bf16: $(STAMP)
+	$(PYTEST) --cpu-bf16 tests/test_architectures.py tests/test_operating_point.py \
+	  tests/test_trainer_run_fn.py tests/test_trainer_precision.py tests/test_pipeline_e2e.py
 
 # Refreshes the pictures the docs show (docs/web_page.png, docs/model_card.png) from
 # the browser tests; `make test` never writes into the repository.

@@ -100,6 +100,23 @@ class ThresholdsConfig:
   baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
 
 
+# How far past a closed bound a metric may lie and still be inside it. Metrics come from
+# float32 scores summed in float64 by TFMA and numpy: a perfect model's AUC was measured at
+# a rounding error above 1 on a CPU training in bfloat16, and refused ("auc 1.0000 outside
+# [0, 1]"). 1e-6 is ~10 float32 ulps at 1.0, and 1,000x finer than any bound's decimals.
+BOUND_TOLERANCE = 1e-6
+
+
+def within_bound(value: float, bound: List[float]) -> bool:
+  """Whether `value` lies in the closed interval `bound` = [low, high], up to BOUND_TOLERANCE.
+
+  The one comparison every bound is judged with (gate checks, per-source checks,
+  intervals), so a metric is never refused for a float's last bits. NaN is never within.
+  """
+  low, high = bound
+  return low - BOUND_TOLERANCE <= value <= high + BOUND_TOLERANCE
+
+
 def load_thresholds(path: str) -> ThresholdsConfig:
   """Reads the thresholds YAML file at `path`.
 

@@ -11,6 +11,42 @@ import fakefaces.pipeline  # noqa: E402,F401  (sets the Keras environment before
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# A CPU's /proc/cpuinfo flags line with native bfloat16 (Sapphire Rapids), for --cpu-bf16.
+BF16_CPUINFO = 'flags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n'
+
+
+def pytest_addoption(parser):
+  parser.addoption(
+      '--cpu-bf16', action='store_true',
+      help='run as on a CPU with AVX512-BF16/AMX: train.precision auto resolves to '
+           'mixed_bfloat16 (emulated here when this CPU lacks it, so training is slower) in '
+           'this process and every process it starts (FAKEFACES_CPUINFO)')
+
+
+def pytest_configure(config):
+  if config.getoption('--cpu-bf16'):
+    import tempfile  # pylint: disable=import-outside-toplevel
+    from fakefaces.components.trainer import precision  # pylint: disable=import-outside-toplevel
+    path = os.path.join(tempfile.mkdtemp(prefix='cpu_bf16_'), 'cpuinfo')
+    with open(path, 'w', encoding='utf-8') as f:
+      f.write(BF16_CPUINFO)
+    os.environ[precision.CPUINFO_ENV] = path  # inherited by subprocesses and xdist workers
+
+
+def pytest_collection_modifyitems(config, items):
+  """Keeps each module's tests on one xdist worker when they share a module fixture.
+
+  `make test` runs `-n auto --dist loadgroup`: ungrouped tests spread over the
+  workers one by one, and a module whose tests share a module- or class-scoped
+  fixture (a pipeline run, a trained model, a server) is one group, so that
+  fixture runs once, not once per worker.
+  """
+  del config
+  for item in items:
+    fixturedefs = getattr(item, '_fixtureinfo').name2fixturedefs.values()
+    if any(defs and defs[-1].scope in ('module', 'class', 'package') for defs in fixturedefs):
+      item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
 
 def _faces_data_dir() -> str:
   return os.environ.get('FACES_DATA') or os.path.join(PROJECT_ROOT, '..', 'shared', 'data')

@@ -13,7 +13,7 @@ import tf_keras as keras
 from PIL import Image
 
 from fakefaces.components import serving_contract as contract
-from fakefaces.components.trainer import curves, export, flops, model as model_lib, preprocess
+from fakefaces.components.trainer import curves, export, flops, model as model_lib, precision, preprocess
 from fakefaces.components.trainer import training
 from fakefaces.components.trainer.config import ARCHITECTURE_NAMES, TrainConfig
 from fakefaces.pipeline import demo_data
@@ -31,14 +31,18 @@ def _example(image_bytes):
       'image': tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))}))
 
 
-@pytest.mark.parametrize('architecture, color_mode', [
-    ('baseline', 'grayscale'), ('vgg10', 'grayscale'), ('vgg16', 'rgb'),
-    ('resnet50', 'grayscale'), ('densenet121', 'grayscale')])
+# `auto` is float32 here or bfloat16 on a CPU with AVX512-BF16/AMX (precision.py); the
+# baseline also runs with each precision forced, so both paths run on every machine
+# (bfloat16 emulated where the CPU lacks it: one step at 32 px).
+@pytest.mark.parametrize('architecture, color_mode, precision_setting', [
+    ('baseline', 'grayscale', 'float32'), ('baseline', 'grayscale', 'mixed_bfloat16'),
+    ('vgg10', 'grayscale', 'auto'), ('vgg16', 'rgb', 'auto'),
+    ('resnet50', 'grayscale', 'auto'), ('densenet121', 'grayscale', 'auto')])
 def test_architecture_trains_a_step_and_exports_every_signature(architecture, color_mode,
-                                                                  tmp_path):
+                                                                  precision_setting, tmp_path):
   config = TrainConfig(architecture=architecture, image_size=SIZE, color_mode=color_mode,
                        epochs=1, steps_per_epoch=1, validation_steps=1, batch_size=2,
-                       early_stopping_patience=0, seed=5)
+                       early_stopping_patience=0, seed=5, precision=precision_setting)
   jpegs = _jpegs(4)
   images = preprocess.decode_batch(tf.constant(jpegs), SIZE, color_mode)
   labels = tf.constant([0.0, 1.0, 0.0, 1.0])
@@ -62,8 +66,18 @@ def test_architecture_trains_a_step_and_exports_every_signature(architecture, co
   batch = tf.constant(jpegs)
   served = loaded.signatures[contract.SERVING_SIGNATURE](image_bytes=batch)
   probability = served[contract.PROBABILITY_KEY].numpy()
+  # Like with like: the export is the float32 rebuild of the trained model (precision.py),
+  # so it must give that rebuild's numbers to float32 rounding, whatever the training
+  # precision. (The bfloat16 model itself differs by up to ~3e-4: its 8-bit mantissa.)
+  served_model = precision.float32_copy(keras_model)
   np.testing.assert_allclose(
-      probability, keras_model(images, training=False).numpy().reshape(-1), rtol=1e-4, atol=1e-5)
+      probability, served_model(images, training=False).numpy().reshape(-1), rtol=1e-4, atol=1e-5)
+  if precision.resolve(precision_setting) == 'mixed_bfloat16':
+    assert served_model is not keras_model
+    # bfloat16 keeps 8 significant bits: relative error 2^-8 per rounding; a probability
+    # through a few layers stays within a few percent of the float32 one.
+    np.testing.assert_allclose(
+        probability, keras_model(images, training=False).numpy().reshape(-1), atol=0.05)
   from_examples = loaded.signatures[contract.EXAMPLES_SIGNATURE](
       examples=tf.constant([_example(j).SerializeToString() for j in jpegs]))
   np.testing.assert_allclose(from_examples[contract.PROBABILITY_KEY].numpy(), probability,

@@ -14,6 +14,7 @@ import pytest
 from fairlearn import metrics as fl
 
 from fakefaces.components import features, thresholds as thresholds_lib
+from fakefaces.components.thresholds import within_bound
 from fakefaces.components.fairness_gate import evaluation, fairness, report_html
 from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline.config import ConfigError, GroupingConfig, ThresholdsConfig
@@ -434,3 +435,19 @@ def test_per_class_di_of_zero_over_zero_is_never_a_pass():
                    {'White': 100, 'Black': 100}, n_real=10)
   assert _checks(fairness.judge(small, thresholds), 'Black vs rest')[
       'disparate_impact_real']['status'] == fairness.INSUFFICIENT
+
+
+def test_a_perfect_auc_a_rounding_error_above_one_is_inside_its_bound():
+  # TFMA gave a perfect model's AUC as 1 plus a float's last bits on a CPU training in
+  # bfloat16, and the gate refused it: "auc 1.0000 outside [0, 1]".
+  labels, scores, columns = _audit_and_gan()
+  slices = fairness.slices_from_predictions(labels, scores, columns, 0.5)
+  above_one = float(np.nextafter(np.float32(1), np.float32(2)))  # 1 + 1.2e-7
+  report = evaluation.assemble_report(
+      slices, _source_rows(slices, {'gan': above_one}),
+      _thresholds(min_auc=0.0), True, [], 'm', 'e')
+  assert _source_checks(report)[('source gan', 'auc')]['status'] == fairness.PASS
+  # The tolerance is a rounding error's, not a loophole: a real excess still fails.
+  assert within_bound(1 + 1e-7, [0, 1]) and within_bound(-1e-7, [0, 1])
+  assert not within_bound(1.001, [0, 1]) and not within_bound(0.799, [0.8, 1])
+  assert not within_bound(math.nan, [0, 1])

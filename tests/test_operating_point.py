@@ -59,7 +59,11 @@ def test_explicit_threshold_overrides_and_bad_inputs_are_named():
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-  """run_fn on demo records with target_fpr 0.3: (records, fn_args)."""
+  """run_fn on demo records with target_fpr 0.3: (records, fn_args).
+
+  Trained in bfloat16 (emulated where the CPU lacks it; 2 steps at 32 px), the
+  harder journey: the threshold must be the served float32 model's, on every CPU.
+  """
   root = tmp_path_factory.mktemp('operating_point')
   records = demo_records.write_tfrecords(str(root / 'records'), num_images=60, seed=11)
   args = FnArgs(train_files=[records[features.TRAIN]], eval_files=[records[features.EVAL]],
@@ -67,7 +71,8 @@ def trained(tmp_path_factory):
                 serving_model_dir=str(root / 'serving_model'),
                 custom_config=module.trainer_custom_config(
                     module.TrainConfig(architecture='baseline', image_size=32, epochs=1,
-                                       steps_per_epoch=2, batch_size=8, validation_steps=1),
+                                       steps_per_epoch=2, batch_size=8, validation_steps=1,
+                                       precision='mixed_bfloat16'),
                     target_fpr=0.3))
   module.run_fn(args)
   return records, args

@@ -60,7 +60,7 @@ from fakefaces.components import groupings as groupings_lib
 from fakefaces.components.groupings import GroupingConfig, SliceKey
 from fakefaces.components.thresholds import (
     AVERAGE_ODDS_DIFFERENCE, DI_FAKE, DI_REAL, DISPARATE_IMPACT, FAIRNESS_METRICS, FNR_GAP, FPR_GAP,
-    ThresholdsConfig)
+    ThresholdsConfig, within_bound)
 
 PASS, FAIL, INSUFFICIENT, NOT_MEASURABLE = 'pass', 'fail', 'insufficient_evidence', 'not_measurable'
 
@@ -294,7 +294,7 @@ def _judge(grouping: str, metric: str, value: float, interval: Optional[List[flo
   elif math.isnan(value):
     check.status = INSUFFICIENT
     check.reason = f'{metric}: insufficient evidence: undefined (division by zero)'
-  elif not low <= value <= high:
+  elif not within_bound(value, bound):
     check.status = FAIL
     check.reason = f'{metric} {value:.4f} outside [{low:g}, {high:g}]'
   elif span and (interval is None or None in interval or interval[1] - interval[0] > span):
@@ -303,8 +303,9 @@ def _judge(grouping: str, metric: str, value: float, interval: Optional[List[flo
                     f'but its {thresholds.confidence_level:.0%} interval {interval} is wider '
                     f'than {span:g} (max_interval_span_'
                     f'{"di" if metric in RATIO_METRICS else "difference"})')
-  elif thresholds.judge_on == 'interval' and (interval is None or interval[0] < low or
-                                              interval[1] > high):
+  elif thresholds.judge_on == 'interval' and (interval is None or
+                                              not within_bound(interval[0], bound) or
+                                              not within_bound(interval[1], bound)):
     check.status = INSUFFICIENT
     check.reason = (f'{metric}: insufficient evidence: {value:.4f} is inside [{low:g}, {high:g}] '
                     f'but its {thresholds.confidence_level:.0%} interval {interval} is not')
@@ -527,7 +528,7 @@ def _source_check(where: str, metric: str, value: Optional[float], bound: List[f
   elif value is None or math.isnan(value):
     check.status = INSUFFICIENT
     check.reason = f'{metric}: insufficient evidence: undefined on these examples'
-  elif not low <= value <= high:
+  elif not within_bound(value, bound):
     check.status = FAIL
     check.reason = f'{metric} {value:.4f} outside [{low:g}, {high:g}]'
   return check

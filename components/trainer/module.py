@@ -26,7 +26,8 @@ import os
 import tensorflow as tf
 
 from fakefaces.components import features
-from fakefaces.components.trainer import curves, data, export, mitigation, operating_point, training
+from fakefaces.components.trainer import (curves, data, export, mitigation, operating_point,
+                                          precision, training)
 from fakefaces.components.config_base import from_dict
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer.config import TrainConfig
@@ -82,6 +83,11 @@ def run_fn(fn_args) -> None:
   eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
   model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
                             model_wrapper=wrapper)
+  # The model that is served: trained in mixed precision, it serves in float32
+  # (precision.py), so the threshold is chosen on the scores clients will get. A
+  # bfloat16 model's scores differ from them by up to ~3e-4, enough to move the
+  # threshold past an eval real.
+  model = precision.float32_copy(model)
   # Unrepeated and unaugmented: every eval example scored once, as served.
   eval_scoring = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
   point = choose_operating_point(model, eval_scoring,

@@ -38,8 +38,17 @@ CPU_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 GPU_BF16_MIN_CAPABILITY = (8, 0)
 
 
-def cpu_bf16_flags(cpuinfo: str = '/proc/cpuinfo') -> list:
-  """The bfloat16 flags this CPU reports (empty when none, or where /proc/cpuinfo is absent)."""
+# Read instead of /proc/cpuinfo when set: a file standing in for another CPU's, so the
+# suite can run `auto` as it resolves on a CPU with bfloat16 (tests/test_precisions.py).
+CPUINFO_ENV = 'FAKEFACES_CPUINFO'
+
+
+def cpu_bf16_flags(cpuinfo: Optional[str] = None) -> list:
+  """The bfloat16 flags this CPU reports (empty when none, or where the file is absent).
+
+  `cpuinfo`: the file to read; default $FAKEFACES_CPUINFO, else /proc/cpuinfo.
+  """
+  cpuinfo = cpuinfo or os.environ.get(CPUINFO_ENV) or '/proc/cpuinfo'
   if not os.path.exists(cpuinfo):
     return []
   with open(cpuinfo, encoding='utf-8', errors='replace') as f:
@@ -59,7 +68,7 @@ def gpu_capability() -> Optional[tuple]:
   return tuple(details.get('compute_capability') or (0, 0))
 
 
-def resolve(setting: str, cpuinfo: str = '/proc/cpuinfo',
+def resolve(setting: str, cpuinfo: Optional[str] = None,
             capability: Optional[tuple] = ...) -> str:
   """The Keras policy name `setting` means on this machine (see the module doc).
 
