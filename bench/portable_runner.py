@@ -6,22 +6,25 @@
                 workers from an external worker pool (pipeline/portable_beam.py):
                 the protocol Flink, Spark and Dataflow Runner v2 run Python on.
                 Beam's local job service gives a job one SDK worker.
+  external-N    (`--sdk-workers N`) the same engine in the driver with N SDK
+                workers from the same pool (portable_beam.ExternalWorkersRunner)
 
 Same machine, same inputs (the deterministic `limit_per_source` sample of the
-config's sources), in that order. CPU seconds are summed over every process of
-a path: the driver, its face workers, and for `portable` the job service and the
-worker pool with the SDK workers it started (their start-up counted apart:
-`services_startup_cpu_s`, paid once per cluster, not per job). faces/CPU-s is
-the cost measure; the machine is shared, so the load average is recorded.
+config's sources), one after the other. CPU seconds are summed over every
+process of a path: the driver, its face workers, and for the others the job
+service and the worker pool with the SDK workers it started (the services' own
+start-up counted apart, `services_startup_cpu_s`: paid once per cluster, not per
+job). faces/CPU-s is the cost measure; the machine is shared, so the load
+average is recorded. Each path also runs on `--small` inputs per source, which
+splits its CPU into a fixed part (start-up) and a part per face.
 
-Then the two outputs are compared as `bench/same_outputs.py` does: the same
-faces (outcomes, detectors, every input not written) and the same TFRecords,
-record for record, in the same shard files.
+Every path's outputs are compared with direct-pool's as `bench/same_outputs.py`
+does: the same faces (outcomes, detectors, every input not written) and the same
+TFRecords, record for record, in the same shard files.
 
-    python bench/portable_runner.py --per-source 24                 # shared_data.yaml's sources
-    python bench/portable_runner.py --config pipeline/configs/demo.yaml --per-source 48
+    python bench/portable_runner.py --per-source 24 --sdk-workers 2 4   # shared_data.yaml's sources
 
-Writes `bench/results/portable_runner.json`; exits 1 when the outputs differ.
+Writes `bench/results/portable_runner.json`; exits 1 when any output differs.
 """
 
 import argparse
@@ -111,8 +114,10 @@ def run_direct(config, out_dir: str, workers: int) -> Dict:
               load)
 
 
-def run_portable(config, out_dir: str) -> Dict:
-  with portable_beam.local_services(os.path.join(out_dir, 'logs')) as (args, processes):
+def run_portable(config, out_dir: str, sdk_workers: int = 0) -> Dict:
+  """`sdk_workers` 0: PortableRunner to the job service (one SDK worker); N: ExternalWorkersRunner."""
+  with portable_beam.local_services(os.path.join(out_dir, 'logs')) as services:
+    processes = services.processes
     samplers = [_SessionSampler(p.pid) for p in processes]  # each service leads its session
     startup = {}
     for name, sampler in zip(('job_service', 'worker_pool'), samplers):
@@ -120,6 +125,8 @@ def run_portable(config, out_dir: str) -> Dict:
       startup[name] = sum(sampler.last.values())
       sampler.start()
     before, load, start = _own_cpu(), os.getloadavg()[0], time.perf_counter()
+    args = (services.beam_args if not sdk_workers else
+            portable_beam.external_workers_args(services.worker_pool_port, sdk_workers))
     report = executor.run_standalone(config, os.path.join(out_dir, 'out'), args)
     seconds, after = time.perf_counter() - start, _own_cpu()
     # The job's SDK worker exits by itself once the job service lets go of it: count it whole.
@@ -131,7 +138,10 @@ def run_portable(config, out_dir: str) -> Dict:
     cpu = {'driver': after['driver'] - before['driver'],
            'job_service': job_service_cpu - startup['job_service'],
            'worker_pool_and_sdk_worker': pool_cpu - startup['worker_pool']}
-  row = _row('portable', '1 SDK worker (external pool)', report, seconds, cpu, load)
+  row = (_row('portable', '1 SDK worker (job service)', report, seconds, cpu, load)
+         if not sdk_workers else
+         _row(f'external-{sdk_workers}', f'{sdk_workers} SDK workers (in-driver runner)', report,
+              seconds, cpu, load))
   row['services_startup_cpu_s'] = {k: round(v, 2) for k, v in startup.items()}
   return row
 
@@ -165,6 +175,8 @@ def main(argv: List[str] = None) -> int:
   parser.add_argument('--per-source', type=int, default=24, help='inputs per source')
   parser.add_argument('--small', type=int, default=2,
                       help='inputs per source of the runs that measure the fixed cost')
+  parser.add_argument('--sdk-workers', type=int, nargs='*', default=[2],
+                      help='rows with ExternalWorkersRunner at these numbers of SDK workers')
   parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                       help='face-preparation processes of direct-pool')
   parser.add_argument('--out', default=RESULTS)
@@ -182,14 +194,23 @@ def main(argv: List[str] = None) -> int:
                   run_portable(small, path('portable_small'))]
     rows = [run_direct(config, path('direct'), args.workers),
             run_portable(config, path('portable'))]
-    outputs = [same_outputs.ingestion_outputs(d)
-               for d in (path('direct'), os.path.join(path('portable'), 'out'))]
+    outputs = [path('direct'), os.path.join(path('portable'), 'out')]
+    for n in args.sdk_workers:
+      rows.append(run_portable(config, path(f'external_{n}'), n))
+      outputs.append(os.path.join(path(f'external_{n}'), 'out'))
+    outputs = [same_outputs.ingestion_outputs(d) for d in outputs]
     faces = [same_outputs.ingest_summary(o['ingest_report'][0]) for o in outputs]
-    examples = same_outputs.compare_examples(
-        *(same_outputs.examples_by_split(o['examples'][0]) for o in outputs))
-  same_faces = faces[0] == faces[1]
-  same_records = all(r['same_records'] and r['same_order'] for r in examples.values())
-  costs = {r['path']: _split_cost(s, r) for s, r in zip(small_rows, rows)}
+    examples = [same_outputs.compare_examples(
+        *(same_outputs.examples_by_split(o['examples'][0]) for o in (outputs[0], other)))
+                for other in outputs[1:]]
+  for row, row_faces, row_examples in zip(rows[1:], faces[1:], examples):
+    row['same_faces_as_direct'] = row_faces == faces[0]
+    row['same_records_as_direct'] = all(r['same_records'] and r['same_order']
+                                        for r in row_examples.values())
+    row['examples_vs_direct'] = row_examples
+  same_faces = all(r['same_faces_as_direct'] for r in rows[1:])
+  same_records = all(r['same_records_as_direct'] for r in rows[1:])
+  costs = {r['path']: _split_cost(s, r) for s, r in zip(small_rows, rows[:2])}
 
   print(f'\nIngestion of {rows[0]["inputs"]} inputs ({args.per_source} per source of '
         f'{os.path.relpath(args.config, ROOT)}; and {small_rows[0]["inputs"]} for the fixed '
@@ -210,13 +231,15 @@ def main(argv: List[str] = None) -> int:
            if rows[0]['faces_per_cpu_s'] and rows[1]['faces_per_cpu_s'] else None)
   if ratio:
     print(f'portable / direct-pool faces per CPU-second: {ratio:.2f}')
-  print(f'same faces: {same_faces}; same TFRecords, record for record: {same_records}')
+  for r in rows[1:]:
+    print(f"{r['path']} vs direct-pool: same faces {r['same_faces_as_direct']}, same TFRecords "
+          f"record for record {r['same_records_as_direct']}")
   result = {'benchmark': 'portable_runner',
             'command': 'python bench/portable_runner.py ' + ' '.join(
                 argv if argv is not None else sys.argv[1:]),
             'rows': rows, 'small_rows': small_rows, 'cost_split': costs,
             'faces_per_cpu_s_ratio': round(ratio, 3) if ratio else None,
-            'same_faces': same_faces, 'examples': examples, 'same_records': same_records,
+            'same_faces': same_faces, 'same_records': same_records,
             'cpus': os.cpu_count()}
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w', encoding='utf-8') as f:

@@ -7,8 +7,8 @@ import themselves. Running the data steps on it here shows what a cluster
 would show: a DoFn that needs process-local state, or a name only the driver
 has, fails.
 
-    with portable_beam.local_services(log_dir) as beam_args:
-      executor.run_standalone(config, out, beam_args)
+    with portable_beam.local_services(log_dir) as services:
+      executor.run_standalone(config, out, services.beam_args)
 
 starts `python -m apache_beam.runners.portability.local_job_service_main` and
 `python -m apache_beam.runners.worker.worker_pool_main` (this interpreter's
@@ -17,7 +17,8 @@ a free port, and stops both, and any SDK worker left, by their process ids.
 
 Beam's local job service runs a job on one SDK worker (its FnApiRunner keeps
 `_num_workers = 1` on the job-service path; `--direct_num_workers` is read
-only by the DirectRunner), so this runs every step on one worker process.
+only by the DirectRunner). `ExternalWorkersRunner` runs the same engine in the
+driver with N SDK workers from the same pool.
 """
 
 import contextlib
@@ -27,7 +28,11 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, NamedTuple, Tuple
+
+from apache_beam.options import pipeline_options
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+from apache_beam.transforms import environments
 
 JOB_SERVICE = 'apache_beam.runners.portability.local_job_service_main'
 WORKER_POOL = 'apache_beam.runners.worker.worker_pool_main'
@@ -38,6 +43,12 @@ def beam_args(job_port: int, worker_pool_port: int) -> List[str]:
   """The pipeline args that send a job to the job service with workers from the pool."""
   return ['--runner=PortableRunner', f'--job_endpoint=localhost:{job_port}',
           '--environment_type=EXTERNAL', f'--environment_config=localhost:{worker_pool_port}']
+
+
+class Services(NamedTuple):
+  beam_args: List[str]  # PortableRunner to the job service, SDK workers from the pool
+  worker_pool_port: int
+  processes: Tuple[subprocess.Popen, ...]  # (job service, worker pool)
 
 
 def _start(module: str, args: List[str], log_path: str) -> subprocess.Popen:
@@ -119,9 +130,8 @@ def group_alive(process: subprocess.Popen) -> bool:
 
 
 @contextlib.contextmanager
-def local_services(log_dir: str, start_timeout_s: float = 120.0
-                   ) -> Iterator[Tuple[List[str], Tuple[subprocess.Popen, ...]]]:
-  """Starts the job service and the worker pool; yields (Beam args, the two processes).
+def local_services(log_dir: str, start_timeout_s: float = 120.0) -> Iterator[Services]:
+  """Starts the job service and the worker pool; yields their `Services`.
 
   Args:
     log_dir: where `job_service.log` and `worker_pool.log` (with the SDK
@@ -152,7 +162,33 @@ def local_services(log_dir: str, start_timeout_s: float = 120.0
           raise  # timed out, or the port was taken every time
     job_port = _wait_for(processes[0], job_log, lambda: _read_port_file(port_file), deadline,
                          'the Beam job service')
-    yield beam_args(job_port, pool_port), tuple(processes)
+    yield Services(beam_args(job_port, pool_port), pool_port, tuple(processes))
   finally:
     for process in reversed(processes):
       stop(process)
+
+
+class ExternalWorkersRunner(fn_runner.FnApiRunner):
+  """Beam's FnApiRunner in the driver, with N SDK workers from an external worker pool.
+
+  The job service runs a job on one SDK worker; this runs the same engine in
+  the driver (no Job API) and asks the pool for `--direct_num_workers` of them,
+  each a separate process that unpickles and imports the DoFns, and gives each
+  stage's input to them in parts, as a cluster spreads it over its workers:
+
+      --runner=fakefaces.pipeline.portable_beam.ExternalWorkersRunner
+      --environment_type=EXTERNAL --environment_config=localhost:Q --direct_num_workers=N
+  """
+
+  def run_pipeline(self, pipeline, options):
+    # FnApiRunner's own default is an SDK worker inside this process.
+    self._default_environment = environments.Environment.from_options(
+        options.view_as(pipeline_options.PortableOptions))
+    return super().run_pipeline(pipeline, options)
+
+
+def external_workers_args(worker_pool_port: int, workers: int) -> List[str]:
+  """The pipeline args of `ExternalWorkersRunner` with `workers` SDK workers from the pool."""
+  return [f'--runner={__name__}.{ExternalWorkersRunner.__name__}',
+          '--environment_type=EXTERNAL', f'--environment_config=localhost:{worker_pool_port}',
+          f'--direct_num_workers={workers}']

@@ -20,7 +20,7 @@ from fakefaces.components import reports
 from fakefaces.components.data_gate.component import validation_components
 from fakefaces.components.face_example_gen import executor
 from fakefaces.components.face_example_gen.component import FaceExampleGen
-from fakefaces.pipeline import config as config_lib, portable_beam
+from fakefaces.pipeline import cli, config as config_lib, portable_beam
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +30,11 @@ DEMO_THRESHOLDS = config_lib.load_thresholds(
 
 @pytest.fixture(scope='module')
 def portable(tmp_path_factory):
-  """(Beam args for the portable runner, the services' log folder); stops them afterwards."""
+  """(the services' `portable_beam.Services`, their log folder); stops them afterwards."""
   log_dir = str(tmp_path_factory.mktemp('portable_beam'))
-  with portable_beam.local_services(log_dir) as (beam_args, processes):
-    yield beam_args, log_dir
-  left = [p.pid for p in processes if portable_beam.group_alive(p)]
+  with portable_beam.local_services(log_dir) as services:
+    yield services, log_dir
+  left = [p.pid for p in services.processes if portable_beam.group_alive(p)]
   assert not left, f'processes of the Beam services left running: groups {left}'
 
 
@@ -60,7 +60,7 @@ def _same_ingestion(load_bench, first: str, second: str) -> None:
 
 def test_ingestion_and_validation_run_on_external_workers(portable, demo_dataset, tmp_path,
                                                           load_bench):
-  beam_args, log_dir = portable
+  services, log_dir = portable
   ingest = config_lib.IngestConfig(
       sources=[config_lib.SourceConfig(kind='manifest', path=demo_dataset, name='demo')],
       face=config_lib.FacePreparation(align='none', output_size=64))
@@ -78,7 +78,7 @@ def test_ingestion_and_validation_run_on_external_workers(portable, demo_dataset
       enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           str(tmp_path / 'metadata.sqlite')),
-      beam_pipeline_args=beam_args))
+      beam_pipeline_args=services.beam_args))
 
   # FaceExampleGen and StatisticsGen were jobs of the service, not a DirectRunner in here.
   assert _jobs_completed(log_dir) - jobs_before == 2
@@ -98,16 +98,33 @@ def test_ingestion_and_validation_run_on_external_workers(portable, demo_dataset
   _same_ingestion(load_bench, str(tmp_path / 'direct'), str(portable_out))
 
 
-def test_real_faces_are_aligned_by_dlib_on_a_worker(portable, faces_data, tmp_path, load_bench):
-  """The dlib models load in the worker's DoFn setup; the faces found are the DirectRunner's."""
-  beam_args, log_dir = portable
-  ingest = config_lib.IngestConfig(
-      sources=[config_lib.SourceConfig('fairface', os.path.join(faces_data, 'fairface'))],
-      face=config_lib.FacePreparation(align='dlib', detector='hog+cnn', output_size=128),
-      limit_per_source=4, max_failure_rate=1.0)
+def test_real_faces_are_aligned_by_dlib_on_the_workers(portable, faces_data, tmp_path, load_bench):
+  """`fakefaces ingest --beam-arg=...` on 1 SDK worker (job service) and on 2 (ExternalWorkersRunner).
+
+  dlib loads in each worker's DoFn setup; the faces and records are the DirectRunner's.
+  """
+  services, log_dir = portable
+  config = tmp_path / 'config.yaml'
+  config.write_text(
+      'ingest:\n'
+      f'  sources: [{{kind: fairface, path: "{os.path.join(faces_data, "fairface")}"}}]\n'
+      '  face: {align: dlib, detector: hog+cnn, output_size: 128}\n'
+      '  limit_per_source: 6\n'
+      '  max_failure_rate: 1.0\n')
+
+  def ingest(name, beam_args):
+    out = str(tmp_path / name)
+    assert cli.main(['ingest', '--config', str(config), '--out', out] +
+                    [f'--beam-arg={arg}' for arg in beam_args]) == 0
+    return out
+
   jobs_before = _jobs_completed(log_dir)
-  report = executor.run_standalone(ingest, str(tmp_path / 'portable'), beam_args)
+  one_worker = ingest('portable', services.beam_args)
   assert _jobs_completed(log_dir) - jobs_before == 1
-  assert report['counts']['written'] >= 3, report['counts']
-  executor.run_standalone(ingest, str(tmp_path / 'direct'))
-  _same_ingestion(load_bench, str(tmp_path / 'direct'), str(tmp_path / 'portable'))
+  report = reports.read_report(os.path.join(one_worker, executor.REPORT_DIR), missing_ok=False)
+  assert report['counts']['written'] >= 4, report['counts']
+  two_workers = ingest('two_workers',
+                       portable_beam.external_workers_args(services.worker_pool_port, 2))
+  direct = ingest('direct', [])
+  _same_ingestion(load_bench, direct, one_worker)
+  _same_ingestion(load_bench, direct, two_workers)
