@@ -17,6 +17,9 @@ Local runs (`fakefaces run`, `fakefaces ingest`) append DirectRunner flags to
   TensorFlow's own thread pool, and each extra process starts TensorFlow and
   TFX again and loads the model.
 
+Args naming another runner (`--beam-arg=--runner=PortableRunner ...`: Flink,
+Spark, Dataflow, Beam's portable runner) are passed as they are: FaceExampleGen
+then prepares faces in its Beam workers, one per worker (docs/distributed_beam.md).
 Kubeflow keeps `beam_pipeline_args` as they are: there `os.cpu_count()`
 counts the node's cores, not the pod's CPU limit, and the data-heavy steps
 get a distributed runner (`kubeflow.data_beam_pipeline_args`).

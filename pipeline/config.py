@@ -51,7 +51,10 @@ class PipelineConfig:
   metadata_path: str = 'runs/metadata.sqlite'
   serving_model_dir: str = 'runs/serving_model'  # TF Serving model base path
   enable_cache: bool = True
-  # Extra Beam args for the data-heavy components (ingestion, statistics, evaluation).
+  # Beam args of the data steps (ingestion, statistics, evaluation; `--beam-arg` replaces
+  # them). With another runner (`--runner=PortableRunner --job_endpoint=...`, Flink, Spark,
+  # Dataflow) they run there as given, one face preparer per Beam worker
+  # (docs/distributed_beam.md).
   beam_pipeline_args: List[str] = dataclasses.field(
       default_factory=lambda: ['--direct_running_mode=in_memory', '--direct_num_workers=1'])
   # FaceExampleGen's processes in local runs: 0 = auto (one per core when the

@@ -72,3 +72,16 @@ def test_a_config_error_exits_2_naming_the_field_without_a_traceback(tmp_path, c
   printed = capsys.readouterr().err
   assert 'ingest.align has moved to ingest.face.align' in printed
   assert 'Traceback' not in printed
+
+
+def test_beam_arg_replaces_the_configs_beam_args(tmp_path):
+  from fakefaces.pipeline.commands import run  # pylint: disable=g-import-not-at-top
+  parser = cli.build_parser()
+  config = _ingest_config(tmp_path, 'manifest.csv', 0.5)
+  portable = ['--runner=PortableRunner', '--job_endpoint=localhost:8099']
+  for command in ('run', 'ingest'):
+    argv = [command, '--config', config] + [f'--beam-arg={a}' for a in portable]
+    argv += ['--out', 'out'] if command == 'ingest' else []
+    assert run.config_from_args(parser.parse_args(argv)).beam_pipeline_args == portable
+  kept = run.config_from_args(parser.parse_args(['run', '--config', config]))
+  assert kept.beam_pipeline_args == ['--direct_running_mode=in_memory', '--direct_num_workers=1']

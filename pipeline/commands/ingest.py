@@ -3,7 +3,7 @@
 import json
 import os
 
-from fakefaces.pipeline.commands.run import add_config_flags, config_from_args
+from fakefaces.pipeline.commands.run import add_beam_flag, add_config_flags, config_from_args
 
 
 def register(subparsers) -> None:
@@ -13,6 +13,7 @@ def register(subparsers) -> None:
       'and OUT/ingest_report/report.json, which accounts for every input file. '
       'Exit 1 when more inputs failed than ingest.max_failure_rate allows.')
   add_config_flags(p)
+  add_beam_flag(p)
   p.add_argument('--out', required=True, help='output folder')
   p.set_defaults(func=_run)
 

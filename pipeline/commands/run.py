@@ -14,8 +14,20 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--epochs', type=int, help='override train.epochs')
 
 
+def add_beam_flag(parser: argparse.ArgumentParser) -> None:
+  """`--beam-arg`, for the commands that run Beam steps here (run, ingest)."""
+  parser.add_argument(
+      '--beam-arg', action='append', metavar='ARG',
+      help='a Beam pipeline arg for the data steps (ingestion, statistics, evaluation), '
+      'repeatable, written --beam-arg=--runner=PortableRunner; replaces beam_pipeline_args. '
+      'A runner other than the DirectRunner runs them as they are, with no face-worker pool '
+      '(docs/distributed_beam.md)')
+
+
 def config_from_args(args) -> config_lib.PipelineConfig:
   config = config_lib.load_config(args.config)
+  if getattr(args, 'beam_arg', None):
+    config.beam_pipeline_args = list(args.beam_arg)
   overrides = {'pipeline_root': args.pipeline_root, 'serving_model_dir': args.serving_model_dir,
                'thresholds_file': args.thresholds}
   for field, value in overrides.items():
@@ -33,6 +45,7 @@ def register(subparsers) -> None:
       description='Ingest, validate, train, evaluate, gate on fairness and push, with '
       'LocalDagRunner and MLMD on SQLite. Caching is on unless --no-cache.')
   add_config_flags(p)
+  add_beam_flag(p)
   p.add_argument('--metadata-path', help='override metadata_path (SQLite MLMD file)')
   p.add_argument('--no-cache', action='store_true', help='re-run every component')
   p.set_defaults(func=_run)
