@@ -138,3 +138,32 @@ def test_the_gate_report_says_each_check_rests_on_prompted_labels(annotated):
   assert 'prompted' in evaluation.format_summary(report)
   page = report_html.render(report)
   assert 'human; prompted' in page and 'prompted (what a generator was asked for)' in page
+
+
+SDFD_CONFIG = os.path.join(config_lib.PROJECT_ROOT, 'pipeline', 'configs', 'shared_data_sdfd.yaml')
+
+
+def test_the_sdfd_config_loads_with_prompted_fakes_and_an_audit_collection(monkeypatch):
+  monkeypatch.chdir(config_lib.PROJECT_ROOT)  # its paths are relative to the repository root
+  config = config_lib.load_config(SDFD_CONFIG)
+  by_name = {s.name or s.kind: s for s in config.ingest.sources}
+  assert by_name['sdfd'].kind == 'manifest' and by_name['sdfd'].demographics == 'prompted'
+  assert by_name['sdfd'].role == 'train'
+  assert by_name['utkface'].role == 'audit' and by_name['utkface'].demographics == 'human'
+  assert by_name['fairface'].role == 'audit'
+
+
+def test_sdfd_rows_are_listed_as_prompted_and_utkface_only_in_the_test_split(faces_data):
+  config = config_lib.load_config(SDFD_CONFIG)
+  for source in config.ingest.sources:  # the shared data wherever the fixture found it
+    source.path = os.path.join(faces_data, source.path.split('shared/data/', 1)[1])
+  config.ingest.limit_per_source = 40
+  records = sources.list_inputs(config.ingest)
+  sdfd = [r for r in records if r.source == 'sdfd']
+  utk = [r for r in records if r.source == 'utkface']
+  assert len(sdfd) == 40 and not any(r.problem for r in sdfd)
+  assert all(r.prompted and r.label == features.FAKE for r in sdfd)
+  assert any(r.race != features.UNKNOWN for r in sdfd)
+  assert {r.split for r in sdfd} > {features.TRAIN}  # hash-split: trained on, and judged
+  assert len(utk) == 40 and {r.split for r in utk} == {features.TEST}
+  assert not any(r.prompted for r in utk) and all(r.label == features.REAL for r in utk)
