@@ -17,6 +17,7 @@ from fakefaces.components.face_example_gen import sources
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.fairness_gate import evaluation, fairness, report_html
+from fakefaces.components.model_card import card
 from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline.fixtures import demo_records
 
@@ -138,6 +139,10 @@ def test_the_gate_report_says_each_check_rests_on_prompted_labels(annotated):
   assert 'prompted' in evaluation.format_summary(report)
   page = report_html.render(report)
   assert 'human; prompted' in page and 'prompted (what a generator was asked for)' in page
+  limits = [item['description'] for item in card.limitations(report, None, annotation_report)]
+  assert any(line.startswith(f"{len(report['label_kinds']['prompted'])} fairness checks rest on "
+                             'prompted demographics') and 'race: fnr_gap' in line
+             for line in limits), limits
 
 
 SDFD_CONFIG = os.path.join(config_lib.PROJECT_ROOT, 'pipeline', 'configs', 'shared_data_sdfd.yaml')
