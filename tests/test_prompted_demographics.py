@@ -172,3 +172,27 @@ def test_sdfd_rows_are_listed_as_prompted_and_utkface_only_in_the_test_split(fac
   assert {r.split for r in sdfd} > {features.TRAIN}  # hash-split: trained on, and judged
   assert len(utk) == 40 and {r.split for r in utk} == {features.TEST}
   assert not any(r.prompted for r in utk) and all(r.label == features.REAL for r in utk)
+
+
+def test_annotator_steps_are_pure_functions_of_faces_and_proposals():
+  """The annotator's scoring step on hand-made faces: a prompted face (read_face gives it no
+  human labels) is neither scored nor paired; it is still described when it lacks a value."""
+  human = tf.train.Example()
+  prompted = tf.train.Example()
+  for example, origin in ((human, b''), (prompted, b'prompted')):
+    for name, value in ((features.GENDER, b'Female'), (features.RACE, b'Black'),
+                        (features.AGE, b'20-29')):
+      example.features.feature[name].bytes_list.value.append(value)
+    if origin:
+      example.features.feature[features.AGE].bytes_list.value[:] = [b'unknown']
+      example.features.feature[features.DEMOGRAPHICS_SOURCE].bytes_list.value.append(origin)
+  faces = [annotator.read_face(human), annotator.read_face(prompted)]
+  assert faces[1].human == {'gender': 'unknown', 'race': 'unknown', 'age': 'unknown'}
+  config = AnnotatorConfig()
+  assert [annotator.needs_descriptor(f, features.TRAIN, config) for f in faces] == [True, True]
+  assert not annotator.needs_descriptor(faces[0], features.EVAL, config)  # nothing to fill
+  proposals = [{'gender': ('Female', 0.9), 'race': ('White', 0.9), 'age': ('20-29', 0.9)}] * 2
+  evaluation_, pairs = annotator.evaluate_test_split(faces, proposals, {a: 0.5 for a in
+                                                                        annotate.ATTRIBUTES})
+  assert evaluation_['race']['n'] == 1 and evaluation_['race']['accuracy'] == 0.0
+  assert pairs == [['Female', 'Black', '20-29', 'Female', 'White', '20-29']]

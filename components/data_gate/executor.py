@@ -94,7 +94,7 @@ def check_config(config: ValidationConfig) -> None:
                         f"'feature:KIND' (kinds: tensorflow_metadata anomalies.proto)")
 
 
-def read_anomalies(anomalies_artifact) -> Dict[str, anomalies_pb2.Anomalies]:
+def read_anomalies(anomalies_artifact: types.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:
   """Split name -> Anomalies proto, from an ExampleAnomalies artifact."""
   result = {}
   for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
@@ -122,7 +122,8 @@ def anomaly_rows(anomalies_by_split: Mapping[str, anomalies_pb2.Anomalies]
   return rows
 
 
-def load_split_statistics(stats_artifact) -> Dict[str, statistics_pb2.DatasetFeatureStatistics]:
+def load_split_statistics(stats_artifact: types.Artifact
+                          ) -> Dict[str, statistics_pb2.DatasetFeatureStatistics]:
   return {
       split: stats_artifact_utils.load_statistics(stats_artifact, split).proto().datasets[0]
       for split in artifact_utils.decode_split_names(stats_artifact.split_names)
@@ -152,7 +153,7 @@ def unsupported_images(files: List[str]) -> Tuple[int, List[str]]:
 
 def image_fallback_rows(schema: schema_pb2.Schema,
                         stats_by_split: Mapping[str, statistics_pb2.DatasetFeatureStatistics],
-                        examples_artifact) -> List[Dict[str, str]]:
+                        examples_artifact: types.Artifact) -> List[Dict[str, str]]:
   """Checks `minimum_supported_image_fraction` where TFDV produced no image statistics."""
   rows = []
   for feature in schema.feature:
@@ -185,7 +186,7 @@ def skew_anomaly_rows(skew_rows: Sequence[Mapping[str, object]]) -> List[Dict[st
            'description': skew.describe_skew(row)} for row in skew_rows if row['exceeded']]
 
 
-def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
+def slice_coverage(examples_artifact: types.Artifact, thresholds: ThresholdsConfig,
                    config: ValidationConfig) -> Dict[str, object]:
   """Real/fake counts of every judged group in `config.coverage_split`."""
   names = coverage.needed_features(thresholds)
@@ -204,7 +205,7 @@ def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
           'short_groups': [row['group'] for row in rows if coverage.is_short(row)]}
 
 
-def source_shortcut_report(examples_artifact, config: ValidationConfig) -> Dict[str, object]:
+def source_shortcut_report(examples_artifact: types.Artifact, config: ValidationConfig) -> Dict[str, object]:
   """The `source_shortcut` section: probe AUC per source pair of each class, findings."""
   check = config.source_shortcut
   if not check.enabled:
