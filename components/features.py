@@ -16,10 +16,12 @@ FACE_SIZE = 'face_size'  # int64: detected face box side in source pixels, 0 if 
 # treatment (face_preparation/descriptors.py); written when ingest.face_descriptors,
 # read by the DemographicAnnotator, never by the model.
 FACE_DESCRIPTOR = 'face_descriptor'
-# Written by the DemographicAnnotator (components/demographic_annotator/): where
-# the example's gender/race/age came from, and per attribute the confidence.
+# Where the example's gender/race/age came from: written by FaceExampleGen as
+# 'prompted' for a source whose demographics are a generator's prompt (absent
+# otherwise), and by the DemographicAnnotator for every example, with per attribute
+# the confidence.
 DEMOGRAPHICS_SOURCE = 'demographics_source'  # bytes: one of DEMOGRAPHICS_SOURCES
-GENDER_CONFIDENCE = 'gender_confidence'  # float: 1 human label, P(class) predicted, 0 unknown
+GENDER_CONFIDENCE = 'gender_confidence'  # float: 1 human or prompted label, P(class) predicted, 0 unknown
 RACE_CONFIDENCE = 'race_confidence'
 AGE_CONFIDENCE = 'age_confidence'
 CONFIDENCE_FEATURES = {'gender': GENDER_CONFIDENCE, 'race': RACE_CONFIDENCE,
@@ -33,10 +35,13 @@ LABEL_NAMES = {REAL: 'real', FAKE: 'fake'}
 
 UNKNOWN = 'unknown'
 # demographics_source: 'human' when any of gender/race/age is a human label
-# (dataset CSV, manifest, `fakefaces label`), else 'predicted' when the
-# annotator filled any of them, else 'unknown'. A human label is never replaced.
-HUMAN, PREDICTED = 'human', 'predicted'
-DEMOGRAPHICS_SOURCES = (HUMAN, PREDICTED, UNKNOWN)
+# (dataset CSV, manifest, `fakefaces label`), 'prompted' when they are what a
+# generator was asked for (a source with `demographics: prompted`, e.g. SDFD: not a
+# person's judgement of the image), else 'predicted' when the annotator filled any
+# of them, else 'unknown'. Human and prompted labels are never replaced.
+HUMAN, PROMPTED, PREDICTED = 'human', 'prompted', 'predicted'
+DEMOGRAPHICS_SOURCES = (HUMAN, PROMPTED, PREDICTED, UNKNOWN)
+LABELLED_ORIGINS = (HUMAN, PROMPTED)  # labels given with the data, not predictions
 # FairFace vocabularies, spelled exactly as in fairface_label_{train,val}.csv.
 GENDERS = ('Male', 'Female')
 RACES = ('White', 'Black', 'East Asian', 'Southeast Asian', 'Indian',

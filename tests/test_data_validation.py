@@ -22,7 +22,8 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
 from fakefaces.components import features, reports
-from fakefaces.components.data_gate import coverage, executor, skew
+from fakefaces.components.data_gate import coverage, executor, skew, verdict
+from fakefaces.components.data_gate.config import SourceShortcutConfig
 from fakefaces.components.data_gate.component import statistics_options, validation_components
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
@@ -125,9 +126,9 @@ PLANTED = {
 def test_each_planted_anomaly_stops_with_its_name(tmp_path, name):
   overrides, feature, kind, detail = PLANTED[name]
   anomalies = _validate(tmp_path, _clean() + [_example(SPLIT_SIZE, **overrides)])
-  blocking, _ = executor.split_allowed(executor.anomaly_rows({'test': anomalies}), [])
+  blocking, _ = verdict.split_allowed(executor.anomaly_rows({'test': anomalies}), [])
   assert (feature, kind) in {(r['feature'], r['kind']) for r in blocking}
-  message = executor.failure_message(blocking, {'short_groups': []}, False)
+  message = verdict.failure_message(blocking, {'short_groups': []}, False)
   assert f'[test] {feature}: {kind}: ' in message and detail in message
 
 
@@ -136,9 +137,55 @@ def test_allow_list_accepts_a_kind_or_a_feature_kind_pair():
            'description': ''},
           {'split': 'test', 'feature': 'age', 'kind': 'ENUM_TYPE_UNEXPECTED_STRING_VALUES',
            'description': ''}]
-  blocking, accepted = executor.split_allowed(rows, ['race:ENUM_TYPE_UNEXPECTED_STRING_VALUES'])
+  blocking, accepted = verdict.split_allowed(rows, ['race:ENUM_TYPE_UNEXPECTED_STRING_VALUES'])
   assert [r['feature'] for r in blocking] == ['age'] and [r['feature'] for r in accepted] == ['race']
-  assert not executor.split_allowed(rows, ['ENUM_TYPE_UNEXPECTED_STRING_VALUES'])[0]
+  assert not verdict.split_allowed(rows, ['ENUM_TYPE_UNEXPECTED_STRING_VALUES'])[0]
+
+
+def _verdict(config=None, anomalies=(), short=(), coverage_error='', shortcut_findings=(),
+             shortcut_error=''):
+  """verdict.judge on hand-made findings."""
+  coverage_report = ({'split': 'test', 'error': coverage_error} if coverage_error else
+                     {'split': 'test', 'min_examples_per_class': 5, 'groups': [
+                         {'group': g, 'real': 0, 'fake': 9, 'short_by': {'real': 5, 'fake': 0}}
+                         for g in short],
+                      'short_groups': list(short)})
+  shortcut_report = {'split': 'train', 'findings': list(shortcut_findings)}
+  if shortcut_error:
+    shortcut_report['error'] = shortcut_error
+  rows = [{'split': 'test', 'feature': f, 'kind': k, 'description': 'd'} for f, k in anomalies]
+  return verdict.judge(config or config_lib.ValidationConfig(), {'test': 10}, rows, [],
+                       coverage_report, shortcut_report)
+
+
+def test_verdict_names_what_stops_the_run_first_anomalies_then_groups_then_shortcut():
+  clean = _verdict()
+  assert clean.passed and clean.stopped_by is None and clean.report['passed']
+  assert clean.report['examples'] == {'test': 10} and clean.message == ''
+  anomaly = ('race', 'ENUM_TYPE_UNEXPECTED_STRING_VALUES')
+  everything = dict(anomalies=[anomaly], short=['race=Black'], shortcut_findings=['s'])
+  stop = config_lib.ValidationConfig(on_short_group='stop')
+  assert _verdict(stop, **everything).stopped_by == verdict.ANOMALIES
+  assert _verdict(stop, short=['race=Black'], shortcut_findings=['s']).stopped_by == (
+      verdict.COVERAGE)
+  assert _verdict(stop, shortcut_findings=['s']).stopped_by == verdict.SHORTCUT
+  # A check that could not read the data stops as an anomaly would, naming why.
+  broken = _verdict(coverage_error='race is INT64')
+  assert broken.stopped_by == verdict.ANOMALIES and 'race is INT64' in broken.message
+  assert _verdict(shortcut_error='no split').stopped_by == verdict.SHORTCUT
+
+
+def test_verdict_reports_but_does_not_stop_on_what_the_config_accepts():
+  anomaly = ('race', 'ENUM_TYPE_UNEXPECTED_STRING_VALUES')
+  accepting = config_lib.ValidationConfig(
+      allowed_anomalies=['race:ENUM_TYPE_UNEXPECTED_STRING_VALUES'],
+      source_shortcut=SourceShortcutConfig(on_shortcut='warn'))
+  result = _verdict(accepting, anomalies=[anomaly], short=['race=Black'],
+                    shortcut_findings=['s'])
+  assert result.passed, result.message
+  assert [r['feature'] for r in result.report['allowed_anomalies']] == ['race']
+  assert result.report['coverage']['short_groups'] == ['race=Black']
+  assert result.report['source_shortcut']['findings'] == ['s']
 
 
 @pytest.mark.parametrize('field,value,needle', [

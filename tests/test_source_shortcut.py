@@ -70,9 +70,10 @@ def _split(start: int, n: int, strata):
 def _records(examples):
   for example in examples:
     f = example.features.feature
-    yield {name: (f[name].int64_list.value[0] if name == features.LABEL
+    yield {name: (f[name].int64_list.value[0] if name in (features.LABEL, features.FACE_SIZE)
                   else f[name].bytes_list.value[0])
-           for name in (features.LABEL, features.IMAGE, features.SOURCE, features.IMAGE_ID)}
+           for name in (features.LABEL, features.IMAGE, features.SOURCE, features.IMAGE_ID,
+                        features.FACE_SIZE)}
 
 
 REAL, FAKE = features.REAL, features.FAKE
@@ -222,3 +223,72 @@ def test_unknown_role_names_the_field(tmp_path):
   config = IngestConfig(sources=[SourceConfig(kind='folders', path=str(tmp_path), role='judge')])
   with pytest.raises(ValueError, match=r'ingest.sources\[0\].role'):
     sources.list_inputs(config)
+
+
+# ------------------------------------------------- sources of one class only
+
+
+def _fakes_only(i: int, processing: str) -> tf.train.Example:
+  """A fake of a one-class source: other content (a bright blob, what the detector should
+  learn), and `processing` 'matched' (as the 'studio' reals), 'jpeg' (compressed at quality 30
+  before the same final encoding) or 'size' (a face twice as large in its source, resized)."""
+  side = SIDE * 2 if processing == 'size' else SIDE
+  pixels = np.random.RandomState(50000 + i).randint(0, 255, (side, side), dtype=np.uint8)
+  image = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(side / SIDE * 2))
+  yy, xx = np.mgrid[:side, :side]
+  blob = 90 * np.exp(-((yy - side * 0.4) ** 2 + (xx - side * 0.6) ** 2) / (2 * (side / 5) ** 2))
+  image = Image.fromarray(np.clip(np.asarray(image, np.float32) + blob, 0, 255).astype(np.uint8))
+  image = image.convert('RGB')
+  if processing == 'size':
+    image = image.resize((SIDE, SIDE), Image.BILINEAR)
+  if processing == 'jpeg':
+    image = Image.open(io.BytesIO(_encode(image, 30)))
+  record = InputRecord(path='', source='sdfd', image_id=f'sdfd-{i:05d}', label=FAKE, split='')
+  return make_example(record, _encode(image, 95), face_size=side)
+
+
+def _with_fakes_only_source(processing: str, n: int = 180):
+  """Reals and fakes of 'studio' (both classes), and fakes of 'sdfd' only."""
+  examples = _split(0, n, [(REAL, 'studio'), (FAKE, 'studio'), (REAL, 'studio')])
+  return examples + [_fakes_only(i, processing) for i in range(n // 3)]
+
+
+def test_a_fakes_only_source_passes_when_its_processing_matches_the_reals():
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(_records(_with_fakes_only_source('matched')), config)
+  assert report['missing_sources'] == [{'class': 'fake', 'sources': ['sdfd'],
+                                        'missing_from': 'real'}]
+  [row] = report['single_class_sources']
+  assert row['status'] == shortcut.PROCESSING_MATCHED, row
+  assert 'by design (the detection task)' in row['case']
+  # Its content is told apart from the other fakes' (the probe on pixels): not a shortcut
+  # of processing, and the pair is balanced in neither direction that matters here.
+  assert report['passed'], report['findings']
+
+
+@pytest.mark.parametrize('processing, named', [('jpeg', 'jpeg_history'), ('size', 'size')])
+def test_a_fakes_only_source_is_refused_when_only_its_processing_differs(processing, named):
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(_records(_with_fakes_only_source(processing)), config)
+  [row] = report['single_class_sources']
+  assert row['status'] == shortcut.PROCESSING_DIFFERS, row
+  assert row['auc_by_features'][named] > config.max_probe_auc
+  assert named in row['case']
+  assert not report['passed']
+  assert any("source(s) ['sdfd'] that have no real examples, and their processing differs"
+             in f for f in report['findings'])
+
+
+def test_pipeline_passes_a_fakes_only_source_processed_like_the_reals(tmp_path):
+  data = tmp_path / 'data'
+  for index, split in enumerate(features.SPLITS):
+    _write(str(data / split / 'r.tfrecord'),
+           _split(1000 * index, 90, [(REAL, 'studio'), (FAKE, 'studio'), (REAL, 'studio')])
+           + [_fakes_only(1000 * index + i, 'matched') for i in range(30)])
+  _run(tmp_path, data, config_lib.ValidationConfig(
+      source_shortcut=SourceShortcutConfig(min_examples_per_source=20)))
+  assert _ran(tmp_path, 'SchemaGen')
+  section = _gate_report(tmp_path)['source_shortcut']
+  assert section['passed'] and section['findings'] == []
+  assert [row['status'] for row in section['single_class_sources']] == [
+      shortcut.PROCESSING_MATCHED]

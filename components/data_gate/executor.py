@@ -13,9 +13,12 @@ It stops on:
 * with `on_short_group: stop`, groups of the evaluated split that lack real
   or fake examples (coverage.py); with `insufficient` they are only reported;
 * with `source_shortcut.on_shortcut: stop`, a source shortcut in the training
-  split (shortcut.py): a class with sources the other class lacks, or two
-  sources of one class that a linear probe tells apart above
-  `source_shortcut.max_probe_auc`; with `warn` it is only reported.
+  split (shortcut.py): a source of one class whose processing a probe tells
+  from the other class's, or two sources of one class that a linear probe
+  tells apart above `source_shortcut.max_probe_auc` with different shares of
+  fakes; with `warn` it is only reported.
+
+The verdict itself is `verdict.judge`, a pure function of those findings.
 
 Anomalies listed in `validation.allowed_anomalies` are reported, not fatal.
 A passing run writes report.json (anomalies accepted, slice coverage, skew
@@ -26,7 +29,7 @@ message carries every finding and the full report is logged.
 import json
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow_data_validation.statistics.generators import image_stats_generator
@@ -38,13 +41,12 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from fakefaces.components import component_keys as keys, example_files, features, reports
-from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew
+from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew, verdict
 from fakefaces.components.config_base import ConfigError, from_json
 from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.thresholds import ThresholdsConfig
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
-ON_SHORT_GROUP = ('stop', 'insufficient')
 IMAGE_FORMAT_HISTOGRAM = 'image_format_histogram'  # TFDV's custom stat name
 LOW_IMAGE_FRACTION_KIND = 'LOW_SUPPORTED_IMAGE_FRACTION'
 MAX_LISTED_IDS = 5
@@ -66,10 +68,14 @@ class SourceShortcutError(DataGateError):
   """The training data lets a model learn the source instead of real vs fake."""
 
 
+ERRORS = {verdict.ANOMALIES: DataAnomaliesError, verdict.COVERAGE: SliceCoverageError,
+          verdict.SHORTCUT: SourceShortcutError}  # verdict.Verdict.stopped_by -> what Do raises
+
+
 def check_config(config: ValidationConfig) -> None:
   """Rejects values the gate cannot honour, naming the `validation.` field."""
-  if config.on_short_group not in ON_SHORT_GROUP:
-    raise ConfigError(f'validation.on_short_group: expected one of {ON_SHORT_GROUP}, '
+  if config.on_short_group not in verdict.ON_SHORT_GROUP:
+    raise ConfigError(f'validation.on_short_group: expected one of {verdict.ON_SHORT_GROUP}, '
                       f'got {config.on_short_group!r}')
   if config.min_examples_per_class < 0:
     raise ConfigError(f'validation.min_examples_per_class: must be >= 0, '
@@ -88,7 +94,7 @@ def check_config(config: ValidationConfig) -> None:
                         f"'feature:KIND' (kinds: tensorflow_metadata anomalies.proto)")
 
 
-def read_anomalies(anomalies_artifact) -> Dict[str, anomalies_pb2.Anomalies]:
+def read_anomalies(anomalies_artifact: types.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:
   """Split name -> Anomalies proto, from an ExampleAnomalies artifact."""
   result = {}
   for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
@@ -116,17 +122,8 @@ def anomaly_rows(anomalies_by_split: Mapping[str, anomalies_pb2.Anomalies]
   return rows
 
 
-def split_allowed(rows: Sequence[Dict[str, str]], allowed: Sequence[str]
-                  ) -> Tuple[List[Dict[str, str]], List[Dict[str, str]]]:
-  """(blocking rows, rows the allow-list accepts): entries are 'KIND' or 'feature:KIND'."""
-  blocking, accepted = [], []
-  for row in rows:
-    ok = row['kind'] in allowed or f"{row['feature']}:{row['kind']}" in allowed
-    (accepted if ok else blocking).append(row)
-  return blocking, accepted
-
-
-def load_split_statistics(stats_artifact) -> Dict[str, statistics_pb2.DatasetFeatureStatistics]:
+def load_split_statistics(stats_artifact: types.Artifact
+                          ) -> Dict[str, statistics_pb2.DatasetFeatureStatistics]:
   return {
       split: stats_artifact_utils.load_statistics(stats_artifact, split).proto().datasets[0]
       for split in artifact_utils.decode_split_names(stats_artifact.split_names)
@@ -156,7 +153,7 @@ def unsupported_images(files: List[str]) -> Tuple[int, List[str]]:
 
 def image_fallback_rows(schema: schema_pb2.Schema,
                         stats_by_split: Mapping[str, statistics_pb2.DatasetFeatureStatistics],
-                        examples_artifact) -> List[Dict[str, str]]:
+                        examples_artifact: types.Artifact) -> List[Dict[str, str]]:
   """Checks `minimum_supported_image_fraction` where TFDV produced no image statistics."""
   rows = []
   for feature in schema.feature:
@@ -189,7 +186,7 @@ def skew_anomaly_rows(skew_rows: Sequence[Mapping[str, object]]) -> List[Dict[st
            'description': skew.describe_skew(row)} for row in skew_rows if row['exceeded']]
 
 
-def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
+def slice_coverage(examples_artifact: types.Artifact, thresholds: ThresholdsConfig,
                    config: ValidationConfig) -> Dict[str, object]:
   """Real/fake counts of every judged group in `config.coverage_split`."""
   names = coverage.needed_features(thresholds)
@@ -208,45 +205,16 @@ def slice_coverage(examples_artifact, thresholds: ThresholdsConfig,
           'short_groups': [row['group'] for row in rows if coverage.is_short(row)]}
 
 
-def source_shortcut_report(examples_artifact, config: ValidationConfig) -> Dict[str, object]:
+def source_shortcut_report(examples_artifact: types.Artifact, config: ValidationConfig) -> Dict[str, object]:
   """The `source_shortcut` section: probe AUC per source pair of each class, findings."""
   check = config.source_shortcut
   if not check.enabled:
     return {'enabled': False, 'findings': [], 'passed': True}
   dtypes = {features.IMAGE: tf.string, features.LABEL: tf.int64, features.SOURCE: tf.string,
-            features.IMAGE_ID: tf.string}
+            features.IMAGE_ID: tf.string, features.FACE_SIZE: tf.int64}
   records = examples_io.read_features(example_files.split_files(examples_artifact, check.split),
                                       dtypes)
   return dict(shortcut.check_source_shortcut(records, check), enabled=True)
-
-
-def failure_message(blocking: Sequence[Mapping[str, str]], coverage_report: Mapping[str, object],
-                    stop_on_short: bool, shortcut_report: Optional[Mapping[str, object]] = None
-                    ) -> str:
-  """Names every anomaly (split, feature, kind, TFDV's description) and every short group."""
-  sections = []
-  if blocking:
-    lines = '\n'.join(f"  [{r['split']}] {r['feature']}: {r['kind']}: {r['description']}"
-                      for r in blocking)
-    sections.append(f'{len(blocking)} data anomal{"y" if len(blocking) == 1 else "ies"} '
-                    f'(accept one on purpose with validation.allowed_anomalies):\n{lines}')
-  if 'error' in coverage_report:
-    sections.append(f"slice coverage could not be computed: {coverage_report['error']}")
-  elif stop_on_short and coverage_report['short_groups']:
-    short = [row for row in coverage_report['groups'] if coverage.is_short(row)]
-    lines = '\n'.join(f'  {coverage.describe_short(row)}' for row in short)
-    sections.append(
-        f"{len(short)} judged group(s) of split {coverage_report['split']!r} have fewer than "
-        f"{coverage_report['min_examples_per_class']} real or fake examples (set "
-        f"validation.on_short_group: insufficient to record them instead):\n{lines}")
-  if shortcut_report and 'error' in shortcut_report:
-    sections.append(f"the source-shortcut check could not run: {shortcut_report['error']}")
-  elif shortcut_report and shortcut_report.get('findings'):
-    sections.append(
-        f"source shortcut in split {shortcut_report['split']!r} (set "
-        f"validation.source_shortcut.on_shortcut: warn to only report it):\n"
-        f"{shortcut.describe(shortcut_report)}")
-  return 'The DataGate stopped the run before training.\n' + '\n'.join(sections)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -292,39 +260,22 @@ class Executor(base_executor.BaseExecutor):
     anomalies = artifact_utils.get_single_instance(input_dict[keys.ANOMALIES_KEY])
     rows = (anomaly_rows(read_anomalies(anomalies))
             + image_fallback_rows(schema, stats_by_split, examples) + skew_anomaly_rows(skew_rows))
-    blocking, accepted = split_allowed(rows, config.allowed_anomalies)
     try:
       coverage_report = slice_coverage(examples, thresholds, config)
     except (tf.errors.OpError, ValueError) as e:  # e.g. a feature of the wrong type
       coverage_report = {'split': config.coverage_split, 'error': str(e)}
-    stop_on_short = config.on_short_group == 'stop'
     try:
       shortcut_report = source_shortcut_report(examples, config)
     except (tf.errors.OpError, ValueError) as e:  # e.g. no such split
       shortcut_report = {'split': config.source_shortcut.split, 'error': str(e), 'findings': []}
-    stop_on_shortcut = config.source_shortcut.on_shortcut == 'stop' and (
-        'error' in shortcut_report or bool(shortcut_report['findings']))
-    passed = not blocking and 'error' not in coverage_report and not (
-        stop_on_short and coverage_report['short_groups']) and not stop_on_shortcut
-
-    report = {'passed': passed,
-              'examples': {split: stats.num_examples for split, stats in stats_by_split.items()},
-              'anomalies': blocking, 'allowed_anomalies': accepted,
-              'coverage': coverage_report,
-              'skew': {'baseline': config.skew_baseline_split, 'threshold': config.max_skew_linf,
-                       'noise_z': config.skew_noise_z, 'rows': skew_rows},
-              'source_shortcut': shortcut_report}
+    result = verdict.judge(config, {split: stats.num_examples
+                                    for split, stats in stats_by_split.items()},
+                           rows, skew_rows, coverage_report, shortcut_report)
     if shortcut_report.get('findings'):
       logging.warning('DataGate: source shortcut:\n%s', shortcut.describe(shortcut_report))
-    if passed:
+    if result.passed:
       report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
-      reports.write_report(report_artifact.uri, report)
+      reports.write_report(report_artifact.uri, result.report)
       return
-    logging.error('DataGate report:\n%s', json.dumps(report, indent=2))
-    message = failure_message(blocking, coverage_report, stop_on_short,
-                              shortcut_report if stop_on_shortcut else None)
-    if blocking or 'error' in coverage_report:
-      raise DataAnomaliesError(message)
-    if stop_on_short and coverage_report['short_groups']:
-      raise SliceCoverageError(message)
-    raise SourceShortcutError(message)
+    logging.error('DataGate report:\n%s', json.dumps(result.report, indent=2))
+    raise ERRORS[result.stopped_by](result.message)

@@ -29,6 +29,20 @@ from:
   not a shortcut. The Trainer's `balance_sources` sampling keeps the shares
   equal in every batch too.
 
+A source that holds one class only (SDFD: fakes; FairFace: reals) is told
+apart from the other class by design: that separation is the detection task,
+not a shortcut. What must not differ between the classes is processing. For
+each such source the check fits the same probe, the source against the other
+class's examples (all sources pooled), on processing features only
+(`processing_features`): the size the face had in its source (`face_size`)
+and the JPEG history left in the stored image (blockiness on the 8x8 grid,
+and the error of re-encoding at a ladder of qualities, whose shape shows an
+earlier compression: Farid's "JPEG ghosts"). At most `max_probe_auc` the
+source's processing matches the other class's (`processing_matched`: no
+finding); above it the report names which processing differs
+(`processing_differs`, a finding). A size of 0 (align 'none' records none) is
+not a size: the size feature is left out then, and the row says so.
+
 Too few examples to estimate a pair's AUC is reported as insufficient
 evidence, which is never a pass.
 """
@@ -37,7 +51,7 @@ import hashlib
 import heapq
 import io
 import itertools
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -50,6 +64,11 @@ FFT_BINS = 16  # radial bins of the log power spectrum, 0 .. Nyquist
 ON_SHORTCUT = ('stop', 'warn')
 OK, SHORTCUT, INSUFFICIENT = 'ok', 'shortcut', 'insufficient_evidence'
 SEPARABLE_BALANCED = 'separable_balanced'  # told apart, but the label shares match
+# A one-class source against the other class, on processing features.
+PROCESSING_MATCHED, PROCESSING_DIFFERS = 'processing_matched', 'processing_differs'
+ONE_CLASS_SOURCE = 'one_class_source'  # a pair with such a source: judged by its processing
+GHOST_QUALITIES = (50, 70, 85, 95)  # re-encoding ladder of the JPEG-ghost features
+BLOCK = 8  # JPEG's block side
 
 
 def check_config(config: SourceShortcutConfig, where: str = 'validation.source_shortcut'):
@@ -123,6 +142,48 @@ def probe_auc(features_a: np.ndarray, features_b: np.ndarray, folds: int, seed: 
   return float(metrics.roc_auc_score(y, scores))
 
 
+def _reencode_error(gray: Image.Image, quality: int) -> float:
+  buf = io.BytesIO()
+  gray.save(buf, format='JPEG', quality=quality)
+  again = np.asarray(Image.open(buf), dtype=np.float32)
+  return float(np.mean((np.asarray(gray, dtype=np.float32) - again) ** 2))
+
+
+def jpeg_history_features(image_bytes: bytes) -> np.ndarray:
+  """[4] what an earlier JPEG compression left in one encoded image.
+
+  Blockiness: log ratio of the mean absolute step across 8x8 block borders to
+  the step elsewhere, horizontally and vertically (a grid a generator or a
+  camera does not draw). Ghosts: the log mean squared error of re-encoding at
+  each of GHOST_QUALITIES, centred on its mean, reduced to the slopes between
+  neighbouring qualities (an image once compressed at q changes little when
+  re-encoded near q).
+
+  Raises:
+    OSError, ValueError: the bytes are not a decodable image.
+  """
+  gray = Image.open(io.BytesIO(image_bytes)).convert('L')
+  x = np.asarray(gray, dtype=np.float32)
+  out = []
+  for steps in (np.abs(np.diff(x, axis=1)), np.abs(np.diff(x, axis=0)).T):
+    border = (np.arange(steps.shape[1]) % BLOCK) == BLOCK - 1
+    out.append(np.log((steps[:, border].mean() + 1e-3) / (steps[:, ~border].mean() + 1e-3))
+               if border.any() and (~border).any() else 0.0)
+  ghosts = np.log([_reencode_error(gray, q) + 1e-3 for q in GHOST_QUALITIES])
+  out += list(np.diff(ghosts)[:2])  # two slopes: the third is mostly the last encoding's own
+  return np.asarray(out, dtype=np.float32)
+
+
+def processing_features(image_bytes: bytes, face_size: int) -> np.ndarray:
+  """[5] log2(1 + the face's side in its source pixels; 0 unknown), then jpeg_history_features."""
+  return np.concatenate([[np.log2(1.0 + max(face_size, 0))],
+                         jpeg_history_features(image_bytes)]).astype(np.float32)
+
+
+# Columns of processing_features per kind of processing; each gets its own probe.
+PROCESSING_SETS = {'size': slice(0, 1), 'jpeg_history': slice(1, None), 'all': slice(None)}
+
+
 def _rank(image_id: str, seed: int) -> int:
   return int(hashlib.sha256(f'{seed}/{image_id}'.encode('utf-8')).hexdigest()[:12], 16)
 
@@ -131,17 +192,20 @@ def _text(value) -> str:
   return value.decode('utf-8', 'replace') if isinstance(value, bytes) else (value or '')
 
 
+Sample = Tuple[bytes, int]  # (encoded image, face_size: its side in source pixels, 0 unknown)
+
+
 def sample_by_class_and_source(records: Iterable[Mapping[str, object]], per_source: int,
                                seed: int) -> Tuple[Dict[Tuple[int, str], int],
-                                                   Dict[Tuple[int, str], List[bytes]]]:
-  """Counts of every (label, source) and a deterministic sample of up to `per_source` images each.
+                                                   Dict[Tuple[int, str], List[Sample]]]:
+  """Counts of every (label, source) and a deterministic sample of up to `per_source` each.
 
   Streams the records, keeping only the sample in memory (a bounded heap per
   stratum, ordered by a hash of the image id), so the cost does not grow with
   the split.
   """
   counts: Dict[Tuple[int, str], int] = {}
-  heaps: Dict[Tuple[int, str], List[Tuple[int, int, bytes]]] = {}
+  heaps: Dict[Tuple[int, str], List[Tuple[int, int, Sample]]] = {}
   for index, record in enumerate(records):
     label, image = record.get(features.LABEL), record.get(features.IMAGE)
     if label is None or image is None:
@@ -151,7 +215,8 @@ def sample_by_class_and_source(records: Iterable[Mapping[str, object]], per_sour
     key = (int(label), source)
     counts[key] = counts.get(key, 0) + 1
     heap = heaps.setdefault(key, [])
-    item = (-_rank(image_id, seed), index, image)  # max-heap of ranks: keep the lowest
+    # Max-heap of ranks: keep the lowest.
+    item = (-_rank(image_id, seed), index, (image, int(record.get(features.FACE_SIZE) or 0)))
     if len(heap) < per_source:
       heapq.heappush(heap, item)
     elif item > heap[0]:
@@ -161,14 +226,73 @@ def sample_by_class_and_source(records: Iterable[Mapping[str, object]], per_sour
   return counts, samples
 
 
-def _featurize(images: Sequence[bytes]) -> Tuple[np.ndarray, int]:
-  rows, unreadable = [], 0
-  for image in images:
+def _featurize(samples: Sequence[Sample],
+               featurizer: Callable[[bytes, int], np.ndarray] = lambda image, _: probe_features(
+                   image), width: int = PROBE_PIXELS ** 2 + FFT_BINS) -> np.ndarray:
+  """[readable samples, width]: `featurizer` of each; undecodable images are left out (the
+  schema check reports them)."""
+  rows = []
+  for image, face_size in samples:
     try:
-      rows.append(probe_features(image))
-    except (OSError, ValueError):  # undecodable images are the schema check's business
-      unreadable += 1
-  return (np.stack(rows) if rows else np.zeros((0, PROBE_PIXELS ** 2 + FFT_BINS))), unreadable
+      rows.append(featurizer(image, face_size))
+    except (OSError, ValueError):
+      pass
+  return np.stack(rows) if rows else np.zeros((0, width), np.float32)
+
+
+def _interleave(groups: Sequence[Sequence[Sample]], limit: int) -> List[Sample]:
+  """Up to `limit` samples taking from each group in turn (every source of a class shares)."""
+  out: List[Sample] = []
+  for i in range(max((len(g) for g in groups), default=0)):
+    out += [g[i] for g in groups if i < len(g)]
+  return out[:limit]
+
+
+def single_class_source(label_name: str, source: str, other: str,
+                        own: Sequence[Sample], others: Sequence[Sample],
+                        config: SourceShortcutConfig) -> Dict[str, object]:
+  """One row: a source of one class only against the other class, on processing features.
+
+  `status`: PROCESSING_MATCHED (the separation is the detection task),
+  PROCESSING_DIFFERS (a finding, with `finding`) or INSUFFICIENT.
+  """
+  x_own = _featurize(own, processing_features, 5)
+  x_other = _featurize(others, processing_features, 5)
+  row: Dict[str, object] = {'class': label_name, 'source': source, 'against': other,
+                            'probed': [len(x_own), len(x_other)], 'auc': None}
+  if min(len(x_own), len(x_other)) < config.min_examples_per_source:
+    row['status'] = INSUFFICIENT
+    row['finding'] = (f'{label_name} source {source} (no {other} examples of its own): fewer '
+                      f'than {config.min_examples_per_source} readable examples of it or of '
+                      f'the {other} class ({len(x_own)} and {len(x_other)}), so the probe '
+                      'cannot tell whether their processing matches (insufficient evidence)')
+    return row
+  sets = dict(PROCESSING_SETS)
+  if not (x_own[:, 0].all() and x_other[:, 0].all()):
+    row['size'] = ('not compared: some faces have no recorded source size (face_size 0, '
+                   "align 'none')")
+    sets = {'jpeg_history': PROCESSING_SETS['jpeg_history']}
+  row['auc_by_features'] = {name: round(probe_auc(x_own[:, columns], x_other[:, columns],
+                                                  config.folds, config.seed), 4)
+                            for name, columns in sets.items()}
+  row['auc'] = max(row['auc_by_features'].values())
+  if row['auc'] <= config.max_probe_auc:
+    row['status'] = PROCESSING_MATCHED
+    row['case'] = (f'separable from the {other} class by design (the detection task); its '
+                   'processing (source size, JPEG history) matches theirs')
+    return row
+  differs = [name for name in ('size', 'jpeg_history')
+             if row['auc_by_features'].get(name, 0.0) > config.max_probe_auc] or ['together']
+  row['status'] = PROCESSING_DIFFERS
+  row['case'] = f"processing differs from the {other} class: {', '.join(differs)}"
+  row['finding'] = (
+      f'{label_name} examples come from source(s) [{source!r}] that have no {other} examples, '
+      f"and their processing differs from the {other} examples' ({', '.join(differs)}: a "
+      f"probe on processing features tells them apart with AUC {row['auc']:.3f} > "
+      f"{config.max_probe_auc:g}, {row['auc_by_features']}): a model can learn \"processed "
+      f'like {source} -> {label_name}"; prepare both classes alike (same source size, same '
+      f'JPEG history), or give {source} role: audit')
+  return row
 
 
 def check_source_shortcut(records: Iterable[Mapping[str, object]],
@@ -182,13 +306,20 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
   findings: List[str] = []
   missing_rows = []
   real, fake = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE]
+  single_class = []
   for this, other in ((real, fake), (fake, real)):
     lacking = sorted(set(by_class.get(this, {})) - set(by_class.get(other, {})))
     if lacking and by_class.get(other):
       missing_rows.append({'class': this, 'sources': lacking, 'missing_from': other})
-      findings.append(f'{this} examples come from source(s) {lacking} that have no {other} '
-                      f'examples: a model can learn "looks like {lacking[0]} -> {this}"; add '
-                      f'{other} examples from them, or give them role: audit')
+      other_label = features.FAKE if other == fake else features.REAL
+      others = _interleave([samples[(other_label, s)] for s in sorted(by_class[other])],
+                           config.max_examples_per_source)
+      for source in lacking:
+        row = single_class_source(this, source, other, samples[(1 - other_label, source)],
+                                  others, config)
+        single_class.append(row)
+        if 'finding' in row:
+          findings.append(row['finding'])
   disjoint = bool(by_class.get(real) and by_class.get(fake)) and not (
       set(by_class[real]) & set(by_class[fake]))
   if disjoint:
@@ -200,20 +331,30 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
   for source in set(by_class.get(real, {})) | set(by_class.get(fake, {})):
     n_real, n_fake = by_class.get(real, {}).get(source, 0), by_class.get(fake, {}).get(source, 0)
     fake_share[source] = round(n_fake / (n_real + n_fake), 4)
-  features_by_key = {key: _featurize(images) for key, images in samples.items()}
+  single_class_names = {row['source'] for row in single_class}
+  features_by_key = {key: _featurize(sample) for key, sample in samples.items()}
   pairs = []
   for label_name, sources in sorted(by_class.items()):
     label = features.REAL if label_name == real else features.FAKE
     for source_a, source_b in itertools.combinations(sorted(sources), 2):
-      x_a, _ = features_by_key[(label, source_a)]
-      x_b, _ = features_by_key[(label, source_b)]
+      x_a, x_b = features_by_key[(label, source_a)], features_by_key[(label, source_b)]
       row: Dict[str, object] = {'class': label_name, 'sources': [source_a, source_b],
                                 'examples': [sources[source_a], sources[source_b]],
                                 'probed': [len(x_a), len(x_b)], 'auc': None,
                                 'fake_share': {source_a: fake_share[source_a],
                                                source_b: fake_share[source_b]}}
       share_gap = abs(fake_share[source_a] - fake_share[source_b])
-      if min(len(x_a), len(x_b)) < config.min_examples_per_source:
+      one_class = sorted({source_a, source_b} & single_class_names)
+      if one_class:
+        # A one-class source differs from the other sources of its class by what it is
+        # (another generator, another collection); its processing is judged against the
+        # other class (single_class_sources), and the probe's AUC is reported here.
+        row['status'] = ONE_CLASS_SOURCE
+        row['judged_by'] = f'single_class_sources ({", ".join(one_class)})'
+        if min(len(x_a), len(x_b)) >= config.min_examples_per_source:
+          row['auc_by_features'] = probe_aucs(x_a, x_b, config.folds, config.seed)
+          row['auc'] = max(row['auc_by_features'].values())
+      elif min(len(x_a), len(x_b)) < config.min_examples_per_source:
         row['status'] = INSUFFICIENT
         findings.append(f'{label_name}: {source_a} vs {source_b}: fewer than '
                         f'{config.min_examples_per_source} readable examples of one source '
@@ -238,7 +379,8 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
       pairs.append(row)
   return {'split': config.split, 'max_probe_auc': config.max_probe_auc,
           'on_shortcut': config.on_shortcut, 'sources_by_class': by_class,
-          'disjoint': disjoint, 'missing_sources': missing_rows, 'pairs': pairs,
+          'disjoint': disjoint, 'missing_sources': missing_rows,
+          'single_class_sources': single_class, 'pairs': pairs,
           'fake_share': dict(sorted(fake_share.items())),
           'findings': findings, 'passed': not findings}
 

@@ -12,8 +12,8 @@ Kept free of TFX so the judgement can be tested and re-derived by hand:
   attribute's confidence threshold, the share of faces that get a value
   (coverage) and the accuracy on those (what the pipeline actually writes).
 * `annotate_example` fills an attribute only where the example carries
-  'unknown' and the prediction is confident enough; a human label is never
-  replaced.
+  'unknown' and the prediction is confident enough; a human or prompted label
+  is never replaced.
 """
 
 import collections
@@ -31,9 +31,29 @@ def string_feature(example, name: str) -> str:
   return values[0].decode('utf-8') if values else features.UNKNOWN
 
 
-def human_labels(example) -> Dict[str, str]:
-  """gender/race/age as ingested: every known value there is a human label."""
+def demographics_of(example) -> Dict[str, str]:
+  """gender/race/age as the example carries them ('unknown' where absent)."""
   return {attribute: string_feature(example, attribute) for attribute in ATTRIBUTES}
+
+
+def labels_origin(example) -> str:
+  """Where the example's known values came from before annotation: 'prompted' when
+  ingestion marked them so (a source with `demographics: prompted`), else 'human'."""
+  marked = example.features.feature[features.DEMOGRAPHICS_SOURCE].bytes_list.value
+  return features.PROMPTED if marked and marked[0] == features.PROMPTED.encode() else (
+      features.HUMAN)
+
+
+def human_labels(example) -> Dict[str, str]:
+  """gender/race/age a person gave: the ingested values, unless they are a prompt's.
+
+  Only these train and score the classifiers: a prompt says what a generator was
+  asked for, not what a person sees in the image.
+  """
+  values = demographics_of(example)
+  if labels_origin(example) == features.PROMPTED:
+    return {attribute: features.UNKNOWN for attribute in values}
+  return values
 
 
 def train(descriptors: np.ndarray, labels: Mapping[str, Sequence[str]], min_per_class: int,
@@ -153,18 +173,20 @@ def annotate_example(example, predictions: Mapping[str, Tuple[str, float]],
                      min_confidence: Mapping[str, float]) -> Tuple[object, Dict[str, str]]:
   """Fills unknown attributes with confident predictions; returns (example, source per attribute).
 
-  `example` (a tf.train.Example) is modified in place. A human label keeps its
-  value and gets confidence 1; a filled value gets its probability; what stays
-  unknown gets 0. `demographics_source` is 'human' if any attribute is a human
-  label, else 'predicted' if any was filled, else 'unknown'.
+  `example` (a tf.train.Example) is modified in place. A human or prompted
+  label keeps its value and gets confidence 1; a filled value gets its
+  probability; what stays unknown gets 0. `demographics_source` is 'human' if
+  any attribute is a human label, else 'prompted' if any is a prompt's, else
+  'predicted' if any was filled, else 'unknown'.
   """
   fields = example.features.feature
+  origin = labels_origin(example)
   sources = {}
   for attribute in ATTRIBUTES:
     current = string_feature(example, attribute)
     value, confidence = predictions.get(attribute, (features.UNKNOWN, 0.0))
     if current != features.UNKNOWN:
-      sources[attribute], confidence = features.HUMAN, 1.0
+      sources[attribute], confidence = origin, 1.0
     else:
       filled = thresholded(value, confidence, min_confidence[attribute])
       if filled == features.UNKNOWN:
@@ -179,14 +201,15 @@ def annotate_example(example, predictions: Mapping[str, Tuple[str, float]],
 
 
 def overall_source(sources: Mapping[str, str]) -> str:
+  """The example's demographics_source: the first of DEMOGRAPHICS_SOURCES among `sources`."""
   values = set(sources.values())
-  return (features.HUMAN if features.HUMAN in values else
-          features.PREDICTED if features.PREDICTED in values else features.UNKNOWN)
+  return next(s for s in features.DEMOGRAPHICS_SOURCES if s in values or s == features.UNKNOWN)
 
 
 def attribute_sources(example) -> Dict[str, str]:
-  """Per attribute: human / predicted / unknown, read back from an annotated example."""
+  """Per attribute: human / prompted / predicted / unknown, read back from an annotated example."""
   out = {}
+  origin = labels_origin(example)
   for attribute in ATTRIBUTES:
     value = string_feature(example, attribute)
     confidence = example.features.feature[features.CONFIDENCE_FEATURES[attribute]].float_list.value
@@ -195,7 +218,7 @@ def attribute_sources(example) -> Dict[str, str]:
     elif confidence and confidence[0] < 1.0:
       out[attribute] = features.PREDICTED
     else:
-      out[attribute] = features.HUMAN
+      out[attribute] = origin
   return out
 
 

@@ -17,11 +17,12 @@ by `fakefaces label`) and predictions.csv (every face's proposal).
 
 import collections
 import csv
+import dataclasses
 import json
 import os
 import pickle
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -48,19 +49,20 @@ PREDICTION_COLUMNS = (['image_id', 'split', 'label', 'demographics_source'] +
                                                                'confidence')])
 
 
-def _records(files: List[str]):
+def _records(files: List[str]) -> Iterator[bytes]:
   for record in example_files.records(files):
     yield record.numpy()
 
 
 class _Progress:
+  """Logs every `interval` seconds how many faces were `what` so far."""
 
   def __init__(self, what: str, interval: float):
     self._what, self._interval = what, interval
     self._start = self._last = time.monotonic()
     self.done = 0
 
-  def tick(self):
+  def tick(self) -> None:
     self.done += 1
     now = time.monotonic()
     if now - self._last >= self._interval:
@@ -69,149 +71,205 @@ class _Progress:
                    now - self._start, self.done / max(now - self._start, 1e-9))
 
 
-def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
-                      annotations_uri: str, config: AnnotatorConfig) -> Dict[str, Any]:
-  """Both passes; writes the outputs and returns the report."""
-  validate(config)
+@dataclasses.dataclass
+class Face:
+  """One example as pass 1 saw it."""
+  image_id: str
+  label: int  # -1 when the example has none
+  human: Dict[str, str]  # human labels ('unknown' where none, or where the value is a prompt's)
+  lacking: bool  # some attribute is unknown on the example: something to fill
+  described: bool = False  # a descriptor was taken (vectors row is valid)
+
+
+# {attribute: (value, confidence)} per face of a split, in record order.
+Proposals = List[Dict[str, Tuple[str, float]]]
+
+
+@dataclasses.dataclass
+class Described:
+  """Pass 1: every face of every split, and the descriptors of those that needed one."""
+  faces: Dict[str, List[Face]]
+  vectors: Dict[str, np.ndarray]  # [faces, DESCRIPTOR_SIZE] float32, NaN rows where not described
+  failures: List[Dict[str, str]]  # faces that could not be described: image_id, split, reason
+  from_ingestion: int  # descriptors stored at ingestion, not recomputed
+  seconds: float
+
+
+def read_face(example: tf.train.Example) -> Face:
+  """The fields pass 1 keeps of one example (its image is not kept)."""
+  labels = example.features.feature[features.LABEL].int64_list.value
+  return Face(image_id=annotate.string_feature(example, features.IMAGE_ID),
+              label=int(labels[0]) if labels else -1, human=annotate.human_labels(example),
+              lacking=features.UNKNOWN in annotate.demographics_of(example).values())
+
+
+def needs_descriptor(face: Face, split: str, config: AnnotatorConfig) -> bool:
+  """A face to fill, or a human-labelled face the classifiers learn from or are scored on."""
+  return face.lacking or (split in (config.train_split, config.test_split) and
+                          any(v != features.UNKNOWN for v in face.human.values()))
+
+
+def describe_faces(files: Dict[str, List[str]], config: AnnotatorConfig,
+                   describer: Optional[descriptors.FaceDescriber],
+                   progress: '_Progress') -> Described:
+  """Pass 1: reads every split; describes the faces that need it (none without `describer`).
+
+  A face that cannot be described keeps a NaN row and is listed in `failures`.
+  """
   started = time.monotonic()
-  files = {split: example_files.split_files(input_uri, split) for split in split_names}
-  lacking = faces_lacking_demographics(files) if config.enabled else {}
-  # Describing the labelled faces only serves to fill the unlabelled ones: with none
-  # to fill (the demo data: every image carries its labels) the work is skipped.
-  active = config.enabled and sum(lacking.values()) > 0
-  if config.enabled and not active:
-    logging.info('DemographicAnnotator: skipped: every face of %s has its gender, race and age '
-                 'labels, so there is nothing to fill; the examples pass through unchanged',
-                 '/'.join(split_names))
-  describer = descriptors.FaceDescriber() if active else None
-  rows: Dict[str, List[Dict[str, Any]]] = {}
-  vectors: Dict[str, np.ndarray] = {}
-  describe_failures: List[Dict[str, str]] = []
-  from_ingestion = 0
-  progress = _Progress('described', config.progress_interval_seconds)
-  # Pass 1: descriptors where they are needed.
-  for split in split_names:
-    split_rows, split_vectors = [], []
-    for serialized in _records(files[split]):
+  result = Described({}, {}, [], 0, 0.0)
+  for split, paths in files.items():
+    split_faces, split_vectors = [], []
+    for serialized in _records(paths):
       example = tf.train.Example.FromString(serialized)
-      human = annotate.human_labels(example)
-      row = {'image_id': annotate.string_feature(example, features.IMAGE_ID),
-             'label': int(example.features.feature[features.LABEL].int64_list.value[0])
-                      if example.features.feature[features.LABEL].int64_list.value else -1,
-             'human': human, 'described': False}
-      needed = describer is not None and (
-          features.UNKNOWN in human.values() or
-          (split in (config.train_split, config.test_split) and
-           any(v != features.UNKNOWN for v in human.values())))
+      face = read_face(example)
       vector = np.full(descriptors.DESCRIPTOR_SIZE, np.nan, dtype=np.float32)
-      if needed:
+      if describer is not None and needs_descriptor(face, split, config):
         stored = descriptors.from_example(example)
         if stored is not None:  # taken at ingestion, before the treatment
-          vector, row['described'] = stored, True
-          from_ingestion += 1
+          vector, face.described = stored, True
+          result.from_ingestion += 1
         else:
           try:
-            image = example.features.feature[features.IMAGE].bytes_list.value[0]
-            vector = describer.describe(image)
-            row['described'] = True
+            vector = describer.describe(example.features.feature[features.IMAGE].bytes_list.value[0])
+            face.described = True
           except Exception as e:  # pylint: disable=broad-except  (one bad face never stops a run)
-            describe_failures.append({'image_id': row['image_id'], 'split': split,
-                                      'reason': f'{type(e).__name__}: {e}'})
+            result.failures.append({'image_id': face.image_id, 'split': split,
+                                    'reason': f'{type(e).__name__}: {e}'})
           progress.tick()
-      split_rows.append(row)
+      split_faces.append(face)
       split_vectors.append(vector)
-    rows[split] = split_rows
-    vectors[split] = (np.stack(split_vectors) if split_vectors else
-                      np.zeros((0, descriptors.DESCRIPTOR_SIZE), np.float32))
-  describe_seconds = time.monotonic() - started
+    result.faces[split] = split_faces
+    result.vectors[split] = (np.stack(split_vectors) if split_vectors else
+                             np.zeros((0, descriptors.DESCRIPTOR_SIZE), np.float32))
+  result.seconds = time.monotonic() - started
+  return result
 
-  # Train on the train split's human labels, score the test split's.
-  def labelled(split):
-    keep = np.array([r['described'] for r in rows.get(split, [])], dtype=bool)
-    return keep, {a: [r['human'][a] for r, k in zip(rows.get(split, []), keep) if k]
-                  for a in ATTRIBUTES}
 
-  train_keep, train_labels = labelled(config.train_split)
-  classifiers, training = (annotate.train(vectors[config.train_split][train_keep], train_labels,
-                                          config.min_train_per_class, config.regularization_c)
-                           if active and config.train_split in rows else
-                           ({a: None for a in ATTRIBUTES},
-                            {a: {'not_trained': 'annotator disabled, nothing to fill, or no '
-                                                'train split'}
-                             for a in ATTRIBUTES}))
-  predictions = {}
-  for split in split_names:
-    keep = np.array([r['described'] for r in rows[split]], dtype=bool)
-    predicted = annotate.predict(classifiers, vectors[split][keep])
-    per_row = [dict() for _ in rows[split]]
-    for attribute, (values, confidences) in predicted.items():
+def labelled(faces: Sequence[Face]) -> Tuple[np.ndarray, Dict[str, List[str]]]:
+  """(described mask [faces] bool, {attribute: human label of each described face})."""
+  keep = np.array([f.described for f in faces], dtype=bool)
+  return keep, {a: [f.human[a] for f, k in zip(faces, keep) if k] for a in ATTRIBUTES}
+
+
+def fit(described: Described, config: AnnotatorConfig, active: bool
+        ) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
+  """Classifiers fitted on the train split's human labels, and what each learned from."""
+  if not active or config.train_split not in described.faces:
+    return ({a: None for a in ATTRIBUTES},
+            {a: {'not_trained': 'annotator disabled, nothing to fill, or no train split'}
+             for a in ATTRIBUTES})
+  keep, labels = labelled(described.faces[config.train_split])
+  return annotate.train(described.vectors[config.train_split][keep], labels,
+                        config.min_train_per_class, config.regularization_c)
+
+
+def propose(described: Described, classifiers: Mapping[str, Any]) -> Dict[str, Proposals]:
+  """Per split, the classifiers' (value, confidence) for every described face."""
+  proposals = {}
+  for split, faces in described.faces.items():
+    keep = np.array([f.described for f in faces], dtype=bool)
+    per_face: Proposals = [dict() for _ in faces]
+    for attribute, (values, confidences) in annotate.predict(
+        classifiers, described.vectors[split][keep]).items():
       for i, value, confidence in zip(np.flatnonzero(keep), values, confidences):
-        per_row[i][attribute] = (value, float(confidence))
-    predictions[split] = per_row
-  if active and config.cross_fit_folds and config.train_split in rows:
-    # The labelled faces the classifiers were fitted on get out-of-fold proposals instead.
-    out_of_fold = annotate.cross_fit(vectors[config.train_split][train_keep], train_labels,
-                                     config.min_train_per_class, config.regularization_c,
-                                     config.cross_fit_folds, config.seed)
-    for attribute, (values, confidences) in out_of_fold.items():
-      for i, value, confidence in zip(np.flatnonzero(train_keep), values, confidences):
-        if rows[config.train_split][i]['human'][attribute] != features.UNKNOWN:
-          predictions[config.train_split][i][attribute] = (value, float(confidence))
-  thresholds = {a: config.min_confidence(a) for a in ATTRIBUTES}
-  evaluation, test_pairs = {}, []
-  if config.test_split in rows:
-    test_rows, test_predictions = rows[config.test_split], predictions[config.test_split]
-    scored = [(r, p) for r, p in zip(test_rows, test_predictions) if p]
-    for attribute in ATTRIBUTES:
-      evaluation[attribute] = annotate.evaluate(
-          [r['human'][attribute] for r, _ in scored],
-          [p.get(attribute, (features.UNKNOWN, 0.0))[0] for _, p in scored],
-          [p.get(attribute, (features.UNKNOWN, 0.0))[1] for _, p in scored],
-          thresholds[attribute], features.VOCABULARIES[attribute])
-    # (human, thresholded prediction) per labelled test face: the FairnessGate measures
-    # from these how often a face predicted into a group really belongs to it.
-    for r, p in scored:
-      if all(v != features.UNKNOWN for v in r['human'].values()):
-        test_pairs.append([r['human'][a] for a in ATTRIBUTES] +
-                          [annotate.thresholded(*p.get(a, (features.UNKNOWN, 0.0)),
-                                                thresholds[a]) for a in ATTRIBUTES])
+        per_face[i][attribute] = (value, float(confidence))
+    proposals[split] = per_face
+  return proposals
 
-  # Pass 2: rewrite every split.
-  filled = collections.Counter()
-  evaluated = collections.Counter()
-  prediction_rows = []
-  for split in split_names:
+
+def cross_fit_train_split(described: Described, proposals: Dict[str, Proposals],
+                          config: AnnotatorConfig) -> None:
+  """Gives the train split's human-labelled faces out-of-fold proposals instead (in place)."""
+  faces = described.faces[config.train_split]
+  keep, labels = labelled(faces)
+  out_of_fold = annotate.cross_fit(described.vectors[config.train_split][keep], labels,
+                                   config.min_train_per_class, config.regularization_c,
+                                   config.cross_fit_folds, config.seed)
+  for attribute, (values, confidences) in out_of_fold.items():
+    for i, value, confidence in zip(np.flatnonzero(keep), values, confidences):
+      if faces[i].human[attribute] != features.UNKNOWN:
+        proposals[config.train_split][i][attribute] = (value, float(confidence))
+
+
+def evaluate_test_split(faces: Sequence[Face], proposals: Proposals,
+                        thresholds: Mapping[str, float]
+                        ) -> Tuple[Dict[str, Dict[str, Any]], List[List[str]]]:
+  """(accuracy and confusion per attribute on the human-labelled faces, test pairs).
+
+  Test pairs: (human, thresholded prediction) per fully human-labelled face; the
+  FairnessGate measures from them how often a face predicted into a group
+  really belongs to it.
+  """
+  scored = [(f, p) for f, p in zip(faces, proposals) if p]
+  evaluation = {}
+  for attribute in ATTRIBUTES:
+    evaluation[attribute] = annotate.evaluate(
+        [f.human[attribute] for f, _ in scored],
+        [p.get(attribute, (features.UNKNOWN, 0.0))[0] for _, p in scored],
+        [p.get(attribute, (features.UNKNOWN, 0.0))[1] for _, p in scored],
+        thresholds[attribute], features.VOCABULARIES[attribute])
+  pairs = [[f.human[a] for a in ATTRIBUTES] +
+           [annotate.thresholded(*p.get(a, (features.UNKNOWN, 0.0)), thresholds[a])
+            for a in ATTRIBUTES]
+           for f, p in scored if all(v != features.UNKNOWN for v in f.human.values())]
+  return evaluation, pairs
+
+
+@dataclasses.dataclass
+class Tally:
+  """Pass 2's account: what each attribute's value rests on, per split and on the test split."""
+  filled: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  evaluated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  prediction_rows: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+
+  def add(self, split: str, face: Face, values: Mapping[str, str], sources: Mapping[str, str],
+          proposal: Mapping[str, Tuple[str, float]], test_split: str) -> None:
+    for attribute in ATTRIBUTES:
+      self.filled[(split, attribute, sources[attribute])] += 1
+    if split == test_split:
+      self.evaluated[(face.label,) + tuple(values[a] for a in ATTRIBUTES) +
+                     tuple(sources[a] for a in ATTRIBUTES)] += 1
+    row = {'image_id': face.image_id, 'split': split, 'label': face.label,
+           'demographics_source': annotate.overall_source(sources)}
+    for attribute in ATTRIBUTES:
+      value, confidence = proposal.get(attribute, (features.UNKNOWN, 0.0))
+      row.update({f'{attribute}_value': values[attribute],
+                  f'{attribute}_source': sources[attribute],
+                  f'{attribute}_proposal': value, f'{attribute}_confidence': f'{confidence:.4f}'})
+    self.prediction_rows.append(row)
+
+
+def rewrite_splits(files: Dict[str, List[str]], output_uri: str, described: Described,
+                   proposals: Dict[str, Proposals], thresholds: Mapping[str, float],
+                   test_split: str) -> Tally:
+  """Pass 2: every split rewritten with the confident proposals filled in."""
+  tally = Tally()
+  for split, paths in files.items():
     split_dir = example_files.split_dir(output_uri, split)
     tf.io.gfile.makedirs(split_dir)
     options = tf.io.TFRecordOptions(compression_type='GZIP')
     with tf.io.TFRecordWriter(os.path.join(split_dir, TFRECORD_NAME), options) as writer:
-      for i, serialized in enumerate(_records(files[split])):
-        example = tf.train.Example.FromString(serialized)
-        proposal = predictions[split][i]
-        example, sources = annotate.annotate_example(example, proposal, thresholds)
+      for i, serialized in enumerate(_records(paths)):
+        example, sources = annotate.annotate_example(
+            tf.train.Example.FromString(serialized), proposals[split][i], thresholds)
         writer.write(example.SerializeToString(deterministic=True))
-        values = annotate.human_labels(example)
-        row = rows[split][i]
-        for attribute in ATTRIBUTES:
-          filled[(split, attribute, sources[attribute])] += 1
-        if split == config.test_split:
-          evaluated[(row['label'],) + tuple(values[a] for a in ATTRIBUTES) +
-                    tuple(sources[a] for a in ATTRIBUTES)] += 1
-        csv_row = {'image_id': row['image_id'], 'split': split, 'label': row['label'],
-                   'demographics_source': annotate.overall_source(sources)}
-        for attribute in ATTRIBUTES:
-          value, confidence = proposal.get(attribute, (features.UNKNOWN, 0.0))
-          csv_row.update({f'{attribute}_value': values[attribute],
-                          f'{attribute}_source': sources[attribute],
-                          f'{attribute}_proposal': value,
-                          f'{attribute}_confidence': f'{confidence:.4f}'})
-        prediction_rows.append(csv_row)
+        tally.add(split, described.faces[split][i], annotate.demographics_of(example), sources,
+                  proposals[split][i], test_split)
+  return tally
 
-  report = {
+
+def build_report(config: AnnotatorConfig, lacking: Dict[str, int], active: bool,
+                 described: Described, faces_described: int, training: Dict[str, Any],
+                 evaluation: Dict[str, Any], test_pairs: List[List[str]],
+                 tally: Tally) -> Dict[str, Any]:
+  """report.json of the Annotations artifact."""
+  split_names = list(described.faces)
+  return {
       'config': json.loads(to_json(config)),
       'descriptor': 'dlib_face_recognition_resnet_model_v1 on the 5-point shape of the fixed '
                     'aligned-face box (components/face_preparation/descriptors.py)',
-      'descriptors_from_ingestion': from_ingestion,
+      'descriptors_from_ingestion': described.from_ingestion,
       'evaluation_protocol': (
           f'{config.cross_fit_folds}-fold cross-fitting on the {config.test_split} split\'s human '
           'labels (each face scored by classifiers fitted without it)' if config.cross_fit_folds
@@ -221,16 +279,17 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
       'faces_lacking_demographics': lacking,
       'skipped': (None if active else
                   'annotator disabled' if not config.enabled else
-                  'every face has human gender, race and age labels: nothing to fill'),
-      'faces_described': progress.done,
-      'describe_seconds': round(describe_seconds, 1),
-      'faces_per_second': round(progress.done / describe_seconds, 2) if describe_seconds else None,
-      'describe_failures': describe_failures,
+                  'every face has its gender, race and age labels: nothing to fill'),
+      'faces_described': faces_described,
+      'describe_seconds': round(described.seconds, 1),
+      'faces_per_second': (round(faces_described / described.seconds, 2) if described.seconds
+                           else None),
+      'describe_failures': described.failures,
       'training': training,
       'test_split': config.test_split,
       'evaluation': evaluation,
       'small_data': annotate.small_class_warnings(training, evaluation),
-      'filled': {split: {attribute: {s: filled[(split, attribute, s)]
+      'filled': {split: {attribute: {s: tally.filled[(split, attribute, s)]
                                      for s in features.DEMOGRAPHICS_SOURCES}
                          for attribute in ATTRIBUTES} for split in split_names},
       # The FairnessGate's evidence: who is in each group of the test split, by source.
@@ -239,9 +298,38 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
       'test_pairs': test_pairs,
       'evaluated_columns': ['label'] + list(ATTRIBUTES) + [f'{a}_source' for a in ATTRIBUTES] +
                            ['count'],
-      'evaluated': [list(key) + [n] for key, n in sorted(evaluated.items())],
+      'evaluated': [list(key) + [n] for key, n in sorted(tally.evaluated.items())],
   }
-  write_outputs(annotations_uri, report, classifiers, prediction_rows)
+
+
+def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
+                      annotations_uri: str, config: AnnotatorConfig) -> Dict[str, Any]:
+  """Both passes; writes the outputs and returns the report."""
+  validate(config)
+  files = {split: example_files.split_files(input_uri, split) for split in split_names}
+  lacking = faces_lacking_demographics(files) if config.enabled else {}
+  # Describing the labelled faces only serves to fill the unlabelled ones: with none
+  # to fill (the demo data: every image carries its labels) the work is skipped.
+  active = config.enabled and sum(lacking.values()) > 0
+  if config.enabled and not active:
+    logging.info('DemographicAnnotator: skipped: every face of %s has its gender, race and age '
+                 'labels, so there is nothing to fill; the examples pass through unchanged',
+                 '/'.join(split_names))
+  progress = _Progress('described', config.progress_interval_seconds)
+  described = describe_faces(files, config,
+                             descriptors.FaceDescriber() if active else None, progress)
+  classifiers, training = fit(described, config, active)
+  proposals = propose(described, classifiers)
+  if active and config.cross_fit_folds and config.train_split in described.faces:
+    cross_fit_train_split(described, proposals, config)
+  thresholds = {a: config.min_confidence(a) for a in ATTRIBUTES}
+  evaluation, test_pairs = (evaluate_test_split(described.faces[config.test_split],
+                                                proposals[config.test_split], thresholds)
+                            if config.test_split in described.faces else ({}, []))
+  tally = rewrite_splits(files, output_uri, described, proposals, thresholds, config.test_split)
+  report = build_report(config, lacking, active, described, progress.done, training, evaluation,
+                        test_pairs, tally)
+  write_outputs(annotations_uri, report, classifiers, tally.prediction_rows)
   for attribute, result in (evaluation.items() if active else ()):
     logging.info('DemographicAnnotator: %s accuracy %s on %d labelled %s faces (coverage %s at '
                  'confidence >= %s, accuracy there %s)', attribute, result['accuracy'],
@@ -252,7 +340,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
 
 def faces_lacking_demographics(files: Dict[str, List[str]]) -> Dict[str, int]:
   """Per split, how many faces lack at least one of gender, race and age (a quick read)."""
-  return {split: sum(features.UNKNOWN in annotate.human_labels(
+  return {split: sum(features.UNKNOWN in annotate.demographics_of(
       tf.train.Example.FromString(serialized)).values() for serialized in _records(paths))
           for split, paths in files.items()}
 

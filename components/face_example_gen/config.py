@@ -21,6 +21,10 @@ class SourceConfig:
   # removes the GAN evidence a detector needs (docs/detection_quality.md). Photos from
   # users, and audit sources like FairFace, keep 'dlib'.
   align: str = ''
+  # What the source's gender/race/age are: 'human' (a person's labels, as FairFace's)
+  # or 'prompted' (what a generator was asked for, as SDFD's): the examples then carry
+  # demographics_source 'prompted', and the annotator neither replaces nor learns from them.
+  demographics: str = 'human'
 
 
 @dataclasses.dataclass

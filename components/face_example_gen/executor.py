@@ -84,6 +84,11 @@ def make_example(record: sources.InputRecord, encoded: bytes, face_size: int,
       features.IMAGE_ID: _bytes_feature(record.image_id.encode('utf-8')),
       features.FACE_SIZE: _int_feature(face_size),
   }))
+  if record.prompted and any(getattr(record, k) != features.UNKNOWN
+                             for k in features.DEMOGRAPHIC_FEATURES):
+    # Only then: the records of every other source stay as they were, byte for byte.
+    example.features.feature[features.DEMOGRAPHICS_SOURCE].bytes_list.value[:] = [
+        features.PROMPTED.encode('utf-8')]
   if descriptor is not None:
     example.features.feature[features.FACE_DESCRIPTOR].float_list.value[:] = descriptor.tolist()
   return example

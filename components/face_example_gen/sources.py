@@ -19,6 +19,11 @@ Source kinds (`SourceConfig.kind`):
               (same file) relabels that image: its known gender/race/age replace
               the other source's, as human labels (what `fakefaces label` writes).
 
+A source with `demographics: prompted` (SDFD: the gender and race a generator was
+asked for) lists its demographics as prompted: the examples carry
+`demographics_source: prompted`. A manifest row relabelling such an image gives
+it human labels instead: the prompt's values it does not confirm are dropped.
+
 A source with `role: audit` is judged but never trained on: all its inputs go
 to the test split, whatever their own split says, so the Trainer (train and
 eval splits) never sees them and the Evaluator and fairness gate judge them.
@@ -50,6 +55,7 @@ KAGGLE_SPLITS = (('train', features.TRAIN), ('valid', features.EVAL), ('test', f
 _MANGLED_AGE = re.compile(r'^(\d{1,2}-[A-Za-z]{3}|[A-Za-z]{3}-\d{1,2})$')
 DUPLICATE_ID = 'duplicate image_id'
 ROLES = ('train', 'audit')  # SourceConfig.role
+DEMOGRAPHICS = (features.HUMAN, features.PROMPTED)  # SourceConfig.demographics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +71,7 @@ class InputRecord:
   problem: str = ''  # set when the record is filtered before reading the image
   relabel: bool = False  # a manifest row naming an existing image_id: human labels for it
   align: str = ''  # the source's `align` when it differs from ingest.face.align ('' otherwise)
+  prompted: bool = False  # gender/race/age are a generator's prompt, not human labels
 
 
 def hash_split(image_id: str, eval_fraction: float, test_fraction: float) -> str:
@@ -231,6 +238,9 @@ def _check_source(index: int, source: SourceConfig) -> bool:
                      f'{sorted(READERS)}')
   if source.role not in ROLES:
     raise ValueError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
+  if source.demographics not in DEMOGRAPHICS:
+    raise ValueError(f'ingest.sources[{index}].demographics {source.demographics!r} is not one '
+                     f'of {list(DEMOGRAPHICS)}')
   if source.align and source.align not in faces.ALIGN_MODES:
     raise ValueError(f'ingest.sources[{index}].align {source.align!r} is not one of '
                      f'{list(faces.ALIGN_MODES)} (or empty: ingest.face.align)')
@@ -281,6 +291,12 @@ def list_inputs(config: IngestConfig) -> List[InputRecord]:
         if record.relabel:
           continue  # a manifest row relabelling another source's image: not an input itself
         record = dataclasses.replace(record, **relabels[record.image_id])
+        if source.demographics == features.PROMPTED:  # a person's labels replace the prompt's
+          record = dataclasses.replace(record, **{
+              k: relabels[record.image_id].get(k, features.UNKNOWN)
+              for k in features.DEMOGRAPHIC_FEATURES})
+      elif source.demographics == features.PROMPTED and not record.relabel:
+        record = dataclasses.replace(record, prompted=True)
       if source.align and source.align != config.face.align:
         record = dataclasses.replace(record, align=source.align)
       if source.role == 'audit':  # judged, never trained on: nothing in train or eval

@@ -252,6 +252,10 @@ def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List
       data_warnings=data_warnings,
       rests_on_predicted=[f"{c['grouping']}: {c['metric']}" for c in checks
                           if c.get('rests_on_predicted')],
+      # Per kind of group label (fairness.LABEL_KINDS), the fairness checks resting on it.
+      label_kinds={kind: [f"{c['grouping']}: {c['metric']}" for c in result['checks']
+                          if (c.get('label_origins') or {}).get(kind)]
+                   for kind in fairness.LABEL_KINDS} if evidence else None,
       annotator=_annotator_summary(annotation_report),
       thresholds=dataclasses.asdict(thresholds))
 
@@ -330,6 +334,9 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
                          ((report.get('annotator') or {}).get('evaluation') or {}).items())
     lines.append(f"  {len(report['rests_on_predicted'])} checks rest on predicted demographics "
                  f"(annotator accuracy on labelled test faces: {accuracy or 'n/a'})")
+  if report.get('label_kinds'):
+    lines.append('  fairness checks by kind of group label: ' + ', '.join(
+        f'{kind} {len(names)}' for kind, names in report['label_kinds'].items()))
   if report['not_measured']:
     lines.append(f"  declared not measurable ({len(report['not_measured'])}), NOT passed: "
                  + ', '.join(sorted({n.split(': ')[-1] for n in report['not_measured']})))

@@ -11,7 +11,7 @@ Pusher and LatestBlessedModelStrategy accept it.
 """
 
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from tfx import types
 from tfx.components.util import model_utils
@@ -26,15 +26,17 @@ from fakefaces.components.fairness_gate import baseline, evaluation
 from fakefaces.components.thresholds import ThresholdsConfig
 
 
-def write_blessing(blessing, model, report, production_model=None) -> None:
+def write_blessing(blessing: types.Artifact, model: types.Artifact, report: Dict[str, Any],
+                   production_model: Optional[types.Artifact] = None) -> None:
   """Marks `blessing` exactly as the Evaluator does, plus the verdict and reasons."""
   blessings.write_model_blessing(blessing, model, report['blessed'], report['reasons'],
                                  production_model)
   blessing.set_string_custom_property('verdict', report['verdict'])
 
 
-def production_comparison(evaluation_uri: str, thresholds: ThresholdsConfig, report,
-                          production_model) -> dict:
+def production_comparison(evaluation_uri: str, thresholds: ThresholdsConfig,
+                          report: Dict[str, Any], production_model: Optional[types.Artifact]
+                          ) -> Optional[Dict[str, Any]]:
   """The candidate vs the production model, both evaluated by TFMA in one evaluation."""
   if production_model is None or not thresholds.baseline.enabled:
     return None

@@ -56,7 +56,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fakefaces.components import groupings as groupings_lib
+from fakefaces.components import features, groupings as groupings_lib
 from fakefaces.components.groupings import GroupingConfig, SliceKey
 from fakefaces.components.thresholds import (
     AVERAGE_ODDS_DIFFERENCE, DI_FAKE, DI_REAL, DISPARATE_IMPACT, FAIRNESS_METRICS, FNR_GAP, FPR_GAP,
@@ -70,6 +70,10 @@ RATIO_METRICS = (DISPARATE_IMPACT, DI_REAL, DI_FAKE)
 _METRIC_CLASSES = {DISPARATE_IMPACT: ('real', 'fake'), AVERAGE_ODDS_DIFFERENCE: ('real', 'fake'),
                    FPR_GAP: ('real',), FNR_GAP: ('fake',), DI_REAL: ('real',),
                    DI_FAKE: ('fake',)}
+# Kinds of grouping label an example can rest on, most trusted first: a grouping
+# label is 'predicted' when any of its attributes was predicted, else 'prompted'
+# when any is a generator's prompt, else 'human'.
+LABEL_KINDS = (features.HUMAN, features.PROMPTED, features.PREDICTED)
 
 
 @dataclasses.dataclass
@@ -124,6 +128,9 @@ class Check:
   # True when the examples this check uses include predicted demographics (see module doc).
   rests_on_predicted: bool = False
   annotator_precision: Optional[float] = None  # min of group/reference precision, test split
+  # Examples this check uses (both sides, the classes its rates use) per kind of grouping
+  # label: 'human', 'prompted', 'predicted' (LABEL_KINDS); empty without the annotator's report.
+  label_origins: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -309,9 +316,21 @@ def _judge(grouping: str, metric: str, value: float, interval: Optional[List[flo
     check.status = INSUFFICIENT
     check.reason = (f'{metric}: insufficient evidence: {value:.4f} is inside [{low:g}, {high:g}] '
                     f'but its {thresholds.confidence_level:.0%} interval {interval} is not')
+  if annotation:
+    check.label_origins = {kind: sum(annotation[side][f'{kind}_{c}']
+                                     for side in ('group', 'reference')
+                                     for c in _METRIC_CLASSES[metric]) for kind in LABEL_KINDS}
   if annotation and check.status in (PASS, FAIL, INSUFFICIENT):
     _mark_predicted(check, metric, annotation, thresholds)
   return check
+
+
+def label_kinds(check: Dict[str, object]) -> str:
+  """Which kinds of grouping label a check (as reported) rests on: 'human+prompted', ...;
+  'not recorded' without the annotator's report."""
+  origins = check.get('label_origins') or {}
+  kinds = [kind for kind in LABEL_KINDS if origins.get(kind)]
+  return '+'.join(kinds) if kinds else ('none' if origins else 'not recorded')
 
 
 def _mark_predicted(check: Check, metric: str, annotation: Dict[str, object],
@@ -381,25 +400,32 @@ class AnnotationEvidence:
     return cls(rows, pairs, accuracy)
 
 
+def label_kind(sources: Iterable[Optional[str]]) -> str:
+  """The kind of a grouping label from its attributes' sources (LABEL_KINDS' rule)."""
+  sources = set(sources)
+  return next((kind for kind in (features.PREDICTED, features.PROMPTED) if kind in sources),
+              features.HUMAN)
+
+
 def annotation_summary(grouping: GroupingConfig, evidence: AnnotationEvidence
                        ) -> Dict[str, object]:
-  """Per side: reals/fakes and how many of them have a predicted grouping attribute;
-  the annotator's precision for each side on the labelled test faces."""
+  """Per side: reals/fakes and, per label kind (`{kind}_{real,fake}`), how many rest on
+  human, prompted or predicted grouping labels; the annotator's precision for each
+  side on the labelled test faces."""
   group, reference = groupings_lib.groups_of(grouping)
   names = group.feature_names
   out: Dict[str, object] = {'attributes': list(names),
                             'annotator_accuracy': {n: _num(evidence.accuracy.get(n))
                                                    for n in names}}
   for side, members in (('group', group), ('reference', reference)):
-    counts = {'name': members.name, 'real': 0, 'fake': 0, 'predicted_real': 0,
-              'predicted_fake': 0}
+    counts = {'name': members.name, 'real': 0, 'fake': 0,
+              **{f'{kind}_{cls}': 0 for kind in LABEL_KINDS for cls in ('real', 'fake')}}
     for label, demographics, sources, n in evidence.rows:
       if not members.contains(demographics):
         continue
       cls = 'fake' if label == 1 else 'real'
       counts[cls] += n
-      if any(sources.get(name) == 'predicted' for name in names):
-        counts[f'predicted_{cls}'] += n
+      counts[f'{label_kind(sources.get(name) for name in names)}_{cls}'] += n
     out[side] = counts
   precision = {}
   for side, members in (('group', group), ('reference', reference)):

@@ -91,7 +91,8 @@ def _fairness_section(report: Dict[str, Any]) -> str:
   headers = ['grouping', 'group (n real / fake)', 'reference (n real / fake)'] + [
       _METRIC_TITLES[m].split(' (')[0] if m in ('disparate_impact', 'average_odds_difference')
       else m.replace('_', ' ') for m in metrics] + [
-          'DI real (FPR ratio)', 'DI fake (TPR ratio)', 'on predicted demographics']
+          'DI real (FPR ratio)', 'DI fake (TPR ratio)', 'labels (reals; fakes)',
+          'on predicted demographics']
   rows, classes = [], []
   for g in report['groupings']:
     row = [_e(g['name']),
@@ -110,8 +111,8 @@ def _fairness_section(report: Dict[str, Any]) -> str:
       row.append('0/0' if g.get(f'{m}_zero_events') else
                  _fmt(g.get(m)) + _interval(g.get(f'{m}_interval')))
       row_classes.append(checks.get((g['name'], m), {}).get('status', ''))
-    row.append(_predicted_cell(g))
-    row_classes.append('')
+    row += [_label_kinds_cell(checks, g['name']), _predicted_cell(g)]
+    row_classes += ['', '']
     rows.append(row)
     classes.append(row_classes)
   bounds = report['bounds']
@@ -124,7 +125,9 @@ def _fairness_section(report: Dict[str, Any]) -> str:
          'Cell colours: green pass, red fail, orange insufficient evidence, grey declared not '
          'measurable. * : the value rests on demographics predicted by the DemographicAnnotator '
          '(last column: predicted reals / fakes on each side, and the annotator\'s precision for '
-         'the group and the reference on labelled test faces). DI real (FPR ratio on real photos) '
+         'the group and the reference on labelled test faces). Labels: which kinds of group label '
+         'the reals and the fakes carry: human (a person\'s), prompted (what a generator was '
+         'asked for), predicted (the annotator\'s). DI real (FPR ratio on real photos) '
          'and DI fake (TPR ratio on fakes) are judged against the DI bounds; the mixed DI also '
          'moves with each group\'s share of fakes, so it is judged only where the two sides\' '
          f'fake shares differ by at most {report["thresholds"]["max_fake_share_gap"]:g} '
@@ -136,6 +139,12 @@ def _fairness_section(report: Dict[str, Any]) -> str:
     out.append(_titled_plot(f'{_METRIC_TITLES[m]} against its bounds', items, band=bounds[m],
                             reference=1.0 if m == 'disparate_impact' else 0.0))
   return ''.join(out)
+
+
+def _label_kinds_cell(checks: Dict[Tuple[str, str], Dict[str, Any]], grouping: str) -> str:
+  """What the grouping's labels are on its reals (FPR gap) and fakes (FNR gap)."""
+  return '; '.join(fairness.label_kinds(checks.get((grouping, m), {}))
+                   for m in (fairness.FPR_GAP, fairness.FNR_GAP))
 
 
 def _predicted_cell(g: Dict[str, Any]) -> str:

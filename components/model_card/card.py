@@ -179,6 +179,14 @@ def limitations(report: Dict[str, Any], canary: Optional[Dict[str, Any]],
                'not_measurable': 'NOT MEASURED'}[check['status']]
       items.append({'description': f"{label}: {check['grouping']}: {check['metric']}"
                                    + (f" ({check['reason']})" if check.get('reason') else '')})
+  for kind, what in (('prompted', 'what a generator was asked for, not a person\'s judgement '
+                                 'of the image'),
+                     ('predicted', 'the demographic annotator\'s predictions')):
+    resting = (report.get('label_kinds') or {}).get(kind) or []
+    if resting:
+      items.append({'description': f'{len(resting)} fairness checks rest on {kind} '
+                                   f'demographics ({what}): ' + ', '.join(resting[:5])
+                                   + (' ...' if len(resting) > 5 else '')})
   if not report.get('evaluator_blessed', True):
     items.append({'description': 'FAILED: the Evaluator\'s balanced accuracy/AUC thresholds'})
   for reason in (report.get('production') or {}).get('reasons', []):
