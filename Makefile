@@ -46,8 +46,10 @@ browser:
 
 # One pytest worker per core (pytest-xdist); a module's tests that share a module fixture
 # stay on one worker (tests/conftest.py). PYTEST_WORKERS=0 runs in this process alone.
+# PYTEST_ARGS: more pytest options (e.g. --junitxml=FILE for every test's duration).
 PYTEST_WORKERS ?= auto
-PYTEST := $(VENV)/bin/pytest tests -q -rs -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_ARGS ?=
+PYTEST := $(VENV)/bin/pytest tests -q -rs -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: $(STAMP) browser
 	@# pytest, not `python -m pytest`: that would put the repository root on sys.path,
