@@ -98,17 +98,17 @@ def test_the_backbone_fixes_its_input_in_the_config():
 
 
 def test_embeddings_are_computed_once_reused_by_a_second_run_and_recomputed_after_a_change(
-    weights, tmp_path):
+    weights, encoder, tmp_path):
   config = _config(embedding_cache_dir=str(tmp_path / 'cache'))
   images = _jpegs(3)
-  first = backbone.Embedder(config)
+  first = backbone.Embedder(config, weights, encoder)
   vectors = first(images)
   assert (first.cache.computed, first.cache.reused) == (3, 0)
-  second = backbone.Embedder(config)  # a new run: reads the cache from disk
+  second = backbone.Embedder(config, weights, encoder)  # a new run: reads the cache from disk
   np.testing.assert_array_equal(second(images), vectors)
   assert (second.cache.computed, second.cache.reused) == (0, 3)
   changed = images[:2] + _jpegs(3, seed=12)[2:]
-  third = backbone.Embedder(config)
+  third = backbone.Embedder(config, weights, encoder)
   again = third(changed)
   assert (third.cache.computed, third.cache.reused) == (1, 2)
   np.testing.assert_array_equal(again[:2], vectors[:2])
@@ -118,13 +118,14 @@ def test_embeddings_are_computed_once_reused_by_a_second_run_and_recomputed_afte
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(weights, encoder, tmp_path_factory):
   """The Trainer's path for clip_vit_b16 on 16 demo crops: (full model, eval scores, export dir)."""
   root = tmp_path_factory.mktemp('clip')
   patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=24, seed=5)
   config = _config(embedding_cache_dir=str(root / 'cache'), head='mlp')
   full, (scores, labels), summary = backbone.train_head(
-      config, [patterns['train']], [patterns['eval']], str(root / 'run'))
+      config, [patterns['train']], [patterns['eval']], str(root / 'run'),
+      backbone.Embedder(config, weights, encoder))
   export_dir = str(root / 'serving')
   export.export_saved_model(full, export_dir, config.image_size, config.color_mode, 0.5)
   return full, scores, labels, summary, patterns, export_dir

@@ -23,18 +23,16 @@ import tf_keras as keras
 
 from fakefaces.components import example_files, features
 from fakefaces.components.trainer import clip, clip_weights, embedding_cache, model as model_lib
-from fakefaces.components.trainer import precision, preprocess, training
+from fakefaces.components.trainer import data, precision, preprocess, training
 from fakefaces.components.trainer.config import TrainConfig
 
-_RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
-                features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
 
 
 def read_records(file_patterns: Sequence[str]) -> Tuple[List[bytes], np.ndarray]:
   """(encoded images, int labels [n]) of every tf.Example in the files, in file order."""
   ds = example_files.records(example_files.files_matching(file_patterns))
   images, labels = [], []
-  for batch in ds.batch(1024).map(lambda s: tf.io.parse_example(s, _RECORD_SPEC)):
+  for batch in ds.batch(1024).map(lambda s: tf.io.parse_example(s, data.RECORD_SPEC)):
     images.extend(batch[features.IMAGE].numpy().tolist())
     labels.extend(batch[features.LABEL].numpy().tolist())
   return images, np.asarray(labels, np.int64)
@@ -43,17 +41,23 @@ def read_records(file_patterns: Sequence[str]) -> Tuple[List[bytes], np.ndarray]
 class Embedder:
   """The float32 tower and its cache: encoded crops -> embeddings [n, 512]."""
 
-  def __init__(self, config: TrainConfig):
-    path = (clip_weights.verify(config.backbone_weights) if config.backbone_weights
-            else clip_weights.locate())
-    self.weights = clip.read_weights(path)
-    self.encoder = clip.build_encoder(self.weights)
+  def __init__(self, config: TrainConfig, weights: Optional[Dict[str, np.ndarray]] = None,
+               encoder: Optional[keras.Model] = None):
+    """`weights` (clip.read_weights) and `encoder` (clip.build_encoder of them) when already loaded."""
+    if weights is None:
+      weights = clip.read_weights(config.backbone_weights or None)
+    self.weights = weights
+    self.encoder = encoder or clip.build_encoder(weights)
     self.cache = embedding_cache.EmbeddingCache(config.embedding_cache_dir, clip_weights.SHA256)
-    self._embed = tf.function(
-        lambda b: self.encoder(preprocess.decode_batch(b, clip.IMAGE_SIZE, 'rgb'), training=False),
-        input_signature=[tf.TensorSpec([None], tf.string)])
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def _embed(self, image_bytes):
+    # The serving signatures' decode (export.py), so cached and served embeddings agree.
+    return self.encoder(preprocess.decode_batch(image_bytes, clip.IMAGE_SIZE, 'rgb'),
+                        training=False)
 
   def compute(self, images: List[bytes]) -> np.ndarray:
+    """Embeddings [n, 512] of encoded crops, computed now (no cache)."""
     return self._embed(tf.constant(images)).numpy()
 
   def __call__(self, images: Sequence[bytes], batch_size: int = 32) -> np.ndarray:
