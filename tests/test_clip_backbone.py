@@ -5,8 +5,8 @@ The backbone is real (the package file, 86M parameters, float32): built once per
 module; its cost on 2 CPU cores is a few seconds per batch of crops.
 """
 
+import json
 import os
-import shutil
 
 import numpy as np
 import onnxruntime
@@ -14,14 +14,17 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.config_base import ConfigError, from_dict
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.components.serving_canary import executor as canary
 from fakefaces.components.serving_canary.config import CanaryConfig
-from fakefaces.components.trainer import backbone, clip, clip_weights, embedding_cache, export
-from fakefaces.components.trainer import preprocess
+from fakefaces.components.trainer import backbone, clip, clip_weights, embedding_cache, module
+from fakefaces.components.trainer import operating_point, training
 from fakefaces.components.trainer.config import TrainConfig
 from fakefaces.pipeline import demo_data
 from fakefaces.pipeline.fixtures import demo_records
@@ -119,30 +122,40 @@ def test_embeddings_are_computed_once_reused_by_a_second_run_and_recomputed_afte
 
 @pytest.fixture(scope='module')
 def trained(weights, encoder, tmp_path_factory):
-  """The Trainer's path for clip_vit_b16 on 16 demo crops: (full model, eval scores, export dir)."""
+  """The Trainer's run_fn for clip_vit_b16 on 40 demo crops; returns (run dir, export dir, config, records)."""
   root = tmp_path_factory.mktemp('clip')
-  patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=24, seed=5)
-  config = _config(embedding_cache_dir=str(root / 'cache'), head='mlp')
-  full, (scores, labels), summary = backbone.train_head(
-      config, [patterns['train']], [patterns['eval']], str(root / 'run'),
-      backbone.Embedder(config, weights, encoder))
-  export_dir = str(root / 'serving')
-  export.export_saved_model(full, export_dir, config.image_size, config.color_mode, 0.5)
-  return full, scores, labels, summary, patterns, export_dir
+  patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=40, seed=5)
+  config = dict(architecture='clip_vit_b16', image_size=224, color_mode='rgb', epochs=3,
+                batch_size=8, early_stopping_patience=0, seed=3, head='mlp',
+                embedding_cache_dir=str(root / 'cache'))
+  args = FnArgs(train_files=[patterns[features.TRAIN]], eval_files=[patterns[features.EVAL]],
+                model_run_dir=str(root / 'run'), serving_model_dir=str(root / 'serving'),
+                custom_config=dict(config, target_fpr=0.25))
+  module.run_fn(args)
+  return args.model_run_dir, args.serving_model_dir, _config(**config), patterns
 
 
-def test_the_served_model_computes_the_training_embedding_and_every_signature_works(trained):
-  full, scores, labels, summary, patterns, export_dir = trained
-  assert summary['embeddings']['computed'] > 0 and summary['epochs_run'] == 3
-  eval_images, eval_labels = backbone.read_records([patterns['eval']])
-  np.testing.assert_array_equal(eval_labels, labels)
+def test_the_served_model_computes_the_training_embedding_and_every_signature_works(
+    trained, weights, encoder):
+  run_dir, export_dir, config, patterns = trained
+  with open(os.path.join(run_dir, training.HISTORY_FILE)) as f:
+    history = json.load(f)
+  assert history['embeddings']['computed'] > 0 and history['epochs_run'] == 3
+  eval_images, eval_labels = backbone.read_records([patterns[features.EVAL]])
+  # A second run embeds nothing: the run's cache has every eval crop.
+  second = backbone.Embedder(config, weights, encoder)
+  second(eval_images)
+  assert (second.cache.computed, second.cache.reused) == (0, len(eval_images))
   loaded = tf.saved_model.load(export_dir)
   assert set(loaded.signatures) == set(contract.SIGNATURES)
   served = loaded.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant(eval_images))[contract.PROBABILITY_KEY].numpy()
-  # The head on cached embeddings (training, operating point) vs the SavedModel on the
-  # bytes (serving): both float32, the same decode and tower.
-  np.testing.assert_allclose(served, scores, atol=1e-4)
+  # The operating point was chosen on the head's scores of the cached embeddings
+  # (training); the SavedModel scores the bytes (serving). Same decode and tower, float32.
+  chosen = contract.read_operating_point(export_dir)
+  again = operating_point.choose(eval_labels, served, 0.25, split=features.EVAL).to_dict()
+  assert abs(again['decision_threshold'] - chosen['decision_threshold']) < 1e-4
+  assert again['auc'] == pytest.approx(chosen['auc'], abs=1e-6)
   examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=0,
                                        split='test'), b, face_size=64).SerializeToString()
               for i, b in enumerate(eval_images[:3])]
@@ -163,8 +176,8 @@ def test_the_served_model_computes_the_training_embedding_and_every_signature_wo
 
 
 def test_the_serving_canary_passes_the_clip_model(trained, tmp_path):
-  _, _, _, _, patterns, export_dir = trained
-  eval_images, _ = backbone.read_records([patterns['eval']])
+  _, export_dir, _, patterns = trained
+  eval_images, _ = backbone.read_records([patterns[features.EVAL]])
   examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
                                        split='test'), b, face_size=64).SerializeToString()
               for i, b in enumerate(eval_images[:2])]
