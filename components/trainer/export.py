@@ -120,7 +120,7 @@ class _ServingModule(tf.Module):
 
     Per pixel, d(fake logit)/d(pixel) x (pixel - CLIP mean), summed over the
     channels: each pixel's first-order contribution to the logit relative to
-    the image the normalised input calls zero. Summed over each 16x16 patch (the
+    the image the normalised input calls zero. Averaged over each 16x16 patch (the
     ViT's tokens, where per-pixel gradients are noisy), ReLU (evidence for
     "fake" only), resized to the input and scaled to a maximum of 1 per image
     (all zeros when nothing points to "fake").
