@@ -3,6 +3,9 @@
 import dataclasses
 from typing import List, Optional
 
+from fakefaces.components.config_base import FieldError
+from fakefaces.components.trainer import clip_weights
+
 # train.precision values; precision.py says what each means and what 'auto' picks.
 PRECISIONS = ('auto', 'float32', 'mixed_bfloat16', 'mixed_float16')
 
@@ -10,10 +13,22 @@ PRECISIONS = ('auto', 'float32', 'mixed_bfloat16', 'mixed_float16')
 # docs/architectures.md). Listed here, free of TensorFlow, so the command line
 # can offer them without loading it.
 ARCHITECTURE_NAMES = ('baseline', 'vgg10', 'vgg16', 'resnet50', 'densenet121')
+# Frozen pretrained backbones with a trained head (clip.py; docs/clip_backbone.md).
+BACKBONE_NAMES = ('clip_vit_b16',)
+HEADS = ('linear', 'mlp')  # train.head for a backbone: logistic regression, or one hidden layer
+OWNER = 'train'  # how errors name a TrainConfig built outside a config file
 
 @dataclasses.dataclass
 class TrainConfig:
-  architecture: str = 'vgg10'  # one of ARCHITECTURE_NAMES; 'vgg10' is the paper's best
+  architecture: str = 'vgg10'  # ARCHITECTURE_NAMES or BACKBONE_NAMES; 'vgg10' is the paper's best
+  # For a backbone (clip_vit_b16, which needs image_size 224 and color_mode rgb):
+  head: str = 'linear'  # one of HEADS, trained on the frozen embeddings
+  # Where frozen embeddings are cached across runs (embedding_cache.py); '' is
+  # $XDG_CACHE_HOME/fakefaces/embeddings (~/.cache/... without it).
+  embedding_cache_dir: str = ''
+  # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
+  # Either way its sha256 must be clip_weights.SHA256.
+  backbone_weights: str = ''
   image_size: int = 128
   color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
   # Input stage (model.input_stage; docs/detection_quality.md measures each):
@@ -70,3 +85,37 @@ class TrainConfig:
   def __post_init__(self):
     if self.precision not in PRECISIONS:
       raise ValueError(f'train.precision {self.precision!r} is not one of {list(PRECISIONS)}')
+    if self.architecture not in ARCHITECTURE_NAMES + BACKBONE_NAMES:
+      raise FieldError(OWNER, 'architecture', f'{self.architecture!r} is not one of '
+                       f'{list(ARCHITECTURE_NAMES + BACKBONE_NAMES)}')
+    if self.architecture in BACKBONE_NAMES:
+      self._check_backbone()
+
+  def _check_backbone(self):
+    """A backbone's fixed input and unsupported options are refused here, and its weights checked.
+
+    At config load, so a missing package or a wrong file fails before ingestion
+    and training, naming the package, its version and the expected sha256.
+    """
+    fixed = {'image_size': 224, 'color_mode': 'rgb', 'input_filter': 'none',
+             'full_resolution_convs': 0}
+    for field, value in fixed.items():
+      if getattr(self, field) != value:
+        raise FieldError(OWNER, field, f'must be {value!r} for architecture {self.architecture} '
+                         f'(the backbone\'s input), got {getattr(self, field)!r}')
+    # The head trains on cached embeddings of the unaugmented crops.
+    unsupported = {'balance_sources': False, 'augment_jpeg_quality': [], 'augment_blur_sigma': 0.0,
+                   'augment_min_scale': 0.0, 'augment_noise_sigma': 0.0, 'min_diff_weight': 0.0}
+    for field, off in unsupported.items():
+      if getattr(self, field) != off:
+        raise FieldError(OWNER, field, f'is not supported with architecture {self.architecture} '
+                         f'(its head trains on cached embeddings of unaugmented crops); set {off!r}')
+    if self.head not in HEADS:
+      raise FieldError(OWNER, 'head', f'{self.head!r} is not one of {list(HEADS)}')
+    try:
+      if self.backbone_weights:
+        clip_weights.verify(self.backbone_weights)
+      else:
+        clip_weights.locate()
+    except clip_weights.BackboneWeightsError as e:
+      raise FieldError(OWNER, 'architecture', f'{self.architecture}: {e}') from None

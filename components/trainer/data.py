@@ -14,8 +14,8 @@ from fakefaces.components import example_files, features
 from fakefaces.components.trainer import augment, preprocess
 from fakefaces.components.trainer.config import TrainConfig
 
-_RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
-                features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
+RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
+               features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
 
 
 def _records(files: List[str], config: TrainConfig, training: bool) -> tf.data.Dataset:
@@ -56,7 +56,7 @@ def tfrecord_dataset(file_patterns: Sequence[str], config: TrainConfig,
   """Gzipped TFRecords of tf.Examples -> (images, labels) batches."""
 
   def parse(serialized):
-    example = tf.io.parse_single_example(serialized, _RECORD_SPEC)
+    example = tf.io.parse_single_example(serialized, RECORD_SPEC)
     return example[features.IMAGE], example[features.LABEL]
 
   ds = _records(example_files.files_matching(file_patterns), config, training)

@@ -13,9 +13,10 @@ Names, inputs and outputs are the serving contract in
 * `from_examples`: `examples` (string [batch], serialized tf.Example) ->
   `fake_probability`. TFMA and InfraValidator feed this one.
 * `explain`: like `serving_default` plus `heatmap` (float32 [batch, size,
-  size] in [0, 1]): Grad-CAM of the fake logit at the architecture's last
-  feature map (`model.grad_cam_layer`), computed in the graph so any TF
-  Serving deployment serves it.
+  size] in [0, 1]), computed in the graph so any TF Serving deployment serves
+  it: for a CNN, Grad-CAM of the fake logit at the architecture's last feature
+  map (`model.grad_cam_layer`); for a ViT backbone (clip.py), which has no
+  spatial feature map, gradient x input per 16x16 patch (`_patch_saliency`).
 * `face_preparation`: `query` (string [batch], any non-empty bytes) ->
   `parameters` (string [batch]): JSON of the `FacePreparation` (alignment,
   detector, crop size, JPEG quality) the training data was made with.
@@ -37,7 +38,7 @@ import tf_keras as keras
 from fakefaces.components import features
 from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_preparation.faces import FacePreparation
-from fakefaces.components.trainer import model as model_lib
+from fakefaces.components.trainer import clip, model as model_lib
 from fakefaces.components.trainer import precision, preprocess
 
 # The classifier's final layer: its input and weights give the fake logit
@@ -58,11 +59,15 @@ class _ServingModule(tf.Module):
                                           name='decision_threshold')
     self.face_preparation_json = tf.constant(face_preparation.to_json())
     output_layer = model.get_layer(OUTPUT_LAYER)
-    # One model giving the last feature map and the head's input: the fake
-    # logit is head_input @ kernel + bias (before the sigmoid, which saturates
+    self.is_vit = any(layer.name == clip.EMBEDDING_LAYER for layer in model.layers)
+    # One model giving the last feature map (a CNN's) and the head's input: the
+    # fake logit is head_input @ kernel + bias (before the sigmoid, which saturates
     # and would zero the gradient on confident predictions).
-    feature_map = model.get_layer(model_lib.grad_cam_layer(model)).output
-    self.cam_model = keras.Model(model.inputs, [feature_map, output_layer.input])
+    if self.is_vit:
+      self.cam_model = keras.Model(model.inputs, output_layer.input)
+    else:
+      feature_map = model.get_layer(model_lib.grad_cam_layer(model)).output
+      self.cam_model = keras.Model(model.inputs, [feature_map, output_layer.input])
     self.output_layer = output_layer
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
@@ -96,14 +101,39 @@ class _ServingModule(tf.Module):
     """
     with tf.GradientTape() as tape:
       feature_map, head_input = self.cam_model(images, training=False)
-      kernel = tf.cast(self.output_layer.kernel, tf.float32)
-      bias = tf.cast(self.output_layer.bias, tf.float32)
-      logit = tf.matmul(tf.cast(head_input, tf.float32), kernel) + bias
+      logit = self._logit(head_input)
     gradients = tf.cast(tape.gradient(logit, feature_map), tf.float32)
     feature_map = tf.cast(feature_map, tf.float32)
     weights = tf.reduce_mean(gradients, axis=[1, 2], keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1, keepdims=True))
     cam = tf.image.resize(cam, [self.image_size, self.image_size], method='bilinear')[..., 0]
+    peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
+    return tf.sigmoid(tf.reshape(logit, [-1])), tf.math.divide_no_nan(cam, peak)
+
+  def _logit(self, head_input):
+    kernel = tf.cast(self.output_layer.kernel, tf.float32)
+    bias = tf.cast(self.output_layer.bias, tf.float32)
+    return tf.matmul(tf.cast(head_input, tf.float32), kernel) + bias
+
+  def _patch_saliency(self, images):
+    """(P(fake) [batch], heatmap [batch, size, size] in [0, 1]) for a ViT: gradient x input per patch.
+
+    Per pixel, d(fake logit)/d(pixel) x (pixel - CLIP mean), summed over the
+    channels: each pixel's first-order contribution to the logit relative to
+    the image the normalised input calls zero. Averaged over each 16x16 patch (the
+    ViT's tokens, where per-pixel gradients are noisy), ReLU (evidence for
+    "fake" only), resized to the input and scaled to a maximum of 1 per image
+    (all zeros when nothing points to "fake").
+    """
+    with tf.GradientTape() as tape:
+      tape.watch(images)
+      logit = self._logit(self.cam_model(images, training=False))
+    gradients = tf.cast(tape.gradient(logit, images), tf.float32)
+    contribution = tf.reduce_sum(gradients * (images - tf.constant(clip.MEAN)), axis=-1,
+                                 keepdims=True)
+    per_patch = tf.nn.avg_pool2d(contribution, clip.PATCH, clip.PATCH, 'VALID')
+    cam = tf.image.resize(tf.nn.relu(per_patch), [self.image_size, self.image_size],
+                          method='bilinear')[..., 0]
     peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
     return tf.sigmoid(tf.reshape(logit, [-1])), tf.math.divide_no_nan(cam, peak)
 
@@ -113,7 +143,7 @@ class _ServingModule(tf.Module):
 
     def run():
       images = preprocess.decode_batch(image_bytes, self.image_size, self.color_mode)
-      return self._grad_cam(images)
+      return self._patch_saliency(images) if self.is_vit else self._grad_cam(images)
 
     probability, heatmap = tf.cond(
         tf.size(image_bytes) > 0, run,

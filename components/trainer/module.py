@@ -26,11 +26,11 @@ import os
 import tensorflow as tf
 
 from fakefaces.components import features
-from fakefaces.components.trainer import (curves, data, export, mitigation, operating_point,
-                                          precision, training)
+from fakefaces.components.trainer import (backbone, curves, data, export, mitigation,
+                                          operating_point, precision, training)
 from fakefaces.components.config_base import from_dict
 from fakefaces.components.face_preparation.faces import FacePreparation
-from fakefaces.components.trainer.config import TrainConfig
+from fakefaces.components.trainer.config import BACKBONE_NAMES, TrainConfig
 
 DECISION_THRESHOLD_KEY = 'decision_threshold'
 TARGET_FPR_KEY = 'target_fpr'
@@ -76,23 +76,30 @@ def run_fn(fn_args) -> None:
     logging.info('train_args.num_steps=%s ignored: TrainConfig.epochs/steps_per_epoch govern',
                  fn_args.train_steps)
   training.seed_everything(config)  # before the datasets: their shuffles read the global seed
-  class_counts = data.count_labels(fn_args.train_files)
-  logging.info('train split label counts: %s', class_counts)
-  # Balanced sampling, processing-history augmentation, MinDiff: as `config` asks.
-  config, train_ds, wrapper = mitigation.training_inputs(fn_args.train_files, config)
-  eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
-  model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
-                            model_wrapper=wrapper)
-  # The model that is served: trained in mixed precision, it serves in float32
-  # (precision.py), so the threshold is chosen on the scores clients will get. A
-  # bfloat16 model's scores differ from them by up to ~3e-4, enough to move the
-  # threshold past an eval real.
-  model = precision.float32_copy(model)
-  # Unrepeated and unaugmented: every eval example scored once, as served.
-  eval_scoring = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
-  point = choose_operating_point(model, eval_scoring,
-                                 None if target_fpr is None else float(target_fpr),
-                                 None if explicit is None else float(explicit))
+  target_fpr = None if target_fpr is None else float(target_fpr)
+  explicit = None if explicit is None else float(explicit)
+  if config.architecture in BACKBONE_NAMES:
+    # A frozen backbone: cached embeddings, a head trained on them (backbone.py); its
+    # scores are the float32 served head's already.
+    model, (scores, labels), _ = backbone.train_head(config, fn_args.train_files,
+                                                     fn_args.eval_files, fn_args.model_run_dir)
+    point = operating_point.choose(labels, scores, target_fpr, explicit, split=features.EVAL)
+  else:
+    class_counts = data.count_labels(fn_args.train_files)
+    logging.info('train split label counts: %s', class_counts)
+    # Balanced sampling, processing-history augmentation, MinDiff: as `config` asks.
+    config, train_ds, wrapper = mitigation.training_inputs(fn_args.train_files, config)
+    eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
+    model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
+                              model_wrapper=wrapper)
+    # The model that is served: trained in mixed precision, it serves in float32
+    # (precision.py), so the threshold is chosen on the scores clients will get. A
+    # bfloat16 model's scores differ from them by up to ~3e-4, enough to move the
+    # threshold past an eval real.
+    model = precision.float32_copy(model)
+    # Unrepeated and unaugmented: every eval example scored once, as served.
+    eval_scoring = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
+    point = choose_operating_point(model, eval_scoring, target_fpr, explicit)
   logging.info('operating point: %s', point)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'operating_point.json'), 'w') as f:

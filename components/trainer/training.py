@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -113,11 +113,15 @@ _MONITOR_MODES = {'val_loss': 'min', 'val_auc': 'max', 'val_accuracy': 'max'}
 
 def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
           class_counts: Dict[int, int], run_dir: str,
-          model_wrapper=None) -> Tuple[keras.Model, Dict[str, Any]]:
+          model_wrapper=None,
+          build_fn: Optional[Callable[[Any], keras.Model]] = None
+          ) -> Tuple[keras.Model, Dict[str, Any]]:
   """Builds and fits the model; writes TensorBoard logs, history.json, learning curves to run_dir.
 
   `model_wrapper` (e.g. MinDiff's, from mitigation.training_inputs) turns the
   compiled model into the compiled model that is fit; the plain model is returned.
+  `build_fn(learning_rate)` builds the compiled model instead of
+  `config.architecture`'s CNN (a backbone's head, backbone.build_head).
 
   Returns the model (best weights by `early_stopping_monitor` when early stopping is on)
   and the history summary that was written.
@@ -130,11 +134,11 @@ def train(config: TrainConfig, train_ds: tf.data.Dataset, eval_ds: tf.data.Datas
   strategy = pick_strategy()
   weights = data.class_weights(class_counts) if config.class_weighting else None
   with precision_policy(config) as policy, strategy.scope():
-    model = build_model(config.architecture, config.image_size,
-                        preprocess.channels_for(config.color_mode), config.dropout,
-                        learning_rate(config, class_counts), config.optimizer, seed=config.seed,
-                        input_filter=config.input_filter,
-                        full_resolution_convs=config.full_resolution_convs)
+    rate = learning_rate(config, class_counts)
+    model = build_fn(rate) if build_fn else build_model(
+        config.architecture, config.image_size, preprocess.channels_for(config.color_mode),
+        config.dropout, rate, config.optimizer, seed=config.seed,
+        input_filter=config.input_filter, full_resolution_convs=config.full_resolution_convs)
     apply_performance_options(model, config)
     model.summary(print_fn=logging.info)
     fitted = model_wrapper(model) if model_wrapper else model

