@@ -11,8 +11,9 @@ model returns from its `face_preparation` signature. Only the crops travel to
 TF Serving (`serving_default`, or `explain` for heatmaps).
 """
 
+import contextlib
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,10 +36,17 @@ class FaceVerdict:
   label: str  # 'real' or 'fake' (the served model's decision threshold)
   crop: object = None  # PIL image the model scored
   heatmap: Optional[np.ndarray] = None  # [size, size] in [0, 1] when explained
+  # Degrees the face is turned counter-clockwise in the photo (0, 90, 180, 270); it was
+  # scored upright whatever this is (faces_lib.PreparedFace.rotation).
+  rotation: int = 0
 
   def to_json(self):
     return {'box': list(self.box), contract.PROBABILITY_KEY: round(self.fake_probability, 6),
-            contract.LABEL_KEY: self.label}
+            contract.LABEL_KEY: self.label, 'rotation': self.rotation}
+
+  def turned_note(self) -> str:
+    """'' for an upright face, else 'turned 90 degrees in the photo, scored upright'."""
+    return f'turned {self.rotation} degrees in the photo, scored upright' if self.rotation else ''
 
 
 def evidence_map(heatmap: np.ndarray, fake_probability: float) -> np.ndarray:
@@ -88,28 +96,39 @@ class PhotoResult:
             'detection': self.detection}
 
 
-def preparer_for(client, aligned: bool = False) -> faces_lib.FacePreparer:
-  """A FacePreparer with the served model's parameters (`aligned`: centred square, no dlib)."""
+def preparer_for(client, aligned: bool = False,
+                 reuse: Optional[faces_lib.FacePreparer] = None) -> faces_lib.FacePreparer:
+  """A FacePreparer with the served model's parameters (`aligned`: centred square, no dlib).
+
+  The parameters are asked of the server every time (a new version may prepare
+  differently); `reuse` is returned where its parameters are those, keeping its
+  loaded dlib models (a long-running client such as the web page).
+  """
   params = client.face_preparation()
   if aligned:
     params = dataclasses.replace(params, align='none')
+  if reuse is not None and reuse.params == params:
+    return reuse
   return faces_lib.FacePreparer(params)
 
 
 def check_photo(client, preparer: faces_lib.FacePreparer, data: bytes, explain: bool = False,
-                max_faces: int = MAX_FACES) -> PhotoResult:
+                max_faces: int = MAX_FACES,
+                preparing: Optional[ContextManager] = None) -> PhotoResult:
   """Prepares every face of `data` and scores it. Raises ImageProblem for bad input,
-  fakefaces.serving.status.ServingError when the server fails."""
-  photo = preparer.prepare(data, all_faces=True, max_faces=max_faces)
+  fakefaces.serving.status.ServingError when the server fails.
+
+  `preparing`: held while the photo is prepared (the web page's lock: one dlib
+  detector is not used by two threads at once); scoring runs outside it.
+  """
+  with preparing or contextlib.nullcontext():
+    photo = preparer.prepare(data, all_faces=True, max_faces=max_faces)
   result = PhotoResult.of(photo, max_faces)
   if not photo.faces:
     return result
   crops = [face.encoded for face in photo.faces]
-  if explain:
-    scored = client.explain(crops)
-    result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heatmap)
-                    for face, (p, heatmap) in zip(photo.faces, scored)]
-  else:
-    result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop)
-                    for face, p in zip(photo.faces, client.predict(crops))]
+  scored = client.explain(crops) if explain else [(p, None) for p in client.predict(crops)]
+  result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heatmap,
+                              face.rotation)
+                  for face, (p, heatmap) in zip(photo.faces, scored)]
   return result

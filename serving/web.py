@@ -299,7 +299,8 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
   if result.faces:  # the answer first: on a phone everything else is below the fold
     body.append('<ul class="summary" id="verdicts">' + ''.join(
         f'<li class="{html.escape(face.label)}">Face {i}: <span class="verdict">'
-        f'{html.escape(face.label)}</span>, P(fake) = {face.fake_probability:.3f}</li>'
+        f'{html.escape(face.label)}</span>, P(fake) = {face.fake_probability:.3f}'
+        + (f' ({html.escape(face.turned_note())})' if face.rotation else '') + '</li>'
         for i, face in enumerate(result.faces, start=1)) + '</ul>')
   body.append(f'<p id="face-count">{html.escape(result.summary())}.</p>')
   if not result.faces:
@@ -315,7 +316,8 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
     body.append(
         f'<div class="face {html.escape(face.label)}" id="face-{i}" data-label="{html.escape(face.label)}" '
         f'data-fake-probability="{face.fake_probability:.6f}" data-box="{",".join(map(str, face.box))}" '
-        f'data-map-peak="{float(evidence.max()) if evidence.size else 0.0:.6f}">'
+        f'data-map-peak="{float(evidence.max()) if evidence.size else 0.0:.6f}" '
+        f'data-rotation="{face.rotation}">'
         f'<img class="heatmap" alt="face {i} with the heatmap of what looked fake" '
         f'src="{_data_uri(overlay)}">'
         f'<p>Face {i}: <span class="verdict">{html.escape(face.label)}</span><br>'
@@ -345,12 +347,6 @@ class PhotoChecker:
     return self._client_lib.ServingClient(self.options.server, model_name=self.options.model_name,
                                           rest=self.options.rest, timeout=self.options.timeout)
 
-  def _preparer_for(self, client) -> faces_lib.FacePreparer:
-    params = client.face_preparation()  # asked every time: a new version may prepare differently
-    if self._preparer is None or self._preparer.params != params:
-      self._preparer = faces_lib.FacePreparer(params)
-    return self._preparer
-
   def fetch(self, url: str) -> bytes:
     try:
       data, _ = fetch.fetch_image(url, self.options.max_upload_bytes, self.options.fetch_timeout,
@@ -363,13 +359,9 @@ class PhotoChecker:
     with self._client() as client:
       try:
         with self._lock:
-          preparer = self._preparer_for(client)
-          photo = preparer.prepare(data, all_faces=True, max_faces=self.options.max_faces)
-        result = photos.PhotoResult.of(photo, self.options.max_faces)
-        if photo.faces:
-          scored = client.explain([face.encoded for face in photo.faces])
-          result.faces = [photos.FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heat)
-                          for face, (p, heat) in zip(photo.faces, scored)]
+          preparer = self._preparer = photos.preparer_for(client, reuse=self._preparer)
+        result = photos.check_photo(client, preparer, data, explain=True,
+                                    max_faces=self.options.max_faces, preparing=self._lock)
       except photos.ImageProblem as e:
         raise UserError(f'Cannot check this file: {e.reason}') from None
       except status_lib.ServingError as e:

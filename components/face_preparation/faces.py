@@ -132,6 +132,9 @@ class PreparedFace:
   face_size: int  # side of the detector box, source pixels (0 for align 'none')
   detector: str  # 'hog', 'cnn' or '' (align 'none')
   aligned: Optional[Image.Image] = None  # the aligned face before treatment.equalize
+  # Degrees the face is turned counter-clockwise in the photo (0, 90, 180, 270); the crop
+  # is upright whatever it is (align.FaceAligner.align_box).
+  rotation: int = 0
 
 
 # Why a face that was found was not prepared (PreparedPhoto.not_prepared keys).
@@ -214,9 +217,9 @@ class FacePreparer:
     if len(found.boxes) > keep:
       not_prepared[OVER_CAP if all_faces else LARGEST_ONLY] = len(found.boxes) - keep
     prepared = []
-    for box, detector in list(zip(found.boxes, found.detectors))[:keep]:
+    for box, detector, turns in list(zip(found.boxes, found.detectors, found.turns))[:keep]:
       try:
-        a = self.aligner.align_box(image, box, detector, len(found.boxes))
+        a = self.aligner.align_box(image, box, detector, len(found.boxes), turns)
       except Exception:  # one odd face must not lose the others  # pylint: disable=broad-except
         logging.exception('alignment failed for the face at %s', box)
         not_prepared[NOT_ALIGNED] = not_prepared.get(NOT_ALIGNED, 0) + 1
@@ -224,7 +227,7 @@ class FacePreparer:
       crop = treatment.equalize(a.image, p)
       prepared.append(PreparedFace(_clip_box(a.box, image.size), crop,
                                    images.encode_jpeg(crop, p.jpeg_quality), a.face_size,
-                                   a.detector, a.image))
+                                   a.detector, a.image, a.rotation))
     return PreparedPhoto(image, prepared, '' if prepared else 'no face could be aligned',
                          len(found.boxes), not_prepared, found.describe())
 
