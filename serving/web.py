@@ -445,7 +445,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     self.wfile.write(body)
 
   def do_GET(self):  # pylint: disable=invalid-name
-    path = urllib.parse.urlsplit(self.path).path
+    try:
+      self._get(urllib.parse.urlsplit(self.path).path)
+    except Exception:  # pylint: disable=broad-except  (an answer, never a dropped connection)
+      log.exception('web: GET %s failed', self.path)
+      self._send(500, _error_page('Something went wrong on this page; it was logged.'))
+
+  def _get(self, path: str) -> None:
     if path == '/':
       self._send(200, _page(self.checker.notes()))
     elif path == '/model-card':

@@ -178,6 +178,69 @@ def test_predict_and_web_page_score_a_turned_face_upright_and_say_so(server, rot
   assert 'data-rotation="180"' in page and 'turned 180 degrees in the photo, scored upright' in page
 
 
+# ---- rest_client_on_grpc_port -----------------------------------------------------------------
+
+def _one_line_without_traceback(text: str) -> str:
+  lines = [line for line in text.strip().splitlines() if line.strip()]
+  assert len(lines) == 1, text
+  assert 'Traceback' not in text and '\\x' not in text and not _REPR.search(text), text
+  return lines[0]
+
+
+def test_rest_client_on_the_grpc_port_is_one_line(server, large_photos, capsys):
+  """`predict --rest` at the gRPC port was a traceback ending in the HTTP/2 frame's bytes."""
+  assert cli.main(['predict', large_photos['1000x750'], '--rest', '--server',
+                   server.grpc_target]) == 1
+  captured = capsys.readouterr()
+  line = _one_line_without_traceback(captured.err)
+  assert line.startswith(f'fakefaces predict: {server.grpc_target} ') and 'gRPC port' in line, line
+  assert captured.out == ''
+  # The other way round: gRPC at the REST port.
+  assert cli.main(['predict', large_photos['1000x750'], '--server', server.rest_target]) == 1
+  line = _one_line_without_traceback(capsys.readouterr().err)
+  assert line.startswith(f'fakefaces predict: {server.rest_target} answered UNAVAILABLE'), line
+
+
+def test_web_page_on_the_grpc_port_answers_with_the_reason(server, large_photos):
+  """`web --rest` at the gRPC port: the page was an empty reply, /check a 500."""
+  import threading  # pylint: disable=import-outside-toplevel
+  import urllib.error  # pylint: disable=import-outside-toplevel
+  import urllib.request  # pylint: disable=import-outside-toplevel
+  page_server = web.make_server(web.WebOptions(server=server.grpc_target, rest=True, port=0))
+  threading.Thread(target=page_server.serve_forever, daemon=True).start()
+  base = 'http://%s:%d' % page_server.server_address[:2]
+  try:
+    with urllib.request.urlopen(base + '/', timeout=60) as response:
+      page = response.read().decode()
+    problem = re.search(r'<p id="model-facts-problem">([^<]*)</p>', page)
+    assert problem and 'gRPC port' in problem.group(1), page[-800:]
+    with open(large_photos['1000x750'], 'rb') as f:
+      photo = f.read()
+    boundary = 'fieldcaseboundary'
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n'
+            'Content-Type: image/jpeg\r\n\r\n').encode() + photo + f'\r\n--{boundary}--\r\n'.encode()
+    request = urllib.request.Request(base + '/check', data=body, headers={
+        'Content-Type': f'multipart/form-data; boundary={boundary}'})
+    with pytest.raises(urllib.error.HTTPError) as answered:
+      urllib.request.urlopen(request, timeout=120)
+    assert answered.value.code == 502
+    error = re.search(r'<p class="error" id="error">([^<]*)</p>', answered.value.read().decode())
+    assert error and 'gRPC port' in error.group(1) and '\\x' not in error.group(1), error
+  finally:
+    page_server.shutdown()
+    page_server.server_close()
+
+
+def test_ingest_with_a_missing_manifest_is_one_line_and_exit_2(tmp_path, capsys):
+  config = tmp_path / 'config.yaml'
+  missing = tmp_path / 'no_such_labels.csv'
+  config.write_text(f'ingest:\n  sources:\n    - kind: manifest\n      path: {missing}\n')
+  assert cli.main(['ingest', '--config', str(config), '--out', str(tmp_path / 'out')]) == 2
+  line = _one_line_without_traceback(capsys.readouterr().err)
+  assert line == (f'fakefaces ingest: invalid configuration: ingest.sources[0] (manifest) path '
+                  f'does not exist: {missing}'), line
+
+
 def test_ingestion_report_notes_a_multi_face_photo(crowd_photo):
   config = IngestConfig(face=FacePreparation(detector='hog', output_size=128))
   record = sources.InputRecord(path=crowd_photo, image_id='crowd', source='t', split='train',
@@ -237,6 +300,31 @@ def test_turned_fake_is_found_and_aligned_upright(preparer, rotated_fakes):
 def test_turned_photo_no_face_message_says_turns_were_tried(preparer):
   blank = preparer.prepare(_jpeg(Image.new('RGB', (300, 200), (200, 180, 160))))
   assert 'turned 90, 180 and 270 degrees' in blank.no_face_reason
+
+
+# ---- small_avatar -----------------------------------------------------------------------------
+
+def test_avatar_sizes_are_found_and_too_small_states_the_real_limit(preparer, field_case, faces_data,
+                                                                    tmp_path):
+  """96, 73, 64 and 48 px profile pictures of a FairFace photo: each face is found (64 and 48
+  px were "no face ... the smallest face it can find is about 40 px" with 45-55 px faces)."""
+  _run_script(field_case('small_avatar'), 'make_avatars.py',
+              os.path.join(faces_data, 'fairface', 'val', '1000.jpg'), str(tmp_path))
+  for side in (96, 73, 64, 48):
+    with open(tmp_path / f'avatar_{side}.jpg', 'rb') as f:
+      photo = preparer.prepare(f.read())
+    assert len(photo.faces) == 1, (side, photo.no_face_reason)
+    left, top, right, bottom = photo.faces[0].box
+    assert right - left >= side // 2 and bottom - top >= side // 2, (side, photo.faces[0].box)
+  # Where there is no face, the limit given is the one measured, not the window's arithmetic.
+  blank = preparer.prepare(_jpeg(Image.new('RGB', (48, 48), (150, 120, 100))))
+  assert blank.no_face_reason.endswith('the smallest face it can find is about 22 px'), blank
+  assert 'hog at 192x192 (scale 4)' in blank.no_face_reason
+  with pytest.raises(images.ImageProblem) as refused:
+    preparer.prepare(_jpeg(Image.new('RGB', (24, 24), (150, 120, 100))))
+  assert refused.value.reason == ('image is 24x24, too small for face detection: a side of 24 px, '
+                                  'and the smallest side looked at is 32 px; refused before face '
+                                  'detection')
 
 
 # ---- heic_photo -------------------------------------------------------------------------------

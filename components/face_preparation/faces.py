@@ -21,9 +21,9 @@ Steps, each with a reason when it refuses:
    (`alias_tensor` offset 18446744073709551417) and corrupts the heap: the
    exception is caught, but the process aborts later (`free(): invalid next
    size`), losing every other input of the run or every request of a server.
-   Faces smaller than ~40 px are not found by either detector anyway, so
-   anything whose detection copy has a side below MIN_DETECT_SIDE, or an
-   aspect ratio beyond MAX_ASPECT, is refused with the measured sizes.
+   Anything whose detection copy has a side below MIN_DETECT_SIDE, or an
+   aspect ratio beyond MAX_ASPECT, is refused with the measured sizes (small
+   photos above it are detected again upscaled: `align.SMALL_PHOTO_SIDE`).
 3. detect + align (`align.FaceAligner`), or the centred square for
    `align: none` (crops that are already aligned), then JPEG at the training
    quality.
@@ -41,8 +41,8 @@ from fakefaces.components.face_preparation import align, images, treatment
 
 ALIGN_MODES = ('dlib', 'none')
 # Smallest side of the copy dlib sees. dlib's CNN crashes (heap corruption) on
-# 8x8 and survives 10x10; neither detector finds faces below ~40 px, so 32 px
-# refuses nothing that could have a face found in it.
+# 8x8 and survives 10x10. 32 px avatars of FairFace photos (faces of ~20 px) are found
+# upscaled (align.SMALL_PHOTO_SIDE); below that a face has too few pixels to judge.
 MIN_DETECT_SIDE = 32
 # Smallest side accepted for align 'none' (already aligned crops; no dlib involved).
 MIN_CROP_SIDE = 8
@@ -164,9 +164,12 @@ def check_for_dlib(image: Image.Image, detect_max_side: int) -> None:
   scale = min(1.0, detect_max_side / max(width, height))
   small = min(width, height) * scale
   if small < MIN_DETECT_SIDE:
+    copy = '' if scale == 1.0 else (f' (its {round(width * scale)}x{round(height * scale)} '
+                                     'detection copy)')
     raise images.ImageProblem(
-        images.FILTERED, f'image is {width}x{height}, too small for face detection (a side under '
-        f'{MIN_DETECT_SIDE} px; faces under ~40 px cannot be found); refused before face detection')
+        images.FILTERED, f'image is {width}x{height}, too small for face detection: a side of '
+        f'{round(small)} px{copy}, and the smallest side looked at is {MIN_DETECT_SIDE} px; '
+        'refused before face detection')
   if image.mode != 'RGB':
     raise images.ImageProblem(images.FILTERED, f'image mode {image.mode} is not RGB')
 
