@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fakefaces.components import reports
+from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_preparation import faces as faces_lib
 from fakefaces.components.face_preparation import images as images_lib
 from fakefaces.serving import fetch, photos
@@ -277,7 +278,7 @@ def model_facts_html(facts: ModelFacts) -> str:
   point = parameters.get('operating_point') or {}
   if point.get('decision_threshold') is not None:
     facts_list.append(f'<li id="fact-threshold">Operating point: "fake" when P(fake) &ge; '
-                      f'{point["decision_threshold"]:g}'
+                      f'{contract.format_probability(point["decision_threshold"])}'
                       + (f' ({html.escape(str(point["source"]))})' if point.get('source') else '')
                       + '</li>')
   fairness = (card.get('quantitative_analysis') or {}).get('fairness') or {}
@@ -299,7 +300,7 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
   if result.faces:  # the answer first: on a phone everything else is below the fold
     body.append('<ul class="summary" id="verdicts">' + ''.join(
         f'<li class="{html.escape(face.label)}">Face {i}: <span class="verdict">'
-        f'{html.escape(face.label)}</span>, P(fake) = {face.fake_probability:.3f}'
+        f'{html.escape(face.label)}</span>, P(fake) = {contract.format_probability(face.fake_probability)}'
         + (f' ({html.escape(face.turned_note())})' if face.rotation else '') + '</li>'
         for i, face in enumerate(result.faces, start=1)) + '</ul>')
   body.append(f'<p id="face-count">{html.escape(result.summary())}.</p>')
@@ -321,7 +322,7 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
         f'<img class="heatmap" alt="face {i} with the heatmap of what looked fake" '
         f'src="{_data_uri(overlay)}">'
         f'<p>Face {i}: <span class="verdict">{html.escape(face.label)}</span><br>'
-        f'P(fake) = <span class="probability">{face.fake_probability:.3f}</span></p></div>')
+        f'P(fake) = <span class="probability">{contract.format_probability(face.fake_probability)}</span></p></div>')
   body.append('</div>')
   if result.faces:
     body.append(legend_html())

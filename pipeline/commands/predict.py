@@ -95,6 +95,7 @@ def _run(args) -> int:
 
 
 def _print_text(entry) -> None:
+  from fakefaces.components.serving_contract import format_probability  # pylint: disable=import-outside-toplevel
   source = entry['image']
   if 'error' in entry:
     print(f'fakefaces predict: {source}: {entry["error"]}', file=sys.stderr)
@@ -104,6 +105,6 @@ def _print_text(entry) -> None:
   for i, face in enumerate(entry['faces']):
     box = ','.join(str(v) for v in face['box'])
     turned = f'\tturned {face["rotation"]} degrees, scored upright' if face['rotation'] else ''
-    print(f'{source}\tface {i + 1}\tbox={box}\tp(fake)={face["fake_probability"]:.4f}\t'
+    print(f'{source}\tface {i + 1}\tbox={box}\tp(fake)={format_probability(face["fake_probability"])}\t'
           f'{face["label"]}{turned}', flush=True)
   print(f'{source}\tsummary\t{entry["summary"]}', flush=True)
