@@ -80,7 +80,13 @@ class PhotoResult:
                max_faces, photo.detection)
 
   def summary(self) -> str:
-    """'27 faces found, 20 scored; 7 not scored: over the cap of 20 (--max-faces)'."""
+    """'27 faces found, 20 scored; 7 not scored: over the cap of 20 (--max-faces)'.
+
+    A model that takes images as they are (align 'none') finds no face: its answer
+    says what was scored instead of '1 face found' on a landscape.
+    """
+    if self.detection == faces_lib.NO_DETECTION:
+      return 'no face detection: the centred square of the photo was scored as one face crop'
     text = f'{self.found} face{"" if self.found == 1 else "s"} found, {len(self.faces)} scored'
     if self.not_scored:
       why = ', '.join(f'{n} {reason}' + (f' of {self.max_faces} (--max-faces)'

@@ -172,9 +172,17 @@ def boxed_preview(image: Image.Image, verdicts: List[photos.FaceVerdict]) -> Ima
   return preview
 
 
-def gate_note(pattern: str) -> str:
-  """HTML: what the served model was checked for, from the newest FairnessGate report.json."""
+def gate_note(pattern: str, card_verdict: Optional[str] = None) -> str:
+  """HTML: what the served model was checked for, from the newest FairnessGate report.json.
+
+  `card_verdict`: the gate verdict the model card states (shown above), so that a page
+  without the report says where that verdict came from instead of contradicting it.
+  """
   path = newest_gate_report(pattern)
+  if path is None and card_verdict:
+    return ('<div class="note" id="gate-note"><p>The fairness gate verdict above '
+            f'({html.escape(card_verdict)}) is the model card\'s; the gate\'s own report, with '
+            'each check, was not given to this page (<code>--gate-report</code>).</p></div>')
   if path is None:
     return ('<div class="note" id="gate-note"><p>No fairness gate report was given to this page '
             '(<code>--gate-report</code>), so it cannot say what the model was checked for.</p></div>')
@@ -372,8 +380,11 @@ class PhotoChecker:
     return render_result(source, result, notes)
 
   def _notes(self, client) -> str:
-    return (model_facts_html(read_model_facts(client, self.options.model_dir))
-            + gate_note(self.options.gate_report))
+    facts = read_model_facts(client, self.options.model_dir)
+    fairness = ((facts.card or {}).get('quantitative_analysis') or {}).get('fairness') or {}
+    verdict = fairness.get('verdict')
+    return model_facts_html(facts) + gate_note(self.options.gate_report,
+                                               str(verdict) if verdict else None)
 
   def notes(self) -> str:
     """HTML: what is known about the served model, and what it was checked for."""

@@ -399,3 +399,26 @@ def test_every_unreadable_file_names_its_format_and_no_repr(preparer, faces_data
     reason = raised.value.reason
     assert expected in reason, (data[:16], reason)
     assert not _REPR.search(reason), (data[:16], reason)
+
+
+# ---- what a person reads ------------------------------------------------------------------------
+
+def test_verdict_and_number_never_contradict_and_one_threshold_format():
+  from fakefaces.components.serving_contract import format_probability  # pylint: disable=g-import-not-at-top
+  # The demo model's operating point was "1e-06" on the page, ">= 0.0000" in the gate summary.
+  assert format_probability(1e-06) == '1e-06' and format_probability(0.5) == '0.5'
+  # A face scored fake at 4.2e-05 read "fake, P(fake) = 0.000".
+  assert format_probability(4.2e-05) == '4.2e-05'
+  for value, threshold in [(0.9999949, 0.999995), (0.999995, 0.999995), (1.2e-06, 1e-06),
+                           (0.49999, 0.5), (0.73421, 0.5)]:
+    shown = float(format_probability(value, threshold))
+    assert (shown >= threshold) == (value >= threshold), (value, threshold, shown)
+
+
+def test_page_without_a_gate_report_does_not_contradict_the_card_and_says_what_was_scored():
+  note = web.gate_note('', 'pass')
+  assert 'no fairness gate report' not in note.lower() and 'model card' in note, note
+  landscape = faces.FacePreparer(faces.FacePreparation(align='none', output_size=64)).prepare(
+      _jpeg(Image.new('RGB', (640, 360), (90, 140, 200))))
+  summary = photos.PhotoResult.of(landscape, 20).summary()
+  assert 'face found' not in summary and 'centred square' in summary, summary

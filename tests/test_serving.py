@@ -205,7 +205,8 @@ def test_predict_command_prints_label_and_probability(endpoint, images, tmp_path
   rest_lines = capsys.readouterr().out.strip().splitlines()
   # One line per face, then each photo's summary line (faces found and scored).
   assert len(grpc_lines) == 4 and grpc_lines == rest_lines
-  assert grpc_lines[1] == f'{paths[0]}\tsummary\t1 face found, 1 scored'
+  assert grpc_lines[1] == (f'{paths[0]}\tsummary\tno face detection: the centred square of the '
+                           'photo was scored as one face crop')
   path, face, box, probability, label = grpc_lines[0].split('\t')
   assert path == paths[0] and face == 'face 1' and box == 'box=0,0,48,48'
   assert label in ('real', 'fake') and probability.startswith('p(fake)=')

@@ -48,6 +48,9 @@ MIN_DETECT_SIDE = 32
 MIN_CROP_SIDE = 8
 MAX_ASPECT = 8.0  # wider or taller than 8:1 is a banner or a strip, not a photo of a face
 NO_FACE = 'no_face'
+# PreparedPhoto.detection of align 'none': nothing was detected, the photo's centred square
+# is the model input (a model that takes images as they are, `predict --aligned`).
+NO_DETECTION = 'no face detection (align none): the centred square of the photo is the input'
 OWNER = treatment.OWNER  # how errors name a FacePreparation built outside a config
 
 
@@ -210,7 +213,7 @@ class FacePreparer:
       left, top = (image.width - side) // 2, (image.height - side) // 2
       return PreparedPhoto(image, [PreparedFace((left, top, left + side, top + side), crop,
                                                 images.encode_jpeg(crop, p.jpeg_quality), 0, '',
-                                                square)], found=1)
+                                                square)], found=1, detection=NO_DETECTION)
     found = self.aligner.find_faces(image, every_face=all_faces)
     if not found.boxes:
       return PreparedPhoto(image, [], f'no face found by {p.detector} in {image.width}x{image.height}: '
