@@ -11,9 +11,8 @@ model returns from its `face_preparation` signature. Only the crops travel to
 TF Serving (`serving_default`, or `explain` for heatmaps).
 """
 
-import contextlib
 import dataclasses
-from typing import ContextManager, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -120,15 +119,16 @@ def preparer_for(client, aligned: bool = False,
 
 def check_photo(client, preparer: faces_lib.FacePreparer, data: bytes, explain: bool = False,
                 max_faces: int = MAX_FACES,
-                preparing: Optional[ContextManager] = None) -> PhotoResult:
+                run: Optional[Callable] = None) -> PhotoResult:
   """Prepares every face of `data` and scores it. Raises ImageProblem for bad input,
   fakefaces.serving.status.ServingError when the server fails.
 
-  `preparing`: held while the photo is prepared (the web page's lock: one dlib
-  detector is not used by two threads at once); scoring runs outside it.
+  `run(function, *args)`: where the preparation runs (the web page's one preparation
+  thread: dlib's detectors are not thread-safe, and one thread bounds the decoded
+  photos in memory); scoring runs in the caller's thread. None: here.
   """
-  with preparing or contextlib.nullcontext():
-    photo = preparer.prepare(data, all_faces=True, max_faces=max_faces)
+  photo = (run or (lambda function, *args: function(*args)))(
+      preparer.prepare, data, True, max_faces)
   result = PhotoResult.of(photo, max_faces)
   if not photo.faces:
     return result

@@ -23,6 +23,7 @@ photo cannot corrupt or stop the server.
 """
 
 import base64
+import concurrent.futures
 import dataclasses
 import email.parser
 import email.policy
@@ -349,8 +350,18 @@ class PhotoChecker:
     from fakefaces.serving import client as client_lib  # pylint: disable=import-outside-toplevel
     self.options = options
     self._client_lib = client_lib
-    self._lock = threading.Lock()  # dlib detectors are not shared across threads
+    self._lock = threading.Lock()  # guards the swap of `_preparer`
     self._preparer: Optional[faces_lib.FacePreparer] = None
+    # Every photo is decoded and prepared on this one thread, in turn: dlib's detectors are
+    # not thread-safe, at most one decoded photo is in memory, and its allocations stay in
+    # one malloc arena. Three parallel uploads of the 61 Mpx field case added 1,561 MB
+    # this way and 1,778 MB prepared behind a lock by each request's thread; the 12 Mpx
+    # photo 236 vs 479 MB (bench/photo_memory.py, docs/photos.md "Memory per photo").
+    self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                         thread_name_prefix='prepare')
+
+  def _run_prepare(self, function, *args):
+    return self._worker.submit(function, *args).result()
 
   def _client(self):
     return self._client_lib.ServingClient(self.options.server, model_name=self.options.model_name,
@@ -370,7 +381,7 @@ class PhotoChecker:
         with self._lock:
           preparer = self._preparer = photos.preparer_for(client, reuse=self._preparer)
         result = photos.check_photo(client, preparer, data, explain=True,
-                                    max_faces=self.options.max_faces, preparing=self._lock)
+                                    max_faces=self.options.max_faces, run=self._run_prepare)
       except photos.ImageProblem as e:
         raise UserError(f'Cannot check this file: {e.reason}') from None
       except status_lib.ServingError as e:
