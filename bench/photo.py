@@ -109,8 +109,8 @@ def main() -> int:
     marks.append((time.perf_counter(), time.process_time()))
     found = aligner.find_faces(image, every_face=True)  # as predict and the web page detect
     marks.append((time.perf_counter(), time.process_time()))
-    aligned = [aligner.align_box(image, box, detector)
-               for box, detector in zip(found.boxes, found.detectors)]
+    aligned = [aligner.align_box(image, box, detector, len(found.boxes), turns)
+               for box, detector, turns in zip(found.boxes, found.detectors, found.turns)]
     marks.append((time.perf_counter(), time.process_time()))
     crops = [images.encode_jpeg(treatment.equalize(a.image, prep), prep.jpeg_quality)
              for a in aligned]

@@ -29,7 +29,7 @@ crops it learned from.
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from fakefaces.components import features
 
@@ -130,6 +130,22 @@ def read_operating_point(model_dir: str) -> Dict[str, Any]:
   raise ValueError(f'{model_dir}: no {DECISION_THRESHOLD_FIELD} in assets/{OPERATING_POINT_FILE} '
                    f'or assets/{PREPROCESSING_FILE}; is it a SavedModel exported by '
                    'fakefaces.components.trainer.export?')
+
+
+def format_probability(value: float, threshold: Optional[float] = None) -> str:
+  """The one way P(fake) and the decision threshold are printed (page, CLI, gate, card).
+
+  Four significant digits ('1e-06', '0.5', '0.7342', '4.2e-05'), so a small
+  threshold or score is never shown as 0.000. With `threshold`, more digits where
+  four would put the shown value on the other side of it than `value` is: a verdict
+  and its number never contradict each other.
+  """
+  value = float(value)
+  for digits in range(4, 17):
+    text = f'{value:.{digits}g}'
+    if threshold is None or (float(text) >= threshold) == (value >= threshold):
+      return text
+  return repr(value)
 
 
 def read_decision_threshold(model_dir: str) -> float:

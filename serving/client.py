@@ -15,6 +15,7 @@ Failures raise `fakefaces.serving.status.ServingError` carrying the gRPC status 
 
 import base64
 import dataclasses
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -205,7 +206,12 @@ class ServingClient:
                                      headers={'Content-Type': 'application/json'})
     try:
       with urllib.request.urlopen(request, timeout=self.timeout) as response:
-        return json.loads(response.read())
+        text = response.read()
+      return json.loads(text)
+    except ValueError:  # an HTTP server, but not TF Serving's REST API (a web page, a proxy)
+      raise status_lib.ServingError(
+          grpc.StatusCode.UNAVAILABLE, f'{self.target} answered HTTP but not JSON: is it the '
+          'REST port of TF Serving?') from None
     except urllib.error.HTTPError as e:
       text = e.read().decode('utf-8', 'replace')
       try:
@@ -214,6 +220,12 @@ class ServingClient:
         message = text
       raise status_lib.ServingError(status_lib.code_from_http(e.code),
                                     f'HTTP {e.code}: {message}') from None
+    except http.client.HTTPException:
+      # BadStatusLine and friends: something answered, but not in HTTP/1.x. Its bytes (an
+      # HTTP/2 frame from a gRPC port) mean nothing to a person and are not shown.
+      raise status_lib.ServingError(
+          grpc.StatusCode.UNAVAILABLE, f'{self.target} does not speak HTTP/1.1: is it the gRPC '
+          'port? REST is another port (TF Serving: 8501, gRPC 8500); or drop --rest') from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
       raise status_lib.ServingError(grpc.StatusCode.UNAVAILABLE,
                                     f'cannot reach {self.target}: {e}') from None

@@ -14,7 +14,10 @@ Used by `fakefaces predict URL` and the web page. Rules, each failing with a
 * one timeout per socket operation and one for the whole fetch;
 * the body is read in chunks and refused beyond `max_bytes`, whatever
   Content-Length claims;
-* the Content-Type must be image/*.
+* an image/* Content-Type is taken as it is; a generic or missing one
+  (`application/octet-stream`, S3's default `binary/octet-stream`, none) is
+  sniffed from the first bytes, as browsers do, and the body must be an image
+  format; any other explicit type (text/html, ...) is refused, naming it.
 """
 
 import http.client
@@ -25,6 +28,12 @@ import time
 import urllib.parse
 from typing import Tuple
 
+from fakefaces.components.face_preparation import images
+
+# Types that say nothing about the content: object stores' defaults and servers' fallbacks.
+GENERIC_TYPES = ('', 'application/octet-stream', 'binary/octet-stream', 'application/binary',
+                 'application/unknown', 'unknown/unknown', 'application/x-download',
+                 'application/force-download')
 MAX_REDIRECTS = 3
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT = 10.0
@@ -98,6 +107,17 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+def _sniffed_type(data: bytes, declared: str) -> str:
+  """'image/<format>' of a body served with a generic or no Content-Type; FetchError if no image."""
+  kind = images.sniff_format(data)
+  said = f'Content-Type {declared!r}' if declared else 'no Content-Type'
+  if not kind or kind.endswith(('document', 'page', 'archive')) or kind.startswith('ISO media'):
+    article = 'an' if kind[:1] in 'AEIOUH' else 'a'
+    raise FetchError(f'the URL is not an image: {said}, and its first bytes are '
+                     f'{f"{article} {kind}" if kind else "no image format"}')
+  return 'image/' + kind.lower().replace(' ', '')
+
+
 def fetch_image(url: str, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = DEFAULT_TIMEOUT,
                 allow_private: bool = False) -> Tuple[bytes, str]:
   """(body, content type) of an image URL, under the rules of the module doc."""
@@ -119,8 +139,8 @@ def fetch_image(url: str, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = D
       if response.status != 200:
         raise FetchError(f'the server answered HTTP {response.status} {response.reason}')
       content_type = (response.getheader('Content-Type') or '').split(';')[0].strip().lower()
-      if not content_type.startswith('image/'):
-        raise FetchError(f'the URL is not an image (Content-Type {content_type or "missing"!r})')
+      if not content_type.startswith('image/') and content_type not in GENERIC_TYPES:
+        raise FetchError(f'the URL is not an image: its Content-Type is {content_type!r}')
       length = response.getheader('Content-Length')
       if length and length.isdigit() and int(length) > max_bytes:
         raise FetchError(f'the image is {int(length)} bytes, over the limit of {max_bytes}')
@@ -135,7 +155,10 @@ def fetch_image(url: str, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = D
         if size > max_bytes:
           raise FetchError(f'the image is over the limit of {max_bytes} bytes')
         chunks.append(chunk)
-      return b''.join(chunks), content_type
+      data = b''.join(chunks)
+      if content_type in GENERIC_TYPES:
+        content_type = _sniffed_type(data, content_type)
+      return data, content_type
     except (OSError, http.client.HTTPException) as e:
       raise FetchError(f'cannot fetch {parts.hostname}: {type(e).__name__}: {e}') from None
     finally:

@@ -12,7 +12,7 @@ TF Serving (`serving_default`, or `explain` for heatmaps).
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,10 +35,17 @@ class FaceVerdict:
   label: str  # 'real' or 'fake' (the served model's decision threshold)
   crop: object = None  # PIL image the model scored
   heatmap: Optional[np.ndarray] = None  # [size, size] in [0, 1] when explained
+  # Degrees the face is turned counter-clockwise in the photo (0, 90, 180, 270); it was
+  # scored upright whatever this is (faces_lib.PreparedFace.rotation).
+  rotation: int = 0
 
   def to_json(self):
     return {'box': list(self.box), contract.PROBABILITY_KEY: round(self.fake_probability, 6),
-            contract.LABEL_KEY: self.label}
+            contract.LABEL_KEY: self.label, 'rotation': self.rotation}
+
+  def turned_note(self) -> str:
+    """'' for an upright face, else 'turned 90 degrees in the photo, scored upright'."""
+    return f'turned {self.rotation} degrees in the photo, scored upright' if self.rotation else ''
 
 
 def evidence_map(heatmap: np.ndarray, fake_probability: float) -> np.ndarray:
@@ -72,7 +79,13 @@ class PhotoResult:
                max_faces, photo.detection)
 
   def summary(self) -> str:
-    """'27 faces found, 20 scored; 7 not scored: over the cap of 20 (--max-faces)'."""
+    """'27 faces found, 20 scored; 7 not scored: over the cap of 20 (--max-faces)'.
+
+    A model that takes images as they are (align 'none') finds no face: its answer
+    says what was scored instead of '1 face found' on a landscape.
+    """
+    if self.detection == faces_lib.NO_DETECTION:
+      return 'no face detection: the centred square of the photo was scored as one face crop'
     text = f'{self.found} face{"" if self.found == 1 else "s"} found, {len(self.faces)} scored'
     if self.not_scored:
       why = ', '.join(f'{n} {reason}' + (f' of {self.max_faces} (--max-faces)'
@@ -88,28 +101,40 @@ class PhotoResult:
             'detection': self.detection}
 
 
-def preparer_for(client, aligned: bool = False) -> faces_lib.FacePreparer:
-  """A FacePreparer with the served model's parameters (`aligned`: centred square, no dlib)."""
+def preparer_for(client, aligned: bool = False,
+                 reuse: Optional[faces_lib.FacePreparer] = None) -> faces_lib.FacePreparer:
+  """A FacePreparer with the served model's parameters (`aligned`: centred square, no dlib).
+
+  The parameters are asked of the server every time (a new version may prepare
+  differently); `reuse` is returned where its parameters are those, keeping its
+  loaded dlib models (a long-running client such as the web page).
+  """
   params = client.face_preparation()
   if aligned:
     params = dataclasses.replace(params, align='none')
+  if reuse is not None and reuse.params == params:
+    return reuse
   return faces_lib.FacePreparer(params)
 
 
 def check_photo(client, preparer: faces_lib.FacePreparer, data: bytes, explain: bool = False,
-                max_faces: int = MAX_FACES) -> PhotoResult:
+                max_faces: int = MAX_FACES,
+                run: Optional[Callable] = None) -> PhotoResult:
   """Prepares every face of `data` and scores it. Raises ImageProblem for bad input,
-  fakefaces.serving.status.ServingError when the server fails."""
-  photo = preparer.prepare(data, all_faces=True, max_faces=max_faces)
+  fakefaces.serving.status.ServingError when the server fails.
+
+  `run(function, *args)`: where the preparation runs (the web page's one preparation
+  thread: dlib's detectors are not thread-safe, and one thread bounds the decoded
+  photos in memory); scoring runs in the caller's thread. None: here.
+  """
+  photo = (run or (lambda function, *args: function(*args)))(
+      preparer.prepare, data, True, max_faces)
   result = PhotoResult.of(photo, max_faces)
   if not photo.faces:
     return result
   crops = [face.encoded for face in photo.faces]
-  if explain:
-    scored = client.explain(crops)
-    result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heatmap)
-                    for face, (p, heatmap) in zip(photo.faces, scored)]
-  else:
-    result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop)
-                    for face, p in zip(photo.faces, client.predict(crops))]
+  scored = client.explain(crops) if explain else [(p, None) for p in client.predict(crops)]
+  result.faces = [FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heatmap,
+                              face.rotation)
+                  for face, (p, heatmap) in zip(photo.faces, scored)]
   return result

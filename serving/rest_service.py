@@ -277,25 +277,20 @@ def make_handler(api: RestApi, max_body_bytes: int):
     timeout = SOCKET_TIMEOUT_SECONDS
     server_version = 'fakefaces-serving'
 
-    def do_GET(self):  # pylint: disable=invalid-name
-      self._reply(*api.handle('GET', self.path, lambda: b''))
-
-    def do_POST(self):  # pylint: disable=invalid-name
+    def _handle(self):
+      # Every method's body is read (TF Serving ignores a GET's), so the next request on a
+      # kept-alive connection starts where this one ends; where it cannot be read (too large,
+      # malformed chunks) the connection is closed after the answer.
       try:
         body = self._read_body()
       except _BodyError as e:
-        self.close_connection = True  # an unread body must not be parsed as the next request
+        self.close_connection = True
         self._reply(e.status, {'error': e.message})
         return
-      self._reply(*api.handle('POST', self.path, lambda: body))
+      # Any method but GET and POST: TF Serving answers 400 "Malformed request" (api.handle).
+      self._reply(*api.handle(self.command, self.path, lambda: body))
 
-    def _other_method(self):
-      # TF Serving answers any other method with 400 "Malformed request"; the body
-      # (if any) is not read, so the connection cannot be reused.
-      self.close_connection = True
-      self._reply(*api.handle(self.command, self.path, lambda: b''))
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other_method
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
 
     def _read_body(self) -> bytes:
       """The body by Content-Length or chunked (as TF Serving's HTTP server reads both),

@@ -23,6 +23,7 @@ photo cannot corrupt or stop the server.
 """
 
 import base64
+import concurrent.futures
 import dataclasses
 import email.parser
 import email.policy
@@ -39,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fakefaces.components import reports
+from fakefaces.components import serving_contract as contract
 from fakefaces.components.face_preparation import faces as faces_lib
 from fakefaces.components.face_preparation import images as images_lib
 from fakefaces.serving import fetch, photos
@@ -171,9 +173,17 @@ def boxed_preview(image: Image.Image, verdicts: List[photos.FaceVerdict]) -> Ima
   return preview
 
 
-def gate_note(pattern: str) -> str:
-  """HTML: what the served model was checked for, from the newest FairnessGate report.json."""
+def gate_note(pattern: str, card_verdict: Optional[str] = None) -> str:
+  """HTML: what the served model was checked for, from the newest FairnessGate report.json.
+
+  `card_verdict`: the gate verdict the model card states (shown above), so that a page
+  without the report says where that verdict came from instead of contradicting it.
+  """
   path = newest_gate_report(pattern)
+  if path is None and card_verdict:
+    return ('<div class="note" id="gate-note"><p>The fairness gate verdict above '
+            f'({html.escape(card_verdict)}) is the model card\'s; the gate\'s own report, with '
+            'each check, was not given to this page (<code>--gate-report</code>).</p></div>')
   if path is None:
     return ('<div class="note" id="gate-note"><p>No fairness gate report was given to this page '
             '(<code>--gate-report</code>), so it cannot say what the model was checked for.</p></div>')
@@ -277,7 +287,7 @@ def model_facts_html(facts: ModelFacts) -> str:
   point = parameters.get('operating_point') or {}
   if point.get('decision_threshold') is not None:
     facts_list.append(f'<li id="fact-threshold">Operating point: "fake" when P(fake) &ge; '
-                      f'{point["decision_threshold"]:g}'
+                      f'{contract.format_probability(point["decision_threshold"])}'
                       + (f' ({html.escape(str(point["source"]))})' if point.get('source') else '')
                       + '</li>')
   fairness = (card.get('quantitative_analysis') or {}).get('fairness') or {}
@@ -299,7 +309,8 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
   if result.faces:  # the answer first: on a phone everything else is below the fold
     body.append('<ul class="summary" id="verdicts">' + ''.join(
         f'<li class="{html.escape(face.label)}">Face {i}: <span class="verdict">'
-        f'{html.escape(face.label)}</span>, P(fake) = {face.fake_probability:.3f}</li>'
+        f'{html.escape(face.label)}</span>, P(fake) = {contract.format_probability(face.fake_probability)}'
+        + (f' ({html.escape(face.turned_note())})' if face.rotation else '') + '</li>'
         for i, face in enumerate(result.faces, start=1)) + '</ul>')
   body.append(f'<p id="face-count">{html.escape(result.summary())}.</p>')
   if not result.faces:
@@ -315,11 +326,12 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
     body.append(
         f'<div class="face {html.escape(face.label)}" id="face-{i}" data-label="{html.escape(face.label)}" '
         f'data-fake-probability="{face.fake_probability:.6f}" data-box="{",".join(map(str, face.box))}" '
-        f'data-map-peak="{float(evidence.max()) if evidence.size else 0.0:.6f}">'
+        f'data-map-peak="{float(evidence.max()) if evidence.size else 0.0:.6f}" '
+        f'data-rotation="{face.rotation}">'
         f'<img class="heatmap" alt="face {i} with the heatmap of what looked fake" '
         f'src="{_data_uri(overlay)}">'
         f'<p>Face {i}: <span class="verdict">{html.escape(face.label)}</span><br>'
-        f'P(fake) = <span class="probability">{face.fake_probability:.3f}</span></p></div>')
+        f'P(fake) = <span class="probability">{contract.format_probability(face.fake_probability)}</span></p></div>')
   body.append('</div>')
   if result.faces:
     body.append(legend_html())
@@ -338,18 +350,22 @@ class PhotoChecker:
     from fakefaces.serving import client as client_lib  # pylint: disable=import-outside-toplevel
     self.options = options
     self._client_lib = client_lib
-    self._lock = threading.Lock()  # dlib detectors are not shared across threads
+    self._lock = threading.Lock()  # guards the swap of `_preparer`
     self._preparer: Optional[faces_lib.FacePreparer] = None
+    # Every photo is decoded and prepared on this one thread, in turn: dlib's detectors are
+    # not thread-safe, at most one decoded photo is in memory, and its allocations stay in
+    # one malloc arena. Three parallel uploads of the 61 Mpx field case added 1,561 MB
+    # this way and 1,778 MB prepared behind a lock by each request's thread; the 12 Mpx
+    # photo 236 vs 479 MB (bench/photo_memory.py, docs/photos.md "Memory per photo").
+    self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                         thread_name_prefix='prepare')
+
+  def _run_prepare(self, function, *args):
+    return self._worker.submit(function, *args).result()
 
   def _client(self):
     return self._client_lib.ServingClient(self.options.server, model_name=self.options.model_name,
                                           rest=self.options.rest, timeout=self.options.timeout)
-
-  def _preparer_for(self, client) -> faces_lib.FacePreparer:
-    params = client.face_preparation()  # asked every time: a new version may prepare differently
-    if self._preparer is None or self._preparer.params != params:
-      self._preparer = faces_lib.FacePreparer(params)
-    return self._preparer
 
   def fetch(self, url: str) -> bytes:
     try:
@@ -363,13 +379,9 @@ class PhotoChecker:
     with self._client() as client:
       try:
         with self._lock:
-          preparer = self._preparer_for(client)
-          photo = preparer.prepare(data, all_faces=True, max_faces=self.options.max_faces)
-        result = photos.PhotoResult.of(photo, self.options.max_faces)
-        if photo.faces:
-          scored = client.explain([face.encoded for face in photo.faces])
-          result.faces = [photos.FaceVerdict(face.box, p.fake_probability, p.label, face.crop, heat)
-                          for face, (p, heat) in zip(photo.faces, scored)]
+          preparer = self._preparer = photos.preparer_for(client, reuse=self._preparer)
+        result = photos.check_photo(client, preparer, data, explain=True,
+                                    max_faces=self.options.max_faces, run=self._run_prepare)
       except photos.ImageProblem as e:
         raise UserError(f'Cannot check this file: {e.reason}') from None
       except status_lib.ServingError as e:
@@ -379,8 +391,11 @@ class PhotoChecker:
     return render_result(source, result, notes)
 
   def _notes(self, client) -> str:
-    return (model_facts_html(read_model_facts(client, self.options.model_dir))
-            + gate_note(self.options.gate_report))
+    facts = read_model_facts(client, self.options.model_dir)
+    fairness = ((facts.card or {}).get('quantitative_analysis') or {}).get('fairness') or {}
+    verdict = fairness.get('verdict')
+    return model_facts_html(facts) + gate_note(self.options.gate_report,
+                                               str(verdict) if verdict else None)
 
   def notes(self) -> str:
     """HTML: what is known about the served model, and what it was checked for."""
@@ -453,7 +468,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     self.wfile.write(body)
 
   def do_GET(self):  # pylint: disable=invalid-name
-    path = urllib.parse.urlsplit(self.path).path
+    try:
+      self._get(urllib.parse.urlsplit(self.path).path)
+    except Exception:  # pylint: disable=broad-except  (an answer, never a dropped connection)
+      log.exception('web: GET %s failed', self.path)
+      self._send(500, _error_page('Something went wrong on this page; it was logged.'))
+
+  def _get(self, path: str) -> None:
     if path == '/':
       self._send(200, _page(self.checker.notes()))
     elif path == '/model-card':

@@ -152,7 +152,7 @@ def test_one_class_examples_are_insufficient_evidence_exit_2(workdir, capsys, ke
     ({'--examples': 'nothing_here_*.gz'}, 'no file matches'),
     ({'--examples': 'thresholds.yaml'}, "unknown key(s) ['bootstrap_samples'"),
     ({'--thresholds': 'bad_thresholds.yaml'}, 'bad_thresholds.yaml.not_measurable[0]'),
-    ({'--examples': 'not_a_record.gz'}, 'not a readable TFRecord file'),
+    ({'--examples': 'not_a_record.gz'}, 'truncated or corrupt TFRecord file'),
 ])
 def test_cli_bad_input_exits_2_naming_it(workdir, capsys, change, message):
   (workdir / 'bad_thresholds.yaml').write_text('not_measurable: [tpr]\n')
@@ -164,6 +164,41 @@ def test_cli_bad_input_exits_2_naming_it(workdir, capsys, change, message):
   assert cli.main(['gate'] + [x for kv in args.items() for x in kv]) == 2
   err = capsys.readouterr().err
   assert 'bad input' in err and message in err, err
+
+
+def test_truncated_or_corrupt_gate_inputs_are_bad_input_exit_2(workdir, field_case, tmp_path,
+                                                                capsys):
+  """Field case gate_truncated_examples: the examples cut to 60% (an interrupted copy) were
+  "a bound failed", exit 1, after a 58-line Beam traceback. Every input the gate reads, damaged,
+  is bad input: exit 2, one line naming the file, no report written."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  (source,) = tf.io.gfile.glob(str(workdir / 'data' / '*.gz'))
+  truncated = tmp_path / 'test_cut.tfrecord.gz'
+  subprocess.run([sys.executable, os.path.join(field_case('gate_truncated_examples'),
+                                               'make_truncated.py'), source, str(truncated)],
+                 check=True, capture_output=True, timeout=120)
+  broken_model = tmp_path / 'broken_model'
+  broken_model.mkdir()
+  (broken_model / 'saved_model.pb').write_bytes(b'\x08\x01 not a protobuf' * 10)
+  annotations = tmp_path / 'annotations'
+  annotations.mkdir()
+  (annotations / reports.REPORT_JSON).write_text('{"classes": [', encoding='utf-8')
+  base = {'--model': str(workdir / 'fair' / 'Format-Serving'),
+          '--examples': str(workdir / 'data' / '*.gz'),
+          '--thresholds': str(workdir / 'thresholds.yaml')}
+  cases = [({'--examples': str(truncated)}, f'--examples {truncated}: truncated or corrupt TFRecord'),
+           ({'--model': str(broken_model)}, f'--model {broken_model}: cannot be loaded as a SavedModel'),
+           ({'--annotations': str(annotations)}, f'--annotations {annotations}: unreadable')]
+  for i, (change, message) in enumerate(cases):
+    out = tmp_path / f'out{i}'
+    args = dict(base, **change, **{'--out': str(out)})
+    assert cli.main(['gate'] + [x for kv in args.items() for x in kv]) == 2, change
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('fakefaces gate: bad input: '), captured.err
+    assert message in lines[0] and 'Traceback' not in captured.err, lines
+    assert not (out / reports.REPORT_JSON).exists()
 
 
 def _run_gate_pipeline(root, model_dir, evaluation_dir, thresholds_file):

@@ -21,6 +21,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         '/page.html': (200, 'text/html', b'<html></html>'),
         '/big.jpg': (200, 'image/jpeg', b'\xff' * 200_000),
         '/missing.jpg': (404, 'text/plain', b'no'),
+        '/octet-html': (200, 'application/octet-stream', b'<!DOCTYPE html><html></html>'),
     }
     if self.path == '/redirect-to-photo':
       self.send_response(302)
@@ -76,3 +77,44 @@ def test_allowed_private_fetch_checks_type_size_status_and_redirects(site):
     fetch.fetch_image(f'{site}/missing.jpg', allow_private=True)
   with pytest.raises(fetch.FetchError, match='timed out|longer than'):
     fetch.fetch_image(f'{site}/slow.jpg', timeout=1.0, allow_private=True)
+
+
+def test_generic_or_missing_content_types_are_sniffed_explicit_others_refused(
+    field_case, faces_data, site, tmp_path):
+  """Field case url_octet_stream: a photo served as S3 serves objects uploaded without a type
+  (`binary/octet-stream`), as `application/octet-stream` and with no Content-Type was "the URL
+  is not an image". Browsers sniff those from the bytes; an explicit non-image type is refused."""
+  import os  # pylint: disable=g-import-not-at-top
+  import socket  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  photo = os.path.join(faces_data, 'fairface', 'val', '1000.jpg')
+  with open(photo, 'rb') as f:
+    jpeg = f.read()
+  with socket.socket() as probe:  # a free port for the field case's own server
+    probe.bind(('127.0.0.1', 0))
+    port = probe.getsockname()[1]
+  server = subprocess.Popen([sys.executable, os.path.join(field_case('url_octet_stream'),
+                                                          'octet_server.py'), str(port), photo])
+  try:
+    for _ in range(300):
+      try:
+        socket.create_connection(('127.0.0.1', port), timeout=1).close()
+        break
+      except OSError:
+        time.sleep(0.1)
+    base = f'http://127.0.0.1:{port}'
+    for path in ('/s3.jpg', '/octet.jpg', '/none.jpg', '/typed.jpg'):
+      data, content_type = fetch.fetch_image(base + path, allow_private=True)
+      assert data == jpeg and content_type == 'image/jpeg', path
+  finally:
+    server.kill()
+    server.wait()
+  with pytest.raises(fetch.FetchError) as refused:
+    fetch.fetch_image(f'{site}/page.html', allow_private=True)
+  assert str(refused.value) == "the URL is not an image: its Content-Type is 'text/html'"
+  with pytest.raises(fetch.FetchError) as refused:
+    fetch.fetch_image(f'{site}/octet-html', allow_private=True)
+  assert str(refused.value) == ("the URL is not an image: Content-Type 'application/octet-stream', "
+                                'and its first bytes are an HTML page')

@@ -96,8 +96,13 @@ def test_exif_orientation_is_applied(preparer, photo_paths):
   difference = np.abs(np.asarray(with_exif.faces[0].crop, np.float32) -
                       np.asarray(reference.crop, np.float32)).mean()
   assert difference < 6, difference
-  # The same pixels without the tag: a sideways face, which HOG does not find.
-  assert preparer.prepare(_jpeg(rotated)).faces == []
+  # The same pixels without the tag: a sideways face, found on the turned photo and aligned
+  # upright (the field case rotated_face in test_photo_field_cases.py).
+  sideways = preparer.prepare(_jpeg(rotated))
+  assert sideways.image.size == (224, 300) and [f.rotation for f in sideways.faces] == [90]
+  difference = np.abs(np.asarray(sideways.faces[0].crop, np.float32) -
+                      np.asarray(reference.crop, np.float32)).mean()
+  assert difference < 6, difference
 
 
 def test_no_face_and_many_faces(preparer, photo_paths):
@@ -165,7 +170,7 @@ def test_predict_aligns_photos_one_line_per_face(server, photo_paths, tmp_path, 
   answer = json.loads(capsys.readouterr().out)['images']
   assert [len(a['faces']) for a in answer] == [1, 2, 0] and 'no face found' in answer[2]['no_face']
   face = answer[0]['faces'][0]
-  assert set(face) == {'box', 'fake_probability', 'label'} and len(face['box']) == 4
+  assert set(face) == {'box', 'fake_probability', 'label', 'rotation'} and len(face['box']) == 4
   assert abs(face['fake_probability'] - float(lines[0][3].split('=')[1])) < 1e-4
 
 

@@ -205,7 +205,8 @@ def test_predict_command_prints_label_and_probability(endpoint, images, tmp_path
   rest_lines = capsys.readouterr().out.strip().splitlines()
   # One line per face, then each photo's summary line (faces found and scored).
   assert len(grpc_lines) == 4 and grpc_lines == rest_lines
-  assert grpc_lines[1] == f'{paths[0]}\tsummary\t1 face found, 1 scored'
+  assert grpc_lines[1] == (f'{paths[0]}\tsummary\tno face detection: the centred square of the '
+                           'photo was scored as one face crop')
   path, face, box, probability, label = grpc_lines[0].split('\t')
   assert path == paths[0] and face == 'face 1' and box == 'box=0,0,48,48'
   assert label in ('real', 'fake') and probability.startswith('p(fake)=')
@@ -461,3 +462,36 @@ def test_rest_bodies_headers_and_paths_as_tf_serving(endpoint, images):
     status, answer = _rest(endpoint, path, body_json)
     assert status == expected, (path, body_json, answer)
     assert isinstance(answer.get('error'), str) and answer['error'], answer
+
+
+# ---- rest_get_with_body: a pooled connection never desynchronises -----------------------------
+
+def test_rest_request_bodies_are_drained_on_every_method_and_error(endpoint, field_case):
+  """Field case rest_get_with_body (repro.py, repro2.py): a body on a GET, a PUT, an unknown
+  path or model, then a plain GET on the same keep-alive connection (what requests.Session
+  does). The unread body was parsed as the next request: 400 HTML. Each next GET is the model's
+  status (200 JSON), or the server closed the connection and said so."""
+  import http.client  # pylint: disable=g-import-not-at-top
+  field_case('rest_get_with_body')
+  host, port = endpoint[1].rsplit(':', 1)
+  body = json.dumps({'instances': [{'b64': 'AAAA'}]}).encode()
+  cases = [('GET', f'/v1/models/{MODEL}'), ('GET', f'/v1/models/{MODEL}/metadata'),
+           ('GET', f'/v1/models/{MODEL}:predict'), ('PUT', f'/v1/models/{MODEL}:predict'),
+           ('DELETE', f'/v1/models/{MODEL}'), ('POST', f'/v1/models/{MODEL}/nonsense'),
+           ('POST', '/v1/models/nosuchmodel:predict'), ('POST', f'/v1/models/{MODEL}:predict')]
+  for method, path in cases:
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+      connection.request(method, path, body=body, headers={'Content-Type': 'application/json'})
+      first = connection.getresponse()
+      first_body = first.read()
+      assert first.getheader('Content-Type') == 'application/json', (method, path, first_body)
+      if first.getheader('Connection', '').lower() == 'close':
+        continue  # closed, and said so: a pooled client opens a new connection
+      connection.request('GET', f'/v1/models/{MODEL}')
+      second = connection.getresponse()
+      answer = second.read()
+      assert second.status == 200, (method, path, second.status, answer[:200])
+      assert json.loads(answer)['model_version_status'], answer
+    finally:
+      connection.close()

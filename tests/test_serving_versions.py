@@ -165,3 +165,41 @@ def test_version_policy_rejects_bad_settings():
     VersionPolicy('newest')
   with pytest.raises(ValueError, match='at least one version'):
     VersionPolicy('specific', ())
+
+
+def test_versions_without_a_policy_serve_those_versions_and_no_flag_is_ignored(
+    saved_model, tmp_path, field_case):
+  """Field case serve_versions_without_policy: `serve --versions 1 2` served only version 2
+  (the default policy, latest, ignored --versions) and said nothing; version 1 was 404."""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import urllib.request  # pylint: disable=g-import-not-at-top
+  field_case('serve_versions_without_policy')
+  base = tmp_path / 'base'
+  for version in (1, 2):
+    testing.push_version(saved_model, str(base), version)
+  with testing.ServerProcess(str(base), ['--versions', '1', '2']) as server:
+    for version in (1, 2):
+      with urllib.request.urlopen(f'http://{server.rest_target}/v1/models/fakefaces/versions/'
+                                  f'{version}', timeout=60) as response:
+        states = json.loads(response.read())['model_version_status']
+      assert [(s['version'], s['state']) for s in states] == [(str(version), 'AVAILABLE')], states
+  # Combinations where a flag would have no effect are refused, naming it (exit 2).
+  refused = {('--version-policy', 'latest', '--versions', '1', '2'): '--versions 1 2 has no effect',
+             ('--version-policy', 'specific'): '--version-policy specific: ',
+             ('--host', '0.0.0.0'): 'has no bind-address flag'}
+  fake_binary = tmp_path / 'bin' / 'tensorflow_model_server'
+  fake_binary.parent.mkdir()
+  fake_binary.write_text('#!/bin/sh\nexit 3\n')
+  fake_binary.chmod(0o755)
+  env = dict(os.environ, PATH=f'{fake_binary.parent}{os.pathsep}{os.environ["PATH"]}')
+  for flags, message in refused.items():
+    # A child process: where a flag is not refused, the command serves (or execs) instead.
+    done = subprocess.run([sys.executable, '-m', 'fakefaces.pipeline.cli', 'serve',
+                           '--model-base-path', str(base), '--port', '0', '--rest-port', '-1',
+                           *flags], capture_output=True, text=True, timeout=120,
+                          cwd=testing.PROJECT_ROOT, env=env)
+    err = done.stderr.strip()
+    assert done.returncode == 2, (flags, done.returncode, err[-500:])
+    assert err.startswith('fakefaces serve: ') and message in err and '\n' not in err, (flags, err)

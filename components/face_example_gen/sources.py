@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from fakefaces.components import features
+from fakefaces.components.config_base import ConfigError
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 from fakefaces.components.face_preparation import faces
 from fakefaces.components.split_hash import unit_hash
@@ -107,8 +108,8 @@ def _open_csv(path: str, required: Tuple[str, ...]):
     reader = csv.DictReader(f)
     missing = set(required) - set(reader.fieldnames or [])
     if missing:
-      raise ValueError(f'{path}: CSV lacks column(s) {sorted(missing)} '
-                       f'(has {reader.fieldnames})')
+      raise ConfigError(f'{path}: CSV lacks column(s) {sorted(missing)} '
+                        f'(has {reader.fieldnames})')
     for line, row in enumerate(reader, start=2):
       yield line, row
 
@@ -144,9 +145,9 @@ def _read_fairface(source: SourceConfig, config: IngestConfig) -> List[InputReco
   name = source.name or 'fairface'
   present = [(f, s) for f, s in FAIRFACE_CSVS if tf.io.gfile.exists(os.path.join(source.path, f))]
   if not present:
-    raise ValueError(f'fairface source {source.path}: neither of '
-                     f'{[f for f, _ in FAIRFACE_CSVS]} is there; put the label CSVs next '
-                     'to the train/ and val/ image folders')
+    raise ConfigError(f'fairface source {source.path}: neither of '
+                      f'{[f for f, _ in FAIRFACE_CSVS]} is there; put the label CSVs next '
+                      'to the train/ and val/ image folders')
   records = []
   for csv_name, split in present:
     for _, row in _open_csv(os.path.join(source.path, csv_name), FAIRFACE_COLUMNS):
@@ -197,8 +198,8 @@ def kaggle140k_root(path: str) -> str:
                     os.path.join(path, 'real-vs-fake'), path):
     if any(tf.io.gfile.isdir(os.path.join(candidate, d, 'real')) for d, _ in KAGGLE_SPLITS):
       return candidate
-  raise ValueError(f'kaggle140k source {path}: expected real_vs_fake/real-vs-fake/'
-                   '{train,valid,test}/{real,fake}/ (or those folders directly) under it')
+  raise ConfigError(f'kaggle140k source {path}: expected real_vs_fake/real-vs-fake/'
+                    '{train,valid,test}/{real,fake}/ (or those folders directly) under it')
 
 
 def _read_kaggle140k(source: SourceConfig, config: IngestConfig) -> List[InputRecord]:
@@ -234,19 +235,19 @@ def _sample(records: List[InputRecord], limit: int) -> List[InputRecord]:
 
 def _check_source(index: int, source: SourceConfig) -> bool:
   if source.kind not in READERS:
-    raise ValueError(f'ingest.sources[{index}].kind {source.kind!r} is not one of '
-                     f'{sorted(READERS)}')
+    raise ConfigError(f'ingest.sources[{index}].kind {source.kind!r} is not one of '
+                      f'{sorted(READERS)}')
   if source.role not in ROLES:
-    raise ValueError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
+    raise ConfigError(f'ingest.sources[{index}].role {source.role!r} is not one of {list(ROLES)}')
   if source.demographics not in DEMOGRAPHICS:
-    raise ValueError(f'ingest.sources[{index}].demographics {source.demographics!r} is not one '
-                     f'of {list(DEMOGRAPHICS)}')
+    raise ConfigError(f'ingest.sources[{index}].demographics {source.demographics!r} is not one '
+                      f'of {list(DEMOGRAPHICS)}')
   if source.align and source.align not in faces.ALIGN_MODES:
-    raise ValueError(f'ingest.sources[{index}].align {source.align!r} is not one of '
-                     f'{list(faces.ALIGN_MODES)} (or empty: ingest.face.align)')
+    raise ConfigError(f'ingest.sources[{index}].align {source.align!r} is not one of '
+                      f'{list(faces.ALIGN_MODES)} (or empty: ingest.face.align)')
   if not tf.io.gfile.exists(source.path):
-    raise ValueError(f'ingest.sources[{index}] ({source.kind}) path does not exist: '
-                     f'{source.path}')
+    raise ConfigError(f'ingest.sources[{index}] ({source.kind}) path does not exist: '
+                      f'{source.path}')
   return True
 
 
@@ -279,7 +280,7 @@ def listing_files(source: SourceConfig) -> List[str]:
 def list_inputs(config: IngestConfig) -> List[InputRecord]:
   """Every input of every source, with its split resolved and duplicates marked."""
   if not config.sources:
-    raise ValueError('ingest.sources is empty: configure at least one source')
+    raise ConfigError('ingest.sources is empty: configure at least one source')
   records = []
   seen: Dict[str, str] = {}
   listed = [_sample(READERS[source.kind](source, config), config.limit_per_source)

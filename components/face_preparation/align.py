@@ -54,6 +54,30 @@ GROUP_CNN_MAX_PIXELS = 400_000
 LARGE_REDUCING_GAP = 1.0
 FINE_TILE = 2048
 
+# A photo turned a quarter or half turn without EXIF (a screenshot, a scan, a messaging
+# app) defeats the detectors: HOG and the landmark predictor expect upright faces; the CNN
+# finds some sideways faces, whose landmarks then come out wrong and the crop sideways.
+# Turned faces are looked for only where the upright pass leaves doubt, so an upright
+# photo found by HOG costs nothing more (bench/photo.py, docs/photos.md):
+# - a face found by the CNN alone is checked by HOG on its region at each quarter turn
+#   (`_upright_turns`), with the face at FACE_CHECK_SIDE px: HOG scans 80 px windows;
+# - a photo where no face is found gets HOG on its detection copy turned 90, 180, 270.
+# `turns` counts quarter turns counter-clockwise (PIL's Transpose.ROTATE_90) that make a
+# face upright; landmarks are found on the turned region and mapped back, and the FFHQ
+# crop, oriented by those landmarks, comes out upright from the photo as it is.
+FACE_CHECK_SIDE = 100
+# Small photos (avatars: X serves 48x48 and 73x73) show faces under the CNN's window and at
+# HOG's limit: where nothing is found in a photo whose shorter side is under SMALL_PHOTO_SIDE,
+# detection runs again on a bicubic copy with that side UPSCALED_SIDE. On 12 FairFace photos
+# shrunk to 64, 48, 40 and 32 px, all 24 faces are found that way (none at 64 px and below
+# without), the smallest with a 22 px box: what no-face answers give as the smallest face
+# there, rather than the window's arithmetic (40 px / the upscaling).
+SMALL_PHOTO_SIDE = 160
+UPSCALED_SIDE = 192
+SMALLEST_UPSCALED_FACE = 22
+_TURN = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180,
+         3: Image.Transpose.ROTATE_270}
+
 # Indices into dlib's 68-point layout (iBUG 300-W).
 LEFT_EYE = slice(36, 42)  # on the image's left
 RIGHT_EYE = slice(42, 48)
@@ -71,6 +95,41 @@ class AlignedFace:
   num_faces: int  # faces that detector found; the largest was used
   landmarks: np.ndarray  # (68, 2) source-pixel landmarks of the used face
   box: Tuple[int, int, int, int] = (0, 0, 0, 0)  # detector box (left, top, right, bottom), source px
+  turns: int = 0  # quarter turns counter-clockwise that made the face upright (0: it was)
+
+  @property
+  def rotation(self) -> int:
+    """Degrees the face is turned counter-clockwise in the photo (0, 90, 180 or 270)."""
+    return (4 - self.turns) % 4 * 90
+
+
+def turn_points(points: np.ndarray, size: Tuple[int, int], turns: int) -> np.ndarray:
+  """(x, y) pixel positions in an image of `size` -> the same pixels after `turns` quarter turns.
+
+  Counter-clockwise, as `image.transpose(_TURN[turns])`: one turn maps pixel
+  (x, y) of a W x H image to (y, W - 1 - x) of the H x W result.
+  """
+  points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+  width, height = size
+  for _ in range(turns % 4):
+    points = np.stack([points[:, 1], (width - 1) - points[:, 0]], axis=1)
+    width, height = height, width
+  return points
+
+
+def turned_size(size: Tuple[int, int], turns: int) -> Tuple[int, int]:
+  return (size[1], size[0]) if turns % 2 else tuple(size)
+
+
+def turn_box(box: Tuple[int, int, int, int], size: Tuple[int, int], turns: int) -> Tuple[int, int, int, int]:
+  """A (left, top, right, bottom) box of an image of `size` in the image turned `turns` times."""
+  corners = turn_points([box[:2], box[2:]], size, turns)
+  low, high = corners.min(axis=0), corners.max(axis=0)
+  return (int(round(low[0])), int(round(low[1])), int(round(high[0])), int(round(high[1])))
+
+
+def turn(image: Image.Image, turns: int) -> Image.Image:
+  return image.transpose(_TURN[turns % 4]) if turns % 4 else image
 
 
 def eye_and_mouth_centres(landmarks: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -293,6 +352,10 @@ def _for_hog(copy: Image.Image, scale: float) -> Image.Image:
 Box = Tuple[int, int, int, int]
 
 
+def _scaled(box: Box, scale: float) -> Box:
+  return tuple(round(v * scale) for v in box)
+
+
 @dataclasses.dataclass
 class Detection:
   """Faces found in a photo, and where detection looked (for 'no face' messages)."""
@@ -300,6 +363,9 @@ class Detection:
   detectors: List[str]  # the detector that found each box ('hog' or 'cnn')
   passes: List[str]  # each pass: 'hog at 1024x768 (scale 0.25)', ...
   smallest_face: int  # smallest face box (source px) some pass could find
+  # Per box: quarter turns that make it upright, None where it was found on the photo as it
+  # is (`FaceAligner.align_box` then checks CNN faces for a turn).
+  turns: List[Optional[int]] = dataclasses.field(default_factory=list)
 
   def describe(self) -> str:
     return (f'detection ran {"; ".join(self.passes)}; the smallest face it can find is about '
@@ -375,6 +441,10 @@ class FaceAligner:
        nothing was found (or `every_face`: predict and the web page account for
        every face), HOG with the same checks runs on overlapping tiles of a
        copy fine enough for it, and its faces are added.
+    3. Where nothing was found in a small photo (shorter side under SMALL_PHOTO_SIDE),
+       HOG with the checks and the CNN on an upscaled copy (avatars).
+    4. Where nothing was found still, HOG on the detection copy turned 90, 180 and
+       270 degrees (`Detection.turns`).
     With `every_face`, where that fine copy fits in one tile, HOG looks only at it
     (in step 1, instead of the coarse copy): it finds every face the coarse copy
     shows and the smaller ones, and HOG on the coarse copy would add ~0.2 CPU-s
@@ -387,18 +457,20 @@ class FaceAligner:
                   and max(image.size) * fine_scale <= FINE_TILE)
     boxes: List[Box] = []
     detectors: List[str] = []
+    turns: List[Optional[int]] = []
     passes: List[str] = []
     smallest = []
 
-    def add(found: List[Box], detector: str) -> None:
+    def add(found: List[Box], detector: str, turned: Optional[int] = None) -> None:
       for box in found:
         if not any(_same_face(box, seen) for seen in boxes):
           boxes.append(box)
           detectors.append(detector)
+          turns.append(turned)
 
-    def where(name: str, size, at: float, upsample: int) -> None:
+    def where(name: str, size, at: float, upsample: int, floor: int = 0) -> None:
       passes.append(f'{name} at {size[0]}x{size[1]} (scale {at:.2g})')
-      smallest.append(math.ceil(DETECTOR_WINDOW / (2 ** upsample) / at))
+      smallest.append(max(floor, math.ceil(DETECTOR_WINDOW / (2 ** upsample) / at)))
 
     proposals = []
     for name in self._chain:
@@ -435,10 +507,31 @@ class FaceAligner:
       if 'cnn' in self._detectors:
         add(self._check_proposals(image, weak, boxes), 'cnn')
       where(label, size, at, hog_upsample)
+    if not boxes and min(image.size) < SMALL_PHOTO_SIDE:
+      at = UPSCALED_SIDE / min(image.size)
+      big = image.resize((round(image.width * at), round(image.height * at)), Image.BICUBIC)
+      found, weak = [], []
+      if 'hog' in self._detectors:  # boxes in the copy's pixels, then in the photo's
+        found, weak = self._hog(big, 1.0, (0, 0))
+        add([_scaled(box, 1 / at) for box in found], 'hog')
+        where('hog', big.size, at, hog_upsample, SMALLEST_UPSCALED_FACE)
+      if 'cnn' in self._detectors:
+        add([_scaled(box, 1 / at) for box in self._check_proposals(big, weak, found)], 'cnn')
+        if not boxes:
+          add([_source_box(r, at, (0, 0)) for r in self._detectors['cnn'](np.asarray(big), 0)], 'cnn')
+          where('cnn', big.size, at, 0, SMALLEST_UPSCALED_FACE)
+    if not boxes:
+      # No upright face: HOG on the detection copy turned (a photo turned without EXIF).
+      view = _for_hog(small, scale)
+      for turned in (1, 2, 3):
+        accepted, _ = self._hog(turn(view, turned), scale, (0, 0))
+        back = turned_size(image.size, turned)
+        add([turn_box(box, back, 4 - turned) for box in accepted], 'hog', turned)
+      passes.append('hog on that copy turned 90, 180 and 270 degrees')
     order = sorted(range(len(boxes)), key=lambda i: -(boxes[i][2] - boxes[i][0]) *
                    (boxes[i][3] - boxes[i][1]))
     return Detection([boxes[i] for i in order], [detectors[i] for i in order], passes,
-                     min(smallest) if smallest else 0)
+                     min(smallest) if smallest else 0, [turns[i] for i in order])
 
   def _hog_fine(self, image: Image.Image, fine_scale: float, overlap: int):
     """HOG on tiles overlapping by `overlap` of a grey copy at `fine_scale`.
@@ -457,8 +550,8 @@ class FaceAligner:
 
   def _hog(self, pixels_image: Image.Image, scale: float, offset: Tuple[int, int]):
     """(accepted boxes, [(score, box)] proposals just under the threshold), source px."""
-    rects, scores, _ = self._detectors['hog'].run(np.asarray(pixels_image), self._upsample['hog'],
-                                                  PROPOSAL_THRESHOLD)
+    rects, scores, _ = self._hog_on_crop.run(np.asarray(pixels_image), self._upsample['hog'],
+                                             PROPOSAL_THRESHOLD)
     accepted, weak = [], []
     for rect, score in zip(rects, scores):
       box = _source_box(rect, scale, offset)
@@ -529,6 +622,52 @@ class FaceAligner:
     shape = self._predictor(np.asarray(image), self._rectangle(*box))
     return np.array([(p.x + offset[0], p.y + offset[1]) for p in shape.parts()], dtype=np.float64)
 
+  def _turned_landmarks(self, image: Image.Image, box: Box, turns: int) -> np.ndarray:
+    """Source-pixel landmarks of the face in `box`, found on its region turned upright."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    region = (max(0, box[0] - side), max(0, box[1] - side), min(image.width, box[2] + side),
+              min(image.height, box[3] + side))
+    crop = image.crop(region)
+    local = (box[0] - region[0], box[1] - region[1], box[2] - region[0], box[3] - region[1])
+    shape = self._predictor(np.asarray(turn(crop, turns)),
+                            self._rectangle(*turn_box(local, crop.size, turns)))
+    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    return turn_points(points, turned_size(crop.size, turns), 4 - turns) + region[:2]
+
+  def _upright_turns(self, image: Image.Image, box: Box) -> Tuple[int, Box]:
+    """Quarter turns that make the face in `box` upright for HOG, and HOG's box of it there.
+
+    HOG looks at the box's region (the face at FACE_CHECK_SIDE px) as it is first, and
+    only where it finds no face there at each other quarter turn. A turn is taken when
+    HOG accepts a face (score >= 0) on it at the box's place; its box (source px, in the
+    photo as it is) then places the landmarks, as for every face HOG finds upright.
+    Returns (0, box) where no turn does better.
+    """
+    side = max(1, box[2] - box[0], box[3] - box[1])
+    cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+    region = (max(0, cx - side), max(0, cy - side), min(image.width, cx + side),
+              min(image.height, cy + side))
+    at = FACE_CHECK_SIDE / side
+    crop = image.crop(region)
+    crop = crop.resize((max(1, round(crop.width * at)), max(1, round(crop.height * at))),
+                       Image.BILINEAR)
+    local = tuple(round(v * at) for v in (box[0] - region[0], box[1] - region[1],
+                                            box[2] - region[0], box[3] - region[1]))
+    best, best_score = (0, box), 0.0
+    for turns in range(4):
+      rects, scores, _ = self._hog_on_crop.run(np.asarray(turn(crop, turns)), 0, 0.0)
+      back = turned_size(crop.size, turns)
+      for rect, score in zip(rects, scores):
+        found = turn_box((rect.left(), rect.top(), rect.right(), rect.bottom()), back, 4 - turns)
+        if not _same_face(found, local):
+          continue
+        if turns == 0:
+          return 0, box
+        if score > best_score:
+          best_score = score
+          best = (turns, _source_box(self._rectangle(*found), at, (region[0] * at, region[1] * at)))
+    return best
+
   def _refine(self, aligned: Image.Image, quad: np.ndarray) -> Optional[np.ndarray]:
     """Source-pixel landmarks re-detected on a first aligned crop, or None."""
     rects = self._hog_on_crop(np.asarray(aligned), 0)
@@ -544,15 +683,24 @@ class FaceAligner:
     found = self.find_faces(image)
     if not found.boxes:
       return None
-    return self.align_box(image, found.boxes[0], found.detectors[0], len(found.boxes))
+    return self.align_box(image, found.boxes[0], found.detectors[0], len(found.boxes),
+                          found.turns[0])
 
   def align_box(self, image: Image.Image, box: Tuple[int, int, int, int], detector: str,
-                num_faces: int = 1) -> AlignedFace:
-    """The face in `box` (found by `detector`), FFHQ-aligned."""
-    landmarks = self.landmarks(image, box)
+                num_faces: int = 1, turns: Optional[int] = None) -> AlignedFace:
+    """The face in `box` (found by `detector`), FFHQ-aligned and upright.
+
+    `turns`: quarter turns that make the face upright (`Detection.turns`); None: 0
+    for HOG faces (HOG finds upright faces only), checked (`_upright_turns`) for others.
+    """
+    placed = box
+    if turns is None:
+      turns, placed = (0, box) if detector == 'hog' else self._upright_turns(image, box)
+    landmarks = (self._turned_landmarks(image, placed, turns) if turns
+                 else self.landmarks(image, box))
     quad = ffhq_quad(landmarks)
     aligned = warp_quad(image, quad, self._output_size)
-    if detector != 'hog':
+    if detector != 'hog' and not turns:  # turned faces are placed by HOG's box already
       # The CNN finds the hard faces (turned, occluded, small) where landmarks
       # from its box are rougher; on the upright crop HOG usually finds the
       # face, and landmarks from there give a steadier second alignment.
@@ -561,4 +709,4 @@ class FaceAligner:
         landmarks = refined
         aligned = warp_quad(image, ffhq_quad(landmarks), self._output_size)
     face_size = round(math.sqrt(max(0, box[2] - box[0]) * max(0, box[3] - box[1])))
-    return AlignedFace(aligned, face_size, detector, num_faces, landmarks, tuple(box))
+    return AlignedFace(aligned, face_size, detector, num_faces, landmarks, tuple(box), turns)

@@ -21,9 +21,9 @@ Steps, each with a reason when it refuses:
    (`alias_tensor` offset 18446744073709551417) and corrupts the heap: the
    exception is caught, but the process aborts later (`free(): invalid next
    size`), losing every other input of the run or every request of a server.
-   Faces smaller than ~40 px are not found by either detector anyway, so
-   anything whose detection copy has a side below MIN_DETECT_SIDE, or an
-   aspect ratio beyond MAX_ASPECT, is refused with the measured sizes.
+   Anything whose detection copy has a side below MIN_DETECT_SIDE, or an
+   aspect ratio beyond MAX_ASPECT, is refused with the measured sizes (small
+   photos above it are detected again upscaled: `align.SMALL_PHOTO_SIDE`).
 3. detect + align (`align.FaceAligner`), or the centred square for
    `align: none` (crops that are already aligned), then JPEG at the training
    quality.
@@ -41,13 +41,16 @@ from fakefaces.components.face_preparation import align, images, treatment
 
 ALIGN_MODES = ('dlib', 'none')
 # Smallest side of the copy dlib sees. dlib's CNN crashes (heap corruption) on
-# 8x8 and survives 10x10; neither detector finds faces below ~40 px, so 32 px
-# refuses nothing that could have a face found in it.
+# 8x8 and survives 10x10. 32 px avatars of FairFace photos (faces of ~20 px) are found
+# upscaled (align.SMALL_PHOTO_SIDE); below that a face has too few pixels to judge.
 MIN_DETECT_SIDE = 32
 # Smallest side accepted for align 'none' (already aligned crops; no dlib involved).
 MIN_CROP_SIDE = 8
 MAX_ASPECT = 8.0  # wider or taller than 8:1 is a banner or a strip, not a photo of a face
 NO_FACE = 'no_face'
+# PreparedPhoto.detection of align 'none': nothing was detected, the photo's centred square
+# is the model input (a model that takes images as they are, `predict --aligned`).
+NO_DETECTION = 'no face detection (align none): the centred square of the photo is the input'
 OWNER = treatment.OWNER  # how errors name a FacePreparation built outside a config
 
 
@@ -132,6 +135,9 @@ class PreparedFace:
   face_size: int  # side of the detector box, source pixels (0 for align 'none')
   detector: str  # 'hog', 'cnn' or '' (align 'none')
   aligned: Optional[Image.Image] = None  # the aligned face before treatment.equalize
+  # Degrees the face is turned counter-clockwise in the photo (0, 90, 180, 270); the crop
+  # is upright whatever it is (align.FaceAligner.align_box).
+  rotation: int = 0
 
 
 # Why a face that was found was not prepared (PreparedPhoto.not_prepared keys).
@@ -161,9 +167,12 @@ def check_for_dlib(image: Image.Image, detect_max_side: int) -> None:
   scale = min(1.0, detect_max_side / max(width, height))
   small = min(width, height) * scale
   if small < MIN_DETECT_SIDE:
+    copy = '' if scale == 1.0 else (f' (its {round(width * scale)}x{round(height * scale)} '
+                                     'detection copy)')
     raise images.ImageProblem(
-        images.FILTERED, f'image is {width}x{height}, too small for face detection (a side under '
-        f'{MIN_DETECT_SIDE} px; faces under ~40 px cannot be found); refused before face detection')
+        images.FILTERED, f'image is {width}x{height}, too small for face detection: a side of '
+        f'{round(small)} px{copy}, and the smallest side looked at is {MIN_DETECT_SIDE} px; '
+        'refused before face detection')
   if image.mode != 'RGB':
     raise images.ImageProblem(images.FILTERED, f'image mode {image.mode} is not RGB')
 
@@ -204,7 +213,7 @@ class FacePreparer:
       left, top = (image.width - side) // 2, (image.height - side) // 2
       return PreparedPhoto(image, [PreparedFace((left, top, left + side, top + side), crop,
                                                 images.encode_jpeg(crop, p.jpeg_quality), 0, '',
-                                                square)], found=1)
+                                                square)], found=1, detection=NO_DETECTION)
     found = self.aligner.find_faces(image, every_face=all_faces)
     if not found.boxes:
       return PreparedPhoto(image, [], f'no face found by {p.detector} in {image.width}x{image.height}: '
@@ -214,9 +223,9 @@ class FacePreparer:
     if len(found.boxes) > keep:
       not_prepared[OVER_CAP if all_faces else LARGEST_ONLY] = len(found.boxes) - keep
     prepared = []
-    for box, detector in list(zip(found.boxes, found.detectors))[:keep]:
+    for box, detector, turns in list(zip(found.boxes, found.detectors, found.turns))[:keep]:
       try:
-        a = self.aligner.align_box(image, box, detector, len(found.boxes))
+        a = self.aligner.align_box(image, box, detector, len(found.boxes), turns)
       except Exception:  # one odd face must not lose the others  # pylint: disable=broad-except
         logging.exception('alignment failed for the face at %s', box)
         not_prepared[NOT_ALIGNED] = not_prepared.get(NOT_ALIGNED, 0) + 1
@@ -224,7 +233,7 @@ class FacePreparer:
       crop = treatment.equalize(a.image, p)
       prepared.append(PreparedFace(_clip_box(a.box, image.size), crop,
                                    images.encode_jpeg(crop, p.jpeg_quality), a.face_size,
-                                   a.detector, a.image))
+                                   a.detector, a.image, a.rotation))
     return PreparedPhoto(image, prepared, '' if prepared else 'no face could be aligned',
                          len(found.boxes), not_prepared, found.describe())
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from fakefaces.components import features, reports
+from fakefaces.components import features, reports, serving_contract
 from fakefaces.components.fairness_gate import eval_config, fairness, report_html
 from fakefaces.components.thresholds import ThresholdsConfig
 
@@ -307,7 +307,8 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
   threshold = report.get('decision_threshold')
   lines = [f"fairness gate: {report['verdict'].upper()} ({status})",
            f"  model: {report['model_uri']}",
-           f"  operating point: P(fake) >= {_fmt(threshold)}"
+           f"  operating point: P(fake) >= "
+           f"{'n/a' if threshold is None else serving_contract.format_probability(threshold)}"
            + _chosen_by(report.get('operating_point')),
            '  overall: ' + ', '.join(f'{k} {_fmt(overall.get(k))}'
                                      for k in ('n', 'balanced_accuracy', 'auc', 'fpr', 'fnr',

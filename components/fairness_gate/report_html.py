@@ -12,6 +12,7 @@ import html
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from fakefaces.components import serving_contract
 from fakefaces.components.fairness_gate import baseline, fairness
 from fakefaces.components.interval_plot import interval_plot
 
@@ -49,6 +50,10 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
   if float(value).is_integer() and abs(value) >= 1:
     return f'{int(value)}'
   return f'{value:.{digits}f}'
+
+
+def _threshold(value: Optional[float]) -> str:
+  return '&ndash;' if value is None else serving_contract.format_probability(value)
 
 
 def _interval(values: Optional[Sequence[float]]) -> str:
@@ -232,7 +237,7 @@ def render(report: Dict[str, Any]) -> str:
           f'{report["thresholds"]["min_balanced_accuracy"]:g}, AUC &ge; '
           f'{report["thresholds"]["min_auc"]:g}): '
           f'{"passed" if report["evaluator_blessed"] else report.get("evaluator_verdict", "FAILED")}'
-          f'<br>operating point: P(fake) &ge; {_fmt(report.get("decision_threshold"))}</p>',
+          f'<br>operating point: P(fake) &ge; {_threshold(report.get("decision_threshold"))}</p>',
           f'<h2>Why not blessed</h2><ul>{reasons}</ul>' if not report['blessed'] else
           '<h2>Blessed</h2><p>Every accuracy threshold and every judged fairness bound holds.</p>']
   if report.get('data_warnings'):

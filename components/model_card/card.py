@@ -27,7 +27,12 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from fakefaces.components import serving_contract
 from fakefaces.components.interval_plot import interval_plot
+
+def _threshold_text(value) -> str:
+  return 'n/a' if value is None else serving_contract.format_probability(value)
+
 
 SCHEMA_VERSION = '0.0.2'  # model-card-toolkit's model_card.schema.json version
 NOT_PASSED = ('fail', 'insufficient_evidence', 'not_measurable')
@@ -239,7 +244,7 @@ def build_card(config, model_uri: str, report: Dict[str, Any], canary: Optional[
           'input_format': 'encoded JPEG/PNG image bytes (serving_default: image_bytes) or '
                           'serialized tf.Example (from_examples: examples)',
           'output_format': 'fake_probability (float in [0, 1]) and label (real/fake): fake when '
-                           f'fake_probability >= {report.get("decision_threshold")}',
+                           f'fake_probability >= {_threshold_text(report.get("decision_threshold"))}',
           # Project extensions, read by the web page.
           'training_data_note': note,
           'operating_point': operating_point(report),
@@ -384,7 +389,7 @@ def _summary(card: Dict[str, Any]) -> str:
 
 
 def _operating_point_text(point: Dict[str, Any]) -> str:
-  text = f'"fake" when P(fake) &ge; {point["decision_threshold"]:g}'
+  text = f'"fake" when P(fake) &ge; {_threshold_text(point["decision_threshold"])}'
   if point.get('chosen_by') == 'target_fpr':
     text += (f' (chosen for FPR {_e(number(point.get("target_fpr")))} on the '
              f'{_e(point.get("split"))} split: FPR {_e(number(point.get("fpr")))}, TPR '

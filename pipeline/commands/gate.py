@@ -70,7 +70,12 @@ def _run(args) -> int:
   from fakefaces.components import reports  # pylint: disable=g-import-not-at-top
   annotation_report = None
   if args.annotations:
-    annotation_report = reports.read_report(args.annotations)
+    try:
+      annotation_report = reports.read_report(args.annotations)
+    except (OSError, ValueError) as e:
+      print(f'fakefaces gate: bad input: --annotations {args.annotations}: unreadable report.json '
+            f'({e})', file=sys.stderr)
+      return EXIT_INSUFFICIENT_OR_BAD_INPUT
     if annotation_report is None:
       print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
@@ -96,7 +101,11 @@ def check_model(model_dir: str) -> float:
   if not tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     raise BadInput(f'--model {model_dir}: no saved_model.pb there (pass the SavedModel folder, '
                    'e.g. <Trainer model uri>/Format-Serving or a Pusher version folder)')
-  signatures = tf.saved_model.load(model_dir).signatures
+  try:
+    signatures = tf.saved_model.load(model_dir).signatures
+  except Exception as e:  # a damaged or partial copy: TF raises many kinds  # pylint: disable=broad-except
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise BadInput(f'--model {model_dir}: cannot be loaded as a SavedModel ({first_line})') from e
   if serving_contract.EXAMPLES_SIGNATURE not in signatures:
     raise BadInput(f'--model {model_dir}: no `{serving_contract.EXAMPLES_SIGNATURE}` signature (has '
                    f'{sorted(signatures)}); export it with fakefaces.components.trainer.export')
@@ -106,14 +115,19 @@ def check_model(model_dir: str) -> float:
     raise BadInput(f'--model {e}') from e
 
 
-def _check_first_example(path: str) -> None:
-  """The first record is a tf.Example with the label and image features."""
+def _check_examples(path: str) -> None:
+  """Every record of the file reads (TFMA would fail mid-run with a Beam traceback on a
+  truncated copy), and the first is a tf.Example with the label and image features."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from fakefaces.components import example_files, features  # pylint: disable=g-import-not-at-top
+  record, count = None, 0
   try:
-    record = next(iter(example_files.records(path).take(1)), None)
+    for count, value in enumerate(example_files.records(path), start=1):
+      record = value if record is None else record
   except tf.errors.OpError as e:
-    raise BadInput(f'--examples {path}: not a readable TFRecord file ({e.message})') from e
+    first_line = (e.message.strip().splitlines() or [type(e).__name__])[0]
+    raise BadInput(f'--examples {path}: truncated or corrupt TFRecord file: record {count + 1} '
+                   f'cannot be read ({first_line})') from e
   if record is None:
     raise BadInput(f'--examples {path}: the file holds no records')
   example = tf.train.Example.FromString(record.numpy())
@@ -131,7 +145,8 @@ def resolve_examples(examples: str, split: str, out_dir: str, beam_args) -> str:
   files = sorted(tf.io.gfile.glob(examples))
   if not files:
     raise BadInput(f'--examples {examples}: no file matches this pattern')
-  _check_first_example(files[0])
+  for path in files:
+    _check_examples(path)
   return examples
 
 

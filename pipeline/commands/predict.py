@@ -26,7 +26,7 @@ def register(subparsers) -> None:
                  'centred square at the model\'s crop size')
   p.add_argument('--json', action='store_true',
                  help='print JSON: {"images": [{"image", "faces": [{"box", "fake_probability", '
-                 '"label"}], "faces_found", "faces_scored", "not_scored": {reason: count}, '
+                 '"label", "rotation"}], "faces_found", "faces_scored", "not_scored": {reason: count}, '
                  '"max_faces", "detection", "no_face" | "error"}]}')
   p.add_argument('--max-faces', type=int, default=20,
                  help='faces scored per photo, largest first; the answer says how many were '
@@ -95,6 +95,7 @@ def _run(args) -> int:
 
 
 def _print_text(entry) -> None:
+  from fakefaces.components.serving_contract import format_probability  # pylint: disable=import-outside-toplevel
   source = entry['image']
   if 'error' in entry:
     print(f'fakefaces predict: {source}: {entry["error"]}', file=sys.stderr)
@@ -103,6 +104,7 @@ def _print_text(entry) -> None:
     print(f'{source}\tno face\t{entry["no_face"]}', flush=True)
   for i, face in enumerate(entry['faces']):
     box = ','.join(str(v) for v in face['box'])
-    print(f'{source}\tface {i + 1}\tbox={box}\tp(fake)={face["fake_probability"]:.4f}\t'
-          f'{face["label"]}', flush=True)
+    turned = f'\tturned {face["rotation"]} degrees, scored upright' if face['rotation'] else ''
+    print(f'{source}\tface {i + 1}\tbox={box}\tp(fake)={format_probability(face["fake_probability"])}\t'
+          f'{face["label"]}{turned}', flush=True)
   print(f'{source}\tsummary\t{entry["summary"]}', flush=True)
