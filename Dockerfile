@@ -57,6 +57,6 @@ RUN if [ "${GPU}" = "1" ]; then python -m pip install "tensorflow[and-cuda]==2.1
 ARG FAKEFACES_ROOT
 COPY --from=wheel /wheels /wheels
 RUN python -m pip install --no-deps /wheels/fakefaces-*.whl && rm -rf /wheels && \
-    python -c "import fakefaces.components.config_base as c, fakefaces.components.trainer.module, fakefaces.components.face_example_gen.executor, fairness_indicators.fairness_indicators_metrics; assert c.PROJECT_ROOT == '${FAKEFACES_ROOT}', c.PROJECT_ROOT"
+    python -c "import fakefaces.components.shared.config_base as c, fakefaces.components.trainer.module, fakefaces.components.face_example_gen.executor, fairness_indicators.fairness_indicators_metrics; assert c.PROJECT_ROOT == '${FAKEFACES_ROOT}', c.PROJECT_ROOT"
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -44,5 +44,5 @@ setup(
         'matplotlib',
         'PyYAML',
     ],
-    entry_points={'console_scripts': ['fakefaces=fakefaces.pipeline.cli:main']},
+    entry_points={'console_scripts': ['fakefaces=fakefaces.pipeline.cli.cli:main']},
 )

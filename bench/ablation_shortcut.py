@@ -54,13 +54,13 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn import metrics as sk_metrics  # noqa: E402
 
-from fakefaces.components import features  # noqa: E402
+from fakefaces.components.shared import features  # noqa: E402
 from fakefaces.components.data_gate import shortcut  # noqa: E402
 from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: E402
 from fakefaces.components.face_preparation import images, treatment  # noqa: E402
 from fakefaces.components.face_preparation.faces import FacePreparation  # noqa: E402
 from fakefaces.components.fairness_gate import fairness  # noqa: E402
-from fakefaces.components.thresholds import load_thresholds  # noqa: E402
+from fakefaces.components.shared.thresholds import load_thresholds  # noqa: E402
 from fakefaces.components.trainer import data, mitigation, training  # noqa: E402
 from fakefaces.components.trainer.config import TrainConfig  # noqa: E402
 

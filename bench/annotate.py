@@ -25,7 +25,7 @@ import time
 import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np  # noqa: E402
 
-from fakefaces.components import features  # noqa: E402
+from fakefaces.components.shared import features  # noqa: E402
 from fakefaces.components.demographic_annotator import annotate  # noqa: E402
 from fakefaces.components.face_preparation import descriptors  # noqa: E402
 from fakefaces.components.face_example_gen import executor, sources  # noqa: E402

@@ -46,7 +46,7 @@ def run_once(metadata_path: str, node: str, workers: int, out_dir: str) -> float
   from tfx.dsl.components.base import base_beam_executor
   from tfx.orchestration import data_types_utils, metadata
   from tfx.orchestration.portable.mlmd import execution_lib
-  from fakefaces.components.direct_runner import direct_runner_args
+  from fakefaces.components.shared.direct_runner import direct_runner_args
   # pylint: enable=g-import-not-at-top
   with metadata.Metadata(metadata.sqlite_metadata_connection_config(metadata_path)) as m:
     execution = run_metadata.newest_execution(m.store, node)

@@ -29,7 +29,7 @@ import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before T
 import tensorflow as tf  # noqa: E402
 import tensorflow_data_validation as tfdv  # noqa: E402
 
-from fakefaces.components import features  # noqa: E402
+from fakefaces.components.shared import features  # noqa: E402
 from fakefaces.components.data_gate import coverage, examples_io, executor  # noqa: E402
 from fakefaces.components.data_gate.component import statistics_options  # noqa: E402
 from fakefaces.pipeline import config as config_lib  # noqa: E402

@@ -28,7 +28,7 @@ import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before T
 from fakefaces.components.fairness_gate import evaluation  # noqa: E402
 from fakefaces.pipeline.fixtures import demo_models  # noqa: E402
 from fakefaces.pipeline import config as config_lib  # noqa: E402
-from fakefaces.pipeline.commands import gate  # noqa: E402
+from fakefaces.pipeline.cli.commands import gate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'fairness_intervals.json')

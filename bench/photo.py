@@ -187,11 +187,12 @@ def _serve_and_time(photos, prep, prepare, times):
   """Serves an untrained VGG10 exported with `prep`; times preparation and the model calls."""
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
-  from fakefaces.components import serving_contract as contract
+  from fakefaces.components.shared import serving_contract as contract
   from fakefaces.components.face_preparation import faces
   from fakefaces.components.trainer import export, model as model_lib
   from fakefaces.serving import client as client_lib
-  from fakefaces.serving import testing
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
+  import serving_testing as testing
   # pylint: enable=g-import-not-at-top
   work = tempfile.mkdtemp(prefix='bench-photo-')
   export.export_saved_model(model_lib.build_model('vgg10', 128, 1), os.path.join(work, 'model'),

@@ -72,7 +72,7 @@ def prepare(per_class: int) -> int:
   square, resized to 128 px only where larger: k140's 256 px), FairFace still
   through dlib. Records where HOG finds no face are left out of both.
   """
-  from fakefaces.components import features
+  from fakefaces.components.shared import features
   from fakefaces.components.face_example_gen import sources
   from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
   from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
@@ -192,7 +192,7 @@ DEFAULT_ARCHITECTURE = 'baseline'
 def treated_records(crops, name: str, work: str) -> Dict[str, str]:
   """TFRecords (train/eval/test/audit) of the cached crops after treatment `name`; cached."""
   import tensorflow as tf
-  from fakefaces.components import features
+  from fakefaces.components.shared import features
   from fakefaces.components.face_preparation import images, treatment
   from fakefaces.components.face_preparation.faces import FacePreparation
 
@@ -227,7 +227,7 @@ def _bytes(value: bytes):
 def _filtered(path: str, keep_sources, out: str) -> str:
   """The records of `path` whose source is in `keep_sources`, written to `out` (cached)."""
   import tensorflow as tf
-  from fakefaces.components import features
+  from fakefaces.components.shared import features
   if os.path.exists(out):
     return out
   with tf.io.TFRecordWriter(out + '.tmp', options='GZIP') as writer:
@@ -242,7 +242,7 @@ def _filtered(path: str, keep_sources, out: str) -> str:
 def _images(path: str, config) -> Any:
   """(images [n, s, s, c] as the model sees them, labels, sources, image ids) of a records file."""
   import tensorflow as tf
-  from fakefaces.components import features
+  from fakefaces.components.shared import features
   from fakefaces.components.trainer import data
   batches = list(data.tfrecord_dataset([path], config, training=False))
   images = np.concatenate([b[0].numpy() for b in batches])
@@ -308,7 +308,7 @@ def run_rows(names: List[str], epochs: int, architectures: List[str], out: str,
   """
   import shutil
   import tensorflow as tf
-  from fakefaces.components import features
+  from fakefaces.components.shared import features
   from fakefaces.components.data_gate import shortcut
   from fakefaces.components.data_gate.config import SourceShortcutConfig
   from fakefaces.components.trainer import (curves, data, mitigation, operating_point, spectral,

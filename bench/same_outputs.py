@@ -27,7 +27,7 @@ import os
 import sys
 from typing import Any, Dict, List
 
-from fakefaces.components import reports
+from fakefaces.components.shared import reports
 from fakefaces.pipeline import run_metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,7 @@ RESULTS = os.path.join(ROOT, 'bench', 'results', 'same_outputs.json')
 
 def _record_digests(path: str) -> List[str]:
   """SHA-256 of each record of a gzipped TFRecord file, in file order."""
-  from fakefaces.components import example_files  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared import example_files  # pylint: disable=g-import-not-at-top
   return [hashlib.sha256(r.numpy()).hexdigest() for r in example_files.records(path)]
 
 

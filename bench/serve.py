@@ -30,9 +30,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from fakefaces.components import serving_contract as contract  # noqa: E402
+from fakefaces.components.shared import serving_contract as contract  # noqa: E402
 from fakefaces.pipeline.config import TrainConfig  # noqa: E402
-from fakefaces.serving import testing  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
+import serving_testing as testing  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'serve.json')
 

@@ -46,16 +46,17 @@ def main() -> int:
   # pylint: disable=g-import-not-at-top
   import numpy as np
   import tensorflow as tf
-  from fakefaces.components import features, reports
-  from fakefaces.components import serving_contract as contract
+  from fakefaces.components.shared import features, reports
+  from fakefaces.components.shared import serving_contract as contract
   from fakefaces.components.face_example_gen import executor
   from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
   from fakefaces.components.face_preparation.faces import FacePreparation
   from fakefaces.components.trainer import data as data_lib
   from fakefaces.components.trainer import export, training
   from fakefaces.components.trainer.config import TrainConfig
-  from fakefaces.pipeline import cli
-  from fakefaces.serving import testing
+  from fakefaces.pipeline.cli import cli
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
+  import serving_testing as testing
   # pylint: enable=g-import-not-at-top
   work = args.work or tempfile.mkdtemp(prefix='skew-')
   started = time.time()

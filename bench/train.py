@@ -70,7 +70,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from fakefaces.components import features  # noqa: E402
+from fakefaces.components.shared import features  # noqa: E402
 from fakefaces.components.face_example_gen import executor, sources  # noqa: E402
 from fakefaces.components.trainer import data, model, preprocess  # noqa: E402
 from fakefaces.components.trainer.precision import cpu_bf16_flags  # noqa: E402

@@ -28,8 +28,8 @@ get a distributed runner (`kubeflow.data_beam_pipeline_args`).
 import os
 from typing import List, NamedTuple, Optional
 
-from fakefaces.components.config_base import ConfigError
-from fakefaces.components.direct_runner import direct_runner_args, uses_direct_runner
+from fakefaces.components.shared.config_base import ConfigError
+from fakefaces.components.shared.direct_runner import direct_runner_args, uses_direct_runner
 from fakefaces.components.face_example_gen import sources
 from fakefaces.components.face_example_gen.config import IngestConfig
 

@@ -3,7 +3,7 @@
 Each component owns its config type (`components/<name>/config.py`); this
 module only assembles them, adds what belongs to orchestration (paths, Beam
 args, Kubeflow), and loads the YAML. Unknown keys and wrong types fail with the
-dotted name of the offending field (`components/config_base.py`).
+dotted name of the offending field (`components/shared/config_base.py`).
 """
 
 import dataclasses
@@ -11,17 +11,17 @@ import os
 from typing import List, Optional
 
 # Re-exported: the one place that names every config type of the project.
-from fakefaces.components.config_base import (  # noqa: F401
+from fakefaces.components.shared.config_base import (  # noqa: F401
     DEFAULT_SCHEMA, PROJECT_ROOT, ConfigError, from_dict, from_json, load_yaml, to_json)
 from fakefaces.components.data_gate.config import ValidationConfig
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
 from fakefaces.components.face_preparation import treatment
 from fakefaces.components.face_preparation.faces import FacePreparation  # noqa: F401
-from fakefaces.components.groupings import GroupingConfig  # noqa: F401
+from fakefaces.components.shared.groupings import GroupingConfig  # noqa: F401
 from fakefaces.components.model_card.config import ModelCardConfig
 from fakefaces.components.serving_canary.config import CanaryConfig
-from fakefaces.components.thresholds import ThresholdsConfig, load_thresholds  # noqa: F401
+from fakefaces.components.shared.thresholds import ThresholdsConfig, load_thresholds  # noqa: F401
 from fakefaces.components.trainer.config import TrainConfig
 
 DEFAULT_THRESHOLDS = os.path.join(PROJECT_ROOT, 'pipeline', 'configs', 'thresholds.yaml')

@@ -25,7 +25,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.face_preparation import images
 
 IMAGE_SIZE = 128

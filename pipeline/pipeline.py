@@ -25,7 +25,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 from ml_metadata.proto import metadata_store_pb2
 
-from fakefaces.components import component_keys as keys, features
+from fakefaces.components.shared import component_keys as keys, features
 from fakefaces.components.data_gate.component import validation_components
 from fakefaces.components.demographic_annotator.component import DemographicAnnotator
 from fakefaces.components.face_example_gen.component import FaceExampleGen
@@ -37,7 +37,7 @@ from fakefaces.components.model_card.component import ModelCardGen
 from fakefaces.components.model_card.config import ModelCardConfig
 from fakefaces.components.serving_canary.component import ServingCanary
 from fakefaces.components.serving_canary.config import CanaryConfig
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.shared.thresholds import ThresholdsConfig
 from fakefaces.components.trainer.module import trainer_custom_config
 from fakefaces.pipeline.config import PipelineConfig, check_consistency, load_thresholds
 

@@ -5,9 +5,9 @@ from typing import Any, Callable, Dict, Tuple
 
 from tfx.types import standard_artifacts
 
-from fakefaces.components import artifacts
+from fakefaces.components.shared import artifacts
 from fakefaces.components.model_card import executor as card_executor
-from fakefaces.components.reports import REPORT_JSON, read_report
+from fakefaces.components.shared.reports import REPORT_JSON, read_report
 from fakefaces.pipeline import run_metadata
 from fakefaces.pipeline.config import PipelineConfig
 

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import grpc
 import numpy as np
 
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.serving import status as status_lib
 
 DECISION_THRESHOLD = 0.5  # only for signatures that return no label
@@ -122,7 +122,7 @@ class ServingClient:
     if self.signature_name != contract.EXAMPLES_SIGNATURE:
       return list(images)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from fakefaces.components import features  # pylint: disable=import-outside-toplevel
+    from fakefaces.components.shared import features  # pylint: disable=import-outside-toplevel
     return [tf.train.Example(features=tf.train.Features(feature={
         features.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}
     )).SerializeToString() for image in images]

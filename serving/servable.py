@@ -16,7 +16,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.python.saved_model import loader_impl
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.serving import status as status_lib
 
 DEFAULT_SIGNATURE = contract.SERVING_SIGNATURE

@@ -39,8 +39,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fakefaces.components import reports
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import reports
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.face_preparation import faces as faces_lib
 from fakefaces.components.face_preparation import images as images_lib
 from fakefaces.serving import fetch, photos

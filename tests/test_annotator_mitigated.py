@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fakefaces.components import features
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared import features
+from fakefaces.components.shared.config_base import ConfigError
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.demographic_annotator import executor as annotator_executor
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate

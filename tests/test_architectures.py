@@ -12,7 +12,7 @@ import tensorflow as tf
 import tf_keras as keras
 from PIL import Image
 
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.trainer import curves, export, flops, model as model_lib, precision, preprocess
 from fakefaces.components.trainer import training
 from fakefaces.components.trainer.config import ARCHITECTURE_NAMES, TrainConfig

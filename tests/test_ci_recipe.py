@@ -94,7 +94,7 @@ def demo_gate(demo_layout):
 
 def test_the_demo_recipe_measures_every_check(demo_gate):
   result, report = demo_gate
-  from fakefaces.pipeline.commands import gate  # pylint: disable=import-outside-toplevel
+  from fakefaces.pipeline.cli.commands import gate  # pylint: disable=import-outside-toplevel
   assert result.returncode == gate.exit_code(report['verdict']), result.stderr
   assert result.returncode in (gate.EXIT_PASS, gate.EXIT_FAIL), (report['verdict'], result.stdout)
   insufficient = [c for c in report['checks'] if c['status'] == 'insufficient_evidence']

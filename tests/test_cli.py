@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from fakefaces.pipeline import cli
+from fakefaces.pipeline.cli import cli
 
 
 def _commands():
@@ -75,7 +75,7 @@ def test_a_config_error_exits_2_naming_the_field_without_a_traceback(tmp_path, c
 
 
 def test_beam_arg_replaces_the_configs_beam_args(tmp_path):
-  from fakefaces.pipeline.commands import run  # pylint: disable=g-import-not-at-top
+  from fakefaces.pipeline.cli.commands import run  # pylint: disable=g-import-not-at-top
   parser = cli.build_parser()
   config = _ingest_config(tmp_path, 'manifest.csv', 0.5)
   portable = ['--runner=PortableRunner', '--job_endpoint=localhost:8099']

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from fakefaces.serving import testing
+import serving_testing as testing
 
 CUDA_NOISE = 'Unable to register'
 

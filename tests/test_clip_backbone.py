@@ -18,9 +18,9 @@ from PIL import Image
 
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from fakefaces.components import features
-from fakefaces.components import serving_contract as contract
-from fakefaces.components.config_base import ConfigError, from_dict
+from fakefaces.components.shared import features
+from fakefaces.components.shared import serving_contract as contract
+from fakefaces.components.shared.config_base import ConfigError, from_dict
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.components.serving_canary import executor as canary

@@ -21,7 +21,7 @@ from PIL import Image
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from fakefaces.components import features, reports
+from fakefaces.components.shared import features, reports
 from fakefaces.components.data_gate import coverage, executor, skew, verdict
 from fakefaces.components.data_gate.config import SourceShortcutConfig
 from fakefaces.components.data_gate.component import statistics_options, validation_components

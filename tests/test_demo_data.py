@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.pipeline import demo_data
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fakefaces.components import features
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared import features
+from fakefaces.components.shared.config_base import ConfigError
 from fakefaces.components.demographic_annotator import annotate, executor
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 from fakefaces.pipeline.fixtures import demo_records
@@ -134,7 +134,7 @@ def test_report_accuracy_matches_hand_computed_from_predictions_csv(planted):
 def test_annotated_examples_satisfy_the_curated_schema(planted):
   """The DataGate's ExampleValidator must accept the annotator's new features."""
   import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
-  from fakefaces.components.config_base import DEFAULT_SCHEMA
+  from fakefaces.components.shared.config_base import DEFAULT_SCHEMA
   from fakefaces.components.data_gate import executor as gate_executor
   out, _, _ = planted
   schema = tfdv.load_schema_text(DEFAULT_SCHEMA)

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 from PIL import Image
 
-from fakefaces.components.config_base import ConfigError, from_dict
+from fakefaces.components.shared.config_base import ConfigError, from_dict
 from fakefaces.components.face_preparation import treatment
 from fakefaces.components.face_example_gen.config import IngestConfig
 from fakefaces.components.face_preparation.faces import FacePreparation

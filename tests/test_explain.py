@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.trainer import export, model as model_lib
 
 SIZE = 64

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from fairlearn import metrics as fl
 
-from fakefaces.components import features, thresholds as thresholds_lib
-from fakefaces.components.thresholds import within_bound
+from fakefaces.components.shared import features, thresholds as thresholds_lib
+from fakefaces.components.shared.thresholds import within_bound
 from fakefaces.components.fairness_gate import evaluation, fairness, report_html
 from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline.config import ConfigError, GroupingConfig, ThresholdsConfig

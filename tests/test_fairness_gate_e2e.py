@@ -17,11 +17,11 @@ import pytest
 from tfx import v1 as tfx
 from tfx import version as tfx_version
 
-from fakefaces.components import features, reports
+from fakefaces.components.shared import features, reports
 from fakefaces.components.fairness_gate import evaluation, fairness
 from fakefaces.pipeline.fixtures import demo_models
 from fakefaces.components.fairness_gate.component import FairnessGate
-from fakefaces.pipeline import cli
+from fakefaces.pipeline.cli import cli
 from fakefaces.pipeline import config as config_lib
 
 THRESHOLDS_YAML = """
@@ -102,7 +102,7 @@ def test_stricter_group_size_is_insufficient_evidence_exit_2(workdir, fair_gate)
                                    decision_threshold=0.5)
   assert report['verdict'] == 'insufficient_evidence'
   assert any('Black x Female has 10 real photos (need 11)' in r for r in report['reasons'])
-  from fakefaces.pipeline.commands import gate  # pylint: disable=g-import-not-at-top
+  from fakefaces.pipeline.cli.commands import gate  # pylint: disable=g-import-not-at-top
   assert gate.exit_code(report['verdict']) == 2
 
 

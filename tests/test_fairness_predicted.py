@@ -3,7 +3,7 @@ marked as resting on the annotator, and never a pass on 0-vs-0 evidence."""
 
 import collections
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.fairness_gate import evaluation, fairness, report_html
 from fakefaces.pipeline.config import GroupingConfig, ThresholdsConfig
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from fakefaces.components import features, groupings
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared import features, groupings
+from fakefaces.components.shared.config_base import ConfigError
 from fakefaces.components.data_gate import coverage
 from fakefaces.components.fairness_gate import fairness
-from fakefaces.components.groupings import Group, GroupingConfig
+from fakefaces.components.shared.groupings import Group, GroupingConfig
 
 
 def test_split_cross_and_groups_of():

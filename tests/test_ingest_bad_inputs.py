@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.face_example_gen import executor
 from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig, from_dict
 

@@ -10,7 +10,7 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.types import artifact_utils
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.face_example_gen.component import FaceExampleGen
 from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig
 

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.face_example_gen import sources
-from fakefaces.components.split_hash import unit_hash
+from fakefaces.components.shared.split_hash import unit_hash
 from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig, load_config
 
 FAIRFACE_HEADER = 'file,age,gender,race,service_test\n'

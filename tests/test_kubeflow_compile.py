@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from fakefaces.pipeline import cli
+from fakefaces.pipeline.cli import cli
 from fakefaces.pipeline import config as config_lib
 
 IMAGE = 'registry.example.com/fakefaces:test'

@@ -7,7 +7,7 @@ import sys
 
 from PIL import Image
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.face_example_gen import sources
 from fakefaces.pipeline.config import IngestConfig, SourceConfig
 

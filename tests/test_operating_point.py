@@ -8,13 +8,13 @@ import pytest
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from fakefaces.components import features
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import features
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.trainer import module, operating_point
-from fakefaces.pipeline import cli
+from fakefaces.pipeline.cli import cli
 from fakefaces.pipeline.fixtures import demo_records
 from fakefaces.serving import client as client_lib
-from fakefaces.serving import testing
+import serving_testing as testing
 
 
 def test_threshold_for_target_fpr_on_known_scores():

@@ -97,7 +97,7 @@ def _env():
 
 def test_installed_package_is_not_the_source_tree_and_kubeflow_is_the_sdk(fresh_venv, tmp_path):
   out = _run([str(fresh_venv / 'bin' / 'python'), '-c',
-              'import kubeflow, fakefaces.kubeflow.runner as r, fakefaces.components.config_base as c;'
+              'import kubeflow, fakefaces.kubeflow.runner as r, fakefaces.components.shared.config_base as c;'
               'print(kubeflow.__file__); print(r.__file__); print(c.DEFAULT_SCHEMA)'],
              cwd=str(tmp_path), env=_env()).stdout.split()
   sdk_file, runner_file, schema = out

@@ -20,8 +20,9 @@ from fakefaces.components.face_example_gen import executor, sources
 from fakefaces.components.face_preparation import faces, images
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 from fakefaces.components.face_preparation.faces import FacePreparation
-from fakefaces.pipeline import cli
-from fakefaces.serving import photos, testing, web
+from fakefaces.pipeline.cli import cli
+from fakefaces.serving import photos, web
+import serving_testing as testing
 
 # The shared-data ingestion parameters (hog+cnn, 128 px crops): what predict gets from the model.
 PREP = faces.FacePreparation(detector='hog+cnn', output_size=128)
@@ -404,7 +405,7 @@ def test_every_unreadable_file_names_its_format_and_no_repr(preparer, faces_data
 # ---- what a person reads ------------------------------------------------------------------------
 
 def test_verdict_and_number_never_contradict_and_one_threshold_format():
-  from fakefaces.components.serving_contract import format_probability  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared.serving_contract import format_probability  # pylint: disable=g-import-not-at-top
   # The demo model's operating point was "1e-06" on the page, ">= 0.0000" in the gate summary.
   assert format_probability(1e-06) == '1e-06' and format_probability(0.5) == '0.5'
   # A face scored fake at 4.2e-05 read "fake, P(fake) = 0.000".

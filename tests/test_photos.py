@@ -18,8 +18,8 @@ from fakefaces.components.face_example_gen import executor, sources
 from fakefaces.components.face_preparation import faces, images
 from fakefaces.components.face_example_gen.config import IngestConfig
 from fakefaces.components.face_preparation.faces import FacePreparation
-from fakefaces.pipeline import cli
-from fakefaces.serving import testing
+from fakefaces.pipeline.cli import cli
+import serving_testing as testing
 
 PREP = faces.FacePreparation(detector='hog', output_size=128)
 # FairFace val photos where dlib's HOG detector finds exactly one face (checked in the tests).

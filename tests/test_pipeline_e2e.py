@@ -13,7 +13,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.pipeline import demo_data, local_runner, summary
 from tiny_pipeline import tiny_config, write_thresholds
 from wiring_thresholds import LENIENT

@@ -16,11 +16,12 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from fakefaces.components import reports
+from fakefaces.components.shared import reports
 from fakefaces.components.data_gate.component import validation_components
 from fakefaces.components.face_example_gen import executor
 from fakefaces.components.face_example_gen.component import FaceExampleGen
-from fakefaces.pipeline import cli, config as config_lib, portable_beam
+from fakefaces.pipeline.cli import cli
+from fakefaces.pipeline import config as config_lib, portable_beam
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.demographic_annotator import annotate, executor as annotator
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig
 from fakefaces.components.face_example_gen import sources

@@ -1,4 +1,4 @@
-"""The one report reader and writer (components/reports.py), and the web page's use of it.
+"""The one report reader and writer (components/shared/reports.py), and the web page's use of it.
 
 The writer encodes before it opens the file, so a report holding what JSON
 cannot encode leaves no half file; the reader names the file it could not find. Remote URIs
@@ -13,7 +13,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from fakefaces.components import reports
+from fakefaces.components.shared import reports
 from fakefaces.serving import web
 
 

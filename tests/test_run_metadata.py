@@ -9,7 +9,7 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from fakefaces.components import reports
+from fakefaces.components.shared import reports
 from fakefaces.pipeline import run_metadata, summary
 from fakefaces.pipeline.config import PipelineConfig
 

@@ -20,11 +20,11 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from fakefaces.components import serving_contract as contract
-from fakefaces.pipeline import cli
+from fakefaces.components.shared import serving_contract as contract
+from fakefaces.pipeline.cli import cli
 from fakefaces.serving import client as client_lib
 from fakefaces.serving import status as status_lib
-from fakefaces.serving import testing
+import serving_testing as testing
 
 MODEL = 'fakefaces'
 MAX_REQUEST_BYTES = 1024 * 1024  # small, so the oversize test sends little

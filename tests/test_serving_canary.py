@@ -9,7 +9,7 @@ from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.components.serving_canary import executor as canary
 from fakefaces.components.serving_canary.config import CanaryConfig
-from fakefaces.serving import testing
+import serving_testing as testing
 
 
 def _examples(count: int):

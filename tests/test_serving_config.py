@@ -4,7 +4,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from fakefaces.pipeline import cli
+from fakefaces.pipeline.cli import cli
 from fakefaces.serving import model_config
 from fakefaces.serving import server as server_lib
 from fakefaces.serving.versions import VersionPolicy, parse_versions

@@ -14,7 +14,7 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grp
                                      prediction_service_pb2_grpc)
 
 from fakefaces.serving import server as server_lib
-from fakefaces.serving import testing
+import serving_testing as testing
 from fakefaces.serving.versions import VersionPolicy
 
 MODEL = 'fakefaces'

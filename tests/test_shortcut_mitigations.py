@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.face_preparation import treatment
-from fakefaces.components.config_base import from_dict
+from fakefaces.components.shared.config_base import from_dict
 from fakefaces.components.face_example_gen.config import IngestConfig
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import augment, data, mitigation, training

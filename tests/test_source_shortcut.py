@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageFilter
 
-from fakefaces.components import features
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared import features
+from fakefaces.components.shared.config_base import ConfigError
 from fakefaces.components.data_gate import executor, shortcut
 from fakefaces.components.data_gate.config import SourceShortcutConfig
 from fakefaces.components.face_example_gen import executor as ingest_executor

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from fakefaces.components import features
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import features
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import data, export, model, preprocess
 from fakefaces.pipeline.fixtures import demo_records

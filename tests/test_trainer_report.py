@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from fakefaces.components.trainer import quality_report
-from fakefaces.pipeline import cli
+from fakefaces.pipeline.cli import quality_report
+from fakefaces.pipeline.cli import cli
 
 HEADER = '| Model | Group | N | Real | Fake | Accuracy | F1 | Precision | Recall | AUC | FPR |'
 

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from fakefaces.components import features
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import features
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.trainer import curves, data, module, training
 from fakefaces.pipeline.fixtures import demo_records
 from fakefaces.pipeline.config import ConfigError, TrainConfig

@@ -31,7 +31,7 @@ from PIL import Image
 
 from fakefaces.components.face_preparation import faces
 from fakefaces.serving import client as client_lib
-from fakefaces.serving import testing
+import serving_testing as testing
 
 PREP = faces.FacePreparation(detector='hog', output_size=128)
 MAX_UPLOAD = 1_000_000

@@ -10,12 +10,12 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts, standard_component_specs
 
-from fakefaces.components.artifacts import DataValidationReport
+from fakefaces.components.shared.artifacts import DataValidationReport
 from fakefaces.components.data_gate import coverage, executor
-from fakefaces.components import component_keys as keys, groupings
-from fakefaces.components.config_base import to_json
+from fakefaces.components.shared import component_keys as keys, groupings
+from fakefaces.components.shared.config_base import to_json
 from fakefaces.components.data_gate.config import ValidationConfig
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.shared.thresholds import ThresholdsConfig
 
 
 class DataGateSpec(types.ComponentSpec):

@@ -3,7 +3,7 @@
 import dataclasses
 from typing import List
 
-from fakefaces.components.config_base import DEFAULT_SCHEMA
+from fakefaces.components.shared.config_base import DEFAULT_SCHEMA
 
 
 @dataclasses.dataclass

@@ -16,10 +16,10 @@ intersection whatever the thresholds say.
 import collections
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
-from fakefaces.components import features
-from fakefaces.components import groupings as groupings_lib
-from fakefaces.components.groupings import Group, GroupingConfig, split_cross  # noqa: F401  (Group re-exported)
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.shared import features
+from fakefaces.components.shared import groupings as groupings_lib
+from fakefaces.components.shared.groupings import Group, GroupingConfig, split_cross  # noqa: F401  (Group re-exported)
+from fakefaces.components.shared.thresholds import ThresholdsConfig
 
 # (sorted ((feature, value), ...), label) -> number of examples
 CoverageCounts = Mapping[Tuple[Tuple[Tuple[str, str], ...], int], int]

@@ -11,7 +11,7 @@ from typing import Dict, Iterator, List, Optional
 
 import tensorflow as tf
 
-from fakefaces.components import example_files
+from fakefaces.components.shared import example_files
 
 BATCH_SIZE = 512
 

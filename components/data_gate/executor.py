@@ -40,11 +40,11 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import component_keys as keys, example_files, features, reports
+from fakefaces.components.shared import component_keys as keys, example_files, features, reports
 from fakefaces.components.data_gate import coverage, examples_io, shortcut, skew, verdict
-from fakefaces.components.config_base import ConfigError, from_json
+from fakefaces.components.shared.config_base import ConfigError, from_json
 from fakefaces.components.data_gate.config import ValidationConfig
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.shared.thresholds import ThresholdsConfig
 
 ANOMALIES_FILE = 'SchemaDiff.pb'  # what ExampleValidator writes per split
 IMAGE_FORMAT_HISTOGRAM = 'image_format_histogram'  # TFDV's custom stat name

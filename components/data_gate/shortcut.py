@@ -56,7 +56,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.data_gate.config import SourceShortcutConfig
 
 PROBE_PIXELS = 32  # side of the grayscale thumbnail the probe sees
@@ -73,7 +73,7 @@ BLOCK = 8  # JPEG's block side
 
 def check_config(config: SourceShortcutConfig, where: str = 'validation.source_shortcut'):
   """Raises ConfigError naming the field for values the check cannot honour."""
-  from fakefaces.components.config_base import ConfigError  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared.config_base import ConfigError  # pylint: disable=g-import-not-at-top
   if config.on_shortcut not in ON_SHORTCUT:
     raise ConfigError(f'{where}.on_shortcut: expected one of {ON_SHORTCUT}, '
                       f'got {config.on_shortcut!r}')

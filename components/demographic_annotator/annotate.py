@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 
 ATTRIBUTES = features.DEMOGRAPHIC_FEATURES
 

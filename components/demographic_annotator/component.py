@@ -8,9 +8,9 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from fakefaces.components import component_keys as keys
-from fakefaces.components.artifacts import Annotations
-from fakefaces.components.config_base import to_json
+from fakefaces.components.shared import component_keys as keys
+from fakefaces.components.shared.artifacts import Annotations
+from fakefaces.components.shared.config_base import to_json
 from fakefaces.components.demographic_annotator import executor
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 

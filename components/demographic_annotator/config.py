@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from fakefaces.components import features
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared import features
+from fakefaces.components.shared.config_base import ConfigError
 
 
 @dataclasses.dataclass

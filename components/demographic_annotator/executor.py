@@ -33,9 +33,9 @@ from tfx.proto import example_gen_pb2
 from tfx import types
 from tfx.types import artifact_utils
 
-from fakefaces.components import component_keys as keys, example_files, features
-from fakefaces.components.reports import write_report
-from fakefaces.components.config_base import from_json, to_json
+from fakefaces.components.shared import component_keys as keys, example_files, features
+from fakefaces.components.shared.reports import write_report
+from fakefaces.components.shared.config_base import from_json, to_json
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.face_preparation import descriptors
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate

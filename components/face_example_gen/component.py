@@ -5,10 +5,10 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from fakefaces.components import component_keys as keys
-from fakefaces.components.artifacts import IngestReport
+from fakefaces.components.shared import component_keys as keys
+from fakefaces.components.shared.artifacts import IngestReport
 from fakefaces.components.face_example_gen import executor
-from fakefaces.components.config_base import to_json
+from fakefaces.components.shared.config_base import to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 
 

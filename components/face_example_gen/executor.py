@@ -28,10 +28,10 @@ from tfx.proto import example_gen_pb2
 from tfx import types
 from tfx.types import artifact_utils
 
-from fakefaces.components import artifacts, component_keys as keys, direct_runner, features, reports
+from fakefaces.components.shared import artifacts, component_keys as keys, direct_runner, features, reports
 from fakefaces.components.face_example_gen import face_workers, shards, sources
 from fakefaces.components.face_preparation import descriptors
-from fakefaces.components.config_base import from_json, to_json
+from fakefaces.components.shared.config_base import from_json, to_json
 from fakefaces.components.face_example_gen.config import IngestConfig
 
 WRITTEN, NO_FACE = face_workers.WRITTEN, face_workers.NO_FACE
@@ -357,7 +357,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     Args:
       input_dict: empty (the sources are files named by the config, not artifacts).
       output_dict: `examples` (Examples): gzipped TFRecords of tf.Example under
-        `Split-train`, `Split-eval`, `Split-test` (features: components/features.py);
+        `Split-train`, `Split-eval`, `Split-test` (features: components/shared/features.py);
         `ingest_report` (IngestReport): report.json, the outcome of every input file.
       exec_properties: `ingest_config` (IngestConfig as JSON); `input_fingerprint`
         (a signature of the input files, only read by TFX's cache).

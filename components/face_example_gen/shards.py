@@ -22,7 +22,7 @@ from typing import Dict, Iterable, Optional, Tuple
 import apache_beam as beam
 import tensorflow as tf
 
-from fakefaces.components import example_files
+from fakefaces.components.shared import example_files
 
 # ~2,048 aligned 128 px faces are ~20 MB: one shard fits a worker's memory with room
 # to spare at 256 px, and the Trainer's interleave still reads 8 shards of a 16k split.

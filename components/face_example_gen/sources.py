@@ -37,11 +37,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from fakefaces.components import features
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared import features
+from fakefaces.components.shared.config_base import ConfigError
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 from fakefaces.components.face_preparation import faces
-from fakefaces.components.split_hash import unit_hash
+from fakefaces.components.shared.split_hash import unit_hash
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.heic',
                     '.heif', '.avif')

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.face_preparation import align
 
 DESCRIPTOR_SIZE = 128

@@ -5,7 +5,7 @@ Ingestion (`face_example_gen/executor.FaceProcessor`), `fakefaces predict`, the 
 made exactly like the ones it was trained on. The parameters (`FacePreparation`:
 alignment, detector, crop size, JPEG quality) come from the ingestion config
 at training time and travel inside the exported SavedModel (signature
-`face_preparation`, see `components/serving_contract.py`); clients read them
+`face_preparation`, see `components/shared/serving_contract.py`); clients read them
 from the served model, never from a config of their own.
 
 Why it matters, measured with the shared-data model on FairFace photos: sent
@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from fakefaces.components.config_base import FieldError
+from fakefaces.components.shared.config_base import FieldError
 from fakefaces.components.face_preparation import align, images, treatment
 
 ALIGN_MODES = ('dlib', 'none')

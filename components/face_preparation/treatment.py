@@ -38,7 +38,7 @@ from typing import Protocol
 
 from PIL import Image
 
-from fakefaces.components.config_base import FieldError
+from fakefaces.components.shared.config_base import FieldError
 from fakefaces.components.face_preparation import images
 
 OWNER = 'face_preparation'  # the dataclass that holds these fields (faces.FacePreparation)

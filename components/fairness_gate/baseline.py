@@ -26,9 +26,9 @@ import html
 import math
 from typing import Any, Dict, List, Optional
 
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared.config_base import ConfigError
 from fakefaces.components.fairness_gate import fairness
-from fakefaces.components.thresholds import BaselineConfig, ThresholdsConfig
+from fakefaces.components.shared.thresholds import BaselineConfig, ThresholdsConfig
 
 COMPARED_GAPS = (fairness.FPR_GAP, fairness.FNR_GAP, fairness.AVERAGE_ODDS_DIFFERENCE)
 SIDE_BY_SIDE = ('n', 'balanced_accuracy', 'accuracy', 'auc', 'fpr', 'fnr')

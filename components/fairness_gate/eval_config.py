@@ -29,11 +29,11 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 
-from fakefaces.components import features
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import features
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.fairness_gate import baseline
-from fakefaces.components import thresholds as thresholds_lib
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.shared import thresholds as thresholds_lib
+from fakefaces.components.shared.thresholds import ThresholdsConfig
 
 SLICES = ((), (features.GENDER,), (features.RACE,), (features.AGE,),
           (features.RACE, features.GENDER), (features.SOURCE,))

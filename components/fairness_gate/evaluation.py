@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from fakefaces.components import features, reports, serving_contract
+from fakefaces.components.shared import features, reports, serving_contract
 from fakefaces.components.fairness_gate import eval_config, fairness, report_html
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.shared.thresholds import ThresholdsConfig
 
 REPORT_HTML = 'report.html'  # beside report.json (reports.REPORT_JSON)
 OVERALL = 'Overall'

@@ -18,7 +18,7 @@ from tfx.utils import path_utils
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 
-from fakefaces.components import serving_contract
+from fakefaces.components.shared import serving_contract
 from fakefaces.components.fairness_gate import eval_config as eval_config_lib
 
 

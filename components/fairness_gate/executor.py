@@ -19,11 +19,11 @@ from tfx.utils import path_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from fakefaces.components import blessings, component_keys as keys, serving_contract
-from fakefaces.components.reports import read_report
-from fakefaces.components.config_base import from_json
+from fakefaces.components.shared import blessings, component_keys as keys, serving_contract
+from fakefaces.components.shared.reports import read_report
+from fakefaces.components.shared.config_base import from_json
 from fakefaces.components.fairness_gate import baseline, evaluation
-from fakefaces.components.thresholds import ThresholdsConfig
+from fakefaces.components.shared.thresholds import ThresholdsConfig
 
 
 def write_blessing(blessing: types.Artifact, model: types.Artifact, report: Dict[str, Any],

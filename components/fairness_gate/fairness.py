@@ -56,9 +56,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fakefaces.components import features, groupings as groupings_lib
-from fakefaces.components.groupings import GroupingConfig, SliceKey
-from fakefaces.components.thresholds import (
+from fakefaces.components.shared import features, groupings as groupings_lib
+from fakefaces.components.shared.groupings import GroupingConfig, SliceKey
+from fakefaces.components.shared.thresholds import (
     AVERAGE_ODDS_DIFFERENCE, DI_FAKE, DI_REAL, DISPARATE_IMPACT, FAIRNESS_METRICS, FNR_GAP, FPR_GAP,
     ThresholdsConfig, within_bound)
 

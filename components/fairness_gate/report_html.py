@@ -12,9 +12,9 @@ import html
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from fakefaces.components import serving_contract
+from fakefaces.components.shared import serving_contract
 from fakefaces.components.fairness_gate import baseline, fairness
-from fakefaces.components.interval_plot import interval_plot
+from fakefaces.components.shared.interval_plot import interval_plot
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;

@@ -27,8 +27,8 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from fakefaces.components import serving_contract
-from fakefaces.components.interval_plot import interval_plot
+from fakefaces.components.shared import serving_contract
+from fakefaces.components.shared.interval_plot import interval_plot
 
 def _threshold_text(value) -> str:
   return 'n/a' if value is None else serving_contract.format_probability(value)

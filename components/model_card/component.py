@@ -12,10 +12,10 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from fakefaces.components import component_keys as keys
-from fakefaces.components.artifacts import (Annotations, FairnessReport, IngestReport, ModelCard,
+from fakefaces.components.shared import component_keys as keys
+from fakefaces.components.shared.artifacts import (Annotations, FairnessReport, IngestReport, ModelCard,
                                   ServingCanaryReport)
-from fakefaces.components.config_base import to_json
+from fakefaces.components.shared.config_base import to_json
 from fakefaces.components.model_card import executor
 from fakefaces.components.model_card.config import ModelCardConfig
 

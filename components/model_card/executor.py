@@ -20,8 +20,8 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from fakefaces.components import component_keys as keys, reports
-from fakefaces.components.config_base import from_json
+from fakefaces.components.shared import component_keys as keys, reports
+from fakefaces.components.shared.config_base import from_json
 from fakefaces.components.model_card import card as card_lib
 from fakefaces.components.model_card.config import ModelCardConfig
 

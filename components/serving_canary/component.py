@@ -10,9 +10,9 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
 
-from fakefaces.components import component_keys as keys
-from fakefaces.components.artifacts import ServingCanaryReport
-from fakefaces.components.config_base import to_json
+from fakefaces.components.shared import component_keys as keys
+from fakefaces.components.shared.artifacts import ServingCanaryReport
+from fakefaces.components.shared.config_base import to_json
 from fakefaces.components.serving_canary import executor
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
 

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared.config_base import ConfigError
 
 SERVERS = ('auto', 'builtin', 'tensorflow_model_server')
 

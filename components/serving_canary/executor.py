@@ -45,10 +45,10 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from fakefaces.components import blessings, component_keys as keys, example_files, reports
-from fakefaces.components import features
-from fakefaces.components import serving_contract as contract
-from fakefaces.components.config_base import from_json
+from fakefaces.components.shared import blessings, component_keys as keys, example_files, reports
+from fakefaces.components.shared import features
+from fakefaces.components.shared import serving_contract as contract
+from fakefaces.components.shared.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
 from fakefaces.serving import client as client_lib
 from fakefaces.serving import process as process_lib

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from fakefaces.components import example_files, features
+from fakefaces.components.shared import example_files, features
 from fakefaces.components.trainer import clip, clip_weights, embedding_cache, model as model_lib
 from fakefaces.components.trainer import data, precision, preprocess, training
 from fakefaces.components.trainer.config import TrainConfig

@@ -3,7 +3,7 @@
 import dataclasses
 from typing import List, Optional
 
-from fakefaces.components.config_base import FieldError
+from fakefaces.components.shared.config_base import FieldError
 from fakefaces.components.trainer import clip_weights
 
 # train.precision values; precision.py says what each means and what 'auto' picks.

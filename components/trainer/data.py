@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from fakefaces.components import example_files, features
+from fakefaces.components.shared import example_files, features
 from fakefaces.components.trainer import augment, preprocess
 from fakefaces.components.trainer.config import TrainConfig
 

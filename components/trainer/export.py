@@ -1,7 +1,7 @@
 """Exports a trained model as a TF Serving SavedModel with four signatures.
 
 Names, inputs and outputs are the serving contract in
-`components/serving_contract.py`:
+`components/shared/serving_contract.py`:
 
 * `serving_default`: `image_bytes` (string [batch], encoded JPEG/PNG/GIF/BMP
   of any size and channel count, as gRPC sends them and REST decodes
@@ -35,8 +35,8 @@ import tensorflow as tf
 
 import tf_keras as keras
 
-from fakefaces.components import features
-from fakefaces.components import serving_contract as contract
+from fakefaces.components.shared import features
+from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer import clip, model as model_lib
 from fakefaces.components.trainer import precision, preprocess

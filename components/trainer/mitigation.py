@@ -27,7 +27,7 @@ from typing import Dict, List, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from fakefaces.components import example_files, features
+from fakefaces.components.shared import example_files, features
 from fakefaces.components.trainer import augment, data
 from fakefaces.components.trainer.config import TrainConfig
 

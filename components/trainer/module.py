@@ -25,10 +25,10 @@ import os
 
 import tensorflow as tf
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 from fakefaces.components.trainer import (backbone, curves, data, export, mitigation,
                                           operating_point, precision, training)
-from fakefaces.components.config_base import from_dict
+from fakefaces.components.shared.config_base import from_dict
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer.config import BACKBONE_NAMES, TrainConfig
 

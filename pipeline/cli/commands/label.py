@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Dict, List, Optional, TextIO
 
-from fakefaces.pipeline.commands.run import add_config_flags, config_from_args
+from fakefaces.pipeline.cli.commands.run import add_config_flags, config_from_args
 
 OUT_COLUMNS = ('path', 'label', 'gender', 'race', 'age', 'split', 'image_id')
 PREDICTIONS_FILE = 'predictions.csv'  # components/demographic_annotator/executor.py writes it
@@ -61,7 +61,7 @@ def find_predictions(path: str) -> str:
 def _ask(attribute: str, proposal: str, confidence: str, vocabulary, stdin: TextIO,
          stdout: TextIO) -> Optional[str]:
   """The chosen value, or None for skip ('s'); raises EOFError/KeyboardInterrupt for quit."""
-  from fakefaces.components import features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared import features  # pylint: disable=g-import-not-at-top
   choices = '  '.join(f'{i}:{v}' for i, v in enumerate(vocabulary, start=1))
   while True:
     stdout.write(f'  {attribute} [{proposal} {confidence}] ({choices}): ')
@@ -90,7 +90,7 @@ def label_faces(config, predictions_path: str, out_path: str, split: str,
                 include_predicted: bool, limit: int, stdin: TextIO, stdout: TextIO) -> int:
   """The interactive loop; returns the number of faces written in this session."""
   # pylint: disable=g-import-not-at-top
-  from fakefaces.components import features
+  from fakefaces.components.shared import features
   from fakefaces.components.face_example_gen import sources
   # pylint: enable=g-import-not-at-top
   records = {r.image_id: r for r in sources.list_inputs(config.ingest) if not r.problem}

@@ -95,7 +95,7 @@ def _run(args) -> int:
 
 
 def _print_text(entry) -> None:
-  from fakefaces.components.serving_contract import format_probability  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.shared.serving_contract import format_probability  # pylint: disable=import-outside-toplevel
   source = entry['image']
   if 'error' in entry:
     print(f'fakefaces predict: {source}: {entry["error"]}', file=sys.stderr)

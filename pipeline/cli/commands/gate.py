@@ -14,7 +14,7 @@ accuracy are undefined), or bad input (the message names the file or field).
 import os
 import sys
 
-from fakefaces.components import thresholds as thresholds_lib
+from fakefaces.components.shared import thresholds as thresholds_lib
 from fakefaces.pipeline import config as config_lib
 
 EXIT_PASS, EXIT_FAIL, EXIT_INSUFFICIENT_OR_BAD_INPUT = 0, 1, 2
@@ -67,7 +67,7 @@ def _run(args) -> int:
   except (BadInput, config_lib.ConfigError) as e:
     print(f'fakefaces gate: bad input: {e}', file=sys.stderr)
     return EXIT_INSUFFICIENT_OR_BAD_INPUT
-  from fakefaces.components import reports  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared import reports  # pylint: disable=g-import-not-at-top
   annotation_report = None
   if args.annotations:
     try:
@@ -97,7 +97,7 @@ def check_model(model_dir: str) -> float:
   """The folder holds a SavedModel with the signature TFMA feeds and a decision threshold
   (returned)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from fakefaces.components import serving_contract  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared import serving_contract  # pylint: disable=g-import-not-at-top
   if not tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     raise BadInput(f'--model {model_dir}: no saved_model.pb there (pass the SavedModel folder, '
                    'e.g. <Trainer model uri>/Format-Serving or a Pusher version folder)')
@@ -119,7 +119,7 @@ def _check_examples(path: str) -> None:
   """Every record of the file reads (TFMA would fail mid-run with a Beam traceback on a
   truncated copy), and the first is a tf.Example with the label and image features."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from fakefaces.components import example_files, features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared import example_files, features  # pylint: disable=g-import-not-at-top
   record, count = None, 0
   try:
     for count, value in enumerate(example_files.records(path), start=1):
@@ -152,7 +152,7 @@ def resolve_examples(examples: str, split: str, out_dir: str, beam_args) -> str:
 
 def _ingest(config_path: str, split: str, out_dir: str, beam_args) -> str:
   """Ingests the config's sources into OUT (as `fakefaces ingest` does); the split's pattern."""
-  from fakefaces.components import example_files, features  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared import example_files, features  # pylint: disable=g-import-not-at-top
   from fakefaces.components.face_example_gen import executor  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.load_config(config_path)
@@ -178,7 +178,7 @@ def run_gate(model_dir: str, examples_pattern: str, thresholds, out_dir: str, be
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   from fakefaces.components.fairness_gate import eval_config, evaluation  # pylint: disable=g-import-not-at-top
-  from fakefaces.components import serving_contract  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared import serving_contract  # pylint: disable=g-import-not-at-top
   point = serving_contract.read_operating_point(model_dir)
   decision_threshold = float(point[serving_contract.DECISION_THRESHOLD_FIELD])
   config = eval_config.build_eval_config(thresholds, decision_threshold)

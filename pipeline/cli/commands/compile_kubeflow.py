@@ -3,7 +3,7 @@
 import sys
 
 from fakefaces.pipeline import config as config_lib
-from fakefaces.pipeline.commands.run import add_config_flags, config_from_args
+from fakefaces.pipeline.cli.commands.run import add_config_flags, config_from_args
 
 
 def register(subparsers) -> None:

@@ -26,16 +26,16 @@ warnings.filterwarnings('ignore', message='You are using a non-supported Python 
 from fakefaces.pipeline import quiet  # noqa: E402  (after the environment above is set)
 
 COMMAND_MODULES = (
-    'fakefaces.pipeline.commands.demo_data',
-    'fakefaces.pipeline.commands.run',
-    'fakefaces.pipeline.commands.ingest',
-    'fakefaces.pipeline.commands.label',
-    'fakefaces.pipeline.commands.report',
-    'fakefaces.pipeline.commands.gate',
-    'fakefaces.pipeline.commands.serve',
-    'fakefaces.pipeline.commands.predict',
-    'fakefaces.pipeline.commands.web',
-    'fakefaces.pipeline.commands.compile_kubeflow',
+    'fakefaces.pipeline.cli.commands.demo_data',
+    'fakefaces.pipeline.cli.commands.run',
+    'fakefaces.pipeline.cli.commands.ingest',
+    'fakefaces.pipeline.cli.commands.label',
+    'fakefaces.pipeline.cli.commands.report',
+    'fakefaces.pipeline.cli.commands.gate',
+    'fakefaces.pipeline.cli.commands.serve',
+    'fakefaces.pipeline.cli.commands.predict',
+    'fakefaces.pipeline.cli.commands.web',
+    'fakefaces.pipeline.cli.commands.compile_kubeflow',
 )
 
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PROJECT_PACKAGES = tuple(os.path.join(_PROJECT_ROOT, name) + os.sep
                           for name in ('pipeline', 'components', 'serving', 'kubeflow'))
 
@@ -89,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     which names the file and the dotted field, is printed without a traceback:
     it is the user's input, not a bug).
   """
-  from fakefaces.components.config_base import ConfigError  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.shared.config_base import ConfigError  # pylint: disable=g-import-not-at-top
   args = build_parser().parse_args(argv)
   if not args.verbose:
     quiet.quiet_python_warnings()

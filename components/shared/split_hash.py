@@ -3,7 +3,7 @@
 Stable across runs, machines and processes (sha256; Python's `hash()` is salted
 per process). Ingestion assigns splits by it (`face_example_gen/sources.py`),
 the Trainer's quality report splits the shared data by it
-(`trainer/quality_report.py`), and the benches sample by it. A salted text
+(`pipeline/cli/quality_report.py`), and the benches sample by it. A salted text
 (`'sample/' + image_id`) gives a draw independent of the split.
 """
 

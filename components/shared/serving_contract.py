@@ -1,6 +1,6 @@
 """The serving contract: every signature of the exported SavedModel, its inputs and outputs.
 
-`components/features.py` is the tf.Example contract; this module is the TF
+`components/shared/features.py` is the tf.Example contract; this module is the TF
 Serving one. Export (`components/trainer/export.py`), the server (`serving/`),
 the clients (`serving/client.py`, `fakefaces predict`, the web page) and the
 ServingCanary read the names from here and never spell them out themselves.
@@ -31,7 +31,7 @@ import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from fakefaces.components import features
+from fakefaces.components.shared import features
 
 # Signature names.
 SERVING_SIGNATURE = 'serving_default'

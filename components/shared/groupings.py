@@ -16,8 +16,8 @@ import dataclasses
 import itertools
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple, TypeVar
 
-from fakefaces.components import features
-from fakefaces.components.config_base import ConfigError
+from fakefaces.components.shared import features
+from fakefaces.components.shared.config_base import ConfigError
 
 CROSS = ' x '
 REST = 'rest'

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from fakefaces.components.trainer import quality_report  # TensorFlow loads only when the command runs
+  from fakefaces.pipeline.cli import quality_report  # TensorFlow loads only when the command runs
   overrides = {'epochs': args.epochs, 'image_size': args.image_size,
                'color_mode': args.color_mode, 'batch_size': args.batch_size}
   pipeline_config = config_lib.load_config(args.config)

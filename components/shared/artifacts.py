@@ -2,7 +2,7 @@
 
 Type names follow KFP v2's `<namespace>.<Type>` rule. Every report these
 artifacts hold is one JSON file in the artifact's folder, written and read by
-`components/reports.py` (which needs no TFX, so `serving/` can read them too).
+`components/shared/reports.py` (which needs no TFX, so `serving/` can read them too).
 """
 
 from tfx.types.artifact import Artifact

@@ -11,9 +11,9 @@ import dataclasses
 import os
 from typing import List, Optional
 
-from fakefaces.components import groupings as groupings_lib
-from fakefaces.components.config_base import ConfigError, from_dict, load_yaml
-from fakefaces.components.groupings import GroupingConfig
+from fakefaces.components.shared import groupings as groupings_lib
+from fakefaces.components.shared.config_base import ConfigError, from_dict, load_yaml
+from fakefaces.components.shared.groupings import GroupingConfig
 
 # The fairness metrics the gate judges (components/fairness_gate/fairness.py computes
 # them); `not_measurable` names them.

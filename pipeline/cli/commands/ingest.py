@@ -3,7 +3,7 @@
 import json
 import os
 
-from fakefaces.pipeline.commands.run import add_beam_flag, add_config_flags, config_from_args
+from fakefaces.pipeline.cli.commands.run import add_beam_flag, add_config_flags, config_from_args
 
 
 def register(subparsers) -> None:
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  from fakefaces.components import reports
+  from fakefaces.components.shared import reports
   from fakefaces.components.face_example_gen import executor
   from fakefaces.pipeline.beam_workers import local_beam_args
   config = config_from_args(args)

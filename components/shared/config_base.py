@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 import yaml
 
 # The project's files next to the packages: the curated schema (schema/).
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_SCHEMA = os.path.join(PROJECT_ROOT, 'schema', 'schema.pbtxt')
 
 

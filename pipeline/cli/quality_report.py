@@ -31,8 +31,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from sklearn import metrics as sk_metrics
 
-from fakefaces.components import features, reports
-from fakefaces.components.split_hash import unit_hash
+from fakefaces.components.shared import features, reports
+from fakefaces.components.shared.split_hash import unit_hash
 from fakefaces.components.trainer import curves, data, export, flops, operating_point, spectral, training
 from fakefaces.components.trainer.config import TrainConfig
 

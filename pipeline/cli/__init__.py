@@ -1,0 +1,1 @@
+"""The `fakefaces` command line, the top floor: it may import every other layer."""
