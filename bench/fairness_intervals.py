@@ -26,6 +26,7 @@ import time
 import fakefaces.pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 from fakefaces.components.fairness_gate import evaluation  # noqa: E402
+from fakefaces.components.shared import serving_contract  # noqa: E402
 from fakefaces.pipeline.fixtures import demo_models  # noqa: E402
 from fakefaces.pipeline import config as config_lib  # noqa: E402
 from fakefaces.pipeline.cli.commands import gate  # noqa: E402
@@ -58,7 +59,8 @@ def main() -> None:
     report = gate.run_gate(model, data, thresholds, out, list(gate.DEFAULT_BEAM_ARGS))
     wall, cpu = time.time() - wall, _cpu_seconds() - cpu
     judge = time.time()
-    evaluation.build_report(os.path.join(out, gate.EVALUATION_DIR), thresholds, True, model)
+    evaluation.build_report(os.path.join(out, gate.EVALUATION_DIR), thresholds, True, model,
+                            serving_contract.read_decision_threshold(model))
     rows.append({'method': name, 'wall_s': round(wall, 1), 'cpu_s': round(cpu, 1),
                  'judge_s': round(time.time() - judge, 2), 'slices': len(report['slices']),
                  'verdict': report['verdict'], 'load_avg_1m': round(os.getloadavg()[0], 2)})

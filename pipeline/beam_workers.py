@@ -10,8 +10,8 @@ Local runs (`fakefaces run`, `fakefaces ingest`) append DirectRunner flags to
   * `beam_workers: N > 1`: N face-preparation processes;
   * `beam_workers: 0` (default, "auto"): one per core when the ingestion is
     big enough to repay their start-up (each loads the dlib models), else one.
-* Every other Beam step (StatisticsGen's TFDV, the Evaluator's TFMA, the
-  DataGate) runs on one in-memory worker: Beam's extra processes made them
+* Every other Beam step (StatisticsGen's TFDV, the Evaluator's TFMA) runs on
+  one in-memory worker: Beam's extra processes made them
   slower (`bench/beam_steps.py`; measured in docs/performance.md, "Statistics
   and evaluation"). TFMA's inference already uses every core through
   TensorFlow's own thread pool, and each extra process starts TensorFlow and

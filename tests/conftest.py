@@ -1,4 +1,4 @@
-"""Shared pytest fixtures. Importing `pipeline` sets TF_USE_LEGACY_KERAS=1 first."""
+"""Shared pytest fixtures and options. Importing `fakefaces.pipeline` sets TF_USE_LEGACY_KERAS=1 first."""
 
 import os
 

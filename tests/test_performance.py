@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from fakefaces.components.face_example_gen import executor, face_workers, sources
-from fakefaces.components.face_preparation import align, faces
+from fakefaces.components.face_preparation import align
 from fakefaces.components.trainer import flops, model, training
 from fakefaces.pipeline import beam_workers
 from fakefaces.pipeline.config import (ConfigError, FacePreparation, IngestConfig, PipelineConfig,

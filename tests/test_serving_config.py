@@ -58,3 +58,9 @@ def test_serve_command_refuses_a_missing_base_path(tmp_path, capsys):
   missing = tmp_path / 'nowhere'
   assert cli.main(['serve', '--builtin', '--model-base-path', str(missing)]) == 2
   assert str(missing) in capsys.readouterr().err
+
+
+def test_serve_commands_defaults_are_the_servers():
+  from fakefaces.pipeline.cli.commands import serve  # pylint: disable=import-outside-toplevel
+  assert (serve.DEFAULT_HOST, serve.DEFAULT_PORT, serve.DEFAULT_REST_PORT) == (
+      server_lib.DEFAULT_HOST, server_lib.DEFAULT_GRPC_PORT, server_lib.DEFAULT_REST_PORT)

@@ -67,7 +67,7 @@ SEPARABLE_BALANCED = 'separable_balanced'  # told apart, but the label shares ma
 # A one-class source against the other class, on processing features.
 PROCESSING_MATCHED, PROCESSING_DIFFERS = 'processing_matched', 'processing_differs'
 ONE_CLASS_SOURCE = 'one_class_source'  # a pair with such a source: judged by its processing
-GHOST_QUALITIES = (50, 70, 85, 95)  # re-encoding ladder of the JPEG-ghost features
+GHOST_QUALITIES = (50, 70, 85)  # re-encoding ladder of the JPEG-ghost features
 BLOCK = 8  # JPEG's block side
 
 
@@ -155,8 +155,8 @@ def jpeg_history_features(image_bytes: bytes) -> np.ndarray:
   Blockiness: log ratio of the mean absolute step across 8x8 block borders to
   the step elsewhere, horizontally and vertically (a grid a generator or a
   camera does not draw). Ghosts: the log mean squared error of re-encoding at
-  each of GHOST_QUALITIES, centred on its mean, reduced to the slopes between
-  neighbouring qualities (an image once compressed at q changes little when
+  each of GHOST_QUALITIES, reduced to the two slopes between neighbouring
+  qualities (an image once compressed at q changes little when
   re-encoded near q).
 
   Raises:
@@ -170,7 +170,7 @@ def jpeg_history_features(image_bytes: bytes) -> np.ndarray:
     out.append(np.log((steps[:, border].mean() + 1e-3) / (steps[:, ~border].mean() + 1e-3))
                if border.any() and (~border).any() else 0.0)
   ghosts = np.log([_reencode_error(gray, q) + 1e-3 for q in GHOST_QUALITIES])
-  out += list(np.diff(ghosts)[:2])  # two slopes: the third is mostly the last encoding's own
+  out += list(np.diff(ghosts))  # at 95 a third slope would be mostly the last encoding's own
   return np.asarray(out, dtype=np.float32)
 
 

@@ -39,7 +39,7 @@ GPU_BF16_MIN_CAPABILITY = (8, 0)
 
 
 # Read instead of /proc/cpuinfo when set: a file standing in for another CPU's, so the
-# suite can run `auto` as it resolves on a CPU with bfloat16 (tests/test_precisions.py).
+# suite can run `auto` as it resolves on a CPU with bfloat16 (`pytest --cpu-bf16`, tests/conftest.py).
 CPUINFO_ENV = 'FAKEFACES_CPUINFO'
 
 

@@ -106,8 +106,8 @@ def label_faces(config, predictions_path: str, out_path: str, split: str,
       continue
     if row['image_id'] in done or row['image_id'] not in records:
       continue
-    if row['demographics_source'] == features.HUMAN:
-      continue  # a human label is there already; correct the dataset's CSV instead
+    if row['demographics_source'] in features.LABELLED_ORIGINS:
+      continue  # a human or prompted label came with the data; correct the dataset's CSV instead
     if not include_predicted and all(row[f'{a}_value'] != features.UNKNOWN
                                      for a in features.DEMOGRAPHIC_FEATURES):
       continue

@@ -11,6 +11,8 @@ import shutil
 import sys
 import tempfile
 
+# serving/server.py's defaults, repeated so that `--help` loads no server (tests/test_serving_config.py
+# checks they agree).
 DEFAULT_PORT = 8500
 DEFAULT_REST_PORT = 8501
 DEFAULT_HOST = '127.0.0.1'
