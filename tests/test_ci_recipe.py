@@ -22,6 +22,8 @@ import pytest
 
 from fakefaces.pipeline import config as config_lib
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 DEMO_DATA_COMMAND = 'fakefaces demo-data --out runs/demo_data'
 DEMO_GATE_RECIPE = (
     'fakefaces gate --model "$(ls -d runs/demo/pipeline_root/Trainer/model/*/Format-Serving '

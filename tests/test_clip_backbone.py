@@ -31,6 +31,8 @@ from fakefaces.components.trainer.config import TrainConfig
 from fakefaces.pipeline import demo_data
 from fakefaces.pipeline.fixtures import demo_records
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 
 def _config(**overrides):
   fields = dict(architecture='clip_vit_b16', image_size=224, color_mode='rgb', epochs=3,

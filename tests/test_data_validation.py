@@ -29,6 +29,8 @@ from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.pipeline import config as config_lib
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 SCHEMA = tfdv.load_schema_text(config_lib.DEFAULT_SCHEMA)
 DEMO_THRESHOLDS = config_lib.load_thresholds(
     os.path.join(config_lib.PROJECT_ROOT, 'pipeline', 'configs', 'demo_thresholds.yaml'))

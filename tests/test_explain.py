@@ -15,6 +15,8 @@ from PIL import Image
 from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.trainer import export, model as model_lib
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 SIZE = 64
 PATCH = 12
 

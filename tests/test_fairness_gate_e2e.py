@@ -24,6 +24,8 @@ from fakefaces.components.fairness_gate.component import FairnessGate
 from fakefaces.pipeline.cli import cli
 from fakefaces.pipeline import config as config_lib
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 THRESHOLDS_YAML = """
 min_group_size: 5
 min_balanced_accuracy: 0.8

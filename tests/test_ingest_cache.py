@@ -23,6 +23,8 @@ from fakefaces.pipeline.pipeline import input_fingerprint
 from tiny_pipeline import tiny_config, write_config, write_thresholds
 from wiring_thresholds import LENIENT
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 State = metadata_store_pb2.Execution.State
 # Components whose inputs are the ingested examples only (not the last blessed model).

@@ -21,6 +21,8 @@ from fakefaces.components.face_example_gen import executor
 from fakefaces.components.face_preparation import align
 from fakefaces.pipeline.config import FacePreparation, IngestConfig, SourceConfig
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 SAMPLE_SIZE = 60
 OUTPUT_SIZE = 256
 

@@ -16,6 +16,8 @@ from fakefaces.pipeline.fixtures import demo_records
 from fakefaces.serving import client as client_lib
 import serving_testing as testing
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 
 def test_threshold_for_target_fpr_on_known_scores():
   # 20 reals scoring 0.00, 0.05, ..., 0.95; 5 fakes.

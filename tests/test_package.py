@@ -26,6 +26,8 @@ import pytest
 
 from fakefaces.pipeline.fixtures import demo_models
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_LEVEL_FOLDERS = ('pipeline', 'components', 'serving', 'kubeflow')
 KUBEFLOW_SDK_WHEELS = os.path.join(os.path.dirname(os.path.dirname(sys.executable)), 'test-wheels')

@@ -24,6 +24,8 @@ from fakefaces.pipeline.cli import cli
 from fakefaces.serving import photos, web
 import serving_testing as testing
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 # The shared-data ingestion parameters (hog+cnn, 128 px crops): what predict gets from the model.
 PREP = faces.FacePreparation(detector='hog+cnn', output_size=128)
 _REPR = re.compile(r'object at 0x|<[a-zA-Z_.]+ object|\bb\'')

@@ -18,6 +18,8 @@ from fakefaces.pipeline import demo_data, local_runner, summary
 from tiny_pipeline import tiny_config, write_thresholds
 from wiring_thresholds import LENIENT
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 COMPONENTS = ('FaceExampleGen', 'DemographicAnnotator', 'StatisticsGen', 'ImportSchemaGen',
               'ExampleValidator', 'DataGate', 'Trainer', 'Evaluator', 'FairnessGate',
               'ServingCanary', 'Pusher', 'ModelCardGen')

@@ -35,6 +35,8 @@ from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline.fixtures import demo_models
 from fakefaces.pipeline import pipeline as pipeline_lib
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 THRESHOLDS_YAML = """
 min_group_size: 5
 min_balanced_accuracy: 0.8

@@ -19,6 +19,7 @@ import sys
 import time
 
 import ml_metadata as mlmd
+import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
@@ -27,6 +28,9 @@ from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline import demo_data, local_runner
 from tiny_pipeline import tiny_config, write_config, write_thresholds
 from wiring_thresholds import LENIENT
+
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEFORE_TRAINER = ('FaceExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'ExampleValidator',

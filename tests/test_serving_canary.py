@@ -5,11 +5,15 @@ calls every signature with real and bad inputs over gRPC, and stops the server.
 The pipeline tests (test_pipeline_e2e, test_release) run it inside full runs.
 """
 
+import pytest
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.components.serving_canary import executor as canary
 from fakefaces.components.serving_canary.config import CanaryConfig
 import serving_testing as testing
+
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 
 
 def _examples(count: int):

@@ -31,6 +31,8 @@ from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.pipeline import config as config_lib
 from test_data_validation import _gate_report, _ran, _run, _write  # the DataGate test harness
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 SIDE = 64
 
 

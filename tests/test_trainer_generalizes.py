@@ -5,12 +5,16 @@ a run of ~50 steps fits the training set yet evaluates at chance,
 because inference uses moving averages still dominated by their initial values.
 """
 
+import pytest
 import numpy as np
 import tensorflow as tf
 
 from fakefaces.components.trainer import preprocess
 from fakefaces.components.trainer.model import build_model
 from fakefaces.pipeline import demo_data
+
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 
 
 def _arrays(rows, split):

@@ -13,6 +13,8 @@ from fakefaces.components.trainer import curves, data, module, training
 from fakefaces.pipeline.fixtures import demo_records
 from fakefaces.pipeline.config import ConfigError, TrainConfig
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
+
 
 @pytest.fixture(scope='module')
 def records(tmp_path_factory):
