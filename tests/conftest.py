@@ -33,6 +33,7 @@ def pytest_configure(config):
     os.environ[precision.CPUINFO_ENV] = path  # inherited by subprocesses and xdist workers
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
   """Keeps each module's tests on one xdist worker when they share a module fixture.
 
