@@ -102,3 +102,12 @@ def test_a_source_with_one_class_is_named_as_a_confound():
   assert [t for t in text if t.startswith('Source confound')] == [
       t for t in text if t.startswith('Source confound: fairface contributes only real photos')]
   assert len([t for t in text if t.startswith('Source confound')]) == 1
+
+
+def test_identical_unmeasured_checks_are_one_limitation_with_their_count():
+  check = {'grouping': 'race', 'metric': 'fnr_gap', 'status': 'not_measurable',
+           'reason': 'no labelled fakes'}
+  items = card_lib.limitations({'checks': [dict(check) for _ in range(6)]}, None, {'skipped': False})
+  text = [i['description'] for i in items]
+  assert text.count('NOT MEASURED: race: fnr_gap (no labelled fakes) [6 checks]') == 1
+  assert not any(t == 'NOT MEASURED: race: fnr_gap (no labelled fakes)' for t in text)

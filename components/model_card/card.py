@@ -21,6 +21,7 @@ A card must name what failed and what could not be measured: every check
 whose status is not 'pass' becomes a limitation, with its reason.
 """
 
+import collections
 import datetime
 import html
 import math
@@ -178,12 +179,17 @@ def limitations(report: Dict[str, Any], canary: Optional[Dict[str, Any]],
         + '. Other photo sources, cameras and generators were not measured.'})
   for warning in report.get('data_warnings', []):
     items.append({'description': f'Not measurable on this data: {warning}'})
+  # Checks with the same status, grouping, metric and reason are one line with their count
+  # (judge_each_value_of gives one check per value: six identical lines otherwise).
+  repeated = collections.Counter()
   for check in report.get('checks', []):
     if check['status'] in NOT_PASSED:
       label = {'fail': 'FAILED', 'insufficient_evidence': 'INSUFFICIENT EVIDENCE',
                'not_measurable': 'NOT MEASURED'}[check['status']]
-      items.append({'description': f"{label}: {check['grouping']}: {check['metric']}"
-                                   + (f" ({check['reason']})" if check.get('reason') else '')})
+      repeated[f"{label}: {check['grouping']}: {check['metric']}"
+               + (f" ({check['reason']})" if check.get('reason') else '')] += 1
+  for text, count in repeated.items():
+    items.append({'description': text + (f' [{count} checks]' if count > 1 else '')})
   for kind, what in (('prompted', 'what a generator was asked for, not a person\'s judgement '
                                  'of the image'),
                      ('predicted', 'the demographic annotator\'s predictions')):
