@@ -34,6 +34,8 @@ from apache_beam.options import pipeline_options
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.transforms import environments
 
+from fakefaces.components.shared import ports
+
 JOB_SERVICE = 'apache_beam.runners.portability.local_job_service_main'
 WORKER_POOL = 'apache_beam.runners.worker.worker_pool_main'
 _START_ATTEMPTS = 3  # the pool's port is picked here and may be taken before it binds
@@ -82,13 +84,6 @@ def _read_port_file(path: str):
     return int(text) if text else None
   except (OSError, ValueError):
     return None
-
-
-def free_port() -> int:
-  """A port no one listens on now on the loopback interface."""
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
 
 
 def _listening(port: int):
@@ -150,7 +145,7 @@ def local_services(log_dir: str, start_timeout_s: float = 120.0) -> Iterator[Ser
     deadline = time.monotonic() + start_timeout_s
     # The pool logs its port only at INFO, which it never prints: pick it here.
     for attempt in range(_START_ATTEMPTS):
-      pool_port = free_port()
+      pool_port = ports.free_loopback_port()
       pool = _start(WORKER_POOL, ['--service_port', str(pool_port)], pool_log)
       processes.append(pool)
       try:

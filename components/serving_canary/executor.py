@@ -28,7 +28,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -46,7 +45,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from fakefaces.components.shared import blessings, component_keys as keys, example_files, reports
-from fakefaces.components.shared import features
+from fakefaces.components.shared import features, ports
 from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.shared.config_base import from_json
 from fakefaces.components.serving_canary.config import CanaryConfig, validate
@@ -177,12 +176,6 @@ def query_signature(stub, name: str, spec: Dict[str, Any], examples: List[bytes]
 
 # ---- the serving stack ------------------------------------------------------------------
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 class _ModelServer:
   """tensorflow_model_server (when on PATH) or the project's server, as a child process."""
 
@@ -202,7 +195,7 @@ class _ModelServer:
       self.grpc_target = self._builtin.grpc_target
     else:
       options = server_lib.ServerOptions(model_base_path=base_path, model_name=MODEL_NAME,
-                                         grpc_port=_free_port(), rest_port=None)
+                                         grpc_port=ports.free_loopback_port(), rest_port=None)
       command = server_lib.model_server_command(options, binary, tempfile.mkdtemp())
       self._log = open(log_path, 'wb')  # pylint: disable=consider-using-with
       self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
