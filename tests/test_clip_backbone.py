@@ -1,5 +1,6 @@
 """`train.architecture: clip_vit_b16`: the tower against the reference, the weights' errors,
-the embedding cache, and the exported model with every signature in the project's server.
+the embedding cache, the exported model with every signature in the project's server, and the
+fused model (CNN and CLIP head stacked on the eval split).
 
 The backbone is real (the package file, 86M parameters, float32): built once per
 module; its cost on 2 CPU cores is a few seconds per batch of crops.
@@ -193,16 +194,21 @@ def test_the_served_model_computes_the_training_embedding_and_every_signature_wo
         image_bytes=tf.constant([eval_images[0], b'not an image']))
 
 
+def _assert_the_canary_passes(export_dir, images, work):
+  """The ServingCanary (the project's server on loopback) calls every signature with 2 of `images`."""
+  examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
+                                       split='test'), b, face_size=64).SerializeToString()
+              for i, b in enumerate(images[:2])]
+  report = canary.run_canary(export_dir, examples, CanaryConfig(server='builtin'),
+                             str(work / 'work'), log_path=str(work / 'server.log'))
+  assert report['passed'] is True, report['problems']
+  assert {c['signature'] for c in report['calls']} == set(contract.SIGNATURES)
+
+
 def test_the_serving_canary_passes_the_clip_model(trained, tmp_path):
   _, export_dir, _, patterns = trained
   eval_images, _ = backbone.read_records([patterns[features.EVAL]])
-  examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
-                                       split='test'), b, face_size=64).SerializeToString()
-              for i, b in enumerate(eval_images[:2])]
-  report = canary.run_canary(export_dir, examples, CanaryConfig(server='builtin'),
-                             str(tmp_path / 'work'), log_path=str(tmp_path / 'server.log'))
-  assert report['passed'] is True, report['problems']
-  assert {c['signature'] for c in report['calls']} == set(contract.SIGNATURES)
+  _assert_the_canary_passes(export_dir, eval_images, tmp_path)
 
 
 def test_the_fused_model_is_named_and_checked_at_config_load():
@@ -272,11 +278,4 @@ def test_the_fused_model_stacks_on_eval_and_serves_every_signature(fused_trained
   assert heatmap.shape == (2, 224, 224) and heatmap.min() >= 0 and heatmap.max() <= 1
   np.testing.assert_allclose(explained[contract.PROBABILITY_KEY].numpy(), served[:2], atol=1e-5)
   assert any(image_map.max() == pytest.approx(1.0) for image_map in heatmap)
-  # Every signature through the project's server on loopback (the ServingCanary).
-  examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
-                                       split='test'), b, face_size=64).SerializeToString()
-              for i, b in enumerate(eval_images[:2])]
-  report = canary.run_canary(export_dir, examples, CanaryConfig(server='builtin'),
-                             str(tmp_path / 'work'), log_path=str(tmp_path / 'server.log'))
-  assert report['passed'] is True, report['problems']
-  assert {c['signature'] for c in report['calls']} == set(contract.SIGNATURES)
+  _assert_the_canary_passes(export_dir, eval_images, tmp_path)
