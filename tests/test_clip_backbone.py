@@ -279,3 +279,8 @@ def test_the_fused_model_stacks_on_eval_and_serves_every_signature(fused_trained
   np.testing.assert_allclose(explained[contract.PROBABILITY_KEY].numpy(), served[:2], atol=1e-5)
   assert any(image_map.max() == pytest.approx(1.0) for image_map in heatmap)
   _assert_the_canary_passes(export_dir, eval_images, tmp_path)
+
+
+def test_the_stacking_needs_both_labels_on_eval():
+  with pytest.raises(ValueError, match=r'eval split has only label \[1\]'):
+    fused.fit_stacking(np.ones([4, 2], np.float32), np.ones(4, np.int64))

@@ -19,7 +19,7 @@ backbone runs once per image per run.
 import io
 import json
 import os
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -97,7 +97,8 @@ def _cnn_logits(cnn: keras.Model, images: Sequence[bytes], batch_size: int) -> n
 
 
 def train(config: TrainConfig, cnn: keras.Model, train_files: Sequence[str],
-          eval_files: Sequence[str], run_dir: str, embedder: backbone.Embedder = None):
+          eval_files: Sequence[str], run_dir: str,
+          embedder: Optional[backbone.Embedder] = None):
   """Trains the CLIP head, fits the stacking on eval; returns (fused model, eval data, stacking).
 
   `cnn`: the trained float32 CNN (`module.train_cnn`). Eval data: (P(fake) [n]
