@@ -1,5 +1,8 @@
 """TFX Trainer entry point: `run_fn` trains the paper's CNN on the TFRecords.
 
+Or, by `train.architecture`: a head on the frozen CLIP backbone (backbone.py),
+or the fused model, the CNN and that head stacked on the eval split (fused.py).
+
 Wire it as `tfx.components.Trainer(run_fn='fakefaces.components.trainer.module.run_fn',
 custom_config=trainer_custom_config(train_config, target_fpr=0.05), ...)`.
 Hyperparameters come only from `custom_config` (a `TrainConfig` as a dict plus
