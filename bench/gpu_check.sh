@@ -14,6 +14,10 @@
 #    (gzipped TFRecords, decode on all cores), and that input pipeline alone. Prints img/s,
 #    utilization against a matmul/conv peak measured in the same run and against the GPU's
 #    published dense bfloat16 peak. One JSON per configuration under $OUT_DIR.
+# 2b. bench/photo.py --backbone (needs the shared data's FairFace photos): 20 photos of 224 px to
+#    their verdict by the CNN, the CLIP ViT-B/16 model and the fused model, served on this
+#    machine (the GPU when TensorFlow sees one), float32; skipped in the dry run (the tower's
+#    export takes minutes on a CPU).
 # 3. `fakefaces run --config pipeline/configs/shared_data.yaml` into a scratch folder (needs the
 #    shared data: $FACES_DATA, default ../shared/data or ./shared/data), then the Trainer's
 #    per-epoch seconds and validation AUC from its history.json, and the run's summary (the
@@ -88,6 +92,18 @@ for config in "${configs[@]}"; do
     --out "$OUT_DIR/train_${device}_${size}px_batch${batch}.json" 2>"$OUT_DIR/train_${size}_${batch}.log" \
     | grep -v '^  measured' || { tail -20 "$OUT_DIR/train_${size}_${batch}.log"; exit 1; }
 done
+
+# --- 2b. the CLIP backbone: a photo to its verdict, cnn / clip / fused --------------
+if (( DRY_RUN )); then
+  stamp "dry run: bench/photo.py --backbone skipped"
+elif [[ -z "$FACES_DATA" ]]; then
+  stamp "no shared data (set FACES_DATA): bench/photo.py --backbone skipped"
+else
+  stamp "bench/photo.py --backbone: 20 photos, cnn / clip / fused"
+  "$PYTHON" bench/photo.py --data "$FACES_DATA" --photos 20 --backbone --label "$device" \
+    --out "$OUT_DIR/photo_backbone_${device}.json" 2>"$OUT_DIR/photo_backbone.log" \
+    || { tail -20 "$OUT_DIR/photo_backbone.log"; exit 1; }
+fi
 
 # --- 3. the shared-data configuration end to end ------------------------------------
 if (( DRY_RUN )); then

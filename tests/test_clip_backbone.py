@@ -1,5 +1,6 @@
 """`train.architecture: clip_vit_b16`: the tower against the reference, the weights' errors,
-the embedding cache, and the exported model with every signature in the project's server.
+the embedding cache, the exported model with every signature in the project's server, and the
+fused model (CNN and CLIP head stacked on the eval split).
 
 The backbone is real (the package file, 86M parameters, float32): built once per
 module; its cost on 2 CPU cores is a few seconds per batch of crops.
@@ -25,7 +26,7 @@ from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.components.serving_canary import executor as canary
 from fakefaces.components.serving_canary.config import CanaryConfig
-from fakefaces.components.trainer import backbone, clip, clip_weights, embedding_cache, module
+from fakefaces.components.trainer import backbone, clip, clip_weights, embedding_cache, fused, module
 from fakefaces.components.trainer import operating_point, training
 from fakefaces.components.trainer.config import TrainConfig
 from fakefaces.pipeline import demo_data
@@ -193,13 +194,93 @@ def test_the_served_model_computes_the_training_embedding_and_every_signature_wo
         image_bytes=tf.constant([eval_images[0], b'not an image']))
 
 
+def _assert_the_canary_passes(export_dir, images, work):
+  """The ServingCanary (the project's server on loopback) calls every signature with 2 of `images`."""
+  examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
+                                       split='test'), b, face_size=64).SerializeToString()
+              for i, b in enumerate(images[:2])]
+  report = canary.run_canary(export_dir, examples, CanaryConfig(server='builtin'),
+                             str(work / 'work'), log_path=str(work / 'server.log'))
+  assert report['passed'] is True, report['problems']
+  assert {c['signature'] for c in report['calls']} == set(contract.SIGNATURES)
+
+
 def test_the_serving_canary_passes_the_clip_model(trained, tmp_path):
   _, export_dir, _, patterns = trained
   eval_images, _ = backbone.read_records([patterns[features.EVAL]])
-  examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
-                                       split='test'), b, face_size=64).SerializeToString()
-              for i, b in enumerate(eval_images[:2])]
-  report = canary.run_canary(export_dir, examples, CanaryConfig(server='builtin'),
-                             str(tmp_path / 'work'), log_path=str(tmp_path / 'server.log'))
-  assert report['passed'] is True, report['problems']
-  assert {c['signature'] for c in report['calls']} == set(contract.SIGNATURES)
+  _assert_the_canary_passes(export_dir, eval_images, tmp_path)
+
+
+def test_the_fused_model_is_named_and_checked_at_config_load():
+  fused = {'architecture': 'fused', 'image_size': 224, 'color_mode': 'rgb'}
+  assert from_dict(TrainConfig, dict(fused, fused_cnn='baseline', input_filter='highpass'),
+                   'train').fused_cnn == 'baseline'
+  with pytest.raises(ConfigError, match=r'^train\.fused_cnn .*resnet50.*vgg10'):
+    from_dict(TrainConfig, dict(fused, fused_cnn='resnet50'), 'train')
+  with pytest.raises(ConfigError, match=r'^train\.color_mode must be .rgb. for architecture fused'):
+    from_dict(TrainConfig, dict(fused, color_mode='grayscale'), 'train')
+  with pytest.raises(ConfigError, match=r'^train\.min_diff_weight is not supported'):
+    from_dict(TrainConfig, dict(fused, min_diff_weight=1.0), 'train')
+  with pytest.raises(ConfigError, match=r'^train\.head '):
+    from_dict(TrainConfig, dict(fused, head='svm'), 'train')
+
+
+@pytest.fixture(scope='module')
+def fused_trained(tmp_path_factory):
+  """run_fn for `fused` (baseline CNN, high-pass input, linear CLIP head) on 40 demo crops."""
+  root = tmp_path_factory.mktemp('fused')
+  patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=40, seed=6)
+  config = dict(architecture='fused', fused_cnn='baseline', input_filter='highpass',
+                image_size=224, color_mode='rgb', epochs=2, batch_size=8,
+                early_stopping_patience=0, seed=3, head='linear',
+                embedding_cache_dir=str(root / 'cache'))
+  args = FnArgs(train_files=[patterns[features.TRAIN]], eval_files=[patterns[features.EVAL]],
+                model_run_dir=str(root / 'run'), serving_model_dir=str(root / 'serving'),
+                custom_config=dict(config, target_fpr=0.25))
+  module.run_fn(args)
+  return args.model_run_dir, args.serving_model_dir, patterns
+
+
+def test_the_fused_model_stacks_on_eval_and_serves_every_signature(fused_trained, tmp_path):
+  run_dir, export_dir, patterns = fused_trained
+  with open(os.path.join(run_dir, training.HISTORY_FILE)) as f:
+    fusion = json.load(f)['fusion']
+  with open(os.path.join(run_dir, fused.CLIP_HEAD_RUN, training.HISTORY_FILE)) as f:
+    clip_history = json.load(f)
+  train_images, _ = backbone.read_records([patterns[features.TRAIN]])
+  eval_images, eval_labels = backbone.read_records([patterns[features.EVAL]])
+  # The backbone ran once per image of the run: train and eval, no more.
+  assert clip_history['embeddings']['computed'] == len(set(train_images + eval_images))
+  stored = np.load(os.path.join(run_dir, fused.STACKING_DATA))
+  np.testing.assert_array_equal(stored['labels'], eval_labels)
+  # The stacking layer is the eval split's logistic fit, not a fixed average.
+  weights, bias = fused.fit_stacking(stored['logits'], stored['labels'])
+  np.testing.assert_allclose(fusion['weights'], weights, rtol=1e-5)
+  assert fusion['bias'] == pytest.approx(bias, rel=1e-5)
+  assert fusion['fitted_on'] == features.EVAL and fusion['examples'] == len(eval_labels)
+  assert not np.allclose(fusion['weights'], [0.5, 0.5], atol=0.05)
+
+  loaded = tf.saved_model.load(export_dir)
+  assert set(loaded.signatures) == set(contract.SIGNATURES)
+  served = loaded.signatures[contract.SERVING_SIGNATURE](
+      image_bytes=tf.constant(eval_images))[contract.PROBABILITY_KEY].numpy()
+  # The served model is the stacking of those logits: P(fake) = sigmoid(w . logits + b).
+  stacked = 1 / (1 + np.exp(-(stored['logits'] @ np.asarray(fusion['weights']) + fusion['bias'])))
+  np.testing.assert_allclose(served, stacked, atol=1e-4)
+  averaged = 1 / (1 + np.exp(-(stored['logits'] @ np.asarray([0.5, 0.5]))))
+  assert np.abs(served - averaged).max() > 1e-2
+  # The operating point was chosen on the fused model's eval scores.
+  chosen = contract.read_operating_point(export_dir)
+  again = operating_point.choose(eval_labels, served, 0.25, split=features.EVAL).to_dict()
+  assert abs(again['decision_threshold'] - chosen['decision_threshold']) < 1e-4
+  explained = loaded.signatures[contract.EXPLAIN_SIGNATURE](image_bytes=tf.constant(eval_images[:2]))
+  heatmap = explained[contract.HEATMAP_KEY].numpy()
+  assert heatmap.shape == (2, 224, 224) and heatmap.min() >= 0 and heatmap.max() <= 1
+  np.testing.assert_allclose(explained[contract.PROBABILITY_KEY].numpy(), served[:2], atol=1e-5)
+  assert any(image_map.max() == pytest.approx(1.0) for image_map in heatmap)
+  _assert_the_canary_passes(export_dir, eval_images, tmp_path)
+
+
+def test_the_stacking_needs_both_labels_on_eval():
+  with pytest.raises(ValueError, match=r'eval split has only label \[1\]'):
+    fused.fit_stacking(np.ones([4, 2], np.float32), np.ones(4, np.int64))

@@ -16,13 +16,19 @@ ARCHITECTURE_NAMES = ('baseline', 'vgg10', 'vgg16', 'resnet50', 'densenet121')
 # Frozen pretrained backbones with a trained head (clip.py; docs/clip_backbone.md).
 BACKBONE_NAMES = ('clip_vit_b16',)
 HEADS = ('linear', 'mlp')  # train.head for a backbone: logistic regression, or one hidden layer
+# The paper's CNN and the CLIP head in one model, their logits stacked (fused.py).
+FUSED = 'fused'
+FUSED_CNNS = ('vgg10', 'baseline')  # train.fused_cnn
 OWNER = 'train'  # how errors name a TrainConfig built outside a config file
 
 @dataclasses.dataclass
 class TrainConfig:
-  architecture: str = 'vgg10'  # ARCHITECTURE_NAMES or BACKBONE_NAMES; 'vgg10' is the paper's best
-  # For a backbone (clip_vit_b16, which needs image_size 224 and color_mode rgb):
+  architecture: str = 'vgg10'  # ARCHITECTURE_NAMES, BACKBONE_NAMES or FUSED; 'vgg10' is the paper's best
+  # For a backbone (clip_vit_b16 or fused, which need image_size 224 and color_mode rgb):
   head: str = 'linear'  # one of HEADS, trained on the frozen embeddings
+  # For fused: the CNN (one of FUSED_CNNS) trained beside the CLIP head; input_filter,
+  # full_resolution_convs, horizontal_flip and the augmentations apply to it.
+  fused_cnn: str = 'vgg10'
   # Where frozen embeddings are cached across runs (embedding_cache.py); '' is
   # $XDG_CACHE_HOME/fakefaces/embeddings (~/.cache/... without it).
   embedding_cache_dir: str = ''
@@ -85,11 +91,13 @@ class TrainConfig:
   def __post_init__(self):
     if self.precision not in PRECISIONS:
       raise ValueError(f'train.precision {self.precision!r} is not one of {list(PRECISIONS)}')
-    if self.architecture not in ARCHITECTURE_NAMES + BACKBONE_NAMES:
-      raise FieldError(OWNER, 'architecture', f'{self.architecture!r} is not one of '
-                       f'{list(ARCHITECTURE_NAMES + BACKBONE_NAMES)}')
+    names = ARCHITECTURE_NAMES + BACKBONE_NAMES + (FUSED,)
+    if self.architecture not in names:
+      raise FieldError(OWNER, 'architecture', f'{self.architecture!r} is not one of {list(names)}')
     if self.architecture in BACKBONE_NAMES:
       self._check_backbone()
+    elif self.architecture == FUSED:
+      self._check_fused()
 
   def _check_backbone(self):
     """A backbone's fixed input and unsupported options are refused here, and its weights checked.
@@ -110,6 +118,26 @@ class TrainConfig:
       if getattr(self, field) != off:
         raise FieldError(OWNER, field, f'is not supported with architecture {self.architecture} '
                          f'(its head trains on cached embeddings of unaugmented crops); set {off!r}')
+    self._check_head_and_weights()
+
+  def _check_fused(self):
+    """The fused model's CNN, its shared 224 px RGB input, the CLIP head and the backbone's weights.
+
+    The CNN trains as any CNN here (augmentation, source balancing); MinDiff is
+    refused: it would shape the CNN's scores alone, not the stacked model's.
+    """
+    if self.fused_cnn not in FUSED_CNNS:
+      raise FieldError(OWNER, 'fused_cnn', f'{self.fused_cnn!r} is not one of {list(FUSED_CNNS)}')
+    for field, value in {'image_size': 224, 'color_mode': 'rgb'}.items():
+      if getattr(self, field) != value:
+        raise FieldError(OWNER, field, f'must be {value!r} for architecture {FUSED} (the CNN and '
+                         f'the CLIP backbone share one input), got {getattr(self, field)!r}')
+    if self.min_diff_weight:
+      raise FieldError(OWNER, 'min_diff_weight', f'is not supported with architecture {FUSED} '
+                       '(it would train the CNN part only); set 0.0')
+    self._check_head_and_weights()
+
+  def _check_head_and_weights(self):
     if self.head not in HEADS:
       raise FieldError(OWNER, 'head', f'{self.head!r} is not one of {list(HEADS)}')
     try:

@@ -46,6 +46,12 @@ from fakefaces.components.trainer import precision, preprocess
 OUTPUT_LAYER = model_lib.OUTPUT_LAYER
 
 
+def _has_layer(model: keras.Model, name: str) -> bool:
+  """Whether `model` or a model nested in it has a layer called `name`."""
+  return any(layer.name == name or (isinstance(layer, keras.Model) and _has_layer(layer, name))
+             for layer in model.layers)
+
+
 class _ServingModule(tf.Module):
   """Holds the Keras model and the preprocessing constants it was trained with."""
 
@@ -59,7 +65,8 @@ class _ServingModule(tf.Module):
                                           name='decision_threshold')
     self.face_preparation_json = tf.constant(face_preparation.to_json())
     output_layer = model.get_layer(OUTPUT_LAYER)
-    self.is_vit = any(layer.name == clip.EMBEDDING_LAYER for layer in model.layers)
+    # A ViT backbone, alone or inside the fused model (fused.py, a nested model).
+    self.is_vit = _has_layer(model, clip.EMBEDDING_LAYER)
     # One model giving the last feature map (a CNN's) and the head's input: the
     # fake logit is head_input @ kernel + bias (before the sigmoid, which saturates
     # and would zero the gradient on confident predictions).

@@ -1,5 +1,8 @@
 """TFX Trainer entry point: `run_fn` trains the paper's CNN on the TFRecords.
 
+Or, by `train.architecture`: a head on the frozen CLIP backbone (backbone.py),
+or the fused model, the CNN and that head stacked on the eval split (fused.py).
+
 Wire it as `tfx.components.Trainer(run_fn='fakefaces.components.trainer.module.run_fn',
 custom_config=trainer_custom_config(train_config, target_fpr=0.05), ...)`.
 Hyperparameters come only from `custom_config` (a `TrainConfig` as a dict plus
@@ -26,11 +29,11 @@ import os
 import tensorflow as tf
 
 from fakefaces.components.shared import features
-from fakefaces.components.trainer import (backbone, curves, data, export, mitigation,
+from fakefaces.components.trainer import (backbone, curves, data, export, fused, mitigation,
                                           operating_point, precision, training)
 from fakefaces.components.shared.config_base import from_dict
 from fakefaces.components.face_preparation.faces import FacePreparation
-from fakefaces.components.trainer.config import BACKBONE_NAMES, TrainConfig
+from fakefaces.components.trainer.config import BACKBONE_NAMES, FUSED, TrainConfig
 
 DECISION_THRESHOLD_KEY = 'decision_threshold'
 TARGET_FPR_KEY = 'target_fpr'
@@ -63,6 +66,22 @@ def choose_operating_point(model, eval_ds: tf.data.Dataset, target_fpr: Optional
                                 split=features.EVAL)
 
 
+def train_cnn(config: TrainConfig, fn_args) -> tf.keras.Model:
+  """Trains `config.architecture`'s CNN on the train split; returns the float32 model that is served."""
+  class_counts = data.count_labels(fn_args.train_files)
+  logging.info('train split label counts: %s', class_counts)
+  # Balanced sampling, processing-history augmentation, MinDiff: as `config` asks.
+  config, train_ds, wrapper = mitigation.training_inputs(fn_args.train_files, config)
+  eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
+  model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
+                            model_wrapper=wrapper)
+  # The model that is served: trained in mixed precision, it serves in float32
+  # (precision.py), so the threshold is chosen on the scores clients will get. A
+  # bfloat16 model's scores differ from them by up to ~3e-4, enough to move the
+  # threshold past an eval real.
+  return precision.float32_copy(model)
+
+
 def run_fn(fn_args) -> None:
   custom_config = dict(fn_args.custom_config or {})
   explicit = custom_config.pop(DECISION_THRESHOLD_KEY, None)
@@ -84,19 +103,15 @@ def run_fn(fn_args) -> None:
     model, (scores, labels), _ = backbone.train_head(config, fn_args.train_files,
                                                      fn_args.eval_files, fn_args.model_run_dir)
     point = operating_point.choose(labels, scores, target_fpr, explicit, split=features.EVAL)
+  elif config.architecture == FUSED:
+    # The CNN and the CLIP head trained on train, stacked on eval (fused.py); the scores
+    # are the float32 stacking layer's on the eval logits.
+    cnn = train_cnn(dataclasses.replace(config, architecture=config.fused_cnn), fn_args)
+    model, (scores, labels), _ = fused.train(config, cnn, fn_args.train_files,
+                                             fn_args.eval_files, fn_args.model_run_dir)
+    point = operating_point.choose(labels, scores, target_fpr, explicit, split=features.EVAL)
   else:
-    class_counts = data.count_labels(fn_args.train_files)
-    logging.info('train split label counts: %s', class_counts)
-    # Balanced sampling, processing-history augmentation, MinDiff: as `config` asks.
-    config, train_ds, wrapper = mitigation.training_inputs(fn_args.train_files, config)
-    eval_ds = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
-    model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
-                              model_wrapper=wrapper)
-    # The model that is served: trained in mixed precision, it serves in float32
-    # (precision.py), so the threshold is chosen on the scores clients will get. A
-    # bfloat16 model's scores differ from them by up to ~3e-4, enough to move the
-    # threshold past an eval real.
-    model = precision.float32_copy(model)
+    model = train_cnn(config, fn_args)
     # Unrepeated and unaugmented: every eval example scored once, as served.
     eval_scoring = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
     point = choose_operating_point(model, eval_scoring, target_fpr, explicit)
