@@ -45,11 +45,13 @@ browser:
 	fi
 
 # One pytest worker per core (pytest-xdist); a module's tests that share a module fixture
-# stay on one worker (tests/conftest.py). PYTEST_WORKERS=0 runs in this process alone.
+# stay on one worker, and units with a slow test are handed out first (tests/conftest.py;
+# --no-loadscope-reorder keeps that order). PYTEST_WORKERS=0 runs in this process alone.
 # PYTEST_ARGS: more pytest options (e.g. --junitxml=FILE for every test's duration).
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
-PYTEST := $(VENV)/bin/pytest tests -q -rs -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+PYTEST := $(VENV)/bin/pytest tests -q -rs -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup \
+  --no-loadscope-reorder $(PYTEST_ARGS)
 
 test: $(STAMP) browser
 	@# pytest, not `python -m pytest`: that would put the repository root on sys.path,

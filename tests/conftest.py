@@ -40,13 +40,31 @@ def pytest_collection_modifyitems(config, items):
   `make test` runs `-n auto --dist loadgroup`: ungrouped tests spread over the
   workers one by one, and a module whose tests share a module- or class-scoped
   fixture (a pipeline run, a trained model, a server) is one group, so that
-  fixture runs once, not once per worker.
+  fixture runs once, not once per worker. Under xdist, the slow units go first.
   """
-  del config
+  grouped = set()
   for item in items:
     fixturedefs = getattr(item, '_fixtureinfo').name2fixturedefs.values()
     if any(defs and defs[-1].scope in ('module', 'class', 'package') for defs in fixturedefs):
       item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+      grouped.add(item.module.__name__)
+  if hasattr(config, 'workerinput'):  # an xdist worker: the controller schedules its collection
+    _slow_units_first(items, grouped)
+
+
+def _slow_units_first(items, grouped) -> None:
+  """Puts the work units (a group, or one ungrouped test) with a `slow` test first, in place.
+
+  xdist hands units out in collection order (`--no-loadscope-reorder`) to whichever
+  worker runs low; a 2-minute unit handed out last makes one worker the tail of the
+  run while the other idles. Slow units first, then the rest (each under ~20 s) fill the
+  gaps. The order within a unit is kept, so a module fixture is still set up once.
+  """
+  def unit(item):
+    return item.module.__name__ if item.module.__name__ in grouped else item.nodeid
+
+  slow_units = {unit(item) for item in items if item.get_closest_marker('slow')}
+  items.sort(key=lambda item: unit(item) not in slow_units)  # stable
 
 
 def _faces_data_dir() -> str:

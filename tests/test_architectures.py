@@ -36,7 +36,11 @@ def _example(image_bytes):
 # are built by model._application, so VGG16 stands for ResNet-50 and DenseNet-121 there).
 # The deep two call the same serving module's functions in process: saving and loading
 # DenseNet-121's 427 layers with four signatures took 265 s of a 28-minute suite, and
-# ResNet-50's 131 s, and proves nothing the VGG16 export does not.
+# ResNet-50's 131 s, and proves nothing the VGG16 export does not. They also run every
+# tf.function eagerly (Keras' train and eval steps, the serving functions): the same Python
+# on the same layers, without tracing the graphs that the VGG16 row traces through the same
+# wrapper (traced, DenseNet-121 spent ~90% of its row building graphs: each serving function
+# ~30 s). Side by side, the two rows: 501 s traced, 110 s eager (docs/performance.md).
 SAVED_AND_LOADED = ('baseline', 'vgg10', 'vgg16')
 
 
@@ -70,7 +74,11 @@ def _signatures(keras_model, color_mode, export_dir, saved):
     pytest.param('resnet50', 'grayscale', 'auto', marks=pytest.mark.slow),
     pytest.param('densenet121', 'grayscale', 'auto', marks=pytest.mark.slow)])
 def test_architecture_trains_a_step_and_exports_every_signature(architecture, color_mode,
-                                                                  precision_setting, tmp_path):
+                                                                  precision_setting, tmp_path,
+                                                                  request):
+  if architecture not in SAVED_AND_LOADED:
+    tf.config.run_functions_eagerly(True)
+    request.addfinalizer(lambda: tf.config.run_functions_eagerly(False))
   config = TrainConfig(architecture=architecture, image_size=SIZE, color_mode=color_mode,
                        epochs=1, steps_per_epoch=1, validation_steps=1, batch_size=2,
                        early_stopping_patience=0, seed=5, precision=precision_setting)
