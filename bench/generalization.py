@@ -48,7 +48,7 @@ import pickle
 import random
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
