@@ -23,12 +23,12 @@ Two stages:
   writes bench/results/generalization.json.
 
 Sample (fixed seed 0), split as the rows use it (train / eval / test):
-  gan_faces  its own splits, 60 / 20 / 50 per class (128 px, FFHQ-aligned);
-  k140       its own splits, 60 / 20 / 50 per class (256 px -> 128);
+  gan_faces  its own splits, 150 / 30 / 50 per class (128 px, FFHQ-aligned);
+  k140       its own splits, 150 / 30 / 50 per class (256 px -> 128);
   sdfd       300 of its 600 fakes, 45 / 10 / 45 %;
   fairface   120 of train (80 / 20 %, training reals) and 280 of val (audit);
   utkface    280 of 3,000: 100 training reals (80 / 20 %), 180 audit.
-About 1,500 faces: the tower costs ~0.55 s a face on 2 idle cores and ~1.8 s on the
+About 1,900 faces: the tower costs ~0.55 s a face on 2 idle cores and ~1.8 s on the
 shared machine at load 7-8 (measured while this bench ran).
 Larger samples: raise the counts in `inputs()`; prepared crops and embeddings are reused.
 The operating point of a row is the threshold giving FPR 0.05 on its own eval
@@ -93,9 +93,9 @@ def inputs() -> List[dict]:
   rows = []
   gan_split = {'train': TRAIN, 'valid': EVAL, 'test': TEST}
   for source, root, counts in (
-      (GAN, os.path.join(DATA, 'gan_faces'), {'train': 60, 'valid': 20, 'test': 50}),
+      (GAN, os.path.join(DATA, 'gan_faces'), {'train': 150, 'valid': 30, 'test': 50}),
       (K140, os.path.join(DATA, 'k140', 'real_vs_fake', 'real-vs-fake'),
-       {'train': 60, 'valid': 20, 'test': 50})):
+       {'train': 150, 'valid': 30, 'test': 50})):
     for folder, count in counts.items():
       for label, name in ((0, 'real'), (1, 'fake')):
         paths = _shuffled(glob.glob(os.path.join(root, folder, name, '*.jpg')))
