@@ -82,3 +82,17 @@ def test_a_face_key_left_directly_under_ingest_says_where_it_moved(tmp_path):
                      match=r'ingest\.align has moved to ingest\.face\.align; ingest\.output_size '
                      r'has moved to ingest\.face\.output_size'):
     config_lib.load_config(_write(tmp_path, 'ingest: {align: none, output_size: 128}\n'))
+
+
+def test_the_clip_generalisation_config_loads_with_its_training_and_audit_sources(monkeypatch):
+  """pipeline/configs/shared_data_clip.yaml (docs/detection_quality.md): the CLIP head on three
+  generators, UTKFace trained on, FairFace audited, SDFD's demographics prompted."""
+  monkeypatch.chdir(config_lib.PROJECT_ROOT)  # its paths are relative to the repository root
+  config = config_lib.load_config('pipeline/configs/shared_data_clip.yaml')
+  assert (config.train.architecture, config.train.head) == ('clip_vit_b16', 'mlp')
+  by_name = {s.name or s.kind: s for s in config.ingest.sources}
+  assert {k: s.role for k, s in by_name.items()} == {
+      'fairface': 'audit', 'gan_faces': 'train', 'k140': 'train', 'sdfd': 'train',
+      'utkface': 'train'}
+  assert by_name['sdfd'].demographics == 'prompted'
+  assert by_name['gan_faces'].align == by_name['k140'].align == 'none'

@@ -238,3 +238,29 @@ def test_quality_bench_tpr_at_fpr_keeps_tied_and_float32_reals_below_the_thresho
   caught = round(float(np.mean(scores[labels == 1] >= t)), 4)
   assert quality.tpr_at_fpr(labels, scores, 0.05) == caught
   assert quality.tpr_at_fpr(labels[:100], scores[:100], 0.05) is None  # reals only
+
+
+def test_generalization_bench_reweighting_keeps_each_collection_and_ranks_the_audit_first(
+    load_bench):
+  """bench/generalization.py: 'reweight' spreads a diverse collection's reals equally over its
+  race x gender groups without changing its total (FFHQ untouched); the decision rule ranks a
+  configuration that meets the audit above one that transfers better but fails it."""
+  bench = load_bench('generalization')
+  d = {'label': np.array([1, 1, 0, 0, 0, 0, 0]),
+       'real_source': np.array(['gan_faces', 'sdfd', 'ffhq', 'ffhq', 'utkface', 'utkface',
+                                'utkface']),
+       'race': np.array(['unknown'] * 4 + ['White', 'White', 'Black']),
+       'gender': np.array(['unknown'] * 4 + ['Male'] * 3)}
+  every = np.ones(7, bool)
+  plain = bench.sample_weights(d, every, '')
+  weighted = bench.sample_weights(d, every, 'reweight')
+  np.testing.assert_allclose(weighted[:4], plain[:4])  # fakes and FFHQ keep the class weights
+  np.testing.assert_allclose(weighted[4:].sum(), plain[4:].sum(), rtol=1e-6)
+  np.testing.assert_allclose(weighted[4] + weighted[5], weighted[6], rtol=1e-6)  # White = Black
+
+  def config(name, excess, logo):
+    return {'name': name, 'head': 'mlp', 'unseen': ['fairface'], 'audit_excess': excess,
+            'min_logo_auc': logo, 'min_within_auc': 0.9, 'sdfd_max_gap': 0.1}
+  ranked = bench.rank([config('transfers, unfair', 0.05, 0.9), config('fair', 0.0, 0.5),
+                       config('fair, transfers', 0.0, 0.6)])
+  assert [c['name'] for c in ranked] == ['fair, transfers', 'fair', 'transfers, unfair']

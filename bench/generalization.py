@@ -1,0 +1,518 @@
+"""Generalisation bench: CLIP heads that transfer across generators and stay fair on unseen reals.
+
+Which training data and head make a detector (train.architecture
+clip_vit_b16: a head on frozen CLIP ViT-B/16 embeddings) that transfers across
+generators -- StyleGAN2 (`gan_faces`), StyleGAN (`k140`), Stable Diffusion 2.1
+(`sdfd`) -- and is fair on a real-photo collection it never saw (FairFace,
+UTKFace)? The decision rule is docs/detection_quality.md, "Generalisation with
+the CLIP backbone: decision rule".
+
+Two stages:
+
+* `prepare`: every sampled input becomes the crop the pipeline would write
+  (the ingestion's own FacePreparer, output 128 px, JPEG q95): the GAN sources
+  `align: none` as in pipeline/configs/shared_data.yaml, SDFD, FairFace and
+  UTKFace through dlib (`hog+cnn`, the pipeline's detector chain); then each
+  crop is embedded by the Trainer's Embedder (the serving signatures' decode,
+  the float32 Keras tower) through the Trainer's embedding cache
+  (`--cache`, default /work/cache/clip, outside the repository and shared).
+  Crops and their metadata go to runs/generalization/crops.pkl. Resumable: the
+  cache keeps every finished batch.
+* `rows`: heads (backbone.build_head, the Trainer's linear and mlp heads)
+  trained on the cached embeddings, seconds per row; prints the table and
+  writes bench/results/generalization.json.
+
+Sample (fixed seed 0), split as the rows use it (train / eval / test):
+  gan_faces  its own splits, 150 / 30 / 50 per class (128 px, FFHQ-aligned);
+  k140       its own splits, 150 / 30 / 50 per class (256 px -> 128);
+  sdfd       300 of its 600 fakes, 45 / 10 / 45 %;
+  fairface   120 of train (80 / 20 %, training reals) and 280 of val (audit);
+  utkface    280 of 3,000: 100 training reals (80 / 20 %), 180 audit.
+About 1,900 faces: the tower costs ~0.55 s a face on 2 idle cores and ~1.8 s on the
+shared machine at load 7-8 (measured while this bench ran).
+Larger samples: raise the counts in `inputs()`; prepared crops and embeddings are reused.
+The operating point of a row is the threshold giving FPR 0.05 on its own eval
+reals (the eval shares of the real sources it trains on).
+
+  nice -n 10 .venv/bin/python bench/generalization.py prepare
+  nice -n 10 .venv/bin/python bench/generalization.py rows [--epochs 40]
+"""
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import pickle
+import random
+import sys
+import time
+from typing import Dict, List, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+
+DATA = os.environ.get('FACES_DATA', os.path.join(os.path.dirname(ROOT), 'shared', 'data'))
+CACHE = '/work/cache/clip'
+CROPS = os.path.join(ROOT, 'runs', 'generalization', 'crops.pkl')
+OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
+GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
+GENERATORS = (GAN, K140, SDFD)
+TRAIN, EVAL, TEST = 'train', 'eval', 'test'
+TARGET_FPR = 0.05
+MIN_GROUP = 15  # groups under this many photos are reported, not judged (decision rule)
+# Goals of issue 33 (docs/detection_quality.md, G1-G5).
+WITHIN_AUC, LOGO_AUC, LOGO_TPR = 0.97, 0.90, 0.85
+AUDIT_FPR, AUDIT_GROUP_FPR, SDFD_GROUP_GAP = 0.03, 0.05, 0.05
+
+
+# ------------------------------------------------------------------ prepare
+
+def _shuffled(items: Sequence, seed: int = 0) -> list:
+  items = sorted(items)
+  random.Random(seed).shuffle(items)
+  return items
+
+
+def _by_share(items: list, shares: Sequence[float]) -> List[list]:
+  """`items` cut in consecutive parts of the given shares (the last takes the rest)."""
+  parts, start = [], 0
+  for share in shares[:-1]:
+    end = start + int(round(share * len(items)))
+    parts.append(items[start:end])
+    start = end
+  return parts + [items[start:]]
+
+
+def inputs() -> List[dict]:
+  """The sampled inputs: dicts with path, source, split, label (0 real, 1 fake), gender, race."""
+  rows = []
+  gan_split = {'train': TRAIN, 'valid': EVAL, 'test': TEST}
+  for source, root, counts in (
+      (GAN, os.path.join(DATA, 'gan_faces'), {'train': 150, 'valid': 30, 'test': 50}),
+      (K140, os.path.join(DATA, 'k140', 'real_vs_fake', 'real-vs-fake'),
+       {'train': 150, 'valid': 30, 'test': 50})):
+    for folder, count in counts.items():
+      for label, name in ((0, 'real'), (1, 'fake')):
+        paths = _shuffled(glob.glob(os.path.join(root, folder, name, '*.jpg')))
+        for path in paths[:count or None]:
+          rows.append(dict(path=path, source=source, split=gan_split[folder], label=label,
+                           gender='unknown', race='unknown'))
+  with open(os.path.join(DATA, 'sdfd', 'labels.csv')) as f:
+    sdfd = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:300]
+  for split, part in zip((TRAIN, EVAL, TEST), _by_share(sdfd, (0.45, 0.1, 0.45))):
+    for r in map(dict, part):
+      rows.append(dict(path=os.path.join(DATA, 'sdfd', r['path']), source=SDFD, split=split,
+                       label=1, gender=r['gender'], race=r['race']))
+  for folder, count in (('train', 120), ('val', 280)):
+    with open(os.path.join(DATA, 'fairface', f'fairface_label_{folder}.csv')) as f:
+      labelled = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:count or None]
+    parts = (zip((TRAIN, EVAL), _by_share(labelled, (0.8, 0.2))) if folder == 'train'
+             else [(TEST, labelled)])
+    for split, part in parts:
+      for r in map(dict, part):
+        rows.append(dict(path=os.path.join(DATA, 'fairface', r['file']), source=FAIRFACE,
+                         split=split, label=0, gender=r['gender'], race=r['race']))
+  with open(os.path.join(DATA, 'utkface', 'labels.csv')) as f:
+    utk = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:280]
+  train_half, audit_half = utk[:100], utk[100:]
+  for split, part in list(zip((TRAIN, EVAL), _by_share(train_half, (0.8, 0.2)))) + [
+      (TEST, audit_half)]:
+    for r in map(dict, part):
+      # UTKFace's own race label (White, Black, Asian, Indian, Others): FairFace's vocabulary
+      # has no single 'Asian', and the audit groups should cover every photo.
+      rows.append(dict(path=os.path.join(DATA, 'utkface', r['path']), source=UTK, split=split,
+                       label=0, gender=r['gender'], race=r['utk_race']))
+  return rows
+
+
+def _save(rows: List[dict]) -> None:
+  """The crops so far to CROPS (a rerun prepares only the others)."""
+  os.makedirs(os.path.dirname(CROPS), exist_ok=True)
+  with open(CROPS + '.tmp', 'wb') as f:
+    pickle.dump(rows, f)
+  os.replace(CROPS + '.tmp', CROPS)
+
+
+def prepare(cache: str) -> int:
+  """Crops of every input as the pipeline would write them, and their cached embeddings."""
+  from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
+  from fakefaces.components.trainer import backbone, clip_weights, embedding_cache
+  from fakefaces.components.trainer.config import TrainConfig
+
+  preparers = {'none': FacePreparer(FacePreparation(align='none', output_size=128)),
+               'dlib': FacePreparer(FacePreparation(align='dlib', detector='hog+cnn',
+                                                    output_size=128))}
+  done = {}
+  if os.path.exists(CROPS):
+    with open(CROPS, 'rb') as f:
+      done = {r['path']: r for r in pickle.load(f)}
+  rows, missed, start = [], [], time.time()
+  todo = inputs()
+  for i, r in enumerate(todo):
+    if r['path'] in done:
+      rows.append(dict(r, image=done[r['path']]['image']))
+      continue
+    with open(r['path'], 'rb') as f:
+      data = f.read()
+    preparer = preparers['none' if r['source'] in (GAN, K140) else 'dlib']
+    try:
+      photo = preparer.prepare(data, all_faces=False)
+    except Exception as e:  # one bad photo is reported, never the end of the run  # pylint: disable=broad-except
+      missed.append((r['path'], str(e)))
+      continue
+    if not photo.faces:
+      missed.append((r['path'], photo.no_face_reason))
+      continue
+    rows.append(dict(r, image=photo.faces[0].encoded))
+    if i % 200 == 0:
+      _save(rows)
+      print(f'{i}/{len(todo)} prepared, {len(missed)} without a face, {time.time() - start:.0f} s',
+            flush=True)
+  _save(rows)
+  prepared_s = time.time() - start
+  print(f'{len(rows)} crops, {len(missed)} without a face, {prepared_s:.0f} s -> {CROPS}',
+        flush=True)
+  config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
+                       embedding_cache_dir=cache)
+  embedder = backbone.Embedder(config)
+  start, computed, reused = time.time(), 0, 0
+  for source in (SDFD, FAIRFACE, UTK, GAN, K140):
+    # The cache read again per source: another process may have embedded some meanwhile.
+    embedder.cache = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256)
+    images = [r['image'] for r in rows if r['source'] == source]
+    embedder(images, batch_size=32)
+    computed, reused = computed + embedder.cache.computed, reused + embedder.cache.reused
+    print(f'{source}: {len(images)} embedded ({embedder.cache.computed} computed), '
+          f'{time.time() - start:.0f} s', flush=True)
+  summary = {'crops': len(rows), 'without_face': len(missed), 'missed': missed[:50],
+             'prepare_seconds': round(prepared_s), 'embed_seconds': round(time.time() - start),
+             'computed': computed, 'reused': reused, 'cache': embedder.cache.folder}
+  with open(os.path.join(os.path.dirname(CROPS), 'prepare.json'), 'w') as f:
+    json.dump(summary, f, indent=1)
+  return 0
+
+
+
+# ------------------------------------------------------------------ rows
+
+REALS = {'ffhq': (FFHQ,), '+fairface': (FFHQ, FAIRFACE), '+utkface': (FFHQ, UTK),
+         '+fairface+utkface': (FFHQ, FAIRFACE, UTK)}
+# The real collection a reals set never trained on: G3's audit (FairFace is G4's, always).
+UNSEEN = {'ffhq': (FAIRFACE, UTK), '+fairface': (UTK,), '+utkface': (FAIRFACE,),
+          '+fairface+utkface': ()}
+
+
+def row_specs() -> List[dict]:
+  """Every row: head x training fakes x training reals x lever.
+
+  A configuration (head, reals, lever) trained on all three generators has its
+  leave-one-generator-out rows beside it (the same, minus one generator); the
+  rows without `sdfd` are both the "GAN fakes only" rows and its LOGO-sdfd rows.
+  """
+  specs = []
+  for head in ('linear', 'mlp'):
+    for reals in ('ffhq', '+fairface', '+utkface'):
+      for lever in ('', 'reweight'):
+        if lever and reals == 'ffhq':
+          continue  # one real group: nothing to reweight
+        for fakes in (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD)):
+          specs.append(dict(head=head, fakes=fakes, reals=reals, lever=lever))
+    specs.append(dict(head=head, fakes=GENERATORS, reals='+fairface+utkface', lever=''))
+  for spec in specs:
+    spec['name'] = (f"{spec['head']} fakes={'+'.join(spec['fakes'])} reals={spec['reals']}"
+                    + (f" {spec['lever']}" if spec['lever'] else ''))
+  return specs
+
+
+def load_embedded(cache: str) -> Dict[str, np.ndarray]:
+  """Columns of every prepared crop with its embedding [n, 512], read from the Trainer's cache."""
+  from fakefaces.components.trainer import clip_weights, embedding_cache
+  with open(CROPS, 'rb') as f:
+    rows = pickle.load(f)
+
+  def not_cached(batch):
+    raise SystemExit(f'{len(batch)} crops have no cached embedding in {cache}: run '
+                     '`bench/generalization.py prepare` first')
+
+  vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256).embed(
+      [r['image'] for r in rows], not_cached, batch_size=len(rows))
+  columns = {k: np.array([r[k] for r in rows]) for k in ('source', 'split', 'label', 'gender',
+                                                         'race')}
+  # The real source a row trains on: FFHQ for the GAN sources' reals.
+  columns['real_source'] = np.where(np.isin(columns['source'], [GAN, K140]), FFHQ,
+                                    columns['source'])
+  columns['x'] = vectors
+  return columns
+
+
+def selection(d: Dict[str, np.ndarray], spec: dict, split: str) -> np.ndarray:
+  """Mask of the row's examples of `split`: fakes of its generators, reals of its real sources.
+
+  FFHQ reals come only from the GAN sources among its fakes, so no source is all reals.
+  """
+  fakes = (d['label'] == 1) & np.isin(d['source'], spec['fakes'])
+  reals = (d['label'] == 0) & np.isin(d['real_source'], REALS[spec['reals']]) & (
+      (d['real_source'] != FFHQ) | np.isin(d['source'], spec['fakes']))
+  return (d['split'] == split) & (fakes | reals)
+
+
+def sample_weights(d: Dict[str, np.ndarray], mask: np.ndarray, lever: str) -> np.ndarray:
+  """The Trainer's class weights (data.class_weights); with 'reweight', the reals of each
+  diverse collection (FairFace, UTKFace) spread equally over its race x gender groups, the
+  collection's total weight unchanged (FFHQ has no group labels and keeps its weights)."""
+  from fakefaces.components.trainer import data
+  labels = d['label'][mask]
+  class_weight = data.class_weights({0: int((labels == 0).sum()), 1: int((labels == 1).sum())})
+  weights = np.array([class_weight[int(l)] for l in labels], np.float32)
+  if lever == 'reweight':
+    sources = d['real_source'][mask]
+    groups = np.char.add(np.char.add(d['race'][mask].astype(str), ' x '),
+                         d['gender'][mask].astype(str))
+    for source in set(sources[labels == 0].tolist()) - {FFHQ}:
+      m = (labels == 0) & (sources == source)
+      names, counts = np.unique(groups[m], return_counts=True)
+      share = dict(zip(names, m.sum() / (len(names) * counts)))
+      weights[m] *= np.array([share[g] for g in groups[m]], np.float32)
+  return weights
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> List[float]:
+  """Wilson 95% interval of k/n (the decision rule's interval for group rates)."""
+  if not n:
+    return [0.0, 1.0]
+  p = k / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def rate_by_group(called: np.ndarray, groups: np.ndarray) -> Dict[str, dict]:
+  out = {}
+  for g in sorted(set(groups.tolist())):
+    m = groups == g
+    k, n = int(called[m].sum()), int(m.sum())
+    out[g] = {'n': n, 'rate': round(k / n, 4), 'wilson95': wilson(k, n), 'judged': n >= MIN_GROUP}
+  return out
+
+
+def audit(d, scores, threshold, source: str) -> dict:
+  """Reals of `source`'s test split called fake at `threshold`: overall and per race x gender."""
+  m = (d['split'] == TEST) & (d['source'] == source)
+  called = scores[m] >= threshold
+  groups = rate_by_group(called, np.char.add(np.char.add(d['race'][m].astype(str), ' x '),
+                                             d['gender'][m].astype(str)))
+  judged = [g['rate'] for g in groups.values() if g['judged']]
+  return {'n': int(m.sum()), 'fpr': round(float(called.mean()), 4),
+          'wilson95': wilson(int(called.sum()), int(m.sum())),
+          'worst_group_fpr': max(judged) if judged else None,
+          'worst_group': max(((g['rate'], k) for k, g in groups.items() if g['judged']),
+                             default=(None, None))[1],
+          'per_race_x_gender': groups}
+
+
+def score_generators(d, scores, threshold) -> Dict[str, dict]:
+  """G1/G2 per generator: gan_faces and k140 on their own test split, sdfd test fakes
+  against the pooled test reals; AUC, TPR at FPR 0.05 (own ROC), TPR at the operating point."""
+  from fakefaces.components.trainer import operating_point
+  from sklearn.metrics import roc_auc_score
+  test = d['split'] == TEST
+  out = {}
+  for source in GENERATORS:
+    if source == SDFD:
+      m = test & ((d['source'] == SDFD) | (d['label'] == 0))
+    else:
+      m = test & (d['source'] == source)
+    y, s = d['label'][m], scores[m]
+    tpr = operating_point.tpr_at_fpr(y, s, TARGET_FPR)
+    out[source] = {'n_real': int((y == 0).sum()), 'n_fake': int((y == 1).sum()),
+                   'auc': round(float(roc_auc_score(y, s)), 4),
+                   'tpr_at_fpr_0.05': None if tpr is None else round(tpr, 4),
+                   'tpr_at_threshold': round(float((s[y == 1] >= threshold).mean()), 4)}
+  return out
+
+
+def sdfd_groups(d, scores, threshold) -> dict:
+  """G5: SDFD test fakes caught at the operating point per prompted race and gender."""
+  m = (d['split'] == TEST) & (d['source'] == SDFD)
+  caught = scores[m] >= threshold
+  overall = float(caught.mean())
+  out = {'n': int(m.sum()), 'tpr': round(overall, 4)}
+  gaps = []
+  for attribute in ('race', 'gender'):
+    groups = rate_by_group(caught, d[attribute][m].astype(str))
+    out[attribute] = groups
+    gaps += [abs(g['rate'] - overall) for k, g in groups.items() if g['judged'] and k != 'unknown']
+  out['max_gap'] = round(max(gaps), 4) if gaps else None
+  return out
+
+
+def run_row(d, spec: dict, epochs: int) -> dict:
+  import tensorflow as tf
+  from fakefaces.components.trainer import backbone, operating_point
+  from fakefaces.components.trainer.config import TrainConfig
+  config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
+                       head=spec['head'], epochs=epochs, batch_size=32, seed=42)
+  train, evaluation = selection(d, spec, TRAIN), selection(d, spec, EVAL)
+  tf.keras.utils.set_random_seed(config.seed)
+  head = backbone.build_head(config, d['x'][train])
+  start = time.perf_counter()
+  head.fit(d['x'][train], d['label'][train].astype(np.float32),
+           sample_weight=sample_weights(d, train, spec['lever']), batch_size=config.batch_size,
+           epochs=epochs, shuffle=True, verbose=0)
+  seconds = time.perf_counter() - start
+  scores = head.predict(d['x'], batch_size=1024, verbose=0)[:, 0]
+  eval_labels = d['label'][evaluation]
+  threshold = operating_point.threshold_for_fpr(eval_labels, scores[evaluation], TARGET_FPR)
+  row = dict(spec, fakes=list(spec['fakes']), train_fakes=int((d['label'][train] == 1).sum()),
+             train_reals=int((d['label'][train] == 0).sum()),
+             eval_reals=int((eval_labels == 0).sum()), threshold=round(float(threshold), 6),
+             head_train_seconds=round(seconds, 1))
+  row['generators'] = score_generators(d, scores, threshold)
+  row['audit'] = {source: audit(d, scores, threshold, source) for source in (FAIRFACE, UTK)}
+  row['sdfd_groups'] = sdfd_groups(d, scores, threshold)
+  return row
+
+
+def configurations(rows: List[dict]) -> List[dict]:
+  """Each (head, reals, lever) with all three generators, its LOGO AUCs and the rule's ranking key."""
+  by_name = {r['name']: r for r in rows}
+  configs = []
+  for r in rows:
+    if tuple(r['fakes']) != GENERATORS:
+      continue
+    logo = {}
+    for held_out in GENERATORS:
+      name = r['name'].replace('+'.join(GENERATORS),
+                               '+'.join(g for g in GENERATORS if g != held_out))
+      if name in by_name:
+        g = by_name[name]['generators'][held_out]
+        logo[held_out] = {'auc': g['auc'], 'tpr_at_fpr_0.05': g['tpr_at_fpr_0.05']}
+    unseen = UNSEEN[r['reals']]
+    audits = [r['audit'][s] for s in set(unseen) | {FAIRFACE}]
+    excess = max(max(a['fpr'] - AUDIT_FPR, (a['worst_group_fpr'] or 0) - AUDIT_GROUP_FPR)
+                 for a in audits)
+    within = [r['generators'][s]['auc'] for s in GENERATORS]
+    goals = {
+        'G1 within AUC >= 0.97': min(within) >= WITHIN_AUC,
+        'G2 LOGO AUC >= 0.90 and TPR >= 0.85': len(logo) == 3 and all(
+            v['auc'] >= LOGO_AUC and (v['tpr_at_fpr_0.05'] or 0) >= LOGO_TPR
+            for v in logo.values()),
+        'G3 unseen collection FPR <= 0.03, groups <= 0.05': bool(unseen) and all(
+            r['audit'][s]['fpr'] <= AUDIT_FPR and (r['audit'][s]['worst_group_fpr'] or 0)
+            <= AUDIT_GROUP_FPR for s in unseen),
+        'G4 FairFace FPR <= 0.03, groups <= 0.05': r['audit'][FAIRFACE]['fpr'] <= AUDIT_FPR and (
+            r['audit'][FAIRFACE]['worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR,
+        'G5 SDFD group TPR within 0.05': (r['sdfd_groups']['max_gap'] or 0) <= SDFD_GROUP_GAP,
+    }
+    configs.append({'name': r['name'], 'head': r['head'], 'reals': r['reals'],
+                    'lever': r['lever'], 'unseen': list(unseen), 'logo': logo,
+                    'min_logo_auc': min(v['auc'] for v in logo.values()) if logo else None,
+                    'min_within_auc': min(within), 'audit_excess': round(max(0.0, excess), 4),
+                    'sdfd_max_gap': r['sdfd_groups']['max_gap'], 'goals': goals,
+                    'goals_met': sum(goals.values())})
+  return rank(configs)
+
+
+def rank(configs: List[dict]) -> List[dict]:
+  """The decision rule: audit met, then smaller audit excess (0.02 ties), then the worst LOGO AUC
+  (0.02 ties), then the worst within-source AUC, the SDFD gap, the simpler head.
+
+  Tie bands are applied greedily down the sorted list: a config within the band of the
+  one ranked before it shares its band.
+  """
+  def banded(items, key, band, reverse):
+    items = sorted(items, key=lambda c: key(c), reverse=reverse)
+    bands, previous, level = [], None, 0
+    for c in items:
+      if previous is not None and abs(key(c) - previous) > band:
+        level += 1
+      bands.append(level)
+      previous = key(c)
+    return {id(c): b for c, b in zip(items, bands)}
+
+  judgeable = [c for c in configs if c['unseen'] and c['min_logo_auc'] is not None]
+  audit_band = banded(judgeable, lambda c: c['audit_excess'], 0.02, False)
+  logo_band = banded(judgeable, lambda c: c['min_logo_auc'], 0.02, True)
+  ordered = sorted(judgeable, key=lambda c: (
+      c['audit_excess'] > 0, audit_band[id(c)], logo_band[id(c)], -c['min_within_auc'],
+      c['sdfd_max_gap'] or 0, c['head'] != 'linear'))
+  for i, c in enumerate(ordered):
+    c['rank'] = i + 1
+  return ordered + [dict(c, rank=None) for c in configs if c not in judgeable]
+
+
+def _fmt(v, width=6):
+  return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
+
+
+def print_table(rows: List[dict], configs: List[dict]) -> None:
+  print(f'{"row":62} ' + ' '.join(f'{s[:5] + " AUC":>9} {"TPR.05":>6}' for s in GENERATORS) +
+        f' {"FF FPR":>6} {"worst":>6} {"UTK FPR":>7} {"worst":>6} {"SDFD@op":>7} {"gap":>5}')
+  for r in rows:
+    g, a = r['generators'], r['audit']
+    print(f'{r["name"]:62} ' + ' '.join(
+        f'{_fmt(g[s]["auc"], 9)} {_fmt(g[s]["tpr_at_fpr_0.05"])}' for s in GENERATORS) +
+          f' {_fmt(a[FAIRFACE]["fpr"])} {_fmt(a[FAIRFACE]["worst_group_fpr"])}'
+          f' {_fmt(a[UTK]["fpr"], 7)} {_fmt(a[UTK]["worst_group_fpr"])}'
+          f' {_fmt(r["sdfd_groups"]["tpr"], 7)} {_fmt(r["sdfd_groups"]["max_gap"], 5)}')
+  print(f'\n{"rank":4} {"configuration (all three generators)":62} {"excess":>6} {"minLOGO":>7} '
+        f'{"minWithin":>9} {"goals":>5}')
+  for c in configs:
+    print(f'{str(c["rank"]):4} {c["name"]:62} {_fmt(c["audit_excess"])} '
+          f'{_fmt(c["min_logo_auc"], 7)} {_fmt(c["min_within_auc"], 9)} {c["goals_met"]:5}')
+
+
+def run_rows(args) -> int:
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(2)
+  start = time.time()
+  d = load_embedded(args.cache)
+  wanted = set(filter(None, args.rows.split(',')))
+  rows = []
+  for spec in row_specs():
+    if wanted and spec['name'] not in wanted:
+      continue
+    rows.append(run_row(d, spec, args.epochs))
+    print(f'{spec["name"]}: {rows[-1]["head_train_seconds"]} s', flush=True)
+  configs = configurations(rows)
+  print_table(rows, configs)
+  prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
+  result = {'command': f'bench/generalization.py rows --epochs {args.epochs}',
+            'counts': _counts(d),
+            'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
+            'load_avg': round(os.getloadavg()[0], 2), 'seconds': round(time.time() - start, 1),
+            'rows': rows, 'configurations': configs}
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, 'w') as f:
+    json.dump(result, f, indent=1)
+  print(f'-> {args.out}')
+  return 0
+
+
+def _counts(d) -> Dict[str, int]:
+  keys = [f'{s} {sp} {"fake" if l else "real"}' for s, sp, l in zip(d['source'], d['split'],
+                                                                      d['label'])]
+  names, counts = np.unique(keys, return_counts=True)
+  return dict(zip(names.tolist(), counts.tolist()))
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('stage', choices=('prepare', 'rows'))
+  parser.add_argument('--cache', default=CACHE, help='the Trainer\'s embedding cache folder')
+  parser.add_argument('--epochs', type=int, default=40)
+  parser.add_argument('--rows', default='', help='comma-separated row names (default: all)')
+  parser.add_argument('--out', default=OUT)
+  args = parser.parse_args(argv)
+  if args.stage == 'prepare':
+    return prepare(args.cache)
+  return run_rows(args)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
