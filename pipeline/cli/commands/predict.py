@@ -10,6 +10,8 @@ raw photo instead called real FairFace photos fake 2.8% of the time instead of
 import json
 import sys
 
+from fakefaces.pipeline.cli import arguments
+
 
 def register(subparsers) -> None:
   p = subparsers.add_parser(
@@ -18,7 +20,7 @@ def register(subparsers) -> None:
       'served model\'s training data was made, send the crops to a TF Serving endpoint (gRPC, '
       'or REST with --rest) and print one line per face: box, P(fake), label.')
   p.add_argument('images', nargs='+', metavar='PHOTO|URL', help='image files or http(s) URLs')
-  p.add_argument('--server', default='127.0.0.1:8500',
+  p.add_argument('--server', default='127.0.0.1:8500', type=arguments.server,
                  help='host:port of the gRPC (or, with --rest, REST) endpoint (default: %(default)s)')
   p.add_argument('--rest', action='store_true', help='use the REST API instead of gRPC')
   p.add_argument('--aligned', action='store_true',
