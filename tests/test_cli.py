@@ -98,11 +98,16 @@ def test_beam_arg_replaces_the_configs_beam_args(tmp_path):
     (['serve', '--model-base-path', '.', '--port', '65536'], 'port 65536 is not in 0-65535'),
     (['serve', '--model-base-path', '.', '--rest-port', '-2'], 'port -2 is not in 0-65535'),
     (['serve', '--model-base-path', '.', '--port', 'eight'], "port 'eight' is not a whole number"),
+    (['demo-data', '--num-images', '-3'], '-3 is below the smallest allowed, 2'),
+    (['web', '--max-upload-bytes', '-1'], '-1 is below the smallest allowed, 1'),
+    (['predict', 'x.jpg', '--max-faces', '-2'], '-2 is below the smallest allowed, 0'),
 ])
-def test_a_port_out_of_range_is_a_usage_error_never_a_traceback_or_another_port(argv, named,
-                                                                                  capsys):
+def test_a_number_out_of_range_is_a_usage_error_never_a_traceback_or_another_port(argv, named,
+                                                                                    capsys):
   """`web --port 99999` ended in an OverflowError traceback; `serve --port 99999` listened on
-  34463 (gRPC takes the port mod 65536) and `predict --server host:99999` called 34463."""
+  34463 (gRPC takes the port mod 65536) and `predict --server host:99999` called 34463;
+  `demo-data --num-images -3` ended in a ValueError traceback; `web --max-upload-bytes -1`
+  started a page that refuses every upload."""
   with pytest.raises(SystemExit) as exit_info:
     cli.main(argv)
   assert exit_info.value.code == 2

@@ -42,3 +42,14 @@ def _integer(text: str, what: str) -> int:
     return int(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f'{what} {text!r} is not a whole number') from None
+
+
+def at_least(minimum: int):
+  """An argparse type: a whole number >= `minimum` (sizes, counts, caps)."""
+  def parse(text: str) -> int:
+    value = _integer(text, 'value')
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f'{value} is below the smallest allowed, {minimum}')
+    return value
+  parse.__name__ = f'integer >= {minimum}'
+  return parse

@@ -30,13 +30,13 @@ def register(subparsers) -> None:
                  help='print JSON: {"images": [{"image", "faces": [{"box", "fake_probability", '
                  '"label", "rotation"}], "faces_found", "faces_scored", "not_scored": {reason: count}, '
                  '"max_faces", "detection", "no_face" | "error"}]}')
-  p.add_argument('--max-faces', type=int, default=20,
+  p.add_argument('--max-faces', type=arguments.at_least(0), default=20,
                  help='faces scored per photo, largest first; the answer says how many were '
                  'found and why any were not scored; 0 = all (default: %(default)s)')
   p.add_argument('--model-name', default='fakefaces', help='(default: %(default)s)')
   p.add_argument('--model-version', type=int, default=None, help='a specific version (default: newest)')
   p.add_argument('--timeout', type=float, default=30.0, help='seconds (default: %(default)s)')
-  p.add_argument('--max-url-bytes', type=int, default=10 * 1024 * 1024,
+  p.add_argument('--max-url-bytes', type=arguments.at_least(1), default=10 * 1024 * 1024,
                  help='largest image fetched from a URL (default: %(default)s)')
   p.add_argument('--allow-private-urls', action='store_true',
                  help='also fetch from loopback/private/link-local addresses (refused by default)')

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                  '1700000000,1700000100')
   p.add_argument('--poll-seconds', type=float, default=2.0,
                  help='how often to look for new versions (default: %(default)s)')
-  p.add_argument('--max-request-bytes', type=int, default=32 * 1024 * 1024,
+  p.add_argument('--max-request-bytes', type=arguments.at_least(1), default=32 * 1024 * 1024,
                  help='largest gRPC message / REST body accepted (default: %(default)s)')
   p.add_argument('--builtin', action='store_true',
                  help='use the project\'s server even when tensorflow_model_server is on PATH')

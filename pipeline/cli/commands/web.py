@@ -22,12 +22,12 @@ def register(subparsers) -> None:
   p.add_argument('--model-dir', default='',
                  help='the served model\'s base path (what serve --model-base-path got): the page '
                  'reads the model card pushed beside the served version and links it')
-  p.add_argument('--max-upload-bytes', type=int, default=10 * 1024 * 1024,
+  p.add_argument('--max-upload-bytes', type=arguments.at_least(1), default=10 * 1024 * 1024,
                  help='largest upload or fetched image (default: %(default)s)')
   p.add_argument('--allow-private-urls', action='store_true',
                  help='also fetch URLs on loopback/private/link-local addresses (refused by default)')
   p.add_argument('--fetch-timeout', type=float, default=10.0, help='seconds (default: %(default)s)')
-  p.add_argument('--max-faces', type=int, default=20,
+  p.add_argument('--max-faces', type=arguments.at_least(0), default=20,
                  help='faces scored per photo, largest first; the page says how many were '
                  'found and why any were not scored; 0 = all (default: %(default)s)')
   p.set_defaults(func=_run)
