@@ -64,19 +64,20 @@ def evidence_map(heatmap: np.ndarray, fake_probability: float) -> np.ndarray:
 
 @dataclasses.dataclass
 class PhotoResult:
-  image: object  # the upright PIL photo
+  image: object  # the upright PIL photo, or a smaller copy of it (`size` is the photo's)
   faces: List[FaceVerdict]
   no_face_reason: str = ''  # set when faces is empty
   found: int = 0  # faces detected; len(faces) of them were scored
   not_scored: Dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> count
   max_faces: int = 0  # the cap the photo was checked with (0: none)
   detection: str = ''  # where detection looked, the smallest face it can find
+  size: Tuple[int, int] = (0, 0)  # (width, height) of the photo: the pixels of the face boxes
 
   @classmethod
   def of(cls, photo: faces_lib.PreparedPhoto, max_faces: int) -> 'PhotoResult':
     """The result of a prepared photo, before scoring (`faces` empty)."""
     return cls(photo.image, [], photo.no_face_reason, photo.found, dict(photo.not_prepared),
-               max_faces, photo.detection)
+               max_faces, photo.detection, photo.size)
 
   def summary(self) -> str:
     """'27 faces found, 20 scored; 7 not scored: over the cap of 20 (--max-faces)'.

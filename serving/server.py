@@ -83,8 +83,13 @@ class ModelServer:
       raise OSError(f'cannot listen for gRPC on {address} (port in use?)')
     self._grpc_server.start()
     if opts.rest_port is not None:
-      self._rest_server = RestServer(opts.host, opts.rest_port, self.registry,
-                                     opts.max_request_bytes)
+      try:
+        self._rest_server = RestServer(opts.host, opts.rest_port, self.registry,
+                                       opts.max_request_bytes)
+      except OSError as e:
+        self.stop(0)  # the gRPC server and the version poller started above
+        raise OSError(f'cannot listen for REST on {_grpc_address(opts.host, opts.rest_port)}: '
+                      f'{e.strerror or e}') from None
       self.rest_port = self._rest_server.port
       threading.Thread(target=self._rest_server.serve_forever, kwargs={'poll_interval': 0.5},
                        name='rest', daemon=True).start()

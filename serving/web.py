@@ -158,11 +158,27 @@ def legend_html() -> str:
           'verdict is real the tint is faint or absent.</p></div>')
 
 
-def boxed_preview(image: Image.Image, verdicts: List[photos.FaceVerdict]) -> Image.Image:
-  """The photo (at most _PREVIEW_SIDE) with each face boxed and numbered."""
+def preview_of(image: Image.Image) -> Image.Image:
+  """`image` shrunk (bilinear) to at most _PREVIEW_SIDE; itself where it is that small."""
   scale = min(1.0, _PREVIEW_SIDE / max(image.size))
-  preview = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                         Image.BILINEAR) if scale < 1 else image.copy()
+  if scale == 1.0:
+    return image
+  return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                      Image.BILINEAR)
+
+
+def boxed_preview(image: Image.Image, verdicts: List[photos.FaceVerdict],
+                  size: Optional[Tuple[int, int]] = None) -> Image.Image:
+  """The photo (at most _PREVIEW_SIDE) with each face boxed and numbered.
+
+  `image`: the photo, or its `preview_of` copy; `size`: the photo's (width, height), in
+  whose pixels the face boxes are (None: `image`'s).
+  """
+  size = size or image.size
+  scale = min(1.0, _PREVIEW_SIDE / max(size))
+  preview = preview_of(image)
+  if preview is image:
+    preview = image.copy()
   draw = ImageDraw.Draw(preview)
   width = max(2, round(max(preview.size) / 300))
   for i, face in enumerate(verdicts, start=1):
@@ -318,7 +334,7 @@ def render_result(source: str, result: photos.PhotoResult, note: str) -> bytes:
                 f'({html.escape(result.no_face_reason)}).</p>')
   body.append(f'<p>Checked: <span id="source">{html.escape(source)}</span></p>')
   body.append(f'<div class="photo"><img id="photo-boxed" alt="the photo with faces boxed" '
-              f'src="{_data_uri(boxed_preview(result.image, result.faces))}"></div>')
+              f'src="{_data_uri(boxed_preview(result.image, result.faces, result.size))}"></div>')
   body.append('<div class="faces">')
   for i, face in enumerate(result.faces, start=1):
     evidence = photos.evidence_map(face.heatmap, face.fake_probability)
@@ -343,6 +359,12 @@ def _error_page(message: str, note: str = '') -> bytes:
   return _page(f'<p class="error" id="error">{html.escape(message)}</p>{note}')
 
 
+def _with_preview_only(prepare, *args) -> faces_lib.PreparedPhoto:
+  """`prepare(*args)` with its photo replaced by the page's preview (the boxes keep its size)."""
+  photo = prepare(*args)
+  return dataclasses.replace(photo, image=preview_of(photo.image), size=photo.size)
+
+
 class PhotoChecker:
   """The page's work, independent of HTTP: bytes or URL -> rendered result."""
 
@@ -353,15 +375,15 @@ class PhotoChecker:
     self._lock = threading.Lock()  # guards the swap of `_preparer`
     self._preparer: Optional[faces_lib.FacePreparer] = None
     # Every photo is decoded and prepared on this one thread, in turn: dlib's detectors are
-    # not thread-safe, at most one decoded photo is in memory, and its allocations stay in
-    # one malloc arena. Three parallel uploads of the 61 Mpx field case added 1,561 MB
-    # this way and 1,778 MB prepared behind a lock by each request's thread; the 12 Mpx
-    # photo 236 vs 479 MB (bench/photo_memory.py, docs/photos.md "Memory per photo").
+    # not thread-safe, its allocations stay in one malloc arena, and the photo is shrunk to
+    # the page's preview there, so at most one full-size decoded photo is in memory however
+    # many uploads wait or are being scored (bench/photo_memory.py, docs/photos.md
+    # "Memory per photo").
     self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1,
                                                          thread_name_prefix='prepare')
 
   def _run_prepare(self, function, *args):
-    return self._worker.submit(function, *args).result()
+    return self._worker.submit(_with_preview_only, function, *args).result()
 
   def _client(self):
     return self._client_lib.ServingClient(self.options.server, model_name=self.options.model_name,

@@ -43,6 +43,9 @@ def test_ingest_writes_splits_and_report(tmp_path, demo_dataset, capsys):
   with open(out / 'ingest_report' / 'report.json') as f:
     report = json.load(f)
   assert report['counts']['written'] == report['total'] == 160
+  # What the model card's data and licence text are generated from.
+  assert report['inputs']['sources'] == [{'name': 'demo', 'kind': 'manifest', 'path': str(demo_dataset),
+                                          'role': 'train', 'align': 'none', 'demographics': 'human'}]
   for split in ('train', 'eval', 'test'):
     assert os.listdir(out / 'examples' / f'Split-{split}')
   assert '"written": 160' in capsys.readouterr().out
@@ -85,3 +88,49 @@ def test_beam_arg_replaces_the_configs_beam_args(tmp_path):
     assert run.config_from_args(parser.parse_args(argv)).beam_pipeline_args == portable
   kept = run.config_from_args(parser.parse_args(['run', '--config', config]))
   assert kept.beam_pipeline_args == ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+
+
+@pytest.mark.parametrize('argv, named', [
+    (['web', '--port', '99999'], 'port 99999 is not in 0-65535'),
+    (['web', '--port', '-5'], 'port -5 is not in 0-65535'),
+    (['web', '--server', '127.0.0.1:99999'], "port 99999 of '127.0.0.1:99999' is not in 1-65535"),
+    (['predict', 'x.jpg', '--server', 'localhost:70000'], 'is not in 1-65535'),
+    (['serve', '--model-base-path', '.', '--port', '65536'], 'port 65536 is not in 0-65535'),
+    (['serve', '--model-base-path', '.', '--rest-port', '-2'], 'port -2 is not in 0-65535'),
+    (['serve', '--model-base-path', '.', '--port', 'eight'], "port 'eight' is not a whole number"),
+    (['demo-data', '--num-images', '-3'], '-3 is below the smallest allowed, 2'),
+    (['web', '--max-upload-bytes', '-1'], '-1 is below the smallest allowed, 1'),
+    (['predict', 'x.jpg', '--max-faces', '-2'], '-2 is below the smallest allowed, 0'),
+])
+def test_a_number_out_of_range_is_a_usage_error_never_a_traceback_or_another_port(argv, named,
+                                                                                    capsys):
+  """`web --port 99999` ended in an OverflowError traceback; `serve --port 99999` listened on
+  34463 (gRPC takes the port mod 65536) and `predict --server host:99999` called 34463;
+  `demo-data --num-images -3` ended in a ValueError traceback; `web --max-upload-bytes -1`
+  started a page that refuses every upload."""
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(argv)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert named in err and 'Traceback' not in err, err
+
+
+def test_an_unwritable_output_path_is_one_line_and_exit_2(tmp_path, capsys):
+  """`demo-data --out` under a file ended in a FileNotFoundError/NotADirectoryError traceback."""
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  assert cli.main(['demo-data', '--out', str(blocker / 'demo'), '--num-images', '4']) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and str(blocker) in err and 'Traceback' not in err, err
+
+
+def test_serve_with_its_rest_port_taken_names_the_port_and_frees_the_grpc_one(tmp_path, capsys):
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.socket() as taken:
+    taken.bind(('127.0.0.1', 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    assert cli.main(['serve', '--model-base-path', str(tmp_path), '--builtin', '--port', '0',
+                     '--rest-port', str(port)]) == 1
+  err = capsys.readouterr().err
+  assert f'cannot listen for REST on 127.0.0.1:{port}' in err and 'Traceback' not in err, err

@@ -111,3 +111,82 @@ def test_identical_unmeasured_checks_are_one_limitation_with_their_count():
   text = [i['description'] for i in items]
   assert text.count('NOT MEASURED: race: fnr_gap (no labelled fakes) [6 checks]') == 1
   assert not any(t == 'NOT MEASURED: race: fnr_gap (no labelled fakes)' for t in text)
+
+
+# ---- what a person reads (issue 34, found on the demo model's card) -----------------------------
+
+def _svg_ticks(svg: str):
+  return [float(t) for t in re.findall(r'text-anchor="middle">(-?[0-9.]+)</text>', svg)]
+
+
+def test_an_interval_beside_n_a_is_explained_where_it_appears():
+  """The demo card showed 'n/a' and '[0.0848, 1739]' for a 0/0 ratio with no word of what that
+  interval is; the explanation follows the table it appears in, and only there."""
+  ratio = {'grouping': 'Black vs rest', 'metric': 'disparate_impact_real', 'value': None,
+           'interval': [0.0014, 827.1], 'bound': [0.0, 1e6], 'status': 'not_measurable',
+           'reason': 'the ratio is undefined (0/0)'}
+  report = dict(REPORT, checks=REPORT['checks'] + [ratio])
+  html = card_lib.render_html(card_lib.build_card(ModelCardConfig(), 'm', report, None,
+                                                  {'pushed': False}, ingest=INGEST))
+  unmeasured = html[html.index('id="checks-not_measurable"'):]
+  unmeasured = unmeasured[:unmeasured.index('</table>') + 600]
+  assert '[0.0014, 827.1000] \u2020' in unmeasured, unmeasured
+  note = re.search(r'<p class="muted undefined-note">(.*?)</p>', unmeasured).group(1)
+  assert 'undefined' in note and 'bootstrap' in note and '[0.0014, 827.1000]' in note, note
+  assert 'confidence interval' in html  # what the interval column is, for every row
+  plain = card_lib.render_html(card_lib.build_card(ModelCardConfig(), 'm', REPORT, None,
+                                                   {'pushed': False}, ingest=INGEST))
+  assert 'undefined-note' not in plain  # no interval beside n/a: nothing to explain
+
+
+def test_rate_plots_stay_within_0_and_1_and_say_what_the_axis_is(card):
+  html = card_lib.render_html(card)
+  plots = re.findall(r'<svg.*?</svg>', html)
+  assert len(plots) == 2  # FPR and FNR per group
+  for svg in plots:
+    ticks = _svg_ticks(svg)
+    assert ticks and min(ticks) == 0.0 and max(ticks) == 1.0, ticks
+    assert 'a rate, from 0 to 1' in svg
+
+
+def test_plot_axis_never_runs_past_0_or_1_for_rates_and_labels_a_ratio():
+  from fakefaces.components.shared.interval_plot import interval_plot  # pylint: disable=import-outside-toplevel
+  rates = interval_plot([('a', 0.02, [0.0, 0.1], None), ('b', 0.9, [0.7, 1.0], None)])
+  assert min(_svg_ticks(rates)) == 0.0 and max(_svg_ticks(rates)) == 1.0, _svg_ticks(rates)
+  gaps = interval_plot([('a', -0.2, [-1.0, 0.3], None)])
+  assert min(_svg_ticks(gaps)) == -1.0 and max(_svg_ticks(gaps)) > 0.3, _svg_ticks(gaps)
+  ratio = interval_plot([('a', 1.4, [0.5, 3.0], None)], band=[0.8, 1.25], reference=1.0,
+                        axis_label='ratio of two rates (1: parity; may exceed 1)')
+  assert max(_svg_ticks(ratio)) > 3.0 and 'may exceed 1' in ratio
+
+
+def _ingest_with(sources, face_align):
+  return dict(INGEST, inputs={'sources': sources,
+                              'face': {'align': face_align, 'detector': 'hog+cnn'}})
+
+
+def test_data_and_licence_text_come_from_the_run():
+  """The demo card named dlib alignment and FairFace/FFHQ for a model trained on generated
+  crops taken as they are: the text is generated from the run's ingest report."""
+  demo = _ingest_with([{'name': 'demo', 'kind': 'manifest', 'path': 'runs/demo_data/manifest.csv',
+                        'role': 'train', 'align': 'none', 'demographics': 'human'}], 'none')
+  texts = [lic['custom_text'] for lic in card_lib.build_card(
+      ModelCardConfig(), 'm', REPORT, None, {'pushed': False}, ingest=demo)['model_details']['licenses']]
+  joined = ' '.join(texts)
+  assert 'runs/demo_data/manifest.csv' in joined and 'no face detection or alignment' in joined
+  for absent in ('dlib', 'iBUG', 'FairFace', 'FFHQ'):
+    assert absent not in joined, joined
+  real = _ingest_with([
+      {'name': 'fairface', 'kind': 'fairface', 'path': '/data/fairface', 'role': 'audit',
+       'align': 'dlib', 'demographics': 'human'},
+      {'name': 'k140', 'kind': 'kaggle140k', 'path': '/data/k140', 'role': 'train', 'align': 'none',
+       'demographics': 'human'}], 'dlib')
+  card = card_lib.build_card(ModelCardConfig(), 'm', REPORT, None, {'pushed': False}, ingest=real)
+  joined = ' '.join(lic['custom_text'] for lic in card['model_details']['licenses'])
+  assert 'CC-BY-4.0' in joined and 'FFHQ' in joined and 'iBUG 300-W' in joined
+  assert 'Faces of fairface were aligned' in joined  # only the source dlib aligned
+  with open(card_lib.SCHEMA_FILE, encoding='utf-8') as f:
+    jsonschema.validate(json.loads(json.dumps(card)), json.load(f))
+  unknown = card_lib.build_card(ModelCardConfig(), 'm', REPORT, None, {'pushed': False},
+                                ingest=INGEST)['model_details']['licenses']
+  assert 'not recorded' in unknown[0]['custom_text'] and 'FairFace' not in str(unknown)

@@ -464,3 +464,72 @@ def test_parallel_uploads_are_prepared_in_turn_on_one_thread(server, large_photo
     upload.join()
   assert len(pages) == 3 and all(b'id="face-1"' in page for page in pages)
   assert most[0] == 1 and len(seen) == 1, (most[0], len(seen))
+
+
+def _iou(a, b) -> float:
+  inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+  return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_no_cnn_pass_sees_more_than_its_pixel_budget_and_the_61mpx_face_is_found(
+    field_case, faces_data, tmp_path, monkeypatch):
+  """Field case large_jpeg_memory: the CNN ran over the whole 1024x1024 detection copy of the
+  7800x7800 JPEG, +979 MB of the upload's +1,255 MB (dlib's CNN holds its whole pyramid's
+  feature maps, ~0.95 KB a pixel). Every pass now gets at most align.CNN_MAX_PIXELS, and the
+  face is still found. The real dlib model runs; its inputs are only watched."""
+  import dlib  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.face_preparation import align  # pylint: disable=import-outside-toplevel
+  path = str(tmp_path / 'jpeg_7800x7800.jpg')
+  _run_script(field_case('large_jpeg_memory'), 'make_61mpx.py',
+              os.path.join(faces_data, 'fairface', 'val', '1000.jpg'), path)
+  seen = []
+  real_model = dlib.cnn_face_detection_model_v1
+
+  def watched_model(location):
+    model = real_model(location)
+
+    def run(pixels, upsample):
+      seen.append(pixels.shape[0] * pixels.shape[1] * 4 ** upsample)
+      return model(pixels, upsample)
+    return run
+
+  monkeypatch.setattr(dlib, 'cnn_face_detection_model_v1', watched_model)
+  with open(path, 'rb') as f:
+    photo = faces.FacePreparer(PREP).prepare(f.read())
+  assert len(photo.faces) == 1 and 'cnn at 1024x1024' in photo.detection, photo.detection
+  assert seen and max(seen) <= 400_000, sorted(seen)[-3:]
+  assert align.CNN_MAX_PIXELS == 400_000
+  assert max(seen) > 1024 * 1024 / 4  # the copy was looked at on tiles, not only shrunk
+
+
+def test_cnn_on_tiles_finds_the_faces_it_finds_on_the_photo(faces_data, preparer):
+  """A 1024x1024 image, over the CNN's pixel budget: a face of ~190 px (inside a tile's
+  overlap) and one of ~470 px (too large for a tile: found on the half-size copy) get the
+  boxes the CNN gives them on a crop within the budget."""
+  face = Image.open(os.path.join(faces_data, 'fairface', 'val', '1000.jpg')).convert('RGB')
+  canvas = Image.new('RGB', (1024, 1024), (120, 120, 120))
+  canvas.paste(face.resize((640, 640)), (0, 0))
+  canvas.paste(face.resize((240, 240)), (700, 700))
+  cnn = preparer.aligner._detectors['cnn']  # pylint: disable=protected-access
+  found = [(r.left(), r.top(), r.right(), r.bottom()) for r in cnn(np.asarray(canvas), 0)]
+  assert len(found) == 2, found
+  for region in ((0, 0, 632, 632), (700, 700, 940, 940)):
+    alone = [(r.left() + region[0], r.top() + region[1], r.right() + region[0],
+              r.bottom() + region[1]) for r in cnn(np.asarray(canvas.crop(region)), 0)]
+    assert len(alone) == 1 and max(_iou(alone[0], box) for box in found) > 0.7, (alone, found)
+
+
+def test_the_page_keeps_only_a_preview_of_each_prepared_photo(preparer, large_photos):
+  """Uploads waiting to be scored held their full decoded photo (182 MB for the 61 Mpx field
+  case; 3 parallel uploads +1,821 MB on the page's one preparation thread): the page's
+  preparation hands back the preview, and the boxes drawn on it are where they were."""
+  checker = web.PhotoChecker(web.WebOptions(server='127.0.0.1:1'))  # prepares only
+  with open(large_photos['4032x3024'], 'rb') as f:
+    data = f.read()
+  kept = checker._run_prepare(preparer.prepare, data, True, 20)  # pylint: disable=protected-access
+  full = preparer.prepare(data, True, 20)
+  assert max(kept.image.size) <= 900 and kept.size == full.image.size == (4032, 3024)
+  assert [f.box for f in kept.faces] == [f.box for f in full.faces]
+  verdicts = [photos.FaceVerdict(f.box, 0.9, 'fake', f.crop) for f in full.faces]
+  assert (np.asarray(web.boxed_preview(kept.image, verdicts, kept.size)) ==
+          np.asarray(web.boxed_preview(full.image, verdicts))).all()

@@ -291,9 +291,19 @@ def build_report(acc: Dict[str, Any]) -> Dict[str, Any]:
   }
 
 
-def _write_report(report: Dict[str, Any], path: str) -> None:
+def input_facts(config: IngestConfig) -> Dict[str, Any]:
+  """What the report records of the configuration: each source's kind and the alignment its
+  photos got (the model card's data and licence text are generated from it)."""
+  return {'sources': [{'name': s.name or s.kind, 'kind': s.kind, 'path': s.path, 'role': s.role,
+                       'align': s.align or config.face.align, 'demographics': s.demographics}
+                      for s in config.sources],
+          'face': {'align': config.face.align, 'detector': config.face.detector}}
+
+
+def _write_report(report: Dict[str, Any], path: str, inputs: Dict[str, Any]) -> None:
   # Non-ASCII file names stay readable in the report.
-  reports.write_report(os.path.dirname(path), report, os.path.basename(path), ensure_ascii=False)
+  reports.write_report(os.path.dirname(path), dict(report, inputs=inputs), os.path.basename(path),
+                       ensure_ascii=False)
 
 
 def _build_ingestion(config: IngestConfig, examples_uri: str, report_path: str,
@@ -325,7 +335,7 @@ def _build_ingestion(config: IngestConfig, examples_uri: str, report_path: str,
   _ = (outcomes
        | 'Summarize' >> beam.Map(_summary)
        | 'Report' >> beam.CombineGlobally(_ReportCombineFn())
-       | 'WriteReport' >> beam.Map(_write_report, report_path))
+       | 'WriteReport' >> beam.Map(_write_report, report_path, input_facts(config)))
 
 
 def check_report(report: Dict[str, Any], config: IngestConfig, report_path: str) -> None:

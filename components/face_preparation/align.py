@@ -40,6 +40,13 @@ MAX_CHECKED_PROPOSALS = 8  # CNN checks per photo, best-scored first (each ~0.2 
 # median face is ~1.25 CNN windows, at most this many pixels (~3.5 CPU-s): HOG misses
 # turned faces that are no weak proposal either (1 of a 25-face grid even at -1.3).
 GROUP_CNN_MAX_PIXELS = 400_000
+# dlib's CNN keeps the feature maps of its whole image pyramid: its memory grows with the
+# pixels it is given, about 0.95 KB each (a flat image at upsample 0: 1024x1024 +992 MB,
+# 632x632 +378 MB, 512x512 +247 MB, 256x256 +75 MB of peak RSS). No CNN pass sees more than
+# this many pixels (after its own upsampling): a larger image is looked at on tiles of
+# that size, and its faces too large for a tile's overlap on a half-size copy, the same
+# way down (`_bounded_cnn`; bench/photo_memory.py, docs/photos.md "Memory per photo").
+CNN_MAX_PIXELS = 400_000
 # Photos larger than the detection copy (`detect_max_side`) are detected on copies made
 # fast and HOG looks at them in grey; a photo that fits is detected as it is, so the
 # crops of every photo up to `detect_max_side` (all of the shared data) are unchanged.
@@ -402,6 +409,38 @@ def _tiles(width: int, height: int, tile: int, overlap: int):
       yield left, top, min(width, left + tile), min(height, top + tile)
 
 
+def _bounded_cnn(cnn, rectangle, pixels: np.ndarray, upsample: int) -> list:
+  """dlib rectangles of the faces `cnn(pixels)` finds, no pass given over CNN_MAX_PIXELS.
+
+  An image within the budget is given to `cnn` as it is (its boxes are unchanged).
+  A larger one is looked at on tiles of at most the budget, overlapping by 2.5 CNN
+  windows, and on a half-size copy (recursively bounded): a face box of up to 2.5
+  windows lies whole inside some tile, and a larger one is at least 1.25 windows on
+  the copy, where the CNN finds it. Boxes of one face seen twice are kept once.
+
+  Args:
+    cnn: pixels [H, W, 3] uint8 -> dlib rectangles in those pixels, at `upsample`.
+    rectangle: dlib.rectangle (boxes moved back to `pixels`' coordinates).
+    pixels: [H, W, 3] uint8.
+    upsample: the CNN's upsampling passes (each doubles both sides, quadruples memory).
+  """
+  height, width = pixels.shape[:2]
+  growth = 4 ** upsample
+  if width * height * growth <= CNN_MAX_PIXELS:
+    return cnn(pixels)
+  overlap = math.ceil(DETECTOR_WINDOW / 2 ** upsample * 2.5)
+  tile = max(int(math.sqrt(CNN_MAX_PIXELS / growth)), 2 * overlap + 1)
+  half, at = _downscaled(Image.fromarray(pixels), math.ceil(max(width, height) / 2))
+  found = [_source_box(r, at, (0, 0)) for r in _bounded_cnn(cnn, rectangle, np.asarray(half),
+                                                            upsample)]
+  for left, top, right, bottom in _tiles(width, height, tile, overlap):
+    for rect in cnn(np.ascontiguousarray(pixels[top:bottom, left:right])):
+      box = _source_box(rect, 1.0, (left, top))
+      if not any(_same_face(box, seen) for seen in found):
+        found.append(box)
+  return [rectangle(*box) for box in found]
+
+
 class FaceAligner:
   """Loads the dlib models once; `align` turns a photo into an FFHQ-style crop."""
 
@@ -422,7 +461,8 @@ class FaceAligner:
       self._detectors['hog'] = dlib.get_frontal_face_detector()
     if 'cnn' in self._chain:
       cnn = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
-      self._detectors['cnn'] = lambda pixels, up: [d.rect for d in cnn(pixels, up)]
+      self._detectors['cnn'] = lambda pixels, up: _bounded_cnn(
+          lambda part: [d.rect for d in cnn(part, up)], dlib.rectangle, pixels, up)
     self._predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
     self._hog_on_crop = self._detectors.get('hog') or dlib.get_frontal_face_detector()
 

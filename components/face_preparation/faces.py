@@ -154,6 +154,13 @@ class PreparedPhoto:
   found: int = 0  # faces detected; len(faces) + sum(not_prepared.values())
   not_prepared: Dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> count
   detection: str = ''  # where detection looked and the smallest face it can find
+  # (width, height) of the decoded photo, the pixels of the boxes; kept where `image` is
+  # replaced by a smaller copy (the web page keeps only its preview).
+  size: Tuple[int, int] = (0, 0)
+
+  def __post_init__(self):
+    if self.size == (0, 0):
+      self.size = self.image.size
 
 
 def check_for_dlib(image: Image.Image, detect_max_side: int) -> None:

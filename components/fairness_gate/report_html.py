@@ -142,7 +142,10 @@ def _fairness_section(report: Dict[str, Any]) -> str:
     items = [(g['name'], g[m], g.get(f'{m}_interval'), checks.get((g['name'], m), {}).get('status'))
              for g in report['groupings']]
     out.append(_titled_plot(f'{_METRIC_TITLES[m]} against its bounds', items, band=bounds[m],
-                            reference=1.0 if m == 'disparate_impact' else 0.0))
+                            reference=1.0 if m == 'disparate_impact' else 0.0,
+                            axis_label='ratio of two rates (1: parity; may exceed 1)'
+                            if m == 'disparate_impact' else
+                            'difference of two rates (0: parity; from -1 to 1)'))
   return ''.join(out)
 
 
@@ -194,7 +197,8 @@ def _slice_rate_section(report: Dict[str, Any]) -> str:
   for rate in ('fpr', 'fnr'):
     items = [(r['slice'], r.get(rate) if r.get(f'{rate}_interval') else None,
               r.get(f'{rate}_interval'), None) for r in rows]
-    out.append(_titled_plot(f'{rate.upper()} per slice', items, domain=(0.0, 1.0)))
+    out.append(_titled_plot(f'{rate.upper()} per slice', items, domain=(0.0, 1.0),
+                            axis_label=f'{rate.upper()}: a rate, from 0 to 1'))
   return ''.join(out)
 
 

@@ -18,18 +18,28 @@ def _e(value) -> str:
 
 def interval_plot(items: List[Tuple[str, Optional[float], Optional[Sequence[float]], Optional[str]]],
                   band: Optional[Sequence[float]] = None, reference: Optional[float] = None,
-                  domain: Optional[Tuple[float, float]] = None, width: int = 720) -> str:
-  """Inline SVG: one row per (label, value, [low, high], status), a shaded allowed band."""
-  label_width, row_height, top, bottom = 230, 17, 8, 26
+                  domain: Optional[Tuple[float, float]] = None, width: int = 720,
+                  axis_label: str = '') -> str:
+  """Inline SVG: one row per (label, value, [low, high], status), a shaded allowed band.
+
+  `domain`: the axis runs exactly over it (rates: (0, 1)); values and intervals
+  outside are drawn at its edge. Without it the axis spans the numbers plus 5%,
+  never past 0, -1 or 1 where the numbers stay within them (a rate's interval
+  ending at 0 does not put -0.05 on the axis). `axis_label`: a line under the
+  axis saying what it measures (e.g. that a ratio may exceed 1).
+  """
+  label_width, row_height, top, bottom = 230, 17, 8, 26 + (14 if axis_label else 0)
   plot_width = width - label_width - 20
   numbers = [v for _, v, _, _ in items if v is not None]
   numbers += [b for _, _, iv, _ in items if iv for b in iv if b is not None]
   numbers += list(band or []) + ([reference] if reference is not None else [])
   low, high = domain or ((min(numbers), max(numbers)) if numbers else (0.0, 1.0))
-  if high - low < 1e-9:
-    low, high = low - 0.5, high + 0.5
-  pad = (high - low) * 0.05
-  low, high = low - pad, high + pad
+  if not domain:
+    if high - low < 1e-9:
+      low, high = low - 0.5, high + 0.5
+    pad = (high - low) * 0.05
+    low = max([low - pad] + [edge for edge in (-1.0, 0.0) if low >= edge])
+    high = min([high + pad] + [edge for edge in (0.0, 1.0) if high <= edge])
 
   def x(value: float) -> float:
     return label_width + (min(max(value, low), high) - low) / (high - low) * plot_width
@@ -64,5 +74,8 @@ def interval_plot(items: List[Tuple[str, Optional[float], Optional[Sequence[floa
     tick = low + (high - low) * k / 5
     parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" text-anchor="middle">'
                  f'{tick:.2f}</text>')
+  if axis_label:
+    parts.append(f'<text x="{label_width + plot_width / 2:.1f}" y="{axis_y + 30}" '
+                 f'text-anchor="middle" class="axis-label">{_e(axis_label)}</text>')
   parts.append('</svg>')
   return ''.join(parts)

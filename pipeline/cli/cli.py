@@ -87,7 +87,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   Returns:
     The command's exit code; 2 when the configuration is invalid (the error,
     which names the file and the dotted field, is printed without a traceback:
-    it is the user's input, not a bug).
+    it is the user's input, not a bug) or a file cannot be read or written (the
+    OSError, which names the path, in one line; with -v its traceback).
   """
   from fakefaces.components.shared.config_base import ConfigError  # pylint: disable=g-import-not-at-top
   args = build_parser().parse_args(argv)
@@ -100,6 +101,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     return int(args.func(args) or 0)
   except ConfigError as error:
     print(f'fakefaces {args.command}: invalid configuration: {error}', file=sys.stderr)
+    return 2
+  except OSError as error:  # a path the person gave cannot be read or written
+    if args.verbose:
+      raise
+    print(f'fakefaces {args.command}: {error} (-v shows where)', file=sys.stderr)
     return 2
 
 

@@ -1,6 +1,7 @@
 """`fakefaces demo-data`: write the generated demo dataset."""
 
 from fakefaces.pipeline import demo_data
+from fakefaces.pipeline.cli import arguments
 
 
 def register(subparsers) -> None:
@@ -9,7 +10,7 @@ def register(subparsers) -> None:
       description='Generate the deterministic synthetic face dataset the demo runs on. '
       'It exercises the pipeline; it does not measure real detection accuracy.')
   p.add_argument('--out', default=demo_data.default_demo_dir(), help='output folder (default: %(default)s)')
-  p.add_argument('--num-images', type=int, default=1000, help='images, half real half fake (default: %(default)s)')
+  p.add_argument('--num-images', type=arguments.at_least(2), default=1000, help='images, half real half fake (default: %(default)s)')
   p.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
   p.set_defaults(func=_run)
 

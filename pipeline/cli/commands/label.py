@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Dict, List, Optional, TextIO
 
+from fakefaces.pipeline.cli import arguments
 from fakefaces.pipeline.cli.commands.run import add_config_flags, config_from_args
 
 OUT_COLUMNS = ('path', 'label', 'gender', 'race', 'age', 'split', 'image_id')
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
   p.add_argument('--include-predicted', action='store_true',
                  help='also faces whose demographics are already confidently predicted '
                       '(default: only faces still unknown in some attribute)')
-  p.add_argument('--limit', type=int, default=0, help='stop after this many faces (0: all)')
+  p.add_argument('--limit', type=arguments.at_least(0), default=0, help='stop after this many faces (0: all)')
   p.set_defaults(func=_run)
 
 

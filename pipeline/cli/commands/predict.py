@@ -10,6 +10,8 @@ raw photo instead called real FairFace photos fake 2.8% of the time instead of
 import json
 import sys
 
+from fakefaces.pipeline.cli import arguments
+
 
 def register(subparsers) -> None:
   p = subparsers.add_parser(
@@ -18,7 +20,7 @@ def register(subparsers) -> None:
       'served model\'s training data was made, send the crops to a TF Serving endpoint (gRPC, '
       'or REST with --rest) and print one line per face: box, P(fake), label.')
   p.add_argument('images', nargs='+', metavar='PHOTO|URL', help='image files or http(s) URLs')
-  p.add_argument('--server', default='127.0.0.1:8500',
+  p.add_argument('--server', default='127.0.0.1:8500', type=arguments.server,
                  help='host:port of the gRPC (or, with --rest, REST) endpoint (default: %(default)s)')
   p.add_argument('--rest', action='store_true', help='use the REST API instead of gRPC')
   p.add_argument('--aligned', action='store_true',
@@ -28,13 +30,13 @@ def register(subparsers) -> None:
                  help='print JSON: {"images": [{"image", "faces": [{"box", "fake_probability", '
                  '"label", "rotation"}], "faces_found", "faces_scored", "not_scored": {reason: count}, '
                  '"max_faces", "detection", "no_face" | "error"}]}')
-  p.add_argument('--max-faces', type=int, default=20,
+  p.add_argument('--max-faces', type=arguments.at_least(0), default=20,
                  help='faces scored per photo, largest first; the answer says how many were '
                  'found and why any were not scored; 0 = all (default: %(default)s)')
   p.add_argument('--model-name', default='fakefaces', help='(default: %(default)s)')
   p.add_argument('--model-version', type=int, default=None, help='a specific version (default: newest)')
   p.add_argument('--timeout', type=float, default=30.0, help='seconds (default: %(default)s)')
-  p.add_argument('--max-url-bytes', type=int, default=10 * 1024 * 1024,
+  p.add_argument('--max-url-bytes', type=arguments.at_least(1), default=10 * 1024 * 1024,
                  help='largest image fetched from a URL (default: %(default)s)')
   p.add_argument('--allow-private-urls', action='store_true',
                  help='also fetch from loopback/private/link-local addresses (refused by default)')

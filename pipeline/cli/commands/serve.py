@@ -11,6 +11,8 @@ import shutil
 import sys
 import tempfile
 
+from fakefaces.pipeline.cli import arguments
+
 # serving/server.py's defaults, repeated so that `--help` loads no server (tests/test_serving_config.py
 # checks they agree).
 DEFAULT_PORT = 8500
@@ -33,9 +35,9 @@ def register(subparsers) -> None:
   p.add_argument('--host', default=None,
                  help=f'address to bind (default: {DEFAULT_HOST}); tensorflow_model_server has no '
                  'such flag (it binds all addresses): there, --host is refused (use --builtin)')
-  p.add_argument('--port', type=int, default=DEFAULT_PORT, help='gRPC port, 0 = any free one '
+  p.add_argument('--port', type=arguments.port, default=DEFAULT_PORT, help='gRPC port, 0 = any free one '
                  '(default: %(default)s)')
-  p.add_argument('--rest-port', type=int, default=DEFAULT_REST_PORT,
+  p.add_argument('--rest-port', type=arguments.rest_port, default=DEFAULT_REST_PORT,
                  help='REST port, 0 = any free one, -1 = no REST (default: %(default)s)')
   p.add_argument('--version-policy', choices=('latest', 'specific'), default=None,
                  help='serve the newest version, or the ones in --versions (default: specific '
@@ -45,7 +47,7 @@ def register(subparsers) -> None:
                  '1700000000,1700000100')
   p.add_argument('--poll-seconds', type=float, default=2.0,
                  help='how often to look for new versions (default: %(default)s)')
-  p.add_argument('--max-request-bytes', type=int, default=32 * 1024 * 1024,
+  p.add_argument('--max-request-bytes', type=arguments.at_least(1), default=32 * 1024 * 1024,
                  help='largest gRPC message / REST body accepted (default: %(default)s)')
   p.add_argument('--builtin', action='store_true',
                  help='use the project\'s server even when tensorflow_model_server is on PATH')

@@ -2,6 +2,8 @@
 
 import sys
 
+from fakefaces.pipeline.cli import arguments
+
 
 def register(subparsers) -> None:
   p = subparsers.add_parser(
@@ -9,23 +11,23 @@ def register(subparsers) -> None:
       description='Serve a page where a person uploads a photo or gives its URL and reads, per '
       'face, P(fake), the verdict and a Grad-CAM heatmap, with a note on what the model was '
       'checked for. It calls a TF Serving endpoint (fakefaces serve, or tensorflow_model_server).')
-  p.add_argument('--server', default='127.0.0.1:8500',
+  p.add_argument('--server', default='127.0.0.1:8500', type=arguments.server,
                  help='host:port of TF Serving gRPC (or REST with --rest) (default: %(default)s)')
   p.add_argument('--rest', action='store_true', help='talk to TF Serving over REST')
   p.add_argument('--model-name', default='fakefaces', help='(default: %(default)s)')
   p.add_argument('--host', default='127.0.0.1', help='address to bind (default: %(default)s)')
-  p.add_argument('--port', type=int, default=8080, help='0 = any free port (default: %(default)s)')
+  p.add_argument('--port', type=arguments.port, default=8080, help='0 = any free port (default: %(default)s)')
   p.add_argument('--gate-report', default='',
                  help='the FairnessGate report.json of the served model (a glob: the newest match)')
   p.add_argument('--model-dir', default='',
                  help='the served model\'s base path (what serve --model-base-path got): the page '
                  'reads the model card pushed beside the served version and links it')
-  p.add_argument('--max-upload-bytes', type=int, default=10 * 1024 * 1024,
+  p.add_argument('--max-upload-bytes', type=arguments.at_least(1), default=10 * 1024 * 1024,
                  help='largest upload or fetched image (default: %(default)s)')
   p.add_argument('--allow-private-urls', action='store_true',
                  help='also fetch URLs on loopback/private/link-local addresses (refused by default)')
   p.add_argument('--fetch-timeout', type=float, default=10.0, help='seconds (default: %(default)s)')
-  p.add_argument('--max-faces', type=int, default=20,
+  p.add_argument('--max-faces', type=arguments.at_least(0), default=20,
                  help='faces scored per photo, largest first; the page says how many were '
                  'found and why any were not scored; 0 = all (default: %(default)s)')
   p.set_defaults(func=_run)
