@@ -109,9 +109,14 @@ def source_confounds(sources: Sequence[Dict[str, Any]]) -> List[str]:
   return items
 
 
+def _undefined(value: Any) -> bool:
+  """A value with no point estimate (None or NaN), shown as 'n/a'."""
+  return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def number(value: Any, name: str = '') -> str:
   """A metric as the schema wants it (a string): counts as integers, rates to 4 decimals."""
-  if value is None or (isinstance(value, float) and math.isnan(value)):
+  if _undefined(value):
     return 'n/a'
   if name in COUNT_COLUMNS or (isinstance(value, float) and value.is_integer() and abs(value) >= 1
                                and name not in ('accuracy', 'auc', 'precision', 'recall', 'fpr',
@@ -355,16 +360,15 @@ UNDEFINED_NOTE = (
     'cannot tell, not that the model is fair or unfair.')
 
 
-def _undefined(value: Any) -> bool:
-  return value is None or (isinstance(value, float) and math.isnan(value))
+def _bracketed(interval: Dict[str, str]) -> str:
+  return f'[{interval["lower_bound"]}, {interval["upper_bound"]}]'
 
 
 def _interval_text(value: Any, interval: Optional[Dict[str, str]]) -> str:
   """'[low, high]', marked where `value` is undefined ('' without an interval)."""
   if not interval:
     return ''
-  return (f'[{interval["lower_bound"]}, {interval["upper_bound"]}]'
-          + (f' {UNDEFINED_MARK}' if _undefined(value) else ''))
+  return _bracketed(interval) + (f' {UNDEFINED_MARK}' if _undefined(value) else '')
 
 
 def _cell(row: Dict[str, Any], name: str, intervals: Dict[str, Any]) -> str:
@@ -378,10 +382,10 @@ def _cell(row: Dict[str, Any], name: str, intervals: Dict[str, Any]) -> str:
 def _undefined_note(pairs) -> str:
   """UNDEFINED_NOTE as a paragraph where some (value, interval) pair shows it, else ''."""
   for value, interval in pairs:
-    shown = _interval_text(value, _interval(interval)) if _undefined(value) else ''
-    if shown:
+    bounds = _interval(interval)
+    if bounds and _undefined(value):
       return (f'<p class="muted undefined-note">'
-              f'{_e(UNDEFINED_NOTE.format(example=shown[:-2]))}</p>')
+              f'{_e(UNDEFINED_NOTE.format(example=_bracketed(bounds)))}</p>')
   return ''
 
 
