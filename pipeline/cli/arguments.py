@@ -11,20 +11,18 @@ MAX_PORT = 65535
 
 def port(text: str) -> int:
   """A port to listen on: 0 (any free one) to 65535."""
-  value = _integer(text, 'port')
-  if not 0 <= value <= MAX_PORT:
-    raise argparse.ArgumentTypeError(f'port {value} is not in 0-{MAX_PORT} (0: any free one)')
-  return value
+  return _listening_port(_integer(text, 'port'), '0: any free one')
 
 
 def rest_port(text: str) -> int:
   """A REST port to listen on: -1 (no REST), 0 (any free one) to 65535."""
   value = _integer(text, 'port')
-  if value == -1:
-    return value
+  return value if value == -1 else _listening_port(value, '0: any free one, -1: no REST')
+
+
+def _listening_port(value: int, meanings: str) -> int:
   if not 0 <= value <= MAX_PORT:
-    raise argparse.ArgumentTypeError(f'port {value} is not in 0-{MAX_PORT} (0: any free one, '
-                                     '-1: no REST)')
+    raise argparse.ArgumentTypeError(f'port {value} is not in 0-{MAX_PORT} ({meanings})')
   return value
 
 
