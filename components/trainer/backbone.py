@@ -22,8 +22,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fakefaces.components.shared import example_files, features
-from fakefaces.components.trainer import clip, clip_weights, embedding_cache, model as model_lib
-from fakefaces.components.trainer import data, precision, preprocess, training
+from fakefaces.components.image_encoder import clip, precision
+from fakefaces.components.image_encoder.embedder import Embedder
+from fakefaces.components.trainer import data, model as model_lib, training
 from fakefaces.components.trainer.config import TrainConfig
 
 
@@ -36,32 +37,6 @@ def read_records(file_patterns: Sequence[str]) -> Tuple[List[bytes], np.ndarray]
     images.extend(batch[features.IMAGE].numpy().tolist())
     labels.extend(batch[features.LABEL].numpy().tolist())
   return images, np.asarray(labels, np.int64)
-
-
-class Embedder:
-  """The float32 tower and its cache: encoded crops -> embeddings [n, 512]."""
-
-  def __init__(self, config: TrainConfig, weights: Optional[Dict[str, np.ndarray]] = None,
-               encoder: Optional[keras.Model] = None):
-    """`weights` (clip.read_weights) and `encoder` (clip.build_encoder of them) when already loaded."""
-    if weights is None:
-      weights = clip.read_weights(config.backbone_weights or None)
-    self.weights = weights
-    self.encoder = encoder or clip.build_encoder(weights)
-    self.cache = embedding_cache.EmbeddingCache(config.embedding_cache_dir, clip_weights.SHA256)
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-  def _embed(self, image_bytes):
-    # The serving signatures' decode (export.py), so cached and served embeddings agree.
-    return self.encoder(preprocess.decode_batch(image_bytes, clip.IMAGE_SIZE, 'rgb'),
-                        training=False)
-
-  def compute(self, images: List[bytes]) -> np.ndarray:
-    """Embeddings [n, 512] of encoded crops, computed now (no cache)."""
-    return self._embed(tf.constant(images)).numpy()
-
-  def __call__(self, images: Sequence[bytes], batch_size: int = 32) -> np.ndarray:
-    return self.cache.embed(images, self.compute, batch_size)
 
 
 def embedding_dataset(embeddings: np.ndarray, labels: np.ndarray, config: TrainConfig,

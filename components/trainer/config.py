@@ -4,10 +4,8 @@ import dataclasses
 from typing import List, Optional
 
 from fakefaces.components.shared.config_base import FieldError
-from fakefaces.components.trainer import clip_weights
-
-# train.precision values; precision.py says what each means and what 'auto' picks.
-PRECISIONS = ('auto', 'float32', 'mixed_bfloat16', 'mixed_float16')
+from fakefaces.components.image_encoder import clip_weights
+from fakefaces.components.image_encoder.policy_names import PRECISIONS
 
 # The CNNs `train.architecture` may name (built in model.py; compared in
 # docs/architectures.md). Listed here, free of TensorFlow, so the command line

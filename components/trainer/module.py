@@ -29,8 +29,9 @@ import os
 import tensorflow as tf
 
 from fakefaces.components.shared import features
+from fakefaces.components.image_encoder import precision
 from fakefaces.components.trainer import (backbone, curves, data, export, fused, mitigation,
-                                          operating_point, precision, training)
+                                          operating_point, training)
 from fakefaces.components.shared.config_base import from_dict
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer.config import BACKBONE_NAMES, FUSED, TrainConfig

@@ -18,7 +18,8 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from fakefaces.components.trainer import curves, data, precision, preprocess
+from fakefaces.components.image_encoder import precision, preprocess
+from fakefaces.components.trainer import curves, data
 from fakefaces.components.trainer.model import build_model
 from fakefaces.components.trainer.config import TrainConfig
 
