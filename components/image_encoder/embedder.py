@@ -17,7 +17,7 @@ from fakefaces.components.image_encoder import clip, clip_weights, embedding_cac
 
 
 class EncoderSettings(Protocol):
-  """The two settings an Embedder reads (TrainConfig's and AnnotatorConfig's fields of these names)."""
+  """What an Embedder reads: fields of TrainConfig and of AnnotatorConfig."""
   # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
   backbone_weights: str
   # Where embeddings are cached across runs; '' is embedding_cache.default_directory().

@@ -139,9 +139,6 @@ class TrainConfig:
     if self.head not in HEADS:
       raise FieldError(OWNER, 'head', f'{self.head!r} is not one of {list(HEADS)}')
     try:
-      if self.backbone_weights:
-        clip_weights.verify(self.backbone_weights)
-      else:
-        clip_weights.locate()
+      clip_weights.checked(self.backbone_weights)
     except clip_weights.BackboneWeightsError as e:
       raise FieldError(OWNER, 'architecture', f'{self.architecture}: {e}') from None
