@@ -6,13 +6,10 @@ are embedded once (~0.3-1 s each on 2 cores).
 """
 
 import csv
-import glob
-import os
 import pickle
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from fakefaces.components.shared import features
 from fakefaces.components.demographic_annotator import executor
@@ -23,29 +20,21 @@ from fakefaces.pipeline.fixtures import demo_records
 pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini): the tower's load and 22 crops
 
 
-def _read(folder):
-  files = sorted(glob.glob(os.path.join(folder, '*')))
-  return [tf.train.Example.FromString(r.numpy())
-          for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
-
-
 @pytest.fixture(scope='module')
 def annotated(tmp_path_factory):
   """24 demo crops; the fakes outside train lose their demographics (as GAN fakes come)."""
   root = tmp_path_factory.mktemp('annotator_clip')
-  demo_records.write_tfrecords(str(root / 'raw'), num_images=24, seed=7)
   images = {}
-  for split in features.SPLITS:
-    os.makedirs(root / 'planted' / f'Split-{split}')
-    with tf.io.TFRecordWriter(str(root / 'planted' / f'Split-{split}' / 'data.gz'), 'GZIP') as w:
-      for example in _read(str(root / 'raw' / f'Split-{split}')):
-        fields = example.features.feature
-        if split != features.TRAIN and fields[features.LABEL].int64_list.value[0] == features.FAKE:
-          for name in features.DEMOGRAPHIC_FEATURES:
-            fields[name].bytes_list.value[:] = [b'unknown']
-        images[fields[features.IMAGE_ID].bytes_list.value[0].decode()] = (
-            fields[features.IMAGE].bytes_list.value[0])
-        w.write(example.SerializeToString())
+
+  def plant(split, example):
+    fields = example.features.feature
+    if split != features.TRAIN and fields[features.LABEL].int64_list.value[0] == features.FAKE:
+      for name in features.DEMOGRAPHIC_FEATURES:
+        fields[name].bytes_list.value[:] = [b'unknown']
+    images[fields[features.IMAGE_ID].bytes_list.value[0].decode()] = (
+        fields[features.IMAGE].bytes_list.value[0])
+
+  demo_records.write_edited(str(root / 'planted'), num_images=24, seed=7, edit=plant)
   cache = str(root / 'cache')
   config = AnnotatorConfig(features='clip_embedding', embedding_cache_dir=cache,
                            min_train_per_class=2, min_confidence_gender=0.5,
