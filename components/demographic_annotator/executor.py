@@ -149,6 +149,7 @@ def describe_faces(files: Dict[str, List[str]], config: AnnotatorConfig,
         else:
           result.failures.append({'image_id': face.image_id, 'split': split,
                                   'reason': f'no {features.IMAGE} bytes'})
+          progress.tick()
       split_faces.append(face)
       split_vectors.append(vector)
       if len(pending) >= DESCRIBE_BATCH:
