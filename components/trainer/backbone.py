@@ -1,8 +1,8 @@
 """`train.architecture: clip_vit_b16`: a head trained on frozen CLIP embeddings, served with the backbone.
 
-The backbone (clip.py) runs once per image: each split's crops are decoded by
+The backbone (image_encoder/clip.py) runs once per image: each split's crops are decoded by
 `preprocess.decode_batch` (the serving signatures' decode), embedded in
-float32 and cached (embedding_cache.py); the head then trains on the 512-d
+float32 and cached (image_encoder/embedding_cache.py); the head then trains on the 512-d
 vectors in seconds with the same loop as the CNNs (training.train). The
 exported model is the tower followed by the head in one float32 Keras model,
 so the SavedModel computes the embedding itself from the encoded bytes and

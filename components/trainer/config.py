@@ -11,7 +11,7 @@ from fakefaces.components.image_encoder.policy_names import PRECISIONS
 # docs/architectures.md). Listed here, free of TensorFlow, so the command line
 # can offer them without loading it.
 ARCHITECTURE_NAMES = ('baseline', 'vgg10', 'vgg16', 'resnet50', 'densenet121')
-# Frozen pretrained backbones with a trained head (clip.py; docs/clip_backbone.md).
+# Frozen pretrained backbones with a trained head (image_encoder/clip.py; docs/clip_backbone.md).
 BACKBONE_NAMES = ('clip_vit_b16',)
 HEADS = ('linear', 'mlp')  # train.head for a backbone: logistic regression, or one hidden layer
 # The paper's CNN and the CLIP head in one model, their logits stacked (fused.py).
@@ -27,7 +27,7 @@ class TrainConfig:
   # For fused: the CNN (one of FUSED_CNNS) trained beside the CLIP head; input_filter,
   # full_resolution_convs, horizontal_flip and the augmentations apply to it.
   fused_cnn: str = 'vgg10'
-  # Where frozen embeddings are cached across runs (embedding_cache.py); '' is
+  # Where frozen embeddings are cached across runs (image_encoder/embedding_cache.py); '' is
   # $XDG_CACHE_HOME/fakefaces/embeddings (~/.cache/... without it).
   embedding_cache_dir: str = ''
   # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
@@ -59,7 +59,7 @@ class TrainConfig:
   validation_steps: Optional[int] = None  # None: the whole eval split each epoch
   shuffle_buffer: int = 2048  # examples (encoded, ~10 KB each at 128 px)
   horizontal_flip: bool = True  # the paper's augmentation; training only
-  # 'auto', 'float32', 'mixed_bfloat16' or 'mixed_float16' (precision.py): auto uses
+  # 'auto', 'float32', 'mixed_bfloat16' or 'mixed_float16' (image_encoder/precision.py): auto uses
   # bfloat16 only where the CPU or GPU computes it natively (emulated, it is slower).
   precision: str = 'auto'
   deterministic: bool = False  # also enable TF op determinism (slower on GPU)
