@@ -173,15 +173,20 @@ def main(argv=None) -> int:
     print(f"{row['source']:10s} {row['grouping']:14s} {row['group']:28s} "
           f"TPR {fmt(row['tpr'], row['fake']):16s} FPR {fmt(row['fpr'], row['real']):16s} "
           f"{','.join(row['origins'])}")
-  [report_uri] = run_metadata.output_uris(store, 'FairnessGate')[keys.REPORT_KEY]
-  with open(os.path.join(report_uri, 'report.json')) as f:
-    gate = gate_summary(json.load(f))
-  print(f"gate: {gate['verdict']} (Evaluator {gate['evaluator_verdict']}, fairness "
-        f"{gate['fairness_verdict']}), checks {gate['checks']}")
-  for kind in ('about_the_model', 'about_missing_evidence'):
-    print(f'{kind}: {len(gate[kind])}')
-    for line in gate[kind]:
-      print(f'  - {line}')
+  try:
+    [report_uri] = run_metadata.output_uris(store, 'FairnessGate')[keys.REPORT_KEY]
+  except ValueError as e:  # the run has not reached the gate (yet): the groups still count
+    print(f'gate: {e}')
+    gate = None
+  else:
+    with open(os.path.join(report_uri, 'report.json')) as f:
+      gate = gate_summary(json.load(f))
+    print(f"gate: {gate['verdict']} (Evaluator {gate['evaluator_verdict']}, fairness "
+          f"{gate['fairness_verdict']}), checks {gate['checks']}")
+    for kind in ('about_the_model', 'about_missing_evidence'):
+      print(f'{kind}: {len(gate[kind])}')
+      for line in gate[kind]:
+        print(f'  - {line}')
   if args.out:
     with open(args.out, 'w') as f:
       json.dump({'config': args.config, 'model': model_dir, 'operating_point': point,
