@@ -96,3 +96,5 @@ def test_the_clip_generalisation_config_loads_with_its_training_and_audit_source
       'utkface': 'train'}
   assert by_name['sdfd'].demographics == 'prompted'
   assert by_name['gan_faces'].align == by_name['k140'].align == 'none'
+  # The shared JPEG generation that matches SDFD's processing to the reals' (DataGate).
+  assert config.ingest.face.shared_jpeg_quality == 88

@@ -264,3 +264,36 @@ def test_generalization_bench_reweighting_keeps_each_collection_and_ranks_the_au
   ranked = bench.rank([config('transfers, unfair', 0.05, 0.9), config('fair', 0.0, 0.5),
                        config('fair, transfers', 0.0, 0.6)])
   assert [c['name'] for c in ranked] == ['fair, transfers', 'fair', 'transfers, unfair']
+
+
+def test_run_groups_rates_per_source_and_group_at_the_threshold_and_sorts_the_gates_reasons(
+    load_bench):
+  """bench/run_groups.py: per source and per labelled group, TPR on fakes and FPR on reals at
+  the run's threshold (unknown labels form no group); the gate's failed checks are about the
+  model, its insufficient ones about missing evidence."""
+  run_groups = load_bench('run_groups')
+  columns = {'label': [0, 0, 0, 1, 1, 1],
+             'source': ['fairface', 'fairface', 'fairface', 'sdfd', 'sdfd', 'sdfd'],
+             'race': ['Black', 'Black', 'unknown', 'Indian', 'Indian', 'unknown'],
+             'gender': ['Female', 'Female', 'Male', 'Male', 'Male', 'unknown'],
+             'demographics_source': ['', '', '', 'prompted', 'prompted', '']}
+  scores = np.array([0.9, 0.1, 0.95, 0.95, 0.2, 0.99])
+  rows = {(r['source'], r['grouping'], r['group']): r
+          for r in run_groups.table(columns, scores, threshold=0.9)}
+  assert rows[('fairface', 'all', '')]['fpr'] == pytest.approx(2 / 3, abs=1e-4)
+  assert rows[('fairface', 'all', '')]['tpr'] is None
+  assert rows[('fairface', 'race x gender', 'Black Female')]['fpr'] == 0.5
+  assert rows[('sdfd', 'all', '')]['tpr'] == pytest.approx(2 / 3, abs=1e-4)
+  assert rows[('sdfd', 'race x gender', 'Indian Male')]['tpr'] == 0.5
+  assert rows[('sdfd', 'race x gender', 'Indian Male')]['origins'] == ['prompted']
+  assert not any(group == 'unknown' or 'unknown' in group for _, _, group in rows)
+  gate = run_groups.gate_summary({
+      'verdict': 'fail', 'evaluator_verdict': 'pass', 'fairness_verdict': 'fail',
+      'reasons': [],
+      'checks': [{'grouping': 'g', 'metric': 'fpr_gap', 'status': 'fail', 'reason': 'fpr_gap 0.1'},
+                 {'grouping': 's', 'metric': 'tpr', 'status': 'insufficient_evidence',
+                  'reason': 'tpr insufficient evidence', 'rests_on_predicted': True},
+                 {'grouping': 'p', 'metric': 'fpr', 'status': 'pass', 'reason': ''}]})
+  assert gate['about_the_model'] == ['g: fpr_gap 0.1']
+  assert gate['about_missing_evidence'] == ['s: tpr insufficient evidence']
+  assert gate['checks'] == {'fail': 1, 'insufficient_evidence': 1, 'pass': 1}

@@ -25,7 +25,7 @@ from fakefaces.components.data_gate.config import SourceShortcutConfig
 from fakefaces.components.face_example_gen import executor as ingest_executor
 from fakefaces.components.face_example_gen import sources
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
-from fakefaces.components.face_preparation.faces import FacePreparation
+from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.pipeline import config as config_lib
@@ -294,3 +294,40 @@ def test_pipeline_passes_a_fakes_only_source_processed_like_the_reals(tmp_path):
   assert section['passed'] and section['findings'] == []
   assert [row['status'] for row in section['single_class_sources']] == [
       shortcut.PROCESSING_MATCHED]
+
+
+def _prepared_by_ingestion(shared_jpeg_quality: int, n: int = 180):
+  """Crops as ingestion prepares them (FacePreparer, align 'none', final JPEG at quality 95)
+  under `shared_jpeg_quality`, mirroring the shared data: 'thumbs' reals and fakes are
+  SIDE px JPEGs at quality 75 (gan_faces' FFHQ thumbnails: their 8x8 grid survives), 'sdfd'
+  fakes are the same kind of texture stored 4x larger at quality 95 (SDFD's 768 px photos:
+  the downsizing to SIDE px leaves no grid)."""
+  preparer = FacePreparer(FacePreparation(align='none', output_size=SIDE,
+                                          shared_jpeg_quality=shared_jpeg_quality))
+  out = []
+  for i in range(n + n // 3):
+    source, label = ('thumbs', (REAL, FAKE, REAL)[i % 3]) if i < n else ('sdfd', FAKE)
+    image = _texture(i)
+    stored = (_encode(image, 75) if source == 'thumbs' else
+              _encode(image.resize((SIDE * 4, SIDE * 4), Image.BICUBIC), 95))
+    [face] = preparer.prepare_image(preparer.decode(stored)).faces
+    record = InputRecord(path='', source=source, image_id=f'{source}-{i:05d}', label=label,
+                         split='')
+    out.append(make_example(record, face.encoded, face_size=0))  # align 'none' records no size
+  return out
+
+
+def test_the_shared_jpeg_generation_matches_a_downsized_fakes_only_source_to_jpeg_reals():
+  # pipeline/configs/shared_data_clip.yaml's SDFD: without a shared JPEG generation the
+  # downsized fakes carry no 8x8 grid and the reals do; one generation at the reals' own
+  # quality gives every crop the same last-but-one compression.
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  as_stored = shortcut.check_source_shortcut(_records(_prepared_by_ingestion(0)), config)
+  [row] = as_stored['single_class_sources']
+  assert row['status'] == shortcut.PROCESSING_DIFFERS, row
+  assert 'size' not in row['auc_by_features']  # align 'none': no source size to compare
+  assert row['auc_by_features']['jpeg_history'] > config.max_probe_auc
+  shared = shortcut.check_source_shortcut(_records(_prepared_by_ingestion(75)), config)
+  [row] = shared['single_class_sources']
+  assert row['status'] == shortcut.PROCESSING_MATCHED, row
+  assert shared['passed'], shared['findings']
