@@ -1,4 +1,4 @@
-"""The export of a CLIP ViT-B/16 model: seconds to write the SavedModel, to load it, and what it serves.
+"""A CLIP ViT-B/16 model's build, export and load: seconds, and what the export serves.
 
 Each measurement is a fresh child process that times `backbone.compose` (building
 the tower with the package's weights and a seeded linear head, the model the
@@ -25,6 +25,8 @@ import sys
 import tempfile
 
 import numpy as np
+
+import photo_memory  # bench/, this script's folder: the children's environment and the results file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'clip_export.json')
@@ -67,9 +69,7 @@ print(json.dumps({'compose_s': t0 - t, 'export_s': t1 - t0, 'load_s': t2 - t1,
 
 def measure(package_root: str, folder: str, name: str) -> dict:
   """One child on `package_root` ('' = this checkout): its timings and output arrays."""
-  env = dict(os.environ)
-  if package_root:
-    env['PYTHONPATH'] = os.pathsep.join([package_root] + [p for p in [env.get('PYTHONPATH')] if p])
+  env = photo_memory.child_env(package_root)
   export_dir = os.path.join(folder, name)
   arrays = os.path.join(folder, name + '.npz')
   out = subprocess.run([sys.executable, '-c', CHILD, export_dir, arrays], check=True,
@@ -105,19 +105,12 @@ def main() -> int:
                           np.abs(arrays['heatmap'] - reference['heatmap']).max()))
         rows.append(result)
         print(f'{name:9} {round_:5} {result["compose_s"]:9.1f} {result["export_s"]:9.1f} '
-              f'{result["load_s"]:7.1f} {result["first_calls_s"]:11.1f} {result["saved_model_mb"]:6.0f} '
+              f'{result["load_s"]:7.1f} {result["first_calls_s"]:11.1f} '
+              f'{result["saved_model_mb"]:6.0f} '
               f'{result["max_probability_difference"]:9.2g} '
               f'{result["max_heatmap_difference"]:14.2g}', flush=True)
-  results = {}
-  if os.path.exists(args.out):
-    with open(args.out, encoding='utf-8') as f:
-      results = json.load(f)
-  results[args.label] = {'load_average_start': load_start, 'load_average_end': os.getloadavg(),
-                         'rows': rows}
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, 'w', encoding='utf-8') as f:
-    json.dump(results, f, indent=2)
-  print(f'wrote {args.out} [{args.label}]')
+  photo_memory.store(args.out, args.label, {'load_average_start': load_start,
+                                            'load_average_end': os.getloadavg(), 'rows': rows})
   return 0
 
 
