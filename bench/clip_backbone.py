@@ -1,7 +1,7 @@
 """The CLIP ViT-B/16 backbone (train.architecture clip_vit_b16): fidelity, quality, cost.
 
 1. Fidelity on `--reference` face crops (half gan_faces test, half k140 test,
-   real and fake): the Keras tower (components/trainer/clip.py) against
+   real and fake): the Keras tower (components/image_encoder/clip.py) against
    onnxruntime on the float reference graph (the ONNX file with its quantised
    MatMuls replaced by float MatMuls on the dequantised weights), same pixels
    (CLIP's own preprocessing: PIL bicubic, centre crop): largest |difference|
@@ -39,7 +39,9 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from fakefaces.components.trainer import backbone, clip, clip_weights, precision  # noqa: E402
+from fakefaces.components.image_encoder import clip, clip_weights, precision  # noqa: E402
+from fakefaces.components.image_encoder.embedder import Embedder  # noqa: E402
+from fakefaces.components.trainer import backbone  # noqa: E402
 from fakefaces.components.trainer.config import TrainConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +155,7 @@ def main():
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
                        embedding_cache_dir=args.cache)
   start = time.perf_counter()
-  embedder = backbone.Embedder(config)
+  embedder = Embedder(config)
   result = {'command': 'bench/clip_backbone.py ' + ' '.join(
       f'--{k.replace("_", "-")} {v}' for k, v in vars(args).items() if k not in ('out', 'cache')),
             'load_avg_start': round(os.getloadavg()[0], 2)}

@@ -39,7 +39,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from fakefaces.components.shared import serving_contract as contract
-from fakefaces.components.trainer import backbone, clip, export
+from fakefaces.components.trainer import backbone, export
+try:
+  from fakefaces.components.image_encoder import clip
+except ImportError:  # a --before checkout with the tower in components/trainer/
+  from fakefaces.components.trainer import clip
 from fakefaces.components.trainer.config import TrainConfig
 from fakefaces.pipeline import demo_data
 out, arrays = sys.argv[1], sys.argv[2]

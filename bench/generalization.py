@@ -13,7 +13,7 @@ Two stages:
   (the ingestion's own FacePreparer, output 128 px, JPEG q95): the GAN sources
   `align: none` as in pipeline/configs/shared_data.yaml, SDFD, FairFace and
   UTKFace through dlib (`hog+cnn`, the pipeline's detector chain); then each
-  crop is embedded by the Trainer's Embedder (the serving signatures' decode,
+  crop is embedded by the image encoder's Embedder (the serving signatures' decode,
   the float32 Keras tower) through the Trainer's embedding cache
   (`--cache`, default /work/cache/clip, outside the repository and shared).
   Crops and their metadata go to runs/generalization/crops.pkl. Resumable: the
@@ -141,7 +141,8 @@ def _save(rows: List[dict]) -> None:
 def prepare(cache: str) -> int:
   """Crops of every input as the pipeline would write them, and their cached embeddings."""
   from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
-  from fakefaces.components.trainer import backbone, clip_weights, embedding_cache
+  from fakefaces.components.image_encoder import clip_weights, embedding_cache
+  from fakefaces.components.image_encoder.embedder import Embedder
   from fakefaces.components.trainer.config import TrainConfig
 
   preparers = {'none': FacePreparer(FacePreparation(align='none', output_size=128)),
@@ -179,7 +180,7 @@ def prepare(cache: str) -> int:
         flush=True)
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
                        embedding_cache_dir=cache)
-  embedder = backbone.Embedder(config)
+  embedder = Embedder(config)
   start, computed, reused = time.time(), 0, 0
   for source in (SDFD, FAIRFACE, UTK, GAN, K140):
     # The cache read again per source: another process may have embedded some meanwhile.
@@ -231,7 +232,7 @@ def row_specs() -> List[dict]:
 
 def load_embedded(cache: str) -> Dict[str, np.ndarray]:
   """Columns of every prepared crop with its embedding [n, 512], read from the Trainer's cache."""
-  from fakefaces.components.trainer import clip_weights, embedding_cache
+  from fakefaces.components.image_encoder import clip_weights, embedding_cache
   with open(CROPS, 'rb') as f:
     rows = pickle.load(f)
 

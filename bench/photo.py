@@ -213,7 +213,8 @@ def _backbone_models(work, prep):
   """Exports the cnn, clip and fused models (module doc); returns {name: (export dir, preparation)}."""
   # pylint: disable=g-import-not-at-top
   import dataclasses
-  from fakefaces.components.trainer import backbone, clip, export, fused, model as model_lib
+  from fakefaces.components.image_encoder import clip
+  from fakefaces.components.trainer import backbone, export, fused, model as model_lib
   from fakefaces.components.trainer.config import TrainConfig
   # pylint: enable=g-import-not-at-top
   prep_224 = dataclasses.replace(prep, output_size=clip.IMAGE_SIZE)
@@ -239,7 +240,7 @@ def _backbone(args, photos, prep, prepare) -> int:
   # pylint: disable=g-import-not-at-top
   import contextlib
   from fakefaces.components.face_preparation import faces
-  from fakefaces.components.trainer import precision
+  from fakefaces.components.image_encoder import precision
   from fakefaces.serving import client as client_lib
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
   import serving_testing as testing

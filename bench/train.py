@@ -72,8 +72,9 @@ import tf_keras as keras  # noqa: E402
 
 from fakefaces.components.shared import features  # noqa: E402
 from fakefaces.components.face_example_gen import executor, sources  # noqa: E402
-from fakefaces.components.trainer import data, model, preprocess  # noqa: E402
-from fakefaces.components.trainer.precision import cpu_bf16_flags  # noqa: E402
+from fakefaces.components.image_encoder import preprocess  # noqa: E402
+from fakefaces.components.image_encoder.precision import cpu_bf16_flags  # noqa: E402
+from fakefaces.components.trainer import data, model  # noqa: E402
 from fakefaces.pipeline.fixtures import demo_records  # noqa: E402
 from fakefaces.pipeline.config import TrainConfig  # noqa: E402
 
@@ -283,7 +284,8 @@ def published_peak_tflops(device_name: str) -> float:
 
 def measure_variant(spec) -> dict:
   """Runs in a fresh process: the peak and training at one setting; returns a result row."""
-  from fakefaces.components.trainer import flops, precision  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.image_encoder import precision  # pylint: disable=g-import-not-at-top
+  from fakefaces.components.trainer import flops  # pylint: disable=g-import-not-at-top
   if spec['intra']:
     tf.config.threading.set_intra_op_parallelism_threads(
         os.cpu_count() if spec['intra'] < 0 else spec['intra'])

@@ -14,7 +14,8 @@ from typing import List, Optional
 from fakefaces.components.shared.config_base import (  # noqa: F401
     DEFAULT_SCHEMA, PROJECT_ROOT, ConfigError, from_dict, from_json, load_yaml, to_json)
 from fakefaces.components.data_gate.config import ValidationConfig
-from fakefaces.components.demographic_annotator.config import AnnotatorConfig
+from fakefaces.components.demographic_annotator.config import (AnnotatorConfig, CLIP_EMBEDDING,
+                                                               DLIB_DESCRIPTORS)
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig  # noqa: F401
 from fakefaces.components.face_preparation import treatment
 from fakefaces.components.face_preparation.faces import FacePreparation  # noqa: F401
@@ -22,7 +23,7 @@ from fakefaces.components.shared.groupings import GroupingConfig  # noqa: F401
 from fakefaces.components.model_card.config import ModelCardConfig
 from fakefaces.components.serving_canary.config import CanaryConfig
 from fakefaces.components.shared.thresholds import ThresholdsConfig, load_thresholds  # noqa: F401
-from fakefaces.components.trainer.config import TrainConfig
+from fakefaces.components.trainer.config import BACKBONE_NAMES, FUSED, TrainConfig
 
 DEFAULT_THRESHOLDS = os.path.join(PROJECT_ROOT, 'pipeline', 'configs', 'thresholds.yaml')
 
@@ -95,13 +96,24 @@ def resolve_paths(config: PipelineConfig, base_dir: str) -> None:
 def check_consistency(config: PipelineConfig) -> None:
   """Checks that span components; raises ConfigError naming the field to change."""
   face = config.ingest.face
-  if (config.annotator.enabled and face.align == 'dlib' and
+  annotator = config.annotator
+  if (annotator.enabled and annotator.features == DLIB_DESCRIPTORS and face.align == 'dlib' and
       face.crop_fraction < 1.0 and not config.ingest.face_descriptors):
     # The annotator's descriptor box sits on the whole aligned square; after the crop
     # half of it lies outside the stored image (forehead, hair and chin cut off).
     raise ConfigError(f'ingest.face_descriptors must be true when ingest.face.crop_fraction '
                       f'({face.crop_fraction}) < 1 and the annotator is enabled: the '
                       'descriptor is then taken before the crop (or set annotator.enabled: false)')
+  if (annotator.enabled and annotator.features == CLIP_EMBEDDING and
+      config.train.architecture in BACKBONE_NAMES + (FUSED,)):
+    # One cache and one backbone, so the Trainer reads the annotator's embeddings back.
+    for field in ('embedding_cache_dir', 'backbone_weights'):
+      if getattr(annotator, field) != getattr(config.train, field):
+        raise ConfigError(f'annotator.{field} ({getattr(annotator, field)!r}) must equal '
+                          f'train.{field} ({getattr(config.train, field)!r}) with '
+                          f'annotator.features {CLIP_EMBEDDING} and train.architecture '
+                          f'{config.train.architecture}: the Trainer then reuses the '
+                          'annotator\'s embeddings instead of computing them again')
   if face.native_crop and config.train.image_size > treatment.native_side(face):
     # The point of a native crop is that the model sees no upsampled region.
     raise ConfigError(f'train.image_size {config.train.image_size} is above the native crop '

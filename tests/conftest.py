@@ -26,7 +26,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
   if config.getoption('--cpu-bf16'):
     import tempfile  # pylint: disable=import-outside-toplevel
-    from fakefaces.components.trainer import precision  # pylint: disable=import-outside-toplevel
+    from fakefaces.components.image_encoder import precision  # pylint: disable=import-outside-toplevel
     path = os.path.join(tempfile.mkdtemp(prefix='cpu_bf16_'), 'cpuinfo')
     with open(path, 'w', encoding='utf-8') as f:
       f.write(BF16_CPUINFO)

@@ -58,6 +58,23 @@ def test_a_crop_without_ingestion_descriptors_is_refused_naming_the_field():
   config = PipelineConfig(ingest=IngestConfig(face=FacePreparation(crop_fraction=0.5)))
   config.annotator.enabled = False
   pipeline_config.check_consistency(config)
+  # CLIP embeddings are taken from the stored crop itself: no descriptor needed.
+  config = PipelineConfig(ingest=IngestConfig(face=FacePreparation(crop_fraction=0.5)))
+  config.annotator.features = 'clip_embedding'
+  pipeline_config.check_consistency(config)
+
+
+def test_clip_embeddings_share_the_trainers_cache_or_are_refused_naming_the_field(tmp_path):
+  config = PipelineConfig()
+  config.annotator.features = 'clip_embedding'
+  config.annotator.embedding_cache_dir = str(tmp_path / 'annotator')
+  pipeline_config.check_consistency(config)  # a CNN reads no embeddings
+  config.train.architecture = 'clip_vit_b16'
+  with pytest.raises(ConfigError, match='annotator.embedding_cache_dir .* must equal '
+                                        'train.embedding_cache_dir'):
+    pipeline_config.check_consistency(config)
+  config.train.embedding_cache_dir = config.annotator.embedding_cache_dir
+  pipeline_config.check_consistency(config)
 
 
 def test_the_shipped_shared_data_config_is_consistent():

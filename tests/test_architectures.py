@@ -13,7 +13,8 @@ import tf_keras as keras
 from PIL import Image
 
 from fakefaces.components.shared import serving_contract as contract
-from fakefaces.components.trainer import curves, export, flops, model as model_lib, precision, preprocess
+from fakefaces.components.image_encoder import precision, preprocess
+from fakefaces.components.trainer import curves, export, flops, model as model_lib
 from fakefaces.components.trainer import training
 from fakefaces.components.trainer.config import ARCHITECTURE_NAMES, TrainConfig
 from fakefaces.components.face_preparation.faces import FacePreparation

@@ -72,7 +72,8 @@ def _export_spread_model(export_dir, image_paths):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras as keras  # pylint: disable=import-outside-toplevel
-  from fakefaces.components.trainer import export, model as model_lib, preprocess  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.image_encoder import preprocess  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.trainer import export, model as model_lib  # pylint: disable=import-outside-toplevel
   keras_model = model_lib.build_model('baseline', 32, 1, seed=5)
   layer = keras_model.get_layer(export.OUTPUT_LAYER)
   images = preprocess.decode_batch(tf.constant([p.read_bytes() for p in image_paths]), 32,

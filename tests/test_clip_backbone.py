@@ -26,7 +26,9 @@ from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.components.serving_canary import executor as canary
 from fakefaces.components.serving_canary.config import CanaryConfig
-from fakefaces.components.trainer import backbone, clip, clip_weights, embedding_cache, fused, module
+from fakefaces.components.image_encoder import clip, clip_weights, embedding_cache
+from fakefaces.components.image_encoder.embedder import Embedder
+from fakefaces.components.trainer import backbone, fused, module
 from fakefaces.components.trainer import operating_point, training
 from fakefaces.components.trainer.config import TrainConfig
 from fakefaces.pipeline import demo_data
@@ -123,14 +125,14 @@ def test_embeddings_are_computed_once_reused_by_a_second_run_and_recomputed_afte
     weights, encoder, tmp_path):
   config = _config(embedding_cache_dir=str(tmp_path / 'cache'))
   images = _jpegs(3)
-  first = backbone.Embedder(config, weights, encoder)
+  first = Embedder(config, weights, encoder)
   vectors = first(images)
   assert (first.cache.computed, first.cache.reused) == (3, 0)
-  second = backbone.Embedder(config, weights, encoder)  # a new run: reads the cache from disk
+  second = Embedder(config, weights, encoder)  # a new run: reads the cache from disk
   np.testing.assert_array_equal(second(images), vectors)
   assert (second.cache.computed, second.cache.reused) == (0, 3)
   changed = images[:2] + _jpegs(3, seed=12)[2:]
-  third = backbone.Embedder(config, weights, encoder)
+  third = Embedder(config, weights, encoder)
   again = third(changed)
   assert (third.cache.computed, third.cache.reused) == (1, 2)
   np.testing.assert_array_equal(again[:2], vectors[:2])
@@ -162,7 +164,7 @@ def test_the_served_model_computes_the_training_embedding_and_every_signature_wo
   assert history['embeddings']['computed'] > 0 and history['epochs_run'] == 3
   eval_images, eval_labels = backbone.read_records([patterns[features.EVAL]])
   # A second run embeds nothing: the run's cache has every eval crop.
-  second = backbone.Embedder(config, weights, encoder)
+  second = Embedder(config, weights, encoder)
   second(eval_images)
   assert (second.cache.computed, second.cache.reused) == (0, len(eval_images))
   loaded = tf.saved_model.load(export_dir)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from fakefaces.components.shared import features
-from fakefaces.components.shared.config_base import ConfigError
+from fakefaces.components.shared.config_base import ConfigError, from_dict
 from fakefaces.components.demographic_annotator import annotate, executor
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 from fakefaces.pipeline.fixtures import demo_records
@@ -59,6 +59,18 @@ def test_config_errors_name_the_field():
     validate(AnnotatorConfig(min_confidence_race=1.5))
   with pytest.raises(ConfigError, match='annotator.test_split'):
     validate(AnnotatorConfig(test_split='train'))
+
+
+def test_features_are_checked_at_config_load(tmp_path):
+  with pytest.raises(ConfigError, match=r"annotator.features 'clip' is not one of"):
+    from_dict(AnnotatorConfig, {'features': 'clip'}, 'annotator')
+  corrupted = tmp_path / 'clip_encoder.int8.onnx'
+  corrupted.write_bytes(b'not the weights')
+  with pytest.raises(ConfigError, match=r'annotator.backbone_weights clip_embedding: .*sha256'):
+    from_dict(AnnotatorConfig, {'features': 'clip_embedding',
+                                'backbone_weights': str(corrupted)}, 'annotator')
+  assert from_dict(AnnotatorConfig, {'features': 'clip_embedding'}, 'annotator').features == (
+      'clip_embedding')  # the installed package's file, checked
 
 
 def _read(pattern):

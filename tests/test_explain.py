@@ -48,7 +48,7 @@ def explained(tmp_path_factory):
   tf.keras.utils.set_random_seed(1)
   train_bytes, train_labels, _ = _images(600, seed=0)
   keras_model = model_lib.build_model('baseline', SIZE, 1, seed=1)
-  from fakefaces.components.trainer import preprocess  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.image_encoder import preprocess  # pylint: disable=import-outside-toplevel
   train_images = preprocess.decode_batch(tf.constant(train_bytes), SIZE, 'grayscale')
   keras_model.fit(train_images, train_labels, epochs=6, batch_size=32, verbose=0, shuffle=True)
   export_dir = str(tmp_path_factory.mktemp('explain') / 'model')

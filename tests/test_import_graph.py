@@ -3,6 +3,7 @@
   floor           folder                         what
   shared          components/shared/             the contracts and helpers every layer uses
   face library    components/face_preparation/   photo bytes to the aligned crop a model sees
+  image encoder   components/image_encoder/      the decode, the CLIP tower and its embedding cache
   server          serving/                       TF Serving protocol server, client, photo path, web page
   components      components/<component>/        the TFX components and the Trainer's module
   pipeline        pipeline/ (except cli/)        config, assembly, local runner, run metadata
@@ -32,6 +33,7 @@ PACKAGE_FOLDERS = ('components', 'serving', 'pipeline', 'kubeflow')  # fakefaces
 FLOORS = (
     ('shared', 'fakefaces.components.shared'),
     ('face library', 'fakefaces.components.face_preparation'),
+    ('image encoder', 'fakefaces.components.image_encoder'),
     ('server', 'fakefaces.serving'),
     ('components', 'fakefaces.components'),
     ('pipeline', 'fakefaces.pipeline'),
@@ -129,7 +131,8 @@ def test_each_floor_is_a_folder():
 def test_components_holds_only_floors_and_components():
   # A new shared module goes into components/shared/, so the folder names keep
   # telling the floors apart.
-  allowed = {'__init__.py', 'README.md', 'shared', 'face_preparation', '__pycache__'}
+  allowed = {'__init__.py', 'README.md', 'shared', 'face_preparation', 'image_encoder',
+             '__pycache__'}
   loose = sorted(name for name in os.listdir(COMPONENTS_DIR)
                  if name not in allowed | component_folders())
   assert not loose, ('components/ holds neither a floor nor a component (shared modules go in '

@@ -73,18 +73,17 @@ def annotated(tmp_path_factory):
   """Demo examples: reals with human labels; fakes with a prompted gender and race (age not
   stated, as most SDFD prompts), run through the real DemographicAnnotator."""
   root = tmp_path_factory.mktemp('prompted')
-  demo_records.write_tfrecords(str(root / 'raw'), num_images=120, seed=5)
   before = {}
-  for split in features.SPLITS:
-    os.makedirs(root / 'in' / f'Split-{split}')
-    with tf.io.TFRecordWriter(str(root / 'in' / f'Split-{split}' / 'data.gz'), 'GZIP') as w:
-      for example in _read(str(root / 'raw' / f'Split-{split}' / '*')):
-        fields = example.features.feature
-        if fields[features.LABEL].int64_list.value[0] == features.FAKE:
-          fields[features.AGE].bytes_list.value[:] = [b'unknown']
-          fields[features.DEMOGRAPHICS_SOURCE].bytes_list.value[:] = [b'prompted']
-        before[fields[features.IMAGE_ID].bytes_list.value[0]] = annotate.demographics_of(example)
-        w.write(example.SerializeToString())
+
+  def prompt(split, example):
+    del split  # every split alike
+    fields = example.features.feature
+    if fields[features.LABEL].int64_list.value[0] == features.FAKE:
+      fields[features.AGE].bytes_list.value[:] = [b'unknown']
+      fields[features.DEMOGRAPHICS_SOURCE].bytes_list.value[:] = [b'prompted']
+    before[fields[features.IMAGE_ID].bytes_list.value[0]] = annotate.demographics_of(example)
+
+  demo_records.write_edited(str(root / 'in'), num_images=120, seed=5, edit=prompt)
   config = AnnotatorConfig(min_train_per_class=2, min_confidence_gender=0.0,
                            min_confidence_race=0.0, min_confidence_age=0.0,
                            progress_interval_seconds=1e9)

@@ -221,7 +221,8 @@ def test_card_lists_every_not_passed_check():
   assert 'disparate_impact' not in text
   assert card['quantitative_analysis']['fairness']['failed'] == ['Black vs rest: fpr_gap']
   assert 'no demographic annotator was used' in text
-  annotator_report = {'test_split': 'test', 'descriptor': 'dlib resnet',
+  annotator_report = {'test_split': 'test', 'features': 'clip_embedding',
+                      'descriptor': 'CLIP ViT-B/16 image embedding',
                       'evaluation': {'race': {'accuracy': 0.91, 'n': 588, 'coverage': 0.7,
                                               'min_confidence': 0.5, 'confident_accuracy': 0.95,
                                               'confusion': [[1]]}}}
@@ -231,6 +232,9 @@ def test_card_lists_every_not_passed_check():
   assert annotated['model_parameters']['demographic_annotator']['accuracy_by_attribute']['race'] == {
       'accuracy': 0.91, 'n': 588, 'coverage': 0.7, 'min_confidence': 0.5,
       'confident_accuracy': 0.95}
+  # The card says which features the annotator's classifiers read.
+  assert annotated['model_parameters']['demographic_annotator']['features'] == 'clip_embedding'
+  assert 'Features: clip_embedding (CLIP ViT-B/16 image embedding)' in card_lib.render_html(annotated)
 
 
 def test_model_failing_a_signature_call_is_never_pushed(runs):

@@ -13,7 +13,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from fakefaces.components.shared import features
 from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.face_preparation.faces import FacePreparation
-from fakefaces.components.trainer import data, export, model, preprocess
+from fakefaces.components.image_encoder import preprocess
+from fakefaces.components.trainer import data, export, model
 from fakefaces.pipeline.fixtures import demo_records
 from fakefaces.pipeline import demo_data
 from fakefaces.pipeline.config import TrainConfig

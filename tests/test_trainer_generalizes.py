@@ -9,7 +9,7 @@ import pytest
 import numpy as np
 import tensorflow as tf
 
-from fakefaces.components.trainer import preprocess
+from fakefaces.components.image_encoder import preprocess
 from fakefaces.components.trainer.model import build_model
 from fakefaces.pipeline import demo_data
 

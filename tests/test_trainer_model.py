@@ -7,7 +7,8 @@ import os
 import pytest
 import tf_keras as keras
 
-from fakefaces.components.trainer import data, model, precision, training
+from fakefaces.components.image_encoder import precision
+from fakefaces.components.trainer import data, model, training
 from fakefaces.pipeline.config import TrainConfig
 
 

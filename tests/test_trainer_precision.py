@@ -7,7 +7,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fakefaces.components.shared.config_base import from_dict
-from fakefaces.components.trainer import export, model, precision, training
+from fakefaces.components.image_encoder import precision
+from fakefaces.components.trainer import export, model, training
 from fakefaces.components.shared.serving_contract import PROBABILITY_KEY, SERVING_SIGNATURE
 from fakefaces.pipeline import demo_data
 from fakefaces.pipeline.config import TrainConfig

@@ -107,7 +107,8 @@ def _decisive_tiny_model(export_dir, crops):
   crops[1] about 0.98 (a real and a fake verdict at the exported threshold 0.5)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras as keras  # pylint: disable=import-outside-toplevel
-  from fakefaces.components.trainer import export, model as model_lib, preprocess  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.image_encoder import preprocess  # pylint: disable=import-outside-toplevel
+  from fakefaces.components.trainer import export, model as model_lib  # pylint: disable=import-outside-toplevel
   keras_model = model_lib.build_model('baseline', TINY_SIZE, 1, seed=3)
   layer = keras_model.get_layer(export.OUTPUT_LAYER)
   images = preprocess.decode_batch(tf.constant(crops), TINY_SIZE, 'grayscale')

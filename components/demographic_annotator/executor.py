@@ -1,7 +1,8 @@
-"""DemographicAnnotator executor: fills missing gender/race/age from face descriptors.
+"""DemographicAnnotator executor: fills missing gender/race/age from face features.
 
-In process, in two passes over the examples: (1) the dlib descriptor of every
-face that needs one (faces lacking a demographic, and the human-labelled faces
+In process, in two passes over the examples: (1) the features
+(`annotator.features`, face_features.py: dlib descriptor or CLIP embedding) of every
+face that needs them (faces lacking a demographic, and the human-labelled faces
 of the train and test splits), then classifiers trained on the train split's
 human labels and scored on the test split's; (2) every split rewritten with
 the missing demographics filled (when confident), per-attribute confidences and
@@ -36,13 +37,13 @@ from tfx.types import artifact_utils
 from fakefaces.components.shared import component_keys as keys, example_files, features
 from fakefaces.components.shared.reports import write_report
 from fakefaces.components.shared.config_base import from_json, to_json
-from fakefaces.components.demographic_annotator import annotate
-from fakefaces.components.face_preparation import descriptors
+from fakefaces.components.demographic_annotator import annotate, face_features
 from fakefaces.components.demographic_annotator.config import AnnotatorConfig, validate
 
 CLASSIFIERS_FILE = 'classifiers.pkl'
 PREDICTIONS_FILE = 'predictions.csv'
 TFRECORD_NAME = 'data_tfrecord-00000-of-00001.gz'
+DESCRIBE_BATCH = 32  # faces described at once: the embedding cache writes one file per batch
 ATTRIBUTES = annotate.ATTRIBUTES
 PREDICTION_COLUMNS = (['image_id', 'split', 'label', 'demographics_source'] +
                       [f'{a}_{k}' for a in ATTRIBUTES for k in ('value', 'source', 'proposal',
@@ -89,7 +90,7 @@ Proposals = List[Dict[str, Tuple[str, float]]]
 class Described:
   """Pass 1: every face of every split, and the descriptors of those that needed one."""
   faces: Dict[str, List[Face]]
-  vectors: Dict[str, np.ndarray]  # [faces, DESCRIPTOR_SIZE] float32, NaN rows where not described
+  vectors: Dict[str, np.ndarray]  # [faces, feature size] float32, NaN rows where not described
   failures: List[Dict[str, str]]  # faces that could not be described: image_id, split, reason
   from_ingestion: int  # descriptors stored at ingestion, not recomputed
   seconds: float
@@ -110,38 +111,54 @@ def needs_descriptor(face: Face, split: str, config: AnnotatorConfig) -> bool:
 
 
 def describe_faces(files: Dict[str, List[str]], config: AnnotatorConfig,
-                   describer: Optional[descriptors.FaceDescriber],
+                   describer: Optional[face_features.Features],
                    progress: '_Progress') -> Described:
   """Pass 1: reads every split; describes the faces that need it (none without `describer`).
 
-  A face that cannot be described keeps a NaN row and is listed in `failures`.
+  Faces are described in batches of DESCRIBE_BATCH (the CLIP tower's batch). A
+  face that cannot be described keeps a NaN row and is listed in `failures`.
   """
   started = time.monotonic()
   result = Described({}, {}, [], 0, 0.0)
+  size = face_features.SIZES[config.features]
   for split, paths in files.items():
-    split_faces, split_vectors = [], []
+    split_faces, split_vectors, pending = [], [], []  # pending: (row, image bytes)
+
+    def describe_pending():
+      for (row, _), outcome in zip(pending, describer.describe([image for _, image in pending])):
+        if isinstance(outcome, Exception):
+          result.failures.append({'image_id': split_faces[row].image_id, 'split': split,
+                                  'reason': f'{type(outcome).__name__}: {outcome}'})
+        else:
+          split_vectors[row], split_faces[row].described = outcome, True
+        progress.tick()
+      pending.clear()
+
     for serialized in _records(paths):
       example = tf.train.Example.FromString(serialized)
       face = read_face(example)
-      vector = np.full(descriptors.DESCRIPTOR_SIZE, np.nan, dtype=np.float32)
+      vector = np.full(size, np.nan, dtype=np.float32)
       if describer is not None and needs_descriptor(face, split, config):
-        stored = descriptors.from_example(example)
+        stored = describer.stored(example)
+        image = example.features.feature[features.IMAGE].bytes_list.value
         if stored is not None:  # taken at ingestion, before the treatment
           vector, face.described = stored, True
           result.from_ingestion += 1
+        elif image:
+          pending.append((len(split_faces), image[0]))
         else:
-          try:
-            vector = describer.describe(example.features.feature[features.IMAGE].bytes_list.value[0])
-            face.described = True
-          except Exception as e:  # pylint: disable=broad-except  (one bad face never stops a run)
-            result.failures.append({'image_id': face.image_id, 'split': split,
-                                    'reason': f'{type(e).__name__}: {e}'})
+          result.failures.append({'image_id': face.image_id, 'split': split,
+                                  'reason': f'no {features.IMAGE} bytes'})
           progress.tick()
       split_faces.append(face)
       split_vectors.append(vector)
+      if len(pending) >= DESCRIBE_BATCH:
+        describe_pending()
+    if pending:
+      describe_pending()
     result.faces[split] = split_faces
-    result.vectors[split] = (np.stack(split_vectors) if split_vectors else
-                             np.zeros((0, descriptors.DESCRIPTOR_SIZE), np.float32))
+    result.vectors[split] = (np.stack(split_vectors).astype(np.float32) if split_vectors else
+                             np.zeros((0, size), np.float32))
   result.seconds = time.monotonic() - started
   return result
 
@@ -262,13 +279,20 @@ def rewrite_splits(files: Dict[str, List[str]], output_uri: str, described: Desc
 def build_report(config: AnnotatorConfig, lacking: Dict[str, int], active: bool,
                  described: Described, faces_described: int, training: Dict[str, Any],
                  evaluation: Dict[str, Any], test_pairs: List[List[str]],
-                 tally: Tally) -> Dict[str, Any]:
-  """report.json of the Annotations artifact."""
+                 tally: Tally, features_summary: Dict[str, Any]) -> Dict[str, Any]:
+  """report.json of the Annotations artifact.
+
+  `features_summary`: the features' own account (face_features: the embedding
+  cache's folder and counts for clip_embedding).
+  """
   split_names = list(described.faces)
   return {
       'config': json.loads(to_json(config)),
-      'descriptor': 'dlib_face_recognition_resnet_model_v1 on the 5-point shape of the fixed '
-                    'aligned-face box (components/face_preparation/descriptors.py)',
+      # What the classifiers read (annotator.features), and its dimension.
+      'features': config.features,
+      'feature_dimension': face_features.SIZES[config.features],
+      'descriptor': face_features.DESCRIPTIONS[config.features],
+      **features_summary,
       'descriptors_from_ingestion': described.from_ingestion,
       'evaluation_protocol': (
           f'{config.cross_fit_folds}-fold cross-fitting on the {config.test_split} split\'s human '
@@ -316,8 +340,8 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
                  'labels, so there is nothing to fill; the examples pass through unchanged',
                  '/'.join(split_names))
   progress = _Progress('described', config.progress_interval_seconds)
-  described = describe_faces(files, config,
-                             descriptors.FaceDescriber() if active else None, progress)
+  describer = face_features.make(config) if active else None
+  described = describe_faces(files, config, describer, progress)
   classifiers, training = fit(described, config, active)
   proposals = propose(described, classifiers)
   if active and config.cross_fit_folds and config.train_split in described.faces:
@@ -328,7 +352,7 @@ def annotate_examples(input_uri: str, split_names: List[str], output_uri: str,
                             if config.test_split in described.faces else ({}, []))
   tally = rewrite_splits(files, output_uri, described, proposals, thresholds, config.test_split)
   report = build_report(config, lacking, active, described, progress.done, training, evaluation,
-                        test_pairs, tally)
+                        test_pairs, tally, describer.summary() if describer else {})
   write_outputs(annotations_uri, report, classifiers, tally.prediction_rows)
   for attribute, result in (evaluation.items() if active else ()):
     logging.info('DemographicAnnotator: %s accuracy %s on %d labelled %s faces (coverage %s at '

@@ -340,7 +340,8 @@ def annotator_section(annotator: Optional[Dict[str, Any]]) -> Optional[Dict[str,
       for attribute, result in (annotator.get('evaluation') or {}).items()}
   if annotator.get('skipped'):
     return {'used': False, 'skipped': annotator['skipped']}
-  return {'used': True, 'descriptor': annotator.get('descriptor'),
+  return {'used': True, 'features': annotator.get('features'),
+          'descriptor': annotator.get('descriptor'),
           'evaluated_on': annotator.get('test_split'), 'accuracy_by_attribute': per_attribute,
           'small_data': annotator.get('small_data')}
 
@@ -537,6 +538,8 @@ def render_html(card: Dict[str, Any]) -> str:
   elif not annotator.get('used'):
     out.append(f'<p>Skipped: {_e(annotator.get("skipped"))}.</p>')
   else:
+    if annotator.get('features'):
+      out.append(f'<p>Features: {_e(annotator["features"])} ({_e(annotator.get("descriptor"))}).</p>')
     out.append('<table><thead><tr><th>attribute</th><th>accuracy</th><th>labelled test faces</th>'
                '<th>coverage</th><th>min confidence</th><th>accuracy when confident</th></tr>'
                '</thead><tbody>')

@@ -1,8 +1,8 @@
 """`train.architecture: clip_vit_b16`: a head trained on frozen CLIP embeddings, served with the backbone.
 
-The backbone (clip.py) runs once per image: each split's crops are decoded by
+The backbone (image_encoder/clip.py) runs once per image: each split's crops are decoded by
 `preprocess.decode_batch` (the serving signatures' decode), embedded in
-float32 and cached (embedding_cache.py); the head then trains on the 512-d
+float32 and cached (image_encoder/embedding_cache.py); the head then trains on the 512-d
 vectors in seconds with the same loop as the CNNs (training.train). The
 exported model is the tower followed by the head in one float32 Keras model,
 so the SavedModel computes the embedding itself from the encoded bytes and
@@ -22,8 +22,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fakefaces.components.shared import example_files, features
-from fakefaces.components.trainer import clip, clip_weights, embedding_cache, model as model_lib
-from fakefaces.components.trainer import data, precision, preprocess, training
+from fakefaces.components.image_encoder import clip, precision
+from fakefaces.components.image_encoder.embedder import Embedder
+from fakefaces.components.trainer import data, model as model_lib, training
 from fakefaces.components.trainer.config import TrainConfig
 
 
@@ -36,33 +37,6 @@ def read_records(file_patterns: Sequence[str]) -> Tuple[List[bytes], np.ndarray]
     images.extend(batch[features.IMAGE].numpy().tolist())
     labels.extend(batch[features.LABEL].numpy().tolist())
   return images, np.asarray(labels, np.int64)
-
-
-class Embedder:
-  """The float32 tower and its cache: encoded crops -> embeddings [n, 512]."""
-
-  def __init__(self, config: TrainConfig, weights: Optional[Dict[str, np.ndarray]] = None,
-               encoder: Optional[keras.Model] = None):
-    """`weights` (clip.read_weights) and `encoder` (clip.build_encoder of them) when already loaded."""
-    if weights is None:
-      weights = clip.read_weights(config.backbone_weights or None)
-    self.weights = weights
-    self.encoder = encoder or clip.build_encoder(weights)
-    self.cache = embedding_cache.EmbeddingCache(config.embedding_cache_dir, clip_weights.SHA256)
-
-  # No autograph: no Python control flow here, and converting the tower's layers costs seconds.
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
-  def _embed(self, image_bytes):
-    # The serving signatures' decode (export.py), so cached and served embeddings agree.
-    return self.encoder(preprocess.decode_batch(image_bytes, clip.IMAGE_SIZE, 'rgb'),
-                        training=False)
-
-  def compute(self, images: List[bytes]) -> np.ndarray:
-    """Embeddings [n, 512] of encoded crops, computed now (no cache)."""
-    return self._embed(tf.constant(images)).numpy()
-
-  def __call__(self, images: Sequence[bytes], batch_size: int = 32) -> np.ndarray:
-    return self.cache.embed(images, self.compute, batch_size)
 
 
 def embedding_dataset(embeddings: np.ndarray, labels: np.ndarray, config: TrainConfig,

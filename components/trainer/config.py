@@ -4,16 +4,14 @@ import dataclasses
 from typing import List, Optional
 
 from fakefaces.components.shared.config_base import FieldError
-from fakefaces.components.trainer import clip_weights
-
-# train.precision values; precision.py says what each means and what 'auto' picks.
-PRECISIONS = ('auto', 'float32', 'mixed_bfloat16', 'mixed_float16')
+from fakefaces.components.image_encoder import clip_weights
+from fakefaces.components.image_encoder.policy_names import PRECISIONS
 
 # The CNNs `train.architecture` may name (built in model.py; compared in
 # docs/architectures.md). Listed here, free of TensorFlow, so the command line
 # can offer them without loading it.
 ARCHITECTURE_NAMES = ('baseline', 'vgg10', 'vgg16', 'resnet50', 'densenet121')
-# Frozen pretrained backbones with a trained head (clip.py; docs/clip_backbone.md).
+# Frozen pretrained backbones with a trained head (image_encoder/clip.py; docs/clip_backbone.md).
 BACKBONE_NAMES = ('clip_vit_b16',)
 HEADS = ('linear', 'mlp')  # train.head for a backbone: logistic regression, or one hidden layer
 # The paper's CNN and the CLIP head in one model, their logits stacked (fused.py).
@@ -29,7 +27,7 @@ class TrainConfig:
   # For fused: the CNN (one of FUSED_CNNS) trained beside the CLIP head; input_filter,
   # full_resolution_convs, horizontal_flip and the augmentations apply to it.
   fused_cnn: str = 'vgg10'
-  # Where frozen embeddings are cached across runs (embedding_cache.py); '' is
+  # Where frozen embeddings are cached across runs (image_encoder/embedding_cache.py); '' is
   # $XDG_CACHE_HOME/fakefaces/embeddings (~/.cache/... without it).
   embedding_cache_dir: str = ''
   # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
@@ -61,7 +59,7 @@ class TrainConfig:
   validation_steps: Optional[int] = None  # None: the whole eval split each epoch
   shuffle_buffer: int = 2048  # examples (encoded, ~10 KB each at 128 px)
   horizontal_flip: bool = True  # the paper's augmentation; training only
-  # 'auto', 'float32', 'mixed_bfloat16' or 'mixed_float16' (precision.py): auto uses
+  # 'auto', 'float32', 'mixed_bfloat16' or 'mixed_float16' (image_encoder/precision.py): auto uses
   # bfloat16 only where the CPU or GPU computes it natively (emulated, it is slower).
   precision: str = 'auto'
   deterministic: bool = False  # also enable TF op determinism (slower on GPU)
@@ -141,9 +139,6 @@ class TrainConfig:
     if self.head not in HEADS:
       raise FieldError(OWNER, 'head', f'{self.head!r} is not one of {list(HEADS)}')
     try:
-      if self.backbone_weights:
-        clip_weights.verify(self.backbone_weights)
-      else:
-        clip_weights.locate()
+      clip_weights.checked(self.backbone_weights)
     except clip_weights.BackboneWeightsError as e:
       raise FieldError(OWNER, 'architecture', f'{self.architecture}: {e}') from None

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from fakefaces.components.shared import example_files, features
-from fakefaces.components.trainer import augment, preprocess
+from fakefaces.components.image_encoder import preprocess
+from fakefaces.components.trainer import augment
 from fakefaces.components.trainer.config import TrainConfig
 
 RECORD_SPEC = {features.IMAGE: tf.io.FixedLenFeature([], tf.string),

@@ -39,8 +39,8 @@ import tf_keras as keras
 from fakefaces.components.shared import features
 from fakefaces.components.shared import serving_contract as contract
 from fakefaces.components.face_preparation.faces import FacePreparation
-from fakefaces.components.trainer import clip, model as model_lib
-from fakefaces.components.trainer import precision, preprocess
+from fakefaces.components.image_encoder import clip, precision, preprocess
+from fakefaces.components.trainer import model as model_lib
 
 # The classifier's final layer: its input and weights give the fake logit
 # that Grad-CAM differentiates.

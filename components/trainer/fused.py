@@ -28,7 +28,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from fakefaces.components.shared import features
-from fakefaces.components.trainer import backbone, clip, model as model_lib, precision, preprocess
+from fakefaces.components.image_encoder import clip, precision, preprocess
+from fakefaces.components.image_encoder.embedder import Embedder
+from fakefaces.components.trainer import backbone, model as model_lib
 from fakefaces.components.trainer import training
 from fakefaces.components.trainer.config import FUSED, TrainConfig
 
@@ -98,7 +100,7 @@ def _cnn_logits(cnn: keras.Model, images: Sequence[bytes], batch_size: int) -> n
 
 def train(config: TrainConfig, cnn: keras.Model, train_files: Sequence[str],
           eval_files: Sequence[str], run_dir: str,
-          embedder: Optional[backbone.Embedder] = None):
+          embedder: Optional[Embedder] = None):
   """Trains the CLIP head, fits the stacking on eval; returns (fused model, eval data, stacking).
 
   `cnn`: the trained float32 CNN (`module.train_cnn`). Eval data: (P(fake) [n]
@@ -107,7 +109,7 @@ def train(config: TrainConfig, cnn: keras.Model, train_files: Sequence[str],
   bias and each part's eval AUC, also added to `run_dir`/history.json under
   'fusion'; the eval logits and labels it was fitted on go to STACKING_DATA.
   """
-  embedder = embedder or backbone.Embedder(config)
+  embedder = embedder or Embedder(config)
   clip_model, _, _ = backbone.train_head(config, train_files, eval_files,
                                          os.path.join(run_dir, CLIP_HEAD_RUN), embedder)
   eval_images, labels = backbone.read_records(eval_files)

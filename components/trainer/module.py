@@ -29,8 +29,9 @@ import os
 import tensorflow as tf
 
 from fakefaces.components.shared import features
+from fakefaces.components.image_encoder import precision
 from fakefaces.components.trainer import (backbone, curves, data, export, fused, mitigation,
-                                          operating_point, precision, training)
+                                          operating_point, training)
 from fakefaces.components.shared.config_base import from_dict
 from fakefaces.components.face_preparation.faces import FacePreparation
 from fakefaces.components.trainer.config import BACKBONE_NAMES, FUSED, TrainConfig
@@ -76,7 +77,7 @@ def train_cnn(config: TrainConfig, fn_args) -> tf.keras.Model:
   model, _ = training.train(config, train_ds, eval_ds, class_counts, fn_args.model_run_dir,
                             model_wrapper=wrapper)
   # The model that is served: trained in mixed precision, it serves in float32
-  # (precision.py), so the threshold is chosen on the scores clients will get. A
+  # (image_encoder/precision.py), so the threshold is chosen on the scores clients will get. A
   # bfloat16 model's scores differ from them by up to ~3e-4, enough to move the
   # threshold past an eval real.
   return precision.float32_copy(model)

@@ -2,7 +2,7 @@
 
 The code path is the same on CPU and GPU; only the strategy and the precision
 policy depend on the machine: MirroredStrategy for more than one GPU, the
-default strategy otherwise; `train.precision` (precision.py) picks mixed
+default strategy otherwise; `train.precision` (image_encoder/precision.py) picks mixed
 bfloat16 only where the hardware computes it natively.
 """
 
@@ -18,7 +18,8 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from fakefaces.components.trainer import curves, data, precision, preprocess
+from fakefaces.components.image_encoder import precision, preprocess
+from fakefaces.components.trainer import curves, data
 from fakefaces.components.trainer.model import build_model
 from fakefaces.components.trainer.config import TrainConfig
 

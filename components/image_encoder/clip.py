@@ -32,7 +32,7 @@ import tensorflow as tf
 import tf_keras as keras
 from PIL import Image
 
-from fakefaces.components.trainer import clip_weights, precision
+from fakefaces.components.image_encoder import clip_weights, precision
 
 NAME = 'clip_vit_b16'
 IMAGE_SIZE = 224

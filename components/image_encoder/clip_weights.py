@@ -78,3 +78,12 @@ def locate() -> str:
     raise BackboneWeightsError(f'{PACKAGE} {distribution.version} is installed, the CLIP backbone '
                                f'needs {PACKAGE}=={VERSION}: {_install_hint()}')
   return verify(str(distribution.locate_file(FILE)))
+
+
+def checked(path: str = '') -> str:
+  """The weights file a `backbone_weights` setting names, checked: `path`, or the package's when ''.
+
+  Raises:
+    BackboneWeightsError: see `locate` and `verify`.
+  """
+  return verify(path) if path else locate()

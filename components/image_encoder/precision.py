@@ -30,7 +30,7 @@ from typing import Iterator, Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from fakefaces.components.trainer.config import PRECISIONS
+from fakefaces.components.image_encoder.policy_names import PRECISIONS
 
 # /proc/cpuinfo flags of native bfloat16 arithmetic (dot products / tile matmuls).
 CPU_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')

@@ -1,0 +1,51 @@
+"""Encoded crops to CLIP ViT-B/16 embeddings, computed once per image and backbone.
+
+The Trainer's `clip_vit_b16` and `fused` heads and the DemographicAnnotator's
+`features: clip_embedding` embed through this class, so both share one decode
+(`preprocess.decode_batch`, the serving signatures'), one float32 tower
+(clip.py) and one cache (embedding_cache.py): an image embedded by one is
+read back, not recomputed, by the other.
+"""
+
+from typing import Dict, List, Optional, Protocol, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from fakefaces.components.image_encoder import clip, clip_weights, embedding_cache, preprocess
+
+
+class EncoderSettings(Protocol):
+  """What an Embedder reads: fields of TrainConfig and of AnnotatorConfig."""
+  # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
+  backbone_weights: str
+  # Where embeddings are cached across runs; '' is embedding_cache.default_directory().
+  embedding_cache_dir: str
+
+
+class Embedder:
+  """The float32 tower and its cache: encoded crops -> embeddings [n, 512]."""
+
+  def __init__(self, config: EncoderSettings, weights: Optional[Dict[str, np.ndarray]] = None,
+               encoder: Optional[keras.Model] = None):
+    """`weights` (clip.read_weights) and `encoder` (clip.build_encoder of them) when already loaded."""
+    if weights is None:
+      weights = clip.read_weights(config.backbone_weights or None)
+    self.weights = weights
+    self.encoder = encoder or clip.build_encoder(weights)
+    self.cache = embedding_cache.EmbeddingCache(config.embedding_cache_dir, clip_weights.SHA256)
+
+  # No autograph: no Python control flow here, and converting the tower's layers costs seconds.
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+  def _embed(self, image_bytes):
+    # The serving signatures' decode (export.py), so cached and served embeddings agree.
+    return self.encoder(preprocess.decode_batch(image_bytes, clip.IMAGE_SIZE, 'rgb'),
+                        training=False)
+
+  def compute(self, images: List[bytes]) -> np.ndarray:
+    """Embeddings [n, 512] of encoded crops, computed now (no cache)."""
+    return self._embed(tf.constant(images)).numpy()
+
+  def __call__(self, images: Sequence[bytes], batch_size: int = 32) -> np.ndarray:
+    return self.cache.embed(images, self.compute, batch_size)
