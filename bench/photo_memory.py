@@ -57,10 +57,29 @@ print(json.dumps({'baseline_mb': base / 1024, 'peak_mb': peak / 1024,
 '''
 
 
-def measure(path: str, parallel: int, mode: str, package_root: str = '') -> dict:
+def child_env(package_root: str = '') -> dict:
+  """This environment, `package_root` (a folder holding `fakefaces/`) first on the Python path."""
   env = dict(os.environ)
   if package_root:
     env['PYTHONPATH'] = os.pathsep.join([package_root] + [p for p in [env.get('PYTHONPATH')] if p])
+  return env
+
+
+def store(out: str, label: str, value) -> None:
+  """Writes `value` under `label` of the JSON file `out`, keeping the other labels."""
+  results = {}
+  if os.path.exists(out):
+    with open(out, encoding='utf-8') as f:
+      results = json.load(f)
+  results[label] = value
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, 'w', encoding='utf-8') as f:
+    json.dump(results, f, indent=2)
+  print(f'wrote {out} [{label}]')
+
+
+def measure(path: str, parallel: int, mode: str, package_root: str = '') -> dict:
+  env = child_env(package_root)
   out = subprocess.run([sys.executable, '-c', CHILD, path, str(parallel), mode],
                        check=True, capture_output=True, text=True, timeout=1800, env=env)
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -103,15 +122,7 @@ def main() -> int:
         rows.append(row)
         print(f'{row["photo"]:28} {row["bytes"] // 1024:6} {parallel:8} {mode:>6} '
               f'{row["added_mb"]:9.0f} {row["peak_mb"]:8.0f} {row["faces"]}', flush=True)
-  results = {}
-  if os.path.exists(args.out):
-    with open(args.out, encoding='utf-8') as f:
-      results = json.load(f)
-  results[args.label] = rows
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, 'w', encoding='utf-8') as f:
-    json.dump(results, f, indent=2)
-  print(f'wrote {args.out} [{args.label}]')
+  store(args.out, args.label, rows)
   return 0
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorflow.core.protobuf import saved_model_pb2
 
 from fakefaces.components.shared import features
 from fakefaces.components.shared import serving_contract as contract
@@ -140,6 +141,29 @@ def test_empty_batch_returns_empty_outputs(exported):
   _, loaded, _ = exported
   out = loaded.signatures[contract.SERVING_SIGNATURE](image_bytes=tf.constant([], tf.string))
   assert out[contract.PROBABILITY_KEY].shape == (0,)
+
+
+def test_the_saved_model_holds_the_signatures_graphs_and_the_variables_not_keras_layers(exported):
+  """Every variable of the model is in the checkpoint with its value; no Keras layer is saved.
+
+  Saved Keras objects would each carry traced calls of their own that no loader
+  here uses (serving/, the canary, TFMA and the CLI call the signatures), and
+  tracing them was most of the CLIP model's export time (docs/clip_backbone.md).
+  """
+  keras_model, _, export_dir = exported
+  with open(os.path.join(export_dir, 'saved_model.pb'), 'rb') as f:
+    saved = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0]
+  keras_nodes = [node.user_object.identifier for node in saved.object_graph_def.nodes
+                 if node.user_object.identifier.startswith('_tf_keras')]
+  assert not keras_nodes
+  checkpoint = tf.train.load_checkpoint(os.path.join(export_dir, 'variables', 'variables'))
+  stored = [checkpoint.get_tensor(name) for name in checkpoint.get_variable_to_shape_map()
+            if name.endswith('.ATTRIBUTES/VARIABLE_VALUE')]
+  # The model's variables and the decision threshold, each once.
+  assert len(stored) == len(keras_model.variables) + 1
+  for variable in keras_model.variables:
+    assert sum(value.shape == variable.shape and np.array_equal(value, variable.numpy())
+               for value in stored) >= 1, variable.name
 
 
 @pytest.mark.parametrize('shape', [(32, 32, 3), (45, 32, 3), (100, 80, 4), (20, 20)])

@@ -104,6 +104,15 @@ class ClipEncoderBlock(keras.layers.Layer):
     return tf.transpose(tf.reshape(x, [batch, tokens, HEADS, WIDTH // HEADS]), [0, 2, 1, 3])
 
   def call(self, x):
+    return self._block(x)
+
+  # Keras converts a subclassed layer's `call` with autograph wherever it is traced
+  # (model building, every tf.function, each SavedModel signature), and the block's
+  # six Dense and two LayerNormalization calls with it: most of the tower's tracing
+  # time. The block has no Python control flow to convert. (Decorating `call`
+  # itself would hide its arguments from Keras, which would then pass `training`.)
+  @tf.autograph.experimental.do_not_convert
+  def _block(self, x):
     h = self.ln1(x)
     q = self._heads(self.q(h)) * tf.cast((WIDTH // HEADS)**-0.5, h.dtype)
     attention = tf.nn.softmax(tf.matmul(q, self._heads(self.k(h)), transpose_b=True), axis=-1)

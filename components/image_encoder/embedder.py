@@ -36,7 +36,8 @@ class Embedder:
     self.encoder = encoder or clip.build_encoder(weights)
     self.cache = embedding_cache.EmbeddingCache(config.embedding_cache_dir, clip_weights.SHA256)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  # No autograph: no Python control flow here, and converting the tower's layers costs seconds.
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
   def _embed(self, image_bytes):
     # The serving signatures' decode (export.py), so cached and served embeddings agree.
     return self.encoder(preprocess.decode_batch(image_bytes, clip.IMAGE_SIZE, 'rgb'),

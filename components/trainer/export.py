@@ -29,6 +29,7 @@ tests and debugging can see the exact tensor the model receives.
 
 import json
 import os
+import types
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
@@ -52,13 +53,30 @@ def _has_layer(model: keras.Model, name: str) -> bool:
              for layer in model.layers)
 
 
+def _signature(input_name: str):
+  """tf.function over a [batch] string input named `input_name`, traced without autograph.
+
+  The functions' only branches are explicit tf.cond calls; autograph would
+  convert every Keras layer's call as well, the costliest part of tracing the
+  CLIP tower (docs/clip_backbone.md).
+  """
+  return tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=input_name)],
+                     autograph=False)
+
+
 class _ServingModule(tf.Module):
   """Holds the Keras model and the preprocessing constants it was trained with."""
 
   def __init__(self, model, image_size: int, color_mode: str, decision_threshold: float,
                face_preparation: FacePreparation):
     super().__init__()
-    self.model = model
+    # The SavedModel keeps the signatures' graphs and the variables they read, not
+    # the Keras objects: tracked, each of their layers would be traced again for
+    # Keras' own SavedModel metadata, which no loader here reads (serving/, the
+    # canary, TFMA and the CLI call the signatures). A plain namespace is not
+    # tracked; the variables are, as the checkpoint the graphs restore.
+    self.keras = types.SimpleNamespace(model=model)
+    self.model_variables = list(model.variables)
     self.image_size = image_size
     self.color_mode = color_mode
     self.decision_threshold = tf.Variable(decision_threshold, dtype=tf.float32, trainable=False,
@@ -71,13 +89,20 @@ class _ServingModule(tf.Module):
     # fake logit is head_input @ kernel + bias (before the sigmoid, which saturates
     # and would zero the gradient on confident predictions).
     if self.is_vit:
-      self.cam_model = keras.Model(model.inputs, output_layer.input)
+      self.keras.cam_model = keras.Model(model.inputs, output_layer.input)
     else:
       feature_map = model.get_layer(model_lib.grad_cam_layer(model)).output
-      self.cam_model = keras.Model(model.inputs, [feature_map, output_layer.input])
-    self.output_layer = output_layer
+      self.keras.cam_model = keras.Model(model.inputs, [feature_map, output_layer.input])
+    self.keras.output_layer = output_layer
+    # serving_default and from_examples call the model through this one function, so
+    # the graph holds it once and the export traces it once (the CLIP tower's
+    # tracing is most of its export time, docs/clip_backbone.md).
+    images = tf.TensorSpec([None, image_size, image_size, preprocess.channels_for(color_mode)],
+                           tf.float32)
+    self.keras.probability = tf.function(lambda x: model(x, training=False),
+                                         input_signature=[images], autograph=False)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
+  @_signature(contract.IMAGE_BYTES_INPUT)
   def preprocess(self, image_bytes):
     return preprocess.decode_batch(image_bytes, self.image_size, self.color_mode)
 
@@ -85,7 +110,7 @@ class _ServingModule(tf.Module):
 
     def predict():
       images = preprocess.decode_batch(image_bytes, self.image_size, self.color_mode)
-      return tf.reshape(tf.cast(self.model(images, training=False), tf.float32), [-1])
+      return tf.reshape(tf.cast(self.keras.probability(images), tf.float32), [-1])
 
     # An empty request gets an empty answer; oneDNN convolutions reject empty batches.
     return tf.cond(tf.size(image_bytes) > 0, predict, lambda: tf.zeros([0], tf.float32))
@@ -94,7 +119,7 @@ class _ServingModule(tf.Module):
     return tf.where(probability >= self.decision_threshold, tf.constant(contract.FAKE_LABEL),
                     tf.constant(contract.REAL_LABEL))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
+  @_signature(contract.IMAGE_BYTES_INPUT)
   def serve_images(self, image_bytes):
     probability = self._predict(image_bytes)
     return {contract.PROBABILITY_KEY: probability, contract.LABEL_KEY: self._label(probability)}
@@ -107,7 +132,7 @@ class _ServingModule(tf.Module):
     a maximum of 1 per image (all zeros when nothing points to "fake").
     """
     with tf.GradientTape() as tape:
-      feature_map, head_input = self.cam_model(images, training=False)
+      feature_map, head_input = self.keras.cam_model(images, training=False)
       logit = self._logit(head_input)
     gradients = tf.cast(tape.gradient(logit, feature_map), tf.float32)
     feature_map = tf.cast(feature_map, tf.float32)
@@ -118,8 +143,8 @@ class _ServingModule(tf.Module):
     return tf.sigmoid(tf.reshape(logit, [-1])), tf.math.divide_no_nan(cam, peak)
 
   def _logit(self, head_input):
-    kernel = tf.cast(self.output_layer.kernel, tf.float32)
-    bias = tf.cast(self.output_layer.bias, tf.float32)
+    kernel = tf.cast(self.keras.output_layer.kernel, tf.float32)
+    bias = tf.cast(self.keras.output_layer.bias, tf.float32)
     return tf.matmul(tf.cast(head_input, tf.float32), kernel) + bias
 
   def _patch_saliency(self, images):
@@ -134,7 +159,7 @@ class _ServingModule(tf.Module):
     """
     with tf.GradientTape() as tape:
       tape.watch(images)
-      logit = self._logit(self.cam_model(images, training=False))
+      logit = self._logit(self.keras.cam_model(images, training=False))
     gradients = tf.cast(tape.gradient(logit, images), tf.float32)
     contribution = tf.reduce_sum(gradients * (images - tf.constant(clip.MEAN)), axis=-1,
                                  keepdims=True)
@@ -144,7 +169,7 @@ class _ServingModule(tf.Module):
     peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
     return tf.sigmoid(tf.reshape(logit, [-1])), tf.math.divide_no_nan(cam, peak)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
+  @_signature(contract.IMAGE_BYTES_INPUT)
   def explain(self, image_bytes):
     size = self.image_size
 
@@ -158,7 +183,7 @@ class _ServingModule(tf.Module):
     return {contract.PROBABILITY_KEY: probability, contract.LABEL_KEY: self._label(probability),
             contract.HEATMAP_KEY: heatmap}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.QUERY_INPUT)])
+  @_signature(contract.QUERY_INPUT)
   def face_preparation(self, query):
     # An empty query is refused like any bad input (contract.BAD_INPUTS): a client
     # sending nothing has a bug the canary should see.
@@ -167,7 +192,7 @@ class _ServingModule(tf.Module):
     with tf.control_dependencies([check]):
       return {contract.PARAMETERS_KEY: tf.fill(tf.shape(query), self.face_preparation_json)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
+  @_signature(contract.EXAMPLES_INPUT)
   def serve_examples(self, examples):
     parsed = tf.io.parse_example(examples,
                                  {features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
@@ -198,11 +223,14 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
   # no emulated bfloat16 on serving machines without the instructions (precision.py).
   model = precision.float32_copy(model)
   module = _ServingModule(model, image_size, color_mode, decision_threshold, face_preparation)
+  # The functions, not concrete functions traced here: `save` traces each once in
+  # its save context, whose variable policy is part of the tracing cache key, so a
+  # function traced beforehand would be traced a second time there.
   signatures = {
-      contract.SERVING_SIGNATURE: module.serve_images.get_concrete_function(),
-      contract.EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
-      contract.EXPLAIN_SIGNATURE: module.explain.get_concrete_function(),
-      contract.FACE_PREPARATION_SIGNATURE: module.face_preparation.get_concrete_function(),
+      contract.SERVING_SIGNATURE: module.serve_images,
+      contract.EXAMPLES_SIGNATURE: module.serve_examples,
+      contract.EXPLAIN_SIGNATURE: module.explain,
+      contract.FACE_PREPARATION_SIGNATURE: module.face_preparation,
   }
   if set(signatures) != set(contract.SIGNATURES):
     raise AssertionError(f'export {sorted(signatures)} and serving_contract '
