@@ -77,7 +77,7 @@ docs-screenshots: $(STAMP) browser
 
 # The benches that read a finished run (pipeline, beam_steps, same_outputs) take its
 # metadata.sqlite as an argument: docs/performance.md.
-STANDALONE_BENCHES = ablation_shortcut annotate clip_export data_gate fairness_intervals ingest photo serve skew train
+STANDALONE_BENCHES = ablation_shortcut annotate clip_export clip_tower data_gate fairness_intervals ingest photo serve skew train
 bench: $(STAMP)
 	for b in $(STANDALONE_BENCHES); do $(PY) bench/$$b.py || exit 1; done
 
