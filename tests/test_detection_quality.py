@@ -264,3 +264,25 @@ def test_generalization_bench_reweighting_keeps_each_collection_and_ranks_the_au
   ranked = bench.rank([config('transfers, unfair', 0.05, 0.9), config('fair', 0.0, 0.5),
                        config('fair, transfers', 0.0, 0.6)])
   assert [c['name'] for c in ranked] == ['fair, transfers', 'fair', 'transfers, unfair']
+
+
+def test_generalization_bench_cnn_and_fused_rows_have_their_twins_and_parts(load_bench):
+  """bench/generalization.py: every CNN and fused configuration trained on all three generators
+  has its three leave-one-generator-out rows (configurations() finds them by name), and every
+  fused row stacks a CNN row and a CLIP head row of the same fakes and reals."""
+  bench = load_bench('generalization')
+  specs = bench.row_specs()
+  names = {s['name'] for s in specs}
+  assert len(names) == len(specs)
+  everything = '+'.join(bench.GENERATORS)
+  full = [s for s in specs if s['model'] != 'clip' and tuple(s['fakes']) == bench.GENERATORS]
+  assert {s['head'] for s in full} == {'cnn', 'fused linear', 'fused mlp'}
+  for s in full:
+    for held_out in bench.GENERATORS:
+      twin = s['name'].replace(everything, '+'.join(g for g in bench.GENERATORS if g != held_out))
+      assert twin in names, twin
+  for s in specs:
+    if s['model'] == 'fused':
+      fakes = '+'.join(s['fakes'])
+      assert f"cnn fakes={fakes} reals={s['reals']}" in names
+      assert f"{s['head'].split()[-1]} fakes={fakes} reals={s['reals']}" in names
