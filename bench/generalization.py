@@ -572,7 +572,8 @@ def configurations(rows: List[dict]) -> List[dict]:
 
 def rank(configs: List[dict]) -> List[dict]:
   """The decision rule: audit met, then smaller audit excess (0.02 ties), then the worst LOGO AUC
-  (0.02 ties), then the worst within-source AUC, the SDFD gap, the simpler model (SIMPLICITY).
+  (0.02 ties), then the worst within-source AUC (0.02 ties: the rule counts AUC differences under
+  0.02 as noise), the SDFD gap, the simpler model (SIMPLICITY).
 
   Tie bands are applied greedily down the sorted list: a config within the band of the
   one ranked before it shares its band.
@@ -590,8 +591,9 @@ def rank(configs: List[dict]) -> List[dict]:
   judgeable = [c for c in configs if c['unseen'] and c['min_logo_auc'] is not None]
   audit_band = banded(judgeable, lambda c: c['audit_excess'], 0.02, False)
   logo_band = banded(judgeable, lambda c: c['min_logo_auc'], 0.02, True)
+  within_band = banded(judgeable, lambda c: c['min_within_auc'], 0.02, True)
   ordered = sorted(judgeable, key=lambda c: (
-      c['audit_excess'] > 0, audit_band[id(c)], logo_band[id(c)], -c['min_within_auc'],
+      c['audit_excess'] > 0, audit_band[id(c)], logo_band[id(c)], within_band[id(c)],
       c['sdfd_max_gap'] or 0, SIMPLICITY.index(c['head'])))
   for i, c in enumerate(ordered):
     c['rank'] = i + 1
