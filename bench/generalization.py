@@ -1,10 +1,12 @@
-"""Generalisation bench: CLIP heads that transfer across generators and stay fair on unseen reals.
+"""Generalisation bench: detectors that transfer across generators and stay fair on unseen reals.
 
-Which training data and head make a detector (train.architecture
-clip_vit_b16: a head on frozen CLIP ViT-B/16 embeddings) that transfers across
+Which training data and model make a detector that transfers across
 generators -- StyleGAN2 (`gan_faces`), StyleGAN (`k140`), Stable Diffusion 2.1
 (`sdfd`) -- and is fair on a real-photo collection it never saw (FairFace,
-UTKFace)? The decision rule is docs/detection_quality.md, "Generalisation with
+UTKFace)? Three models on the same crops, splits and columns: a head on frozen
+CLIP ViT-B/16 embeddings (train.architecture clip_vit_b16), the paper's CNN as
+pipeline/configs/shared_data.yaml trains it, and the fused model (the two
+stacked). The decision rule is docs/detection_quality.md, "Generalisation with
 the CLIP backbone: decision rule".
 
 Two stages:
@@ -16,11 +18,17 @@ Two stages:
   crop is embedded by the image encoder's Embedder (the serving signatures' decode,
   the float32 Keras tower) through the Trainer's embedding cache
   (`--cache`, default /work/cache/clip, outside the repository and shared).
-  Crops and their metadata go to runs/generalization/crops.pkl. Resumable: the
-  cache keeps every finished batch.
+  Crops and their metadata go to /work/cache/generalization/crops.pkl (WORK).
+  Resumable: the cache keeps every finished batch.
 * `rows`: heads (backbone.build_head, the Trainer's linear and mlp heads)
-  trained on the cached embeddings, seconds per row; prints the table and
-  writes bench/results/generalization.json.
+  trained on the cached embeddings, seconds per row; CNN rows, each trained by
+  the Trainer's `module.train_cnn` with shared_data.yaml's `train:` block on
+  the row's crops written as tf.Examples (~7.5 minutes a row on the shared
+  2 cores at load 8; its logits kept in WORK/logits, so a rerun costs
+  nothing); fused rows, the CNN's and the CLIP head's logits of the same
+  fakes and reals stacked by the fused model's own fit (fused.fit_stacking, on
+  the row's eval split). Prints the table and writes
+  bench/results/generalization.json.
 
 Sample (fixed seed 0), split as the rows use it (train / eval / test):
   gan_faces  its own splits, 150 / 30 / 50 per class (128 px, FFHQ-aligned);
@@ -35,7 +43,8 @@ The operating point of a row is the threshold giving FPR 0.05 on its own eval
 reals (the eval shares of the real sources it trains on).
 
   nice -n 10 .venv/bin/python bench/generalization.py prepare
-  nice -n 10 .venv/bin/python bench/generalization.py rows [--epochs 40]
+  nice -n 10 .venv/bin/python bench/generalization.py rows [--epochs 40] [--cached-cnn-only]
+  nice -n 10 .venv/bin/python bench/generalization.py rows --models cnn --cnn-reals +utkface
 """
 
 import argparse
@@ -58,7 +67,12 @@ import numpy as np  # noqa: E402
 
 DATA = os.environ.get('FACES_DATA', os.path.join(os.path.dirname(ROOT), 'shared', 'data'))
 CACHE = '/work/cache/clip'
-CROPS = os.path.join(ROOT, 'runs', 'generalization', 'crops.pkl')
+# Crops, the CNN rows' logits and training runs: outside the repository, beside the
+# embedding cache, so they outlive a checkout (crops cost ~5 minutes of dlib, a CNN row minutes).
+WORK = '/work/cache/generalization'
+CROPS = os.path.join(WORK, 'crops.pkl')
+# The CNN rows train as this configuration's `train:` block (the shipped shared-data CNN).
+CNN_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
 GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
 GENERATORS = (GAN, K140, SDFD)
@@ -208,26 +222,46 @@ UNSEEN = {'ffhq': (FAIRFACE, UTK), '+fairface': (UTK,), '+utkface': (FAIRFACE,),
           '+fairface+utkface': ()}
 
 
-def row_specs() -> List[dict]:
-  """Every row: head x training fakes x training reals x lever.
+# The CNN rows' training reals, in the order they run: the chosen configuration's first.
+CNN_REALS = ('+utkface', 'ffhq', '+fairface')
+CLIP_HEADS = ('linear', 'mlp')
+# The decision rule's last tie-break, the simpler model first: it orders the two heads
+# (linear before mlp); the CNN and the fused models (a CNN plus a head) come after them.
+SIMPLICITY = ('linear', 'mlp', 'cnn', 'fused linear', 'fused mlp')
 
-  A configuration (head, reals, lever) trained on all three generators has its
+
+def _named(spec: dict) -> dict:
+  prefix = {'clip': spec['head'], 'cnn': 'cnn', 'fused': f"fused(cnn+{spec['head'][6:]})"}
+  spec['name'] = (f"{prefix[spec['model']]} fakes={'+'.join(spec['fakes'])} reals={spec['reals']}"
+                  + (f" {spec['lever']}" if spec['lever'] else ''))
+  return spec
+
+
+def row_specs() -> List[dict]:
+  """Every row: model (CLIP head, CNN, fused) x training fakes x training reals x lever.
+
+  A configuration (model, reals, lever) trained on all three generators has its
   leave-one-generator-out rows beside it (the same, minus one generator); the
   rows without `sdfd` are both the "GAN fakes only" rows and its LOGO-sdfd rows.
+  The fused rows stack the CNN row and the CLIP head row of the same fakes and reals.
   """
+  fake_sets = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
   specs = []
-  for head in ('linear', 'mlp'):
+  for head in CLIP_HEADS:
     for reals in ('ffhq', '+fairface', '+utkface'):
       for lever in ('', 'reweight'):
         if lever and reals == 'ffhq':
           continue  # one real group: nothing to reweight
-        for fakes in (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD)):
-          specs.append(dict(head=head, fakes=fakes, reals=reals, lever=lever))
-    specs.append(dict(head=head, fakes=GENERATORS, reals='+fairface+utkface', lever=''))
-  for spec in specs:
-    spec['name'] = (f"{spec['head']} fakes={'+'.join(spec['fakes'])} reals={spec['reals']}"
-                    + (f" {spec['lever']}" if spec['lever'] else ''))
-  return specs
+        for fakes in fake_sets:
+          specs.append(dict(model='clip', head=head, fakes=fakes, reals=reals, lever=lever))
+    specs.append(dict(model='clip', head=head, fakes=GENERATORS, reals='+fairface+utkface',
+                      lever=''))
+  for reals in CNN_REALS:
+    for fakes in fake_sets:
+      specs.append(dict(model='cnn', head='cnn', fakes=fakes, reals=reals, lever=''))
+      specs += [dict(model='fused', head=f'fused {head}', fakes=fakes, reals=reals, lever='')
+                for head in CLIP_HEADS]
+  return [_named(spec) for spec in specs]
 
 
 def load_embedded(cache: str) -> Dict[str, np.ndarray]:
@@ -248,6 +282,7 @@ def load_embedded(cache: str) -> Dict[str, np.ndarray]:
   columns['real_source'] = np.where(np.isin(columns['source'], [GAN, K140]), FFHQ,
                                     columns['source'])
   columns['x'] = vectors
+  columns['image'] = np.array([r['image'] for r in rows], dtype=object)  # encoded crops
   return columns
 
 
@@ -352,13 +387,33 @@ def sdfd_groups(d, scores, threshold) -> dict:
   return out
 
 
-def run_row(d, spec: dict, epochs: int) -> dict:
+def score_row(d, spec: dict, scores: np.ndarray, **extra) -> dict:
+  """The row's columns from its scores [n] of every crop (any monotone score: P(fake) or a logit).
+
+  The operating point is the threshold giving FPR 0.05 on the row's eval reals.
+  """
+  from fakefaces.components.trainer import operating_point
+  train, evaluation = selection(d, spec, TRAIN), selection(d, spec, EVAL)
+  eval_labels = d['label'][evaluation]
+  threshold = operating_point.threshold_for_fpr(eval_labels, scores[evaluation], TARGET_FPR)
+  row = dict(spec, fakes=list(spec['fakes']), train_fakes=int((d['label'][train] == 1).sum()),
+             train_reals=int((d['label'][train] == 0).sum()),
+             eval_reals=int((eval_labels == 0).sum()), threshold=round(float(threshold), 6),
+             **extra)
+  row['generators'] = score_generators(d, scores, threshold)
+  row['audit'] = {source: audit(d, scores, threshold, source) for source in (FAIRFACE, UTK)}
+  row['sdfd_groups'] = sdfd_groups(d, scores, threshold)
+  return row
+
+
+def clip_row(d, spec: dict, epochs: int):
+  """(row, the head's fake logits [n] of every crop): a CLIP head trained on the cached embeddings."""
   import tensorflow as tf
-  from fakefaces.components.trainer import backbone, operating_point
+  from fakefaces.components.trainer import backbone, fused
   from fakefaces.components.trainer.config import TrainConfig
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
                        head=spec['head'], epochs=epochs, batch_size=32, seed=42)
-  train, evaluation = selection(d, spec, TRAIN), selection(d, spec, EVAL)
+  train = selection(d, spec, TRAIN)
   tf.keras.utils.set_random_seed(config.seed)
   head = backbone.build_head(config, d['x'][train])
   start = time.perf_counter()
@@ -367,20 +422,116 @@ def run_row(d, spec: dict, epochs: int) -> dict:
            epochs=epochs, shuffle=True, verbose=0)
   seconds = time.perf_counter() - start
   scores = head.predict(d['x'], batch_size=1024, verbose=0)[:, 0]
-  eval_labels = d['label'][evaluation]
-  threshold = operating_point.threshold_for_fpr(eval_labels, scores[evaluation], TARGET_FPR)
-  row = dict(spec, fakes=list(spec['fakes']), train_fakes=int((d['label'][train] == 1).sum()),
-             train_reals=int((d['label'][train] == 0).sum()),
-             eval_reals=int((eval_labels == 0).sum()), threshold=round(float(threshold), 6),
-             head_train_seconds=round(seconds, 1))
-  row['generators'] = score_generators(d, scores, threshold)
-  row['audit'] = {source: audit(d, scores, threshold, source) for source in (FAIRFACE, UTK)}
-  row['sdfd_groups'] = sdfd_groups(d, scores, threshold)
-  return row
+  logits = fused.logit_model(head, 'clip').predict(d['x'], batch_size=1024, verbose=0)[:, 0]
+  return score_row(d, spec, scores, head_train_seconds=round(seconds, 1)), logits
+
+
+def probability(logits: np.ndarray) -> np.ndarray:
+  """P(fake) [n] float32 from fake logits [n], as a served float32 sigmoid gives it (the
+  operating point is chosen on probabilities: operating_point clips thresholds to (0, 1))."""
+  from scipy.special import expit
+  return expit(np.asarray(logits, np.float32))
+
+
+def cnn_config(epochs: int = 0):
+  """CNN_CONFIG's `train:` block (the pipeline's CNN for shared data); `epochs` > 0 replaces its epochs."""
+  import dataclasses
+  from fakefaces.pipeline.config import load_config
+  config = load_config(CNN_CONFIG).train
+  return dataclasses.replace(config, epochs=epochs) if epochs else config
+
+
+def _write_records(d, mask: np.ndarray, path: str) -> None:
+  """The masked crops as the ingestion's tf.Examples (image, label, source), gzipped."""
+  import tensorflow as tf
+  from fakefaces.components.shared import features
+
+  def feature(value):
+    if isinstance(value, int):
+      return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for image, label, source in zip(d['image'][mask], d['label'][mask], d['source'][mask]):
+      example = tf.train.Example(features=tf.train.Features(feature={
+          features.IMAGE: feature(image), features.LABEL: feature(int(label)),
+          features.SOURCE: feature(str(source).encode())}))
+      writer.write(example.SerializeToString())
+
+
+def cnn_logits_file(d, spec: dict, config, work: str) -> str:
+  """Where `cnn_row` keeps the row's logits: named by the config, the row and every crop's bytes."""
+  import dataclasses
+  import hashlib
+  key = hashlib.sha256(json.dumps(
+      [dataclasses.asdict(config), spec['fakes'], spec['reals'], spec['lever'],
+       [hashlib.sha256(b).hexdigest() for b in d['image']]], sort_keys=True).encode()
+                       ).hexdigest()[:16]
+  return os.path.join(work, 'logits', f'cnn-{key}.npz')
+
+
+def cnn_row(d, spec: dict, config, work: str):
+  """(row, the CNN's fake logits [n] of every crop): the pipeline's CNN trained on the row's data.
+
+  The row's train and eval crops are written as the ingestion's tf.Examples and
+  trained by the Trainer's own `module.train_cnn` (source-balanced sampling,
+  processing augmentation, early stopping on the eval split, the float32 served
+  copy), then every crop is scored as the serving signatures decode it. The
+  logits are kept in `work`/logits, keyed by the config, the row and its crops,
+  so a rerun costs nothing and a changed crop or setting retrains.
+  """
+  import types
+  stored = cnn_logits_file(d, spec, config, work)
+  key = os.path.basename(stored)[4:-4]
+  if os.path.exists(stored):
+    with np.load(stored) as cached:
+      logits = cached['logits']
+      return score_row(d, spec, probability(logits), **json.loads(str(cached['info']))), logits
+  import tensorflow as tf
+  from fakefaces.components.trainer import fused, module, preprocess, training
+  run_dir = os.path.join(work, 'cnn_runs', key)
+  os.makedirs(run_dir, exist_ok=True)
+  files = {}
+  for split in (TRAIN, EVAL):
+    files[split] = os.path.join(run_dir, f'{split}.tfrecord.gz')
+    _write_records(d, selection(d, spec, split), files[split])
+  fn_args = types.SimpleNamespace(train_files=[files[TRAIN]], eval_files=[files[EVAL]],
+                                  model_run_dir=run_dir)
+  training.seed_everything(config)  # before the datasets, as run_fn does
+  start = time.perf_counter()
+  cnn = module.train_cnn(config, fn_args)
+  seconds = time.perf_counter() - start
+  with open(os.path.join(run_dir, training.HISTORY_FILE)) as f:
+    history = json.load(f)
+  logit = fused.logit_model(cnn, 'cnn')
+  images = d['image'].tolist()
+  logits = np.concatenate([
+      logit(preprocess.decode_batch(tf.constant(images[i:i + 256]), config.image_size,
+                                    config.color_mode), training=False).numpy().reshape(-1)
+      for i in range(0, len(images), 256)])
+  info = {'cnn_train_seconds': round(seconds, 1), 'epochs_run': history['epochs_run'],
+          'weights_from_epoch': history['weights_from_epoch'],
+          'precision_policy': history['precision_policy'], 'load_avg': round(os.getloadavg()[0], 2)}
+  os.makedirs(os.path.dirname(stored), exist_ok=True)
+  np.savez(stored + '.tmp.npz', logits=logits.astype(np.float32), info=json.dumps(info))
+  os.replace(stored + '.tmp.npz', stored)
+  return score_row(d, spec, probability(logits), **info), logits
+
+
+def fused_row(d, spec: dict, cnn_logits: np.ndarray, clip_logits: np.ndarray) -> dict:
+  """The CNN's and the CLIP head's logits stacked as the fused model is (fused.fit_stacking on
+  the row's eval split); scored by the stacking layer's P(fake)."""
+  from fakefaces.components.trainer import fused
+  logits = np.stack([cnn_logits, clip_logits], axis=1).astype(np.float32)
+  evaluation = selection(d, spec, EVAL)
+  weights, bias = fused.fit_stacking(logits[evaluation], d['label'][evaluation])
+  stacking = {'parts': list(fused.PARTS), 'weights': [round(float(w), 4) for w in weights],
+              'bias': round(bias, 4), 'C': fused.STACKING_C}
+  return score_row(d, spec, probability(logits @ weights + bias), stacking=stacking)
 
 
 def configurations(rows: List[dict]) -> List[dict]:
-  """Each (head, reals, lever) with all three generators, its LOGO AUCs and the rule's ranking key."""
+  """Each (model, reals, lever) with all three generators, its LOGO AUCs and the rule's ranking key."""
   by_name = {r['name']: r for r in rows}
   configs = []
   for r in rows:
@@ -410,7 +561,8 @@ def configurations(rows: List[dict]) -> List[dict]:
             r['audit'][FAIRFACE]['worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR,
         'G5 SDFD group TPR within 0.05': (r['sdfd_groups']['max_gap'] or 0) <= SDFD_GROUP_GAP,
     }
-    configs.append({'name': r['name'], 'head': r['head'], 'reals': r['reals'],
+    configs.append({'name': r['name'], 'model': r['model'], 'head': r['head'],
+                    'reals': r['reals'],
                     'lever': r['lever'], 'unseen': list(unseen), 'logo': logo,
                     'min_logo_auc': min(v['auc'] for v in logo.values()) if logo else None,
                     'min_within_auc': min(within), 'audit_excess': round(max(0.0, excess), 4),
@@ -421,7 +573,8 @@ def configurations(rows: List[dict]) -> List[dict]:
 
 def rank(configs: List[dict]) -> List[dict]:
   """The decision rule: audit met, then smaller audit excess (0.02 ties), then the worst LOGO AUC
-  (0.02 ties), then the worst within-source AUC, the SDFD gap, the simpler head.
+  (0.02 ties), then the worst within-source AUC (0.02 ties: the rule counts AUC differences under
+  0.02 as noise), the SDFD gap, the simpler model (SIMPLICITY).
 
   Tie bands are applied greedily down the sorted list: a config within the band of the
   one ranked before it shares its band.
@@ -439,9 +592,10 @@ def rank(configs: List[dict]) -> List[dict]:
   judgeable = [c for c in configs if c['unseen'] and c['min_logo_auc'] is not None]
   audit_band = banded(judgeable, lambda c: c['audit_excess'], 0.02, False)
   logo_band = banded(judgeable, lambda c: c['min_logo_auc'], 0.02, True)
+  within_band = banded(judgeable, lambda c: c['min_within_auc'], 0.02, True)
   ordered = sorted(judgeable, key=lambda c: (
-      c['audit_excess'] > 0, audit_band[id(c)], logo_band[id(c)], -c['min_within_auc'],
-      c['sdfd_max_gap'] or 0, c['head'] != 'linear'))
+      c['audit_excess'] > 0, audit_band[id(c)], logo_band[id(c)], within_band[id(c)],
+      c['sdfd_max_gap'] or 0, SIMPLICITY.index(c['head'])))
   for i, c in enumerate(ordered):
     c['rank'] = i + 1
   return ordered + [dict(c, rank=None) for c in configs if c not in judgeable]
@@ -474,18 +628,48 @@ def run_rows(args) -> int:
   start = time.time()
   d = load_embedded(args.cache)
   wanted = set(filter(None, args.rows.split(',')))
-  rows = []
+  models = set(args.models.split(','))
+  cnn_reals = set(args.cnn_reals.split(','))
+  config = cnn_config(args.cnn_epochs)
+  rows, clip_logits, cnn_logits = [], {}, {}
+
+  def part(spec, head):  # the row of `spec`'s fakes and reals that a fused row stacks
+    return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
+
   for spec in row_specs():
-    if wanted and spec['name'] not in wanted:
+    if (wanted and spec['name'] not in wanted) or spec['model'] not in models or (
+        spec['model'] != 'clip' and spec['reals'] not in cnn_reals):
       continue
-    rows.append(run_row(d, spec, args.epochs))
-    print(f'{spec["name"]}: {rows[-1]["head_train_seconds"]} s', flush=True)
+    if spec['model'] != 'clip' and args.cached_cnn_only and not os.path.exists(
+        cnn_logits_file(d, part(spec, 'cnn'), config, args.work)):
+      continue
+    if spec['model'] == 'fused':
+      # Its parts are computed here when not among the rows asked for (then not listed).
+      cnn_spec, clip_spec = part(spec, 'cnn'), part(spec, spec['head'].split()[-1])
+      if cnn_spec['name'] not in cnn_logits:
+        cnn_logits[cnn_spec['name']] = cnn_row(d, cnn_spec, config, args.work)[1]
+      if clip_spec['name'] not in clip_logits:
+        clip_logits[clip_spec['name']] = clip_row(d, clip_spec, args.epochs)[1]
+      rows.append(fused_row(d, spec, cnn_logits[cnn_spec['name']],
+                            clip_logits[clip_spec['name']]))
+    elif spec['model'] == 'cnn':
+      row, cnn_logits[spec['name']] = cnn_row(d, spec, config, args.work)
+      rows.append(row)
+    else:
+      row, clip_logits[spec['name']] = clip_row(d, spec, args.epochs)
+      rows.append(row)
+    seconds = rows[-1].get('head_train_seconds', rows[-1].get('cnn_train_seconds', 0))
+    print(f'{spec["name"]}: {seconds} s', flush=True)
   configs = configurations(rows)
   print_table(rows, configs)
   prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
-  result = {'command': f'bench/generalization.py rows --epochs {args.epochs}',
+  import dataclasses
+  result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
+                       + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
+            'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
+                    'train': dataclasses.asdict(config)},
             'load_avg': round(os.getloadavg()[0], 2), 'seconds': round(time.time() - start, 1),
             'rows': rows, 'configurations': configs}
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -508,6 +692,16 @@ def main(argv=None) -> int:
   parser.add_argument('--cache', default=CACHE, help='the Trainer\'s embedding cache folder')
   parser.add_argument('--epochs', type=int, default=40)
   parser.add_argument('--rows', default='', help='comma-separated row names (default: all)')
+  parser.add_argument('--models', default='clip,cnn,fused',
+                      help='comma-separated models whose rows run: clip, cnn, fused')
+  parser.add_argument('--cnn-reals', default=','.join(CNN_REALS),
+                      help='comma-separated training reals of the CNN and fused rows')
+  parser.add_argument('--cnn-epochs', type=int, default=0,
+                      help='the CNN rows\' epochs; 0: the config\'s (early stopping as there)')
+  parser.add_argument('--cached-cnn-only', action='store_true',
+                      help='only the CNN and fused rows whose CNN logits are stored (no training)')
+  parser.add_argument('--work', default=WORK,
+                      help='where the CNN rows keep their logits and training runs')
   parser.add_argument('--out', default=OUT)
   args = parser.parse_args(argv)
   if args.stage == 'prepare':

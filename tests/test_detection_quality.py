@@ -258,12 +258,38 @@ def test_generalization_bench_reweighting_keeps_each_collection_and_ranks_the_au
   np.testing.assert_allclose(weighted[4:].sum(), plain[4:].sum(), rtol=1e-6)
   np.testing.assert_allclose(weighted[4] + weighted[5], weighted[6], rtol=1e-6)  # White = Black
 
-  def config(name, excess, logo):
+  def config(name, excess, logo, within=0.9, gap=0.1):
     return {'name': name, 'head': 'mlp', 'unseen': ['fairface'], 'audit_excess': excess,
-            'min_logo_auc': logo, 'min_within_auc': 0.9, 'sdfd_max_gap': 0.1}
+            'min_logo_auc': logo, 'min_within_auc': within, 'sdfd_max_gap': gap}
   ranked = bench.rank([config('transfers, unfair', 0.05, 0.9), config('fair', 0.0, 0.5),
                        config('fair, transfers', 0.0, 0.6)])
   assert [c['name'] for c in ranked] == ['fair, transfers', 'fair', 'transfers, unfair']
+  # Within-source AUCs 0.002 apart are noise (under 0.02): the SDFD group gap decides.
+  ranked = bench.rank([config('higher within, larger gap', 0.0, 0.61, 0.884, 0.18),
+                       config('smaller gap', 0.0, 0.62, 0.882, 0.10)])
+  assert [c['name'] for c in ranked] == ['smaller gap', 'higher within, larger gap']
+
+
+def test_generalization_bench_cnn_and_fused_rows_have_their_twins_and_parts(load_bench):
+  """bench/generalization.py: every CNN and fused configuration trained on all three generators
+  has its three leave-one-generator-out rows (configurations() finds them by name), and every
+  fused row stacks a CNN row and a CLIP head row of the same fakes and reals."""
+  bench = load_bench('generalization')
+  specs = bench.row_specs()
+  names = {s['name'] for s in specs}
+  assert len(names) == len(specs)
+  everything = '+'.join(bench.GENERATORS)
+  full = [s for s in specs if s['model'] != 'clip' and tuple(s['fakes']) == bench.GENERATORS]
+  assert {s['head'] for s in full} == {'cnn', 'fused linear', 'fused mlp'}
+  for s in full:
+    for held_out in bench.GENERATORS:
+      twin = s['name'].replace(everything, '+'.join(g for g in bench.GENERATORS if g != held_out))
+      assert twin in names, twin
+  for s in specs:
+    if s['model'] == 'fused':
+      fakes = '+'.join(s['fakes'])
+      assert f"cnn fakes={fakes} reals={s['reals']}" in names
+      assert f"{s['head'].split()[-1]} fakes={fakes} reals={s['reals']}" in names
 
 
 def test_run_groups_rates_per_source_and_group_at_the_threshold_and_sorts_the_gates_reasons(
