@@ -65,11 +65,11 @@ def head_scores(model_dir: str, embeddings: np.ndarray, train_embeddings: np.nda
   constants, not variables, so they are recomputed as build_head computes them, from the
   train split's embeddings [m, 512]. `served_scores` checks the result against the model.
   """
-  loaded = tf.saved_model.load(model_dir)
-  dense = {}
-  for name, layer in loaded.model._trackable_children().items():  # pylint: disable=protected-access
-    if name.startswith('layer-') and hasattr(layer, 'kernel') and hasattr(layer, 'bias'):
-      dense[layer.kernel.name.split('/')[0]] = (layer.kernel.numpy(), layer.bias.numpy())
+  # The export tracks the model's variables (export._ServingModule.model_variables),
+  # named by their layers: 'head_dense/kernel:0', ...
+  variables = {v.name: v.numpy() for v in tf.saved_model.load(model_dir).model_variables}
+  dense = {layer: (variables[f'{layer}/kernel:0'], variables[f'{layer}/bias:0'])
+           for layer in ('head_dense', model_lib.OUTPUT_LAYER) if f'{layer}/kernel:0' in variables}
   x = (embeddings - train_embeddings.mean(0)) / np.sqrt(train_embeddings.var(0) + 1e-6)
   if 'head_dense' in dense:  # the mlp head
     kernel, bias = dense['head_dense']
