@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from fakefaces.components.fairness_gate import evaluation, fairness
 from fakefaces.components.shared import component_keys as keys, example_files, features, serving_contract
-from fakefaces.components.trainer import backbone, model as model_lib
+from fakefaces.components.trainer import backbone
 from fakefaces.pipeline import config as config_lib, run_metadata
 
 SPLIT = features.TEST
@@ -58,24 +58,22 @@ def split_examples(metadata_path: str, split: str) -> Dict[str, list]:
   return dict(columns)
 
 
-def head_scores(model_dir: str, embeddings: np.ndarray, train_embeddings: np.ndarray) -> np.ndarray:
-  """P(fake) [n] of the SavedModel's head (backbone.build_head) on tower embeddings [n, 512].
+def head_scores(config, model_dir: str, embeddings: np.ndarray,
+                train_embeddings: np.ndarray) -> np.ndarray:
+  """P(fake) [n] of the SavedModel's head on tower embeddings [n, 512].
 
-  The dense layers' weights are read from the SavedModel; its standardisation holds
-  constants, not variables, so they are recomputed as build_head computes them, from the
-  train split's embeddings [m, 512]. `served_scores` checks the result against the model.
+  The head is `backbone.build_head` (its standardisation is built from the train
+  split's embeddings [m, 512], as in training: the SavedModel holds it as constants),
+  with the dense layers' weights read from the SavedModel's tracked variables
+  (export._ServingModule.model_variables, named by layer). `served_scores` checks the
+  result against the model.
   """
-  # The export tracks the model's variables (export._ServingModule.model_variables),
-  # named by their layers: 'head_dense/kernel:0', ...
   variables = {v.name: v.numpy() for v in tf.saved_model.load(model_dir).model_variables}
-  dense = {layer: (variables[f'{layer}/kernel:0'], variables[f'{layer}/bias:0'])
-           for layer in ('head_dense', model_lib.OUTPUT_LAYER) if f'{layer}/kernel:0' in variables}
-  x = (embeddings - train_embeddings.mean(0)) / np.sqrt(train_embeddings.var(0) + 1e-6)
-  if 'head_dense' in dense:  # the mlp head
-    kernel, bias = dense['head_dense']
-    x = np.maximum(x @ kernel + bias, 0.0)
-  kernel, bias = dense[model_lib.OUTPUT_LAYER]
-  return 1.0 / (1.0 + np.exp(-(x @ kernel + bias).reshape(-1)))
+  head = backbone.build_head(config.train, train_embeddings)
+  for layer in head.layers:
+    if hasattr(layer, 'kernel'):  # the Dense layers; Normalization holds no kernel
+      layer.set_weights([variables[f'{layer.name}/kernel:0'], variables[f'{layer.name}/bias:0']])
+  return head.predict(embeddings, batch_size=256, verbose=0).reshape(-1)
 
 
 def served_scores(model_dir: str, images: List[bytes]) -> np.ndarray:
@@ -160,7 +158,7 @@ def main(argv=None) -> int:
   model_dir = os.path.join(model_uri, 'Format-Serving')
   point = serving_contract.read_operating_point(model_dir)
   threshold = float(point[serving_contract.DECISION_THRESHOLD_FIELD])
-  scores = head_scores(model_dir, embeddings, train_embeddings)
+  scores = head_scores(config, model_dir, embeddings, train_embeddings)
   check = served_scores(model_dir, columns[features.IMAGE][:CHECKED])
   gap = float(np.abs(check - scores[:CHECKED]).max())
   print(f'head on cached embeddings vs the served model, {len(check)} faces: max |diff| {gap:.2e}')
