@@ -171,7 +171,7 @@ def read_weights(path: Optional[str] = None) -> Dict[str, np.ndarray]:
     BackboneWeightsError: the file is missing or its sha256 is wrong (clip_weights).
     ValueError: the graph lacks a weight the tower needs (names the weight and the file).
   """
-  path = clip_weights.verify(path) if path else clip_weights.locate()
+  path = clip_weights.checked(path or '')
   graph = onnx.load(path).graph
   initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
   weights = {k: v for k, v in initializers.items() if k.startswith('vision_model.')}
@@ -233,7 +233,7 @@ def float_reference_graph(path: Optional[str] = None):
   mapping without the INT8 graph's activation quantisation. Returns an
   onnx.ModelProto with the same inputs and outputs.
   """
-  path = clip_weights.verify(path) if path else clip_weights.locate()
+  path = clip_weights.checked(path or '')
   model = onnx.load(path)
   graph = model.graph
   initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
