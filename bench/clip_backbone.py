@@ -41,6 +41,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from fakefaces.components.image_encoder import clip, clip_weights, precision  # noqa: E402
 from fakefaces.components.image_encoder.embedder import Embedder  # noqa: E402
+from fakefaces.components.image_encoder.feature_kinds import EMBEDDING  # noqa: E402
 from fakefaces.components.trainer import backbone  # noqa: E402
 from fakefaces.components.trainer.config import TrainConfig  # noqa: E402
 
@@ -70,7 +71,7 @@ def fidelity(embedder, count):
   rows = _files('gan_faces', 'test', count // 4, 1) + _files('k140', 'test', count // 4, 1)
   pixels = np.concatenate([clip.preprocess_like_clip(Image.open(p)) for p, _ in rows])
   images = pixels.transpose(0, 2, 3, 1) * np.float32(clip.STD) + np.float32(clip.MEAN)
-  ours = np.concatenate([embedder.encoder(images[i:i + 16], training=False).numpy()
+  ours = np.concatenate([embedder.encoder(images[i:i + 16], training=False)[EMBEDDING].numpy()
                          for i in range(0, len(images), 16)])
   reference = onnxruntime.InferenceSession(clip.float_reference_graph().SerializeToString(),
                                            providers=['CPUExecutionProvider'])
@@ -80,7 +81,7 @@ def fidelity(embedder, count):
     float_ref.append(reference.run(['image_embeds'], {'pixel_values': pixels[i:i + 16]})[0])
     int8_ref.append(int8.run(['image_embeds'], {'pixel_values': pixels[i:i + 16]})[0])
   float_ref, int8_ref = np.concatenate(float_ref), np.concatenate(int8_ref)
-  trainer = embedder.compute([open(p, 'rb').read() for p, _ in rows])
+  trainer = embedder.compute([open(p, 'rb').read() for p, _ in rows])[EMBEDDING]
   cos_float, cos_int8, cos_decode = (_cosine(ours, float_ref), _cosine(ours, int8_ref),
                                      _cosine(trainer, ours))
   return {
