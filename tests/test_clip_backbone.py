@@ -373,10 +373,11 @@ def test_the_fused_model_composes_on_class_tokens(weights, encoder, tmp_path):
   keras.utils.set_random_seed(0)
   config = _config(architecture='fused', fused_cnn='baseline', clip_features=CLASS_TOKENS,
                    clip_blocks=[11, 12], embedding_cache_dir=str(tmp_path / 'cache'))
-  images = _jpegs(2, seed=14)
+  images = _jpegs(3, seed=14)
   embedder = Embedder(config, weights, encoder)
   cached = backbone.head_features(embedder, images, config)
-  head = backbone.build_head(config, np.random.RandomState(0).randn(8, cached.shape[1]))
+  assert cached.shape == (3, 2 * 768)
+  head = backbone.build_head(config, cached)  # standardised on these tokens: unsaturated scores
   clip_model = backbone.compose(head, weights, config)
   cnn = model_lib.build_model('baseline', clip.IMAGE_SIZE, 3, input_filter='highpass')
   model = fused.compose(cnn, clip_model, np.array([0.7, 1.3]), -0.2)
@@ -385,6 +386,7 @@ def test_the_fused_model_composes_on_class_tokens(weights, encoder, tmp_path):
   cnn_logit = fused.logit_model(cnn, 'cnn')(decoded)
   logits = np.concatenate([cnn_logit.numpy(), clip_logit.numpy()], axis=1)
   expected = 1 / (1 + np.exp(-(logits @ np.array([0.7, 1.3]) - 0.2)))
+  assert 0.001 < expected.min() and expected.max() < 0.999 and np.ptp(expected) > 1e-3
   np.testing.assert_allclose(model(decoded, training=False).numpy().reshape(-1), expected,
                              atol=1e-4)
   assert export._has_layer(model, clip.TOWER_INPUT_LAYER)  # pylint: disable=protected-access
