@@ -29,7 +29,7 @@ The layers are frozen (`trainable=False`): the detector trains a head on the
 """
 
 import re
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -289,18 +289,37 @@ def build_encoder(weights: Optional[Dict[str, np.ndarray]] = None) -> keras.Mode
   return encoder
 
 
-def float_reference_graph(path: Optional[str] = None):
+def block_outputs(graph) -> List[str]:
+  """The names of the ONNX graph's tensors holding each block's output [b, 197, 768], blocks 0..11.
+
+  The Hugging Face export's residual Add after each block's MLP (node
+  '/vision_model/encoder/layers.<i>/Add_1'); the last one is also the graph's
+  `last_hidden_state` output.
+  """
+  by_name = {node.name: node for node in graph.node}
+  return [by_name[f'/vision_model/encoder/layers.{i}/Add_1'].output[0] for i in range(LAYERS)]
+
+
+def float_reference_graph(path: Optional[str] = None, with_blocks: bool = False):
   """The ONNX graph with every quantised MatMul replaced by a float MatMul on the dequantised weight.
 
   Each DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale) chain becomes
   MatMul(float activation, W) with W = (q - zero_point) * scale: the tower's own
   arithmetic, run by onnxruntime, so it verifies the Keras layers and the weight
   mapping without the INT8 graph's activation quantisation. Returns an
-  onnx.ModelProto with the same inputs and outputs.
+  onnx.ModelProto with the same inputs and outputs, and with `with_blocks`
+  each block's output (`block_outputs`) as an output too, whose token 0 is the
+  reference for the tower's class tokens.
   """
   path = clip_weights.checked(path or '')
   model = onnx.load(path)
   graph = model.graph
+  if with_blocks:
+    tokens = (IMAGE_SIZE // PATCH)**2 + 1
+    outputs = {o.name for o in graph.output}
+    graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                      ['batch', tokens, WIDTH])
+                        for name in block_outputs(graph) if name not in outputs)
   initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
   producer = {out: node for node in graph.node for out in node.output}
   consumers = {}

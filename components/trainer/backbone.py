@@ -17,11 +17,11 @@ Heads (`train.head`), both after a fixed standardisation of each feature
 model): 'linear', one sigmoid unit (logistic regression, the linear probe of
 Ojha et al., CVPR 2023); 'mlp', a 128-unit ReLU layer (dropout
 `train.dropout`) before it. For class tokens the per-feature standardisation
-is also the per-block one: the residual stream's scale grows with depth and a
-few channels are far larger than the rest, and each feature's own train mean
-and variance take both out without a trainable per-block LayerNormalization,
-which would normalise each image's token by its own statistics (dominated by
-those large channels) and add parameters for a few thousand training crops.
+is also the per-block one: the blocks' tokens differ in scale (mean norm 4.1 to
+8.5 by block, docs/clip_backbone.md), and each feature's own train mean and
+variance take that out; no per-block LayerNormalization, which would divide
+each image's token by its own statistics (dropping its norm) and add
+parameters for a few thousand training crops.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
