@@ -20,9 +20,8 @@ file of its backbone once, when it first asks for that kind.
 import hashlib
 import io
 import os
-from typing import Callable, Dict, List, Mapping, Sequence
-
 import zipfile
+from typing import Callable, Dict, List, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
