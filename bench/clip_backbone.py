@@ -5,7 +5,9 @@
    onnxruntime on the float reference graph (the ONNX file with its quantised
    MatMuls replaced by float MatMuls on the dequantised weights), same pixels
    (CLIP's own preprocessing: PIL bicubic, centre crop): largest |difference|
-   and cosine. For information: cosine against the INT8 graph itself (dynamic
+   and cosine; the same for the class token after each block (the tower's
+   CLASS_TOKENS output against token 0 of each block's output in that graph).
+   For information: cosine against the INT8 graph itself (dynamic
    activation quantisation) and between the Trainer's decode (the serving
    signatures' `preprocess.decode_batch`: bilinear antialiased resize) and
    CLIP's bicubic preprocessing, both through the Keras tower.
@@ -19,6 +21,7 @@
    (bfloat16 only where the CPU computes it natively: precision.cpu_bf16_flags).
 
   nice -n 10 .venv/bin/python bench/clip_backbone.py [--per-class 100] [--reference 100]
+  nice -n 10 .venv/bin/python bench/clip_backbone.py --reference 48 --fidelity-only --out FILE
 
 Prints a table and writes bench/results/clip_backbone.json.
 """
@@ -41,6 +44,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from fakefaces.components.image_encoder import clip, clip_weights, precision  # noqa: E402
 from fakefaces.components.image_encoder.embedder import Embedder  # noqa: E402
+from fakefaces.components.image_encoder.feature_kinds import CLASS_TOKENS, EMBEDDING  # noqa: E402
 from fakefaces.components.trainer import backbone  # noqa: E402
 from fakefaces.components.trainer.config import TrainConfig  # noqa: E402
 
@@ -70,17 +74,25 @@ def fidelity(embedder, count):
   rows = _files('gan_faces', 'test', count // 4, 1) + _files('k140', 'test', count // 4, 1)
   pixels = np.concatenate([clip.preprocess_like_clip(Image.open(p)) for p, _ in rows])
   images = pixels.transpose(0, 2, 3, 1) * np.float32(clip.STD) + np.float32(clip.MEAN)
-  ours = np.concatenate([embedder.encoder(images[i:i + 16], training=False).numpy()
-                         for i in range(0, len(images), 16)])
-  reference = onnxruntime.InferenceSession(clip.float_reference_graph().SerializeToString(),
+  towers = [embedder.encoder(images[i:i + 16], training=False)
+            for i in range(0, len(images), 16)]
+  ours = np.concatenate([t[EMBEDDING].numpy() for t in towers])
+  tokens = np.concatenate([t[CLASS_TOKENS].numpy() for t in towers])
+  graph = clip.float_reference_graph(with_blocks=True)
+  blocks = clip.block_outputs(graph.graph)
+  reference = onnxruntime.InferenceSession(graph.SerializeToString(),
                                            providers=['CPUExecutionProvider'])
   int8 = onnxruntime.InferenceSession(clip_weights.locate(), providers=['CPUExecutionProvider'])
-  float_ref, int8_ref = [], []
+  float_ref, int8_ref, tokens_ref = [], [], []
   for i in range(0, len(pixels), 16):
-    float_ref.append(reference.run(['image_embeds'], {'pixel_values': pixels[i:i + 16]})[0])
+    embeds, *hidden = reference.run(['image_embeds'] + blocks, {'pixel_values': pixels[i:i + 16]})
+    float_ref.append(embeds)
+    tokens_ref.append(np.stack([h[:, 0] for h in hidden], axis=1))  # [b, 12, 768]
     int8_ref.append(int8.run(['image_embeds'], {'pixel_values': pixels[i:i + 16]})[0])
   float_ref, int8_ref = np.concatenate(float_ref), np.concatenate(int8_ref)
-  trainer = embedder.compute([open(p, 'rb').read() for p, _ in rows])
+  tokens_ref = np.concatenate(tokens_ref)
+  cos_tokens = _cosine(tokens, tokens_ref)  # [n, 12]
+  trainer = embedder.compute([open(p, 'rb').read() for p, _ in rows])[EMBEDDING]
   cos_float, cos_int8, cos_decode = (_cosine(ours, float_ref), _cosine(ours, int8_ref),
                                      _cosine(trainer, ours))
   return {
@@ -89,6 +101,11 @@ def fidelity(embedder, count):
       'vs_float_reference': {'max_abs_difference': float(np.abs(ours - float_ref).max()),
                              'cosine_min': float(cos_float.min()),
                              'cosine_mean': float(cos_float.mean())},
+      'class_tokens_vs_float_reference': {
+          'max_abs_difference': float(np.abs(tokens - tokens_ref).max()),
+          'max_abs_difference_per_block': np.abs(tokens - tokens_ref).max(axis=(0, 2)).tolist(),
+          'norm_mean_per_block': np.linalg.norm(tokens_ref, axis=2).mean(0).tolist(),
+          'cosine_min': float(cos_tokens.min()), 'cosine_mean': float(cos_tokens.mean())},
       'vs_int8_graph': {'max_abs_difference': float(np.abs(ours - int8_ref).max()),
                         'cosine_min': float(cos_int8.min()), 'cosine_mean': float(cos_int8.mean())},
       'trainer_decode_vs_clip_preprocessing': {'cosine_min': float(cos_decode.min()),
@@ -149,6 +166,8 @@ def main():
   parser.add_argument('--heads', default='linear,mlp')
   parser.add_argument('--epochs', type=int, default=30)
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--fidelity-only', action='store_true',
+                      help='step 1 alone (write it to another --out: the file is replaced)')
   parser.add_argument('--cache', default='', help='embedding cache folder (default: the Trainer\'s)')
   parser.add_argument('--out', default=os.path.join(ROOT, 'bench', 'results', 'clip_backbone.json'))
   args = parser.parse_args()
@@ -157,10 +176,14 @@ def main():
   start = time.perf_counter()
   embedder = Embedder(config)
   result = {'command': 'bench/clip_backbone.py ' + ' '.join(
-      f'--{k.replace("_", "-")} {v}' for k, v in vars(args).items() if k not in ('out', 'cache')),
+      f'--{k.replace("_", "-")}' + ('' if isinstance(v, bool) else f' {v}')
+      for k, v in vars(args).items() if k not in ('out', 'cache') and v is not False),
             'load_avg_start': round(os.getloadavg()[0], 2)}
   result['fidelity'] = fidelity(embedder, args.reference)
   print(json.dumps(result['fidelity'], indent=1), flush=True)
+  if args.fidelity_only:
+    _write(result, args.out)
+    return
   result['quality'] = quality(embedder, args.per_class, args.heads.split(','), args.epochs)
   result['embeddings'] = {'computed': embedder.cache.computed, 'reused': embedder.cache.reused}
   result['cost'] = cost(embedder, args.repeats)
@@ -171,8 +194,12 @@ def main():
     print(f'{row["head"]:7} {row["trained_on"]:10} ' +
           ' '.join(f'{row["auc_" + s]:14.4f}' for s in SOURCES))
   print(json.dumps(result['cost']), json.dumps(result['embeddings']))
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, 'w') as f:
+  _write(result, args.out)
+
+
+def _write(result, path):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
     json.dump(result, f, indent=2)
 
 

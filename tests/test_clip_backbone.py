@@ -1,6 +1,7 @@
 """`train.architecture: clip_vit_b16`: the tower against the reference, the weights' errors,
-the embedding cache, the exported model with every signature in the project's server, and the
-fused model (CNN and CLIP head stacked on the eval split).
+the embedding cache (both feature kinds), the exported model with every signature in the
+project's server (a head on class tokens), and the fused model (CNN and CLIP head stacked on
+the eval split; on the embedding, and composed on class tokens).
 
 The backbone is real (the package file, 86M parameters, float32): built once per
 module; its cost on 2 CPU cores is a few seconds per batch of crops.
@@ -15,6 +16,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 from PIL import Image
 
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -26,9 +28,11 @@ from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
 from fakefaces.components.serving_canary import executor as canary
 from fakefaces.components.serving_canary.config import CanaryConfig
-from fakefaces.components.image_encoder import clip, clip_weights, embedding_cache
+from fakefaces.components.image_encoder import clip, clip_weights, embedding_cache, preprocess
 from fakefaces.components.image_encoder.embedder import Embedder
-from fakefaces.components.trainer import backbone, fused, module
+from fakefaces.components.image_encoder.feature_kinds import CLASS_TOKENS, EMBEDDING
+from fakefaces.components.trainer import backbone, export, fused, module
+from fakefaces.components.trainer import model as model_lib
 from fakefaces.components.trainer import operating_point, training
 from fakefaces.components.trainer.config import TrainConfig
 from fakefaces.pipeline import demo_data
@@ -68,16 +72,27 @@ def test_tower_equals_onnxruntime_on_the_float_graph(encoder):
   pixels = np.concatenate([clip.preprocess_like_clip(Image.fromarray(
       demo_data.render_image(i, fake=i % 2 == 1, seed=4)[0])) for i in range(3)])
   images = pixels.transpose(0, 2, 3, 1) * np.float32(clip.STD) + np.float32(clip.MEAN)
-  ours = encoder(images, training=False).numpy()
-  session = onnxruntime.InferenceSession(clip.float_reference_graph().SerializeToString(),
+  tower = encoder(images, training=False)
+  ours = tower[EMBEDDING].numpy()
+  graph = clip.float_reference_graph(with_blocks=True)
+  session = onnxruntime.InferenceSession(graph.SerializeToString(),
                                          providers=['CPUExecutionProvider'])
-  (reference,) = session.run(['image_embeds'], {'pixel_values': pixels})
+  reference, *blocks = session.run(['image_embeds'] + clip.block_outputs(graph.graph),
+                                   {'pixel_values': pixels})
   assert ours.shape == (3, clip.EMBEDDING_SIZE)
   # float32 summation order only: 2e-5 measured on norms of ~11 (docs/clip_backbone.md).
   assert np.abs(ours - reference).max() < 1e-3
   assert _cosine(ours, reference).min() > 0.99999
   # A wrong mapping (e.g. an untransposed patch kernel) would be far off: images differ.
   assert _cosine(ours[0], ours[1]) < 0.999
+  # The class tokens of the same pass: token 0 of each block's output in the reference
+  # (1.4e-5 measured on norms of 4-9, docs/clip_backbone.md).
+  tokens = tower[CLASS_TOKENS].numpy()
+  assert tokens.shape == (3, clip.LAYERS, clip.WIDTH)
+  reference_tokens = np.stack([hidden[:, 0] for hidden in blocks], axis=1)
+  assert np.abs(tokens - reference_tokens).max() < 1e-3
+  assert _cosine(tokens, reference_tokens).min() > 0.99999
+  assert _cosine(tokens[:, 0], tokens[:, -1]).max() < 0.99  # blocks differ
 
 
 def test_a_missing_or_corrupted_weights_file_is_named_at_config_load(tmp_path):
@@ -121,6 +136,28 @@ def test_the_backbone_fixes_its_input_in_the_config():
     from_dict(TrainConfig, {'architecture': 'clip_vit_b17'}, 'train')
 
 
+def test_the_clip_features_and_blocks_are_checked_at_config_load():
+  clip_config = {'architecture': 'clip_vit_b16', 'image_size': 224, 'color_mode': 'rgb'}
+  assert from_dict(TrainConfig, clip_config, 'train').clip_features == EMBEDDING
+  tokens = from_dict(TrainConfig, dict(clip_config, clip_features=CLASS_TOKENS), 'train')
+  assert tokens.head_blocks == list(range(1, 13)) and backbone.feature_size(tokens) == 9216
+  chosen = from_dict(TrainConfig, dict(clip_config, clip_features=CLASS_TOKENS,
+                                       clip_blocks=[4, 8, 12]), 'train')
+  assert backbone.feature_size(chosen) == 3 * 768
+  with pytest.raises(ConfigError, match=r"^train\.clip_features 'tokens' is not one of"):
+    from_dict(TrainConfig, dict(clip_config, clip_features='tokens'), 'train')
+  with pytest.raises(ConfigError, match=r"^train\.clip_blocks applies to clip_features "
+                     r"'class_tokens' only"):
+    from_dict(TrainConfig, dict(clip_config, clip_blocks=[12]), 'train')
+  for blocks in ([0, 4], [4, 13], [8, 4], [4, 4]):
+    with pytest.raises(ConfigError, match=r'^train\.clip_blocks .* must be distinct block numbers'):
+      from_dict(TrainConfig, dict(clip_config, clip_features=CLASS_TOKENS, clip_blocks=blocks),
+                'train')
+  with pytest.raises(ConfigError, match=r'^train\.clip_features '):
+    from_dict(TrainConfig, {'architecture': 'fused', 'image_size': 224, 'color_mode': 'rgb',
+                            'clip_features': 'pooled'}, 'train')
+
+
 def test_embeddings_are_computed_once_reused_by_a_second_run_and_recomputed_after_a_change(
     weights, encoder, tmp_path):
   config = _config(embedding_cache_dir=str(tmp_path / 'cache'))
@@ -138,16 +175,46 @@ def test_embeddings_are_computed_once_reused_by_a_second_run_and_recomputed_afte
   np.testing.assert_array_equal(again[:2], vectors[:2])
   assert _cosine(again[2], vectors[2]) < 0.9999
   # The cache is per backbone: another weights hash sees none of these vectors.
-  assert not embedding_cache.EmbeddingCache(config.embedding_cache_dir, '0' * 64)._vectors
+  assert not embedding_cache.EmbeddingCache(config.embedding_cache_dir, '0' * 64).vectors(EMBEDDING)
+
+
+def test_one_pass_fills_both_kinds_a_second_pass_computes_none_and_a_damaged_file_is_recomputed(
+    weights, encoder, tmp_path):
+  config = _config(embedding_cache_dir=str(tmp_path / 'cache'))
+  images = _jpegs(3, seed=13)
+  first = Embedder(config, weights, encoder)
+  tokens = first(images, kind=CLASS_TOKENS)  # as the Trainer with clip_features: class_tokens
+  assert tokens.shape == (3, 12, 768) and (first.cache.computed, first.cache.reused) == (3, 0)
+  # A later run reading both kinds (the annotator's embedding, the Trainer's tokens): no pass.
+  second = Embedder(config, weights, encoder)
+  vectors = second(images)
+  np.testing.assert_array_equal(second(images, kind=CLASS_TOKENS), tokens)
+  assert (second.cache.computed, second.cache.reused) == (0, 6)
+  assert vectors.shape == (3, clip.EMBEDDING_SIZE)
+  computed = first.compute(images)  # the tower now, no cache
+  np.testing.assert_allclose(vectors, computed[EMBEDDING], atol=1e-4)
+  np.testing.assert_allclose(tokens, computed[CLASS_TOKENS], atol=1e-4)
+  with pytest.raises(ValueError, match=r"feature kind 'pooled' is not one of"):
+    second(images, kind='pooled')
+  # A damaged file (a run killed mid-write elsewhere, a bad disk) costs a recomputation only.
+  (stored,) = [f for f in os.listdir(second.cache.folder) if f.endswith('.npz')]
+  with open(os.path.join(second.cache.folder, stored), 'r+b') as f:
+    f.truncate(100)
+  third = Embedder(config, weights, encoder)
+  np.testing.assert_allclose(third(images, kind=CLASS_TOKENS), tokens, atol=1e-4)
+  assert (third.cache.computed, third.cache.reused) == (3, 0)
+  assert not [f for f in os.listdir(third.cache.folder) if f.endswith('.tmp')]
 
 
 @pytest.fixture(scope='module')
 def trained(weights, encoder, tmp_path_factory):
-  """The Trainer's run_fn for clip_vit_b16 on 40 demo crops; returns (run dir, export dir, config, records)."""
+  """The Trainer's run_fn for clip_vit_b16 on 40 demo crops, an MLP head on the class tokens of
+  blocks 2, 7 and 12; returns (run dir, export dir, config, records)."""
   root = tmp_path_factory.mktemp('clip')
   patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=40, seed=5)
   config = dict(architecture='clip_vit_b16', image_size=224, color_mode='rgb', epochs=3,
                 batch_size=8, early_stopping_patience=0, seed=3, head='mlp',
+                clip_features=CLASS_TOKENS, clip_blocks=[2, 7, 12],
                 embedding_cache_dir=str(root / 'cache'))
   args = FnArgs(train_files=[patterns[features.TRAIN]], eval_files=[patterns[features.EVAL]],
                 model_run_dir=str(root / 'run'), serving_model_dir=str(root / 'serving'),
@@ -156,21 +223,35 @@ def trained(weights, encoder, tmp_path_factory):
   return args.model_run_dir, args.serving_model_dir, _config(**config), patterns
 
 
-def test_the_served_model_computes_the_training_embedding_and_every_signature_works(
+def test_the_served_model_computes_the_training_class_tokens_and_every_signature_works(
     trained, weights, encoder):
   run_dir, export_dir, config, patterns = trained
   with open(os.path.join(run_dir, training.HISTORY_FILE)) as f:
     history = json.load(f)
   assert history['embeddings']['computed'] > 0 and history['epochs_run'] == 3
+  train_images, _ = backbone.read_records([patterns[features.TRAIN]])
   eval_images, eval_labels = backbone.read_records([patterns[features.EVAL]])
-  # A second run embeds nothing: the run's cache has every eval crop.
+  # A second run embeds nothing: the run's cache has every eval crop, both kinds (the
+  # Trainer asked for class tokens; the annotator would read the embedding).
   second = Embedder(config, weights, encoder)
   second(eval_images)
-  assert (second.cache.computed, second.cache.reused) == (0, len(eval_images))
+  cached = backbone.head_features(second, eval_images, config)
+  assert (second.cache.computed, second.cache.reused) == (0, 2 * len(eval_images))
+  assert cached.shape == (len(eval_images), 3 * 768)
   loaded = tf.saved_model.load(export_dir)
   assert set(loaded.signatures) == set(contract.SIGNATURES)
   served = loaded.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant(eval_images))[contract.PROBABILITY_KEY].numpy()
+  # The served model computes the class tokens the head trained on: its head (the
+  # SavedModel's variables on build_head, standardised by the cached train tokens as in
+  # training) on the cached eval tokens gives its P(fake) on the bytes.
+  variables = {v.name: v.numpy() for v in loaded.model_variables}
+  head = backbone.build_head(config, backbone.head_features(second, train_images, config))
+  for layer in head.layers:
+    if hasattr(layer, 'kernel'):
+      layer.set_weights([variables[f'{layer.name}/kernel:0'], variables[f'{layer.name}/bias:0']])
+  np.testing.assert_allclose(head(cached, training=False).numpy().reshape(-1), served, atol=1e-4)
+  assert np.ptp(served) > 1e-3  # the check compares scores that differ by image
   # The operating point was chosen on the head's scores of the cached embeddings
   # (training); the SavedModel scores the bytes (serving). Same decode and tower, float32.
   chosen = contract.read_operating_point(export_dir)
@@ -286,3 +367,29 @@ def test_the_fused_model_stacks_on_eval_and_serves_every_signature(fused_trained
 def test_the_stacking_needs_both_labels_on_eval():
   with pytest.raises(ValueError, match=r'eval split has only label \[1\]'):
     fused.fit_stacking(np.ones([4, 2], np.float32), np.ones(4, np.int64))
+
+
+def test_the_fused_model_composes_on_class_tokens(weights, encoder, tmp_path):
+  """fused.compose of a CNN and a class-token head: its P(fake) is the stacking of the CNN's
+  logit and the head's on the cached tokens, and the export treats it as a ViT (patch saliency)."""
+  keras.utils.set_random_seed(0)
+  config = _config(architecture='fused', fused_cnn='baseline', clip_features=CLASS_TOKENS,
+                   clip_blocks=[11, 12], embedding_cache_dir=str(tmp_path / 'cache'))
+  images = _jpegs(3, seed=14)
+  embedder = Embedder(config, weights, encoder)
+  cached = backbone.head_features(embedder, images, config)
+  assert cached.shape == (3, 2 * 768)
+  head = backbone.build_head(config, cached)  # standardised on these tokens: unsaturated scores
+  clip_model = backbone.compose(head, weights, config)
+  cnn = model_lib.build_model('baseline', clip.IMAGE_SIZE, 3, input_filter='highpass')
+  model = fused.compose(cnn, clip_model, np.array([0.7, 1.3]), -0.2)
+  decoded = preprocess.decode_batch(tf.constant(images), clip.IMAGE_SIZE, 'rgb')
+  clip_logit = backbone.served_part(fused.logit_model(clip_model, 'clip'), config)(cached)
+  cnn_logit = fused.logit_model(cnn, 'cnn')(decoded)
+  logits = np.concatenate([cnn_logit.numpy(), clip_logit.numpy()], axis=1)
+  expected = 1 / (1 + np.exp(-(logits @ np.array([0.7, 1.3]) - 0.2)))
+  assert 0.001 < expected.min() and expected.max() < 0.999 and np.ptp(expected) > 1e-3
+  np.testing.assert_allclose(model(decoded, training=False).numpy().reshape(-1), expected,
+                             atol=1e-4)
+  assert export._has_layer(model, clip.TOWER_INPUT_LAYER)  # pylint: disable=protected-access
+  assert not export._has_layer(model, clip.EMBEDDING_LAYER)  # pylint: disable=protected-access

@@ -9,6 +9,12 @@ which the ONNX file was exported from):
     -> ln_pre -> 12 pre-LN blocks (12-head self-attention; MLP 768 -> 3072 -> 768, quick_gelu)
     -> ln_post on the class token -> 768 -> 512 projection, no bias: embedding [b, 512]
 
+The same pass also gives the class token after each block, [b, 12, 768]
+(`build_tower`'s CLASS_TOKENS output): the residual stream at token 0 before
+any layer norm, the intermediate representations RINE (Koutlis and
+Papadopoulos, ECCV 2024) trains its detector on. `head_input` turns either
+kind into a head's input.
+
 The file stores the 73 matrices of the projections and MLPs as INT8 with one
 scale and zero point per output column; `read_weights` dequantises them,
 W = (q - zero_point) * scale, and keeps everything else (patch kernel,
@@ -19,11 +25,11 @@ MatMuls) up to float32 summation order, and differs from the INT8 graph's own
 output by its dynamic activation quantisation (docs/clip_backbone.md measures both).
 
 The layers are frozen (`trainable=False`): the detector trains a head on the
-512-d embedding (`build_head`).
+512-d embedding or on the class tokens (trainer/backbone.py, `build_head`).
 """
 
 import re
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -33,13 +39,14 @@ import tf_keras as keras
 from PIL import Image
 
 from fakefaces.components.image_encoder import clip_weights, precision
+from fakefaces.components.image_encoder.feature_kinds import BLOCKS, CLASS_TOKENS, EMBEDDING
 
 NAME = 'clip_vit_b16'
 IMAGE_SIZE = 224
 PATCH = 16
 WIDTH = 768
 HEADS = 12
-LAYERS = 12
+LAYERS = BLOCKS
 MLP_WIDTH = 3072
 EMBEDDING_SIZE = 512
 LAYER_NORM_EPSILON = 1e-5  # CLIPVisionConfig.layer_norm_eps
@@ -47,6 +54,12 @@ LAYER_NORM_EPSILON = 1e-5  # CLIPVisionConfig.layer_norm_eps
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 EMBEDDING_LAYER = 'clip_projection'  # the tower's last layer: output [b, EMBEDDING_SIZE]
+TOWER_INPUT_LAYER = 'clip_embeddings'  # the tower's first layer, in a model with either kind
+CLASS_TOKENS_LAYER = 'clip_class_tokens'  # output [b, LAYERS, WIDTH]
+# The head's input for class tokens: the chosen blocks' tokens, flattened [b, len(blocks) * WIDTH].
+CLASS_TOKEN_FEATURES_LAYER = 'clip_class_token_features'
+# The layer whose output a head of each kind reads (the served head starts after it).
+FEATURES_LAYERS = {EMBEDDING: EMBEDDING_LAYER, CLASS_TOKENS: CLASS_TOKEN_FEATURES_LAYER}
 HEADS_KINDS = ('linear', 'mlp')
 MLP_HEAD_UNITS = 128  # as the CNNs' dense layer (model.DENSE_UNITS)
 
@@ -129,22 +142,66 @@ class ClassToken(keras.layers.Layer):
     return tokens[:, 0]
 
 
-def build_tower(inputs) -> tf.Tensor:
-  """The tower's layers built on `inputs` ([b, 224, 224, 3] in [0, 1]); returns the embedding [b, 512].
+@keras.utils.register_keras_serializable(package='fakefaces')
+class ClassTokens(keras.layers.Layer):
+  """The blocks' outputs, LAYERS x [b, 197, 768] -> their class tokens [b, LAYERS, 768], in block order."""
 
-  Built on the tensor, like model._application, so the layers are the model's
-  own (named clip_*); weights are unset until `load_weights`.
+  def call(self, blocks):
+    return tf.stack([tokens[:, 0] for tokens in blocks], axis=1)
+
+
+@keras.utils.register_keras_serializable(package='fakefaces')
+class ClassTokenFeatures(keras.layers.Layer):
+  """Class tokens [b, LAYERS, 768] -> the chosen blocks' tokens, flattened [b, len(blocks) * 768].
+
+  `blocks` are numbered 1..LAYERS (`train.clip_blocks`); block-major order, so
+  feature j * 768 + c is channel c of the j-th chosen block. The Trainer applies
+  this layer to the cached tokens and the served model to the tower's, so both
+  select alike.
   """
-  x = ClipEmbeddings(name='clip_embeddings', trainable=False)(inputs)
+
+  def __init__(self, blocks: Sequence[int], **kwargs):
+    super().__init__(**kwargs)
+    self.blocks = [int(b) for b in blocks]
+
+  def call(self, class_tokens):
+    chosen = tf.gather(class_tokens, [b - 1 for b in self.blocks], axis=1)
+    return tf.reshape(chosen, [-1, len(self.blocks) * WIDTH])
+
+  def get_config(self):
+    return dict(super().get_config(), blocks=self.blocks)
+
+
+def build_tower(inputs) -> Dict[str, tf.Tensor]:
+  """The tower's layers built on `inputs` ([b, 224, 224, 3] in [0, 1]), one pass, both kinds.
+
+  Returns {EMBEDDING: [b, 512], CLASS_TOKENS: [b, 12, 768]}. Built on the
+  tensor, like model._application, so the layers are the model's own (named
+  clip_*); weights are unset until `load_weights`. A model with only the
+  class tokens as output leaves out ln_post and the projection.
+  """
+  x = ClipEmbeddings(name=TOWER_INPUT_LAYER, trainable=False)(inputs)
   x = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name='clip_ln_pre',
                                       trainable=False)(x)
+  blocks = []
   for i in range(LAYERS):
     x = ClipEncoderBlock(name=f'clip_block{i}', trainable=False)(x)
+    blocks.append(x)
+  class_tokens = ClassTokens(name=CLASS_TOKENS_LAYER)(blocks)
   x = ClassToken(name='clip_class_token')(x)
   x = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name='clip_ln_post',
                                       trainable=False)(x)
-  return keras.layers.Dense(EMBEDDING_SIZE, use_bias=False, name=EMBEDDING_LAYER,
-                            kernel_initializer='zeros', trainable=False)(x)
+  embedding = keras.layers.Dense(EMBEDDING_SIZE, use_bias=False, name=EMBEDDING_LAYER,
+                                 kernel_initializer='zeros', trainable=False)(x)
+  return {EMBEDDING: embedding, CLASS_TOKENS: class_tokens}
+
+
+def head_input(tower: Dict[str, tf.Tensor], kind: str, blocks: Sequence[int]) -> tf.Tensor:
+  """What a head of `kind` reads from `build_tower`'s outputs: the embedding [b, 512], or the
+  class tokens of `blocks` (1..12) flattened [b, len(blocks) * 768] (ClassTokenFeatures)."""
+  if kind == EMBEDDING:
+    return tower[EMBEDDING]
+  return ClassTokenFeatures(blocks, name=CLASS_TOKEN_FEATURES_LAYER)(tower[CLASS_TOKENS])
 
 
 def _dequantised(initializers: Dict[str, np.ndarray], weight: str) -> np.ndarray:
@@ -190,7 +247,11 @@ def read_weights(path: Optional[str] = None) -> Dict[str, np.ndarray]:
 
 
 def load_weights(model: keras.Model, weights: Dict[str, np.ndarray]) -> None:
-  """Sets the tower layers of `model` (built by `build_tower`) from `read_weights`' dict."""
+  """Sets the tower layers of `model` (built by `build_tower`) from `read_weights`' dict.
+
+  ln_post and the projection only where the model has them (a class-token
+  head's model has not).
+  """
   w = weights
   prefix = 'vision_model.'
   model.get_layer('clip_embeddings').set_weights([
@@ -207,13 +268,17 @@ def load_weights(model: keras.Model, weights: Dict[str, np.ndarray]) -> None:
                         (block.v, 'self_attn.v_proj'), (block.out, 'self_attn.out_proj'),
                         (block.fc1, 'mlp.fc1'), (block.fc2, 'mlp.fc2')):
       layer.set_weights([w[p + name + '.weight_t'], w[p + name + '.bias']])
-  model.get_layer('clip_ln_post').set_weights([w[prefix + 'post_layernorm.weight'],
-                                               w[prefix + 'post_layernorm.bias']])
-  model.get_layer(EMBEDDING_LAYER).set_weights([w['visual_projection.weight_t']])
+  names = {layer.name for layer in model.layers}
+  if 'clip_ln_post' in names:
+    model.get_layer('clip_ln_post').set_weights([w[prefix + 'post_layernorm.weight'],
+                                                 w[prefix + 'post_layernorm.bias']])
+  if EMBEDDING_LAYER in names:
+    model.get_layer(EMBEDDING_LAYER).set_weights([w['visual_projection.weight_t']])
 
 
 def build_encoder(weights: Optional[Dict[str, np.ndarray]] = None) -> keras.Model:
-  """The tower alone as a float32 model: image [b, 224, 224, 3] in [0, 1] -> embedding [b, 512].
+  """The tower alone as a float32 model: image [b, 224, 224, 3] in [0, 1] -> `build_tower`'s
+  {EMBEDDING: [b, 512], CLASS_TOKENS: [b, 12, 768]}, from one pass.
 
   `weights` defaults to `read_weights()` (the checked package file).
   """
@@ -224,18 +289,37 @@ def build_encoder(weights: Optional[Dict[str, np.ndarray]] = None) -> keras.Mode
   return encoder
 
 
-def float_reference_graph(path: Optional[str] = None):
+def block_outputs(graph) -> List[str]:
+  """The names of the ONNX graph's tensors holding each block's output [b, 197, 768], blocks 0..11.
+
+  The Hugging Face export's residual Add after each block's MLP (node
+  '/vision_model/encoder/layers.<i>/Add_1'); the last one is also the graph's
+  `last_hidden_state` output.
+  """
+  by_name = {node.name: node for node in graph.node}
+  return [by_name[f'/vision_model/encoder/layers.{i}/Add_1'].output[0] for i in range(LAYERS)]
+
+
+def float_reference_graph(path: Optional[str] = None, with_blocks: bool = False):
   """The ONNX graph with every quantised MatMul replaced by a float MatMul on the dequantised weight.
 
   Each DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale) chain becomes
   MatMul(float activation, W) with W = (q - zero_point) * scale: the tower's own
   arithmetic, run by onnxruntime, so it verifies the Keras layers and the weight
   mapping without the INT8 graph's activation quantisation. Returns an
-  onnx.ModelProto with the same inputs and outputs.
+  onnx.ModelProto with the same inputs and outputs, and with `with_blocks`
+  each block's output (`block_outputs`) as an output too, whose token 0 is the
+  reference for the tower's class tokens.
   """
   path = clip_weights.checked(path or '')
   model = onnx.load(path)
   graph = model.graph
+  if with_blocks:
+    tokens = (IMAGE_SIZE // PATCH)**2 + 1
+    outputs = {o.name for o in graph.output}
+    graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                      ['batch', tokens, WIDTH])
+                        for name in block_outputs(graph) if name not in outputs)
   initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
   producer = {out: node for node in graph.node for out in node.output}
   consumers = {}

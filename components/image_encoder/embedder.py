@@ -1,10 +1,12 @@
-"""Encoded crops to CLIP ViT-B/16 embeddings, computed once per image and backbone.
+"""Encoded crops to CLIP ViT-B/16 features, computed once per image and backbone.
 
 The Trainer's `clip_vit_b16` and `fused` heads and the DemographicAnnotator's
 `features: clip_embedding` embed through this class, so both share one decode
 (`preprocess.decode_batch`, the serving signatures'), one float32 tower
 (clip.py) and one cache (embedding_cache.py): an image embedded by one is
-read back, not recomputed, by the other.
+read back, not recomputed, by the other. One pass of the tower gives both
+feature kinds (feature_kinds.py: the embedding and the per-block class tokens),
+and the cache keeps both, whichever kind was asked.
 """
 
 from typing import Dict, List, Optional, Protocol, Sequence
@@ -14,6 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fakefaces.components.image_encoder import clip, clip_weights, embedding_cache, preprocess
+from fakefaces.components.image_encoder.feature_kinds import EMBEDDING
 
 
 class EncoderSettings(Protocol):
@@ -25,7 +28,7 @@ class EncoderSettings(Protocol):
 
 
 class Embedder:
-  """The float32 tower and its cache: encoded crops -> embeddings [n, 512]."""
+  """The float32 tower and its cache: encoded crops -> embeddings [n, 512] or class tokens [n, 12, 768]."""
 
   def __init__(self, config: EncoderSettings, weights: Optional[Dict[str, np.ndarray]] = None,
                encoder: Optional[keras.Model] = None):
@@ -43,9 +46,12 @@ class Embedder:
     return self.encoder(preprocess.decode_batch(image_bytes, clip.IMAGE_SIZE, 'rgb'),
                         training=False)
 
-  def compute(self, images: List[bytes]) -> np.ndarray:
-    """Embeddings [n, 512] of encoded crops, computed now (no cache)."""
-    return self._embed(tf.constant(images)).numpy()
+  def compute(self, images: List[bytes]) -> Dict[str, np.ndarray]:
+    """Every kind of encoded crops, computed now (no cache): {EMBEDDING: [n, 512],
+    CLASS_TOKENS: [n, 12, 768]}, from one pass of the tower."""
+    return {kind: v.numpy() for kind, v in self._embed(tf.constant(images)).items()}
 
-  def __call__(self, images: Sequence[bytes], batch_size: int = 32) -> np.ndarray:
-    return self.cache.embed(images, self.compute, batch_size)
+  def __call__(self, images: Sequence[bytes], batch_size: int = 32,
+               kind: str = EMBEDDING) -> np.ndarray:
+    """`kind`'s vectors [n, ...] of the crops, from the cache or computed (and cached, all kinds)."""
+    return self.cache.embed(images, self.compute, batch_size, kind)

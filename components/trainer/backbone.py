@@ -1,18 +1,27 @@
-"""`train.architecture: clip_vit_b16`: a head trained on frozen CLIP embeddings, served with the backbone.
+"""`train.architecture: clip_vit_b16`: a head trained on frozen CLIP features, served with the backbone.
 
 The backbone (image_encoder/clip.py) runs once per image: each split's crops are decoded by
 `preprocess.decode_batch` (the serving signatures' decode), embedded in
-float32 and cached (image_encoder/embedding_cache.py); the head then trains on the 512-d
+float32 and cached (image_encoder/embedding_cache.py); the head then trains on the cached
 vectors in seconds with the same loop as the CNNs (training.train). The
 exported model is the tower followed by the head in one float32 Keras model,
-so the SavedModel computes the embedding itself from the encoded bytes and
+so the SavedModel computes the features itself from the encoded bytes and
 every signature and client works unchanged.
 
-Heads (`train.head`), both after a fixed standardisation of each embedding
-dimension (mean and variance of the train split, a Normalization layer inside
-the model): 'linear', one sigmoid unit (logistic regression, the linear probe
-of Ojha et al., CVPR 2023); 'mlp', a 128-unit ReLU layer (dropout
-`train.dropout`) before it.
+What the head reads (`train.clip_features`): the 512-d embedding, or the class
+tokens of `train.clip_blocks` (all 12 blocks: 9,216 features), flattened by
+clip.ClassTokenFeatures, the same layer on the cached tokens and in the served model.
+
+Heads (`train.head`), both after a fixed standardisation of each feature
+(mean and variance of the train split, a Normalization layer inside the
+model): 'linear', one sigmoid unit (logistic regression, the linear probe of
+Ojha et al., CVPR 2023); 'mlp', a 128-unit ReLU layer (dropout
+`train.dropout`) before it. For class tokens the per-feature standardisation
+is also the per-block one: the blocks' tokens differ in scale (mean norm 4.1 to
+8.5 by block, docs/clip_backbone.md), and each feature's own train mean and
+variance take that out; no per-block LayerNormalization, which would divide
+each image's token by its own statistics (dropping its norm) and add
+parameters for a few thousand training crops.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,6 +33,7 @@ import tf_keras as keras
 from fakefaces.components.shared import example_files, features
 from fakefaces.components.image_encoder import clip, precision
 from fakefaces.components.image_encoder.embedder import Embedder
+from fakefaces.components.image_encoder.feature_kinds import CLASS_TOKENS
 from fakefaces.components.trainer import data, model as model_lib, training
 from fakefaces.components.trainer.config import TrainConfig
 
@@ -39,9 +49,30 @@ def read_records(file_patterns: Sequence[str]) -> Tuple[List[bytes], np.ndarray]
   return images, np.asarray(labels, np.int64)
 
 
+def head_features(embedder: Embedder, images: Sequence[bytes], config: TrainConfig) -> np.ndarray:
+  """What the head of `config` reads, [n, d], from the cache (or the tower, cached).
+
+  The embedding [n, 512], or the class tokens of `config.head_blocks` flattened
+  [n, len(blocks) * 768] by clip.ClassTokenFeatures, the served model's layer.
+  """
+  vectors = embedder(images, config.batch_size, config.clip_features)
+  if config.clip_features != CLASS_TOKENS:
+    return vectors
+  if not len(vectors):
+    return np.zeros([0, feature_size(config)], np.float32)
+  return clip.ClassTokenFeatures(config.head_blocks)(vectors).numpy()
+
+
+def feature_size(config: TrainConfig) -> int:
+  """d of the head's input [b, d]: 512, or len(blocks) x 768 for class tokens (9,216 for all 12)."""
+  if config.clip_features == CLASS_TOKENS:
+    return len(config.head_blocks) * clip.WIDTH
+  return clip.EMBEDDING_SIZE
+
+
 def embedding_dataset(embeddings: np.ndarray, labels: np.ndarray, config: TrainConfig,
                       training: bool) -> tf.data.Dataset:
-  """(embeddings [b, 512], float labels [b]) batches; shuffled (and repeated with steps_per_epoch) for training."""
+  """(features [b, d], float labels [b]) batches; shuffled (and repeated with steps_per_epoch) for training."""
   ds = tf.data.Dataset.from_tensor_slices((embeddings.astype(np.float32),
                                            labels.astype(np.float32)))
   if training:
@@ -51,8 +82,11 @@ def embedding_dataset(embeddings: np.ndarray, labels: np.ndarray, config: TrainC
 
 
 def build_head(config: TrainConfig, train_embeddings: np.ndarray, learning_rate=None) -> keras.Model:
-  """The compiled head: embedding [b, 512] -> P(fake) [b, 1] (see the module doc)."""
-  inputs = keras.Input((clip.EMBEDDING_SIZE,), name='embedding')
+  """The compiled head: features [b, d] -> P(fake) [b, 1] (see the module doc).
+
+  d is `train_embeddings`' [n, d]: 512 for the embedding, len(blocks) * 768 for class tokens.
+  """
+  inputs = keras.Input((train_embeddings.shape[1],), name='embedding')
   normalize = keras.layers.Normalization(
       axis=-1, mean=train_embeddings.mean(0), variance=train_embeddings.var(0) + 1e-6,
       name='head_standardize')
@@ -72,8 +106,10 @@ def build_head(config: TrainConfig, train_embeddings: np.ndarray, learning_rate=
   return head
 
 
-def compose(head: keras.Model, weights: Dict[str, np.ndarray]) -> keras.Model:
+def compose(head: keras.Model, weights: Dict[str, np.ndarray], config: TrainConfig) -> keras.Model:
   """One float32 model: image [b, 224, 224, 3] in [0, 1] -> tower -> `head` -> P(fake) [b, 1].
+
+  The head reads `config.clip_features` (and `config.head_blocks`) from the tower.
 
   The head's layers are rebuilt in float32 from their configs and given the
   trained weights (a head trained under a mixed policy serves in float32, like
@@ -81,7 +117,7 @@ def compose(head: keras.Model, weights: Dict[str, np.ndarray]) -> keras.Model:
   """
   with precision.policy('float32'):
     inputs = keras.Input((clip.IMAGE_SIZE, clip.IMAGE_SIZE, 3), name='image')
-    x = clip.build_tower(inputs)
+    x = clip.head_input(clip.build_tower(inputs), config.clip_features, config.head_blocks)
     trained = []
     for layer in head.layers[1:]:
       layer_config = dict(layer.get_config(), dtype='float32')
@@ -95,6 +131,12 @@ def compose(head: keras.Model, weights: Dict[str, np.ndarray]) -> keras.Model:
   return full
 
 
+def served_part(model: keras.Model, config: TrainConfig) -> keras.Model:
+  """`model`'s layers after the tower (`compose`'s or a part of it): cached features [b, d] -> its output."""
+  return keras.Model(model.get_layer(clip.FEATURES_LAYERS[config.clip_features]).output,
+                     model.output)
+
+
 def train_head(config: TrainConfig, train_files: Sequence[str], eval_files: Sequence[str],
                run_dir: str, embedder: Optional[Embedder] = None):
   """Embeds both splits (cached), trains the head, returns (full float32 model, eval data, summary).
@@ -106,8 +148,8 @@ def train_head(config: TrainConfig, train_files: Sequence[str], eval_files: Sequ
   embedder = embedder or Embedder(config)
   train_images, train_labels = read_records(train_files)
   eval_images, eval_labels = read_records(eval_files)
-  train_embeddings = embedder(train_images, config.batch_size)
-  eval_embeddings = embedder(eval_images, config.batch_size)
+  train_embeddings = head_features(embedder, train_images, config)
+  eval_embeddings = head_features(embedder, eval_images, config)
   class_counts = {features.REAL: int((train_labels == features.REAL).sum()),
                   features.FAKE: int((train_labels == features.FAKE).sum())}
   head, summary = training.train(
@@ -118,9 +160,9 @@ def train_head(config: TrainConfig, train_files: Sequence[str], eval_files: Sequ
   summary['embeddings'] = {'computed': embedder.cache.computed, 'reused': embedder.cache.reused,
                            'cache': embedder.cache.folder}
   training.write_history(summary, run_dir)
-  full = compose(head, embedder.weights)
-  # The served head: the full model's layers after the tower, on the cached embeddings.
-  served_head = keras.Model(full.get_layer(clip.EMBEDDING_LAYER).output, full.output)
+  full = compose(head, embedder.weights, config)
+  # The served head: the full model's layers after the tower, on the cached features.
+  served_head = served_part(full, config)
   scores, labels = training.predict_probabilities(
       served_head, embedding_dataset(eval_embeddings, eval_labels, config, training=False))
   return full, (scores, labels), summary

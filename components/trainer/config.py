@@ -5,6 +5,7 @@ from typing import List, Optional
 
 from fakefaces.components.shared.config_base import FieldError
 from fakefaces.components.image_encoder import clip_weights
+from fakefaces.components.image_encoder import feature_kinds
 from fakefaces.components.image_encoder.policy_names import PRECISIONS
 
 # The CNNs `train.architecture` may name (built in model.py; compared in
@@ -24,6 +25,13 @@ class TrainConfig:
   architecture: str = 'vgg10'  # ARCHITECTURE_NAMES, BACKBONE_NAMES or FUSED; 'vgg10' is the paper's best
   # For a backbone (clip_vit_b16 or fused, which need image_size 224 and color_mode rgb):
   head: str = 'linear'  # one of HEADS, trained on the frozen embeddings
+  # What the head reads from the tower (image_encoder/feature_kinds.py; docs/clip_backbone.md):
+  # 'embedding', the final 512-d embedding, or 'class_tokens', the class token after
+  # each transformer block, [12, 768], flattened for the head.
+  clip_features: str = feature_kinds.EMBEDDING
+  # For class_tokens: the blocks whose tokens the head reads, ascending, numbered 1..12;
+  # [] is all 12 (9,216 features).
+  clip_blocks: List[int] = dataclasses.field(default_factory=list)
   # For fused: the CNN (one of FUSED_CNNS) trained beside the CLIP head; input_filter,
   # full_resolution_convs, horizontal_flip and the augmentations apply to it.
   fused_cnn: str = 'vgg10'
@@ -118,6 +126,11 @@ class TrainConfig:
                          f'(its head trains on cached embeddings of unaugmented crops); set {off!r}')
     self._check_head_and_weights()
 
+  @property
+  def head_blocks(self) -> List[int]:
+    """The blocks (1..12) a class-token head reads: `clip_blocks`, or all of them."""
+    return list(self.clip_blocks) or list(range(1, feature_kinds.BLOCKS + 1))
+
   def _check_fused(self):
     """The fused model's CNN, its shared 224 px RGB input, the CLIP head and the backbone's weights.
 
@@ -138,6 +151,17 @@ class TrainConfig:
   def _check_head_and_weights(self):
     if self.head not in HEADS:
       raise FieldError(OWNER, 'head', f'{self.head!r} is not one of {list(HEADS)}')
+    if self.clip_features not in feature_kinds.KINDS:
+      raise FieldError(OWNER, 'clip_features',
+                       f'{self.clip_features!r} is not one of {list(feature_kinds.KINDS)}')
+    if self.clip_blocks and self.clip_features != feature_kinds.CLASS_TOKENS:
+      raise FieldError(OWNER, 'clip_blocks', f'applies to clip_features '
+                       f'{feature_kinds.CLASS_TOKENS!r} only (got {self.clip_features!r}); set []')
+    numbers = range(1, feature_kinds.BLOCKS + 1)
+    if (any(b not in numbers for b in self.clip_blocks) or
+        list(self.clip_blocks) != sorted(set(self.clip_blocks))):
+      raise FieldError(OWNER, 'clip_blocks', f'{self.clip_blocks!r} must be distinct block '
+                       f'numbers in 1..{feature_kinds.BLOCKS}, ascending')
     try:
       clip_weights.checked(self.backbone_weights)
     except clip_weights.BackboneWeightsError as e:

@@ -84,7 +84,7 @@ class _ServingModule(tf.Module):
     self.face_preparation_json = tf.constant(face_preparation.to_json())
     output_layer = model.get_layer(OUTPUT_LAYER)
     # A ViT backbone, alone or inside the fused model (fused.py, a nested model).
-    self.is_vit = _has_layer(model, clip.EMBEDDING_LAYER)
+    self.is_vit = _has_layer(model, clip.TOWER_INPUT_LAYER)
     # One model giving the last feature map (a CNN's) and the head's input: the
     # fake logit is head_input @ kernel + bias (before the sigmoid, which saturates
     # and would zero the gradient on confident predictions).

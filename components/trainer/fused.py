@@ -12,8 +12,9 @@ the parts were fitted on train, so their eval logits say how far to trust
 each). The exported model is image -> [logit_cnn, logit_clip] -> that layer,
 float32, so TF Serving and every client use it unchanged; its `explain`
 signature differentiates the stacked logit (export.py, gradient x input per
-patch). The CLIP part reads the embedding cache of `clip_vit_b16`, so the
-backbone runs once per image per run.
+patch). The CLIP part reads the embedding cache of `clip_vit_b16` (the
+embedding or the class tokens, `train.clip_features`), so the backbone runs
+once per image per run.
 """
 
 import io
@@ -114,10 +115,9 @@ def train(config: TrainConfig, cnn: keras.Model, train_files: Sequence[str],
                                          os.path.join(run_dir, CLIP_HEAD_RUN), embedder)
   eval_images, labels = backbone.read_records(eval_files)
   clip_head = logit_model(clip_model, 'clip')
-  # The CLIP head's logits from the cached embeddings (read back, not recomputed).
-  served_head = keras.Model(clip_model.get_layer(clip.EMBEDDING_LAYER).output,
-                            clip_head.output)
-  clip_logits = served_head(embedder(eval_images, config.batch_size), training=False)
+  # The CLIP head's logits from the cached features (read back, not recomputed).
+  served_head = backbone.served_part(clip_head, config)
+  clip_logits = served_head(backbone.head_features(embedder, eval_images, config), training=False)
   logits = np.stack([_cnn_logits(cnn, eval_images, config.batch_size),
                      np.asarray(clip_logits).reshape(-1)], axis=1)
   weights, bias = fit_stacking(logits, labels)
