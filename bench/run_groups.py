@@ -16,8 +16,12 @@ batch-order rounding (docs/clip_backbone.md).
     nice -n 10 .venv/bin/python bench/run_groups.py --config CONFIG table \
         --out bench/results/whole_run_clip.json
 
+    nice -n 10 .venv/bin/python bench/run_groups.py compare OLD.json NEW.json
+
 `embed` only needs FaceExampleGen's output, so it can run beside the Trainer.
 Group rates come with n and a Jeffreys 95% interval (fairness.rate_interval, as the gate's).
+`table` also records every gate check with what its evidence lacks (`CAUSES`);
+`compare` lists how each check's status moved between two such JSONs (two samples).
 """
 
 import argparse
@@ -120,6 +124,28 @@ def table(columns: Dict[str, list], scores: np.ndarray, threshold: float) -> Lis
   return rows
 
 
+# What an insufficient check lacks, from the gate's own check fields and reason text
+# (fairness._judge and _mark_predicted): (cause, test on the check). 'other' when none match.
+CAUSES = (
+    ('reals < min_group_size', lambda c: any('real photos' in x for x in c.get('lacking') or [])),
+    ('fakes < min_group_size', lambda c: any(x.endswith(' fakes') for x in c.get('lacking') or [])),
+    ('examples < min_group_size', lambda c: any('examples' in x for x in c.get('lacking') or [])),
+    ('annotator precision < bound', lambda c: '< min_annotator_precision' in c['reason']),
+    ('annotator precision on too few labelled faces',
+     lambda c: 'labelled test faces (need' in c['reason']),
+    ('interval too wide', lambda c: 'interval' in c['reason'] and 'is wider than' in c['reason']),
+    ('interval outside the bound', lambda c: 'interval' in c['reason'] and 'is not' in c['reason']),
+    ('no events on either side', lambda c: 'the ratio compares nothing' in c['reason'] or
+     'division by zero' in c['reason']),
+)
+
+
+def causes(check: Dict[str, object]) -> List[str]:
+  """What an insufficient check lacks: the names in `CAUSES` it matches, or ['other']."""
+  found = [name for name, test in CAUSES if test(check)]
+  return found or ['other']
+
+
 def gate_summary(report: Dict[str, object]) -> Dict[str, object]:
   """The gate's verdict, check counts per status, and its reasons sorted: about the model
   (failed checks, the Evaluator's refusal) and about missing evidence (insufficient checks,
@@ -134,15 +160,60 @@ def gate_summary(report: Dict[str, object]) -> Dict[str, object]:
           'checks': dict(collections.Counter(c['status'] for c in checks)),
           'insufficient_resting_on_predicted': sum(
               1 for c in checks if c['status'] == fairness.INSUFFICIENT and c.get('rests_on_predicted')),
-          'about_the_model': model, 'about_missing_evidence': evidence}
+          'about_the_model': model, 'about_missing_evidence': evidence,
+          'insufficient_causes': dict(collections.Counter(
+              cause for c in checks if c['status'] == fairness.INSUFFICIENT for cause in causes(c))),
+          'by_check': {f"{c['grouping']}: {c['metric']}": {
+              'status': c['status'], 'value': c.get('value'),
+              'causes': causes(c) if c['status'] == fairness.INSUFFICIENT else []}
+                       for c in checks}}
+
+
+def compare(old: Dict[str, object], new: Dict[str, object]) -> Dict[str, object]:
+  """How the gate's checks moved between two `gate_summary`s (e.g. two sample sizes):
+  {'moves': {'old -> new': count}, 'measurable_now': [check: new status],
+  'still_insufficient': {cause: count} over the checks insufficient in both}."""
+  old_checks, new_checks = old['by_check'], new['by_check']
+  moves = collections.Counter(
+      f"{old_checks[k]['status'] if k in old_checks else 'absent'} -> {v['status']}"
+      for k, v in new_checks.items())
+  moves.update(f"{v['status']} -> absent" for k, v in old_checks.items() if k not in new_checks)
+  insufficient = fairness.INSUFFICIENT
+  was_insufficient = {k for k, v in old_checks.items() if v['status'] == insufficient}
+  return {'moves': dict(sorted(moves.items())),
+          'measurable_now': sorted(f"{k}: {v['status']}" for k, v in new_checks.items()
+                                   if k in was_insufficient and v['status'] in (fairness.PASS,
+                                                                                fairness.FAIL)),
+          'still_insufficient': dict(collections.Counter(
+              cause for k, v in new_checks.items()
+              if k in was_insufficient and v['status'] == insufficient for cause in v['causes']))}
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--config', required=True, help='the run\'s pipeline YAML')
-  parser.add_argument('command', choices=['embed', 'table'])
+  parser.add_argument('--config', help='the run\'s pipeline YAML (embed, table)')
+  parser.add_argument('command', choices=['embed', 'table', 'compare'])
+  parser.add_argument('tables', nargs='*', help='compare: OLD.json NEW.json written by table')
   parser.add_argument('--out', help='JSON to write (table)')
   args = parser.parse_args(argv)
+  if args.command == 'compare':
+    if len(args.tables) != 2:
+      parser.error('compare takes two JSONs written by table: OLD.json NEW.json')
+    gates = []
+    for path in args.tables:
+      with open(path) as f:
+        gate = json.load(f).get('gate') or {}
+      if 'by_check' not in gate:
+        parser.error(f'{path} holds no gate checks per check (gate.by_check): rerun table')
+      gates.append(gate)
+    moved = compare(*gates)
+    for kind, value in moved.items():
+      print(f'{kind}:')
+      for line in [f'{k}: {v}' for k, v in value.items()] if isinstance(value, dict) else value:
+        print(f'  - {line}')
+    return 0
+  if not args.config or args.tables:
+    parser.error(f'{args.command} takes --config and no JSONs')
   config = config_lib.load_config(args.config)
   embedder = backbone.Embedder(config.train)
   columns = split_examples(config.metadata_path, SPLIT)
@@ -181,6 +252,7 @@ def main(argv=None) -> int:
       gate = gate_summary(json.load(f))
     print(f"gate: {gate['verdict']} (Evaluator {gate['evaluator_verdict']}, fairness "
           f"{gate['fairness_verdict']}), checks {gate['checks']}")
+    print(f"insufficient, by what they lack: {gate['insufficient_causes']}")
     for kind in ('about_the_model', 'about_missing_evidence'):
       print(f'{kind}: {len(gate[kind])}')
       for line in gate[kind]:

@@ -323,3 +323,50 @@ def test_run_groups_rates_per_source_and_group_at_the_threshold_and_sorts_the_ga
   assert gate['about_the_model'] == ['g: fpr_gap 0.1']
   assert gate['about_missing_evidence'] == ['s: tpr insufficient evidence']
   assert gate['checks'] == {'fail': 1, 'insufficient_evidence': 1, 'pass': 1}
+
+
+def test_run_groups_names_what_each_insufficient_check_lacks_and_compares_two_samples(load_bench):
+  """bench/run_groups.py: an insufficient check's causes come from the gate's own fields and
+  reason text (as fairness.py writes them); `compare` counts status moves between two runs and
+  lists the checks the larger sample made measurable."""
+  run_groups = load_bench('run_groups')
+  insufficient = 'insufficient_evidence'
+  checks = [
+      {'grouping': 'source k140', 'metric': 'auc', 'status': insufficient,
+       'lacking': ['source k140 has 17 real photos', 'source k140 has 17 fakes'],
+       'reason': 'auc insufficient evidence: source k140 has 17 real photos; source k140 has 17 '
+                 'fakes (need 30)'},
+      {'grouping': 'Indian vs rest', 'metric': 'fpr_gap', 'status': insufficient, 'lacking': [],
+       'reason': "fpr_gap: insufficient evidence: rests on predicted demographics (36 of its "
+                 "examples; annotator precision 0.758): the annotator's precision for "
+                 "race=Indian is 0.758 (< min_annotator_precision 0.8)"},
+      {'grouping': 'age 0-2 vs rest', 'metric': 'disparate_impact', 'status': insufficient,
+       'lacking': ['0-2 has 15 examples'],
+       'reason': "disparate_impact insufficient evidence: 0-2 has 15 examples (need 30); rests on "
+                 "predicted demographics (81 of its examples; annotator precision n/a): the "
+                 "annotator's precision for age=0-2 rests on 0 labelled test faces (need 20)"},
+      {'grouping': 'Male vs Female', 'metric': 'disparate_impact_real', 'status': insufficient,
+       'lacking': [], 'reason': 'disparate_impact_real: insufficient evidence: 0 real photos '
+       'predicted fake in Male and 0 in Female: the ratio compares nothing (0/0 is not evidence '
+       'of equal treatment)'},
+      {'grouping': 'p', 'metric': 'fpr', 'status': 'pass', 'reason': ''}]
+  old = run_groups.gate_summary({'verdict': 'fail', 'evaluator_verdict': 'pass',
+                                 'fairness_verdict': 'fail', 'reasons': [], 'checks': checks})
+  assert [old['by_check'][f"{c['grouping']}: {c['metric']}"]['causes'] for c in checks] == [
+      ['reals < min_group_size', 'fakes < min_group_size'], ['annotator precision < bound'],
+      ['examples < min_group_size', 'annotator precision on too few labelled faces'],
+      ['no events on either side'], []]
+  assert old['insufficient_causes']['fakes < min_group_size'] == 1
+  assert run_groups.causes({'reason': 'something new', 'lacking': []}) == ['other']
+  larger = [dict(checks[0], status='fail', lacking=[], reason='auc 0.7 outside [0.97, 1]')]
+  larger += checks[1:4] + [dict(checks[4], status='fail', reason='fpr 0.2 outside [0, 0.08]')]
+  larger.append({'grouping': 'source sdfd', 'metric': 'tpr', 'status': 'pass', 'reason': ''})
+  new = run_groups.gate_summary({'verdict': 'fail', 'evaluator_verdict': 'pass',
+                                 'fairness_verdict': 'fail', 'reasons': [], 'checks': larger})
+  moved = run_groups.compare(old, new)
+  assert moved['moves'] == {'absent -> pass': 1, 'insufficient_evidence -> fail': 1,
+                            'insufficient_evidence -> insufficient_evidence': 3,
+                            'pass -> fail': 1}
+  assert moved['measurable_now'] == ['source k140: auc: fail']
+  assert moved['still_insufficient']['annotator precision < bound'] == 1
+  assert 'reals < min_group_size' not in moved['still_insufficient']
