@@ -51,8 +51,11 @@ def embedding_dataset(embeddings: np.ndarray, labels: np.ndarray, config: TrainC
 
 
 def build_head(config: TrainConfig, train_embeddings: np.ndarray, learning_rate=None) -> keras.Model:
-  """The compiled head: embedding [b, 512] -> P(fake) [b, 1] (see the module doc)."""
-  inputs = keras.Input((clip.EMBEDDING_SIZE,), name='embedding')
+  """The compiled head: features [b, d] -> P(fake) [b, 1] (see the module doc).
+
+  d is the width of `train_embeddings` [n, d] (clip.EMBEDDING_SIZE for the embedding).
+  """
+  inputs = keras.Input((train_embeddings.shape[-1],), name='embedding')
   normalize = keras.layers.Normalization(
       axis=-1, mean=train_embeddings.mean(0), variance=train_embeddings.var(0) + 1e-6,
       name='head_standardize')
