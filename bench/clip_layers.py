@@ -174,19 +174,20 @@ def load_tokens(cache: str, images: List[bytes]) -> np.ndarray:
   return vectors[:, :BLOCKS * TOKEN].reshape(len(images), BLOCKS, TOKEN)
 
 
-def stopped_row(d, spec: dict, epochs: int, patience: int) -> dict:
+def stopped_row(d, spec: dict, epochs: int, patience: int, seed: int = 42) -> dict:
   """A head as gen.clip_row trains it, but stopped early on the row's eval split.
 
   Up to `epochs` epochs; the weights of the epoch with the lowest weighted eval
   loss (the Trainer's early_stopping_monitor 'val_loss', its sample weights as
   the train split's) are restored after `patience` epochs without improvement.
+  `seed`: the head's initialisation and shuffling (gen.clip_row's is 42).
   """
   import tensorflow as tf
   import tf_keras as keras
   from fakefaces.components.trainer import backbone
   from fakefaces.components.trainer.config import TrainConfig
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
-                       head=spec['head'], epochs=epochs, batch_size=32, seed=42)
+                       head=spec['head'], epochs=epochs, batch_size=32, seed=seed)
   train, evaluation = gen.selection(d, spec, gen.TRAIN), gen.selection(d, spec, gen.EVAL)
   tf.keras.utils.set_random_seed(config.seed)
   head = backbone.build_head(config, d['x'][train])
@@ -206,6 +207,29 @@ def stopped_row(d, spec: dict, epochs: int, patience: int) -> dict:
                        epochs_run=len(losses), best_epoch=int(np.argmin(losses)) + 1)
 
 
+
+def seed_summary(configs: List[dict]) -> List[dict]:
+  """Per configuration trained with several seeds: mean, min and max over the seeds of the
+  rule's keys (audit excess, worst LOGO AUC, worst within AUC) and of each LOGO AUC."""
+  import re
+  groups: Dict[str, List[dict]] = {}
+  for c in configs:
+    if len(c['logo']) == 3:
+      groups.setdefault(re.sub(r', seed \d+\]$', ']', c['name']), []).append(c)
+  out = []
+  for name, group in groups.items():
+    if len(group) < 2:
+      continue
+    values = {'audit_excess': [c['audit_excess'] for c in group],
+              'min_logo_auc': [c['min_logo_auc'] for c in group],
+              'min_within_auc': [c['min_within_auc'] for c in group]}
+    values.update({f'logo_{g}': [c['logo'][g]['auc'] for c in group] for g in gen.GENERATORS})
+    out.append({'name': name, 'seeds': len(group),
+                **{k: {'mean': round(float(np.mean(v)), 4), 'min': min(v), 'max': max(v)}
+                   for k, v in values.items()}})
+  return out
+
+
 def run_rows(args) -> int:
   import tensorflow as tf
   from fakefaces.components.image_encoder import clip
@@ -214,7 +238,7 @@ def run_rows(args) -> int:
   command = 'bench/clip_layers.py ' + ' '.join(repr(a) if not a or ' ' in a else a
                                                for a in sys.argv[1:])
   d = gen.load_embedded(gen.CACHE)
-  names = args.features.split(',')
+  names = [n for n in args.features.split(',') if n]  # none: --merge only ranks again
   # The final embedding alone needs no extract stage (it is generalization.py's cache).
   tokens = (load_tokens(args.cache, d['image'].tolist()) if set(names) - {'final'} else None)
   weights = clip.read_weights()
@@ -223,6 +247,7 @@ def run_rows(args) -> int:
              if tokens is not None else None)
   reals = set(args.reals.split(','))
   levers = set(args.levers.split(','))
+  heads = set(args.heads.split(','))
   rows = []
   for name in names:
     x = FEATURES[name](tokens, d['x'], weights)
@@ -230,13 +255,17 @@ def run_rows(args) -> int:
     for training in args.training.split(','):
       for spec in gen.row_specs():
         if (spec['model'] != 'clip' or spec['reals'] not in reals
-            or spec['lever'] not in levers):
+            or spec['lever'] not in levers or spec['head'] not in heads):
           continue
-        spec = dict(spec, features=name, training=training)
+        if training == 'fixed' and args.seed != 42:
+          raise SystemExit("--seed applies to --training stop only (gen.clip_row's seed is 42)")
+        spec = dict(spec, features=name, training=training, seed=args.seed)
         # Feature set and training in the name, so configurations() finds each one's LOGO rows.
-        spec['name'] = f"{spec['name']} [{name}{', stop' if training == 'stop' else ''}]"
+        suffix = (', stop' if training == 'stop' else '') + (
+            f', seed {args.seed}' if args.seed != 42 else '')
+        spec['name'] = f"{spec['name']} [{name}{suffix}]"
         if training == 'stop':
-          row = stopped_row(features, spec, args.epochs, args.patience)
+          row = stopped_row(features, spec, args.epochs, args.patience, args.seed)
         else:
           row = gen.clip_row(features, spec, args.epochs)[0]
         rows.append(dict(row, width=int(x.shape[1]), command=command,
@@ -250,13 +279,25 @@ def run_rows(args) -> int:
     rows = [r for r in earlier['rows'] if r['name'] not in new] + rows
     if block12 is None:
       block12 = earlier.get('block12_projected_vs_final_max_abs_diff')
-  configs = gen.configurations(rows)
+  # The decision rule ranks the protocol's rows (seed 42); other seeds' configurations are
+  # listed apart, to show how far a head's numbers move with its seed.
+  configs = gen.configurations([r for r in rows if r.get('seed', 42) == 42])
+  other_seeds = gen.configurations([r for r in rows if r.get('seed', 42) != 42])
   gen.print_table(rows, configs)
+  seeds = seed_summary(configs + other_seeds)
+  print(f'\n{"over seeds: mean [min, max]":70} {"excess":>19} {"minLOGO":>19} '
+        + ' '.join(f'{"LOGO " + g:>19}' for g in gen.GENERATORS) + f' {"minWithin":>19}')
+  for c in seeds:
+    print(f'{c["name"] + " x" + str(c["seeds"]):70} ' + ' '.join(
+        f'{c[k]["mean"]:.3f} [{c[k]["min"]:.3f}, {c[k]["max"]:.3f}]'
+        for k in ['audit_excess', 'min_logo_auc'] + [f'logo_{g}' for g in gen.GENERATORS]
+        + ['min_within_auc']))
   extracted = os.path.join(args.cache, 'extract.json')
   result = {'commands': sorted({r['command'] for r in rows}), 'epochs': args.epochs,
             'patience': args.patience, 'block12_projected_vs_final_max_abs_diff': block12,
             'extract': json.load(open(extracted)) if os.path.exists(extracted) else None,
-            'seconds': round(time.time() - start, 1), 'rows': rows, 'configurations': configs}
+            'seconds': round(time.time() - start, 1), 'rows': rows, 'configurations': configs,
+            'other_seeds': [dict(c, rank=None) for c in other_seeds], 'seed_summary': seeds}
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(result, f, indent=1)
@@ -265,8 +306,10 @@ def run_rows(args) -> int:
 
 
 
-def markdown(path: str) -> int:
-  """The ranked configurations of `path` (a `rows` result) as the markdown table of the docs."""
+def markdown(path: str, features: List[str], reals: List[str], trainings: List[str],
+             heads: List[str]) -> int:
+  """The ranked configurations of `path` (a `rows` result) of those features, reals,
+  trainings and heads (seed 42) as the markdown table of the docs."""
   with open(path) as f:
     result = json.load(f)
   by_name = {r['name']: r for r in result['rows']}
@@ -276,11 +319,15 @@ def markdown(path: str) -> int:
   print('|' + '---|' * 12)
   for c in result['configurations']:
     r = by_name[c['name']]
+    if (r['features'] not in features or r['reals'] not in reals
+        or r['training'] not in trainings or r['head'] not in heads or r.get('seed', 42) != 42):
+      continue
     g, a = r['generators'], r['audit']
 
     def rate(source):
       seen = '' if source in c['unseen'] else ' in-distr.'
-      return f"{a[source]['fpr']:.3f} ({a[source]['worst_group_fpr']:.3f}){seen}"
+      worst = a[source]['worst_group_fpr']
+      return f"{a[source]['fpr']:.3f} ({'-' if worst is None else f'{worst:.3f}'}){seen}"
     logo = c['logo']
     print(f"| {c['rank'] or 'not ranked'} | {r['features']} | {r['head']} | {r['training']} | "
           f"{r['reals']} | " + ' / '.join(f"{g[s]['auc']:.3f}" for s in gen.GENERATORS) + ' | '
@@ -304,6 +351,8 @@ def main(argv=None) -> int:
                       help='comma-separated training reals of the rows')
   parser.add_argument('--levers', default=',reweight',
                       help="comma-separated levers of the rows ('' none, 'reweight')")
+  parser.add_argument('--heads', default=','.join(gen.CLIP_HEADS),
+                      help='comma-separated heads of the rows: linear, mlp')
   parser.add_argument('--training', default='fixed,stop',
                       help="comma-separated: 'fixed' (generalization.py's clip_row, --epochs "
                       "epochs), 'stop' (early stopping on the row's eval loss)")
@@ -311,12 +360,15 @@ def main(argv=None) -> int:
                       help='keep the rows of --out that this run does not recompute')
   parser.add_argument('--epochs', type=int, default=40)
   parser.add_argument('--patience', type=int, default=3)
+  parser.add_argument('--seed', type=int, default=42,
+                      help="the 'stop' heads' seed (the 'fixed' rows are gen.clip_row's, seed 42)")
   parser.add_argument('--out', default=OUT)
   args = parser.parse_args(argv)
   if args.stage == 'extract':
     return extract(args.cache, args.batch_size)
   if args.stage == 'markdown':
-    return markdown(args.out)
+    return markdown(args.out, args.features.split(','), args.reals.split(','),
+                    args.training.split(','), args.heads.split(','))
   return run_rows(args)
 
 
