@@ -393,3 +393,26 @@ def test_the_fused_model_composes_on_class_tokens(weights, encoder, tmp_path):
                              atol=1e-4)
   assert export._has_layer(model, clip.TOWER_INPUT_LAYER)  # pylint: disable=protected-access
   assert not export._has_layer(model, clip.EMBEDDING_LAYER)  # pylint: disable=protected-access
+
+
+def test_the_block_class_tokens_bench_reads_the_towers_own_tokens(encoder, weights, load_bench):
+  """bench/clip_layers.py: the model with the blocks' class tokens added gives the tower's
+  embedding unchanged, and block 12's token through ln_post and the projection is that
+  embedding (so the tokens are the blocks' in order, and the bench's ln_post is the tower's);
+  a head reads features of any width."""
+  bench = load_bench('clip_layers')
+  images = tf.image.resize(np.stack([demo_data.render_image(i, fake=i == 1, seed=4)[0]
+                                     for i in range(2)]).astype(np.float32) / 255.0,
+                           [clip.IMAGE_SIZE, clip.IMAGE_SIZE])
+  out = bench.layers_encoder(encoder)(images, training=False).numpy()
+  embedding = encoder(images, training=False)[clip.EMBEDDING].numpy()
+  assert out.shape == (2, clip.LAYERS * clip.WIDTH + clip.EMBEDDING_SIZE)
+  np.testing.assert_allclose(out[:, -clip.EMBEDDING_SIZE:], embedding, atol=1e-5)
+  tokens = out[:, :clip.LAYERS * clip.WIDTH].reshape(2, clip.LAYERS, clip.WIDTH)
+  projected = bench.FEATURES['proj blocks 1-12'](tokens, embedding, weights).reshape(
+      2, clip.LAYERS, clip.EMBEDDING_SIZE)
+  np.testing.assert_allclose(projected[:, -1], embedding, atol=1e-4)
+  assert np.abs(projected[:, -2] - embedding).max() > 1e-2  # block 11's is another vector
+  head = backbone.build_head(_config(head='mlp'), bench.FEATURES['blocks 1-12'](
+      tokens, embedding, weights))
+  assert head.predict(tokens.reshape(2, -1), verbose=0).shape == (2, 1)
