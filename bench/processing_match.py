@@ -24,7 +24,8 @@ with a margin, without running the pipeline:
    takes its sources' first samples in record order, which in a run is the
    writer's), so the spread over subsamples shows the margin.
    `--feature-means` prints the mean processing feature per class and source
-   (which feature carries the separation).
+   (which feature carries the separation), `--pairs` the `jpeg_history` probe
+   for every two class:source groups (which collections the features tell apart).
 3. `--check-ingested DIR`: the first candidate against a run's FaceExampleGen
    output of the same config (byte-identical examples, the gate's AUC in the
    file's order).
@@ -41,6 +42,7 @@ bench/results/processing_match.json.
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -189,6 +191,21 @@ def feature_table(examples: List[Dict[str, Any]]) -> Dict[str, Dict[str, float]]
           for key, rows in sorted(groups.items())}
 
 
+def pair_aucs(examples: List[Dict[str, Any]], folds: int, seed: int) -> Dict[str, float]:
+  """The `jpeg_history` probe's AUC for every two class:source groups, one against the other.
+
+  Every example of each group, no pooling: which collections the features tell apart
+  (the same collection's two classes are the control: same processing, other content).
+  """
+  groups: Dict[str, List[np.ndarray]] = {}
+  for example in examples:
+    key = f"{features.LABEL_NAMES[example[features.LABEL]]}:{example[features.SOURCE]}"
+    groups.setdefault(key, []).append(shortcut.jpeg_history_features(example[features.IMAGE]))
+  stacked = {key: np.stack(rows) for key, rows in sorted(groups.items())}
+  return {f'{a} vs {b}': round(shortcut.probe_auc(stacked[a], stacked[b], folds, seed), 3)
+          for a, b in itertools.combinations(stacked, 2)}
+
+
 def probe(examples: List[Dict[str, Any]], gate_config, seed: int,
           shuffle: bool = True) -> Dict[str, Dict[str, Any]]:
   """{one-class source: its DataGate row} with the gate's config at probe seed `seed`.
@@ -255,11 +272,15 @@ def measure(config, records, args) -> int:
               'auc_by_features': {source: [rows[seed][source].get('auc_by_features')
                                            for seed in seeds] for source in sorted(rows[seeds[0]])},
               'probed': {source: rows[seeds[0]][source]['probed'] for source in rows[seeds[0]]},
-              'feature_means': feature_table(examples) if args.feature_means else None}
+              'feature_means': feature_table(examples) if args.feature_means else None,
+              'pair_aucs': pair_aucs(examples, gate_config.folds, seeds[0]) if args.pairs
+                           else None}
     results.append(result)
     cells = '  '.join(f"{source} {' / '.join(f'{a:.3f}' for a in aucs)} (max {max(aucs):.3f})"
                       for source, aucs in result['auc'].items())
     print(f'{name:>12}  {cells}', flush=True)
+    for pair, auc in (result['pair_aucs'] or {}).items():
+      print(f"{'':>14}{pair:<34} {auc:.3f}")
     if args.feature_means:
       for key, means in result['feature_means'].items():
         print(f"{'':>14}{key:<18} " + ' '.join(f'{k} {v:+.3f}' for k, v in means.items()))
@@ -299,6 +320,8 @@ def main(argv=None) -> int:
   parser.add_argument('--candidates', default=','.join(CANDIDATES))
   parser.add_argument('--feature-means', action='store_true',
                       help='print the mean processing feature per class and source')
+  parser.add_argument('--pairs', action='store_true',
+                      help='the jpeg_history probe for every two class:source groups')
   parser.add_argument('--check-ingested', default='',
                       help="FaceExampleGen's examples dir of a run with this config: compare "
                       'its train split with the first candidate (bytes, probe AUC)')
