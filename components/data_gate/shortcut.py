@@ -295,18 +295,25 @@ def single_class_source(label_name: str, source: str, other: str,
   return row
 
 
-def check_source_shortcut(records: Iterable[Mapping[str, object]],
-                          config: SourceShortcutConfig) -> Dict[str, object]:
-  """The `source_shortcut` report section: sources per class, probe AUC per pair, findings."""
-  counts, samples = sample_by_class_and_source(records, config.max_examples_per_source,
-                                               config.seed)
+def sources_by_class(counts: Mapping[Tuple[int, str], int]) -> Dict[str, Dict[str, int]]:
+  """{class name: {source: examples}} from `sample_by_class_and_source`'s counts."""
   by_class: Dict[str, Dict[str, int]] = {}
   for (label, source), n in sorted(counts.items()):
     by_class.setdefault(features.LABEL_NAMES.get(label, str(label)), {})[source] = n
-  findings: List[str] = []
-  missing_rows = []
+  return by_class
+
+
+def single_class_rows(by_class: Mapping[str, Mapping[str, int]],
+                      samples: Mapping[Tuple[int, str], List[Sample]],
+                      config: SourceShortcutConfig) -> Tuple[List[Dict[str, object]],
+                                                             List[Dict[str, object]]]:
+  """The `missing_sources` rows and a `single_class_source` row per one-class source.
+
+  Each one-class source is probed against the other class's sources pooled:
+  their samples taken in turn, up to `max_examples_per_source` in all.
+  """
+  missing_rows, rows = [], []
   real, fake = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE]
-  single_class = []
   for this, other in ((real, fake), (fake, real)):
     lacking = sorted(set(by_class.get(this, {})) - set(by_class.get(other, {})))
     if lacking and by_class.get(other):
@@ -314,12 +321,20 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
       other_label = features.FAKE if other == fake else features.REAL
       others = _interleave([samples[(other_label, s)] for s in sorted(by_class[other])],
                            config.max_examples_per_source)
-      for source in lacking:
-        row = single_class_source(this, source, other, samples[(1 - other_label, source)],
-                                  others, config)
-        single_class.append(row)
-        if 'finding' in row:
-          findings.append(row['finding'])
+      rows += [single_class_source(this, source, other, samples[(1 - other_label, source)],
+                                   others, config) for source in lacking]
+  return missing_rows, rows
+
+
+def check_source_shortcut(records: Iterable[Mapping[str, object]],
+                          config: SourceShortcutConfig) -> Dict[str, object]:
+  """The `source_shortcut` report section: sources per class, probe AUC per pair, findings."""
+  counts, samples = sample_by_class_and_source(records, config.max_examples_per_source,
+                                               config.seed)
+  by_class = sources_by_class(counts)
+  missing_rows, single_class = single_class_rows(by_class, samples, config)
+  findings: List[str] = [row['finding'] for row in single_class if 'finding' in row]
+  real, fake = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE]
   disjoint = bool(by_class.get(real) and by_class.get(fake)) and not (
       set(by_class[real]) & set(by_class[fake]))
   if disjoint:
