@@ -4,6 +4,8 @@ grouping attributes are human or prompted labels (labelled_attributes slices).""
 
 import collections
 
+import pytest
+
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.shared import features
 from fakefaces.components.fairness_gate import eval_config, evaluation, fairness, report_html
@@ -168,3 +170,52 @@ def test_annotator_writes_which_attributes_are_labelled():
                             {'gender': 0.5, 'race': 0.5, 'age': 0.5})
   assert annotate.string_feature(example, features.LABELLED_ATTRIBUTES) == 'age+gender'
   assert annotate.string_feature(example, features.DEMOGRAPHICS_SOURCE) == features.HUMAN
+
+
+def _labelled_demo_examples(path, num_images):
+  """Demo faces with labelled_attributes as the annotator writes it: reals' labels are
+  human, a quarter of the fakes carry a prompted gender and race (age predicted), the other
+  fakes predicted demographics. Returns the annotator's `evaluated` rows."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from fakefaces.pipeline.fixtures import demo_models  # pylint: disable=g-import-not-at-top
+  plain = demo_models.write_demo_examples(path + '.plain', num_images, seed=1)
+  evaluated = collections.Counter()
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for i, record in enumerate(tf.data.TFRecordDataset(plain, compression_type='GZIP')):
+      example = tf.train.Example.FromString(record.numpy())
+      label = example.features.feature[features.LABEL].int64_list.value[0]
+      kind = ('age+gender+race' if label == features.REAL else
+              'gender+race' if i % 4 == 1 else features.NONE_LABELLED)
+      sources = {'age+gender+race': ('human',) * 3, 'gender+race': ('prompted', 'prompted',
+                                                                    'predicted'),
+                 features.NONE_LABELLED: ('predicted',) * 3}[kind]
+      example.features.feature[features.LABELLED_ATTRIBUTES].bytes_list.value[:] = [kind.encode()]
+      writer.write(example.SerializeToString())
+      evaluated[(label,) + tuple(annotate.demographics_of(example).values()) + sources] += 1
+  return evaluated
+
+
+@pytest.mark.slow  # real TFMA: ~30 s on 2 cores
+def test_tfma_slices_by_labelled_attributes_feed_the_labelled_only_judgement(tmp_path):
+  """Real TFMA (`fakefaces gate`'s run_gate) on demo faces carrying labelled_attributes."""
+  from fakefaces.pipeline.cli.commands import gate  # pylint: disable=g-import-not-at-top
+  from fakefaces.pipeline.fixtures import demo_models  # pylint: disable=g-import-not-at-top
+  data = str(tmp_path / 'test.tfrecord.gz')
+  evaluated = _labelled_demo_examples(data, 160)
+  model = demo_models.nyquist_model(str(tmp_path / 'fair' / 'Format-Serving'))
+  annotator_report = _annotator_report([], [], [], 0.5)  # race=Black precision 0.5
+  annotator_report['evaluated'] = [list(k) + [n] for k, n in evaluated.items()]
+  report = gate.run_gate(model, data, _thresholds(min_group_size=5, bootstrap_samples=200),
+                         str(tmp_path / 'gate'), [], annotator_report)
+  counts, _ = evaluation.load_evaluation(str(tmp_path / 'gate' / gate.EVALUATION_DIR),
+                                         _thresholds(), report['decision_threshold'])
+  restricted = fairness.labelled_slices(counts, (features.RACE,))
+  assert restricted, 'no race x labelled_attributes slices in the evaluation'
+  for (_, race), c in [(k[0], v) for k, v in restricted.items()]:
+    labelled = sum(n for k, n in evaluated.items() if k[2] == race and k[5] != 'predicted')
+    assert c.total == labelled, race
+  fnr = _checks(report)['fnr_gap']
+  assert fnr['judged_on'] == fairness.LABELLED_ONLY, fnr['reason']
+  black = restricted[(('race', 'Black'),)]
+  assert f'judged on labelled faces only (Black {black.negatives:g} reals and ' \
+         f'{black.positives:g} fakes' in fnr['reason']

@@ -42,11 +42,31 @@ include faces whose grouping attributes were predicted, the check is marked
 measured on the labelled test split: of the faces predicted into the group
 (and into the reference), the share that truly belong there. The gate requires
 that precision to be at least `min_annotator_precision` on at least
-`min_annotator_support` faces for both sides; otherwise a check that would pass
-is insufficient evidence (a failing one still fails, its reason naming the
-annotator's precision). This is the chosen alternative to widening intervals
-for annotation error: a group the annotator cannot recognise is not judged on
-its predictions at all. Checks the user declared in
+`min_annotator_support` faces for both sides. This is the chosen alternative to
+widening intervals for annotation error: a group the annotator cannot recognise
+is not judged on its predictions at all. Where the rule fails, the check is
+judged on labelled faces only (`judged_on` LABELLED_ONLY): the faces whose
+grouping attributes are all human or prompted labels, group and reference
+restricted alike, from the Evaluator's slices by `labelled_attributes`
+(`labelled_slices`), under every rule above. Its status is that judgement's,
+and its reason names the labelled reals and fakes per side and the precision
+that excluded the predicted ones. Two consequences, chosen deliberately:
+
+* A pass there is a pass about the labelled faces only; the faces of sources
+  without labels for the grouping are not in it, and the reason says so (the
+  per-source checks still judge those sources on every face).
+* A check failing on all examples but passing on labelled faces passes: at a
+  precision below the bound a large share of the faces predicted into the group
+  are not in it, and annotation errors may follow image properties the detector
+  reacts to, so the failure says nothing reliable about the group, exactly as a
+  pass would not. It stays visible (`all_examples`, the report's
+  `fail_on_all_examples`).
+
+Too few labelled faces is insufficient evidence, never a pass. Without the
+`labelled_attributes` slices (examples written without the feature) a check that
+would pass is insufficient evidence and a failing one still fails, its reason
+naming the annotator's precision and why no labelled-only judgement was made.
+Checks the user declared in
 `not_measurable` are reported as such and do not block, but are never passed.
 """
 
