@@ -207,8 +207,9 @@ def test_tfma_slices_by_labelled_attributes_feed_the_labelled_only_judgement(tmp
   annotator_report['evaluated'] = [list(k) + [n] for k, n in evaluated.items()]
   report = gate.run_gate(model, data, _thresholds(min_group_size=5, bootstrap_samples=200),
                          str(tmp_path / 'gate'), [], annotator_report)
-  counts, _ = evaluation.load_evaluation(str(tmp_path / 'gate' / gate.EVALUATION_DIR),
-                                         _thresholds(), report['decision_threshold'])
+  counts, rows = evaluation.load_evaluation(str(tmp_path / 'gate' / gate.EVALUATION_DIR),
+                                            _thresholds(), report['decision_threshold'])
+  assert not any(features.LABELLED_ATTRIBUTES in r['features'] for r in rows + report['slices'])
   restricted = fairness.labelled_slices(counts, (features.RACE,))
   assert restricted, 'no race x labelled_attributes slices in the evaluation'
   for (_, race), c in [(k[0], v) for k, v in restricted.items()]:

@@ -67,6 +67,8 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, decision_
                     ) -> Tuple[Dict[fairness.SliceKey, fairness.Counts], List[Dict[str, Any]]]:
   """(per-slice confusion counts at `decision_threshold`, per-slice metric rows) of `model`.
 
+  Counts include the slices by labelled_attributes; the rows leave them out.
+
   `decision_threshold` is `model`'s own (serving_contract.read_decision_threshold).
   """
   counts, rows = {}, []
@@ -92,7 +94,10 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, decision_
               _double(kv.confidence_interval.upper_bound)]
     if key in counts:
       row.update(_rates_from_counts(counts[key], thresholds.confidence_level))
-    rows.append(row)
+    if features.LABELLED_ATTRIBUTES not in row['features']:
+      # The slices by labelled_attributes only feed the labelled-only judgement
+      # (fairness.labelled_slices); the per-slice tables and the model card show the rest.
+      rows.append(row)
   if not counts:
     raise ValueError(f'no {eval_config.CONFUSION_METRIC} of the {model} model at threshold '
                      f'{decision_threshold} in the evaluation at {evaluation_uri}; was it computed '
