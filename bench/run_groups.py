@@ -141,7 +141,13 @@ CAUSES = (
 
 
 def causes(check: Dict[str, object]) -> List[str]:
-  """What an insufficient check lacks: the names in `CAUSES` it matches, or ['other']."""
+  """What an insufficient check lacks: the names in `CAUSES` it matches, or ['other'].
+
+  A check judged on labelled faces only is classified by its labelled judgement (the
+  reason before '; judged on labelled faces only', which goes on to name the precision).
+  """
+  if check.get('judged_on') == fairness.LABELLED_ONLY:
+    check = dict(check, reason=check['reason'].split('; judged on labelled faces only')[0])
   found = [name for name, test in CAUSES if test(check)]
   return found or ['other']
 

@@ -92,9 +92,10 @@ def test_schema_vocabularies_match_the_feature_contract():
   for feature, vocabulary in features.VOCABULARIES.items():
     assert domains[feature] == list(vocabulary) + [features.UNKNOWN], feature
   assert domains[features.DEMOGRAPHICS_SOURCE] == list(features.DEMOGRAPHICS_SOURCES)
+  assert domains[features.LABELLED_ATTRIBUTES] == list(features.LABELLED_ATTRIBUTES_VALUES)
   assert sorted(f.name for f in SCHEMA.feature) == sorted(
       [features.IMAGE, features.LABEL, features.FACE_SIZE, features.FACE_DESCRIPTOR,
-       *features.STRING_FEATURES, features.DEMOGRAPHICS_SOURCE,
+       *features.STRING_FEATURES, features.DEMOGRAPHICS_SOURCE, features.LABELLED_ATTRIBUTES,
        *features.CONFIDENCE_FEATURES.values()])
 
 

@@ -358,6 +358,15 @@ def test_run_groups_names_what_each_insufficient_check_lacks_and_compares_two_sa
       ['no events on either side'], []]
   assert old['insufficient_causes']['fakes < min_group_size'] == 1
   assert run_groups.causes({'reason': 'something new', 'lacking': []}) == ['other']
+  # Judged on labelled faces only: the cause is the labelled judgement's, not the precision
+  # that the rest of its reason names.
+  assert run_groups.causes({
+      'judged_on': 'labelled only', 'lacking': [],
+      'reason': 'fpr_gap: insufficient evidence: 0.0100 is inside [-0.05, 0.05] but its 95% '
+                'interval [-0.2, 0.3] is wider than 0.3 (max_interval_span_difference); judged on '
+                "labelled faces only (...): 36 faces with predicted race left out: the annotator's "
+                'precision for race=Indian is 0.758 (< min_annotator_precision 0.8)'}) == [
+                    'interval too wide']
   larger = [dict(checks[0], status='fail', lacking=[], reason='auc 0.7 outside [0.97, 1]')]
   larger += checks[1:4] + [dict(checks[4], status='fail', reason='fpr 0.2 outside [0, 0.08]')]
   larger.append({'grouping': 'source sdfd', 'metric': 'tpr', 'status': 'pass', 'reason': ''})

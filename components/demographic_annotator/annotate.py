@@ -177,7 +177,8 @@ def annotate_example(example, predictions: Mapping[str, Tuple[str, float]],
   label keeps its value and gets confidence 1; a filled value gets its
   probability; what stays unknown gets 0. `demographics_source` is 'human' if
   any attribute is a human label, else 'prompted' if any is a prompt's, else
-  'predicted' if any was filled, else 'unknown'.
+  'predicted' if any was filled, else 'unknown'; `labelled_attributes` names the
+  attributes that are human or prompted labels ('none' when none is).
   """
   fields = example.features.feature
   origin = labels_origin(example)
@@ -197,6 +198,8 @@ def annotate_example(example, predictions: Mapping[str, Tuple[str, float]],
     fields[features.CONFIDENCE_FEATURES[attribute]].float_list.value[:] = [float(confidence)]
   fields[features.DEMOGRAPHICS_SOURCE].bytes_list.value[:] = [
       overall_source(sources).encode('utf-8')]
+  fields[features.LABELLED_ATTRIBUTES].bytes_list.value[:] = [
+      features.labelled_attributes_value(sources).encode('utf-8')]
   return example, sources
 
 

@@ -1,6 +1,7 @@
 """Builds the TFMA EvalConfig from the thresholds file.
 
-Slices: overall, gender, race, age, race x gender and source. The balanced
+Slices: overall, gender, race, age, race x gender and source, and each of the
+four demographic ones crossed with labelled_attributes. The balanced
 accuracy and AUC bounds become TFMA value thresholds on the overall slice, so
 the Evaluator's own blessing already refuses an inaccurate model; the
 per-source bounds and the fairness bounds are judged by the FairnessGate from
@@ -35,8 +36,13 @@ from fakefaces.components.fairness_gate import baseline
 from fakefaces.components.shared import thresholds as thresholds_lib
 from fakefaces.components.shared.thresholds import ThresholdsConfig
 
-SLICES = ((), (features.GENDER,), (features.RACE,), (features.AGE,),
-          (features.RACE, features.GENDER), (features.SOURCE,))
+DEMOGRAPHIC_SLICES = ((features.GENDER,), (features.RACE,), (features.AGE,),
+                      (features.RACE, features.GENDER))
+# Each demographic slice again by labelled_attributes: the FairnessGate sums the
+# ones whose labelled attributes cover a grouping to judge it on labelled faces only
+# (fairness.py). Examples without the feature (not annotated) add no such slice.
+LABELLED_SLICES = tuple(keys + (features.LABELLED_ATTRIBUTES,) for keys in DEMOGRAPHIC_SLICES)
+SLICES = ((),) + DEMOGRAPHIC_SLICES + ((features.SOURCE,),) + LABELLED_SLICES
 CONFUSION_METRIC = 'confusion_matrix_at_thresholds'
 BALANCED_ACCURACY = 'balanced_accuracy'
 # Metrics undefined on a slice that lacks a class (TFMA reports 0 or NaN there).

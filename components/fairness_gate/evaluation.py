@@ -67,6 +67,8 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, decision_
                     ) -> Tuple[Dict[fairness.SliceKey, fairness.Counts], List[Dict[str, Any]]]:
   """(per-slice confusion counts at `decision_threshold`, per-slice metric rows) of `model`.
 
+  Counts include the slices by labelled_attributes; the rows leave them out.
+
   `decision_threshold` is `model`'s own (serving_contract.read_decision_threshold).
   """
   counts, rows = {}, []
@@ -92,7 +94,10 @@ def load_evaluation(evaluation_uri: str, thresholds: ThresholdsConfig, decision_
               _double(kv.confidence_interval.upper_bound)]
     if key in counts:
       row.update(_rates_from_counts(counts[key], thresholds.confidence_level))
-    rows.append(row)
+    if features.LABELLED_ATTRIBUTES not in row['features']:
+      # The slices by labelled_attributes only feed the labelled-only judgement
+      # (fairness.labelled_slices); the per-slice tables and the model card show the rest.
+      rows.append(row)
   if not counts:
     raise ValueError(f'no {eval_config.CONFUSION_METRIC} of the {model} model at threshold '
                      f'{decision_threshold} in the evaluation at {evaluation_uri}; was it computed '
@@ -256,6 +261,12 @@ def assemble_report(counts: Dict[fairness.SliceKey, fairness.Counts], rows: List
       label_kinds={kind: [f"{c['grouping']}: {c['metric']}" for c in result['checks']
                           if (c.get('label_origins') or {}).get(kind)]
                    for kind in fairness.LABEL_KINDS} if evidence else None,
+      # Checks judged on labelled faces only (the annotator's precision failed the rule),
+      # and those of them that fail on all examples, predicted groups included.
+      labelled_only=[f"{c['grouping']}: {c['metric']}" for c in result['checks']
+                     if c.get('judged_on') == fairness.LABELLED_ONLY],
+      fail_on_all_examples=[f"{c['grouping']}: {c['metric']}" for c in result['checks']
+                            if (c.get('all_examples') or {}).get('status') == fairness.FAIL],
       annotator=_annotator_summary(annotation_report),
       thresholds=dataclasses.asdict(thresholds))
 
@@ -335,6 +346,17 @@ def format_summary(report: Dict[str, Any], max_lines: int = 8) -> str:
                          ((report.get('annotator') or {}).get('evaluation') or {}).items())
     lines.append(f"  {len(report['rests_on_predicted'])} checks rest on predicted demographics "
                  f"(annotator accuracy on labelled test faces: {accuracy or 'n/a'})")
+  if report.get('labelled_only'):
+    judged = [c for c in checks if c.get('judged_on') == fairness.LABELLED_ONLY]
+    lines.append(f"  {len(judged)} checks judged on labelled faces only (the annotator's "
+                 'precision for their groups fails min_annotator_precision; faces of unlabelled '
+                 'sources are not in them): ' + ', '.join(
+                     f'{n} {s}' for s in (fairness.PASS, fairness.FAIL, fairness.INSUFFICIENT,
+                                          fairness.NOT_MEASURABLE)
+                     if (n := sum(c['status'] == s for c in judged))))
+    if report.get('fail_on_all_examples'):
+      lines.append(f"    of them {len(report['fail_on_all_examples'])} fail on all examples, "
+                   'predicted groups included (not evidence about the group at that precision)')
   if report.get('label_kinds'):
     lines.append('  fairness checks by kind of group label: ' + ', '.join(
         f'{kind} {len(names)}' for kind, names in report['label_kinds'].items()))

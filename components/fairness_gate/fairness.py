@@ -42,11 +42,31 @@ include faces whose grouping attributes were predicted, the check is marked
 measured on the labelled test split: of the faces predicted into the group
 (and into the reference), the share that truly belong there. The gate requires
 that precision to be at least `min_annotator_precision` on at least
-`min_annotator_support` faces for both sides; otherwise a check that would pass
-is insufficient evidence (a failing one still fails, its reason naming the
-annotator's precision). This is the chosen alternative to widening intervals
-for annotation error: a group the annotator cannot recognise is not judged on
-its predictions at all. Checks the user declared in
+`min_annotator_support` faces for both sides. This is the chosen alternative to
+widening intervals for annotation error: a group the annotator cannot recognise
+is not judged on its predictions at all. Where the rule fails, the check is
+judged on labelled faces only (`judged_on` LABELLED_ONLY): the faces whose
+grouping attributes are all human or prompted labels, group and reference
+restricted alike, from the Evaluator's slices by `labelled_attributes`
+(`labelled_slices`), under every rule above. Its status is that judgement's,
+and its reason names the labelled reals and fakes per side and the precision
+that excluded the predicted ones. Two consequences, chosen deliberately:
+
+* A pass there is a pass about the labelled faces only; the faces of sources
+  without labels for the grouping are not in it, and the reason says so (the
+  per-source checks still judge those sources on every face).
+* A check failing on all examples but passing on labelled faces passes: at a
+  precision below the bound a large share of the faces predicted into the group
+  are not in it, and annotation errors may follow image properties the detector
+  reacts to, so the failure says nothing reliable about the group, exactly as a
+  pass would not. It stays visible (`all_examples`, the report's
+  `fail_on_all_examples`).
+
+Too few labelled faces is insufficient evidence, never a pass. Without the
+`labelled_attributes` slices (examples written without the feature) a check that
+would pass is insufficient evidence and a failing one still fails, its reason
+naming the annotator's precision and why no labelled-only judgement was made.
+Checks the user declared in
 `not_measurable` are reported as such and do not block, but are never passed.
 """
 
@@ -57,7 +77,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fakefaces.components.shared import features, groupings as groupings_lib
-from fakefaces.components.shared.groupings import GroupingConfig, SliceKey
+from fakefaces.components.shared.groupings import CROSS, GroupingConfig, SliceKey
 from fakefaces.components.shared.thresholds import (
     AVERAGE_ODDS_DIFFERENCE, DI_FAKE, DI_REAL, DISPARATE_IMPACT, FAIRNESS_METRICS, FNR_GAP, FPR_GAP,
     ThresholdsConfig, within_bound)
@@ -74,6 +94,7 @@ _METRIC_CLASSES = {DISPARATE_IMPACT: ('real', 'fake'), AVERAGE_ODDS_DIFFERENCE: 
 # label is 'predicted' when any of its attributes was predicted, else 'prompted'
 # when any is a generator's prompt, else 'human'.
 LABEL_KINDS = (features.HUMAN, features.PROMPTED, features.PREDICTED)
+ALL_EXAMPLES, LABELLED_ONLY = 'all examples', 'labelled only'  # Check.judged_on
 
 
 @dataclasses.dataclass
@@ -131,6 +152,13 @@ class Check:
   # Examples this check uses (both sides, the classes its rates use) per kind of grouping
   # label: 'human', 'prompted', 'predicted' (LABEL_KINDS); empty without the annotator's report.
   label_origins: Dict[str, float] = dataclasses.field(default_factory=dict)
+  # ALL_EXAMPLES, or LABELLED_ONLY when the precision rule failed and the check was
+  # judged on the faces whose grouping attributes are all labelled (module doc).
+  judged_on: str = 'all examples'
+  # With LABELLED_ONLY: the faces with predicted grouping labels left out, and the
+  # judgement on all examples ({'status', 'value', 'interval'}) it replaced.
+  excluded_predicted: float = 0.0
+  all_examples: Optional[Dict[str, object]] = None
 
 
 # ---------------------------------------------------------------------------
@@ -279,8 +307,7 @@ def _span_limit(metric: str, thresholds: ThresholdsConfig) -> float:
 
 def _judge(grouping: str, metric: str, value: float, interval: Optional[List[float]],
            bound: List[float], lacking: List[str], thresholds: ThresholdsConfig,
-           zero_events: str = '', annotation: Optional[Dict[str, object]] = None,
-           not_judged: str = '') -> Check:
+           zero_events: str = '', not_judged: str = '') -> Check:
   low, high = bound
   check = Check(grouping, metric, _num(value), interval and [_num(v) for v in interval],
                 bound, PASS)
@@ -316,55 +343,98 @@ def _judge(grouping: str, metric: str, value: float, interval: Optional[List[flo
     check.status = INSUFFICIENT
     check.reason = (f'{metric}: insufficient evidence: {value:.4f} is inside [{low:g}, {high:g}] '
                     f'but its {thresholds.confidence_level:.0%} interval {interval} is not')
-  if annotation:
-    check.label_origins = {kind: sum(annotation[side][f'{kind}_{c}']
-                                     for side in ('group', 'reference')
-                                     for c in _METRIC_CLASSES[metric]) for kind in LABEL_KINDS}
-  if annotation and check.status in (PASS, FAIL, INSUFFICIENT):
-    _mark_predicted(check, metric, annotation, thresholds)
   return check
 
 
 def label_kinds(check: Dict[str, object]) -> str:
-  """Which kinds of grouping label a check (as reported) rests on: 'human+prompted', ...;
-  'not recorded' without the annotator's report."""
+  """Which kinds of grouping label a check (as reported) rests on: 'human+prompted', ...,
+  with ' (labelled only)' when predicted ones were left out; 'not recorded' without the
+  annotator's report."""
   origins = check.get('label_origins') or {}
   kinds = [kind for kind in LABEL_KINDS if origins.get(kind)]
-  return '+'.join(kinds) if kinds else ('none' if origins else 'not recorded')
+  text = '+'.join(kinds) if kinds else ('none' if origins else 'not recorded')
+  return f'{text} ({LABELLED_ONLY})' if check.get('judged_on') == LABELLED_ONLY else text
 
 
-def _mark_predicted(check: Check, metric: str, annotation: Dict[str, object],
-                    thresholds: ThresholdsConfig) -> None:
-  """Marks a check whose examples include predicted demographics; applies the precision rule."""
-  used = _METRIC_CLASSES[metric]
-  predicted = sum(annotation[side][f'predicted_{c}'] for side in ('group', 'reference')
-                  for c in used)
-  if not predicted:
-    return
-  check.rests_on_predicted = True
+def _origins(annotation: Dict[str, object], metric: str, kinds: Sequence[str]
+             ) -> Dict[str, float]:
+  """Examples a metric uses (both sides, its classes) per kind of grouping label; 0 for
+  the LABEL_KINDS not in `kinds`."""
+  return {kind: sum(annotation[side][f'{kind}_{c}'] for side in ('group', 'reference')
+                    for c in _METRIC_CLASSES[metric]) if kind in kinds else 0
+          for kind in LABEL_KINDS}
+
+
+def precision_problems(annotation: Dict[str, object], thresholds: ThresholdsConfig
+                       ) -> List[str]:
+  """Why the annotator's precision for a grouping's sides fails the rule ([] when it holds)."""
   precision = annotation['precision']
-  sides = [(precision['group'], precision['n_group'], annotation['group']['name']),
-           (precision['reference'], precision['n_reference'], annotation['reference']['name'])]
-  known = [p for p, _, _ in sides if p is not None]
-  check.annotator_precision = _num(min(known)) if len(known) == 2 else None
   problems = []
-  for value, n, name in sides:
+  for side in ('group', 'reference'):
+    value, n, name = precision[side], precision[f'n_{side}'], annotation[side]['name']
     if n < thresholds.min_annotator_support:
       problems.append(f'the annotator\'s precision for {name} rests on {n} labelled test faces '
                       f'(need {thresholds.min_annotator_support})')
     elif value < thresholds.min_annotator_precision:
       problems.append(f'the annotator\'s precision for {name} is {value:.3f} '
                       f'(< min_annotator_precision {thresholds.min_annotator_precision:g})')
+  return problems
+
+
+def _predicted_note(check: Check, predicted: float, annotation: Dict[str, object]) -> str:
+  """Marks a check whose examples include predicted demographics; returns the note saying so."""
+  precision = annotation['precision']
+  check.rests_on_predicted = True
+  known = [precision[side] for side in ('group', 'reference') if precision[side] is not None]
+  check.annotator_precision = _num(min(known)) if len(known) == 2 else None
   shown = 'n/a' if check.annotator_precision is None else f'{check.annotator_precision:.3f}'
-  note = (f'rests on predicted demographics ({predicted:g} of its examples; annotator precision '
+  return (f'rests on predicted demographics ({predicted:g} of its examples; annotator precision '
           f'{shown})')
+
+
+def _mark_predicted(check: Check, predicted: float, annotation: Dict[str, object],
+                    problems: List[str], unavailable: str = '') -> None:
+  """The precision rule without labelled-only evidence: a would-be pass is insufficient
+  evidence, a failure keeps failing with the annotator's precision in its reason.
+  `unavailable`: why the check could not be judged on labelled faces only."""
+  note = _predicted_note(check, predicted, annotation)
+  if problems:
+    note = f'{note}: ' + '; '.join(problems) + (f'; {unavailable}' if unavailable else '')
   if problems and check.status == PASS:
     check.status = INSUFFICIENT
-    check.reason = f'{check.metric}: insufficient evidence: {note}: ' + '; '.join(problems)
-  elif problems:
-    check.reason = f'{check.reason}; {note}: ' + '; '.join(problems)
+    check.reason = f'{check.metric}: insufficient evidence: {note}'
   else:
     check.reason = f'{check.reason}; {note}' if check.reason else note
+
+
+def _side_sizes(label: str, c: Counts) -> str:
+  return f'{label} {c.negatives:g} reals and {c.positives:g} fakes'
+
+
+def _labelled_only(check: Check, labelled: Check, predicted: float,
+                   annotation: Dict[str, object], problems: List[str],
+                   sides: Tuple[Tuple[str, Counts], Tuple[str, Counts]]) -> Check:
+  """`labelled` (the check judged on labelled faces only) with the evidence in its reason and
+  `check` (the judgement on all examples) kept beside it."""
+  _predicted_note(labelled, predicted, annotation)  # records the annotator's precision
+  labelled.rests_on_predicted = False  # judged without them
+  labelled.judged_on, labelled.excluded_predicted = LABELLED_ONLY, predicted
+  labelled.all_examples = {'status': check.status, 'value': check.value,
+                           'interval': check.interval}
+  labelled.label_origins = _origins(annotation, check.metric, features.LABELLED_ORIGINS)
+  kinds = ', '.join(f'{kind} {n:g}' for kind, n in labelled.label_origins.items() if n)
+  verdict = labelled.reason or (
+      f'{check.metric} {labelled.value:.4f} inside [{labelled.bound[0]:g}, '
+      f'{labelled.bound[1]:g}]')
+  all_value = 'n/a' if check.value is None else f'{check.value:.4f}'
+  labelled.reason = (
+      f'{verdict}; judged on labelled faces only ({"; ".join(_side_sizes(*s) for s in sides)}; '
+      f'labels: {kinds or "none"}): {predicted:g} faces with predicted '
+      f'{CROSS.join(annotation["attributes"])} left out: ' + '; '.join(problems)
+      + '. Faces without labels for the grouping (those of unlabelled '
+      f'sources) are not in this judgement; on all examples it was {check.status} '
+      f'({all_value})')
+  return labelled
 
 
 def _rates(label: str, c: Counts, level: float) -> Dict[str, object]:
@@ -473,12 +543,34 @@ def mixed_di_not_judged(shares: Tuple[float, float], labels: Tuple[str, str],
           'share, not the model (disparate_impact_real and disparate_impact_fake are judged)')
 
 
-def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
-                      thresholds: ThresholdsConfig, rng: np.random.Generator,
-                      annotation: Optional[AnnotationEvidence] = None
-                      ) -> Tuple[Dict[str, object], List[Check]]:
-  group, reference, group_label, reference_label = group_counts(slices, grouping)
+def labelled_slices(slices: Dict[SliceKey, Counts], names: Sequence[str]
+                    ) -> Optional[Dict[SliceKey, Counts]]:
+  """Slices on exactly `names`, counting only examples whose `names` are all labelled.
+
+  Sums the `names` x labelled_attributes slices whose labelled attributes cover
+  `names` (eval_config.LABELLED_SLICES). None when the evaluation holds no such
+  slice: its examples lack labelled_attributes (they were not annotated).
+  """
+  wanted = set(names) | {features.LABELLED_ATTRIBUTES}
+  out: Optional[Dict[SliceKey, Counts]] = None
+  for key, counts in slices.items():
+    if {k for k, _ in key} != wanted:
+      continue
+    out = {} if out is None else out
+    values = dict(key)
+    if features.labelled_covers(values.pop(features.LABELLED_ATTRIBUTES), names):
+      reduced = tuple(sorted(values.items()))
+      out[reduced] = out.get(reduced, Counts()) + counts
+  return out
+
+
+def _judge_counts(grouping: GroupingConfig, group: Counts, reference: Counts,
+                  labels: Tuple[str, str], thresholds: ThresholdsConfig,
+                  rng: np.random.Generator
+                  ) -> Tuple[Dict[str, float], Dict[str, Optional[List[float]]], List[Check]]:
+  """(values, intervals, one Check per metric) of `group` against `reference`."""
   n = thresholds.min_group_size
+  group_label, reference_label = labels
 
   def lacking(what: str, *pairs: Tuple[str, float]) -> List[str]:
     return [f'{label} has {count:g} {what}' for label, count in pairs if count < n]
@@ -500,8 +592,6 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
   intervals = bootstrap_intervals(group, reference, thresholds.bootstrap_samples,
                                   thresholds.confidence_level, rng)
   bounds = _bounds(thresholds)
-  annotated = annotation_summary(grouping, annotation) if annotation else None
-  labels = (group_label, reference_label)
   shares = (_fake_share(group), _fake_share(reference))
   mixed_not_judged = mixed_di_not_judged(shares, labels, thresholds.max_fake_share_gap)
   not_judged = {DISPARATE_IMPACT: mixed_not_judged}
@@ -512,8 +602,72 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
       # and judges this pair. Reported as not measurable: never a pass, never blocking.
       not_judged[m] = f'{zero}; the ratio is undefined, {gap} judges this pair'
   checks = [_judge(grouping.name, m, values[m], intervals[m], bounds[m], shortfalls[m], thresholds,
-                   _zero_events(m, group, reference, labels), annotated, not_judged.get(m, ''))
+                   _zero_events(m, group, reference, labels), not_judged.get(m, ''))
             for m in FAIRNESS_METRICS]
+  return values, intervals, checks
+
+
+def _apply_annotation(checks: List[Check], slices: Dict[SliceKey, Counts],
+                      grouping: GroupingConfig, annotated: Dict[str, object],
+                      thresholds: ThresholdsConfig, labelled_rng: np.random.Generator
+                      ) -> Tuple[List[Check], Optional[Dict[str, object]]]:
+  """The precision rule (module doc) on a grouping's checks; (checks, labelled-only summary).
+
+  Where the rule fails for a check on predicted demographics, the check is judged
+  on labelled faces only when the evaluation holds labelled_attributes slices.
+  """
+  problems = precision_problems(annotated, thresholds)
+  labelled = None  # (checks, group counts, reference counts, labels) on labelled faces
+  unavailable = ''
+  out = []
+  for check in checks:
+    check.label_origins = _origins(annotated, check.metric, LABEL_KINDS)
+    predicted = check.label_origins[features.PREDICTED]
+    if not predicted or check.metric in thresholds.not_measurable:
+      out.append(check)
+      continue
+    if problems and labelled is None and not unavailable:
+      restricted = labelled_slices(slices, annotated['attributes'])
+      if restricted is None:
+        unavailable = (f'not judged on labelled faces only: the evaluation has no slices by '
+                       f'{features.LABELLED_ATTRIBUTES} (examples written without it)')
+      else:
+        group, reference, group_label, reference_label = group_counts(restricted, grouping)
+        _, _, labelled_checks = _judge_counts(
+            grouping, group, reference, (group_label, reference_label), thresholds,
+            labelled_rng)
+        labelled = ({c.metric: c for c in labelled_checks}, group, reference,
+                    (group_label, reference_label))
+    if problems and labelled is not None:
+      by_metric, group, reference, labels = labelled
+      out.append(_labelled_only(check, by_metric[check.metric], predicted, annotated, problems,
+                                ((labels[0], group), (labels[1], reference))))
+      continue
+    if check.status in (PASS, FAIL, INSUFFICIENT):
+      _mark_predicted(check, predicted, annotated, problems, unavailable)
+    out.append(check)
+  summary = None
+  if labelled is not None:
+    _, group, reference, labels = labelled
+    summary = {'group': _rates(labels[0], group, thresholds.confidence_level),
+               'reference': _rates(labels[1], reference, thresholds.confidence_level)}
+  return out, summary
+
+
+def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
+                      thresholds: ThresholdsConfig, rng: np.random.Generator,
+                      annotation: Optional[AnnotationEvidence] = None,
+                      labelled_rng: Optional[np.random.Generator] = None
+                      ) -> Tuple[Dict[str, object], List[Check]]:
+  """(summary, checks) of one grouping.
+
+  `labelled_rng` draws the intervals of checks judged on labelled faces only (a
+  generator of its own, so the other checks' intervals do not depend on them).
+  """
+  group, reference, group_label, reference_label = group_counts(slices, grouping)
+  labels = (group_label, reference_label)
+  values, intervals, checks = _judge_counts(grouping, group, reference, labels, thresholds, rng)
+  shares = (_fake_share(group), _fake_share(reference))
   summary = {
       'name': grouping.name, 'feature': grouping.feature,
       'fake_share': [_num(v) for v in shares],  # [group, reference]: positives / examples
@@ -525,9 +679,15 @@ def evaluate_grouping(slices: Dict[SliceKey, Counts], grouping: GroupingConfig,
     summary[f'{m}_interval'] = intervals[m] and [_num(v) for v in intervals[m]]
     if m in RATIO_METRICS:
       summary[f'{m}_zero_events'] = _zero_events(m, group, reference, labels) or None
-  if annotated:
+  if annotation:
+    annotated = annotation_summary(grouping, annotation)
+    checks, labelled = _apply_annotation(
+        checks, slices, grouping, annotated, thresholds,
+        labelled_rng or np.random.default_rng(thresholds.bootstrap_seed))
     summary['annotation'] = annotated
     summary['rests_on_predicted'] = sorted({c.metric for c in checks if c.rests_on_predicted})
+    if labelled:
+      summary['labelled_only'] = labelled
   return summary, checks
 
 
@@ -619,9 +779,11 @@ def judge(slices: Dict[SliceKey, Counts], thresholds: ThresholdsConfig,
   examples may carry predicted demographics (marks and judges those checks).
   """
   rng = np.random.default_rng(thresholds.bootstrap_seed)
+  labelled_rng = np.random.default_rng([thresholds.bootstrap_seed, 1])
   summaries, checks = [], []
   for grouping in (expand_groupings(thresholds, slices) if groupings is None else groupings):
-    summary, grouping_checks = evaluate_grouping(slices, grouping, thresholds, rng, annotation)
+    summary, grouping_checks = evaluate_grouping(slices, grouping, thresholds, rng, annotation,
+                                                 labelled_rng)
     summaries.append(summary)
     checks.extend(grouping_checks)
   return {'verdict': verdict_of(c.status for c in checks), 'groupings': summaries,

@@ -109,12 +109,12 @@ def _fairness_section(report: Dict[str, Any]) -> str:
     row_classes = ['', '', '']
     for m in metrics:
       check = checks.get((g['name'], m), {})
-      marker = ' *' if check.get('rests_on_predicted') else ''
-      row.append(_fmt(g[m]) + _interval(g.get(f'{m}_interval')) + marker)
+      row.append(_value_cell(check, g[m], g.get(f'{m}_interval')))
       row_classes.append(check.get('status', ''))
     for m in ('disparate_impact_real', 'disparate_impact_fake'):
-      row.append('0/0' if g.get(f'{m}_zero_events') else
-                 _fmt(g.get(m)) + _interval(g.get(f'{m}_interval')))
+      check = checks.get((g['name'], m), {})
+      row.append('0/0' if g.get(f'{m}_zero_events') and not _labelled_only(check) else
+                 _value_cell(check, g.get(m), g.get(f'{m}_interval')))
       row_classes.append(checks.get((g['name'], m), {}).get('status', ''))
     row += [_label_kinds_cell(checks, g['name']), _predicted_cell(g)]
     row_classes += ['', '']
@@ -128,7 +128,10 @@ def _fairness_section(report: Dict[str, Any]) -> str:
          f'|FPR gap| &le; {bounds["fpr_gap"][1]:g}, |FNR gap| &le; {bounds["fnr_gap"][1]:g}; '
          f'groups need {report["min_group_size"]} examples of each class a rate uses. '
          'Cell colours: green pass, red fail, orange insufficient evidence, grey declared not '
-         'measurable. * : the value rests on demographics predicted by the DemographicAnnotator '
+         'measurable. &dagger; : judged on labelled faces only (human or prompted labels), '
+         'because the annotator\'s precision for the group or the reference fails '
+         'min_annotator_precision; the value on all examples follows in grey. '
+         '* : the value rests on demographics predicted by the DemographicAnnotator '
          '(last column: predicted reals / fakes on each side, and the annotator\'s precision for '
          'the group and the reference on labelled test faces). Labels: which kinds of group label '
          'the reals and the fakes carry: human (a person\'s), prompted (what a generator was '
@@ -147,6 +150,44 @@ def _fairness_section(report: Dict[str, Any]) -> str:
                             if m == 'disparate_impact' else
                             'difference of two rates (0: parity; from -1 to 1)'))
   return ''.join(out)
+
+
+def _labelled_only(check: Dict[str, Any]) -> bool:
+  return check.get('judged_on') == fairness.LABELLED_ONLY
+
+
+def _value_cell(check: Dict[str, Any], value: Optional[float],
+                interval: Optional[Sequence[float]]) -> str:
+  """A check's value and interval: on labelled faces only (the value on all examples
+  after it, muted) or on all examples (starred when it rests on predicted demographics)."""
+  if _labelled_only(check):
+    return (_fmt(check.get('value')) + _interval(check.get('interval')) + ' &dagger; '
+            f'<span class="muted">all: {_fmt(value)}</span>')
+  return _fmt(value) + _interval(interval) + (' *' if check.get('rests_on_predicted') else '')
+
+
+def _labelled_only_section(report: Dict[str, Any]) -> str:
+  """Each check judged on labelled faces only, with the judgement on all examples."""
+  judged = [c for c in report['checks'] if _labelled_only(c)]
+  if not judged:
+    return ''
+  rows = [[_e(c['grouping']), _e(c['metric']), _e(c['status']),
+           _fmt(c['value']) + _interval(c['interval']), _e(fairness.label_kinds(c)),
+           _fmt(c['excluded_predicted']), _e(c['all_examples']['status']),
+           _fmt(c['all_examples']['value']), _e(c['reason'])] for c in judged]
+  classes = [['', '', c['status'], '', '', '', c['all_examples']['status'], '', '']
+             for c in judged]
+  return (_section_head(
+      'Judged on labelled faces only',
+      'The annotator\'s precision for these groups fails min_annotator_precision, so who is '
+      'in the group is uncertain among the faces with predicted demographics: they are left '
+      'out, and group and reference are judged alike on the faces whose grouping attributes '
+      'are human or prompted labels. Faces of sources without such labels are not in these '
+      'judgements; the status is the labelled faces\' (the result on all examples is shown '
+      'beside it, not judged).')
+          + _table(['grouping', 'metric', 'status', 'value (labelled)', 'labels',
+                    'predicted left out', 'on all examples', 'value (all)', 'reason'],
+                   rows, left_columns=3, cell_classes=classes))
 
 
 def _label_kinds_cell(checks: Dict[Tuple[str, str], Dict[str, Any]], grouping: str) -> str:
@@ -253,6 +294,7 @@ def render(report: Dict[str, Any]) -> str:
   return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
           f'<title>Fairness gate: {_e(verdict)}</title><style>{_STYLE}</style></head><body>'
           + ''.join(head) + baseline.render_html(report.get('production'))
-          + _fairness_section(report) + _annotator_section(report)
+          + _fairness_section(report) + _labelled_only_section(report)
+          + _annotator_section(report)
           + _slice_rate_section(report)
           + _quality_section(report) + '</body></html>')

@@ -4,6 +4,8 @@ One place names each feature so that ingestion, the schema, the trainer, the
 evaluator slices and the fairness gate cannot drift apart.
 """
 
+import itertools
+
 IMAGE = 'image'  # bytes: encoded JPEG/PNG of the (aligned) face
 LABEL = 'label'  # int64: 0 = real photo, 1 = GAN-generated
 GENDER = 'gender'  # bytes: one of GENDERS or UNKNOWN
@@ -42,6 +44,34 @@ UNKNOWN = 'unknown'
 HUMAN, PROMPTED, PREDICTED = 'human', 'prompted', 'predicted'
 DEMOGRAPHICS_SOURCES = (HUMAN, PROMPTED, PREDICTED, UNKNOWN)
 LABELLED_ORIGINS = (HUMAN, PROMPTED)  # labels given with the data, not predictions
+# Which of gender/race/age are labelled (human or prompted), per example: written by
+# the DemographicAnnotator, e.g. 'age+gender+race', 'gender+race' or NONE_LABELLED.
+# demographics_source cannot say this for one grouping (its any-of rule calls a face
+# with a human gender and a predicted race 'human'); the Evaluator slices each
+# demographic cross by it so the FairnessGate can judge on labelled faces alone.
+LABELLED_ATTRIBUTES = 'labelled_attributes'  # bytes: labelled_attributes_value(...)
+NONE_LABELLED = 'none'
+ATTRIBUTE_JOIN = '+'
+
+
+def labelled_attributes_value(sources) -> str:
+  """The labelled_attributes of an example from {attribute: human/prompted/predicted/unknown}:
+  its labelled attributes in alphabetical order joined by '+', or 'none'."""
+  labelled = sorted(a for a, source in sources.items() if source in LABELLED_ORIGINS)
+  return ATTRIBUTE_JOIN.join(labelled) or NONE_LABELLED
+
+
+# Every value labelled_attributes can take (the schema's domain): each subset of
+# gender/race/age, then NONE_LABELLED.
+LABELLED_ATTRIBUTES_VALUES = tuple(
+    ATTRIBUTE_JOIN.join(sorted(subset)) for size in (3, 2, 1)
+    for subset in itertools.combinations(DEMOGRAPHIC_FEATURES, size)) + (NONE_LABELLED,)
+
+
+def labelled_covers(value: str, names) -> bool:
+  """Whether a labelled_attributes value says every one of `names` is labelled."""
+  labelled = set() if value == NONE_LABELLED else set(value.split(ATTRIBUTE_JOIN))
+  return set(names) <= labelled
 # FairFace vocabularies, spelled exactly as in fairface_label_{train,val}.csv.
 GENDERS = ('Male', 'Female')
 RACES = ('White', 'Black', 'East Asian', 'Southeast Asian', 'Indian',
