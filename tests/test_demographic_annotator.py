@@ -54,6 +54,16 @@ def test_annotate_example_never_overwrites_a_human_label():
   assert annotate.attribute_sources(example) == sources
 
 
+def test_a_prediction_at_confidence_one_is_read_back_as_predicted():
+  # A confident softmax can round to 1.0 in float32: the confidence alone would read it as a label.
+  example, sources = annotate.annotate_example(
+      _example(gender='Female'), {'race': ('Black', 1.0)}, {'gender': 0.5, 'race': 0.5, 'age': 0.4})
+  assert example.features.feature['race_confidence'].float_list.value[0] == 1.0
+  assert sources['race'] == 'predicted'
+  assert annotate.attribute_sources(example) == sources
+  assert example.features.feature['labelled_attributes'].bytes_list.value[0] == b'gender'
+
+
 def test_config_errors_name_the_field():
   with pytest.raises(ConfigError, match='annotator.min_confidence_race'):
     validate(AnnotatorConfig(min_confidence_race=1.5))

@@ -210,14 +210,23 @@ def overall_source(sources: Mapping[str, str]) -> str:
 
 
 def attribute_sources(example) -> Dict[str, str]:
-  """Per attribute: human / prompted / predicted / unknown, read back from an annotated example."""
+  """Per attribute: human / prompted / predicted / unknown, read back from an annotated example.
+
+  `labelled_attributes` says it exactly. Examples annotated without that feature
+  fall back on the confidence (1.0 for a label), which also reads a prediction
+  whose float32 probability rounded to 1.0 as a label.
+  """
   out = {}
   origin = labels_origin(example)
+  labelled = string_feature(example, features.LABELLED_ATTRIBUTES)
   for attribute in ATTRIBUTES:
     value = string_feature(example, attribute)
     confidence = example.features.feature[features.CONFIDENCE_FEATURES[attribute]].float_list.value
     if value == features.UNKNOWN:
       out[attribute] = features.UNKNOWN
+    elif labelled != features.UNKNOWN:
+      out[attribute] = origin if features.labelled_covers(labelled, [attribute]) else (
+          features.PREDICTED)
     elif confidence and confidence[0] < 1.0:
       out[attribute] = features.PREDICTED
     else:
