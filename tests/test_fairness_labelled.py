@@ -9,6 +9,7 @@ import pytest
 from fakefaces.components.demographic_annotator import annotate
 from fakefaces.components.shared import features
 from fakefaces.components.fairness_gate import eval_config, evaluation, fairness, report_html
+from fakefaces.components.model_card import card
 from fakefaces.pipeline.config import GroupingConfig, ThresholdsConfig
 
 RACES = ('White', 'Black', 'East Asian', 'Indian')
@@ -105,6 +106,10 @@ def test_imprecise_group_is_judged_on_labelled_faces_and_passes_when_treated_ali
   assert 'checks judged on labelled faces only' in summary and 'fail on all examples' in summary
   page = report_html.render(report)
   assert 'Judged on labelled faces only' in page and '&dagger;' in page
+  limits = [item['description'] for item in card.limitations(report, None, None)]
+  assert any(line.startswith(f"{len(report['labelled_only'])} fairness checks were judged on "
+                             'labelled faces only') and '4 of them fail on all examples' in line
+             and 'Black vs rest: fnr_gap' in line for line in limits), limits
 
 
 def test_model_unfair_on_the_labelled_group_fails_on_labelled_faces():

@@ -234,6 +234,16 @@ def limitations(report: Dict[str, Any], canary: Optional[Dict[str, Any]],
       items.append({'description': f'{len(resting)} fairness checks rest on {kind} '
                                    f'demographics ({what}): ' + ', '.join(resting[:5])
                                    + (' ...' if len(resting) > 5 else '')})
+  labelled_only = report.get('labelled_only') or []
+  if labelled_only:
+    failing = len(report.get('fail_on_all_examples') or [])
+    items.append({'description': f'{len(labelled_only)} fairness checks were judged on labelled '
+                                 'faces only (human or prompted demographics): the annotator\'s '
+                                 'precision for their groups is under the bound, and faces of '
+                                 'sources without such labels are not in them'
+                                 + (f'; {failing} of them fail on all examples' if failing else '')
+                                 + ': ' + ', '.join(labelled_only[:5])
+                                 + (' ...' if len(labelled_only) > 5 else '')})
   if not report.get('evaluator_blessed', True):
     items.append({'description': 'FAILED: the Evaluator\'s balanced accuracy/AUC thresholds'})
   for reason in (report.get('production') or {}).get('reasons', []):
