@@ -331,3 +331,94 @@ def test_the_shared_jpeg_generation_matches_a_downsized_fakes_only_source_to_jpe
   [row] = shared['single_class_sources']
   assert row['status'] == shortcut.PROCESSING_MATCHED, row
   assert shared['passed'], shared['findings']
+
+
+# ------------------------------- the reference: a collection whose classes share processing
+
+
+def _collection(i: int, blur: float, label: int, source: str,
+                processing: str = 'matched') -> tf.train.Example:
+  """A texture of one collection (its own blur: content statistics a source's photos share),
+  processed like every other source (`processing` 'matched') or with one planted difference
+  as `_fakes_only`'s ('jpeg': quality 30 first; 'size': twice as large in its source)."""
+  side = SIDE * 2 if processing == 'size' else SIDE
+  pixels = np.random.RandomState(70000 + i).randint(0, 255, (side, side), dtype=np.uint8)
+  image = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(blur * side / SIDE))
+  image = image.convert('RGB')
+  if processing == 'size':
+    image = image.resize((SIDE, SIDE), Image.BILINEAR)
+  if processing == 'jpeg':
+    image = Image.open(io.BytesIO(_encode(image, 30)))
+  record = InputRecord(path='', source=source, image_id=f'{source}-{i:05d}', label=label,
+                       split='')
+  return make_example(record, _encode(image, 95), face_size=side)
+
+
+def _three_collections(processing: str, n: int = 60):
+  """'studio' (blur 2.0) and 'other' (2.4) hold both classes; 'sdfd' (2.8) only fakes.
+
+  Every image gets the same final JPEG at 95: the collections differ in content only,
+  and the JPEG-history features read that too (other's reals against studio's fakes:
+  AUC 0.93; sdfd against the reals pooled: 0.91, over max_probe_auc 0.8).
+  """
+  examples = []
+  for k in range(n):
+    examples += [_collection(k, 2.0, REAL, 'studio'), _collection(1000 + k, 2.0, FAKE, 'studio'),
+                 _collection(2000 + k, 2.4, REAL, 'other'),
+                 _collection(3000 + k, 2.4, FAKE, 'other'),
+                 _collection(4000 + k, 2.8, FAKE, 'sdfd', processing)]
+  return examples
+
+
+def test_a_fakes_only_collection_processed_alike_passes_beside_an_equally_distinct_one():
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(_records(_three_collections('matched')), config)
+  [row] = report['single_class_sources']
+  # Above the bound alone (the rule without a reference would stop it) ...
+  assert row['auc'] > config.max_probe_auc, row
+  assert row['status'] == shortcut.PROCESSING_MATCHED and row['margin'] > 0, row
+  # ... and no further from the reals than a collection whose classes share processing.
+  assert {(r['source'], r['class']) for r in row['references']} == {
+      ('studio', 'real'), ('studio', 'fake'), ('other', 'real'), ('other', 'fake')}
+  reference = min(row['references'], key=lambda r: r['auc'])
+  assert row['reference']['auc'] == reference['auc'] > config.max_probe_auc
+  assert row['verdict'].startswith(f"sdfd (fakes only) against the reals: {row['auc']:.2f}; "
+                                   f"{reference['source']}'s {reference['class']}s against "
+                                   f"the other {reference['against']}s")
+  assert 'processing matched' in row['verdict']
+  assert report['passed'], report['findings']
+
+
+@pytest.mark.parametrize('processing, named', [('jpeg', 'jpeg_history'), ('size', 'size')])
+def test_a_planted_processing_difference_shows_above_the_reference(processing, named):
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(_records(_three_collections(processing)), config)
+  [row] = report['single_class_sources']
+  assert row['reference'] is not None and not row['reference'].get('no_room'), row
+  assert row['status'] == shortcut.PROCESSING_DIFFERS, row
+  assert row['auc_by_features'][named] > row['needed'] > row['reference']['auc']
+  assert named in row['case'] and not report['passed']
+  assert any("source(s) ['sdfd'] that have no real examples, and their processing differs"
+             in f for f in report['findings'])
+
+
+def test_the_rule_against_a_reference():
+  """needed_auc and the row's verdict on given features: no reference, room, none left."""
+  config = SourceShortcutConfig()
+  rng = np.random.RandomState(0)
+  apart = rng.normal(4.0, 1.0, (60, 5)).astype(np.float32), rng.normal(0, 1, (60, 5))
+  assert shortcut.needed_auc(0.02, None, config) == config.max_probe_auc
+  # 0.85 +- 0.03 against a source's SE 0.04: 0.85 + 1.645 x 0.05.
+  assert shortcut.needed_auc(0.04, {'auc': 0.85, 'se': 0.03}, config) == pytest.approx(0.93225)
+  assert shortcut.needed_auc(0.0, {'auc': 0.6, 'se': 0.01}, config) == config.max_probe_auc
+  assert shortcut.needed_auc(0.0, {'auc': 0.99, 'se': 0.01}, config) is None
+
+  without = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config)
+  assert without['auc'] == 1.0 and without['status'] == shortcut.PROCESSING_DIFFERS
+  assert 'no source in the split holds both classes' in without['verdict']
+  reference = {'source': 'k140', 'class': 'real', 'against': 'fake', 'auc': 0.995, 'se': 0.004,
+               'probed': [60, 60]}
+  no_room = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config, [reference])
+  # A reference the features cannot go above judges nothing: insufficient, never a pass.
+  assert no_room['status'] == shortcut.INSUFFICIENT and no_room['reference']['no_room']
+  assert 'leaves no room above it' in no_room['finding']
