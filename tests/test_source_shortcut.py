@@ -133,7 +133,8 @@ def test_too_few_examples_is_insufficient_evidence_not_a_pass():
 
 @pytest.mark.parametrize('field,value', [('on_shortcut', 'ignore'), ('max_probe_auc', 0.4),
                                          ('folds', 1), ('min_examples_per_source', 3),
-                                         ('max_fake_share_gap', 1.5)])
+                                         ('max_fake_share_gap', 1.5), ('reference_z', -1.0),
+                                         ('max_one_class_auc', 0.7)])
 def test_bad_config_names_the_field(field, value):
   config = dataclasses.replace(config_lib.ValidationConfig(), source_shortcut=dataclasses.replace(
       SourceShortcutConfig(), **{field: value}))
@@ -269,12 +270,18 @@ def test_a_fakes_only_source_passes_when_its_processing_matches_the_reals():
 
 
 @pytest.mark.parametrize('processing, named', [('jpeg', 'jpeg_history'), ('size', 'size')])
-def test_a_fakes_only_source_is_refused_when_only_its_processing_differs(processing, named):
+@pytest.mark.parametrize('with_reference', [False, True])
+def test_a_fakes_only_source_is_refused_when_only_its_processing_differs(processing, named,
+                                                                         with_reference):
+  # Without a reference ('studio' is the only two-class source and the pools leave it out)
+  # the bound is max_probe_auc; beside two two-class collections, the reference's.
   config = SourceShortcutConfig(max_examples_per_source=60)
-  report = shortcut.check_source_shortcut(_records(_with_fakes_only_source(processing)), config)
+  examples = (_three_collections if with_reference else _with_fakes_only_source)(processing)
+  report = shortcut.check_source_shortcut(_records(examples), config)
   [row] = report['single_class_sources']
+  assert (row['reference'] is not None) == with_reference, row
   assert row['status'] == shortcut.PROCESSING_DIFFERS, row
-  assert row['auc_by_features'][named] > config.max_probe_auc
+  assert row['auc_by_features'][named] > row['needed'] >= config.max_probe_auc
   assert named in row['case']
   assert not report['passed']
   assert any("source(s) ['sdfd'] that have no real examples, and their processing differs"
@@ -355,18 +362,18 @@ def _collection(i: int, blur: float, label: int, source: str,
 
 
 def _three_collections(processing: str, n: int = 60):
-  """'studio' (blur 2.0) and 'other' (2.4) hold both classes; 'sdfd' (2.8) only fakes.
+  """'studio' (blur 2.0) and 'other' (2.4) hold both classes; 'sdfd' (2.65) only fakes.
 
   Every image gets the same final JPEG at 95: the collections differ in content only,
-  and the JPEG-history features read that too (other's reals against studio's fakes:
-  AUC 0.93; sdfd against the reals pooled: 0.91, over max_probe_auc 0.8).
+  and the JPEG-history features read that too (studio's reals against other's fakes:
+  AUC 0.93; sdfd against the reals pooled: 0.88, over max_probe_auc 0.8).
   """
   examples = []
   for k in range(n):
     examples += [_collection(k, 2.0, REAL, 'studio'), _collection(1000 + k, 2.0, FAKE, 'studio'),
                  _collection(2000 + k, 2.4, REAL, 'other'),
                  _collection(3000 + k, 2.4, FAKE, 'other'),
-                 _collection(4000 + k, 2.8, FAKE, 'sdfd', processing)]
+                 _collection(4000 + k, 2.65, FAKE, 'sdfd', processing)]
   return examples
 
 
@@ -389,36 +396,24 @@ def test_a_fakes_only_collection_processed_alike_passes_beside_an_equally_distin
   assert report['passed'], report['findings']
 
 
-@pytest.mark.parametrize('processing, named', [('jpeg', 'jpeg_history'), ('size', 'size')])
-def test_a_planted_processing_difference_shows_above_the_reference(processing, named):
-  config = SourceShortcutConfig(max_examples_per_source=60)
-  report = shortcut.check_source_shortcut(_records(_three_collections(processing)), config)
-  [row] = report['single_class_sources']
-  assert row['reference'] is not None and not row['reference'].get('no_room'), row
-  assert row['status'] == shortcut.PROCESSING_DIFFERS, row
-  assert row['auc_by_features'][named] > row['needed'] > row['reference']['auc']
-  assert named in row['case'] and not report['passed']
-  assert any("source(s) ['sdfd'] that have no real examples, and their processing differs"
-             in f for f in report['findings'])
-
-
 def test_the_rule_against_a_reference():
-  """needed_auc and the row's verdict on given features: no reference, room, none left."""
+  """needed_auc: no reference, a reference + z SE, and its bounds on either side."""
   config = SourceShortcutConfig()
+  assert shortcut.needed_auc(0.02, None, config) == config.max_probe_auc
+  # 0.8 + 1.645 x the SE of the difference, sqrt(0.02^2 + 0.02^2).
+  assert shortcut.needed_auc(0.02, {'auc': 0.8, 'se': 0.02}, config) == pytest.approx(
+      0.8 + 1.645 * np.hypot(0.02, 0.02))
+  assert shortcut.needed_auc(0.0, {'auc': 0.6, 'se': 0.01}, config) == config.max_probe_auc
+  assert shortcut.needed_auc(0.0, {'auc': 0.99, 'se': 0.01}, config) == config.max_one_class_auc
+
   rng = np.random.RandomState(0)
   apart = rng.normal(4.0, 1.0, (60, 5)).astype(np.float32), rng.normal(0, 1, (60, 5))
-  assert shortcut.needed_auc(0.02, None, config) == config.max_probe_auc
-  # 0.85 +- 0.03 against a source's SE 0.04: 0.85 + 1.645 x 0.05.
-  assert shortcut.needed_auc(0.04, {'auc': 0.85, 'se': 0.03}, config) == pytest.approx(0.93225)
-  assert shortcut.needed_auc(0.0, {'auc': 0.6, 'se': 0.01}, config) == config.max_probe_auc
-  assert shortcut.needed_auc(0.0, {'auc': 0.99, 'se': 0.01}, config) is None
-
   without = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config)
   assert without['auc'] == 1.0 and without['status'] == shortcut.PROCESSING_DIFFERS
   assert 'no source in the split holds both classes' in without['verdict']
+  # A reference the features cannot go above leaves the judgement to the one-class bound.
   reference = {'source': 'k140', 'class': 'real', 'against': 'fake', 'auc': 0.995, 'se': 0.004,
                'probed': [60, 60]}
-  no_room = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config, [reference])
-  # A reference the features cannot go above judges nothing: insufficient, never a pass.
-  assert no_room['status'] == shortcut.INSUFFICIENT and no_room['reference']['no_room']
-  assert 'leaves no room above it' in no_room['finding']
+  far = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config, [reference])
+  assert far['status'] == shortcut.PROCESSING_DIFFERS and far['needed'] == 0.9
+  assert 'which judges' in far['finding']
