@@ -61,6 +61,7 @@ import processing_match as pm  # noqa: E402  (its inputs, cache, treatment, prob
 from fakefaces.components.shared import features  # noqa: E402
 from fakefaces.components.face_preparation import images  # noqa: E402
 from fakefaces.components.data_gate import shortcut  # noqa: E402
+from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: E402
 
 
 def _jpeg_generation(quality: int) -> Callable[[Image.Image], Image.Image]:
@@ -263,8 +264,7 @@ def markdown(summary: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def _gate_config(summary: Dict[str, Any]):
-  from fakefaces.components.data_gate.config import SourceShortcutConfig  # pylint: disable=g-import-not-at-top
+def _gate_config(summary: Dict[str, Any]) -> SourceShortcutConfig:
   return SourceShortcutConfig(**summary['gate_config'])
 
 

@@ -269,7 +269,7 @@ def _interleave(groups: Sequence[Sequence], limit: int) -> List:
 
 
 def hanley_mcneil_se(auc: float, n_a: int, n_b: int) -> float:
-  """Standard error of a ROC AUC from the two sample sizes (Hanley & McNeil 1982, eq. 2).
+  """Standard error of a ROC AUC from the two sample sizes (Hanley & McNeil, Radiology 1982).
 
   Raises:
     ValueError: a sample size under 1.
@@ -360,9 +360,9 @@ def needed_auc(se: float, reference, config: SourceShortcutConfig) -> float:
 
   Returns:
     `max_probe_auc` without a reference; else reference AUC + `reference_z` x the
-    standard error of the difference of the two AUCs (independent samples: the root
-    of the summed variances), at least `max_probe_auc` and at most
-    `max_one_class_auc`.
+    standard error of the difference of the two AUCs (the root of the summed
+    variances: the two probes share part of a pooled class, a covariance left out),
+    at least `max_probe_auc` and at most `max_one_class_auc`.
   """
   if reference is None:
     return config.max_probe_auc
@@ -371,8 +371,9 @@ def needed_auc(se: float, reference, config: SourceShortcutConfig) -> float:
 
 
 def _reference_text(reference: Mapping[str, object]) -> str:
-  return (f"{reference['source']}'s {reference['class']}s against the other {reference['against']}s "
-          f"(a collection whose classes share processing): {reference['auc']:.2f}")
+  return (f"{reference['source']}'s {reference['class']}s against the other "
+          f"{reference['against']}s (a collection whose classes share processing): "
+          f"{reference['auc']:.2f}")
 
 
 def single_class_source(label_name: str, source: str, other: str,
