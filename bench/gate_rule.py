@@ -25,6 +25,17 @@ within-collection control `k140_reals_alone` (k140's fakes removed, so its
 reals are a one-class source whose processing is the same collection's).
 Five subsamples (seeds 0-4) as processing_match.py.
 
+Rules (columns; `RULES`), each per subsample from the gate's row on the originals
+(its AUC, Hanley-McNeil SE and the run's `two_class_references`) and the copies'
+AUC: `bound_0.8` (max_probe_auc alone), `bound_0.9`, `ref_min_z` (above the bound
+and the lowest reference + reference_z SE of the difference; a reference with no
+room below 1: insufficient), `ref_like_z` (references of the source's own class),
+`ref_min_0.05` (lowest reference + 0.05), `ref_min_z_or_copies` (or a drop over
+0.1 on the copies above the bound), `gate` (shortcut.needed_auc: ref_min_z at
+most max_one_class_auc) and `gate_or_copies`. The table ends with each rule's
+verdicts right where the truth is known and its smallest margin (the AUC's
+distance from the rule's threshold, on the right side).
+
   nice -n 15 .venv/bin/python bench/gate_rule.py [--treatments q88,none] [--copies r101q75]
 
 Prints the table and writes bench/results/gate_rule.json.
@@ -38,7 +49,7 @@ import os
 import re
 import sys
 import types
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
@@ -49,6 +60,8 @@ from PIL import Image  # noqa: E402
 import processing_match as pm  # noqa: E402  (its inputs, cache, treatment, probe; sets TF env)
 from fakefaces.components.shared import features  # noqa: E402
 from fakefaces.components.face_preparation import images  # noqa: E402
+from fakefaces.components.data_gate import shortcut  # noqa: E402
+from fakefaces.components.data_gate.config import SourceShortcutConfig  # noqa: E402
 
 
 def _jpeg_generation(quality: int) -> Callable[[Image.Image], Image.Image]:
@@ -124,48 +137,148 @@ def copies(examples: List[Dict[str, Any]], params) -> List[Dict[str, Any]]:
   return pm.treat(decoded, params)
 
 
-# Rules: (original AUCs, copies' AUCs, bound) per subsample -> does processing differ?
-RULES: Dict[str, Callable[[float, float, float], bool]] = {
-    # The gate as it is: the original probe above its bound.
-    'gate': lambda original, copy, bound: original > bound,
-    # The issue's rule: a separation the copies erase is processing.
-    'copies_erase': lambda original, copy, bound: original > bound >= copy,
-    # A drop of more than 0.05 on the copies (processing the copies remove), whatever the level.
-    'copies_drop_0.05': lambda original, copy, bound: original - copy > 0.05,
-    # Fitted on these rows: far beyond the collections' spread, or above the bound and the
-    # copies remove more than 0.1 of it.
-    'over_0.9_or_erased_0.1': lambda original, copy, bound: original > 0.9 or (
-        original > bound and original - copy > 0.1),
+def _verdict(auc: float, needed) -> Tuple[str, Any]:
+  """('D' processing differs, 'M' matched or 'I' insufficient: no room), threshold."""
+  return ('I' if needed is None else 'D' if auc > needed else 'M'), needed
+
+
+def _lowest(references):
+  return min(references, key=lambda r: r['auc'], default=None)
+
+
+def _uncapped(row, reference, config, margin=None):
+  """The reference rule without the one-class bound: reference + z SE of the difference
+  (or + a fixed `margin`); None (insufficient) when the reference leaves no room below 1."""
+  if reference is None:
+    return config.max_probe_auc
+  if reference['auc'] + (config.reference_z * reference['se'] if margin is None else margin) >= 1:
+    return None
+  if margin is not None:
+    return max(config.max_probe_auc, reference['auc'] + margin)
+  return shortcut.needed_auc(row['se'], reference, dataclasses.replace(config,
+                                                                       max_one_class_auc=1.0))
+
+
+def _or_copies_drop(judge):
+  """`judge`, or above the bound with a drop over 0.1 on the copies (JPEG history)."""
+  def judged(row, copy_auc, config):
+    verdict, needed = judge(row, copy_auc, config)
+    if verdict != 'D' and row['auc'] > config.max_probe_auc and row['auc'] - copy_auc > 0.1:
+      return 'D', needed
+    return verdict, needed
+  return judged
+
+
+def _ref_min_z(row, copy_auc, config):
+  return _verdict(row['auc'], _uncapped(row, _lowest(row['references']), config))
+
+
+def _gate(row, copy_auc, config):
+  return _verdict(row['auc'], shortcut.needed_auc(row['se'], _lowest(row['references']), config))
+
+
+# Rules: (the gate's row on the originals, the copies' AUC, gate config) -> (verdict, threshold).
+RULES: Dict[str, Callable[[Dict[str, Any], float, Any], Tuple[str, Any]]] = {
+    # The gate without a reference: the original probe above max_probe_auc.
+    'bound_0.8': lambda row, copy_auc, config: _verdict(row['auc'], config.max_probe_auc),
+    # A one-class bound of its own (docs, "Processing-matched copies as the one-class rule").
+    'bound_0.9': lambda row, copy_auc, config: _verdict(row['auc'], 0.9),
+    # Above the bound and the lowest reference + z SE of the difference; no room: insufficient.
+    'ref_min_z': _ref_min_z,
+    # The same with references of the one-class source's own class only.
+    'ref_like_z': lambda row, copy_auc, config: _verdict(row['auc'], _uncapped(
+        row, _lowest([r for r in row['references'] if r['class'] == row['class']]), config)),
+    # The lowest reference + a fixed 0.05.
+    'ref_min_0.05': lambda row, copy_auc, config: _verdict(
+        row['auc'], _uncapped(row, _lowest(row['references']), config, margin=0.05)),
+    # ref_min_z, or a drop over 0.1 on the copies above the bound (names jpeg_history).
+    'ref_min_z_or_copies': _or_copies_drop(_ref_min_z),
+    # The gate (shortcut.needed_auc): ref_min_z, at most max_one_class_auc (0.9).
+    'gate': _gate,
+    # The gate, or the copies' drop (a JPEG-history check the gate does not make).
+    'gate_or_copies': _or_copies_drop(_gate),
 }
 
 
-def verdicts(row: Dict[str, Any], copy_name: str, bound: float) -> Dict[str, Dict[str, int]]:
-  """{rule: {source: subsamples (of the row's seeds) the rule calls "processing differs"}}."""
-  return {rule: {source: sum(judge(o, c, bound) for o, c in zip(
-      row['original'][source], row['copies'][copy_name][source]))
-                 for source in row['original']} for rule, judge in RULES.items()}
+def verdicts(row: Dict[str, Any], copy_name: str, config) -> Dict[str, Dict[str, List]]:
+  """{rule: {source: [(verdict, threshold) per subsample]}}."""
+  return {rule: {source: [judge(r, c, config) for r, c in zip(
+      row['rows'][source], row['copies'][copy_name][source])]
+                 for source in row['rows']} for rule, judge in RULES.items()}
+
+
+def _cell(judged: List[Tuple[str, Any]]) -> str:
+  """'D 5/5', 'M 5/5', or a mix ('D 3 M 2', 'I 5/5': no room above the reference)."""
+  counts = {v: sum(j[0] == v for j in judged) for v in 'DMI'}
+  present = [(v, n) for v, n in counts.items() if n]
+  return (f'{present[0][0]} {present[0][1]}/{len(judged)}' if len(present) == 1
+          else ' '.join(f'{v} {n}' for v, n in present))
+
+
+def margins(summary: Dict[str, Any], config) -> Dict[str, Any]:
+  """Per rule: every verdict right where the truth is known? and the smallest margin
+  (the AUC's distance from the rule's threshold, on the right side; negative: wrong)."""
+  out = {}
+  for rule in RULES:
+    right, total, low = 0, 0, None
+    for row in summary['results']:
+      for copy_name in row['copies']:
+        for source, judged in verdicts(row, copy_name, config)[rule].items():
+          truth = expected(row['treatment'], row['case'], source)
+          if truth == '?':
+            continue
+          for (verdict, needed), gate_row in zip(judged, row['rows'][source]):
+            total += 1
+            right += verdict == truth[0].upper()
+            if needed is not None:
+              gap = needed - gate_row['auc'] if truth == 'matched' else gate_row['auc'] - needed
+              low = gap if low is None else min(low, gap)
+    out[rule] = {'right': right, 'of': total, 'smallest_margin': None if low is None
+                 else round(low, 4)}
+  return out
 
 
 def markdown(summary: Dict[str, Any]) -> str:
   """The docs table: one line per treatment, case, source and copy recipe."""
-  bound, n = summary['max_probe_auc'], len(summary['seeds'])
-  lines = ['| treatment | case | one-class source | should be | AUC originals | copy | AUC copies | '
+  config = _gate_config(summary)
+  lines = ['| treatment | case | one-class source | should be | AUC | lowest reference (source: '
+           'class) | threshold | '
            + ' | '.join(f'`{r}`' for r in RULES) + ' |', '|' + '---|' * (7 + len(RULES))]
-  span = lambda v: f'{min(v):.3f}-{max(v):.3f}'
+  span = lambda v: f'{min(v):.3f}-{max(v):.3f}' if v else '-'
   for row in summary['results']:
     for copy_name in row['copies']:
-      judged = verdicts(row, copy_name, bound)
-      for source, original in row['original'].items():
+      judged = verdicts(row, copy_name, config)
+      for source, rows in row['rows'].items():
         truth = expected(row['treatment'], row['case'], source)
-        cells = ' | '.join(f'{judged[r][source]}/{n}' for r in RULES)
-        lines.append(f"| {row['treatment']} | {row['case']} | {source} | {truth} | {span(original)} "
-                     f"| {copy_name} | {span(row['copies'][copy_name][source])} | {cells} |")
+        refs = [_lowest(r['references']) for r in rows if r['references']]
+        names = sorted({f"{r['source']}: {r['class']}" for r in refs})
+        needed = [t for _, t in judged['gate'][source]]
+        cells = ' | '.join(_cell(judged[r][source]) for r in RULES)
+        lines.append(f"| {row['treatment']} | {row['case']} | {source} | {truth} | "
+                     f"{span([r['auc'] for r in rows])} | "
+                     f"{span([r['auc'] for r in refs])} ({', '.join(names) or 'none'}) | "
+                     f'{span(needed)} | {cells} |')
+  lines += ['', '| rule | verdicts right (truth known) | smallest margin |', '|---|---|---|']
+  for rule, m in margins(summary, config).items():
+    lines.append(f"| `{rule}` | {m['right']}/{m['of']} | {m['smallest_margin']} |")
   return '\n'.join(lines)
 
 
-def aucs(examples, gate_config, seeds) -> Dict[str, List[float]]:
+def _gate_config(summary: Dict[str, Any]) -> SourceShortcutConfig:
+  return SourceShortcutConfig(**summary['gate_config'])
+
+
+def probe_rows(examples, gate_config, seeds) -> Dict[str, List[Dict[str, Any]]]:
+  """{one-class source: the gate's row per subsample} (pm.probe at each seed)."""
   rows = {seed: pm.probe(examples, gate_config, seed) for seed in seeds}
-  return {source: [rows[seed][source]['auc'] for seed in seeds] for source in sorted(rows[seeds[0]])}
+  keep = ('class', 'auc', 'se', 'probed', 'status', 'needed', 'reference', 'references')
+  return {source: [{k: rows[seed][source].get(k) for k in keep} for seed in seeds]
+          for source in sorted(rows[seeds[0]])}
+
+
+def aucs(examples, gate_config, seeds) -> Dict[str, List[float]]:
+  return {source: [r['auc'] for r in rows]
+          for source, rows in probe_rows(examples, gate_config, seeds).items()}
 
 
 def main(argv=None) -> int:
@@ -195,14 +308,19 @@ def main(argv=None) -> int:
     params = dataclasses.replace(config.ingest.face, **pm.CANDIDATES[treatment_name])
     for case_name in args.cases.split(','):
       examples = pm.treat(case_faces(aligned, CASES[case_name]), params)
-      row = {'treatment': treatment_name, 'case': case_name, 'original': aucs(
-          examples, gate_config, seeds), 'copies': {}}
+      row = {'treatment': treatment_name, 'case': case_name,
+             'rows': probe_rows(examples, gate_config, seeds), 'copies': {}}
+      row['original'] = {source: [r['auc'] for r in rows] for source, rows in row['rows'].items()}
       for copy_name in args.copies.split(','):
         row['copies'][copy_name] = aucs(copies(examples, copy_params(config.ingest.face,
                                                                      copy_name)),
                                         gate_config, seeds)
       results.append(row)
       for source, original in row['original'].items():
+        gate = row['rows'][source]
+        print(f"{'':>5} {'':<17} {source:<8} gate {[r['status'] for r in gate]} needed "
+              f"{[r.get('needed') for r in gate]} reference "
+              f"{[(r['reference'] or {}).get('auc') for r in gate]}", flush=True)
         cells = '  '.join(
             f"{name} {min(c[source]):.3f}-{max(c[source]):.3f} "
             f"(drop {min(np.subtract(original, c[source])):+.3f}.."
@@ -215,11 +333,13 @@ def main(argv=None) -> int:
              'limit_per_source': args.limit_per_source, 'train_inputs': len(records),
              'aligned_faces': len(aligned), 'seeds': seeds,
              'max_probe_auc': gate_config.max_probe_auc,
+             'gate_config': dataclasses.asdict(gate_config),
              'truth': {f'{c}/{s}': t for (c, s), t in TRUTH.items()},
              'load_average': os.getloadavg(), 'results': results}
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(summary, f, indent=2)
+  print(markdown(summary))
   print(f'wrote {args.out}')
   return 0
 

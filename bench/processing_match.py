@@ -253,6 +253,8 @@ def check_ingested(config, records, args) -> int:
     rows = probe(examples, config.validation.source_shortcut,
                  config.validation.source_shortcut.seed, shuffle=False)
     print(name, {source: row['auc'] for source, row in rows.items()})
+    for row in rows.values():
+      print(f"  {row['status']}: {row.get('verdict', row.get('finding'))}")
   return 0
 
 

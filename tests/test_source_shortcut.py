@@ -133,7 +133,8 @@ def test_too_few_examples_is_insufficient_evidence_not_a_pass():
 
 @pytest.mark.parametrize('field,value', [('on_shortcut', 'ignore'), ('max_probe_auc', 0.4),
                                          ('folds', 1), ('min_examples_per_source', 3),
-                                         ('max_fake_share_gap', 1.5)])
+                                         ('max_fake_share_gap', 1.5), ('reference_z', -1.0),
+                                         ('max_one_class_auc', 0.7)])
 def test_bad_config_names_the_field(field, value):
   config = dataclasses.replace(config_lib.ValidationConfig(), source_shortcut=dataclasses.replace(
       SourceShortcutConfig(), **{field: value}))
@@ -269,12 +270,18 @@ def test_a_fakes_only_source_passes_when_its_processing_matches_the_reals():
 
 
 @pytest.mark.parametrize('processing, named', [('jpeg', 'jpeg_history'), ('size', 'size')])
-def test_a_fakes_only_source_is_refused_when_only_its_processing_differs(processing, named):
+@pytest.mark.parametrize('with_reference', [False, True])
+def test_a_fakes_only_source_is_refused_when_only_its_processing_differs(processing, named,
+                                                                         with_reference):
+  # Without a reference ('studio' is the only two-class source and the pools leave it out)
+  # the bound is max_probe_auc; beside two two-class collections, the reference's.
   config = SourceShortcutConfig(max_examples_per_source=60)
-  report = shortcut.check_source_shortcut(_records(_with_fakes_only_source(processing)), config)
+  examples = (_three_collections if with_reference else _with_fakes_only_source)(processing)
+  report = shortcut.check_source_shortcut(_records(examples), config)
   [row] = report['single_class_sources']
+  assert (row['reference'] is not None) == with_reference, row
   assert row['status'] == shortcut.PROCESSING_DIFFERS, row
-  assert row['auc_by_features'][named] > config.max_probe_auc
+  assert row['auc_by_features'][named] > row['needed'] >= config.max_probe_auc
   assert named in row['case']
   assert not report['passed']
   assert any("source(s) ['sdfd'] that have no real examples, and their processing differs"
@@ -331,3 +338,82 @@ def test_the_shared_jpeg_generation_matches_a_downsized_fakes_only_source_to_jpe
   [row] = shared['single_class_sources']
   assert row['status'] == shortcut.PROCESSING_MATCHED, row
   assert shared['passed'], shared['findings']
+
+
+# ------------------------------- the reference: a collection whose classes share processing
+
+
+def _collection(i: int, blur: float, label: int, source: str,
+                processing: str = 'matched') -> tf.train.Example:
+  """A texture of one collection (its own blur: content statistics a source's photos share),
+  processed like every other source (`processing` 'matched') or with one planted difference
+  as `_fakes_only`'s ('jpeg': quality 30 first; 'size': twice as large in its source)."""
+  side = SIDE * 2 if processing == 'size' else SIDE
+  pixels = np.random.RandomState(70000 + i).randint(0, 255, (side, side), dtype=np.uint8)
+  image = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(blur * side / SIDE))
+  image = image.convert('RGB')
+  if processing == 'size':
+    image = image.resize((SIDE, SIDE), Image.BILINEAR)
+  if processing == 'jpeg':
+    image = Image.open(io.BytesIO(_encode(image, 30)))
+  record = InputRecord(path='', source=source, image_id=f'{source}-{i:05d}', label=label,
+                       split='')
+  return make_example(record, _encode(image, 95), face_size=side)
+
+
+def _three_collections(processing: str, n: int = 60):
+  """'studio' (blur 2.0) and 'other' (2.4) hold both classes; 'sdfd' (2.65) only fakes.
+
+  Every image gets the same final JPEG at 95: the collections differ in content only,
+  and the JPEG-history features read that too (studio's reals against other's fakes:
+  AUC 0.93; sdfd against the reals pooled: 0.88, over max_probe_auc 0.8).
+  """
+  examples = []
+  for k in range(n):
+    examples += [_collection(k, 2.0, REAL, 'studio'), _collection(1000 + k, 2.0, FAKE, 'studio'),
+                 _collection(2000 + k, 2.4, REAL, 'other'),
+                 _collection(3000 + k, 2.4, FAKE, 'other'),
+                 _collection(4000 + k, 2.65, FAKE, 'sdfd', processing)]
+  return examples
+
+
+def test_a_fakes_only_collection_processed_alike_passes_beside_an_equally_distinct_one():
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(_records(_three_collections('matched')), config)
+  [row] = report['single_class_sources']
+  # Above the bound alone (the rule without a reference would stop it) ...
+  assert row['auc'] > config.max_probe_auc, row
+  assert row['status'] == shortcut.PROCESSING_MATCHED and row['margin'] > 0, row
+  # ... and no further from the reals than a collection whose classes share processing.
+  assert {(r['source'], r['class']) for r in row['references']} == {
+      ('studio', 'real'), ('studio', 'fake'), ('other', 'real'), ('other', 'fake')}
+  reference = min(row['references'], key=lambda r: r['auc'])
+  assert row['reference']['auc'] == reference['auc'] > config.max_probe_auc
+  assert row['verdict'].startswith(f"sdfd (fakes only) against the reals: {row['auc']:.2f}; "
+                                   f"{reference['source']}'s {reference['class']}s against "
+                                   f"the other {reference['against']}s")
+  assert 'processing matched' in row['verdict']
+  assert report['passed'], report['findings']
+
+
+def test_the_rule_against_a_reference():
+  """needed_auc: no reference, a reference + z SE, and its bounds on either side."""
+  config = SourceShortcutConfig()
+  assert shortcut.needed_auc(0.02, None, config) == config.max_probe_auc
+  # 0.8 + 1.645 x the SE of the difference, sqrt(0.02^2 + 0.02^2).
+  assert shortcut.needed_auc(0.02, {'auc': 0.8, 'se': 0.02}, config) == pytest.approx(
+      0.8 + 1.645 * np.hypot(0.02, 0.02))
+  assert shortcut.needed_auc(0.0, {'auc': 0.6, 'se': 0.01}, config) == config.max_probe_auc
+  assert shortcut.needed_auc(0.0, {'auc': 0.99, 'se': 0.01}, config) == config.max_one_class_auc
+
+  rng = np.random.RandomState(0)
+  apart = rng.normal(4.0, 1.0, (60, 5)).astype(np.float32), rng.normal(0, 1, (60, 5))
+  without = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config)
+  assert without['auc'] == 1.0 and without['status'] == shortcut.PROCESSING_DIFFERS
+  assert 'no source in the split holds both classes' in without['verdict']
+  # A reference the features cannot go above leaves the judgement to the one-class bound.
+  reference = {'source': 'k140', 'class': 'real', 'against': 'fake', 'auc': 0.995, 'se': 0.004,
+               'probed': [60, 60]}
+  far = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config, [reference])
+  assert far['status'] == shortcut.PROCESSING_DIFFERS and far['needed'] == 0.9
+  assert 'which judges' in far['finding']

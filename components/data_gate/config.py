@@ -15,6 +15,16 @@ class SourceShortcutConfig:
   # FairFace vs FFHQ reals after plain ingestion: 0.996
   # (docs/training_and_quality.md, "The source shortcut").
   max_probe_auc: float = 0.8
+  # A source of one class only: its processing differs when its probe AUC against the other
+  # class is above max_probe_auc and above the split's own reference (the least separable
+  # source holding both classes, its classes probed across: another collection, the same
+  # processing) by more than reference_z standard errors of the difference (Hanley-McNeil;
+  # 1.645: one-sided 95%), or above max_one_class_auc whatever the reference. 0.9: the
+  # untouched one-class sources of the shared data reach 0.87, planted processing
+  # differences 0.91-1.00 (bench/gate_rule.py; docs/detection_quality.md, "A reference
+  # the run measures").
+  reference_z: float = 1.645
+  max_one_class_auc: float = 0.9
   # A separable pair is a label shortcut only when the sources' shares of fakes differ by
   # more than this; equal shares make "looks like this source" useless as a label.
   max_fake_share_gap: float = 0.1

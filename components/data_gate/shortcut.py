@@ -37,10 +37,25 @@ class's examples (all sources pooled), on processing features only
 (`processing_features`): the size the face had in its source (`face_size`)
 and the JPEG history left in the stored image (blockiness on the 8x8 grid,
 and the error of re-encoding at a ladder of qualities, whose shape shows an
-earlier compression: Farid's "JPEG ghosts"). At most `max_probe_auc` the
-source's processing matches the other class's (`processing_matched`: no
-finding); above it the report names which processing differs
-(`processing_differs`, a finding). A size of 0 (align 'none' records none) is
+earlier compression: Farid's "JPEG ghosts").
+
+These features read each collection's own history too (its files' JPEG
+quality, the padding and sharpness its alignment leaves), not only processing
+linked to the class: on the shared data a collection whose two classes share
+processing exactly (k140's reals against the other fakes) scores 0.85-0.86.
+So the run measures what being another collection costs, as a reference
+(`two_class_references`): every source holding both classes, its examples of
+one class against the other class's other sources pooled, both directions, the
+source being judged left out. The one-class source's processing differs
+(`processing_differs`, a finding naming `size` and/or `jpeg_history`) when its
+AUC is above the lowest reference by more than `reference_z` standard errors
+of the difference (Hanley-McNeil), that threshold kept within
+[`max_probe_auc`, `max_one_class_auc`] (0.8, 0.9); otherwise
+`processing_matched` (no finding). With no two-class source in the split, the
+threshold is `max_probe_auc`. The bench of the rule and its alternatives:
+bench/gate_rule.py, docs/detection_quality.md ("A reference the run
+measures"). Each row's `verdict` names its AUC, the reference and the AUC
+above which it would differ. A size of 0 (align 'none' records none) is
 not a size: the size feature is left out then, and the row says so.
 
 Too few examples to estimate a pair's AUC is reported as insufficient
@@ -79,6 +94,11 @@ def check_config(config: SourceShortcutConfig, where: str = 'validation.source_s
                       f'got {config.on_shortcut!r}')
   if not 0.5 <= config.max_probe_auc <= 1.0:
     raise ConfigError(f'{where}.max_probe_auc: must be in [0.5, 1], got {config.max_probe_auc}')
+  if config.reference_z < 0:
+    raise ConfigError(f'{where}.reference_z: must be >= 0, got {config.reference_z}')
+  if not config.max_probe_auc <= config.max_one_class_auc <= 1.0:
+    raise ConfigError(f'{where}.max_one_class_auc: must be in [max_probe_auc '
+                      f'({config.max_probe_auc}), 1], got {config.max_one_class_auc}')
   if not 0.0 <= config.max_fake_share_gap <= 1.0:
     raise ConfigError(f'{where}.max_fake_share_gap: must be in [0, 1], got '
                       f'{config.max_fake_share_gap}')
@@ -240,32 +260,38 @@ def _featurize(samples: Sequence[Sample],
   return np.stack(rows) if rows else np.zeros((0, width), np.float32)
 
 
-def _interleave(groups: Sequence[Sequence[Sample]], limit: int) -> List[Sample]:
-  """Up to `limit` samples taking from each group in turn (every source of a class shares)."""
-  out: List[Sample] = []
+def _interleave(groups: Sequence[Sequence], limit: int) -> List:
+  """Up to `limit` items taking from each group in turn (every source of a class shares)."""
+  out: List = []
   for i in range(max((len(g) for g in groups), default=0)):
     out += [g[i] for g in groups if i < len(g)]
   return out[:limit]
 
 
-def single_class_source(label_name: str, source: str, other: str,
-                        own: Sequence[Sample], others: Sequence[Sample],
-                        config: SourceShortcutConfig) -> Dict[str, object]:
-  """One row: a source of one class only against the other class, on processing features.
+def hanley_mcneil_se(auc: float, n_a: int, n_b: int) -> float:
+  """Standard error of a ROC AUC from the two sample sizes (Hanley & McNeil, Radiology 1982).
 
-  `status`: PROCESSING_MATCHED (the separation is the detection task),
-  PROCESSING_DIFFERS (a finding, with `finding`) or INSUFFICIENT.
+  Raises:
+    ValueError: a sample size under 1.
   """
-  x_own = _featurize(own, processing_features, 5)
-  x_other = _featurize(others, processing_features, 5)
-  row: Dict[str, object] = {'class': label_name, 'source': source, 'against': other,
-                            'probed': [len(x_own), len(x_other)], 'auc': None}
+  if min(n_a, n_b) < 1:
+    raise ValueError(f'hanley_mcneil_se: sample sizes must be >= 1, got {n_a} and {n_b}')
+  q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+  variance = (auc * (1.0 - auc) + (n_a - 1) * (q1 - auc * auc)
+              + (n_b - 1) * (q2 - auc * auc)) / (n_a * n_b)
+  return float(np.sqrt(max(variance, 0.0)))
+
+
+def processing_probe(x_own: np.ndarray, x_other: np.ndarray,
+                     config: SourceShortcutConfig) -> Dict[str, object]:
+  """The probe on processing features ([n, 5] each), own against other: a row's measures.
+
+  Returns {'probed': [own, other] rows, 'auc': best of the feature sets (None under
+  `min_examples_per_source` a side), 'auc_by_features', 'se' (Hanley-McNeil of 'auc'),
+  and 'size' where the source size is left out (a face_size of 0)}.
+  """
+  row: Dict[str, object] = {'probed': [len(x_own), len(x_other)], 'auc': None}
   if min(len(x_own), len(x_other)) < config.min_examples_per_source:
-    row['status'] = INSUFFICIENT
-    row['finding'] = (f'{label_name} source {source} (no {other} examples of its own): fewer '
-                      f'than {config.min_examples_per_source} readable examples of it or of '
-                      f'the {other} class ({len(x_own)} and {len(x_other)}), so the probe '
-                      'cannot tell whether their processing matches (insufficient evidence)')
     return row
   sets = dict(PROCESSING_SETS)
   if not (x_own[:, 0].all() and x_other[:, 0].all()):
@@ -276,20 +302,137 @@ def single_class_source(label_name: str, source: str, other: str,
                                                   config.folds, config.seed), 4)
                             for name, columns in sets.items()}
   row['auc'] = max(row['auc_by_features'].values())
-  if row['auc'] <= config.max_probe_auc:
+  row['se'] = round(hanley_mcneil_se(row['auc'], len(x_own), len(x_other)), 4)
+  return row
+
+
+def _class_label(label_name: str) -> int:
+  return next(label for label, name in features.LABEL_NAMES.items() if name == label_name)
+
+
+Processed = Mapping[Tuple[int, str], np.ndarray]  # (label, source) -> processing_features rows
+
+
+def _pooled(by_class: Mapping[str, Mapping[str, int]], processed: Processed, label_name: str,
+            config: SourceShortcutConfig, without: Sequence[str] = ()) -> np.ndarray:
+  """The class's sources but `without`, their rows taken in turn (every source shares),
+  up to `max_examples_per_source` in all."""
+  label = _class_label(label_name)
+  groups = [processed[(label, s)] for s in sorted(by_class.get(label_name, {}))
+            if s not in without]
+  rows = _interleave(groups, config.max_examples_per_source)
+  return np.stack(rows) if rows else np.zeros((0, 5), np.float32)
+
+
+def two_class_references(by_class: Mapping[str, Mapping[str, int]], processed: Processed,
+                         config: SourceShortcutConfig, judged: str) -> List[Dict[str, object]]:
+  """What being another collection costs on the processing features, measured in the split.
+
+  For every source holding both classes (`min_examples_per_source` of each), its
+  examples of one class against the other class's other sources pooled, in both
+  directions, with `processing_probe`: a collection compared across the classes
+  where class and processing are not linked inside it, so its AUC is what a
+  collection's own history gives. The one-class source being `judged` is left out
+  of the pools (it must not be its own reference); rows without an AUC (too few
+  examples in a pool) are left out.
+  """
+  rows = []
+  real, fake = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE]
+  for source in sorted(set(by_class.get(real, {})) & set(by_class.get(fake, {}))):
+    if min(by_class[real][source], by_class[fake][source]) < config.min_examples_per_source:
+      continue
+    for this, other in ((real, fake), (fake, real)):
+      row = dict(processing_probe(processed[(_class_label(this), source)],
+                                  _pooled(by_class, processed, other, config, (source, judged)),
+                                  config), source=source, **{'class': this, 'against': other})
+      if row['auc'] is not None:
+        rows.append(row)
+  return rows
+
+
+def needed_auc(se: float, reference, config: SourceShortcutConfig) -> float:
+  """The probe AUC above which a one-class source's processing differs.
+
+  Args:
+    se: the source's row's standard error (`processing_probe`'s 'se').
+    reference: a `two_class_references` row (its 'auc' and 'se'), or None.
+    config: `max_probe_auc`, `reference_z`, `max_one_class_auc`.
+
+  Returns:
+    `max_probe_auc` without a reference; else reference AUC + `reference_z` x the
+    standard error of the difference of the two AUCs (the root of the summed
+    variances: the two probes share part of a pooled class, a covariance left out),
+    at least `max_probe_auc` and at most `max_one_class_auc`.
+  """
+  if reference is None:
+    return config.max_probe_auc
+  above = reference['auc'] + config.reference_z * float(np.hypot(se, reference['se']))
+  return max(config.max_probe_auc, min(above, config.max_one_class_auc))
+
+
+def _reference_text(reference: Mapping[str, object]) -> str:
+  return (f"{reference['source']}'s {reference['class']}s against the other "
+          f"{reference['against']}s (a collection whose classes share processing): "
+          f"{reference['auc']:.2f}")
+
+
+def single_class_source(label_name: str, source: str, other: str,
+                        x_own: np.ndarray, x_other: np.ndarray,
+                        config: SourceShortcutConfig,
+                        references: Sequence[Mapping[str, object]] = ()) -> Dict[str, object]:
+  """One row: a source of one class only against the other class, on processing features.
+
+  The row's AUC is judged against `references` (`two_class_references`: the lowest,
+  the least separable collection whose classes share processing): processing
+  differs above `needed_auc` (above `max_probe_auc` and the reference by more than
+  `reference_z` standard errors of the difference, or above `max_one_class_auc`).
+  Without a reference, `max_probe_auc` alone.
+
+  `status`: PROCESSING_MATCHED (the separation is the detection task),
+  PROCESSING_DIFFERS (a finding, with `finding`) or INSUFFICIENT; `verdict` names
+  what was compared.
+  """
+  only = f'{label_name}s only'
+  row: Dict[str, object] = dict({'class': label_name, 'source': source, 'against': other},
+                                **processing_probe(x_own, x_other, config))
+  if row['auc'] is None:
+    row['status'] = INSUFFICIENT
+    row['finding'] = (f'{label_name} source {source} (no {other} examples of its own): fewer '
+                      f'than {config.min_examples_per_source} readable examples of it or of '
+                      f"the {other} class ({row['probed'][0]} and {row['probed'][1]}), so the "
+                      'probe cannot tell whether their processing matches (insufficient evidence)')
+    return row
+  compared = f"{source} ({only}) against the {other}s: {row['auc']:.2f}"
+  reference = min(references, key=lambda r: r['auc'], default=None)
+  row['needed'] = round(needed_auc(row['se'], reference, config), 4)
+  if reference is None:
+    row['reference'] = None
+    compared += (f'; no source in the split holds both classes, so no reference: '
+                 f'bound {config.max_probe_auc:g}')
+  else:
+    row['reference'] = {key: reference[key] for key in ('source', 'class', 'against', 'auc',
+                                                        'se', 'probed')}
+    compared += f'; {_reference_text(reference)}'
+    if row['needed'] == config.max_one_class_auc:
+      compared += (f' (+ {config.reference_z:g} SE is above the one-class bound '
+                   f'{config.max_one_class_auc:g}, which judges)')
+  row['margin'] = round(row['needed'] - row['auc'], 4)  # negative: processing differs
+  if row['auc'] <= row['needed']:
     row['status'] = PROCESSING_MATCHED
     row['case'] = (f'separable from the {other} class by design (the detection task); its '
                    'processing (source size, JPEG history) matches theirs')
+    row['verdict'] = f"{compared}; processing matched (differs above {row['needed']:.3f})"
     return row
   differs = [name for name in ('size', 'jpeg_history')
-             if row['auc_by_features'].get(name, 0.0) > config.max_probe_auc] or ['together']
+             if row['auc_by_features'].get(name, 0.0) > row['needed']] or ['together']
   row['status'] = PROCESSING_DIFFERS
   row['case'] = f"processing differs from the {other} class: {', '.join(differs)}"
+  row['verdict'] = (f"{compared}; processing differs ({', '.join(differs)}: above "
+                    f"{row['needed']:.3f})")
   row['finding'] = (
       f'{label_name} examples come from source(s) [{source!r}] that have no {other} examples, '
-      f"and their processing differs from the {other} examples' ({', '.join(differs)}: a "
-      f"probe on processing features tells them apart with AUC {row['auc']:.3f} > "
-      f"{config.max_probe_auc:g}, {row['auc_by_features']}): a model can learn \"processed "
+      f"and their processing differs from the {other} examples' ({row['verdict']}; "
+      f"{row['auc_by_features']}): a model can learn \"processed "
       f'like {source} -> {label_name}"; prepare both classes alike (same source size, same '
       f'JPEG history), or give {source} role: audit')
   return row
@@ -309,20 +452,27 @@ def single_class_rows(by_class: Mapping[str, Mapping[str, int]],
                                                              List[Dict[str, object]]]:
   """The `missing_sources` rows and a `single_class_source` row per one-class source.
 
-  Each one-class source is probed against the other class's sources pooled:
-  their samples taken in turn, up to `max_examples_per_source` in all.
+  Each one-class source is probed against the other class's sources pooled
+  (their samples taken in turn, up to `max_examples_per_source` in all), and
+  judged against the `two_class_references` measured without it (each row's
+  `references`).
   """
   missing_rows, rows = [], []
   real, fake = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE]
+  processed = None  # featurized once, only where a one-class source needs it
   for this, other in ((real, fake), (fake, real)):
     lacking = sorted(set(by_class.get(this, {})) - set(by_class.get(other, {})))
     if lacking and by_class.get(other):
       missing_rows.append({'class': this, 'sources': lacking, 'missing_from': other})
-      other_label = features.FAKE if other == fake else features.REAL
-      others = _interleave([samples[(other_label, s)] for s in sorted(by_class[other])],
-                           config.max_examples_per_source)
-      rows += [single_class_source(this, source, other, samples[(1 - other_label, source)],
-                                   others, config) for source in lacking]
+      if processed is None:
+        processed = {key: _featurize(sample, processing_features, 5)
+                     for key, sample in samples.items()}
+      x_other = _pooled(by_class, processed, other, config)
+      for source in lacking:
+        references = two_class_references(by_class, processed, config, judged=source)
+        row = single_class_source(this, source, other, processed[(_class_label(this), source)],
+                                  x_other, config, references)
+        rows.append(dict(row, references=references))
   return missing_rows, rows
 
 
@@ -393,6 +543,7 @@ def check_source_shortcut(records: Iterable[Mapping[str, object]],
                           f'{config.max_fake_share_gap:g}): the source is learnable as a label')
       pairs.append(row)
   return {'split': config.split, 'max_probe_auc': config.max_probe_auc,
+          'reference_z': config.reference_z, 'max_one_class_auc': config.max_one_class_auc,
           'on_shortcut': config.on_shortcut, 'sources_by_class': by_class,
           'disjoint': disjoint, 'missing_sources': missing_rows,
           'single_class_sources': single_class, 'pairs': pairs,
