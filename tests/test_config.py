@@ -95,6 +95,8 @@ def test_the_clip_generalisation_config_loads_with_its_training_and_audit_source
       'fairface': 'audit', 'gan_faces': 'train', 'k140': 'train', 'sdfd': 'train',
       'utkface': 'train'}
   assert by_name['sdfd'].demographics == 'prompted'
+  # Its own shares: the gate's labelled test fakes (docs/detection_quality.md, "SDFD's test share").
+  assert config.ingest.split_fractions(by_name['sdfd']) == (0.07, 0.6)
   assert by_name['gan_faces'].align == by_name['k140'].align == 'none'
   # The shared JPEG generation that matches SDFD's processing to the reals' (DataGate).
   assert config.ingest.face.shared_jpeg_quality == 88

@@ -76,7 +76,11 @@ class InputRecord:
 
 
 def hash_split(image_id: str, eval_fraction: float, test_fraction: float) -> str:
-  """Deterministic split from the image id, stable across runs and machines."""
+  """Deterministic split from the image id, stable across runs and machines.
+
+  Nested: test is the hash below `test_fraction`, so an image in test stays in test at
+  any larger test_fraction; a larger share takes its extra images from eval and train.
+  """
   bucket = unit_hash(image_id)
   if bucket < test_fraction:
     return features.TEST
@@ -304,7 +308,7 @@ def list_inputs(config: IngestConfig) -> List[InputRecord]:
         record = dataclasses.replace(record, split=features.TEST)
       if not record.split:
         record = dataclasses.replace(
-            record, split=hash_split(record.image_id, config.eval_fraction, config.test_fraction))
+            record, split=hash_split(record.image_id, *config.split_fractions(source)))
       if record.image_id in seen:  # keep the first, account for the others
         problem = f'{DUPLICATE_ID} (first: {seen[record.image_id]})'
         record = dataclasses.replace(record, problem='; '.join(filter(None, [record.problem,
