@@ -52,10 +52,18 @@ AUC is above the lowest reference by more than `reference_z` standard errors
 of the difference (Hanley-McNeil), that threshold kept within
 [`max_probe_auc`, `max_one_class_auc`] (0.8, 0.9); otherwise
 `processing_matched` (no finding). With no two-class source in the split, the
-threshold is `max_probe_auc`. The bench of the rule and its alternatives:
-bench/gate_rule.py, docs/detection_quality.md ("A reference the run
-measures"). Each row's `verdict` names its AUC, the reference and the AUC
-above which it would differ. A size of 0 (align 'none' records none) is
+threshold is `max_probe_auc`.
+
+A collection's own history can hide a JPEG history that differs under that
+threshold (SDFD with no shared JPEG generation against the gan_faces reals:
+0.87-0.90). So a row above `max_probe_auc` is probed again on
+processing-matched copies of the same samples of both sides, same folds
+(`matched_copy`: reduced to 101 px and back, one fresh JPEG generation at 75):
+processing differs, naming `jpeg_history`, when the copies lower its AUC by
+more than `max_copies_drop` (0.1; SDFD untreated: to 0.63-0.68). The bench of
+the rule and its alternatives: bench/gate_rule.py, docs/detection_quality.md
+("A reference the run measures"). Each row's `verdict` names its AUC, the
+reference, the copies' AUC and the AUC above which it would differ. A size of 0 (align 'none' records none) is
 not a size: the size feature is left out then, and the row says so.
 
 Too few examples to estimate a pair's AUC is reported as insufficient
