@@ -472,8 +472,9 @@ def test_copies_leave_a_fakes_only_collection_processed_alike_passing(monkeypatc
   report = shortcut.check_source_shortcut(_records(_three_collections('matched')), config)
   [row] = report['single_class_sources']
   assert row['auc'] > config.max_probe_auc, row  # so the gate probes its copies
-  # Copies of the same samples: sdfd's 60 and the reals pooled (studio's and other's 60 each).
-  assert row['copies']['probed'] == row['probed'] and len(copied) == 180
+  # Copies of the rows probed only: sdfd's 60, and the 60 reals the pool takes (30 of
+  # studio's 60, 30 of other's).
+  assert row['copies']['probed'] == row['probed'] == [60, 60] and len(copied) == 120
   assert row['copies']['drop'] <= config.max_copies_drop, row
   assert row['status'] == shortcut.PROCESSING_MATCHED and report['passed'], row
 

@@ -518,7 +518,8 @@ def single_class_rows(by_class: Mapping[str, Mapping[str, int]],
   (their samples taken in turn, up to `max_examples_per_source` in all), and
   judged against the `two_class_references` measured without it (each row's
   `references`) and, above `max_probe_auc`, on `matched_copy` of the same samples
-  (made once per class and source, only where a row needs them).
+  (made once per class and source, only where a row needs them and only of the rows
+  it probes).
   """
   missing_rows, rows = [], []
   real, fake = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE]
@@ -526,13 +527,19 @@ def single_class_rows(by_class: Mapping[str, Mapping[str, int]],
   copied: Dict[Tuple[int, str], np.ndarray] = {}  # the same for copies, where a row needs them
 
   def copies(this: str, source: str, other: str) -> Tuple[np.ndarray, np.ndarray]:
-    """The processing features of the copies of `source`'s sample and of `other` pooled."""
-    keys = [(_class_label(this), source)] + [(_class_label(other), s) for s in by_class[other]]
-    for key in keys:
-      if key not in copied:
-        copied[key] = _featurize(samples[key], lambda image, size: processing_features(
-            matched_copy(image), size), 5)
-    return copied[keys[0]], _pooled(by_class, copied, other, config)
+    """The processing features of the copies of `source`'s sample and of `other` pooled:
+    only the rows the pool takes are copied (`_interleave` of the originals' rows)."""
+    own, label = (_class_label(this), source), _class_label(other)
+    taken = _interleave([[s] * len(processed[(label, s)]) for s in sorted(by_class[other])],
+                        config.max_examples_per_source)
+    needed = {own: len(processed[own])}
+    needed.update({(label, s): taken.count(s) for s in by_class[other]})
+    for key, rows in needed.items():
+      if len(copied.get(key, ())) < rows:
+        unreadable = len(samples[key]) - len(processed[key])  # left out of both (_featurize)
+        copied[key] = _featurize(samples[key][:rows + unreadable], lambda image, size: (
+            processing_features(matched_copy(image), size)), 5)[:rows]
+    return copied[own], _pooled(by_class, copied, other, config)
 
   for this, other in ((real, fake), (fake, real)):
     lacking = sorted(set(by_class.get(this, {})) - set(by_class.get(other, {})))
