@@ -63,8 +63,9 @@ processing differs, naming `jpeg_history`, when the copies lower its AUC by
 more than `max_copies_drop` (0.1; SDFD untreated: to 0.63-0.68). The bench of
 the rule and its alternatives: bench/gate_rule.py, docs/detection_quality.md
 ("A reference the run measures"). Each row's `verdict` names its AUC, the
-reference, the copies' AUC and the AUC above which it would differ. A size of 0 (align 'none' records none) is
-not a size: the size feature is left out then, and the row says so.
+reference, the copies' AUC and the AUC above which it would differ. A size of
+0 (align 'none' records none) is not a size: the size feature is left out
+then, and the row says so.
 
 Too few examples to estimate a pair's AUC is reported as insufficient
 evidence, which is never a pass.
@@ -74,7 +75,7 @@ import hashlib
 import heapq
 import io
 import itertools
-from typing import Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -422,7 +423,7 @@ def single_class_source(label_name: str, source: str, other: str,
                         x_own: np.ndarray, x_other: np.ndarray,
                         config: SourceShortcutConfig,
                         references: Sequence[Mapping[str, object]] = (),
-                        copies: Callable[[], Tuple[np.ndarray, np.ndarray]] = None
+                        copies: Optional[Callable[[], Tuple[np.ndarray, np.ndarray]]] = None
                         ) -> Dict[str, object]:
   """One row: a source of one class only against the other class, on processing features.
 
@@ -467,7 +468,7 @@ def single_class_source(label_name: str, source: str, other: str,
   row['copies'] = None
   if copies is not None and row['auc'] > config.max_probe_auc and config.max_copies_drop < 1:
     row['copies'] = processing_probe(*copies(), config)
-    if row['copies']['auc'] is not None:  # else too few copies decoded: the bound judges
+    if row['copies']['auc'] is not None:  # else too few copies decoded: the threshold judges
       row['copies']['drop'] = round(row['auc'] - row['copies']['auc'], 4)
       compared += (f"; on copies with one fresh JPEG generation {row['copies']['auc']:.2f} "
                    f"(drop {row['copies']['drop']:.2f})")
