@@ -12,10 +12,11 @@ subsamples), without changing the gate:
 * original: the gate's probe on the examples as ingestion writes them under a
   treatment (`--treatments`, processing_match's candidates, e.g. q88, none);
 * copies: the same probe on processing-matched copies of every example, both
-  classes alike: the stored image decoded, reduced to `r` px (box) and back
-  (bicubic: a non-integer resample, so no earlier 8x8 grid survives), then one
-  JPEG generation at quality `q` (`--copies`, names `r<r>q<q>`). A difference
-  the copies erase is processing; one that survives is content (collection).
+  classes alike, made by the gate's `shortcut.matched_copy`: the stored image
+  decoded, reduced to `r` px (box) and back (bicubic: a non-integer resample, so
+  no earlier 8x8 grid survives), then one JPEG generation at quality `q`
+  (`--copies`, names `r<r>q<q>`; the gate's own: r101q75). A difference the
+  copies erase is processing; one that survives is content (collection).
 
 Cases, each under every treatment: `as_is`; planted processing differences on
 one source only, applied to its aligned faces before the treatment (what a
@@ -31,8 +32,10 @@ AUC: `bound_0.8` (max_probe_auc alone), `bound_0.9`, `ref_min_z` (above the boun
 and the lowest reference + reference_z SE of the difference; a reference with no
 room below 1: insufficient), `ref_like_z` (references of the source's own class),
 `ref_min_0.05` (lowest reference + 0.05), `ref_min_z_or_copies` (or a drop over
-0.1 on the copies above the bound), `gate` (shortcut.needed_auc: ref_min_z at
-most max_one_class_auc) and `gate_or_copies`. The table ends with each rule's
+max_copies_drop 0.1 on the copies above the bound: shortcut.copies_remove),
+`gate` (shortcut.needed_auc alone: ref_min_z at most max_one_class_auc, the gate
+without its copies) and `gate_or_copies`, the gate's rule (needed_auc, or
+copies_remove; the gate's rows carry their own r101q75 copies too, `copies`). The table ends with each rule's
 verdicts right where the truth is known and its smallest margin (the AUC's
 distance from the rule's threshold, on the right side).
 
@@ -48,7 +51,6 @@ import json
 import os
 import re
 import sys
-import types
 from typing import Any, Callable, Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,28 +115,21 @@ def case_faces(aligned: List[Dict[str, Any]], case: Dict[str, Any]) -> List[Dict
   return out
 
 
-def copy_params(base, name: str):
-  """`r<r>q<q>`: the treatment fields of a copy (resample to r and back, one JPEG at q)."""
+def copy_params(name: str) -> Tuple[int, int]:
+  """`r<r>q<q>`: shortcut.matched_copy's side and quality (resample to r and back, one JPEG
+  at q); the gate's own copies are r101q75 (shortcut.COPY_SIDE, COPY_QUALITY)."""
   match = re.fullmatch(r'r(\d+)q(\d+)', name)
   if not match:
     raise ValueError(f'--copies: expected r<side>q<quality>, got {name!r}')
-  return dataclasses.replace(base, crop_fraction=1.0, native_crop=False,
-                             resample_size=int(match.group(1)), shared_jpeg_quality=0,
-                             jpeg_quality=int(match.group(2)))
+  return int(match.group(1)), int(match.group(2))
 
 
-def copies(examples: List[Dict[str, Any]], params) -> List[Dict[str, Any]]:
-  """Every stored example re-prepared alike by `params` (pm.treat on the decoded image)."""
-  decoded = []
-  for example in examples:
-    with Image.open(io.BytesIO(example[features.IMAGE])) as image:
-      # The InputRecord fields pm.treat reads.
-      record = types.SimpleNamespace(label=example[features.LABEL],
-                                     source=example[features.SOURCE],
-                                     image_id=example[features.IMAGE_ID])
-      decoded.append(dict(record=record, aligned=image.convert('RGB'),
-                          face_size=example[features.FACE_SIZE]))
-  return pm.treat(decoded, params)
+def copies(examples: List[Dict[str, Any]], name: str) -> List[Dict[str, Any]]:
+  """Every stored example's image replaced by its shortcut.matched_copy (recipe `name`)."""
+  side, quality = copy_params(name)
+  return [dict(example, **{features.IMAGE: shortcut.matched_copy(example[features.IMAGE], side,
+                                                                 quality)})
+          for example in examples]
 
 
 def _verdict(auc: float, needed) -> Tuple[str, Any]:
@@ -160,10 +155,11 @@ def _uncapped(row, reference, config, margin=None):
 
 
 def _or_copies_drop(judge):
-  """`judge`, or above the bound with a drop over 0.1 on the copies (JPEG history)."""
+  """`judge`, or the gate's shortcut.copies_remove: above the bound with a drop over
+  max_copies_drop (0.1) on the copies (JPEG history)."""
   def judged(row, copy_auc, config):
     verdict, needed = judge(row, copy_auc, config)
-    if verdict != 'D' and row['auc'] > config.max_probe_auc and row['auc'] - copy_auc > 0.1:
+    if verdict != 'D' and shortcut.copies_remove(row['auc'], copy_auc, config):
       return 'D', needed
     return verdict, needed
   return judged
@@ -191,11 +187,11 @@ RULES: Dict[str, Callable[[Dict[str, Any], float, Any], Tuple[str, Any]]] = {
     # The lowest reference + a fixed 0.05.
     'ref_min_0.05': lambda row, copy_auc, config: _verdict(
         row['auc'], _uncapped(row, _lowest(row['references']), config, margin=0.05)),
-    # ref_min_z, or a drop over 0.1 on the copies above the bound (names jpeg_history).
+    # ref_min_z, or a drop over max_copies_drop on the copies above the bound (jpeg_history).
     'ref_min_z_or_copies': _or_copies_drop(_ref_min_z),
-    # The gate (shortcut.needed_auc): ref_min_z, at most max_one_class_auc (0.9).
+    # The gate without its copies (shortcut.needed_auc): ref_min_z, at most max_one_class_auc.
     'gate': _gate,
-    # The gate, or the copies' drop (a JPEG-history check the gate does not make).
+    # The gate as it judges (shortcut.needed_auc, or shortcut.copies_remove on r101q75).
     'gate_or_copies': _or_copies_drop(_gate),
 }
 
@@ -271,7 +267,8 @@ def _gate_config(summary: Dict[str, Any]) -> SourceShortcutConfig:
 def probe_rows(examples, gate_config, seeds) -> Dict[str, List[Dict[str, Any]]]:
   """{one-class source: the gate's row per subsample} (pm.probe at each seed)."""
   rows = {seed: pm.probe(examples, gate_config, seed) for seed in seeds}
-  keep = ('class', 'auc', 'se', 'probed', 'status', 'needed', 'reference', 'references')
+  keep = ('class', 'auc', 'se', 'probed', 'status', 'needed', 'reference', 'references',
+          'copies')
   return {source: [{k: rows[seed][source].get(k) for k in keep} for seed in seeds]
           for source in sorted(rows[seeds[0]])}
 
@@ -312,9 +309,7 @@ def main(argv=None) -> int:
              'rows': probe_rows(examples, gate_config, seeds), 'copies': {}}
       row['original'] = {source: [r['auc'] for r in rows] for source, rows in row['rows'].items()}
       for copy_name in args.copies.split(','):
-        row['copies'][copy_name] = aucs(copies(examples, copy_params(config.ingest.face,
-                                                                     copy_name)),
-                                        gate_config, seeds)
+        row['copies'][copy_name] = aucs(copies(examples, copy_name), gate_config, seeds)
       results.append(row)
       for source, original in row['original'].items():
         gate = row['rows'][source]

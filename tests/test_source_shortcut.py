@@ -134,7 +134,7 @@ def test_too_few_examples_is_insufficient_evidence_not_a_pass():
 @pytest.mark.parametrize('field,value', [('on_shortcut', 'ignore'), ('max_probe_auc', 0.4),
                                          ('folds', 1), ('min_examples_per_source', 3),
                                          ('max_fake_share_gap', 1.5), ('reference_z', -1.0),
-                                         ('max_one_class_auc', 0.7)])
+                                         ('max_one_class_auc', 0.7), ('max_copies_drop', 1.5)])
 def test_bad_config_names_the_field(field, value):
   config = dataclasses.replace(config_lib.ValidationConfig(), source_shortcut=dataclasses.replace(
       SourceShortcutConfig(), **{field: value}))
@@ -343,25 +343,30 @@ def test_the_shared_jpeg_generation_matches_a_downsized_fakes_only_source_to_jpe
 # ------------------------------- the reference: a collection whose classes share processing
 
 
+FIRST_JPEG = {'jpeg': 30, 'jpeg90': 90}  # processing -> quality of a JPEG generation before the last
+
+
 def _collection(i: int, blur: float, label: int, source: str,
-                processing: str = 'matched') -> tf.train.Example:
+                processing: str = 'matched', stored: int = SIDE) -> tf.train.Example:
   """A texture of one collection (its own blur: content statistics a source's photos share),
-  processed like every other source (`processing` 'matched') or with one planted difference
-  as `_fakes_only`'s ('jpeg': quality 30 first; 'size': twice as large in its source)."""
-  side = SIDE * 2 if processing == 'size' else SIDE
+  `stored` px, processed like every other source (`processing` 'matched') or with one planted
+  difference as `_fakes_only`'s ('jpeg': quality 30 first, 'jpeg90': 90 first; 'size': twice
+  as large in its source)."""
+  side = stored * 2 if processing == 'size' else stored
   pixels = np.random.RandomState(70000 + i).randint(0, 255, (side, side), dtype=np.uint8)
   image = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(blur * side / SIDE))
   image = image.convert('RGB')
   if processing == 'size':
-    image = image.resize((SIDE, SIDE), Image.BILINEAR)
-  if processing == 'jpeg':
-    image = Image.open(io.BytesIO(_encode(image, 30)))
+    image = image.resize((stored, stored), Image.BILINEAR)
+  if processing in FIRST_JPEG:
+    image = Image.open(io.BytesIO(_encode(image, FIRST_JPEG[processing])))
   record = InputRecord(path='', source=source, image_id=f'{source}-{i:05d}', label=label,
                        split='')
   return make_example(record, _encode(image, 95), face_size=side)
 
 
-def _three_collections(processing: str, n: int = 60):
+def _three_collections(processing: str, n: int = 60, stored: int = SIDE,
+                       sdfd_blur: float = 2.65):
   """'studio' (blur 2.0) and 'other' (2.4) hold both classes; 'sdfd' (2.65) only fakes.
 
   Every image gets the same final JPEG at 95: the collections differ in content only,
@@ -370,10 +375,11 @@ def _three_collections(processing: str, n: int = 60):
   """
   examples = []
   for k in range(n):
-    examples += [_collection(k, 2.0, REAL, 'studio'), _collection(1000 + k, 2.0, FAKE, 'studio'),
-                 _collection(2000 + k, 2.4, REAL, 'other'),
-                 _collection(3000 + k, 2.4, FAKE, 'other'),
-                 _collection(4000 + k, 2.65, FAKE, 'sdfd', processing)]
+    examples += [_collection(k, 2.0, REAL, 'studio', stored=stored),
+                 _collection(1000 + k, 2.0, FAKE, 'studio', stored=stored),
+                 _collection(2000 + k, 2.4, REAL, 'other', stored=stored),
+                 _collection(3000 + k, 2.4, FAKE, 'other', stored=stored),
+                 _collection(4000 + k, sdfd_blur, FAKE, 'sdfd', processing, stored)]
   return examples
 
 
@@ -417,3 +423,66 @@ def test_the_rule_against_a_reference():
   far = shortcut.single_class_source('fake', 'sdfd', 'real', *apart, config, [reference])
   assert far['status'] == shortcut.PROCESSING_DIFFERS and far['needed'] == 0.9
   assert 'which judges' in far['finding']
+
+
+# ------------------------------------------------------ processing-matched copies
+
+
+def test_a_jpeg_history_the_reference_passes_is_refused_by_the_copies_drop():
+  # 128 px crops, so the copies' 101 px is a reduction (as for the shared data's crops);
+  # sdfd holds other's content with one JPEG generation at 90 before the final one at 95.
+  # With max_one_class_auc 1 the reference judges alone, and it passes sdfd (AUC 1.00,
+  # threshold 1.00); the copies (one fresh generation for all) take it to 0.69.
+  config = SourceShortcutConfig(max_examples_per_source=60, max_one_class_auc=1.0)
+  examples = _three_collections('jpeg90', stored=128, sdfd_blur=2.4)
+  report = shortcut.check_source_shortcut(_records(examples), config)
+  [row] = report['single_class_sources']
+  assert row['auc'] <= row['needed'], row  # the rule without copies would pass it
+  assert row['copies']['drop'] > config.max_copies_drop, row
+  assert row['copies']['drop'] == pytest.approx(row['auc'] - row['copies']['auc'], abs=1e-4)
+  assert row['status'] == shortcut.PROCESSING_DIFFERS, row
+  assert 'jpeg_history' in row['case'] and 'the copies remove it' in row['case']
+  assert (f"on copies with one fresh JPEG generation {row['copies']['auc']:.2f}" in row['verdict']
+          and 'the difference was JPEG history' in row['verdict']), row['verdict']
+  assert not report['passed'] and report['max_copies_drop'] == 0.1
+  assert any("source(s) ['sdfd'] that have no real examples, and their processing differs"
+             in f for f in report['findings'])
+  # max_copies_drop 1 makes no copies: the same split passes, so the copies decided.
+  off = shortcut.check_source_shortcut(_records(examples),
+                                       dataclasses.replace(config, max_copies_drop=1.0))
+  [row] = off['single_class_sources']
+  assert row['copies'] is None and off['passed'], row
+
+
+def _counting_copies(monkeypatch):
+  """Counts the images `shortcut.matched_copy` copies (the real function still runs)."""
+  copied = []
+  real_copy = shortcut.matched_copy
+
+  def counting(image_bytes, *args, **kwargs):
+    copied.append(image_bytes)
+    return real_copy(image_bytes, *args, **kwargs)
+  monkeypatch.setattr(shortcut, 'matched_copy', counting)
+  return copied
+
+
+def test_copies_leave_a_fakes_only_collection_processed_alike_passing(monkeypatch):
+  copied = _counting_copies(monkeypatch)
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(_records(_three_collections('matched')), config)
+  [row] = report['single_class_sources']
+  assert row['auc'] > config.max_probe_auc, row  # so the gate probes its copies
+  # Copies of the rows probed only: sdfd's 60, and the 60 reals the pool takes (30 of
+  # studio's 60, 30 of other's).
+  assert row['copies']['probed'] == row['probed'] == [60, 60] and len(copied) == 120
+  assert row['copies']['drop'] <= config.max_copies_drop, row
+  assert row['status'] == shortcut.PROCESSING_MATCHED and report['passed'], row
+
+
+def test_a_row_at_or_below_max_probe_auc_makes_no_copies(monkeypatch):
+  copied = _counting_copies(monkeypatch)
+  config = SourceShortcutConfig(max_examples_per_source=60)
+  report = shortcut.check_source_shortcut(_records(_with_fakes_only_source('matched')), config)
+  [row] = report['single_class_sources']
+  assert row['auc'] <= config.max_probe_auc and row['copies'] is None, row
+  assert copied == [] and report['passed']

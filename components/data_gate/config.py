@@ -25,6 +25,13 @@ class SourceShortcutConfig:
   # the run measures").
   reference_z: float = 1.645
   max_one_class_auc: float = 0.9
+  # A one-class row above max_probe_auc is probed again on processing-matched copies of the
+  # same examples of both sides (shortcut.matched_copy: one fresh JPEG generation for all); a
+  # drop of the AUC by more than this is JPEG history, and the processing differs whatever
+  # the bound says. 0.1: the within-collection control (k140's reals alone) drops by
+  # 0.04-0.05, SDFD with no shared JPEG generation by 0.21-0.25 (bench/gate_rule.py, five
+  # subsamples). 1 turns the copies off (no drop can exceed it).
+  max_copies_drop: float = 0.1
   # A separable pair is a label shortcut only when the sources' shares of fakes differ by
   # more than this; equal shares make "looks like this source" useless as a label.
   max_fake_share_gap: float = 0.1
