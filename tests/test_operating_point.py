@@ -47,6 +47,20 @@ def test_ties_among_reals_only_lower_the_fpr():
   assert operating_point.measure(labels, scores, threshold, 'target_fpr', 0.2, 'e').fpr == 0.0
 
 
+def test_tpr_at_fpr_is_zero_when_saturated_reals_exceed_the_target():
+  # 20 of 100 reals and every fake at P(fake) 1.0 (float32 sigmoid saturation): the
+  # threshold's ceiling 0.999999 lies under those reals (FPR 0.2), so no threshold in
+  # (0, 1) keeps the FPR at 0.05 and the ROC's TPR there is 0, not 1.
+  labels = [0] * 100 + [1] * 100
+  scores = [1.0] * 20 + [0.1] * 80 + [1.0] * 100
+  assert operating_point.tpr_at_fpr(labels, scores, 0.05) == 0.0
+  point = operating_point.measure(labels, scores, 0.5, 'explicit', 0.05, 'eval')
+  assert point.tpr_at_fpr == {'0.01': 0.0, '0.05': 0.0}
+  # Unsaturated, the same reals leave the TPR as before: 5 reals allowed above 0.9.
+  scores = [0.95] * 5 + [0.1] * 95 + [0.99] * 100
+  assert operating_point.tpr_at_fpr(labels, scores, 0.05) == 1.0
+
+
 def test_explicit_threshold_overrides_and_bad_inputs_are_named():
   point = operating_point.choose([0, 1], [0.2, 0.7], target_fpr=0.05, decision_threshold=0.3)
   assert point.decision_threshold == 0.3 and point.chosen_by == 'explicit'

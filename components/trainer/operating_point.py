@@ -83,12 +83,21 @@ def threshold_for_fpr(labels: Sequence[int], scores: Sequence[float], target_fpr
 
 def tpr_at_fpr(labels: Sequence[int], scores: Sequence[float], target_fpr: float
                ) -> Optional[float]:
-  """Share of fakes (label 1) at or above `threshold_for_fpr`; None without both classes."""
+  """Share of fakes (label 1) at or above `threshold_for_fpr`; None without both classes.
+
+  0.0 when more than `target_fpr` of the reals score at or above that threshold:
+  reals at P(fake) 1.0 (a saturated float32 sigmoid) sit above the threshold's
+  ceiling, and only a threshold above 1.0, which no fake reaches, keeps the FPR
+  at the target.
+  """
   labels = np.asarray(labels).astype(int).reshape(-1)
   scores = np.asarray(scores, dtype=np.float64).reshape(-1)
   if not ((labels == 0).any() and (labels == 1).any()):
     return None
-  return float((scores[labels == 1] >= threshold_for_fpr(labels, scores, target_fpr)).mean())
+  threshold = threshold_for_fpr(labels, scores, target_fpr)
+  if (scores[labels == 0] >= threshold).mean() > target_fpr + 1e-9:
+    return 0.0
+  return float((scores[labels == 1] >= threshold).mean())
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> Optional[float]:
