@@ -454,6 +454,22 @@ def test_a_jpeg_history_the_reference_passes_is_refused_by_the_copies_drop():
   assert row['copies'] is None and off['passed'], row
 
 
+def test_copies_survive_a_source_of_the_pooled_class_with_no_readable_image():
+  # A reals source whose every stored image is unreadable adds no row to the pool; the
+  # copies of the pool must do without it too, not fail on it (the gate's other rows
+  # still name it: too few readable examples, insufficient evidence).
+  config = SourceShortcutConfig(max_examples_per_source=60, max_one_class_auc=1.0)
+  records = list(_records(_three_collections('jpeg90', stored=128, sdfd_blur=2.4)))
+  records += [{features.LABEL: REAL, features.IMAGE: b'not an image', features.SOURCE: b'broken',
+               features.IMAGE_ID: f'broken-{i}'.encode(), features.FACE_SIZE: 0}
+              for i in range(25)]
+  report = shortcut.check_source_shortcut(records, config)
+  rows = {row['source']: row for row in report['single_class_sources']}
+  assert rows['sdfd']['copies']['auc'] is not None, rows['sdfd']
+  assert rows['sdfd']['status'] == shortcut.PROCESSING_DIFFERS
+  assert rows['broken']['status'] == shortcut.INSUFFICIENT
+
+
 def _counting_copies(monkeypatch):
   """Counts the images `shortcut.matched_copy` copies (the real function still runs)."""
   copied = []

@@ -536,7 +536,7 @@ def single_class_rows(by_class: Mapping[str, Mapping[str, int]],
     needed = {own: len(processed[own])}
     needed.update({(label, s): taken.count(s) for s in by_class[other]})
     for key, rows in needed.items():
-      if len(copied.get(key, ())) < rows:
+      if key not in copied or len(copied[key]) < rows:  # a source with no row gets an empty one
         unreadable = len(samples[key]) - len(processed[key])  # left out of both (_featurize)
         copied[key] = _featurize(samples[key][:rows + unreadable], lambda image, size: (
             processing_features(matched_copy(image), size)), 5)[:rows]
