@@ -47,19 +47,26 @@ SPEC[features.LABEL] = tf.io.FixedLenFeature([], tf.int64)
 CHECKED = 8  # test faces also scored by the SavedModel itself
 
 
+def read_columns(uri: str, splits, spec) -> Dict[str, list]:
+  """Columns of an Examples artifact's `splits`, in file order: each feature of `spec`
+  (strings decoded, image bytes kept) and 'split'."""
+  columns = collections.defaultdict(list)
+  for split in splits:
+    for batch in example_files.records(example_files.split_files(uri, split)).batch(512).map(
+        lambda s: tf.io.parse_example(s, spec)):
+      for name, values in batch.items():
+        columns[name].extend(v.decode('utf-8') if isinstance(v, bytes) and name != features.IMAGE
+                             else v for v in values.numpy().tolist())
+      columns['split'].extend([split] * len(batch[features.LABEL]))
+  return dict(columns)
+
+
 def split_examples(metadata_path: str, split: str) -> Dict[str, list]:
   """Columns of the newest FaceExampleGen's `split`: image bytes, label, source, gender,
   race, demographics_source (strings decoded)."""
   store = run_metadata.open_store(metadata_path)
   [examples] = run_metadata.output_uris(store, 'FaceExampleGen')['examples']
-  files = example_files.split_files(examples, split)
-  columns = collections.defaultdict(list)
-  for batch in example_files.records(files).batch(512).map(
-      lambda s: tf.io.parse_example(s, SPEC)):
-    for name, values in batch.items():
-      columns[name].extend(v.decode('utf-8') if isinstance(v, bytes) and name != features.IMAGE
-                           else v for v in values.numpy().tolist())
-  return dict(columns)
+  return read_columns(examples, [split], SPEC)
 
 
 def head_scores(config, model_dir: str, embeddings: np.ndarray,

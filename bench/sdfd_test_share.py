@@ -42,10 +42,12 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_groups  # noqa: E402  (read_columns)
 from fakefaces.components.data_gate import skew
 from fakefaces.components.face_example_gen import sources
 from fakefaces.components.image_encoder import clip_weights, embedding_cache
-from fakefaces.components.shared import example_files, features, groupings
+from fakefaces.components.shared import features, groupings
 from fakefaces.components.trainer import backbone, data, operating_point
 from fakefaces.pipeline import config as config_lib, run_metadata
 
@@ -65,15 +67,7 @@ SPEC[features.LABEL] = tf.io.FixedLenFeature([], tf.int64)
 
 
 def _read(uri: str) -> Dict[str, list]:
-  columns = collections.defaultdict(list)
-  for split in (features.TRAIN, features.EVAL, features.TEST):
-    for batch in example_files.records(example_files.split_files(uri, split)).batch(512).map(
-        lambda s: tf.io.parse_example(s, SPEC)):
-      n = len(batch[features.LABEL])
-      for name, values in batch.items():
-        columns[name].extend(values.numpy().tolist())
-      columns['split'].extend([split] * n)
-  return columns
+  return run_groups.read_columns(uri, features.SPLITS, SPEC)
 
 
 def run_examples(metadata_path: str) -> Dict[str, np.ndarray]:
