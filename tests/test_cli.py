@@ -90,6 +90,20 @@ def test_beam_arg_replaces_the_configs_beam_args(tmp_path):
   assert kept.beam_pipeline_args == ['--direct_running_mode=in_memory', '--direct_num_workers=1']
 
 
+@pytest.mark.parametrize('command, rest', [('ingest', ['--out', 'out']),
+                                           ('label', ['--annotations', 'a', '--out', 'l.csv'])])
+@pytest.mark.parametrize('flag', ['--pipeline-root', '--serving-model-dir', '--thresholds',
+                                  '--epochs'])
+def test_ingest_and_label_refuse_the_flags_of_a_whole_run(command, rest, flag, capsys):
+  """They read only `ingest:`: an --epochs or --thresholds they accepted would do nothing."""
+  with pytest.raises(SystemExit) as exit_info:
+    cli.build_parser().parse_args([command, '--config', 'c.yaml', flag, '3'] + rest)
+  assert exit_info.value.code == 2
+  assert f'unrecognized arguments: {flag} 3' in capsys.readouterr().err
+  for command_with_them in ('run', 'compile-kubeflow'):
+    cli.build_parser().parse_args([command_with_them, flag, '3'])
+
+
 @pytest.mark.parametrize('argv, named', [
     (['web', '--port', '99999'], 'port 99999 is not in 0-65535'),
     (['web', '--port', '-5'], 'port -5 is not in 0-65535'),

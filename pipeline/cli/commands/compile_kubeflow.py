@@ -8,7 +8,7 @@ from fakefaces.pipeline.cli.commands.run import add_config_flags, config_from_ar
 
 def register(subparsers) -> None:
   p = subparsers.add_parser(
-      'compile-kubeflow', help='compile the pipeline for Kubeflow Pipelines / Vertex AI (KFP v2 JSON)',
+      'compile-kubeflow', help='compile the pipeline for Kubeflow Pipelines (.yaml) or Vertex AI (.json), KFP v2',
       description='Compile the same pipeline as `run` with KubeflowV2DagRunner. Every component '
       'runs in --image (built from ./Dockerfile). pipeline_root, serving_model_dir and the '
       'ingestion sources must be object-storage URIs (gs://, s3://) that the pods can read; '

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
       description='Run FaceExampleGen outside the pipeline: writes OUT/examples/Split-*/ '
       'and OUT/ingest_report/report.json, which accounts for every input file. '
       'Exit 1 when more inputs failed than ingest.max_failure_rate allows.')
-  add_config_flags(p)
+  add_config_flags(p, overrides=False)
   add_beam_flag(p)
   p.add_argument('--out', required=True, help='output folder')
   p.set_defaults(func=_run)
