@@ -77,7 +77,8 @@ def _run(args) -> int:
             f'({e})', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
     if annotation_report is None:
-      print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
+      print(f'fakefaces gate: bad input: --annotations {args.annotations}: no report.json there '
+            '(pass the DemographicAnnotator\'s annotations folder)', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
   report = run_gate(args.model, pattern, thresholds, args.out, beam_args, annotation_report)
   from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top
