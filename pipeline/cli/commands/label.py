@@ -157,6 +157,6 @@ def _run(args) -> int:
     label_faces(config, predictions, args.out, args.split, args.include_predicted, args.limit,
                 sys.stdin, sys.stdout)
   except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'fakefaces label: {e}', file=sys.stderr)
     return 2
   return 0
