@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                  '(into OUT/examples and OUT/ingest_report, as `fakefaces ingest` writes them) '
                  'and whose --split is evaluated')
   p.add_argument('--thresholds', default=config_lib.DEFAULT_THRESHOLDS,
-                 help='thresholds YAML (default: %(default)s)')
+                 help='thresholds YAML (default: pipeline/configs/thresholds.yaml, the one the '
+                 'pipeline uses, as installed with the package)')
   p.add_argument('--out', required=True, help='output folder for the reports')
   p.add_argument('--split', default='test',
                  help='split to evaluate when --examples is a config YAML (default: %(default)s)')
