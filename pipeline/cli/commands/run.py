@@ -11,7 +11,8 @@ def add_config_flags(parser: argparse.ArgumentParser, overrides: bool = True) ->
   `ingest` and `label` read only the config's `ingest:` section: offered there,
   --pipeline-root, --thresholds or --epochs would be accepted and do nothing.
   """
-  parser.add_argument('--config', help='pipeline YAML config (default: built-in defaults)')
+  parser.add_argument('--config', help='pipeline YAML config, e.g. pipeline/configs/demo.yaml '
+                      '(without it, every field\'s default: no ingest sources)')
   if not overrides:
     return
   parser.add_argument('--pipeline-root', help='override pipeline_root')
