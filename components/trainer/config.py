@@ -71,11 +71,13 @@ class TrainConfig:
   # bfloat16 only where the CPU or GPU computes it natively (emulated, it is slower).
   precision: str = 'auto'
   deterministic: bool = False  # also enable TF op determinism (slower on GPU)
-  # CPU/GPU performance (bench/train.py measures each; see README "Training speed").
+  # CPU/GPU performance (bench/train.py measures each;
+  # docs/performance.md, "Training against the CPU's peak").
   jit_compile: bool = False  # XLA-compile the training step
   intra_op_threads: int = 0  # threads inside one op (a convolution); 0: TensorFlow's default
   inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default
-  # Source-shortcut mitigations (mitigation.py, augment.py; README "No source shortcut").
+  # Source-shortcut mitigations (mitigation.py, augment.py;
+  # docs/training_and_quality.md, "The source shortcut").
   # Sampling balanced over source x label (class weights are then off).
   balance_sources: bool = False
   # Processing-history augmentation, training only, each with augment_probability:
