@@ -100,7 +100,7 @@ class TrainConfig:
 
   def __post_init__(self):
     if self.precision not in PRECISIONS:
-      raise ValueError(f'train.precision {self.precision!r} is not one of {list(PRECISIONS)}')
+      raise FieldError(OWNER, 'precision', f'{self.precision!r} is not one of {list(PRECISIONS)}')
     names = ARCHITECTURE_NAMES + BACKBONE_NAMES + (FUSED,)
     if self.architecture not in names:
       raise FieldError(OWNER, 'architecture', f'{self.architecture!r} is not one of {list(names)}')
