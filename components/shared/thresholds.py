@@ -126,7 +126,7 @@ def load_thresholds(path: str) -> ThresholdsConfig:
     ConfigError: the file cannot be read or is not YAML, or an unknown key or a
       wrong type (named by its dotted field, prefixed by the file's name).
   """
-  return from_dict(ThresholdsConfig, load_yaml(path), os.path.basename(path))
+  return from_dict(ThresholdsConfig, load_yaml(path, 'thresholds file'), os.path.basename(path))
 
 
 def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds') -> None:
