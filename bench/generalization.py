@@ -45,6 +45,19 @@ reals (the eval shares of the real sources it trains on).
   nice -n 10 .venv/bin/python bench/generalization.py prepare
   nice -n 10 .venv/bin/python bench/generalization.py rows [--epochs 40] [--cached-cnn-only]
   nice -n 10 .venv/bin/python bench/generalization.py rows --models cnn --cnn-reals +utkface
+
+Concept erasure (`rows --erasure`): the mlp head at five seeds with levers that
+erase, by LEACE fitted on the row's training data, the collection of each training
+real (`erase`), FFHQ's two preparations only (`erase_ffhq`), and then the generator
+of each training fake (`erase+generator`); one direction of training reals per run,
+~8 minutes each at load 5, results in bench/results/generalization_erasure_*.json:
+
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --reals +utkface
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --reals +fairface
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --levers ,erase_ffhq \
+      --out bench/results/generalization_erasure_ffhq.json
+  .venv/bin/python bench/generalization.py erasure-table   # the docs' tables
+  .venv/bin/python bench/generalization.py collection-probe
 """
 
 import argparse
@@ -74,6 +87,7 @@ CROPS = os.path.join(WORK, 'crops.pkl')
 # The CNN rows train as this configuration's `train:` block (the shipped shared-data CNN).
 CNN_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
+ERASURE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_erasure.json')
 GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
 GENERATORS = (GAN, K140, SDFD)
 TRAIN, EVAL, TEST = 'train', 'eval', 'test'
@@ -228,12 +242,20 @@ CLIP_HEADS = ('linear', 'mlp')
 # The decision rule's last tie-break, the simpler model first: it orders the two heads
 # (linear before mlp); the CNN and the fused models (a CNN plus a head) come after them.
 SIMPLICITY = ('linear', 'mlp', 'cnn', 'fused linear', 'fused mlp')
+SEED = 42  # the CLIP heads' seed (initialisation and shuffling) unless a row names another
+FAKE_SETS = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
+# The erasure rows (docs/detection_quality.md, "Linear concept erasure ...: decision rule"):
+# the committed configuration's head and both directions of reals, each lever at five seeds.
+ERASURE_REALS = ('+utkface', '+fairface')
+ERASURE_LEVERS = ('', 'erase', 'reweight', 'reweight+erase', 'erase+generator')
+ERASURE_SEEDS = (42, 43, 44, 45, 46)
 
 
 def _named(spec: dict) -> dict:
   prefix = {'clip': spec['head'], 'cnn': 'cnn', 'fused': f"fused(cnn+{spec['head'][6:]})"}
   spec['name'] = (f"{prefix[spec['model']]} fakes={'+'.join(spec['fakes'])} reals={spec['reals']}"
-                  + (f" {spec['lever']}" if spec['lever'] else ''))
+                  + (f" {spec['lever']}" if spec['lever'] else '')
+                  + (f" seed={spec['seed']}" if spec.get('seed', SEED) != SEED else ''))
   return spec
 
 
@@ -245,7 +267,7 @@ def row_specs() -> List[dict]:
   rows without `sdfd` are both the "GAN fakes only" rows and its LOGO-sdfd rows.
   The fused rows stack the CNN row and the CLIP head row of the same fakes and reals.
   """
-  fake_sets = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
+  fake_sets = FAKE_SETS
   specs = []
   for head in CLIP_HEADS:
     for reals in ('ffhq', '+fairface', '+utkface'):
@@ -262,6 +284,14 @@ def row_specs() -> List[dict]:
       specs += [dict(model='fused', head=f'fused {head}', fakes=fakes, reals=reals, lever='')
                 for head in CLIP_HEADS]
   return [_named(spec) for spec in specs]
+
+
+def erasure_specs(seeds: Sequence[int] = ERASURE_SEEDS,
+                  reals_sets: Sequence[str] = ERASURE_REALS,
+                  levers: Sequence[str] = ERASURE_LEVERS) -> List[dict]:
+  """The erasure rows: the mlp head x reals_sets x levers x the four fake sets x seeds."""
+  return [_named(dict(model='clip', head='mlp', fakes=fakes, reals=reals, lever=lever, seed=seed))
+          for seed in seeds for reals in reals_sets for lever in levers for fakes in FAKE_SETS]
 
 
 def load_embedded(cache: str) -> Dict[str, np.ndarray]:
@@ -305,7 +335,7 @@ def sample_weights(d: Dict[str, np.ndarray], mask: np.ndarray, lever: str) -> np
   labels = d['label'][mask]
   class_weight = data.class_weights({0: int((labels == 0).sum()), 1: int((labels == 1).sum())})
   weights = np.array([class_weight[int(l)] for l in labels], np.float32)
-  if lever == 'reweight':
+  if 'reweight' in lever.split('+'):
     sources = d['real_source'][mask]
     groups = np.char.add(np.char.add(d['race'][mask].astype(str), ' x '),
                          d['gender'][mask].astype(str))
@@ -315,6 +345,91 @@ def sample_weights(d: Dict[str, np.ndarray], mask: np.ndarray, lever: str) -> np
       share = dict(zip(names, m.sum() / (len(names) * counts)))
       weights[m] *= np.array([share[g] for g in groups[m]], np.float32)
   return weights
+
+
+def leace_eraser(x: np.ndarray, concept: np.ndarray):
+  """LEACE: the affine map that leaves no linear trace of `concept` in `x`, changing x least.
+
+  Belrose et al., "LEACE: Perfect linear concept erasure in closed form", NeurIPS 2023,
+  Theorem 4.3: r(x) = x - W+ P W (x - mean), with W whitening x, P the orthogonal
+  projection onto the column space of W cov(x, z) (z the concept's one-hot code) and W+
+  unwhitening. On the fitted x every class of the concept then has the same mean, so no
+  linear classifier separates them. W is taken from the Ledoit-Wolf shrunk covariance
+  (fewer examples than dimensions here); any invertible W keeps that guarantee.
+
+  Args:
+    x: [n, d] embeddings the eraser is fitted on.
+    concept: [n] the concept's label of each (at least two distinct values).
+
+  Returns:
+    (kernel [d, d], bias [d]) float32: the erased embeddings are x @ kernel + bias.
+  """
+  from sklearn.covariance import ledoit_wolf
+  x = np.asarray(x, np.float64)
+  names, codes = np.unique(np.asarray(concept), return_inverse=True)
+  if len(names) < 2:
+    raise ValueError(f'concept erasure needs two or more values of the concept, got {names.tolist()}')
+  z = np.eye(len(names))[codes]
+  mean = x.mean(0)
+  cross = (x - mean).T @ (z - z.mean(0)) / len(x)  # cov(x, z) [d, k]
+  eigenvalues, eigenvectors = np.linalg.eigh(ledoit_wolf(x)[0])
+  eigenvalues = np.maximum(eigenvalues, eigenvalues.max() * 1e-12)
+  whiten = (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
+  unwhiten = (eigenvectors * np.sqrt(eigenvalues)) @ eigenvectors.T
+  u, singular, _ = np.linalg.svd(whiten @ cross, full_matrices=False)
+  u = u[:, singular > singular.max() * 1e-6]  # rank k - 1: the one-hot code sums to 1
+  erase = unwhiten @ u @ u.T @ whiten  # [d, d], on column vectors
+  return (np.eye(x.shape[1]) - erase.T).astype(np.float32), (mean @ erase.T).astype(np.float32)
+
+
+def erased(d: Dict[str, np.ndarray], spec: dict) -> np.ndarray:
+  """Every embedding [n, 512] as the row's head sees it: with lever `erase`, LEACE of the
+  collection of each training real (its source: gan_faces' FFHQ 128 px, k140's FFHQ 256 px,
+  UTKFace, FairFace), fitted on the row's training reals only; with `generator` also, then
+  LEACE of the generator among its training fakes, fitted on the erased fakes."""
+  x = d['x']
+  levers = spec['lever'].split('+')
+  train = selection(d, spec, TRAIN)
+  for concept, fit in (('erase', train & (d['label'] == 0)),
+                       ('erase_ffhq', train & (d['label'] == 0) & (d['real_source'] == FFHQ)),
+                       ('generator', train & (d['label'] == 1))):
+    # erase_ffhq: FFHQ's two preparations only (gan_faces' 128 px against k140's 256 px);
+    # a row with one of them has nothing to erase.
+    if concept in levers and len(set(d['source'][fit].tolist())) > 1:
+      kernel, bias = leace_eraser(x[fit], d['source'][fit])
+      x = x @ kernel + bias
+  return x
+
+
+_PROBES = {}  # collection_probe's answers: they depend on the row's data and eraser, not its seed
+
+
+def collection_probe(d: Dict[str, np.ndarray], spec: dict, x: np.ndarray) -> float:
+  """How well a linear probe names the collection of a held-out real: balanced accuracy on the
+  row's eval reals of a logistic regression (C = 1) fitted on its training reals' `x` [n, d]
+  (chance: 1 / the number of collections). Checks that the eraser removed what it should."""
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.metrics import balanced_accuracy_score
+  key = (spec['reals'], tuple(spec['fakes']), spec['lever'])
+  if key not in _PROBES:
+    train, evaluation = [selection(d, spec, split) & (d['label'] == 0) for split in (TRAIN, EVAL)]
+    probe = LogisticRegression(C=1.0, max_iter=5000).fit(x[train], d['source'][train])
+    _PROBES[key] = round(float(balanced_accuracy_score(d['source'][evaluation],
+                                                       probe.predict(x[evaluation]))), 4)
+  return _PROBES[key]
+
+
+def unseen_named_as(d: Dict[str, np.ndarray], reals: str) -> Dict[str, float]:
+  """Which training collection a linear probe (as `collection_probe`, on the raw embeddings of
+  the training reals of all three generators' row) names each unseen-collection test real:
+  the share of each answer."""
+  from sklearn.linear_model import LogisticRegression
+  spec = dict(fakes=GENERATORS, reals=reals, lever='')
+  train = selection(d, spec, TRAIN) & (d['label'] == 0)
+  probe = LogisticRegression(C=1.0, max_iter=5000).fit(d['x'][train], d['source'][train])
+  unseen = (d['split'] == TEST) & (d['source'] == UNSEEN[reals][0])
+  names, counts = np.unique(probe.predict(d['x'][unseen]), return_counts=True)
+  return {str(k): round(float(v / unseen.sum()), 3) for k, v in zip(names, counts)}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> List[float]:
@@ -369,6 +484,8 @@ def score_generators(d, scores, threshold) -> Dict[str, dict]:
                    'auc': round(float(roc_auc_score(y, s)), 4),
                    'tpr_at_fpr_0.05': None if tpr is None else round(tpr, 4),
                    'tpr_at_threshold': round(float((s[y == 1] >= threshold).mean()), 4)}
+    if source != SDFD:  # its own reals (FFHQ at 128 or 256 px) called fake at the operating point
+      out[source]['real_fpr_at_threshold'] = round(float((s[y == 0] >= threshold).mean()), 4)
   return out
 
 
@@ -412,18 +529,24 @@ def clip_row(d, spec: dict, epochs: int):
   from fakefaces.components.trainer import backbone, fused
   from fakefaces.components.trainer.config import TrainConfig
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
-                       head=spec['head'], epochs=epochs, batch_size=32, seed=42)
+                       head=spec['head'], epochs=epochs, batch_size=32,
+                       seed=spec.get('seed', SEED))
   train = selection(d, spec, TRAIN)
+  x = erased(d, spec)
   tf.keras.utils.set_random_seed(config.seed)
-  head = backbone.build_head(config, d['x'][train])
+  head = backbone.build_head(config, x[train])
   start = time.perf_counter()
-  head.fit(d['x'][train], d['label'][train].astype(np.float32),
+  head.fit(x[train], d['label'][train].astype(np.float32),
            sample_weight=sample_weights(d, train, spec['lever']), batch_size=config.batch_size,
            epochs=epochs, shuffle=True, verbose=0)
   seconds = time.perf_counter() - start
-  scores = head.predict(d['x'], batch_size=1024, verbose=0)[:, 0]
-  logits = fused.logit_model(head, 'clip').predict(d['x'], batch_size=1024, verbose=0)[:, 0]
-  return score_row(d, spec, scores, head_train_seconds=round(seconds, 1)), logits
+  scores = head.predict(x, batch_size=1024, verbose=0)[:, 0]
+  logits = fused.logit_model(head, 'clip').predict(x, batch_size=1024, verbose=0)[:, 0]
+  extra = {}
+  if {'erase', 'erase_ffhq'} & set(spec['lever'].split('+')):
+    extra['collection_probe'] = {'raw': collection_probe(d, dict(spec, lever=''), d['x']),
+                                 'erased': collection_probe(d, spec, x)}
+  return score_row(d, spec, scores, head_train_seconds=round(seconds, 1), **extra), logits
 
 
 def probability(logits: np.ndarray) -> np.ndarray:
@@ -601,6 +724,147 @@ def rank(configs: List[dict]) -> List[dict]:
   return ordered + [dict(c, rank=None) for c in configs if c not in judgeable]
 
 
+# The decision rule's bands for a lever against the same configuration without it (paired seeds).
+GAIN_FPR, GAIN_GROUP_FPR, GAIN_SEEDS = 0.01, 0.03, 4
+LOSS_AUC, LOSS_SDFD_TPR, LOSS_FAIRFACE_FPR, LOSS_K140_FPR = 0.02, 0.03, 0.01, 0.04
+# Each lever and the levers it is judged against.
+ERASURE_BASES = {'erase': ('',), 'reweight': ('',), 'reweight+erase': ('', 'reweight'),
+                 'erase+generator': ('', 'erase'), 'erase_ffhq': ('',)}
+
+
+def _seed_numbers(by_key: dict, reals: str, lever: str, seed: int) -> dict:
+  """The decision rule's numbers of one configuration at one seed (its LOGO twins included)."""
+  full = by_key[(reals, lever, seed, GENERATORS)]
+  unseen = UNSEEN[reals][0]
+  audit_ = full['audit'][unseen]
+  worst = audit_['per_race_x_gender'].get(audit_['worst_group'], {})
+  logo = {held_out: by_key[(reals, lever, seed, tuple(g for g in GENERATORS if g != held_out))]
+          ['generators'][held_out]['auc'] for held_out in GENERATORS}
+  within = {s: full['generators'][s]['auc'] for s in GENERATORS}
+  return {'unseen_fpr': audit_['fpr'], 'unseen_worst_group_fpr': audit_['worst_group_fpr'],
+          'unseen_worst_group': [audit_['worst_group'], worst.get('n'), worst.get('wilson95')],
+          'fairface_fpr': full['audit'][FAIRFACE]['fpr'],
+          'fairface_worst_group_fpr': full['audit'][FAIRFACE]['worst_group_fpr'],
+          'utkface_fpr': full['audit'][UTK]['fpr'],
+          'k140_real_fpr': full['generators'][K140]['real_fpr_at_threshold'],
+          'gan_faces_real_fpr': full['generators'][GAN]['real_fpr_at_threshold'],
+          'sdfd_tpr': full['sdfd_groups']['tpr'], 'sdfd_max_gap': full['sdfd_groups']['max_gap'],
+          'sdfd_race_tpr': {k: g['rate'] for k, g in full['sdfd_groups']['race'].items()},
+          'within_auc': within, 'min_within_auc': min(within.values()),
+          'logo_auc': logo, 'min_logo_auc': min(logo.values()),
+          'collection_probe_erased': full.get('collection_probe', {}).get('erased')}
+
+
+def _verdict(lever: List[dict], base: List[dict], unseen: str) -> dict:
+  """The decision rule: a lever's per-seed numbers against its base's at the same seeds."""
+  def drop(key):  # base - lever per seed (positive: the lever is lower)
+    return np.array([b[key] - l[key] for l, b in zip(lever, base)], np.float64)
+
+  eps = 1e-9  # the rates are rounded to 4 decimals
+  fpr, group = drop('unseen_fpr'), drop('unseen_worst_group_fpr')
+  gains = {'unseen_fpr': bool(fpr.mean() >= GAIN_FPR - eps and (fpr > eps).sum() >= GAIN_SEEDS),
+           'unseen_worst_group_fpr': bool(group.mean() >= GAIN_GROUP_FPR - eps
+                                          and (group >= -eps).all())}
+  losses = {'min_within_auc': bool(drop('min_within_auc').mean() > LOSS_AUC + eps),
+            'min_logo_auc': bool(drop('min_logo_auc').mean() > LOSS_AUC + eps),
+            'sdfd_tpr': bool(drop('sdfd_tpr').mean() > LOSS_SDFD_TPR + eps),
+            'k140_real_fpr': bool(-drop('k140_real_fpr').mean() > LOSS_K140_FPR + eps)}
+  if unseen != FAIRFACE:
+    losses['fairface_fpr'] = bool(-drop('fairface_fpr').mean() > LOSS_FAIRFACE_FPR + eps)
+  verdict = 'loses' if any(losses.values()) else 'wins' if any(gains.values()) else 'no evidence'
+  return {'verdict': verdict, 'gains': gains, 'losses': losses,
+          'mean_drop': {k: round(float(drop(k).mean()), 4) for k in (
+              'unseen_fpr', 'unseen_worst_group_fpr', 'fairface_fpr', 'k140_real_fpr',
+              'sdfd_tpr', 'min_within_auc', 'min_logo_auc')}}
+
+
+def erasure_summary(rows: List[dict]) -> List[dict]:
+  """Per (reals, lever) of the erasure rows: each seed's numbers, their mean and range, and the
+  decision rule's verdict against each of its bases (ERASURE_BASES) at the same seeds."""
+  by_key = {(r['reals'], r['lever'], r.get('seed', SEED), tuple(r['fakes'])): r for r in rows
+            if r['model'] == 'clip' and r['head'] == 'mlp'}
+  configs = {}
+  for reals, lever, seed, fakes in by_key:
+    if fakes == GENERATORS:
+      configs.setdefault((reals, lever), []).append(seed)
+  out = []
+  for (reals, lever), seeds in configs.items():
+    per_seed = [_seed_numbers(by_key, reals, lever, seed) for seed in sorted(seeds)]
+    numbers = {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
+                   'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
+               for k, v in per_seed[0].items() if isinstance(v, float)}
+    out.append({'reals': reals, 'lever': lever, 'unseen': UNSEEN[reals][0],
+                'seeds': sorted(seeds), 'numbers': numbers, 'per_seed': per_seed})
+  by_config = {(c['reals'], c['lever']): c for c in out}
+  for c in out:
+    c['against'] = {}
+    for base in ERASURE_BASES.get(c['lever'], ()):
+      other = by_config.get((c['reals'], base))
+      if other and other['seeds'] == c['seeds']:
+        c['against'][base or 'none'] = _verdict(c['per_seed'], other['per_seed'], c['unseen'])
+  return out
+
+
+def print_erasure(summary: List[dict]) -> None:
+  keys = ('unseen_fpr', 'unseen_worst_group_fpr', 'fairface_fpr', 'k140_real_fpr',
+          'gan_faces_real_fpr', 'sdfd_tpr', 'sdfd_max_gap', 'min_within_auc', 'min_logo_auc')
+  print(f'\n{"reals":10} {"lever":16} ' + ' '.join(f'{k[:17]:>17}' for k in keys) + '  verdict')
+  for c in summary:
+    cells = [f"{c['numbers'][k]['mean']:.3f} [{c['numbers'][k]['min']:.2f}-{c['numbers'][k]['max']:.2f}]"
+             for k in keys]
+    verdicts = ', '.join(f'{v["verdict"]} vs {b}' for b, v in c['against'].items())
+    print(f'{c["reals"]:10} {c["lever"] or "-":16} ' + ' '.join(f'{x:>17}' for x in cells)
+          + f'  {verdicts}')
+
+
+def erasure_markdown(summary: List[dict]) -> str:
+  """The docs' tables of `erasure_summary`: means over the seeds with their ranges, and SDFD's
+  TPR at the operating point per prompted race."""
+  def cell(c, key, digits=3):
+    n = c['numbers'][key]
+    return f"{n['mean']:.{digits}f} ({n['min']:.{digits}f}-{n['max']:.{digits}f})"
+
+  def worst(c):  # the group most often worst, its median rate over those seeds: k of n, Wilson 95%
+    names = [s['unseen_worst_group'][0] for s in c['per_seed']]
+    name = max(set(names), key=names.count)
+    n = next(s['unseen_worst_group'][1] for s in c['per_seed'] if s['unseen_worst_group'][0] == name)
+    k = int(round(float(np.median([s['unseen_worst_group_fpr'] for s in c['per_seed']
+                                   if s['unseen_worst_group'][0] == name])) * n))
+    low, high = wilson(k, n)
+    return f'{name.replace(" x ", " ")} {k}/{n} [{low:.2f}, {high:.2f}] ({names.count(name)} seeds)'
+
+  def means(c, key):
+    return ' / '.join(f"{np.mean([s[key][g] for s in c['per_seed']]):.3f}" for g in GENERATORS)
+
+  lines = ['| training reals | lever | unseen FPR | unseen worst group FPR | most often worst | '
+           'FairFace FPR | k140 reals '
+           'FPR | gan_faces reals FPR | SDFD TPR at op (largest group gap) | within AUC gan_faces / '
+           'k140 / sdfd | LOGO AUC gan_faces / k140 / sdfd | collection probe | verdict |',
+           '|' + '---|' * 13]
+  for c in summary:
+    probe = c['numbers'].get('collection_probe_erased')
+    probe = '-' if probe is None else f"{probe['mean']:.2f}"
+    verdicts = '; '.join(f"{v['verdict']} vs {b}" + (
+        f" ({', '.join(k for k, lost in v['losses'].items() if lost)})"
+        if v['verdict'] == 'loses' else '') for b, v in c['against'].items()) or '-'
+    lines.append(
+        f"| {c['reals']} ({c['unseen']} unseen) | {c['lever'] or '-'} | {cell(c, 'unseen_fpr')} | "
+        f"{cell(c, 'unseen_worst_group_fpr')} | {worst(c)} | {cell(c, 'fairface_fpr')} | "
+        f"{cell(c, 'k140_real_fpr')} | {cell(c, 'gan_faces_real_fpr')} | "
+        f"{cell(c, 'sdfd_tpr')} ({c['numbers']['sdfd_max_gap']['mean']:.3f}) | "
+        f"{means(c, 'within_auc')} | {means(c, 'logo_auc')} (min {cell(c, 'min_logo_auc')}) | "
+        f"{probe} | "
+        f"{verdicts} |")
+  races = sorted({r for c in summary for r in c['per_seed'][0]['sdfd_race_tpr']} - {'unknown'})
+  lines += ['', '| training reals | lever | ' + ' | '.join(races) + ' |',
+            '|' + '---|' * (len(races) + 2)]
+  for c in summary:
+    lines.append(f"| {c['reals']} | {c['lever'] or '-'} | " + ' | '.join(
+        f"{np.mean([s['sdfd_race_tpr'].get(r, np.nan) for s in c['per_seed']]):.2f}"
+        for r in races) + ' |')
+  return '\n'.join(lines)
+
+
 def _fmt(v, width=6):
   return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
 
@@ -636,7 +900,7 @@ def run_rows(args) -> int:
   def part(spec, head):  # the row of `spec`'s fakes and reals that a fused row stacks
     return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
 
-  for spec in row_specs():
+  for spec in erasure_specs(args.seeds, args.reals, args.levers) if args.erasure else row_specs():
     if (wanted and spec['name'] not in wanted) or spec['model'] not in models or (
         spec['model'] != 'clip' and spec['reals'] not in cnn_reals):
       continue
@@ -662,16 +926,24 @@ def run_rows(args) -> int:
     print(f'{spec["name"]}: {seconds} s', flush=True)
   configs = configurations(rows)
   print_table(rows, configs)
+  summary = erasure_summary(rows) if args.erasure else None
+  if summary:
+    print_erasure(summary)
   prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
-                       + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else ''),
+                       + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
+                       + (f' --erasure --seeds {",".join(map(str, args.seeds))}'
+                          f' --reals {",".join(args.reals)} --levers {",".join(args.levers)}'
+                          if args.erasure else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
             'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
                     'train': dataclasses.asdict(config)},
             'load_avg': round(os.getloadavg()[0], 2), 'seconds': round(time.time() - start, 1),
             'rows': rows, 'configurations': configs}
+  if summary:
+    result['erasure'] = summary
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(result, f, indent=1)
@@ -688,7 +960,11 @@ def _counts(d) -> Dict[str, int]:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('stage', choices=('prepare', 'rows'))
+  parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'collection-probe'),
+                      help='erasure-table: the docs\' tables from the erasure rows\' JSON files; '
+                           'collection-probe: which training collection the unseen reals resemble')
+  parser.add_argument('files', nargs='*', help='erasure-table: the JSON files (default: '
+                      'both directions of reals)')
   parser.add_argument('--cache', default=CACHE, help='the Trainer\'s embedding cache folder')
   parser.add_argument('--epochs', type=int, default=40)
   parser.add_argument('--rows', default='', help='comma-separated row names (default: all)')
@@ -702,10 +978,40 @@ def main(argv=None) -> int:
                       help='only the CNN and fused rows whose CNN logits are stored (no training)')
   parser.add_argument('--work', default=WORK,
                       help='where the CNN rows keep their logits and training runs')
-  parser.add_argument('--out', default=OUT)
+  parser.add_argument('--erasure', action='store_true',
+                      help='the concept-erasure rows (erasure_specs) instead of row_specs; '
+                           f'default --out {os.path.relpath(ERASURE_OUT, ROOT)}')
+  parser.add_argument('--seeds', default=','.join(map(str, ERASURE_SEEDS)),
+                      type=lambda v: [int(s) for s in v.split(',')],
+                      help='the erasure rows\' head seeds')
+  parser.add_argument('--reals', default=','.join(ERASURE_REALS), type=lambda v: v.split(','),
+                      help='the erasure rows\' training reals')
+  parser.add_argument('--levers', default=','.join(ERASURE_LEVERS), type=lambda v: v.split(','),
+                      help='the erasure rows\' levers (\'\' for none)')
+  parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
+  if not args.out and args.erasure and tuple(args.reals) != ERASURE_REALS:
+    # One direction of reals per run (each under 10 minutes of CPU): a file each.
+    args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
+                                   + '.json')
+  args.out = args.out or (ERASURE_OUT if args.erasure else OUT)
   if args.stage == 'prepare':
     return prepare(args.cache)
+  if args.stage == 'collection-probe':
+    d = load_embedded(args.cache)
+    for reals in ERASURE_REALS:
+      print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
+    return 0
+  if args.stage == 'erasure-table':
+    summary = {}
+    for path in args.files or [ERASURE_OUT.replace('.json', f'_{name}.json')
+                               for name in ('utkface', 'fairface', 'ffhq')]:
+      with open(path) as f:
+        for c in json.load(f)['erasure']:  # a configuration in two files: the same rows
+          summary.setdefault((c['reals'], c['lever']), c)
+    print(erasure_markdown(sorted(summary.values(), key=lambda c: (
+        ERASURE_REALS.index(c['reals']), (ERASURE_LEVERS + ('erase_ffhq',)).index(c['lever'])))))
+    return 0
   return run_rows(args)
 
 

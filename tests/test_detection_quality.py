@@ -292,6 +292,54 @@ def test_generalization_bench_cnn_and_fused_rows_have_their_twins_and_parts(load
       assert f"{s['head'].split()[-1]} fakes={fakes} reals={s['reals']}" in names
 
 
+def test_generalization_bench_leace_removes_a_planted_collection_and_keeps_the_rest(load_bench):
+  """bench/generalization.py: the LEACE eraser fitted on reals of three collections, each shifted
+  along its own direction, leaves every collection the same mean and no probe that names a
+  held-out real's collection, while a direction the concept does not carry passes unchanged."""
+  from sklearn.linear_model import LogisticRegression
+  bench = load_bench('generalization')
+  rng = np.random.default_rng(0)
+  dims, shift = 24, np.eye(24)[:3] * 4.0  # collection k moves along axis k
+  collection = np.repeat(['gan_faces', 'k140', 'utkface'], 120)
+  codes = np.unique(collection, return_inverse=True)[1]
+  x = rng.normal(size=(len(collection), dims)) + shift[codes]
+  kernel, bias = bench.leace_eraser(x, collection)
+  erased = x @ kernel + bias
+  means = np.array([erased[codes == k].mean(0) for k in range(3)])
+  np.testing.assert_allclose(means - means[0], 0.0, atol=1e-4)
+  held_out = rng.normal(size=(300, dims)) + shift[np.arange(300) % 3]
+  raw_probe = LogisticRegression(max_iter=2000).fit(x, collection)
+  erased_probe = LogisticRegression(max_iter=2000).fit(erased, collection)
+  assert (raw_probe.predict(held_out) == collection[np.arange(300) % 3 * 120]).mean() > 0.9
+  named = erased_probe.predict(held_out @ kernel + bias) == collection[np.arange(300) % 3 * 120]
+  assert named.mean() < 0.5  # chance is 1/3
+  # Axes 3.. carry no collection: their edit is the sampling noise of the collections' means,
+  # a small fraction of the planted axes' edit.
+  edit = np.abs(erased - x).mean(0)
+  assert edit[3:].mean() < 0.1 * edit[:3].mean()
+  with pytest.raises(ValueError, match='two or more'):
+    bench.leace_eraser(x, np.array(['k140'] * len(x)))
+
+
+def test_generalization_bench_erasure_verdict_needs_a_gain_over_noise_and_no_loss(load_bench):
+  """bench/generalization.py: the erasure rule's verdict (paired seeds): a lower unseen FPR in
+  4 of 5 seeds by 0.01 in the mean wins; the same gain with a LOGO AUC 0.03 lower loses; a gain
+  inside the band is no evidence, never a win."""
+  bench = load_bench('generalization')
+
+  def seeds(unseen_fpr, min_logo=0.6, worst=0.1):
+    return [{'unseen_fpr': f, 'unseen_worst_group_fpr': worst, 'fairface_fpr': 0.01,
+             'k140_real_fpr': 0.04, 'sdfd_tpr': 0.85, 'min_within_auc': 0.88,
+             'min_logo_auc': min_logo} for f in unseen_fpr]
+  base = seeds([0.15, 0.15, 0.15, 0.15, 0.15])
+  better = seeds([0.13, 0.13, 0.14, 0.14, 0.16])
+  assert bench._verdict(better, base, 'utkface')['verdict'] == 'wins'
+  assert bench._verdict(seeds([0.13, 0.13, 0.14, 0.14, 0.16], min_logo=0.57), base,
+                        'utkface')['verdict'] == 'loses'
+  assert bench._verdict(seeds([0.145, 0.145, 0.145, 0.145, 0.15]), base,
+                        'utkface')['verdict'] == 'no evidence'
+
+
 def test_run_groups_rates_per_source_and_group_at_the_threshold_and_sorts_the_gates_reasons(
     load_bench):
   """bench/run_groups.py: per source and per labelled group, TPR on fakes and FPR on reals at
