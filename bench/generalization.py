@@ -244,8 +244,9 @@ CLIP_HEADS = ('linear', 'mlp')
 SIMPLICITY = ('linear', 'mlp', 'cnn', 'fused linear', 'fused mlp')
 SEED = 42  # the CLIP heads' seed (initialisation and shuffling) unless a row names another
 FAKE_SETS = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
-# The erasure rows (docs/detection_quality.md, "Linear concept erasure ...: decision rule"):
-# the committed configuration's head and both directions of reals, each lever at five seeds.
+# The erasure rows (docs/detection_quality.md, "Linear concept erasure of the training reals'
+# collection: decision rule (written before the bench runs)"): the committed configuration's head
+# and both directions of reals, each lever at five seeds.
 ERASURE_REALS = ('+utkface', '+fairface')
 ERASURE_LEVERS = ('', 'erase', 'reweight', 'reweight+erase', 'erase+generator')
 ERASURE_SEEDS = (42, 43, 44, 45, 46)
