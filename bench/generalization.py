@@ -58,6 +58,15 @@ of each training fake (`erase+generator`); one direction of training reals per r
       --out bench/results/generalization_erasure_ffhq.json
   .venv/bin/python bench/generalization.py erasure-table   # the docs' tables
   .venv/bin/python bench/generalization.py collection-probe
+
+A head ensemble against seed variance (`rows --ensemble`): the committed configuration's mlp
+head (FFHQ + UTKFace reals) single at seeds 42-46, early-stopped on the eval split at the same
+seeds, and as five ensembles of five heads (seeds 42-46, 47-51, ... 62-66, logits averaged);
+each with its LOGO twins: 60 rows, 120 heads (the first ensemble's members are the single-head
+rows, trained once), 474 s at load 3; results in bench/results/generalization_ensemble.json:
+
+  nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble
+  .venv/bin/python bench/generalization.py erasure-table bench/results/generalization_ensemble.json
 """
 
 import argparse
@@ -88,6 +97,7 @@ CROPS = os.path.join(WORK, 'crops.pkl')
 CNN_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
 ERASURE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_erasure.json')
+ENSEMBLE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_ensemble.json')
 GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
 GENERATORS = (GAN, K140, SDFD)
 TRAIN, EVAL, TEST = 'train', 'eval', 'test'
@@ -250,6 +260,12 @@ FAKE_SETS = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
 ERASURE_REALS = ('+utkface', '+fairface')
 ERASURE_LEVERS = ('', 'erase', 'reweight', 'reweight+erase', 'erase+generator')
 ERASURE_SEEDS = (42, 43, 44, 45, 46)
+# The ensemble rows (docs/detection_quality.md, "A head ensemble against seed variance: decision
+# rule (written before the bench runs)"): the committed configuration, five draws of each model;
+# ensemble k of seeds 42 + 5k ... 46 + 5k, so no two ensembles share a head.
+ENSEMBLE_REALS = '+utkface'
+ENSEMBLE_SIZE = 5
+ENSEMBLE_LEVERS = ('', 'early_stop', f'ensemble{ENSEMBLE_SIZE}')
 
 
 def _named(spec: dict) -> dict:
@@ -293,6 +309,16 @@ def erasure_specs(seeds: Sequence[int] = ERASURE_SEEDS,
   """The erasure rows: the mlp head x reals_sets x levers x the four fake sets x seeds."""
   return [_named(dict(model='clip', head='mlp', fakes=fakes, reals=reals, lever=lever, seed=seed))
           for seed in seeds for reals in reals_sets for lever in levers for fakes in FAKE_SETS]
+
+
+def ensemble_specs() -> List[dict]:
+  """The ensemble rows: the single head and the early-stopped head at the erasure rows' seeds,
+  and five `ensembleN` rows whose seeds start ENSEMBLE_SIZE apart; each with its LOGO twins."""
+  ensemble = f'ensemble{ENSEMBLE_SIZE}'
+  single = [l for l in ENSEMBLE_LEVERS if l != ensemble]
+  return (erasure_specs(ERASURE_SEEDS, (ENSEMBLE_REALS,), single)
+          + erasure_specs([ERASURE_SEEDS[0] + ENSEMBLE_SIZE * k for k in range(len(ERASURE_SEEDS))],
+                          (ENSEMBLE_REALS,), (ensemble,)))
 
 
 def load_embedded(cache: str) -> Dict[str, np.ndarray]:
@@ -524,25 +550,68 @@ def score_row(d, spec: dict, scores: np.ndarray, **extra) -> dict:
   return row
 
 
-def clip_row(d, spec: dict, epochs: int):
-  """(row, the head's fake logits [n] of every crop): a CLIP head trained on the cached embeddings."""
+# (row's fakes, reals, lever, seed, epochs) -> a trained head's (scores, logits, seconds)
+_HEADS = {}
+
+
+def train_head(d, spec: dict, x: np.ndarray, seed: int, epochs: int):
+  """(P(fake) [n], fake logits [n], training seconds) of every crop by one CLIP head at `seed`.
+
+  With lever `early_stop`, early stopping on the row's eval split (the Trainer's defaults:
+  val_loss, patience 3, best weights restored). Kept for the run: an ensemble's members are
+  the single-head rows of the same seeds (`rows --ensemble`).
+  """
   import tensorflow as tf
   from fakefaces.components.trainer import backbone, fused
   from fakefaces.components.trainer.config import TrainConfig
+  levers = spec['lever'].split('+')
+  early_stop = 'early_stop' in levers
+  key = (tuple(spec['fakes']), spec['reals'], '+'.join(
+      l for l in levers if not l.startswith('ensemble')), seed, epochs)
+  if key in _HEADS:
+    return _HEADS[key]
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
-                       head=spec['head'], epochs=epochs, batch_size=32,
-                       seed=spec.get('seed', SEED))
-  train = selection(d, spec, TRAIN)
-  x = erased(d, spec)
+                       head=spec['head'], epochs=epochs, batch_size=32, seed=seed)
+  train, evaluation = selection(d, spec, TRAIN), selection(d, spec, EVAL)
   tf.keras.utils.set_random_seed(config.seed)
   head = backbone.build_head(config, x[train])
+  fit = {}
+  if early_stop:
+    fit = dict(validation_data=(x[evaluation], d['label'][evaluation].astype(np.float32)),
+               callbacks=[tf.keras.callbacks.EarlyStopping(
+                   monitor=config.early_stopping_monitor, patience=config.early_stopping_patience,
+                   restore_best_weights=True)])
   start = time.perf_counter()
   head.fit(x[train], d['label'][train].astype(np.float32),
            sample_weight=sample_weights(d, train, spec['lever']), batch_size=config.batch_size,
-           epochs=epochs, shuffle=True, verbose=0)
+           epochs=epochs, shuffle=True, verbose=0, **fit)
   seconds = time.perf_counter() - start
   scores = head.predict(x, batch_size=1024, verbose=0)[:, 0]
   logits = fused.logit_model(head, 'clip').predict(x, batch_size=1024, verbose=0)[:, 0]
+  _HEADS[key] = scores, logits, seconds
+  return _HEADS[key]
+
+
+def ensemble_size(lever: str) -> int:
+  """N of a lever `ensembleN` (the heads of seeds seed ... seed + N - 1); 1 without one."""
+  sizes = [int(l[len('ensemble'):]) for l in lever.split('+') if l.startswith('ensemble')]
+  return sizes[0] if sizes else 1
+
+
+def clip_row(d, spec: dict, epochs: int):
+  """(row, the head's fake logits [n] of every crop): a CLIP head trained on the cached embeddings.
+
+  With lever `ensembleN`, N heads of seeds seed ... seed + N - 1, their logits averaged: the
+  row's score is the sigmoid of the mean logit (deep ensembles, Lakshminarayanan et al. 2017).
+  """
+  x = erased(d, spec)
+  seed, size = spec.get('seed', SEED), ensemble_size(spec['lever'])
+  heads = [train_head(d, spec, x, seed + i, epochs) for i in range(size)]
+  if size == 1:
+    scores, logits, seconds = heads[0]
+  else:
+    logits = np.mean([h[1] for h in heads], axis=0)
+    scores, seconds = probability(logits), sum(h[2] for h in heads)
   extra = {}
   if {'erase', 'erase_ffhq'} & set(spec['lever'].split('+')):
     extra['collection_probe'] = {'raw': collection_probe(d, dict(spec, lever=''), d['x']),
@@ -779,6 +848,40 @@ def _verdict(lever: List[dict], base: List[dict], unseen: str) -> dict:
               'sdfd_tpr', 'min_within_auc', 'min_logo_auc')}}
 
 
+# The ensemble rule's bands: the worst group's range narrower by one photo of a 22-photo group;
+# G3 met at this many more of the five draws.
+STEADIER_GROUP_RANGE, MORE_G3_DRAWS = 0.045, 2
+
+
+def ensemble_verdict(model: dict, base: dict) -> dict:
+  """The ensemble rule: a model's draws (an `erasure_summary` entry) against the single head's.
+
+  Draws are paired in seed order for the losses (the erasure rule's bands, `_verdict`); the
+  gains compare the ranges over the draws and the number of draws meeting G3.
+  """
+  def spread(c, key):
+    values = [s[key] for s in c['per_seed']]
+    return round(max(values) - min(values), 4)
+
+  def g3(c):
+    return sum(s['unseen_fpr'] <= AUDIT_FPR
+               and (s['unseen_worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR for s in c['per_seed'])
+
+  eps = 1e-9
+  paired = _verdict(model['per_seed'], base['per_seed'], model['unseen'])
+  ranges = {k: [spread(model, k), spread(base, k)]
+            for k in ('unseen_fpr', 'unseen_worst_group_fpr')}
+  g3_draws = [g3(model), g3(base)]
+  gains = {'steadier': bool(ranges['unseen_fpr'][0] <= ranges['unseen_fpr'][1] + eps and
+                            ranges['unseen_worst_group_fpr'][0]
+                            <= ranges['unseen_worst_group_fpr'][1] - STEADIER_GROUP_RANGE + eps),
+           'more_g3_draws': g3_draws[0] >= g3_draws[1] + MORE_G3_DRAWS}
+  losses = {k: v for k, v in paired['losses'].items() if k != 'fairface_fpr'}
+  verdict = 'loses' if any(losses.values()) else 'wins' if all(gains.values()) else 'no evidence'
+  return {'verdict': verdict, 'gains': gains, 'losses': losses, 'ranges_model_base': ranges,
+          'g3_draws_model_base': g3_draws, 'mean_drop': paired['mean_drop']}
+
+
 def erasure_summary(rows: List[dict]) -> List[dict]:
   """Per (reals, lever) of the erasure rows: each seed's numbers, their mean and range, and the
   decision rule's verdict against each of its bases (ERASURE_BASES) at the same seeds."""
@@ -803,6 +906,8 @@ def erasure_summary(rows: List[dict]) -> List[dict]:
       other = by_config.get((c['reals'], base))
       if other and other['seeds'] == c['seeds']:
         c['against'][base or 'none'] = _verdict(c['per_seed'], other['per_seed'], c['unseen'])
+    if c['lever'] in ENSEMBLE_LEVERS[1:] and (c['reals'], '') in by_config:
+      c['against']['none'] = ensemble_verdict(c, by_config[(c['reals'], '')])
   return out
 
 
@@ -866,6 +971,25 @@ def erasure_markdown(summary: List[dict]) -> str:
   return '\n'.join(lines)
 
 
+def ensemble_markdown(summary: List[dict]) -> str:
+  """The ensemble rule's conditions per model against the single head (`ensemble_verdict`)."""
+  lines = ['| model | FairFace FPR range (model / single head) | worst group FPR range | '
+           'draws meeting G3 | mean drop of min LOGO AUC / min within AUC / SDFD TPR | verdict |',
+           '|' + '---|' * 6]
+  for c in summary:
+    v = c['against'].get('none', {})
+    if 'g3_draws_model_base' not in v:
+      continue
+    ranges, drop = v['ranges_model_base'], v['mean_drop']
+    lines.append(
+        f"| {c['lever']} | {ranges['unseen_fpr'][0]:.3f} / {ranges['unseen_fpr'][1]:.3f} | "
+        f"{ranges['unseen_worst_group_fpr'][0]:.3f} / {ranges['unseen_worst_group_fpr'][1]:.3f} | "
+        f"{v['g3_draws_model_base'][0]} / {v['g3_draws_model_base'][1]} of {len(c['per_seed'])} | "
+        f"{drop['min_logo_auc']:.3f} / {drop['min_within_auc']:.3f} / {drop['sdfd_tpr']:.3f} | "
+        f"{v['verdict']} |")
+  return '\n'.join(lines) if len(lines) > 2 else ''
+
+
 def _fmt(v, width=6):
   return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
 
@@ -901,7 +1025,9 @@ def run_rows(args) -> int:
   def part(spec, head):  # the row of `spec`'s fakes and reals that a fused row stacks
     return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
 
-  for spec in erasure_specs(args.seeds, args.reals, args.levers) if args.erasure else row_specs():
+  specs = (ensemble_specs() if args.ensemble else
+           erasure_specs(args.seeds, args.reals, args.levers) if args.erasure else row_specs())
+  for spec in specs:
     if (wanted and spec['name'] not in wanted) or spec['model'] not in models or (
         spec['model'] != 'clip' and spec['reals'] not in cnn_reals):
       continue
@@ -927,7 +1053,7 @@ def run_rows(args) -> int:
     print(f'{spec["name"]}: {seconds} s', flush=True)
   configs = configurations(rows)
   print_table(rows, configs)
-  summary = erasure_summary(rows) if args.erasure else None
+  summary = erasure_summary(rows) if args.erasure or args.ensemble else None
   if summary:
     print_erasure(summary)
   prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
@@ -936,7 +1062,8 @@ def run_rows(args) -> int:
                        + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
                        + (f' --erasure --seeds {",".join(map(str, args.seeds))}'
                           f' --reals {",".join(args.reals)} --levers {",".join(args.levers)}'
-                          if args.erasure else ''),
+                          if args.erasure else '')
+                       + (' --ensemble' if args.ensemble else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
             'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
@@ -982,6 +1109,10 @@ def main(argv=None) -> int:
   parser.add_argument('--erasure', action='store_true',
                       help='the concept-erasure rows (erasure_specs) instead of row_specs; '
                            f'default --out {os.path.relpath(ERASURE_OUT, ROOT)}')
+  parser.add_argument('--ensemble', action='store_true',
+                      help='the ensemble rows (ensemble_specs): the committed configuration\'s '
+                           'head single, early-stopped and as ensembles; default --out '
+                           f'{os.path.relpath(ENSEMBLE_OUT, ROOT)}')
   parser.add_argument('--seeds', default=','.join(map(str, ERASURE_SEEDS)),
                       type=lambda v: [int(s) for s in v.split(',')],
                       help='the erasure rows\' head seeds')
@@ -995,7 +1126,7 @@ def main(argv=None) -> int:
     # One direction of reals per run (each under 10 minutes of CPU): a file each.
     args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
                                    + '.json')
-  args.out = args.out or (ERASURE_OUT if args.erasure else OUT)
+  args.out = args.out or (ENSEMBLE_OUT if args.ensemble else ERASURE_OUT if args.erasure else OUT)
   if args.stage == 'prepare':
     return prepare(args.cache)
   if args.stage == 'collection-probe':
@@ -1010,8 +1141,13 @@ def main(argv=None) -> int:
       with open(path) as f:
         for c in json.load(f)['erasure']:  # a configuration in two files: the same rows
           summary.setdefault((c['reals'], c['lever']), c)
-    print(erasure_markdown(sorted(summary.values(), key=lambda c: (
-        ERASURE_REALS.index(c['reals']), (ERASURE_LEVERS + ('erase_ffhq',)).index(c['lever'])))))
+    ordered = sorted(summary.values(), key=lambda c: (
+        ERASURE_REALS.index(c['reals']),
+        (ERASURE_LEVERS + ('erase_ffhq',) + ENSEMBLE_LEVERS[1:]).index(c['lever'])))
+    print(erasure_markdown(ordered))
+    rule = ensemble_markdown(ordered)
+    if rule:
+      print('\n' + rule)
     return 0
   return run_rows(args)
 

@@ -427,3 +427,32 @@ def test_run_groups_names_what_each_insufficient_check_lacks_and_compares_two_sa
   assert moved['measurable_now'] == ['source k140: auc: fail']
   assert moved['still_insufficient']['annotator precision < bound'] == 1
   assert 'reals < min_group_size' not in moved['still_insufficient']
+
+
+def test_generalization_bench_ensemble_rows_use_disjoint_seeds_and_the_rule_needs_all_three(
+    load_bench):
+  """bench/generalization.py: the ensemble rows' five ensembles share no head, each row has its
+  LOGO twins; the ensemble rule wins only when the audit is steadier, G3 holds at two more draws
+  and nothing is lost; steadier alone is no evidence, a LOGO AUC 0.03 lower loses."""
+  bench = load_bench('generalization')
+  specs = bench.ensemble_specs()
+  ensembles = sorted({s['seed'] for s in specs if s['lever'] == 'ensemble5'})
+  heads = [seed + i for seed in ensembles for i in range(bench.ensemble_size('ensemble5'))]
+  assert len(heads) == len(set(heads)) == 25
+  assert len(specs) == 3 * 5 * len(bench.FAKE_SETS)
+  assert bench.ensemble_size('') == 1 and bench.ensemble_size('ensemble3') == 3
+
+  def draws(fpr, worst, min_logo=0.62):
+    return {'unseen': 'fairface', 'per_seed': [
+        {'unseen_fpr': f, 'unseen_worst_group_fpr': w, 'fairface_fpr': f, 'k140_real_fpr': 0.04,
+         'sdfd_tpr': 0.87, 'min_within_auc': 0.88, 'min_logo_auc': min_logo}
+        for f, w in zip(fpr, worst)]}
+  single = draws([0.011, 0.025, 0.018, 0.018, 0.018], [0.045, 0.095, 0.091, 0.136, 0.045])
+  steady = draws([0.011, 0.015, 0.018, 0.011, 0.015], [0.045, 0.048, 0.045, 0.045, 0.091])
+  assert bench.ensemble_verdict(steady, single)['verdict'] == 'wins'
+  one_more = draws([0.011, 0.015, 0.018, 0.011, 0.015], [0.045, 0.048, 0.091, 0.045, 0.091])
+  verdict = bench.ensemble_verdict(one_more, single)
+  assert verdict['verdict'] == 'no evidence' and verdict['gains']['steadier']
+  assert verdict['g3_draws_model_base'] == [3, 2]
+  worse_logo = dict(steady, per_seed=[dict(s, min_logo_auc=0.59) for s in steady['per_seed']])
+  assert bench.ensemble_verdict(worse_logo, single)['verdict'] == 'loses'
