@@ -102,6 +102,9 @@ GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 
 GENERATORS = (GAN, K140, SDFD)
 TRAIN, EVAL, TEST = 'train', 'eval', 'test'
 TARGET_FPR = 0.05
+# FairFace in the sample: the first FAIRFACE_TRAIN of train in the shuffled order (training
+# reals, 80 / 20 %) and the first FAIRFACE_AUDIT of val (audit); `--fairface-audit` adds to the latter.
+FAIRFACE_TRAIN, FAIRFACE_AUDIT = 120, 280
 MIN_GROUP = 15  # groups under this many photos are reported, not judged (decision rule)
 # Goals of issue 33 (docs/detection_quality.md, G1-G5).
 WITHIN_AUC, LOGO_AUC, LOGO_TPR = 0.97, 0.90, 0.85
@@ -126,8 +129,14 @@ def _by_share(items: list, shares: Sequence[float]) -> List[list]:
   return parts + [items[start:]]
 
 
-def inputs() -> List[dict]:
-  """The sampled inputs: dicts with path, source, split, label (0 real, 1 fake), gender, race."""
+def inputs(fairface_audit: int = 0) -> List[dict]:
+  """The sampled inputs: dicts with path, source, split, label (0 real, 1 fake), gender, race.
+
+  Args:
+    fairface_audit: 0 for the sample above; N > 0 enlarges only the FairFace audit (test
+      split) to N faces per race x gender group (`fairface_audit_extra`), every other input
+      the same.
+  """
   rows = []
   gan_split = {'train': TRAIN, 'valid': EVAL, 'test': TEST}
   for source, root, counts in (
@@ -146,15 +155,14 @@ def inputs() -> List[dict]:
     for r in map(dict, part):
       rows.append(dict(path=os.path.join(DATA, 'sdfd', r['path']), source=SDFD, split=split,
                        label=1, gender=r['gender'], race=r['race']))
-  for folder, count in (('train', 120), ('val', 280)):
-    with open(os.path.join(DATA, 'fairface', f'fairface_label_{folder}.csv')) as f:
-      labelled = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:count or None]
+  fairface = _fairface_labelled()
+  for folder, count in (('train', FAIRFACE_TRAIN), ('val', FAIRFACE_AUDIT)):
+    labelled = fairface[folder][:count]
     parts = (zip((TRAIN, EVAL), _by_share(labelled, (0.8, 0.2))) if folder == 'train'
              else [(TEST, labelled)])
     for split, part in parts:
       for r in map(dict, part):
-        rows.append(dict(path=os.path.join(DATA, 'fairface', r['file']), source=FAIRFACE,
-                         split=split, label=0, gender=r['gender'], race=r['race']))
+        rows.append(_fairface_row(r, split))
   with open(os.path.join(DATA, 'utkface', 'labels.csv')) as f:
     utk = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:280]
   train_half, audit_half = utk[:100], utk[100:]
@@ -165,19 +173,80 @@ def inputs() -> List[dict]:
       # has no single 'Asian', and the audit groups should cover every photo.
       rows.append(dict(path=os.path.join(DATA, 'utkface', r['path']), source=UTK, split=split,
                        label=0, gender=r['gender'], race=r['utk_race']))
+  if fairface_audit:  # last: every other input keeps its place
+    rows += [_fairface_row(dict(r), TEST)
+             for r in fairface_audit_extra(fairface, fairface_audit)]
   return rows
 
 
-def _save(rows: List[dict]) -> None:
-  """The crops so far to CROPS (a rerun prepares only the others)."""
-  os.makedirs(os.path.dirname(CROPS), exist_ok=True)
-  with open(CROPS + '.tmp', 'wb') as f:
+def _fairface_labelled() -> Dict[str, list]:
+  """FairFace's label rows (tuples of (column, value)) per folder, train and val, shuffled."""
+  labelled = {}
+  for folder in ('train', 'val'):
+    with open(os.path.join(DATA, 'fairface', f'fairface_label_{folder}.csv')) as f:
+      labelled[folder] = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])
+  return labelled
+
+
+def _fairface_row(r: dict, split: str) -> dict:
+  return dict(path=os.path.join(DATA, 'fairface', r['file']), source=FAIRFACE, split=split,
+              label=0, gender=r['gender'], race=r['race'])
+
+
+def fairface_audit_extra(fairface: Dict[str, list], per_group: int) -> list:
+  """FairFace faces that enlarge the audit to `per_group` faces per race x gender group.
+
+  Drawn in the sample's shuffled order: the rest of val (43 faces a group in all, so val
+  alone reaches 43), then train after its first FAIRFACE_TRAIN faces (the `+fairface` rows'
+  training reals), each taken while its group holds fewer than `per_group` audit faces
+  (the sample's FAIRFACE_AUDIT val faces count). Disjoint from every other FairFace input.
+
+  Args:
+    fairface: `_fairface_labelled()`.
+    per_group: the audit's faces per race x gender group.
+
+  Returns:
+    The added label rows (tuples of (column, value)), in drawing order.
+
+  Raises:
+    ValueError: FairFace holds too few unused faces of a group.
+  """
+  def group(r):
+    return dict(r)['race'], dict(r)['gender']
+
+  held: Dict[tuple, int] = {}
+  for r in fairface['val'][:FAIRFACE_AUDIT]:
+    held[group(r)] = held.get(group(r), 0) + 1
+  extra = []
+  for r in fairface['val'][FAIRFACE_AUDIT:] + fairface['train'][FAIRFACE_TRAIN:]:
+    if held.get(group(r), 0) < per_group:
+      held[group(r)] = held.get(group(r), 0) + 1
+      extra.append(r)
+  short = {g: n for g, n in held.items() if n < per_group}
+  if short:
+    raise ValueError(f'FairFace ({DATA}/fairface) has fewer than {per_group} unused faces in '
+                     f'groups {sorted(short)}')
+  return extra
+
+
+def crops_file(fairface_audit: int = 0) -> str:
+  """Where `prepare` keeps the crops of `inputs(fairface_audit)` (the sample's own: CROPS)."""
+  return CROPS.replace('.pkl', f'_fairface_audit{fairface_audit}.pkl') if fairface_audit else CROPS
+
+
+def _save(rows: List[dict], path: str = CROPS) -> None:
+  """The crops so far to `path` (a rerun prepares only the others)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + '.tmp', 'wb') as f:
     pickle.dump(rows, f)
-  os.replace(CROPS + '.tmp', CROPS)
+  os.replace(path + '.tmp', path)
 
 
-def prepare(cache: str) -> int:
-  """Crops of every input as the pipeline would write them, and their cached embeddings."""
+def prepare(cache: str, fairface_audit: int = 0) -> int:
+  """Crops of every input as the pipeline would write them, and their cached embeddings.
+
+  With `fairface_audit` (`inputs`), to their own file (`crops_file`), reusing the sample's crops.
+  """
   from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
   from fakefaces.components.image_encoder.embedder import Embedder
@@ -186,12 +255,13 @@ def prepare(cache: str) -> int:
   preparers = {'none': FacePreparer(FacePreparation(align='none', output_size=128)),
                'dlib': FacePreparer(FacePreparation(align='dlib', detector='hog+cnn',
                                                     output_size=128))}
-  done = {}
-  if os.path.exists(CROPS):
-    with open(CROPS, 'rb') as f:
-      done = {r['path']: r for r in pickle.load(f)}
+  done, path = {}, crops_file(fairface_audit)
+  for done_path in sorted({CROPS, path}):
+    if os.path.exists(done_path):
+      with open(done_path, 'rb') as f:
+        done.update({r['path']: r for r in pickle.load(f)})
   rows, missed, start = [], [], time.time()
-  todo = inputs()
+  todo = inputs(fairface_audit)
   for i, r in enumerate(todo):
     if r['path'] in done:
       rows.append(dict(r, image=done[r['path']]['image']))
@@ -209,12 +279,12 @@ def prepare(cache: str) -> int:
       continue
     rows.append(dict(r, image=photo.faces[0].encoded))
     if i % 200 == 0:
-      _save(rows)
+      _save(rows, path)
       print(f'{i}/{len(todo)} prepared, {len(missed)} without a face, {time.time() - start:.0f} s',
             flush=True)
-  _save(rows)
+  _save(rows, path)
   prepared_s = time.time() - start
-  print(f'{len(rows)} crops, {len(missed)} without a face, {prepared_s:.0f} s -> {CROPS}',
+  print(f'{len(rows)} crops, {len(missed)} without a face, {prepared_s:.0f} s -> {path}',
         flush=True)
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
                        embedding_cache_dir=cache)
@@ -231,7 +301,7 @@ def prepare(cache: str) -> int:
   summary = {'crops': len(rows), 'without_face': len(missed), 'missed': missed[:50],
              'prepare_seconds': round(prepared_s), 'embed_seconds': round(time.time() - start),
              'computed': computed, 'reused': reused, 'cache': embedder.cache.folder}
-  with open(os.path.join(os.path.dirname(CROPS), 'prepare.json'), 'w') as f:
+  with open(prepare_file(fairface_audit), 'w') as f:
     json.dump(summary, f, indent=1)
   return 0
 
@@ -321,15 +391,24 @@ def ensemble_specs() -> List[dict]:
                           (ENSEMBLE_REALS,), (ensemble,)))
 
 
-def load_embedded(cache: str) -> Dict[str, np.ndarray]:
+def prepare_file(fairface_audit: int = 0) -> str:
+  """The summary `prepare` writes beside its crops."""
+  crops = crops_file(fairface_audit)
+  return os.path.join(os.path.dirname(crops), os.path.basename(crops).replace(
+      'crops', 'prepare').replace('.pkl', '.json'))
+
+
+def load_embedded(cache: str, fairface_audit: int = 0) -> Dict[str, np.ndarray]:
   """Columns of every prepared crop with its embedding [n, 512], read from the Trainer's cache."""
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
-  with open(CROPS, 'rb') as f:
+  with open(crops_file(fairface_audit), 'rb') as f:
     rows = pickle.load(f)
 
   def not_cached(batch):
     raise SystemExit(f'{len(batch)} crops have no cached embedding in {cache}: run '
-                     '`bench/generalization.py prepare` first')
+                     '`bench/generalization.py prepare'
+                     + (f' --fairface-audit {fairface_audit}' if fairface_audit else '')
+                     + '` first')
 
   vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256).embed(
       [r['image'] for r in rows], not_cached, batch_size=len(rows))
@@ -1015,7 +1094,7 @@ def run_rows(args) -> int:
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(2)
   start = time.time()
-  d = load_embedded(args.cache)
+  d = load_embedded(args.cache, args.fairface_audit)
   wanted = set(filter(None, args.rows.split(',')))
   models = set(args.models.split(','))
   cnn_reals = set(args.cnn_reals.split(','))
@@ -1056,14 +1135,16 @@ def run_rows(args) -> int:
   summary = erasure_summary(rows) if args.erasure or args.ensemble else None
   if summary:
     print_erasure(summary)
-  prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
+  prepared = prepare_file(args.fairface_audit)
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
                        + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
                        + (f' --erasure --seeds {",".join(map(str, args.seeds))}'
                           f' --reals {",".join(args.reals)} --levers {",".join(args.levers)}'
                           if args.erasure else '')
-                       + (' --ensemble' if args.ensemble else ''),
+                       + (' --ensemble' if args.ensemble else '')
+                       + (f' --fairface-audit {args.fairface_audit}' if args.fairface_audit
+                          else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
             'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
@@ -1120,17 +1201,23 @@ def main(argv=None) -> int:
                       help='the erasure rows\' training reals')
   parser.add_argument('--levers', default=','.join(ERASURE_LEVERS), type=lambda v: v.split(','),
                       help='the erasure rows\' levers (\'\' for none)')
+  parser.add_argument('--fairface-audit', type=int, default=0,
+                      help='prepare / rows: the FairFace audit enlarged to N faces per race x '
+                           'gender group (inputs); 0: the sample as it is')
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
   if not args.out and args.erasure and tuple(args.reals) != ERASURE_REALS:
     # One direction of reals per run (each under 10 minutes of CPU): a file each.
     args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
                                    + '.json')
+  if not args.out and args.fairface_audit:  # never over the committed sample's results
+    args.out = (ENSEMBLE_OUT if args.ensemble else ERASURE_OUT if args.erasure else OUT).replace(
+        '.json', f'_audit{args.fairface_audit}.json')
   args.out = args.out or (ENSEMBLE_OUT if args.ensemble else ERASURE_OUT if args.erasure else OUT)
   if args.stage == 'prepare':
-    return prepare(args.cache)
+    return prepare(args.cache, args.fairface_audit)
   if args.stage == 'collection-probe':
-    d = load_embedded(args.cache)
+    d = load_embedded(args.cache, args.fairface_audit)
     for reals in ERASURE_REALS:
       print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
     return 0

@@ -456,3 +456,24 @@ def test_generalization_bench_ensemble_rows_use_disjoint_seeds_and_the_rule_need
   assert verdict['g3_draws_model_base'] == [3, 2]
   worse_logo = dict(steady, per_seed=[dict(s, min_logo_auc=0.59) for s in steady['per_seed']])
   assert bench.ensemble_verdict(worse_logo, single)['verdict'] == 'loses'
+
+
+def test_generalization_bench_fairface_audit_adds_only_unused_audit_faces(load_bench, faces_data):
+  """bench/generalization.py `--fairface-audit N`: every other input is the same and in its
+  place; the added faces are FairFace audit (test) reals no other input uses (neither the
+  sample's audit nor the `+fairface` rows' training reals), bringing each race x gender group
+  to N; more than FairFace holds is refused, naming the folder."""
+  bench = load_bench('generalization')
+  bench.DATA = faces_data
+  base, enlarged = bench.inputs(), bench.inputs(70)
+  assert enlarged[:len(base)] == base
+  extra = enlarged[len(base):]
+  assert {(r['source'], r['split'], r['label']) for r in extra} == {('fairface', 'test', 0)}
+  paths = [r['path'] for r in extra]
+  assert len(set(paths)) == len(paths) == 14 * 70 - bench.FAIRFACE_AUDIT
+  assert not set(paths) & {r['path'] for r in base}
+  audit = [(r['race'], r['gender']) for r in enlarged
+           if r['source'] == 'fairface' and r['split'] == 'test']
+  assert {audit.count(g) for g in set(audit)} == {70} and len(set(audit)) == 14
+  with pytest.raises(ValueError, match='fairface'):
+    bench.inputs(300)  # 43 val + 215 train photos a group, some of them training reals
