@@ -67,6 +67,15 @@ rows, trained once), 474 s at load 3; results in bench/results/generalization_en
 
   nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble
   .venv/bin/python bench/generalization.py erasure-table bench/results/generalization_ensemble.json
+
+A larger FairFace audit (`--fairface-audit N`): the audit (test split) grows to N faces per race x
+gender group, the added faces drawn from FairFace photos no other input uses (`fairface_audit_extra`),
+every other input, split and threshold unchanged; crops in their own file, results beside the
+sample's (`_auditN`). 70 a group (700 more faces) costs ~1.5 minutes of dlib and ~6 of the tower:
+
+  nice -n 10 .venv/bin/python bench/generalization.py prepare --fairface-audit 70
+  nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble --fairface-audit 70
+  .venv/bin/python bench/generalization.py audit-table bench/results/generalization_ensemble_audit70.json
 """
 
 import argparse
@@ -932,6 +941,12 @@ def _verdict(lever: List[dict], base: List[dict], unseen: str) -> dict:
 STEADIER_GROUP_RANGE, MORE_G3_DRAWS = 0.045, 2
 
 
+def meets_g3(draw: dict) -> bool:
+  """G3 at one draw (`_seed_numbers`): the unseen collection's FPR and every judged group's."""
+  return (draw['unseen_fpr'] <= AUDIT_FPR
+          and (draw['unseen_worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR)
+
+
 def ensemble_verdict(model: dict, base: dict) -> dict:
   """The ensemble rule: a model's draws (an `erasure_summary` entry) against the single head's.
 
@@ -943,8 +958,7 @@ def ensemble_verdict(model: dict, base: dict) -> dict:
     return round(max(values) - min(values), 4)
 
   def g3(c):
-    return sum(s['unseen_fpr'] <= AUDIT_FPR
-               and (s['unseen_worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR for s in c['per_seed'])
+    return sum(map(meets_g3, c['per_seed']))
 
   eps = 1e-9
   paired = _verdict(model['per_seed'], base['per_seed'], model['unseen'])
@@ -1069,6 +1083,51 @@ def ensemble_markdown(summary: List[dict]) -> str:
   return '\n'.join(lines) if len(lines) > 2 else ''
 
 
+def audit_markdown(result: dict, source: str = FAIRFACE) -> str:
+  """`source`'s audit per draw and per race x gender group of the erasure / ensemble rows
+  trained on all three generators (a results JSON of `rows --erasure` or `--ensemble`).
+
+  Rates as k/n with their Wilson 95% interval; G3 per draw as the ensemble rule counts it
+  (`meets_g3`); per group, each draw's count and the highest rate's interval.
+  """
+  def share(k, n):
+    low, high = wilson(k, n)
+    return f'{k}/{n} = {k / n:.3f} [{low:.3f}, {high:.3f}]'
+
+  by_config = {c['lever']: c for c in result['erasure']}
+  full = {}
+  for r in result['rows']:
+    if tuple(r['fakes']) == GENERATORS and r['lever'] in by_config:
+      full.setdefault(r['lever'], {})[r.get('seed', SEED)] = r['audit'][source]
+  lines = ['| lever | draw (first seed) | FPR | worst judged group | its FPR | G3 |',
+           '|' + '---|' * 6]
+  for lever, c in by_config.items():
+    for seed, draw in zip(c['seeds'], c['per_seed']):
+      a = full[lever][seed]
+      worst = a['per_race_x_gender'][a['worst_group']]
+      k = int(round(a['fpr'] * a['n']))
+      lines.append(f"| {lever or '-'} | {seed} | "
+                   f"{share(k, a['n'])} | {a['worst_group']} | "
+                   f"{share(int(round(worst['rate'] * worst['n'])), worst['n'])} | "
+                   f"{'meets' if meets_g3(draw) else 'misses'} |")
+  groups = sorted({g for audits in full.values() for a in audits.values()
+                   for g in a['per_race_x_gender']})
+  levers = list(by_config)
+  lines += ['', '| group | n | ' + ' | '.join(
+      f"{lever or '-'}: photos called fake per draw (highest rate [Wilson 95%])"
+      for lever in levers) + ' |', '|' + '---|' * (2 + len(levers))]
+  for g in groups:
+    cells, n = [], None
+    for lever in levers:
+      stats = [full[lever][seed]['per_race_x_gender'][g] for seed in by_config[lever]['seeds']]
+      n = stats[0]['n']
+      counts = [int(round(x['rate'] * x['n'])) for x in stats]
+      low, high = wilson(max(counts), n)
+      cells.append(f"{', '.join(map(str, counts))} ({max(counts) / n:.3f} [{low:.3f}, {high:.3f}])")
+    lines.append(f'| {g} | {n} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 def _fmt(v, width=6):
   return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
 
@@ -1169,8 +1228,10 @@ def _counts(d) -> Dict[str, int]:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'collection-probe'),
+  parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'audit-table',
+                                        'collection-probe'),
                       help='erasure-table: the docs\' tables from the erasure rows\' JSON files; '
+                           'audit-table: FairFace\'s audit per draw and group from one such file; '
                            'collection-probe: which training collection the unseen reals resemble')
   parser.add_argument('files', nargs='*', help='erasure-table: the JSON files (default: '
                       'both directions of reals)')
@@ -1220,6 +1281,11 @@ def main(argv=None) -> int:
     d = load_embedded(args.cache, args.fairface_audit)
     for reals in ERASURE_REALS:
       print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
+    return 0
+  if args.stage == 'audit-table':
+    for path in args.files:
+      with open(path) as f:
+        print(audit_markdown(json.load(f)))
     return 0
   if args.stage == 'erasure-table':
     summary = {}
