@@ -426,6 +426,9 @@ def load_embedded(cache: str, fairface_audit: int = 0) -> Dict[str, np.ndarray]:
   # The real source a row trains on: FFHQ for the GAN sources' reals.
   columns['real_source'] = np.where(np.isin(columns['source'], [GAN, K140]), FFHQ,
                                     columns['source'])
+  added = ({r['path'] for r in inputs(fairface_audit)[len(inputs()):]} if fairface_audit
+           else set())
+  columns['audit_added'] = np.array([r['path'] in added for r in rows])  # `fairface_audit_extra`
   columns['x'] = vectors
   columns['image'] = np.array([r['image'] for r in rows], dtype=object)  # encoded crops
   return columns
@@ -590,7 +593,9 @@ def score_generators(d, scores, threshold) -> Dict[str, dict]:
   out = {}
   for source in GENERATORS:
     if source == SDFD:
-      m = test & ((d['source'] == SDFD) | (d['label'] == 0))
+      # The sample's test reals: faces added to the FairFace audit would move this AUC with
+      # the audit's size (`--fairface-audit` changes the audit only).
+      m = test & ((d['source'] == SDFD) | ((d['label'] == 0) & ~d['audit_added']))
     else:
       m = test & (d['source'] == source)
     y, s = d['label'][m], scores[m]
