@@ -71,7 +71,7 @@ rows, trained once), 474 s at load 3; results in bench/results/generalization_en
 A larger FairFace audit (`--fairface-audit N`): the audit (test split) grows to N faces per race x
 gender group, the added faces drawn from FairFace photos no other input uses (`fairface_audit_extra`),
 every other input, split and threshold unchanged; crops in their own file, results beside the
-sample's (`_auditN`). 70 a group (700 more faces) costs ~1.5 minutes of dlib and ~6 of the tower:
+sample's (`_auditN`). 70 a group (700 more faces): 92 s of dlib and 247 s of the tower at load 3:
 
   nice -n 10 .venv/bin/python bench/generalization.py prepare --fairface-audit 70
   nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble --fairface-audit 70
