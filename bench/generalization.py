@@ -74,6 +74,7 @@ CROPS = os.path.join(WORK, 'crops.pkl')
 # The CNN rows train as this configuration's `train:` block (the shipped shared-data CNN).
 CNN_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
+VIEWS_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_views.json')
 GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
 GENERATORS = (GAN, K140, SDFD)
 TRAIN, EVAL, TEST = 'train', 'eval', 'test'
@@ -152,8 +153,9 @@ def _save(rows: List[dict]) -> None:
   os.replace(CROPS + '.tmp', CROPS)
 
 
-def prepare(cache: str) -> int:
-  """Crops of every input as the pipeline would write them, and their cached embeddings."""
+def prepare(cache: str, views: Sequence[str] = ()) -> int:
+  """Crops of every input as the pipeline would write them, their cached embeddings, and
+  those of `views` of the training crops (embed_views)."""
   from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
   from fakefaces.components.image_encoder.embedder import Embedder
@@ -209,7 +211,60 @@ def prepare(cache: str) -> int:
              'computed': computed, 'reused': reused, 'cache': embedder.cache.folder}
   with open(os.path.join(os.path.dirname(CROPS), 'prepare.json'), 'w') as f:
     json.dump(summary, f, indent=1)
+  if views:
+    embed_views(rows, views, embedder, cache)
   return 0
+
+
+# ------------------------------------------------------------------ views
+
+# A view's index in its seed: each example draws each view from its own stream.
+VIEW_INDEX = {'flip': 1, 'history': 2}
+
+
+def view_images(images: Sequence[bytes], kind: str, config) -> List[bytes]:
+  """PNG bytes of each encoded crop's `kind` view, at the crop's own size.
+
+  'flip': mirrored left-right. 'history': augment.augment_history with
+  `config`'s augment_* settings (the CNN's: CNN_CONFIG), seeded by the crop's
+  sha256 and the view's index, so a crop always gets the same view and a
+  changed crop another. PNG keeps the view's pixels (its JPEG generations
+  included) exactly; the cache keys on these bytes, so a view never shares an
+  entry with its unaugmented crop.
+  """
+  import hashlib
+  import tensorflow as tf
+  from fakefaces.components.trainer import augment
+  out = []
+  for data in images:
+    image = tf.image.convert_image_dtype(tf.io.decode_image(data, channels=3,
+                                                            expand_animations=False), tf.float32)
+    if kind == 'flip':
+      image = tf.image.flip_left_right(image)
+    elif kind == 'history':
+      seed = tf.constant([int(hashlib.sha256(data).hexdigest()[:15], 16), VIEW_INDEX[kind]],
+                         tf.int64)
+      image = augment.augment_history(image, seed, config)
+    else:
+      raise ValueError(f'view {kind!r} is not one of {list(VIEW_INDEX)}')
+    out.append(tf.io.encode_png(tf.image.convert_image_dtype(image, tf.uint8,
+                                                             saturate=True)).numpy())
+  return out
+
+
+def embed_views(rows: List[dict], views: Sequence[str], embedder, cache: str) -> None:
+  """Each view of every training crop embedded once into the cache (resumable, per batch)."""
+  from fakefaces.components.image_encoder import clip_weights, embedding_cache
+  config = cnn_config()
+  train = [r['image'] for r in rows if r['split'] == TRAIN]
+  start = time.time()
+  for kind in views:
+    for i in range(0, len(train), 64):
+      embedder.cache = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256)
+      embedder(view_images(train[i:i + 64], kind, config), batch_size=32)
+      print(f'view {kind}: {min(i + 64, len(train))}/{len(train)} embedded '
+            f'({embedder.cache.computed} computed), {time.time() - start:.0f} s, '
+            f'load {os.getloadavg()[0]:.1f}', flush=True)
 
 
 
@@ -228,12 +283,22 @@ CLIP_HEADS = ('linear', 'mlp')
 # The decision rule's last tie-break, the simpler model first: it orders the two heads
 # (linear before mlp); the CNN and the fused models (a CNN plus a head) come after them.
 SIMPLICITY = ('linear', 'mlp', 'cnn', 'fused linear', 'fused mlp')
+SEED = 42  # the CLIP heads' seed (initialisation and shuffling) unless a row names another
+FAKE_SETS = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
+# The views rows (docs/detection_quality.md, "Augmented views for the CLIP head: decision
+# rule"): the shipped configuration (mlp, FFHQ + UTKFace reals) with each setting of views
+# of its training crops, its LOGO twins and the two single-source rows (cross-source AUC).
+VIEW_SETTINGS = ('none', 'flip', 'history', 'flip+history')
+VIEW_SEEDS = (42, 1, 2, 3, 4)
+VIEW_REALS = '+utkface'
 
 
 def _named(spec: dict) -> dict:
   prefix = {'clip': spec['head'], 'cnn': 'cnn', 'fused': f"fused(cnn+{spec['head'][6:]})"}
   spec['name'] = (f"{prefix[spec['model']]} fakes={'+'.join(spec['fakes'])} reals={spec['reals']}"
-                  + (f" {spec['lever']}" if spec['lever'] else ''))
+                  + (f" {spec['lever']}" if spec['lever'] else '')
+                  + (f" views={spec['views']}" if spec.get('views', 'none') != 'none' else '')
+                  + (f" seed={spec['seed']}" if spec.get('seed', SEED) != SEED else ''))
   return spec
 
 
@@ -245,7 +310,7 @@ def row_specs() -> List[dict]:
   rows without `sdfd` are both the "GAN fakes only" rows and its LOGO-sdfd rows.
   The fused rows stack the CNN row and the CLIP head row of the same fakes and reals.
   """
-  fake_sets = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
+  fake_sets = FAKE_SETS
   specs = []
   for head in CLIP_HEADS:
     for reals in ('ffhq', '+fairface', '+utkface'):
@@ -262,6 +327,15 @@ def row_specs() -> List[dict]:
       specs += [dict(model='fused', head=f'fused {head}', fakes=fakes, reals=reals, lever='')
                 for head in CLIP_HEADS]
   return [_named(spec) for spec in specs]
+
+
+def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = VIEW_SEEDS,
+               heads: Sequence[str] = ('mlp',)) -> List[dict]:
+  """The views rows: heads x settings x seeds x (FAKE_SETS and gan_faces, k140 alone)."""
+  return [_named(dict(model='clip', head=head, fakes=fakes, reals=VIEW_REALS, lever='',
+                      views=views, seed=seed))
+          for head in heads for views in settings for seed in seeds
+          for fakes in FAKE_SETS + ((GAN,), (K140,))]
 
 
 def load_embedded(cache: str) -> Dict[str, np.ndarray]:
@@ -284,6 +358,25 @@ def load_embedded(cache: str) -> Dict[str, np.ndarray]:
   columns['x'] = vectors
   columns['image'] = np.array([r['image'] for r in rows], dtype=object)  # encoded crops
   return columns
+
+
+def load_views(d: Dict[str, np.ndarray], kinds: Sequence[str], cache: str) -> None:
+  """d['views'][kind]: each training crop's view embedding [n, 512] (NaN off the train split),
+  read from the cache (`prepare --views` embeds them)."""
+  from fakefaces.components.image_encoder import clip_weights, embedding_cache
+  store = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256)
+  train = d['split'] == TRAIN
+  config = cnn_config()
+  d['views'] = {}
+  for kind in kinds:
+    def not_cached(batch, kind=kind):
+      raise SystemExit(f'{len(batch)} {kind} views have no cached embedding in {cache}: run '
+                       f'`bench/generalization.py prepare --views {kind}` first')
+
+    vectors = np.full(d['x'].shape, np.nan, np.float32)
+    vectors[train] = store.embed(view_images(d['image'][train].tolist(), kind, config), not_cached,
+                                 batch_size=int(train.sum()))
+    d['views'][kind] = vectors
 
 
 def selection(d: Dict[str, np.ndarray], spec: dict, split: str) -> np.ndarray:
@@ -412,14 +505,19 @@ def clip_row(d, spec: dict, epochs: int):
   from fakefaces.components.trainer import backbone, fused
   from fakefaces.components.trainer.config import TrainConfig
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
-                       head=spec['head'], epochs=epochs, batch_size=32, seed=42)
+                       head=spec['head'], epochs=epochs, batch_size=32,
+                       seed=spec.get('seed', SEED))
   train = selection(d, spec, TRAIN)
+  # The training crops, then each of the row's views of them (same labels and weights).
+  kinds = [k for k in spec.get('views', 'none').split('+') if k != 'none']
+  x = np.concatenate([d['x'][train]] + [d['views'][k][train] for k in kinds])
+  copies = 1 + len(kinds)
   tf.keras.utils.set_random_seed(config.seed)
-  head = backbone.build_head(config, d['x'][train])
+  head = backbone.build_head(config, x)
   start = time.perf_counter()
-  head.fit(d['x'][train], d['label'][train].astype(np.float32),
-           sample_weight=sample_weights(d, train, spec['lever']), batch_size=config.batch_size,
-           epochs=epochs, shuffle=True, verbose=0)
+  head.fit(x, np.tile(d['label'][train].astype(np.float32), copies),
+           sample_weight=np.tile(sample_weights(d, train, spec['lever']), copies),
+           batch_size=config.batch_size, epochs=epochs, shuffle=True, verbose=0)
   seconds = time.perf_counter() - start
   scores = head.predict(d['x'], batch_size=1024, verbose=0)[:, 0]
   logits = fused.logit_model(head, 'clip').predict(d['x'], batch_size=1024, verbose=0)[:, 0]
@@ -601,6 +699,97 @@ def rank(configs: List[dict]) -> List[dict]:
   return ordered + [dict(c, rank=None) for c in configs if c not in judgeable]
 
 
+# The decision rule's bands for a views setting against `none` (paired seeds).
+VIEW_GAIN_AUC, VIEW_GAIN_SEEDS, VIEW_LOSS_AUC = 0.02, 4, 0.02
+VIEW_LOSS_FPR, VIEW_LOSS_GROUP_FPR = 0.01, 0.02
+
+
+def _view_numbers(by_key: dict, head: str, views: str, seed: int) -> dict:
+  """The views rule's numbers of one configuration at one seed (LOGO and single-source rows)."""
+  full = by_key[(head, views, seed, GENERATORS)]
+  logo = {held_out: by_key[(head, views, seed, tuple(g for g in GENERATORS if g != held_out))]
+          ['generators'][held_out]['auc'] for held_out in GENERATORS}
+  cross = {'gan_faces->k140': by_key[(head, views, seed, (GAN,))]['generators'][K140]['auc'],
+           'k140->gan_faces': by_key[(head, views, seed, (K140,))]['generators'][GAN]['auc']}
+  within = {s: full['generators'][s]['auc'] for s in GENERATORS}
+  fairface = full['audit'][FAIRFACE]
+  return {'min_logo_auc': min(logo.values()), **{f'logo {g}': v for g, v in logo.items()},
+          'cross_auc': round(float(np.mean(list(cross.values()))), 4), **cross,
+          'fairface_fpr': fairface['fpr'],
+          'fairface_worst_group_fpr': fairface['worst_group_fpr'] or 0.0,
+          'utkface_fpr': full['audit'][UTK]['fpr'], 'min_within_auc': min(within.values()),
+          'sdfd_tpr': full['sdfd_groups']['tpr'], 'sdfd_max_gap': full['sdfd_groups']['max_gap']}
+
+
+def _views_verdict(setting: List[dict], none: List[dict]) -> dict:
+  """The views rule: a setting's per-seed numbers against `none`'s at the same seeds."""
+  def gain(key):  # setting - none per seed
+    return np.array([v[key] - n[key] for v, n in zip(setting, none)], np.float64)
+
+  def mean(rows, key):
+    return float(np.mean([r[key] for r in rows]))
+
+  eps = 1e-9  # the numbers are rounded to 4 decimals
+  logo, cross = gain('min_logo_auc'), gain('cross_auc')
+  met_g4 = lambda rows: (mean(rows, 'fairface_fpr') <= AUDIT_FPR
+                         and mean(rows, 'fairface_worst_group_fpr') <= AUDIT_GROUP_FPR)
+  checks = {
+      'worst LOGO AUC gains > 0.02 (mean), in >= 4 seeds':
+          bool(logo.mean() > VIEW_GAIN_AUC + eps and (logo > eps).sum() >= VIEW_GAIN_SEEDS),
+      'cross-source AUC gains > 0.02 (mean), no direction loses > 0.02':
+          bool(cross.mean() > VIEW_GAIN_AUC + eps and all(
+              gain(k).mean() >= -VIEW_LOSS_AUC - eps for k in ('gan_faces->k140',
+                                                               'k140->gan_faces'))),
+      'FairFace FPR +<= 0.01, worst group +<= 0.02, G4 kept':
+          bool(gain('fairface_fpr').mean() <= VIEW_LOSS_FPR + eps
+               and gain('fairface_worst_group_fpr').mean() <= VIEW_LOSS_GROUP_FPR + eps
+               and (met_g4(setting) or not met_g4(none))),
+  }
+  keys = [k for k, v in none[0].items() if isinstance(v, float)]
+  return {'verdict': 'wins' if all(checks.values()) else 'does not win', 'checks': checks,
+          'mean_gain': {k: round(float(gain(k).mean()), 4) for k in keys},
+          'seeds_gaining_worst_logo': int((logo > eps).sum())}
+
+
+def views_summary(rows: List[dict]) -> List[dict]:
+  """Per (head, views setting) of the views rows: each seed's numbers, their mean and range,
+  and the decision rule's verdict against `none` at the same seeds."""
+  by_key = {(r['head'], r.get('views', 'none'), r.get('seed', SEED), tuple(r['fakes'])): r
+            for r in rows if r['model'] == 'clip'}
+  configs = {}
+  for head, views, seed, fakes in by_key:
+    if fakes == GENERATORS:
+      configs.setdefault((head, views), []).append(seed)
+  out = []
+  for (head, views), seeds in configs.items():
+    per_seed = [_view_numbers(by_key, head, views, seed) for seed in sorted(seeds)]
+    numbers = {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
+                   'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
+               for k, v in per_seed[0].items() if isinstance(v, float)}
+    out.append({'head': head, 'views': views, 'seeds': sorted(seeds), 'numbers': numbers,
+                'per_seed': per_seed})
+  by_config = {(c['head'], c['views']): c for c in out}
+  for c in out:
+    none = by_config.get((c['head'], 'none'))
+    if c['views'] != 'none' and none and none['seeds'] == c['seeds']:
+      c['against_none'] = _views_verdict(c['per_seed'], none['per_seed'])
+  return out
+
+
+def print_views(summary: List[dict]) -> None:
+  keys = ('min_logo_auc', 'logo gan_faces', 'logo k140', 'logo sdfd', 'gan_faces->k140',
+          'k140->gan_faces', 'fairface_fpr', 'fairface_worst_group_fpr', 'utkface_fpr',
+          'min_within_auc', 'sdfd_max_gap')
+  print('\nover seeds: mean [min-max]')
+  print(f'{"head":6} {"views":13} ' + ' '.join(f'{k[-16:]:>16}' for k in keys) + '  verdict')
+  for c in summary:
+    cells = [f"{c['numbers'][k]['mean']:.3f} [{c['numbers'][k]['min']:.2f}-"
+             f"{c['numbers'][k]['max']:.2f}]" for k in keys]
+    verdict = c.get('against_none', {}).get('verdict', '')
+    print(f'{c["head"]:6} {c["views"]:13} ' + ' '.join(f'{x:>16}' for x in cells)
+          + f'  {verdict}')
+
+
 def _fmt(v, width=6):
   return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
 
@@ -627,6 +816,9 @@ def run_rows(args) -> int:
   tf.config.threading.set_intra_op_parallelism_threads(2)
   start = time.time()
   d = load_embedded(args.cache)
+  if args.views:
+    load_views(d, sorted({k for v in args.views for k in v.split('+') if k != 'none'}),
+               args.cache)
   wanted = set(filter(None, args.rows.split(',')))
   models = set(args.models.split(','))
   cnn_reals = set(args.cnn_reals.split(','))
@@ -636,7 +828,8 @@ def run_rows(args) -> int:
   def part(spec, head):  # the row of `spec`'s fakes and reals that a fused row stacks
     return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
 
-  for spec in row_specs():
+  specs = view_specs(args.views, args.seeds, args.heads.split(',')) if args.views else row_specs()
+  for spec in specs:
     if (wanted and spec['name'] not in wanted) or spec['model'] not in models or (
         spec['model'] != 'clip' and spec['reals'] not in cnn_reals):
       continue
@@ -662,16 +855,24 @@ def run_rows(args) -> int:
     print(f'{spec["name"]}: {seconds} s', flush=True)
   configs = configurations(rows)
   print_table(rows, configs)
+  summary = views_summary(rows) if args.views else None
+  if summary:
+    print_views(summary)
   prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
-                       + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else ''),
+                       + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
+                       + (f' --views {",".join(args.views)} --seeds '
+                          f'{",".join(map(str, args.seeds))} --heads {args.heads}'
+                          if args.views else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
             'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
                     'train': dataclasses.asdict(config)},
             'load_avg': round(os.getloadavg()[0], 2), 'seconds': round(time.time() - start, 1),
             'rows': rows, 'configurations': configs}
+  if summary:
+    result['views'] = summary
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(result, f, indent=1)
@@ -702,10 +903,20 @@ def main(argv=None) -> int:
                       help='only the CNN and fused rows whose CNN logits are stored (no training)')
   parser.add_argument('--work', default=WORK,
                       help='where the CNN rows keep their logits and training runs')
-  parser.add_argument('--out', default=OUT)
+  parser.add_argument('--out', default=None)
+  parser.add_argument('--views', default='', type=lambda v: [s for s in v.split(',') if s],
+                      help='prepare: comma-separated views of the training crops to embed '
+                           f'({", ".join(VIEW_INDEX)}); rows: the views rows (view_specs) of '
+                           f'these settings (e.g. {",".join(VIEW_SETTINGS)}) instead of '
+                           f'row_specs, default --out {os.path.relpath(VIEWS_OUT, ROOT)}')
+  parser.add_argument('--seeds', default=','.join(map(str, VIEW_SEEDS)),
+                      type=lambda v: [int(s) for s in v.split(',')],
+                      help='the views rows\' head seeds')
+  parser.add_argument('--heads', default='mlp', help='the views rows\' heads (linear, mlp)')
   args = parser.parse_args(argv)
+  args.out = args.out or (VIEWS_OUT if args.views else OUT)
   if args.stage == 'prepare':
-    return prepare(args.cache)
+    return prepare(args.cache, args.views)
   return run_rows(args)
 
 
