@@ -45,6 +45,16 @@ reals (the eval shares of the real sources it trains on).
   nice -n 10 .venv/bin/python bench/generalization.py prepare
   nice -n 10 .venv/bin/python bench/generalization.py rows [--epochs 40] [--cached-cnn-only]
   nice -n 10 .venv/bin/python bench/generalization.py rows --models cnn --cnn-reals +utkface
+
+Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
+`prepare --views flip,history` embeds each training crop's views once into the same cache
+(~0.6-0.8 s a view at load 2-5); `rows --views none,flip,history,flip+history` trains the
+mlp head on the crops and their views (five seeds, the LOGO and single-source rows), keeps
+the rows already in its --out (bench/results/generalization_views.json) and prints the
+rule's verdict per setting.
+
+  nice -n 10 .venv/bin/python bench/generalization.py prepare --views history,flip
+  nice -n 10 .venv/bin/python bench/generalization.py rows --views none,flip,history,flip+history
 """
 
 import argparse
@@ -829,7 +839,17 @@ def run_rows(args) -> int:
     return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
 
   specs = view_specs(args.views, args.seeds, args.heads.split(',')) if args.views else row_specs()
+  # The views rows already in --out are kept, not retrained (a head's row is deterministic
+  # given its seed: the none row at seed 42 reproduces generalization.json's), so settings can
+  # be added as their views are embedded.
+  kept = {}
+  if args.views and os.path.exists(args.out):
+    with open(args.out) as f:
+      kept = {r['name']: r for r in json.load(f)['rows']}
   for spec in specs:
+    if spec['name'] in kept:
+      rows.append(kept[spec['name']])
+      continue
     if (wanted and spec['name'] not in wanted) or spec['model'] not in models or (
         spec['model'] != 'clip' and spec['reals'] not in cnn_reals):
       continue
