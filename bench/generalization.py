@@ -48,13 +48,14 @@ reals (the eval shares of the real sources it trains on).
 
 Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
 `prepare --views flip,history` embeds each training crop's views once into the same cache
-(~0.6-0.8 s a view at load 2-5); `rows --views none,flip,history,flip+history` trains the
-mlp head on the crops and their views (five seeds, the LOGO and single-source rows), keeps
-the rows already in its --out (bench/results/generalization_views.json) and prints the
-rule's verdict per setting.
+(0.75-0.9 s a view at load 5); `rows --views ...` trains the --heads (default mlp) on the
+crops and their views (five seeds, the LOGO and single-source rows), keeps the rows already
+in its --out (bench/results/generalization_views.json) and prints the rule's verdict per
+setting.
 
   nice -n 10 .venv/bin/python bench/generalization.py prepare --views history,flip
-  nice -n 10 .venv/bin/python bench/generalization.py rows --views none,flip,history,flip+history
+  nice -n 10 .venv/bin/python bench/generalization.py rows \
+      --views none,flip,history,flip+history --heads mlp,linear
 """
 
 import argparse
