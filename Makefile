@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	/root/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: venv demo test test-fast test-bf16 bench clean browser docs-screenshots
+.PHONY: venv demo test test-fast test-bf16 bench clean browser docs-screenshots docs-config
 
 venv: $(STAMP)
 
@@ -74,6 +74,11 @@ test-bf16: $(STAMP)
 docs-screenshots: $(STAMP) browser
 	FAKEFACES_SCREENSHOT_DIR=docs $(VENV)/bin/pytest tests/test_web_browser.py -q -rs \
 	  -p no:cacheprovider -k screenshot
+
+# Rewrites docs/configuration.md, every configuration key, from the config dataclasses and
+# their comments; tests/test_config_reference.py fails when it is out of date.
+docs-config: $(STAMP)
+	$(VENV)/bin/fakefaces config-reference --out docs/configuration.md
 
 # The benches that read a finished run (pipeline, beam_steps, same_outputs) take its
 # metadata.sqlite as an argument: docs/performance.md.

@@ -46,6 +46,28 @@ reals (the eval shares of the real sources it trains on).
   nice -n 10 .venv/bin/python bench/generalization.py rows [--epochs 40] [--cached-cnn-only]
   nice -n 10 .venv/bin/python bench/generalization.py rows --models cnn --cnn-reals +utkface
 
+Concept erasure (`rows --erasure`): the mlp head at five seeds with levers that
+erase, by LEACE fitted on the row's training data, the collection of each training
+real (`erase`), FFHQ's two preparations only (`erase_ffhq`), and then the generator
+of each training fake (`erase+generator`); one direction of training reals per run,
+~8 minutes each at load 5, results in bench/results/generalization_erasure_*.json:
+
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --reals +utkface
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --reals +fairface
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --levers ,erase_ffhq \
+      --out bench/results/generalization_erasure_ffhq.json
+  .venv/bin/python bench/generalization.py erasure-table   # the docs' tables
+  .venv/bin/python bench/generalization.py collection-probe
+
+A head ensemble against seed variance (`rows --ensemble`): the committed configuration's mlp
+head (FFHQ + UTKFace reals) single at seeds 42-46, early-stopped on the eval split at the same
+seeds, and as five ensembles of five heads (seeds 42-46, 47-51, ... 62-66, logits averaged);
+each with its LOGO twins: 60 rows, 120 heads (the first ensemble's members are the single-head
+rows, trained once), 474 s at load 3; results in bench/results/generalization_ensemble.json:
+
+  nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble
+  .venv/bin/python bench/generalization.py erasure-table bench/results/generalization_ensemble.json
+
 Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
 `prepare --views flip,history` embeds each training crop's views once into the same cache
 (0.75-0.9 s a view at load 5); `rows --views ...` trains the --heads (default mlp) on the
@@ -85,6 +107,8 @@ CROPS = os.path.join(WORK, 'crops.pkl')
 # The CNN rows train as this configuration's `train:` block (the shipped shared-data CNN).
 CNN_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
+ERASURE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_erasure.json')
+ENSEMBLE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_ensemble.json')
 VIEWS_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_views.json')
 GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
 GENERATORS = (GAN, K140, SDFD)
@@ -296,6 +320,18 @@ CLIP_HEADS = ('linear', 'mlp')
 SIMPLICITY = ('linear', 'mlp', 'cnn', 'fused linear', 'fused mlp')
 SEED = 42  # the CLIP heads' seed (initialisation and shuffling) unless a row names another
 FAKE_SETS = (GENERATORS, (GAN, K140), (K140, SDFD), (GAN, SDFD))
+# The erasure rows (docs/detection_quality.md, "Linear concept erasure of the training reals'
+# collection: decision rule (written before the bench runs)"): the committed configuration's head
+# and both directions of reals, each lever at five seeds.
+ERASURE_REALS = ('+utkface', '+fairface')
+ERASURE_LEVERS = ('', 'erase', 'reweight', 'reweight+erase', 'erase+generator')
+ERASURE_SEEDS = (42, 43, 44, 45, 46)
+# The ensemble rows (docs/detection_quality.md, "A head ensemble against seed variance: decision
+# rule (written before the bench runs)"): the committed configuration, five draws of each model;
+# ensemble k of seeds 42 + 5k ... 46 + 5k, so no two ensembles share a head.
+ENSEMBLE_REALS = '+utkface'
+ENSEMBLE_SIZE = 5
+ENSEMBLE_LEVERS = ('', 'early_stop', f'ensemble{ENSEMBLE_SIZE}')
 # The views rows (docs/detection_quality.md, "Augmented views for the CLIP head: decision
 # rule"): the shipped configuration (mlp, FFHQ + UTKFace reals) with each setting of views
 # of its training crops, its LOGO twins and the two single-source rows (cross-source AUC).
@@ -338,6 +374,24 @@ def row_specs() -> List[dict]:
       specs += [dict(model='fused', head=f'fused {head}', fakes=fakes, reals=reals, lever='')
                 for head in CLIP_HEADS]
   return [_named(spec) for spec in specs]
+
+
+def erasure_specs(seeds: Sequence[int] = ERASURE_SEEDS,
+                  reals_sets: Sequence[str] = ERASURE_REALS,
+                  levers: Sequence[str] = ERASURE_LEVERS) -> List[dict]:
+  """The erasure rows: the mlp head x reals_sets x levers x the four fake sets x seeds."""
+  return [_named(dict(model='clip', head='mlp', fakes=fakes, reals=reals, lever=lever, seed=seed))
+          for seed in seeds for reals in reals_sets for lever in levers for fakes in FAKE_SETS]
+
+
+def ensemble_specs() -> List[dict]:
+  """The ensemble rows: the single head and the early-stopped head at the erasure rows' seeds,
+  and five `ensembleN` rows whose seeds start ENSEMBLE_SIZE apart; each with its LOGO twins."""
+  ensemble = f'ensemble{ENSEMBLE_SIZE}'
+  single = [l for l in ENSEMBLE_LEVERS if l != ensemble]
+  return (erasure_specs(ERASURE_SEEDS, (ENSEMBLE_REALS,), single)
+          + erasure_specs([ERASURE_SEEDS[0] + ENSEMBLE_SIZE * k for k in range(len(ERASURE_SEEDS))],
+                          (ENSEMBLE_REALS,), (ensemble,)))
 
 
 def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = VIEW_SEEDS,
@@ -409,7 +463,7 @@ def sample_weights(d: Dict[str, np.ndarray], mask: np.ndarray, lever: str) -> np
   labels = d['label'][mask]
   class_weight = data.class_weights({0: int((labels == 0).sum()), 1: int((labels == 1).sum())})
   weights = np.array([class_weight[int(l)] for l in labels], np.float32)
-  if lever == 'reweight':
+  if 'reweight' in lever.split('+'):
     sources = d['real_source'][mask]
     groups = np.char.add(np.char.add(d['race'][mask].astype(str), ' x '),
                          d['gender'][mask].astype(str))
@@ -419,6 +473,91 @@ def sample_weights(d: Dict[str, np.ndarray], mask: np.ndarray, lever: str) -> np
       share = dict(zip(names, m.sum() / (len(names) * counts)))
       weights[m] *= np.array([share[g] for g in groups[m]], np.float32)
   return weights
+
+
+def leace_eraser(x: np.ndarray, concept: np.ndarray):
+  """LEACE: the affine map that leaves no linear trace of `concept` in `x`, changing x least.
+
+  Belrose et al., "LEACE: Perfect linear concept erasure in closed form", NeurIPS 2023,
+  Theorem 4.3: r(x) = x - W+ P W (x - mean), with W whitening x, P the orthogonal
+  projection onto the column space of W cov(x, z) (z the concept's one-hot code) and W+
+  unwhitening. On the fitted x every class of the concept then has the same mean, so no
+  linear classifier separates them. W is taken from the Ledoit-Wolf shrunk covariance
+  (fewer examples than dimensions here); any invertible W keeps that guarantee.
+
+  Args:
+    x: [n, d] embeddings the eraser is fitted on.
+    concept: [n] the concept's label of each (at least two distinct values).
+
+  Returns:
+    (kernel [d, d], bias [d]) float32: the erased embeddings are x @ kernel + bias.
+  """
+  from sklearn.covariance import ledoit_wolf
+  x = np.asarray(x, np.float64)
+  names, codes = np.unique(np.asarray(concept), return_inverse=True)
+  if len(names) < 2:
+    raise ValueError(f'concept erasure needs two or more values of the concept, got {names.tolist()}')
+  z = np.eye(len(names))[codes]
+  mean = x.mean(0)
+  cross = (x - mean).T @ (z - z.mean(0)) / len(x)  # cov(x, z) [d, k]
+  eigenvalues, eigenvectors = np.linalg.eigh(ledoit_wolf(x)[0])
+  eigenvalues = np.maximum(eigenvalues, eigenvalues.max() * 1e-12)
+  whiten = (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
+  unwhiten = (eigenvectors * np.sqrt(eigenvalues)) @ eigenvectors.T
+  u, singular, _ = np.linalg.svd(whiten @ cross, full_matrices=False)
+  u = u[:, singular > singular.max() * 1e-6]  # rank k - 1: the one-hot code sums to 1
+  erase = unwhiten @ u @ u.T @ whiten  # [d, d], on column vectors
+  return (np.eye(x.shape[1]) - erase.T).astype(np.float32), (mean @ erase.T).astype(np.float32)
+
+
+def erased(d: Dict[str, np.ndarray], spec: dict) -> np.ndarray:
+  """Every embedding [n, 512] as the row's head sees it: with lever `erase`, LEACE of the
+  collection of each training real (its source: gan_faces' FFHQ 128 px, k140's FFHQ 256 px,
+  UTKFace, FairFace), fitted on the row's training reals only; with `generator` also, then
+  LEACE of the generator among its training fakes, fitted on the erased fakes."""
+  x = d['x']
+  levers = spec['lever'].split('+')
+  train = selection(d, spec, TRAIN)
+  for concept, fit in (('erase', train & (d['label'] == 0)),
+                       ('erase_ffhq', train & (d['label'] == 0) & (d['real_source'] == FFHQ)),
+                       ('generator', train & (d['label'] == 1))):
+    # erase_ffhq: FFHQ's two preparations only (gan_faces' 128 px against k140's 256 px);
+    # a row with one of them has nothing to erase.
+    if concept in levers and len(set(d['source'][fit].tolist())) > 1:
+      kernel, bias = leace_eraser(x[fit], d['source'][fit])
+      x = x @ kernel + bias
+  return x
+
+
+_PROBES = {}  # collection_probe's answers: they depend on the row's data and eraser, not its seed
+
+
+def collection_probe(d: Dict[str, np.ndarray], spec: dict, x: np.ndarray) -> float:
+  """How well a linear probe names the collection of a held-out real: balanced accuracy on the
+  row's eval reals of a logistic regression (C = 1) fitted on its training reals' `x` [n, d]
+  (chance: 1 / the number of collections). Checks that the eraser removed what it should."""
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.metrics import balanced_accuracy_score
+  key = (spec['reals'], tuple(spec['fakes']), spec['lever'])
+  if key not in _PROBES:
+    train, evaluation = [selection(d, spec, split) & (d['label'] == 0) for split in (TRAIN, EVAL)]
+    probe = LogisticRegression(C=1.0, max_iter=5000).fit(x[train], d['source'][train])
+    _PROBES[key] = round(float(balanced_accuracy_score(d['source'][evaluation],
+                                                       probe.predict(x[evaluation]))), 4)
+  return _PROBES[key]
+
+
+def unseen_named_as(d: Dict[str, np.ndarray], reals: str) -> Dict[str, float]:
+  """Which training collection a linear probe (as `collection_probe`, on the raw embeddings of
+  the training reals of all three generators' row) names each unseen-collection test real:
+  the share of each answer."""
+  from sklearn.linear_model import LogisticRegression
+  spec = dict(fakes=GENERATORS, reals=reals, lever='')
+  train = selection(d, spec, TRAIN) & (d['label'] == 0)
+  probe = LogisticRegression(C=1.0, max_iter=5000).fit(d['x'][train], d['source'][train])
+  unseen = (d['split'] == TEST) & (d['source'] == UNSEEN[reals][0])
+  names, counts = np.unique(probe.predict(d['x'][unseen]), return_counts=True)
+  return {str(k): round(float(v / unseen.sum()), 3) for k, v in zip(names, counts)}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> List[float]:
@@ -473,6 +612,8 @@ def score_generators(d, scores, threshold) -> Dict[str, dict]:
                    'auc': round(float(roc_auc_score(y, s)), 4),
                    'tpr_at_fpr_0.05': None if tpr is None else round(tpr, 4),
                    'tpr_at_threshold': round(float((s[y == 1] >= threshold).mean()), 4)}
+    if source != SDFD:  # its own reals (FFHQ at 128 or 256 px) called fake at the operating point
+      out[source]['real_fpr_at_threshold'] = round(float((s[y == 0] >= threshold).mean()), 4)
   return out
 
 
@@ -510,29 +651,77 @@ def score_row(d, spec: dict, scores: np.ndarray, **extra) -> dict:
   return row
 
 
-def clip_row(d, spec: dict, epochs: int):
-  """(row, the head's fake logits [n] of every crop): a CLIP head trained on the cached embeddings."""
+# (row's head, fakes, reals, lever, views, seed, epochs) -> a head's (scores, logits, seconds)
+_HEADS = {}
+
+
+def train_head(d, spec: dict, x: np.ndarray, seed: int, epochs: int):
+  """(P(fake) [n], fake logits [n], training seconds) of every crop by one CLIP head at `seed`.
+
+  With lever `early_stop`, early stopping on the row's eval split (the Trainer's defaults:
+  val_loss, patience 3, best weights restored). Kept for the run: an ensemble's members are
+  the single-head rows of the same seeds (`rows --ensemble`).
+  """
   import tensorflow as tf
   from fakefaces.components.trainer import backbone, fused
   from fakefaces.components.trainer.config import TrainConfig
+  levers = spec['lever'].split('+')
+  early_stop = 'early_stop' in levers
+  key = (spec['head'], tuple(spec['fakes']), spec['reals'], '+'.join(
+      l for l in levers if not l.startswith('ensemble')), spec.get('views', 'none'), seed, epochs)
+  if key in _HEADS:
+    return _HEADS[key]
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
-                       head=spec['head'], epochs=epochs, batch_size=32,
-                       seed=spec.get('seed', SEED))
-  train = selection(d, spec, TRAIN)
+                       head=spec['head'], epochs=epochs, batch_size=32, seed=seed)
+  train, evaluation = selection(d, spec, TRAIN), selection(d, spec, EVAL)
   # The training crops, then each of the row's views of them (same labels and weights).
   kinds = [k for k in spec.get('views', 'none').split('+') if k != 'none']
-  x = np.concatenate([d['x'][train]] + [d['views'][k][train] for k in kinds])
+  x_train = np.concatenate([x[train]] + [d['views'][k][train] for k in kinds])
   copies = 1 + len(kinds)
   tf.keras.utils.set_random_seed(config.seed)
-  head = backbone.build_head(config, x)
+  head = backbone.build_head(config, x_train)
+  fit = {}
+  if early_stop:
+    fit = dict(validation_data=(x[evaluation], d['label'][evaluation].astype(np.float32)),
+               callbacks=[tf.keras.callbacks.EarlyStopping(
+                   monitor=config.early_stopping_monitor, patience=config.early_stopping_patience,
+                   restore_best_weights=True)])
   start = time.perf_counter()
-  head.fit(x, np.tile(d['label'][train].astype(np.float32), copies),
+  head.fit(x_train, np.tile(d['label'][train].astype(np.float32), copies),
            sample_weight=np.tile(sample_weights(d, train, spec['lever']), copies),
-           batch_size=config.batch_size, epochs=epochs, shuffle=True, verbose=0)
+           batch_size=config.batch_size, epochs=epochs, shuffle=True, verbose=0, **fit)
   seconds = time.perf_counter() - start
-  scores = head.predict(d['x'], batch_size=1024, verbose=0)[:, 0]
-  logits = fused.logit_model(head, 'clip').predict(d['x'], batch_size=1024, verbose=0)[:, 0]
-  return score_row(d, spec, scores, head_train_seconds=round(seconds, 1)), logits
+  scores = head.predict(x, batch_size=1024, verbose=0)[:, 0]
+  logits = fused.logit_model(head, 'clip').predict(x, batch_size=1024, verbose=0)[:, 0]
+  _HEADS[key] = scores, logits, seconds
+  return _HEADS[key]
+
+
+def ensemble_size(lever: str) -> int:
+  """N of a lever `ensembleN` (the heads of seeds seed ... seed + N - 1); 1 without one."""
+  sizes = [int(l[len('ensemble'):]) for l in lever.split('+') if l.startswith('ensemble')]
+  return sizes[0] if sizes else 1
+
+
+def clip_row(d, spec: dict, epochs: int):
+  """(row, the head's fake logits [n] of every crop): a CLIP head trained on the cached embeddings.
+
+  With lever `ensembleN`, N heads of seeds seed ... seed + N - 1, their logits averaged: the
+  row's score is the sigmoid of the mean logit (deep ensembles, Lakshminarayanan et al. 2017).
+  """
+  x = erased(d, spec)
+  seed, size = spec.get('seed', SEED), ensemble_size(spec['lever'])
+  heads = [train_head(d, spec, x, seed + i, epochs) for i in range(size)]
+  if size == 1:
+    scores, logits, seconds = heads[0]
+  else:
+    logits = np.mean([h[1] for h in heads], axis=0)
+    scores, seconds = probability(logits), sum(h[2] for h in heads)
+  extra = {}
+  if {'erase', 'erase_ffhq'} & set(spec['lever'].split('+')):
+    extra['collection_probe'] = {'raw': collection_probe(d, dict(spec, lever=''), d['x']),
+                                 'erased': collection_probe(d, spec, x)}
+  return score_row(d, spec, scores, head_train_seconds=round(seconds, 1), **extra), logits
 
 
 def probability(logits: np.ndarray) -> np.ndarray:
@@ -710,6 +899,202 @@ def rank(configs: List[dict]) -> List[dict]:
   return ordered + [dict(c, rank=None) for c in configs if c not in judgeable]
 
 
+# The decision rule's bands for a lever against the same configuration without it (paired seeds).
+GAIN_FPR, GAIN_GROUP_FPR, GAIN_SEEDS = 0.01, 0.03, 4
+LOSS_AUC, LOSS_SDFD_TPR, LOSS_FAIRFACE_FPR, LOSS_K140_FPR = 0.02, 0.03, 0.01, 0.04
+# Each lever and the levers it is judged against.
+ERASURE_BASES = {'erase': ('',), 'reweight': ('',), 'reweight+erase': ('', 'reweight'),
+                 'erase+generator': ('', 'erase'), 'erase_ffhq': ('',)}
+
+
+def _seed_numbers(by_key: dict, reals: str, lever: str, seed: int) -> dict:
+  """The decision rule's numbers of one configuration at one seed (its LOGO twins included)."""
+  full = by_key[(reals, lever, seed, GENERATORS)]
+  unseen = UNSEEN[reals][0]
+  audit_ = full['audit'][unseen]
+  worst = audit_['per_race_x_gender'].get(audit_['worst_group'], {})
+  logo = {held_out: by_key[(reals, lever, seed, tuple(g for g in GENERATORS if g != held_out))]
+          ['generators'][held_out]['auc'] for held_out in GENERATORS}
+  within = {s: full['generators'][s]['auc'] for s in GENERATORS}
+  return {'unseen_fpr': audit_['fpr'], 'unseen_worst_group_fpr': audit_['worst_group_fpr'],
+          'unseen_worst_group': [audit_['worst_group'], worst.get('n'), worst.get('wilson95')],
+          'fairface_fpr': full['audit'][FAIRFACE]['fpr'],
+          'fairface_worst_group_fpr': full['audit'][FAIRFACE]['worst_group_fpr'],
+          'utkface_fpr': full['audit'][UTK]['fpr'],
+          'k140_real_fpr': full['generators'][K140]['real_fpr_at_threshold'],
+          'gan_faces_real_fpr': full['generators'][GAN]['real_fpr_at_threshold'],
+          'sdfd_tpr': full['sdfd_groups']['tpr'], 'sdfd_max_gap': full['sdfd_groups']['max_gap'],
+          'sdfd_race_tpr': {k: g['rate'] for k, g in full['sdfd_groups']['race'].items()},
+          'within_auc': within, 'min_within_auc': min(within.values()),
+          'logo_auc': logo, 'min_logo_auc': min(logo.values()),
+          'collection_probe_erased': full.get('collection_probe', {}).get('erased')}
+
+
+def _verdict(lever: List[dict], base: List[dict], unseen: str) -> dict:
+  """The decision rule: a lever's per-seed numbers against its base's at the same seeds."""
+  def drop(key):  # base - lever per seed (positive: the lever is lower)
+    return np.array([b[key] - l[key] for l, b in zip(lever, base)], np.float64)
+
+  eps = 1e-9  # the rates are rounded to 4 decimals
+  fpr, group = drop('unseen_fpr'), drop('unseen_worst_group_fpr')
+  gains = {'unseen_fpr': bool(fpr.mean() >= GAIN_FPR - eps and (fpr > eps).sum() >= GAIN_SEEDS),
+           'unseen_worst_group_fpr': bool(group.mean() >= GAIN_GROUP_FPR - eps
+                                          and (group >= -eps).all())}
+  losses = {'min_within_auc': bool(drop('min_within_auc').mean() > LOSS_AUC + eps),
+            'min_logo_auc': bool(drop('min_logo_auc').mean() > LOSS_AUC + eps),
+            'sdfd_tpr': bool(drop('sdfd_tpr').mean() > LOSS_SDFD_TPR + eps),
+            'k140_real_fpr': bool(-drop('k140_real_fpr').mean() > LOSS_K140_FPR + eps)}
+  if unseen != FAIRFACE:
+    losses['fairface_fpr'] = bool(-drop('fairface_fpr').mean() > LOSS_FAIRFACE_FPR + eps)
+  verdict = 'loses' if any(losses.values()) else 'wins' if any(gains.values()) else 'no evidence'
+  return {'verdict': verdict, 'gains': gains, 'losses': losses,
+          'mean_drop': {k: round(float(drop(k).mean()), 4) for k in (
+              'unseen_fpr', 'unseen_worst_group_fpr', 'fairface_fpr', 'k140_real_fpr',
+              'sdfd_tpr', 'min_within_auc', 'min_logo_auc')}}
+
+
+# The ensemble rule's bands: the worst group's range narrower by one photo of a 22-photo group;
+# G3 met at this many more of the five draws.
+STEADIER_GROUP_RANGE, MORE_G3_DRAWS = 0.045, 2
+
+
+def ensemble_verdict(model: dict, base: dict) -> dict:
+  """The ensemble rule: a model's draws (an `erasure_summary` entry) against the single head's.
+
+  Draws are paired in seed order for the losses (the erasure rule's bands, `_verdict`); the
+  gains compare the ranges over the draws and the number of draws meeting G3.
+  """
+  def spread(c, key):
+    values = [s[key] for s in c['per_seed']]
+    return round(max(values) - min(values), 4)
+
+  def g3(c):
+    return sum(s['unseen_fpr'] <= AUDIT_FPR
+               and (s['unseen_worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR for s in c['per_seed'])
+
+  eps = 1e-9
+  paired = _verdict(model['per_seed'], base['per_seed'], model['unseen'])
+  ranges = {k: [spread(model, k), spread(base, k)]
+            for k in ('unseen_fpr', 'unseen_worst_group_fpr')}
+  g3_draws = [g3(model), g3(base)]
+  gains = {'steadier': bool(ranges['unseen_fpr'][0] <= ranges['unseen_fpr'][1] + eps and
+                            ranges['unseen_worst_group_fpr'][0]
+                            <= ranges['unseen_worst_group_fpr'][1] - STEADIER_GROUP_RANGE + eps),
+           'more_g3_draws': g3_draws[0] >= g3_draws[1] + MORE_G3_DRAWS}
+  losses = {k: v for k, v in paired['losses'].items() if k != 'fairface_fpr'}
+  verdict = 'loses' if any(losses.values()) else 'wins' if all(gains.values()) else 'no evidence'
+  return {'verdict': verdict, 'gains': gains, 'losses': losses, 'ranges_model_base': ranges,
+          'g3_draws_model_base': g3_draws, 'mean_drop': paired['mean_drop']}
+
+
+def erasure_summary(rows: List[dict]) -> List[dict]:
+  """Per (reals, lever) of the erasure rows: each seed's numbers, their mean and range, and the
+  decision rule's verdict against each of its bases (ERASURE_BASES) at the same seeds."""
+  by_key = {(r['reals'], r['lever'], r.get('seed', SEED), tuple(r['fakes'])): r for r in rows
+            if r['model'] == 'clip' and r['head'] == 'mlp'}
+  configs = {}
+  for reals, lever, seed, fakes in by_key:
+    if fakes == GENERATORS:
+      configs.setdefault((reals, lever), []).append(seed)
+  out = []
+  for (reals, lever), seeds in configs.items():
+    per_seed = [_seed_numbers(by_key, reals, lever, seed) for seed in sorted(seeds)]
+    numbers = {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
+                   'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
+               for k, v in per_seed[0].items() if isinstance(v, float)}
+    out.append({'reals': reals, 'lever': lever, 'unseen': UNSEEN[reals][0],
+                'seeds': sorted(seeds), 'numbers': numbers, 'per_seed': per_seed})
+  by_config = {(c['reals'], c['lever']): c for c in out}
+  for c in out:
+    c['against'] = {}
+    for base in ERASURE_BASES.get(c['lever'], ()):
+      other = by_config.get((c['reals'], base))
+      if other and other['seeds'] == c['seeds']:
+        c['against'][base or 'none'] = _verdict(c['per_seed'], other['per_seed'], c['unseen'])
+    if c['lever'] in ENSEMBLE_LEVERS[1:] and (c['reals'], '') in by_config:
+      c['against']['none'] = ensemble_verdict(c, by_config[(c['reals'], '')])
+  return out
+
+
+def print_erasure(summary: List[dict]) -> None:
+  keys = ('unseen_fpr', 'unseen_worst_group_fpr', 'fairface_fpr', 'k140_real_fpr',
+          'gan_faces_real_fpr', 'sdfd_tpr', 'sdfd_max_gap', 'min_within_auc', 'min_logo_auc')
+  print(f'\n{"reals":10} {"lever":16} ' + ' '.join(f'{k[:17]:>17}' for k in keys) + '  verdict')
+  for c in summary:
+    cells = [f"{c['numbers'][k]['mean']:.3f} [{c['numbers'][k]['min']:.2f}-{c['numbers'][k]['max']:.2f}]"
+             for k in keys]
+    verdicts = ', '.join(f'{v["verdict"]} vs {b}' for b, v in c['against'].items())
+    print(f'{c["reals"]:10} {c["lever"] or "-":16} ' + ' '.join(f'{x:>17}' for x in cells)
+          + f'  {verdicts}')
+
+
+def erasure_markdown(summary: List[dict]) -> str:
+  """The docs' tables of `erasure_summary`: means over the seeds with their ranges, and SDFD's
+  TPR at the operating point per prompted race."""
+  def cell(c, key, digits=3):
+    n = c['numbers'][key]
+    return f"{n['mean']:.{digits}f} ({n['min']:.{digits}f}-{n['max']:.{digits}f})"
+
+  def worst(c):  # the group most often worst, its median rate over those seeds: k of n, Wilson 95%
+    names = [s['unseen_worst_group'][0] for s in c['per_seed']]
+    name = max(set(names), key=names.count)
+    n = next(s['unseen_worst_group'][1] for s in c['per_seed'] if s['unseen_worst_group'][0] == name)
+    k = int(round(float(np.median([s['unseen_worst_group_fpr'] for s in c['per_seed']
+                                   if s['unseen_worst_group'][0] == name])) * n))
+    low, high = wilson(k, n)
+    return f'{name.replace(" x ", " ")} {k}/{n} [{low:.2f}, {high:.2f}] ({names.count(name)} seeds)'
+
+  def means(c, key):
+    return ' / '.join(f"{np.mean([s[key][g] for s in c['per_seed']]):.3f}" for g in GENERATORS)
+
+  lines = ['| training reals | lever | unseen FPR | unseen worst group FPR | most often worst | '
+           'FairFace FPR | k140 reals '
+           'FPR | gan_faces reals FPR | SDFD TPR at op (largest group gap) | within AUC gan_faces / '
+           'k140 / sdfd | LOGO AUC gan_faces / k140 / sdfd | collection probe | verdict |',
+           '|' + '---|' * 13]
+  for c in summary:
+    probe = c['numbers'].get('collection_probe_erased')
+    probe = '-' if probe is None else f"{probe['mean']:.2f}"
+    verdicts = '; '.join(f"{v['verdict']} vs {b}" + (
+        f" ({', '.join(k for k, lost in v['losses'].items() if lost)})"
+        if v['verdict'] == 'loses' else '') for b, v in c['against'].items()) or '-'
+    lines.append(
+        f"| {c['reals']} ({c['unseen']} unseen) | {c['lever'] or '-'} | {cell(c, 'unseen_fpr')} | "
+        f"{cell(c, 'unseen_worst_group_fpr')} | {worst(c)} | {cell(c, 'fairface_fpr')} | "
+        f"{cell(c, 'k140_real_fpr')} | {cell(c, 'gan_faces_real_fpr')} | "
+        f"{cell(c, 'sdfd_tpr')} ({c['numbers']['sdfd_max_gap']['mean']:.3f}) | "
+        f"{means(c, 'within_auc')} | {means(c, 'logo_auc')} (min {cell(c, 'min_logo_auc')}) | "
+        f"{probe} | "
+        f"{verdicts} |")
+  races = sorted({r for c in summary for r in c['per_seed'][0]['sdfd_race_tpr']} - {'unknown'})
+  lines += ['', '| training reals | lever | ' + ' | '.join(races) + ' |',
+            '|' + '---|' * (len(races) + 2)]
+  for c in summary:
+    lines.append(f"| {c['reals']} | {c['lever'] or '-'} | " + ' | '.join(
+        f"{np.mean([s['sdfd_race_tpr'].get(r, np.nan) for s in c['per_seed']]):.2f}"
+        for r in races) + ' |')
+  return '\n'.join(lines)
+
+
+def ensemble_markdown(summary: List[dict]) -> str:
+  """The ensemble rule's conditions per model against the single head (`ensemble_verdict`)."""
+  lines = ['| model | FairFace FPR range (model / single head) | worst group FPR range | '
+           'draws meeting G3 | mean drop of min LOGO AUC / min within AUC / SDFD TPR | verdict |',
+           '|' + '---|' * 6]
+  for c in summary:
+    v = c['against'].get('none', {})
+    if 'g3_draws_model_base' not in v:
+      continue
+    ranges, drop = v['ranges_model_base'], v['mean_drop']
+    lines.append(
+        f"| {c['lever']} | {ranges['unseen_fpr'][0]:.3f} / {ranges['unseen_fpr'][1]:.3f} | "
+        f"{ranges['unseen_worst_group_fpr'][0]:.3f} / {ranges['unseen_worst_group_fpr'][1]:.3f} | "
+        f"{v['g3_draws_model_base'][0]} / {v['g3_draws_model_base'][1]} of {len(c['per_seed'])} | "
+        f"{drop['min_logo_auc']:.3f} / {drop['min_within_auc']:.3f} / {drop['sdfd_tpr']:.3f} | "
+        f"{v['verdict']} |")
+  return '\n'.join(lines) if len(lines) > 2 else ''
+
+
 # The decision rule's bands for a views setting against `none` (paired seeds).
 VIEW_GAIN_AUC, VIEW_GAIN_SEEDS, VIEW_LOSS_AUC = 0.02, 4, 0.02
 VIEW_LOSS_FPR, VIEW_LOSS_GROUP_FPR = 0.01, 0.02
@@ -839,7 +1224,9 @@ def run_rows(args) -> int:
   def part(spec, head):  # the row of `spec`'s fakes and reals that a fused row stacks
     return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
 
-  specs = view_specs(args.views, args.seeds, args.heads.split(',')) if args.views else row_specs()
+  specs = (view_specs(args.views, args.seeds, args.heads.split(',')) if args.views else
+           ensemble_specs() if args.ensemble else
+           erasure_specs(args.seeds, args.reals, args.levers) if args.erasure else row_specs())
   # The views rows already in --out are kept, not retrained (a head's row is deterministic
   # given its seed: the none row at seed 42 reproduces generalization.json's), so settings can
   # be added as their views are embedded.
@@ -876,13 +1263,20 @@ def run_rows(args) -> int:
     print(f'{spec["name"]}: {seconds} s', flush=True)
   configs = configurations(rows)
   print_table(rows, configs)
-  summary = views_summary(rows) if args.views else None
+  summary = erasure_summary(rows) if args.erasure or args.ensemble else None
   if summary:
-    print_views(summary)
+    print_erasure(summary)
+  views = views_summary(rows) if args.views else None
+  if views:
+    print_views(views)
   prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
                        + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
+                       + (f' --erasure --seeds {",".join(map(str, args.seeds))}'
+                          f' --reals {",".join(args.reals)} --levers {",".join(args.levers)}'
+                          if args.erasure else '')
+                       + (' --ensemble' if args.ensemble else '')
                        + (f' --views {",".join(args.views)} --seeds '
                           f'{",".join(map(str, args.seeds))} --heads {args.heads}'
                           if args.views else ''),
@@ -893,7 +1287,9 @@ def run_rows(args) -> int:
             'load_avg': round(os.getloadavg()[0], 2), 'seconds': round(time.time() - start, 1),
             'rows': rows, 'configurations': configs}
   if summary:
-    result['views'] = summary
+    result['erasure'] = summary
+  if views:
+    result['views'] = views
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(result, f, indent=1)
@@ -910,7 +1306,11 @@ def _counts(d) -> Dict[str, int]:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('stage', choices=('prepare', 'rows'))
+  parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'collection-probe'),
+                      help='erasure-table: the docs\' tables from the erasure rows\' JSON files; '
+                           'collection-probe: which training collection the unseen reals resemble')
+  parser.add_argument('files', nargs='*', help='erasure-table: the JSON files (default: '
+                      'both directions of reals)')
   parser.add_argument('--cache', default=CACHE, help='the Trainer\'s embedding cache folder')
   parser.add_argument('--epochs', type=int, default=40)
   parser.add_argument('--rows', default='', help='comma-separated row names (default: all)')
@@ -924,20 +1324,58 @@ def main(argv=None) -> int:
                       help='only the CNN and fused rows whose CNN logits are stored (no training)')
   parser.add_argument('--work', default=WORK,
                       help='where the CNN rows keep their logits and training runs')
-  parser.add_argument('--out', default=None)
+  parser.add_argument('--erasure', action='store_true',
+                      help='the concept-erasure rows (erasure_specs) instead of row_specs; '
+                           f'default --out {os.path.relpath(ERASURE_OUT, ROOT)}')
+  parser.add_argument('--ensemble', action='store_true',
+                      help='the ensemble rows (ensemble_specs): the committed configuration\'s '
+                           'head single, early-stopped and as ensembles; default --out '
+                           f'{os.path.relpath(ENSEMBLE_OUT, ROOT)}')
+  parser.add_argument('--seeds', default=None, type=lambda v: [int(s) for s in v.split(',')],
+                      help='the erasure and views rows\' head seeds (default: '
+                           f'{",".join(map(str, ERASURE_SEEDS))} and '
+                           f'{",".join(map(str, VIEW_SEEDS))})')
+  parser.add_argument('--reals', default=','.join(ERASURE_REALS), type=lambda v: v.split(','),
+                      help='the erasure rows\' training reals')
+  parser.add_argument('--levers', default=','.join(ERASURE_LEVERS), type=lambda v: v.split(','),
+                      help='the erasure rows\' levers (\'\' for none)')
   parser.add_argument('--views', default='', type=lambda v: [s for s in v.split(',') if s],
                       help='prepare: comma-separated views of the training crops to embed '
                            f'({", ".join(VIEW_INDEX)}); rows: the views rows (view_specs) of '
                            f'these settings (e.g. {",".join(VIEW_SETTINGS)}) instead of '
                            f'row_specs, default --out {os.path.relpath(VIEWS_OUT, ROOT)}')
-  parser.add_argument('--seeds', default=','.join(map(str, VIEW_SEEDS)),
-                      type=lambda v: [int(s) for s in v.split(',')],
-                      help='the views rows\' head seeds')
   parser.add_argument('--heads', default='mlp', help='the views rows\' heads (linear, mlp)')
+  parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
-  args.out = args.out or (VIEWS_OUT if args.views else OUT)
+  args.seeds = args.seeds or list(VIEW_SEEDS if args.views else ERASURE_SEEDS)
+  if not args.out and args.erasure and tuple(args.reals) != ERASURE_REALS:
+    # One direction of reals per run (each under 10 minutes of CPU): a file each.
+    args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
+                                   + '.json')
+  args.out = args.out or (VIEWS_OUT if args.views else ENSEMBLE_OUT if args.ensemble else
+                          ERASURE_OUT if args.erasure else OUT)
   if args.stage == 'prepare':
     return prepare(args.cache, args.views)
+  if args.stage == 'collection-probe':
+    d = load_embedded(args.cache)
+    for reals in ERASURE_REALS:
+      print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
+    return 0
+  if args.stage == 'erasure-table':
+    summary = {}
+    for path in args.files or [ERASURE_OUT.replace('.json', f'_{name}.json')
+                               for name in ('utkface', 'fairface', 'ffhq')]:
+      with open(path) as f:
+        for c in json.load(f)['erasure']:  # a configuration in two files: the same rows
+          summary.setdefault((c['reals'], c['lever']), c)
+    ordered = sorted(summary.values(), key=lambda c: (
+        ERASURE_REALS.index(c['reals']),
+        (ERASURE_LEVERS + ('erase_ffhq',) + ENSEMBLE_LEVERS[1:]).index(c['lever'])))
+    print(erasure_markdown(ordered))
+    rule = ensemble_markdown(ordered)
+    if rule:
+      print('\n' + rule)
+    return 0
   return run_rows(args)
 
 

@@ -13,7 +13,7 @@ JSON files of per-component seconds for runs whose metadata is gone:
 
 `bench/pipeline_before_speedup.json` holds the figures reported for
 `shared_data.yaml` on 2 cores before the ingestion and training speed work
-(docs/performance.md, "The shared-data run, before and after").
+(docs/performance.md, "The shared-data run, per component").
 
     python bench/pipeline.py runs/shared/metadata.sqlite           # one run, printed only
     python bench/pipeline.py --before bench/pipeline_before_speedup.json \

@@ -47,10 +47,12 @@ class KubeflowConfig:
 
 @dataclasses.dataclass
 class PipelineConfig:
-  name: str = 'fakefaces'
-  pipeline_root: str = 'runs/pipeline_root'
-  metadata_path: str = 'runs/metadata.sqlite'
+  name: str = 'fakefaces'  # the TFX pipeline's name, under which MLMD records its runs
+  pipeline_root: str = 'runs/pipeline_root'  # where the components write their artifacts
+  metadata_path: str = 'runs/metadata.sqlite'  # the ML Metadata store (SQLite) of local runs
   serving_model_dir: str = 'runs/serving_model'  # TF Serving model base path
+  # Reuse a component's outputs when its inputs and properties are unchanged (TFX caching);
+  # `fakefaces run --no-cache` turns it off for one run.
   enable_cache: bool = True
   # Beam args of the data steps (ingestion, statistics, evaluation; `--beam-arg` replaces
   # them). With another runner (`--runner=PortableRunner --job_endpoint=...`, Flink, Spark,
@@ -63,14 +65,21 @@ class PipelineConfig:
   # in-memory worker (measured faster). See pipeline/beam_workers.py; Kubeflow
   # pods keep beam_pipeline_args as they are.
   beam_workers: int = 0
-  thresholds_file: str = DEFAULT_THRESHOLDS
+  thresholds_file: str = DEFAULT_THRESHOLDS  # the accuracy and fairness bounds (ThresholdsConfig)
+  # FaceExampleGen: the input sources, how faces are prepared, and the splits.
   ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+  # DemographicAnnotator: predicts the demographics of faces without human labels.
   annotator: AnnotatorConfig = dataclasses.field(default_factory=AnnotatorConfig)
+  # DataGate: schema, slice coverage, split skew and the source shortcut.
   validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+  # The Trainer's module: model, input pipeline and optimisation.
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-  canary: CanaryConfig = dataclasses.field(default_factory=CanaryConfig)  # before the push
+  # ServingCanary: the candidate served and queried before the push.
+  canary: CanaryConfig = dataclasses.field(default_factory=CanaryConfig)
+  # ModelCard: what the card says beyond the run's measurements.
   model_card: ModelCardConfig = dataclasses.field(default_factory=ModelCardConfig)
-  kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)  # cluster runs only
+  # Cluster runs only (`fakefaces compile-kubeflow`): the image, remote paths and pod resources.
+  kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
 
 
 def resolve_paths(config: PipelineConfig, base_dir: str) -> None:

@@ -195,7 +195,7 @@ class ServingClient:
     try:
       return getattr(stub, method)(request, timeout=self.timeout)
     except grpc.RpcError as e:
-      raise status_lib.ServingError(e.code(), e.details() or str(e)) from None
+      raise status_lib.ServingError(e.code(), _grpc_message(self.target, e)) from None
 
   def _call_rest(self, method: str, suffix: str, body: Optional[dict]) -> dict:
     path = f'/v1/models/{self.model_name}'
@@ -229,6 +229,25 @@ class ServingClient:
     except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
       raise status_lib.ServingError(grpc.StatusCode.UNAVAILABLE,
                                     f'cannot reach {self.target}: {e}') from None
+
+
+def _grpc_message(target: str, error: grpc.RpcError) -> str:
+  """The message of a failed gRPC call, in words where gRPC's own names a transport fault.
+
+  gRPC core reports an HTTP/1.x answer to its HTTP/2 preface (a REST port) as "Failed parsing
+  HTTP/2 (Expected SETTINGS frame as the first frame, got frame type N)", and a closed port as
+  "failed to connect to all addresses; ... Connection refused": the wrong port, or no server,
+  said in the terms of the transport. The REST side says the same in `_call_rest`.
+  """
+  details = error.details() or str(error)
+  if error.code() != grpc.StatusCode.UNAVAILABLE:
+    return details
+  if 'Failed parsing HTTP/2' in details:
+    return (f'{target} does not speak gRPC (it answered HTTP/1.x): is it the REST port? gRPC is '
+            'another port (TF Serving: 8500, REST 8501); or add --rest')
+  if 'Connection refused' in details:
+    return f'cannot reach {target}: connection refused (is the model server running on that port?)'
+  return details
 
 
 def _predictions(outputs: Dict, version: Optional[int]) -> List[Prediction]:

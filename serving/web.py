@@ -258,7 +258,7 @@ def read_model_facts(client, model_dir: str) -> ModelFacts:
     facts.version = max(available) if available else None
     facts.input_size = client.face_preparation().output_size
   except status_lib.ServingError as e:
-    facts.problem = f'the model server answered {e.code.name}: {e.message}'
+    facts.problem = f'the model server: {e.code.name}: {e.message}'
     return facts
   if not model_dir:
     facts.problem = ('this page was not given the served model\'s folder (--model-dir), so it '
@@ -407,7 +407,7 @@ class PhotoChecker:
       except photos.ImageProblem as e:
         raise UserError(f'Cannot check this file: {e.reason}') from None
       except status_lib.ServingError as e:
-        raise UserError(f'The model server ({self.options.server}) answered {e.code.name}: '
+        raise UserError(f'The model server ({self.options.server}): {e.code.name}: '
                         f'{e.message}', status=502) from None
       notes = self._notes(client)
     return render_result(source, result, notes)

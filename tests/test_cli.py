@@ -59,8 +59,8 @@ def test_ingest_fails_with_exit_1_when_too_many_inputs_fail(tmp_path, capsys):
   code = cli.main(['ingest', '--config', _ingest_config(tmp_path, manifest, 0.1),
                    '--out', str(out)])
   assert code == 1
-  printed = capsys.readouterr().out
-  assert 'max_failure_rate' in printed
+  last = capsys.readouterr().err.strip().splitlines()[-1]  # after the INFO log lines
+  assert last.startswith('fakefaces ingest: ') and 'max_failure_rate' in last, last
   with open(out / 'ingest_report' / 'report.json') as f:
     report = json.load(f)
   names = {os.path.basename(row['path']) for row in report['not_written']}
@@ -88,6 +88,39 @@ def test_beam_arg_replaces_the_configs_beam_args(tmp_path):
     assert run.config_from_args(parser.parse_args(argv)).beam_pipeline_args == portable
   kept = run.config_from_args(parser.parse_args(['run', '--config', config]))
   assert kept.beam_pipeline_args == ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+
+
+@pytest.mark.parametrize('argv, says', [
+    (['compile-kubeflow', '--config', '{cluster}', '--output', '{tmp}/job.json'],
+     'invalid configuration: kubeflow.image: no container image'),
+    (['label', '--annotations', '{tmp}/no_annotations', '--out', '{tmp}/labels.csv'],
+     'no predictions.csv under'),
+    (['report', '--data', '{tmp}/no_data', '--out', '{tmp}/report'],
+     'failed: no manifest.csv in'),
+])
+def test_bad_input_is_one_line_naming_the_command_and_exit_2(tmp_path, capsys, argv, says):
+  """Every command's bad input reads `fakefaces COMMAND: ...`, like `run`'s and `gate`'s."""
+  cluster = tmp_path / 'cluster.yaml'
+  cluster.write_text('ingest:\n  sources:\n    - {kind: manifest, path: gs://b/m.csv}\n')
+  argv = [a.format(tmp=tmp_path, cluster=cluster) for a in argv]
+  assert cli.main(argv) == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f'fakefaces {argv[0]}'), lines
+  assert says in lines[0], lines
+
+
+@pytest.mark.parametrize('command, rest', [('ingest', ['--out', 'out']),
+                                           ('label', ['--annotations', 'a', '--out', 'l.csv'])])
+@pytest.mark.parametrize('flag', ['--pipeline-root', '--serving-model-dir', '--thresholds',
+                                  '--epochs'])
+def test_ingest_and_label_refuse_the_flags_of_a_whole_run(command, rest, flag, capsys):
+  """They read only `ingest:`: an --epochs or --thresholds they accepted would do nothing."""
+  with pytest.raises(SystemExit) as exit_info:
+    cli.build_parser().parse_args([command, '--config', 'c.yaml', flag, '3'] + rest)
+  assert exit_info.value.code == 2
+  assert f'unrecognized arguments: {flag} 3' in capsys.readouterr().err
+  for command_with_them in ('run', 'compile-kubeflow'):
+    cli.build_parser().parse_args([command_with_them, flag, '3'])
 
 
 @pytest.mark.parametrize('argv, named', [

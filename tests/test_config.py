@@ -39,6 +39,11 @@ def test_invalid_yaml_and_missing_file_are_clear(tmp_path):
     config_lib.load_config(_write(tmp_path, 'train: [\n'))
   with pytest.raises(config_lib.ConfigError, match='cannot read config file'):
     config_lib.load_config(str(tmp_path / 'missing.yaml'))
+  # The thresholds file is named as what it is (`fakefaces gate --thresholds`).
+  with pytest.raises(config_lib.ConfigError, match='cannot read thresholds file .*missing_bounds.yaml'):
+    config_lib.load_thresholds(str(tmp_path / 'missing_bounds.yaml'))
+  with pytest.raises(config_lib.ConfigError, match='thresholds file .* is not valid YAML'):
+    config_lib.load_thresholds(_write(tmp_path, 'max_fpr_gap: [\n'))
 
 
 def test_relative_paths_become_absolute_and_uris_stay(tmp_path, monkeypatch):

@@ -292,6 +292,54 @@ def test_generalization_bench_cnn_and_fused_rows_have_their_twins_and_parts(load
       assert f"{s['head'].split()[-1]} fakes={fakes} reals={s['reals']}" in names
 
 
+def test_generalization_bench_leace_removes_a_planted_collection_and_keeps_the_rest(load_bench):
+  """bench/generalization.py: the LEACE eraser fitted on reals of three collections, each shifted
+  along its own direction, leaves every collection the same mean and no probe that names a
+  held-out real's collection, while a direction the concept does not carry passes unchanged."""
+  from sklearn.linear_model import LogisticRegression
+  bench = load_bench('generalization')
+  rng = np.random.default_rng(0)
+  dims, shift = 24, np.eye(24)[:3] * 4.0  # collection k moves along axis k
+  collection = np.repeat(['gan_faces', 'k140', 'utkface'], 120)
+  codes = np.unique(collection, return_inverse=True)[1]
+  x = rng.normal(size=(len(collection), dims)) + shift[codes]
+  kernel, bias = bench.leace_eraser(x, collection)
+  erased = x @ kernel + bias
+  means = np.array([erased[codes == k].mean(0) for k in range(3)])
+  np.testing.assert_allclose(means - means[0], 0.0, atol=1e-4)
+  held_out = rng.normal(size=(300, dims)) + shift[np.arange(300) % 3]
+  raw_probe = LogisticRegression(max_iter=2000).fit(x, collection)
+  erased_probe = LogisticRegression(max_iter=2000).fit(erased, collection)
+  assert (raw_probe.predict(held_out) == collection[np.arange(300) % 3 * 120]).mean() > 0.9
+  named = erased_probe.predict(held_out @ kernel + bias) == collection[np.arange(300) % 3 * 120]
+  assert named.mean() < 0.5  # chance is 1/3
+  # Axes 3.. carry no collection: their edit is the sampling noise of the collections' means,
+  # a small fraction of the planted axes' edit.
+  edit = np.abs(erased - x).mean(0)
+  assert edit[3:].mean() < 0.1 * edit[:3].mean()
+  with pytest.raises(ValueError, match='two or more'):
+    bench.leace_eraser(x, np.array(['k140'] * len(x)))
+
+
+def test_generalization_bench_erasure_verdict_needs_a_gain_over_noise_and_no_loss(load_bench):
+  """bench/generalization.py: the erasure rule's verdict (paired seeds): a lower unseen FPR in
+  4 of 5 seeds by 0.01 in the mean wins; the same gain with a LOGO AUC 0.03 lower loses; a gain
+  inside the band is no evidence, never a win."""
+  bench = load_bench('generalization')
+
+  def seeds(unseen_fpr, min_logo=0.6, worst=0.1):
+    return [{'unseen_fpr': f, 'unseen_worst_group_fpr': worst, 'fairface_fpr': 0.01,
+             'k140_real_fpr': 0.04, 'sdfd_tpr': 0.85, 'min_within_auc': 0.88,
+             'min_logo_auc': min_logo} for f in unseen_fpr]
+  base = seeds([0.15, 0.15, 0.15, 0.15, 0.15])
+  better = seeds([0.13, 0.13, 0.14, 0.14, 0.16])
+  assert bench._verdict(better, base, 'utkface')['verdict'] == 'wins'
+  assert bench._verdict(seeds([0.13, 0.13, 0.14, 0.14, 0.16], min_logo=0.57), base,
+                        'utkface')['verdict'] == 'loses'
+  assert bench._verdict(seeds([0.145, 0.145, 0.145, 0.145, 0.15]), base,
+                        'utkface')['verdict'] == 'no evidence'
+
+
 def test_run_groups_rates_per_source_and_group_at_the_threshold_and_sorts_the_gates_reasons(
     load_bench):
   """bench/run_groups.py: per source and per labelled group, TPR on fakes and FPR on reals at
@@ -379,6 +427,35 @@ def test_run_groups_names_what_each_insufficient_check_lacks_and_compares_two_sa
   assert moved['measurable_now'] == ['source k140: auc: fail']
   assert moved['still_insufficient']['annotator precision < bound'] == 1
   assert 'reals < min_group_size' not in moved['still_insufficient']
+
+
+def test_generalization_bench_ensemble_rows_use_disjoint_seeds_and_the_rule_needs_all_three(
+    load_bench):
+  """bench/generalization.py: the ensemble rows' five ensembles share no head, each row has its
+  LOGO twins; the ensemble rule wins only when the audit is steadier, G3 holds at two more draws
+  and nothing is lost; steadier alone is no evidence, a LOGO AUC 0.03 lower loses."""
+  bench = load_bench('generalization')
+  specs = bench.ensemble_specs()
+  ensembles = sorted({s['seed'] for s in specs if s['lever'] == 'ensemble5'})
+  heads = [seed + i for seed in ensembles for i in range(bench.ensemble_size('ensemble5'))]
+  assert len(heads) == len(set(heads)) == 25
+  assert len(specs) == 3 * 5 * len(bench.FAKE_SETS)
+  assert bench.ensemble_size('') == 1 and bench.ensemble_size('ensemble3') == 3
+
+  def draws(fpr, worst, min_logo=0.62):
+    return {'unseen': 'fairface', 'per_seed': [
+        {'unseen_fpr': f, 'unseen_worst_group_fpr': w, 'fairface_fpr': f, 'k140_real_fpr': 0.04,
+         'sdfd_tpr': 0.87, 'min_within_auc': 0.88, 'min_logo_auc': min_logo}
+        for f, w in zip(fpr, worst)]}
+  single = draws([0.011, 0.025, 0.018, 0.018, 0.018], [0.045, 0.095, 0.091, 0.136, 0.045])
+  steady = draws([0.011, 0.015, 0.018, 0.011, 0.015], [0.045, 0.048, 0.045, 0.045, 0.091])
+  assert bench.ensemble_verdict(steady, single)['verdict'] == 'wins'
+  one_more = draws([0.011, 0.015, 0.018, 0.011, 0.015], [0.045, 0.048, 0.091, 0.045, 0.091])
+  verdict = bench.ensemble_verdict(one_more, single)
+  assert verdict['verdict'] == 'no evidence' and verdict['gains']['steadier']
+  assert verdict['g3_draws_model_base'] == [3, 2]
+  worse_logo = dict(steady, per_seed=[dict(s, min_logo_auc=0.59) for s in steady['per_seed']])
+  assert bench.ensemble_verdict(worse_logo, single)['verdict'] == 'loses'
 
 
 def test_generalization_bench_views_are_deterministic_and_never_share_the_crops_cache_key(

@@ -155,10 +155,12 @@ def test_one_class_examples_are_insufficient_evidence_exit_2(workdir, capsys, ke
     ({'--examples': 'thresholds.yaml'}, "unknown key(s) ['bootstrap_samples'"),
     ({'--thresholds': 'bad_thresholds.yaml'}, 'bad_thresholds.yaml.not_measurable[0]'),
     ({'--examples': 'not_a_record.gz'}, 'truncated or corrupt TFRecord file'),
+    ({'--annotations': 'no_annotations'}, 'no_annotations: no report.json there'),
 ])
 def test_cli_bad_input_exits_2_naming_it(workdir, capsys, change, message):
   (workdir / 'bad_thresholds.yaml').write_text('not_measurable: [tpr]\n')
   (workdir / 'not_a_record.gz').write_text('hello')
+  (workdir / 'no_annotations').mkdir(exist_ok=True)
   args = {'--model': str(workdir / 'fair' / 'Format-Serving'),
           '--examples': str(workdir / 'data' / '*.gz'),
           '--thresholds': str(workdir / 'thresholds.yaml'), '--out': str(workdir / 'bad_out')}

@@ -20,6 +20,7 @@ from fakefaces.components.face_example_gen import executor, sources
 from fakefaces.components.face_preparation import faces, images
 from fakefaces.components.face_example_gen.config import IngestConfig, SourceConfig
 from fakefaces.components.face_preparation.faces import FacePreparation
+from fakefaces.components.shared import ports
 from fakefaces.pipeline.cli import cli
 from fakefaces.serving import photos, web
 import serving_testing as testing
@@ -196,12 +197,22 @@ def test_rest_client_on_the_grpc_port_is_one_line(server, large_photos, capsys):
                    server.grpc_target]) == 1
   captured = capsys.readouterr()
   line = _one_line_without_traceback(captured.err)
-  assert line.startswith(f'fakefaces predict: {server.grpc_target} ') and 'gRPC port' in line, line
+  assert line.startswith(f'fakefaces predict: {server.grpc_target}: ') and 'gRPC port' in line, line
   assert captured.out == ''
-  # The other way round: gRPC at the REST port.
+
+
+def test_grpc_client_on_the_rest_port_names_the_rest_port(server, large_photos, capsys):
+  """`predict` (gRPC) at the REST port was gRPC core's "Failed parsing HTTP/2 (Expected SETTINGS
+  frame ..., got frame type 79)"; a closed port was "answered UNAVAILABLE" though nothing answered."""
   assert cli.main(['predict', large_photos['1000x750'], '--server', server.rest_target]) == 1
   line = _one_line_without_traceback(capsys.readouterr().err)
-  assert line.startswith(f'fakefaces predict: {server.rest_target} answered UNAVAILABLE'), line
+  assert line.startswith(f'fakefaces predict: {server.rest_target}: UNAVAILABLE: '), line
+  assert 'is it the REST port?' in line and 'add --rest' in line and 'SETTINGS' not in line, line
+  closed = f'127.0.0.1:{ports.free_loopback_port()}'
+  assert cli.main(['predict', large_photos['1000x750'], '--server', closed, '--timeout', '10']) == 1
+  line = _one_line_without_traceback(capsys.readouterr().err)
+  assert line == (f'fakefaces predict: {closed}: UNAVAILABLE: cannot reach {closed}: connection '
+                  'refused (is the model server running on that port?)'), line
 
 
 def test_web_page_on_the_grpc_port_answers_with_the_reason(server, large_photos):

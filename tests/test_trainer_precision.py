@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from fakefaces.components.shared.config_base import from_dict
+from fakefaces.components.shared.config_base import ConfigError, from_dict
 from fakefaces.components.image_encoder import precision
 from fakefaces.components.trainer import export, model, training
 from fakefaces.components.shared.serving_contract import PROBABILITY_KEY, SERVING_SIGNATURE
@@ -37,7 +37,7 @@ def test_auto_picks_bfloat16_only_where_the_hardware_has_it(tmp_path, flags, cap
 def test_explicit_values_are_kept_and_bad_ones_named(tmp_path):
   for name in ('float32', 'mixed_bfloat16', 'mixed_float16'):
     assert precision.resolve(name, _cpuinfo(tmp_path, ''), None) == name
-  with pytest.raises(ValueError, match="train.precision 'bf16' is not one of"):
+  with pytest.raises(ConfigError, match="train.precision 'bf16' is not one of"):
     from_dict(TrainConfig, {'precision': 'bf16'}, 'train')
   assert precision.resolve('auto', str(tmp_path / 'absent'), None) == 'float32'
 

@@ -183,9 +183,7 @@ def probe_auc(features_a: np.ndarray, features_b: np.ndarray, folds: int, seed: 
 
 
 def _reencode_error(gray: Image.Image, quality: int) -> float:
-  buf = io.BytesIO()
-  gray.save(buf, format='JPEG', quality=quality)
-  again = np.asarray(Image.open(buf), dtype=np.float32)
+  again = np.asarray(Image.open(io.BytesIO(images.encode_jpeg(gray, quality))), dtype=np.float32)
   return float(np.mean((np.asarray(gray, dtype=np.float32) - again) ** 2))
 
 

@@ -23,19 +23,22 @@ class AnnotatorConfig:
   have 7 and 9 classes, so their top probabilities are lower than gender's.
   """
   enabled: bool = True  # False: pass the examples through, marking sources, predicting nothing
+  # The least top-class probability at which a prediction is kept, per attribute; below
+  # it the attribute stays 'unknown'.
   min_confidence_gender: float = 0.8
-  min_confidence_race: float = 0.5
-  min_confidence_age: float = 0.4
+  min_confidence_race: float = 0.5  # as min_confidence_gender, for race (7 classes)
+  min_confidence_age: float = 0.4  # as min_confidence_gender, for age (9 classes)
   # A class needs this many human-labelled train faces to be learned; rarer classes
   # are never predicted and the report names them.
   min_train_per_class: int = 10
   # What the classifiers read: 'dlib_descriptors' (128-d) or 'clip_embedding' (512-d,
-  # the same vectors the Trainer's clip_vit_b16 head trains on; README "Features").
+  # the same vectors the Trainer's clip_vit_b16 head trains on;
+  # components/demographic_annotator/README.md, "Features").
   features: str = DLIB_DESCRIPTORS
   # For clip_embedding, the Trainer's settings of the same names (train.*): the
   # embeddings are cached there, so the Trainer's run reuses them. '' as train's.
   embedding_cache_dir: str = ''
-  backbone_weights: str = ''
+  backbone_weights: str = ''  # the backbone's ONNX file, as train.backbone_weights
   # Inverse regularisation strength of the multinomial logistic regression on the
   # standardised features.
   regularization_c: float = 1.0
@@ -48,7 +51,7 @@ class AnnotatorConfig:
   # fitted on all of them. The detector never sees these labels either way.
   cross_fit_folds: int = 0
   seed: int = 0  # fold assignment
-  progress_interval_seconds: float = 60.0
+  progress_interval_seconds: float = 60.0  # how often the descriptor pass logs its progress
 
   def __post_init__(self):
     """Checks `features`, and for clip_embedding the backbone's weights, at config load.

@@ -39,7 +39,7 @@ class SourceConfig:
   # gate's evidence per group. Nested: an image in test at one test_fraction is in test
   # at every larger one (sources.hash_split).
   eval_fraction: Optional[float] = None
-  test_fraction: Optional[float] = None
+  test_fraction: Optional[float] = None  # as eval_fraction, for the test split
 
   def __post_init__(self):
     for field in FRACTIONS:
@@ -60,7 +60,7 @@ class SourceConfig:
 
 @dataclasses.dataclass
 class IngestConfig:
-  sources: List[SourceConfig] = dataclasses.field(default_factory=list)
+  sources: List[SourceConfig] = dataclasses.field(default_factory=list)  # the input datasets
   # How every photo becomes a crop (detector, alignment, size, treatment, JPEG): the
   # parameters the Trainer stores in the SavedModel, so clients prepare photos alike.
   # YAML: a `face:` section under `ingest:`.
@@ -74,9 +74,10 @@ class IngestConfig:
   progress_interval_seconds: float = 60.0  # how often each worker logs its progress
   # Fraction of inputs that may end as no-face/unreadable/filtered before the run fails.
   max_failure_rate: float = 0.5
-  # Deterministic hash split for sources without their own split.
+  # Deterministic hash split for sources without their own split: the share of inputs in
+  # eval (early stopping, the operating point).
   eval_fraction: float = 0.1
-  test_fraction: float = 0.1
+  test_fraction: float = 0.1  # the share in test (judged by the Evaluator and the gates)
 
   # The face-preparation keys used to sit directly under `ingest:`; an old config
   # fails naming where each went (config_base.from_dict).

@@ -179,7 +179,7 @@ def local_processes(beam_pipeline_args: List[str]) -> Tuple[List[str], int]:
   A local multi-process DirectRunner (`--direct_running_mode=multi_processing
   --direct_num_workers=N`, what `beam_workers` sets) becomes one in-memory Beam
   worker with N face-preparation processes (`face_workers`: why, and measured, in
-  its docstring and the README's "Performance"). Any other runner is left as it
+  its docstring and docs/performance.md, "Ingestion on every core"). Any other runner is left as it
   is (one process per Beam worker: Dataflow and Flink run one worker per core).
   """
   processes = direct_runner.local_processes(beam_pipeline_args)

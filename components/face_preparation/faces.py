@@ -83,12 +83,12 @@ class FacePreparation:
   # such as FairFace's need), reduce every crop to `resample_size` px and back (0: off),
   # one shared JPEG generation (0: off).
   crop_fraction: float = 1.0
-  resample_size: int = 0
-  shared_jpeg_quality: int = 0
+  resample_size: int = 0  # px side every crop is reduced to and resized back from; 0: off
+  shared_jpeg_quality: int = 0  # quality of the shared JPEG generation, 1..100; 0: off
   # Keep the crop's own pixels (side crop_fraction x output_size) instead of resizing it
   # back to output_size: the model then sees no upsampled region (treatment.py).
   native_crop: bool = False
-  jpeg_quality: int = 95
+  jpeg_quality: int = 95  # JPEG quality (1..100) of the crop as stored in the examples
   max_image_pixels: int = 64_000_000  # decompression-bomb guard, checked before decoding
 
   def __post_init__(self):

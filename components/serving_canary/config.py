@@ -15,7 +15,7 @@ class CanaryConfig:
   server: str = 'auto'
   num_examples: int = 4  # real test-split examples sent to every signature
   startup_timeout_seconds: float = 300.0  # server start + model load
-  request_timeout_seconds: float = 60.0
+  request_timeout_seconds: float = 60.0  # per gRPC request
 
 
 def validate(config: CanaryConfig, where: str = 'canary') -> None:

@@ -106,14 +106,15 @@ def from_json(cls, text: str, where: str):
   return from_dict(cls, json.loads(text), where)
 
 
-def load_yaml(path: str) -> Dict[str, Any]:
+def load_yaml(path: str, what: str = 'config file') -> Dict[str, Any]:
+  """The mapping in the YAML file `path`; errors name it as `what` ('thresholds file', ...)."""
   try:
     with open(path, encoding='utf-8') as f:
       data = yaml.safe_load(f) or {}
   except OSError as e:
-    raise ConfigError(f'cannot read config file {path}: {e}') from e
+    raise ConfigError(f'cannot read {what} {path}: {e}') from e
   except yaml.YAMLError as e:
-    raise ConfigError(f'config file {path} is not valid YAML: {e}') from e
+    raise ConfigError(f'{what} {path} is not valid YAML: {e}') from e
   if not isinstance(data, dict):
-    raise ConfigError(f'config file {path}: top level must be a mapping')
+    raise ConfigError(f'{what} {path}: top level must be a mapping')
   return data

@@ -34,10 +34,10 @@ class GroupingConfig:
   Values are feature values; `reference: rest` means every other value. A
   `feature` such as 'race x gender' crosses features, values joined by ' x '.
   """
-  name: str
-  feature: str
-  group: str
-  reference: str = REST
+  name: str  # how reports and the gate's verdict name the comparison
+  feature: str  # gender, race, age or source, or a cross of them ('race x gender')
+  group: str  # the feature value(s) of the group judged ('Black x Female' for a cross)
+  reference: str = REST  # the value(s) compared against; 'rest': every other known value
 
 
 def split_cross(text: str) -> Tuple[str, ...]:

@@ -35,11 +35,11 @@ class BaselineConfig:
   Judged only when a production model exists (the latest model the
   ServingCanary blessed); the first run uses the absolute bounds alone.
   """
-  enabled: bool = True
+  enabled: bool = True  # false: only the absolute bounds, even when a production model exists
   # Overall balanced accuracy / AUC may drop by at most this much (TFMA change thresholds
   # on the Evaluator, so its own blessing already refuses the drop).
   max_accuracy_drop: float = 0.01
-  max_auc_drop: float = 0.01
+  max_auc_drop: float = 0.01  # as max_accuracy_drop, for AUC
   # No judged group's |FPR gap|, |FNR gap| or |AOD| may grow by more than this (FairnessGate).
   max_gap_growth: float = 0.02
 
@@ -62,19 +62,21 @@ class ThresholdsConfig:
   # Balanced accuracy = (TPR + TNR) / 2, so a test split of mostly real photos cannot
   # carry it the way it carried plain accuracy.
   min_balanced_accuracy: float = 0.8
-  min_auc: float = 0.8
+  min_auc: float = 0.8  # as min_balanced_accuracy, for AUC
   # A source with one class only (e.g. audit reals) is judged on the rate it defines:
   max_one_class_fpr: float = 0.08  # reals-only source: share called fake
   min_one_class_tpr: float = 0.8  # fakes-only source: share caught
+  # [low, high] every judged disparate impact (group's rate / reference's) must lie in.
   disparate_impact_range: List[float] = dataclasses.field(default_factory=lambda: [0.8, 1.25])
-  max_abs_average_odds_difference: float = 0.05
-  max_fpr_gap: float = 0.05
-  max_fnr_gap: float = 0.05
+  max_abs_average_odds_difference: float = 0.05  # |AOD|, ((FPR_g - FPR_r) + (TPR_g - TPR_r)) / 2
+  max_fpr_gap: float = 0.05  # |FPR_group - FPR_reference|
+  max_fnr_gap: float = 0.05  # |FNR_group - FNR_reference|
   # The paper's mixed DI (positive rate over reals and fakes together) is judged only where
   # the group's and the reference's shares of fakes differ by at most this much; elsewhere
   # it measures the fake share, not the model, and is reported beside the per-class DIs
   # (FPR ratio on reals, TPR ratio on fakes), which are judged.
   max_fake_share_gap: float = 0.05
+  # The fairness comparisons judged: a group against its reference on one feature.
   groupings: List[GroupingConfig] = dataclasses.field(default_factory=list)
   # Also judge every value of these features (or crosses like 'race x gender') against the rest.
   judge_each_value_of: List[str] = dataclasses.field(default_factory=list)
@@ -84,16 +86,16 @@ class ThresholdsConfig:
   # A check that would pass is insufficient evidence when its interval is wider than this
   # (0: no limit): ratios (DI) and differences (AOD, FPR/FNR gaps) separately.
   max_interval_span_di: float = 0.0
-  max_interval_span_difference: float = 0.0
+  max_interval_span_difference: float = 0.0  # as max_interval_span_di, for AOD and the gaps
   # Checks resting on predicted demographics (DemographicAnnotator) need the annotator's
   # precision for both sides of the grouping, on the labelled test split, to be at least
   # this, measured on at least min_annotator_support faces per side.
   min_annotator_precision: float = 0.8
-  min_annotator_support: int = 20
+  min_annotator_support: int = 20  # labelled test faces per side behind that precision
   judge_on: str = 'estimate'  # 'estimate', or 'interval': the whole interval must be in bounds
   confidence_level: float = 0.95  # of the fairness and per-slice rate intervals
   bootstrap_samples: int = 2000  # seeded parametric bootstrap draws over the confusion counts
-  bootstrap_seed: int = 0
+  bootstrap_seed: int = 0  # seeds the bootstrap, so a verdict is reproducible
   # TFMA's own metric intervals: 'off', 'jackknife' or 'poisson_bootstrap' (~15x slower).
   tfma_confidence_intervals: str = 'off'
   # Change thresholds against the model in production (components/fairness_gate/baseline.py).
@@ -124,7 +126,7 @@ def load_thresholds(path: str) -> ThresholdsConfig:
     ConfigError: the file cannot be read or is not YAML, or an unknown key or a
       wrong type (named by its dotted field, prefixed by the file's name).
   """
-  return from_dict(ThresholdsConfig, load_yaml(path), os.path.basename(path))
+  return from_dict(ThresholdsConfig, load_yaml(path, 'thresholds file'), os.path.basename(path))
 
 
 def validate_thresholds(thresholds: ThresholdsConfig, where: str = 'thresholds') -> None:

@@ -2,7 +2,7 @@
 
 Sources of face photos differ in how they were processed (resizes, JPEG
 generations); a detector trained on them learns those traces as evidence of
-"real" or "fake" (README: "No source shortcut"). Randomising them during
+"real" or "fake" (docs/training_and_quality.md, "The source shortcut"). Randomising them during
 training makes them unreliable evidence. Training only: the serving signature
 never augments.
 """

@@ -41,7 +41,7 @@ class TrainConfig:
   # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
   # Either way its sha256 must be clip_weights.SHA256.
   backbone_weights: str = ''
-  image_size: int = 128
+  image_size: int = 128  # px side of the model's square input; crops are resized to it
   color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
   # Input stage (model.input_stage; docs/detection_quality.md measures each):
   # 'highpass' feeds the image minus its 2x down-up copy (a fixed layer inside the
@@ -49,21 +49,22 @@ class TrainConfig:
   input_filter: str = 'none'
   # 3x3 convolutions at full input resolution before the architecture's first pooling.
   full_resolution_convs: int = 0
-  epochs: int = 10
+  epochs: int = 10  # at most; early stopping may end training sooner
   steps_per_epoch: Optional[int] = None  # None: one pass over the train split
-  batch_size: int = 32
-  learning_rate: float = 1e-3
+  batch_size: int = 32  # examples per training step
+  learning_rate: float = 1e-3  # the optimizer's (initial, with the cosine schedule)
   # 'constant', or 'cosine': decays from learning_rate to 0 over epochs x steps per epoch.
   learning_rate_schedule: str = 'constant'
-  optimizer: str = 'adam'
-  dropout: float = 0.0
+  optimizer: str = 'adam'  # 'adam', 'sgd' or 'rmsprop' (model.OPTIMIZERS)
+  dropout: float = 0.0  # dropout rate, [0, 1), after the CNN's dense layer or the MLP head's
+  # Weight the loss by inverse class frequency in the train split (total / (2 x count)).
   class_weighting: bool = True
   early_stopping_patience: int = 3  # epochs without improvement of the monitor; 0 disables
   # What early stopping watches and restores the best epoch of: 'val_loss' (the paper's),
   # 'val_auc' or 'val_accuracy'. With class weights and a differently mixed eval split,
   # val_loss can prefer an early epoch whose AUC is far worse (seen on ../shared/data).
   early_stopping_monitor: str = 'val_loss'
-  seed: int = 42
+  seed: int = 42  # Python, NumPy and TensorFlow seeds (initialisation, shuffling, augmentation)
   validation_steps: Optional[int] = None  # None: the whole eval split each epoch
   shuffle_buffer: int = 2048  # examples (encoded, ~10 KB each at 128 px)
   horizontal_flip: bool = True  # the paper's augmentation; training only
@@ -71,11 +72,13 @@ class TrainConfig:
   # bfloat16 only where the CPU or GPU computes it natively (emulated, it is slower).
   precision: str = 'auto'
   deterministic: bool = False  # also enable TF op determinism (slower on GPU)
-  # CPU/GPU performance (bench/train.py measures each; see README "Training speed").
+  # CPU/GPU performance (bench/train.py measures each;
+  # docs/performance.md, "Training against the CPU's peak").
   jit_compile: bool = False  # XLA-compile the training step
   intra_op_threads: int = 0  # threads inside one op (a convolution); 0: TensorFlow's default
   inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default
-  # Source-shortcut mitigations (mitigation.py, augment.py; README "No source shortcut").
+  # Source-shortcut mitigations (mitigation.py, augment.py;
+  # docs/training_and_quality.md, "The source shortcut").
   # Sampling balanced over source x label (class weights are then off).
   balance_sources: bool = False
   # Processing-history augmentation, training only, each with augment_probability:
@@ -87,16 +90,17 @@ class TrainConfig:
       default_factory=lambda: ['area', 'bilinear', 'bicubic', 'lanczos3'])
   augment_jpeg_twice: bool = False  # a second JPEG generation at another random quality
   augment_noise_sigma: float = 0.0  # max std of additive Gaussian noise, [0, 1] pixel units; 0: off
-  augment_probability: float = 0.5
+  augment_probability: float = 0.5  # of each augmentation above, per training image
   # MinDiff (tensorflow-model-remediation): MMD between the scores of real photos whose
   # `min_diff_feature` is in `min_diff_sensitive` and of the other real photos. 0: off.
   min_diff_weight: float = 0.0
-  min_diff_feature: str = 'source'
+  min_diff_feature: str = 'source'  # a string feature (features.STRING_FEATURES)
+  # The values of min_diff_feature that make the sensitive group; needed when min_diff_weight > 0.
   min_diff_sensitive: List[str] = dataclasses.field(default_factory=list)
 
   def __post_init__(self):
     if self.precision not in PRECISIONS:
-      raise ValueError(f'train.precision {self.precision!r} is not one of {list(PRECISIONS)}')
+      raise FieldError(OWNER, 'precision', f'{self.precision!r} is not one of {list(PRECISIONS)}')
     names = ARCHITECTURE_NAMES + BACKBONE_NAMES + (FUSED,)
     if self.architecture not in names:
       raise FieldError(OWNER, 'architecture', f'{self.architecture!r} is not one of {list(names)}')

@@ -1,4 +1,6 @@
-"""Training-side mitigations of the source shortcut (README: "No source shortcut").
+"""Training-side mitigations of the source shortcut.
+
+docs/training_and_quality.md, "The source shortcut", says why and what each one measured.
 
 When sources differ in processing history and are unevenly spread over the
 labels, a detector learns "looks like source S -> label". Three remedies, each

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     'fakefaces.pipeline.cli.commands.predict',
     'fakefaces.pipeline.cli.commands.web',
     'fakefaces.pipeline.cli.commands.compile_kubeflow',
+    'fakefaces.pipeline.cli.commands.config_reference',
 )
 
 

@@ -1,14 +1,11 @@
 """`fakefaces compile-kubeflow`: write the KFP v2 pipeline spec for a cluster."""
 
-import sys
-
-from fakefaces.pipeline import config as config_lib
 from fakefaces.pipeline.cli.commands.run import add_config_flags, config_from_args
 
 
 def register(subparsers) -> None:
   p = subparsers.add_parser(
-      'compile-kubeflow', help='compile the pipeline for Kubeflow Pipelines / Vertex AI (KFP v2 JSON)',
+      'compile-kubeflow', help='compile the pipeline for Kubeflow Pipelines (.yaml) or Vertex AI (.json), KFP v2',
       description='Compile the same pipeline as `run` with KubeflowV2DagRunner. Every component '
       'runs in --image (built from ./Dockerfile). pipeline_root, serving_model_dir and the '
       'ingestion sources must be object-storage URIs (gs://, s3://) that the pods can read; '
@@ -48,12 +45,9 @@ def _run(args) -> int:
     kubeflow.trainer_gpu_count = args.trainer_gpus
   if args.trainer_gpu_type:
     kubeflow.trainer_gpu_type = args.trainer_gpu_type
-  try:
-    job = runner.compile_pipeline(config, args.output, allow_local_paths=args.allow_local_paths,
-                                  input_fingerprint=args.input_fingerprint)
-  except config_lib.ConfigError as e:
-    print(f'compile-kubeflow: {e}', file=sys.stderr)
-    return 2
+  # A ConfigError (no image, a local path) is printed by cli.main, naming the field: exit 2.
+  job = runner.compile_pipeline(config, args.output, allow_local_paths=args.allow_local_paths,
+                                input_fingerprint=args.input_fingerprint)
   tasks = job['pipelineSpec']['root']['dag']['tasks']
   print(f'wrote {args.output}: {len(tasks)} tasks, image {kubeflow.image}, '
         f'pipeline_root {job["runtimeConfig"]["gcsOutputDirectory"]}')

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                  '(into OUT/examples and OUT/ingest_report, as `fakefaces ingest` writes them) '
                  'and whose --split is evaluated')
   p.add_argument('--thresholds', default=config_lib.DEFAULT_THRESHOLDS,
-                 help='thresholds YAML (default: %(default)s)')
+                 help='thresholds YAML (default: pipeline/configs/thresholds.yaml, the one the '
+                 'pipeline uses, as installed with the package)')
   p.add_argument('--out', required=True, help='output folder for the reports')
   p.add_argument('--split', default='test',
                  help='split to evaluate when --examples is a config YAML (default: %(default)s)')
@@ -77,7 +78,8 @@ def _run(args) -> int:
             f'({e})', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
     if annotation_report is None:
-      print(f'error: no report.json in --annotations {args.annotations}', file=sys.stderr)
+      print(f'fakefaces gate: bad input: --annotations {args.annotations}: no report.json there '
+            '(pass the DemographicAnnotator\'s annotations folder)', file=sys.stderr)
       return EXIT_INSUFFICIENT_OR_BAD_INPUT
   report = run_gate(args.model, pattern, thresholds, args.out, beam_args, annotation_report)
   from fakefaces.components.fairness_gate import evaluation  # pylint: disable=g-import-not-at-top

@@ -1,8 +1,7 @@
 """`fakefaces label`: label or correct the demographics of faces by hand, in the terminal.
 
-Like the seed project's `label` command, but starting from the
-DemographicAnnotator's proposal: for each face without a human label (the
-annotator's predictions.csv says which), it shows the image path and, per
+Starts from the DemographicAnnotator's proposals: for each face without a
+human label (the annotator's predictions.csv says which), it shows the image path and, per
 attribute, the proposed value and its confidence; Enter accepts it. The answers
 go to a CSV in the `manifest` layout (`path,label,gender,race,age,split,image_id`),
 one row per face, written as you go, so a session can stop (`q`) and resume.
@@ -28,7 +27,7 @@ def register(subparsers) -> None:
   p = subparsers.add_parser(
       'label', help='label or correct demographics by hand, from the annotator\'s proposals',
       description=__doc__.split('\n\n', 1)[1])
-  add_config_flags(p)
+  add_config_flags(p, overrides=False)
   p.add_argument('--annotations', required=True,
                  help='the DemographicAnnotator\'s output folder (holding predictions.csv), or a '
                       'folder above it (the newest predictions.csv below is used), e.g. '
@@ -158,6 +157,6 @@ def _run(args) -> int:
     label_faces(config, predictions, args.out, args.split, args.include_predicted, args.limit,
                 sys.stdin, sys.stdout)
   except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'fakefaces label: {e}', file=sys.stderr)
     return 2
   return 0

@@ -67,7 +67,7 @@ def _run(args) -> int:
     try:
       preparer = photos.preparer_for(client, aligned=args.aligned)
     except status_lib.ServingError as e:
-      print(f'fakefaces predict: {args.server} answered {e.code.name}: {e.message}', file=sys.stderr)
+      print(f'fakefaces predict: {args.server}: {e.code.name}: {e.message}', file=sys.stderr)
       return 1
     results, failed = [], 0
     for source in args.images:
@@ -84,7 +84,7 @@ def _run(args) -> int:
       except (fetch.FetchError, photos.ImageProblem) as e:
         entry['error'] = str(e)
       except status_lib.ServingError as e:
-        entry['error'] = f'{args.server} answered {e.code.name}: {e.message}'
+        entry['error'] = f'{args.server}: {e.code.name}: {e.message}'
       except Exception as e:  # one photo must never stop the others  # pylint: disable=broad-except
         entry['error'] = f'processing failed: {type(e).__name__}: {images.error_text(e)}'
       failed += 'error' in entry

@@ -54,7 +54,7 @@ def _run(args) -> int:
         max_images=args.max_images, decision_threshold=threshold,
         export_models=args.export, target_fpr=thresholds.target_fpr)
   except quality_report.DataNotFoundError as e:
-    print(f'report {"skipped" if args.skip_missing else "failed"}: {e}', file=sys.stderr)
+    print(f'fakefaces report {"skipped" if args.skip_missing else "failed"}: {e}', file=sys.stderr)
     return 0 if args.skip_missing else 2
   for model in report['models']:
     overall = model['tables'][0]['rows'][0]

@@ -5,9 +5,16 @@ import argparse
 from fakefaces.pipeline import config as config_lib
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-  """Flags that override the config file, shared by commands that build the pipeline."""
-  parser.add_argument('--config', help='pipeline YAML config (default: built-in defaults)')
+def add_config_flags(parser: argparse.ArgumentParser, overrides: bool = True) -> None:
+  """`--config` and, with `overrides`, the flags that override the fields of a whole run.
+
+  `ingest` and `label` read only the config's `ingest:` section: offered there,
+  --pipeline-root, --thresholds or --epochs would be accepted and do nothing.
+  """
+  parser.add_argument('--config', help='pipeline YAML config, e.g. pipeline/configs/demo.yaml '
+                      '(without it, every field\'s default: no ingest sources)')
+  if not overrides:
+    return
   parser.add_argument('--pipeline-root', help='override pipeline_root')
   parser.add_argument('--serving-model-dir', help='override serving_model_dir (TF Serving base path)')
   parser.add_argument('--thresholds', help='override thresholds_file (accuracy and fairness bounds)')
@@ -28,12 +35,12 @@ def config_from_args(args) -> config_lib.PipelineConfig:
   config = config_lib.load_config(args.config)
   if getattr(args, 'beam_arg', None):
     config.beam_pipeline_args = list(args.beam_arg)
-  overrides = {'pipeline_root': args.pipeline_root, 'serving_model_dir': args.serving_model_dir,
-               'thresholds_file': args.thresholds}
-  for field, value in overrides.items():
-    if value is not None:
-      setattr(config, field, value)
-  if args.epochs is not None:
+  overrides = {'pipeline_root': 'pipeline_root', 'serving_model_dir': 'serving_model_dir',
+               'thresholds_file': 'thresholds'}
+  for field, flag in overrides.items():
+    if getattr(args, flag, None) is not None:
+      setattr(config, field, getattr(args, flag))
+  if getattr(args, 'epochs', None) is not None:
     config.train.epochs = args.epochs
   config_lib.resolve_paths(config, '.')
   return config
