@@ -987,23 +987,33 @@ def ensemble_verdict(model: dict, base: dict) -> dict:
           'g3_draws_model_base': g3_draws, 'mean_drop': paired['mean_drop']}
 
 
+def seeds_by_configuration(by_key: dict) -> Dict[tuple, List[int]]:
+  """Configuration -> its seeds, of rows keyed (configuration..., seed, fakes) trained on all
+  three generators."""
+  configs = {}
+  for key in by_key:
+    if key[-1] == GENERATORS:
+      configs.setdefault(key[:-2], []).append(key[-2])
+  return {config: sorted(seeds) for config, seeds in configs.items()}
+
+
+def over_seeds(per_seed: List[dict]) -> Dict[str, dict]:
+  """Mean, min and max over the seeds of each number (float) of the per-seed dicts."""
+  return {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
+              'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
+          for k, v in per_seed[0].items() if isinstance(v, float)}
+
+
 def erasure_summary(rows: List[dict]) -> List[dict]:
   """Per (reals, lever) of the erasure rows: each seed's numbers, their mean and range, and the
   decision rule's verdict against each of its bases (ERASURE_BASES) at the same seeds."""
   by_key = {(r['reals'], r['lever'], r.get('seed', SEED), tuple(r['fakes'])): r for r in rows
             if r['model'] == 'clip' and r['head'] == 'mlp'}
-  configs = {}
-  for reals, lever, seed, fakes in by_key:
-    if fakes == GENERATORS:
-      configs.setdefault((reals, lever), []).append(seed)
   out = []
-  for (reals, lever), seeds in configs.items():
-    per_seed = [_seed_numbers(by_key, reals, lever, seed) for seed in sorted(seeds)]
-    numbers = {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
-                   'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
-               for k, v in per_seed[0].items() if isinstance(v, float)}
+  for (reals, lever), seeds in seeds_by_configuration(by_key).items():
+    per_seed = [_seed_numbers(by_key, reals, lever, seed) for seed in seeds]
     out.append({'reals': reals, 'lever': lever, 'unseen': UNSEEN[reals][0],
-                'seeds': sorted(seeds), 'numbers': numbers, 'per_seed': per_seed})
+                'seeds': seeds, 'numbers': over_seeds(per_seed), 'per_seed': per_seed})
   by_config = {(c['reals'], c['lever']): c for c in out}
   for c in out:
     c['against'] = {}
@@ -1152,17 +1162,10 @@ def views_summary(rows: List[dict]) -> List[dict]:
   and the decision rule's verdict against `none` at the same seeds."""
   by_key = {(r['head'], r.get('views', 'none'), r.get('seed', SEED), tuple(r['fakes'])): r
             for r in rows if r['model'] == 'clip'}
-  configs = {}
-  for head, views, seed, fakes in by_key:
-    if fakes == GENERATORS:
-      configs.setdefault((head, views), []).append(seed)
   out = []
-  for (head, views), seeds in configs.items():
-    per_seed = [_view_numbers(by_key, head, views, seed) for seed in sorted(seeds)]
-    numbers = {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
-                   'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
-               for k, v in per_seed[0].items() if isinstance(v, float)}
-    out.append({'head': head, 'views': views, 'seeds': sorted(seeds), 'numbers': numbers,
+  for (head, views), seeds in seeds_by_configuration(by_key).items():
+    per_seed = [_view_numbers(by_key, head, views, seed) for seed in seeds]
+    out.append({'head': head, 'views': views, 'seeds': seeds, 'numbers': over_seeds(per_seed),
                 'per_seed': per_seed})
   by_config = {(c['head'], c['views']): c for c in out}
   for c in out:
