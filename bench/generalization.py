@@ -76,6 +76,17 @@ sample's (`_auditN`). 70 a group (700 more faces): 92 s of dlib and 247 s of the
   nice -n 10 .venv/bin/python bench/generalization.py prepare --fairface-audit 70
   nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble --fairface-audit 70
   .venv/bin/python bench/generalization.py audit-table bench/results/generalization_ensemble_audit70.json
+
+Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
+`prepare --views flip,history` embeds each training crop's views once into the same cache
+(0.75-0.9 s a view at load 5); `rows --views ...` trains the --heads (default mlp) on the
+crops and their views (five seeds, the LOGO and single-source rows), keeps the rows already
+in its --out (bench/results/generalization_views.json) and prints the rule's verdict per
+setting.
+
+  nice -n 10 .venv/bin/python bench/generalization.py prepare --views history,flip
+  nice -n 10 .venv/bin/python bench/generalization.py rows \
+      --views none,flip,history,flip+history --heads mlp,linear
 """
 
 import argparse
@@ -107,6 +118,7 @@ CNN_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
 ERASURE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_erasure.json')
 ENSEMBLE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_ensemble.json')
+VIEWS_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_views.json')
 GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
 GENERATORS = (GAN, K140, SDFD)
 TRAIN, EVAL, TEST = 'train', 'eval', 'test'
@@ -251,8 +263,9 @@ def _save(rows: List[dict], path: str = CROPS) -> None:
   os.replace(path + '.tmp', path)
 
 
-def prepare(cache: str, fairface_audit: int = 0) -> int:
-  """Crops of every input as the pipeline would write them, and their cached embeddings.
+def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = ()) -> int:
+  """Crops of every input as the pipeline would write them, their cached embeddings, and
+  those of `views` of the training crops (embed_views).
 
   With `fairface_audit` (`inputs`), to their own file (`crops_file`), reusing the sample's crops.
   """
@@ -312,7 +325,60 @@ def prepare(cache: str, fairface_audit: int = 0) -> int:
              'computed': computed, 'reused': reused, 'cache': embedder.cache.folder}
   with open(prepare_file(fairface_audit), 'w') as f:
     json.dump(summary, f, indent=1)
+  if views:
+    embed_views(rows, views, embedder, cache)
   return 0
+
+
+# ------------------------------------------------------------------ views
+
+# A view's index in its seed: each example draws each view from its own stream.
+VIEW_INDEX = {'flip': 1, 'history': 2}
+
+
+def view_images(images: Sequence[bytes], kind: str, config) -> List[bytes]:
+  """PNG bytes of each encoded crop's `kind` view, at the crop's own size.
+
+  'flip': mirrored left-right. 'history': augment.augment_history with
+  `config`'s augment_* settings (the CNN's: CNN_CONFIG), seeded by the crop's
+  sha256 and the view's index, so a crop always gets the same view and a
+  changed crop another. PNG keeps the view's pixels (its JPEG generations
+  included) exactly; the cache keys on these bytes, so a view never shares an
+  entry with its unaugmented crop.
+  """
+  import hashlib
+  import tensorflow as tf
+  from fakefaces.components.trainer import augment
+  out = []
+  for data in images:
+    image = tf.image.convert_image_dtype(tf.io.decode_image(data, channels=3,
+                                                            expand_animations=False), tf.float32)
+    if kind == 'flip':
+      image = tf.image.flip_left_right(image)
+    elif kind == 'history':
+      seed = tf.constant([int(hashlib.sha256(data).hexdigest()[:15], 16), VIEW_INDEX[kind]],
+                         tf.int64)
+      image = augment.augment_history(image, seed, config)
+    else:
+      raise ValueError(f'view {kind!r} is not one of {list(VIEW_INDEX)}')
+    out.append(tf.io.encode_png(tf.image.convert_image_dtype(image, tf.uint8,
+                                                             saturate=True)).numpy())
+  return out
+
+
+def embed_views(rows: List[dict], views: Sequence[str], embedder, cache: str) -> None:
+  """Each view of every training crop embedded once into the cache (resumable, per batch)."""
+  from fakefaces.components.image_encoder import clip_weights, embedding_cache
+  config = cnn_config()
+  train = [r['image'] for r in rows if r['split'] == TRAIN]
+  start = time.time()
+  for kind in views:
+    for i in range(0, len(train), 64):
+      embedder.cache = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256)
+      embedder(view_images(train[i:i + 64], kind, config), batch_size=32)
+      print(f'view {kind}: {min(i + 64, len(train))}/{len(train)} embedded '
+            f'({embedder.cache.computed} computed), {time.time() - start:.0f} s, '
+            f'load {os.getloadavg()[0]:.1f}', flush=True)
 
 
 
@@ -345,12 +411,19 @@ ERASURE_SEEDS = (42, 43, 44, 45, 46)
 ENSEMBLE_REALS = '+utkface'
 ENSEMBLE_SIZE = 5
 ENSEMBLE_LEVERS = ('', 'early_stop', f'ensemble{ENSEMBLE_SIZE}')
+# The views rows (docs/detection_quality.md, "Augmented views for the CLIP head: decision
+# rule"): the shipped configuration (mlp, FFHQ + UTKFace reals) with each setting of views
+# of its training crops, its LOGO twins and the two single-source rows (cross-source AUC).
+VIEW_SETTINGS = ('none', 'flip', 'history', 'flip+history')
+VIEW_SEEDS = (42, 1, 2, 3, 4)
+VIEW_REALS = '+utkface'
 
 
 def _named(spec: dict) -> dict:
   prefix = {'clip': spec['head'], 'cnn': 'cnn', 'fused': f"fused(cnn+{spec['head'][6:]})"}
   spec['name'] = (f"{prefix[spec['model']]} fakes={'+'.join(spec['fakes'])} reals={spec['reals']}"
                   + (f" {spec['lever']}" if spec['lever'] else '')
+                  + (f" views={spec['views']}" if spec.get('views', 'none') != 'none' else '')
                   + (f" seed={spec['seed']}" if spec.get('seed', SEED) != SEED else ''))
   return spec
 
@@ -400,6 +473,15 @@ def ensemble_specs() -> List[dict]:
                           (ENSEMBLE_REALS,), (ensemble,)))
 
 
+def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = VIEW_SEEDS,
+               heads: Sequence[str] = ('mlp',)) -> List[dict]:
+  """The views rows: heads x settings x seeds x (FAKE_SETS and gan_faces, k140 alone)."""
+  return [_named(dict(model='clip', head=head, fakes=fakes, reals=VIEW_REALS, lever='',
+                      views=views, seed=seed))
+          for head in heads for views in settings for seed in seeds
+          for fakes in FAKE_SETS + ((GAN,), (K140,))]
+
+
 def prepare_file(fairface_audit: int = 0) -> str:
   """The summary `prepare` writes beside its crops."""
   crops = crops_file(fairface_audit)
@@ -432,6 +514,25 @@ def load_embedded(cache: str, fairface_audit: int = 0) -> Dict[str, np.ndarray]:
   columns['x'] = vectors
   columns['image'] = np.array([r['image'] for r in rows], dtype=object)  # encoded crops
   return columns
+
+
+def load_views(d: Dict[str, np.ndarray], kinds: Sequence[str], cache: str) -> None:
+  """d['views'][kind]: each training crop's view embedding [n, 512] (NaN off the train split),
+  read from the cache (`prepare --views` embeds them)."""
+  from fakefaces.components.image_encoder import clip_weights, embedding_cache
+  store = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256)
+  train = d['split'] == TRAIN
+  config = cnn_config()
+  d['views'] = {}
+  for kind in kinds:
+    def not_cached(batch, kind=kind):
+      raise SystemExit(f'{len(batch)} {kind} views have no cached embedding in {cache}: run '
+                       f'`bench/generalization.py prepare --views {kind}` first')
+
+    vectors = np.full(d['x'].shape, np.nan, np.float32)
+    vectors[train] = store.embed(view_images(d['image'][train].tolist(), kind, config), not_cached,
+                                 batch_size=int(train.sum()))
+    d['views'][kind] = vectors
 
 
 def selection(d: Dict[str, np.ndarray], spec: dict, split: str) -> np.ndarray:
@@ -643,7 +744,7 @@ def score_row(d, spec: dict, scores: np.ndarray, **extra) -> dict:
   return row
 
 
-# (row's fakes, reals, lever, seed, epochs) -> a trained head's (scores, logits, seconds)
+# (row's head, fakes, reals, lever, views, seed, epochs) -> a head's (scores, logits, seconds)
 _HEADS = {}
 
 
@@ -659,15 +760,19 @@ def train_head(d, spec: dict, x: np.ndarray, seed: int, epochs: int):
   from fakefaces.components.trainer.config import TrainConfig
   levers = spec['lever'].split('+')
   early_stop = 'early_stop' in levers
-  key = (tuple(spec['fakes']), spec['reals'], '+'.join(
-      l for l in levers if not l.startswith('ensemble')), seed, epochs)
+  key = (spec['head'], tuple(spec['fakes']), spec['reals'], '+'.join(
+      l for l in levers if not l.startswith('ensemble')), spec.get('views', 'none'), seed, epochs)
   if key in _HEADS:
     return _HEADS[key]
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
                        head=spec['head'], epochs=epochs, batch_size=32, seed=seed)
   train, evaluation = selection(d, spec, TRAIN), selection(d, spec, EVAL)
+  # The training crops, then each of the row's views of them (same labels and weights).
+  kinds = [k for k in spec.get('views', 'none').split('+') if k != 'none']
+  x_train = np.concatenate([x[train]] + [d['views'][k][train] for k in kinds])
+  copies = 1 + len(kinds)
   tf.keras.utils.set_random_seed(config.seed)
-  head = backbone.build_head(config, x[train])
+  head = backbone.build_head(config, x_train)
   fit = {}
   if early_stop:
     fit = dict(validation_data=(x[evaluation], d['label'][evaluation].astype(np.float32)),
@@ -675,9 +780,9 @@ def train_head(d, spec: dict, x: np.ndarray, seed: int, epochs: int):
                    monitor=config.early_stopping_monitor, patience=config.early_stopping_patience,
                    restore_best_weights=True)])
   start = time.perf_counter()
-  head.fit(x[train], d['label'][train].astype(np.float32),
-           sample_weight=sample_weights(d, train, spec['lever']), batch_size=config.batch_size,
-           epochs=epochs, shuffle=True, verbose=0, **fit)
+  head.fit(x_train, np.tile(d['label'][train].astype(np.float32), copies),
+           sample_weight=np.tile(sample_weights(d, train, spec['lever']), copies),
+           batch_size=config.batch_size, epochs=epochs, shuffle=True, verbose=0, **fit)
   seconds = time.perf_counter() - start
   scores = head.predict(x, batch_size=1024, verbose=0)[:, 0]
   logits = fused.logit_model(head, 'clip').predict(x, batch_size=1024, verbose=0)[:, 0]
@@ -980,23 +1085,33 @@ def ensemble_verdict(model: dict, base: dict) -> dict:
           'g3_draws_model_base': g3_draws, 'mean_drop': paired['mean_drop']}
 
 
+def seeds_by_configuration(by_key: dict) -> Dict[tuple, List[int]]:
+  """Configuration -> its seeds, of rows keyed (configuration..., seed, fakes) trained on all
+  three generators."""
+  configs = {}
+  for key in by_key:
+    if key[-1] == GENERATORS:
+      configs.setdefault(key[:-2], []).append(key[-2])
+  return {config: sorted(seeds) for config, seeds in configs.items()}
+
+
+def over_seeds(per_seed: List[dict]) -> Dict[str, dict]:
+  """Mean, min and max over the seeds of each number (float) of the per-seed dicts."""
+  return {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
+              'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
+          for k, v in per_seed[0].items() if isinstance(v, float)}
+
+
 def erasure_summary(rows: List[dict]) -> List[dict]:
   """Per (reals, lever) of the erasure rows: each seed's numbers, their mean and range, and the
   decision rule's verdict against each of its bases (ERASURE_BASES) at the same seeds."""
   by_key = {(r['reals'], r['lever'], r.get('seed', SEED), tuple(r['fakes'])): r for r in rows
             if r['model'] == 'clip' and r['head'] == 'mlp'}
-  configs = {}
-  for reals, lever, seed, fakes in by_key:
-    if fakes == GENERATORS:
-      configs.setdefault((reals, lever), []).append(seed)
   out = []
-  for (reals, lever), seeds in configs.items():
-    per_seed = [_seed_numbers(by_key, reals, lever, seed) for seed in sorted(seeds)]
-    numbers = {k: {'mean': round(float(np.mean([s[k] for s in per_seed])), 4),
-                   'min': min(s[k] for s in per_seed), 'max': max(s[k] for s in per_seed)}
-               for k, v in per_seed[0].items() if isinstance(v, float)}
+  for (reals, lever), seeds in seeds_by_configuration(by_key).items():
+    per_seed = [_seed_numbers(by_key, reals, lever, seed) for seed in seeds]
     out.append({'reals': reals, 'lever': lever, 'unseen': UNSEEN[reals][0],
-                'seeds': sorted(seeds), 'numbers': numbers, 'per_seed': per_seed})
+                'seeds': seeds, 'numbers': over_seeds(per_seed), 'per_seed': per_seed})
   by_config = {(c['reals'], c['lever']): c for c in out}
   for c in out:
     c['against'] = {}
@@ -1133,6 +1248,90 @@ def audit_markdown(result: dict, source: str = FAIRFACE) -> str:
   return '\n'.join(lines)
 
 
+# The decision rule's bands for a views setting against `none` (paired seeds).
+VIEW_GAIN_AUC, VIEW_GAIN_SEEDS, VIEW_LOSS_AUC = 0.02, 4, 0.02
+VIEW_LOSS_FPR, VIEW_LOSS_GROUP_FPR = 0.01, 0.02
+
+
+def _view_numbers(by_key: dict, head: str, views: str, seed: int) -> dict:
+  """The views rule's numbers of one configuration at one seed (LOGO and single-source rows)."""
+  full = by_key[(head, views, seed, GENERATORS)]
+  logo = {held_out: by_key[(head, views, seed, tuple(g for g in GENERATORS if g != held_out))]
+          ['generators'][held_out]['auc'] for held_out in GENERATORS}
+  cross = {'gan_faces->k140': by_key[(head, views, seed, (GAN,))]['generators'][K140]['auc'],
+           'k140->gan_faces': by_key[(head, views, seed, (K140,))]['generators'][GAN]['auc']}
+  within = {s: full['generators'][s]['auc'] for s in GENERATORS}
+  fairface = full['audit'][FAIRFACE]
+  return {'min_logo_auc': min(logo.values()), **{f'logo {g}': v for g, v in logo.items()},
+          'cross_auc': round(float(np.mean(list(cross.values()))), 4), **cross,
+          'fairface_fpr': fairface['fpr'],
+          'fairface_worst_group_fpr': fairface['worst_group_fpr'] or 0.0,
+          'utkface_fpr': full['audit'][UTK]['fpr'], 'min_within_auc': min(within.values()),
+          'sdfd_tpr': full['sdfd_groups']['tpr'], 'sdfd_max_gap': full['sdfd_groups']['max_gap']}
+
+
+def _views_verdict(setting: List[dict], none: List[dict]) -> dict:
+  """The views rule: a setting's per-seed numbers against `none`'s at the same seeds."""
+  def gain(key):  # setting - none per seed
+    return np.array([v[key] - n[key] for v, n in zip(setting, none)], np.float64)
+
+  def mean(rows, key):
+    return float(np.mean([r[key] for r in rows]))
+
+  eps = 1e-9  # the numbers are rounded to 4 decimals
+  logo, cross = gain('min_logo_auc'), gain('cross_auc')
+  met_g4 = lambda rows: (mean(rows, 'fairface_fpr') <= AUDIT_FPR
+                         and mean(rows, 'fairface_worst_group_fpr') <= AUDIT_GROUP_FPR)
+  checks = {
+      'worst LOGO AUC gains > 0.02 (mean), in >= 4 seeds':
+          bool(logo.mean() > VIEW_GAIN_AUC + eps and (logo > eps).sum() >= VIEW_GAIN_SEEDS),
+      'cross-source AUC gains > 0.02 (mean), no direction loses > 0.02':
+          bool(cross.mean() > VIEW_GAIN_AUC + eps and all(
+              gain(k).mean() >= -VIEW_LOSS_AUC - eps for k in ('gan_faces->k140',
+                                                               'k140->gan_faces'))),
+      'FairFace FPR +<= 0.01, worst group +<= 0.02, G4 kept':
+          bool(gain('fairface_fpr').mean() <= VIEW_LOSS_FPR + eps
+               and gain('fairface_worst_group_fpr').mean() <= VIEW_LOSS_GROUP_FPR + eps
+               and (met_g4(setting) or not met_g4(none))),
+  }
+  keys = [k for k, v in none[0].items() if isinstance(v, float)]
+  return {'verdict': 'wins' if all(checks.values()) else 'does not win', 'checks': checks,
+          'mean_gain': {k: round(float(gain(k).mean()), 4) for k in keys},
+          'seeds_gaining_worst_logo': int((logo > eps).sum())}
+
+
+def views_summary(rows: List[dict]) -> List[dict]:
+  """Per (head, views setting) of the views rows: each seed's numbers, their mean and range,
+  and the decision rule's verdict against `none` at the same seeds."""
+  by_key = {(r['head'], r.get('views', 'none'), r.get('seed', SEED), tuple(r['fakes'])): r
+            for r in rows if r['model'] == 'clip'}
+  out = []
+  for (head, views), seeds in seeds_by_configuration(by_key).items():
+    per_seed = [_view_numbers(by_key, head, views, seed) for seed in seeds]
+    out.append({'head': head, 'views': views, 'seeds': seeds, 'numbers': over_seeds(per_seed),
+                'per_seed': per_seed})
+  by_config = {(c['head'], c['views']): c for c in out}
+  for c in out:
+    none = by_config.get((c['head'], 'none'))
+    if c['views'] != 'none' and none and none['seeds'] == c['seeds']:
+      c['against_none'] = _views_verdict(c['per_seed'], none['per_seed'])
+  return out
+
+
+def print_views(summary: List[dict]) -> None:
+  keys = ('min_logo_auc', 'logo gan_faces', 'logo k140', 'logo sdfd', 'gan_faces->k140',
+          'k140->gan_faces', 'fairface_fpr', 'fairface_worst_group_fpr', 'utkface_fpr',
+          'min_within_auc', 'sdfd_max_gap')
+  print('\nover seeds: mean [min-max]')
+  print(f'{"head":6} {"views":13} ' + ' '.join(f'{k[-16:]:>16}' for k in keys) + '  verdict')
+  for c in summary:
+    cells = [f"{c['numbers'][k]['mean']:.3f} [{c['numbers'][k]['min']:.2f}-"
+             f"{c['numbers'][k]['max']:.2f}]" for k in keys]
+    verdict = c.get('against_none', {}).get('verdict', '')
+    print(f'{c["head"]:6} {c["views"]:13} ' + ' '.join(f'{x:>16}' for x in cells)
+          + f'  {verdict}')
+
+
 def _fmt(v, width=6):
   return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
 
@@ -1159,6 +1358,9 @@ def run_rows(args) -> int:
   tf.config.threading.set_intra_op_parallelism_threads(2)
   start = time.time()
   d = load_embedded(args.cache, args.fairface_audit)
+  if args.views:
+    load_views(d, sorted({k for v in args.views for k in v.split('+') if k != 'none'}),
+               args.cache)
   wanted = set(filter(None, args.rows.split(',')))
   models = set(args.models.split(','))
   cnn_reals = set(args.cnn_reals.split(','))
@@ -1168,9 +1370,20 @@ def run_rows(args) -> int:
   def part(spec, head):  # the row of `spec`'s fakes and reals that a fused row stacks
     return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
 
-  specs = (ensemble_specs() if args.ensemble else
+  specs = (view_specs(args.views, args.seeds, args.heads.split(',')) if args.views else
+           ensemble_specs() if args.ensemble else
            erasure_specs(args.seeds, args.reals, args.levers) if args.erasure else row_specs())
+  # The views rows already in --out are kept, not retrained (a head's row is deterministic
+  # given its seed: the none row at seed 42 reproduces generalization.json's), so settings can
+  # be added as their views are embedded.
+  kept = {}
+  if args.views and os.path.exists(args.out):
+    with open(args.out) as f:
+      kept = {r['name']: r for r in json.load(f)['rows']}
   for spec in specs:
+    if spec['name'] in kept:
+      rows.append(kept[spec['name']])
+      continue
     if (wanted and spec['name'] not in wanted) or spec['model'] not in models or (
         spec['model'] != 'clip' and spec['reals'] not in cnn_reals):
       continue
@@ -1199,6 +1412,9 @@ def run_rows(args) -> int:
   summary = erasure_summary(rows) if args.erasure or args.ensemble else None
   if summary:
     print_erasure(summary)
+  views = views_summary(rows) if args.views else None
+  if views:
+    print_views(views)
   prepared = prepare_file(args.fairface_audit)
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
@@ -1207,6 +1423,9 @@ def run_rows(args) -> int:
                           f' --reals {",".join(args.reals)} --levers {",".join(args.levers)}'
                           if args.erasure else '')
                        + (' --ensemble' if args.ensemble else '')
+                       + (f' --views {",".join(args.views)} --seeds '
+                          f'{",".join(map(str, args.seeds))} --heads {args.heads}'
+                          if args.views else '')
                        + (f' --fairface-audit {args.fairface_audit}' if args.fairface_audit
                           else ''),
             'counts': _counts(d),
@@ -1217,6 +1436,8 @@ def run_rows(args) -> int:
             'rows': rows, 'configurations': configs}
   if summary:
     result['erasure'] = summary
+  if views:
+    result['views'] = views
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(result, f, indent=1)
@@ -1260,9 +1481,10 @@ def main(argv=None) -> int:
                       help='the ensemble rows (ensemble_specs): the committed configuration\'s '
                            'head single, early-stopped and as ensembles; default --out '
                            f'{os.path.relpath(ENSEMBLE_OUT, ROOT)}')
-  parser.add_argument('--seeds', default=','.join(map(str, ERASURE_SEEDS)),
-                      type=lambda v: [int(s) for s in v.split(',')],
-                      help='the erasure rows\' head seeds')
+  parser.add_argument('--seeds', default=None, type=lambda v: [int(s) for s in v.split(',')],
+                      help='the erasure and views rows\' head seeds (default: '
+                           f'{",".join(map(str, ERASURE_SEEDS))} and '
+                           f'{",".join(map(str, VIEW_SEEDS))})')
   parser.add_argument('--reals', default=','.join(ERASURE_REALS), type=lambda v: v.split(','),
                       help='the erasure rows\' training reals')
   parser.add_argument('--levers', default=','.join(ERASURE_LEVERS), type=lambda v: v.split(','),
@@ -1270,18 +1492,27 @@ def main(argv=None) -> int:
   parser.add_argument('--fairface-audit', type=int, default=0,
                       help='prepare / rows: the FairFace audit enlarged to N faces per race x '
                            'gender group (inputs); 0: the sample as it is')
+  parser.add_argument('--views', default='', type=lambda v: [s for s in v.split(',') if s],
+                      help='prepare: comma-separated views of the training crops to embed '
+                           f'({", ".join(VIEW_INDEX)}); rows: the views rows (view_specs) of '
+                           f'these settings (e.g. {",".join(VIEW_SETTINGS)}) instead of '
+                           f'row_specs, default --out {os.path.relpath(VIEWS_OUT, ROOT)}')
+  parser.add_argument('--heads', default='mlp', help='the views rows\' heads (linear, mlp)')
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
-  if not args.out and args.erasure and tuple(args.reals) != ERASURE_REALS:
-    # One direction of reals per run (each under 10 minutes of CPU): a file each.
-    args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
-                                   + '.json')
-  if not args.out and args.fairface_audit:  # never over the committed sample's results
-    args.out = (ENSEMBLE_OUT if args.ensemble else ERASURE_OUT if args.erasure else OUT).replace(
-        '.json', f'_audit{args.fairface_audit}.json')
-  args.out = args.out or (ENSEMBLE_OUT if args.ensemble else ERASURE_OUT if args.erasure else OUT)
+  args.seeds = args.seeds or list(VIEW_SEEDS if args.views else ERASURE_SEEDS)
+  if not args.out:
+    if args.erasure and tuple(args.reals) != ERASURE_REALS:
+      # One direction of reals per run (each under 10 minutes of CPU): a file each.
+      args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
+                                     + '.json')
+    else:
+      args.out = (VIEWS_OUT if args.views else ENSEMBLE_OUT if args.ensemble else
+                  ERASURE_OUT if args.erasure else OUT)
+    if args.fairface_audit:  # never over the committed sample's results
+      args.out = args.out.replace('.json', f'_audit{args.fairface_audit}.json')
   if args.stage == 'prepare':
-    return prepare(args.cache, args.fairface_audit)
+    return prepare(args.cache, args.fairface_audit, args.views)
   if args.stage == 'collection-probe':
     d = load_embedded(args.cache, args.fairface_audit)
     for reals in ERASURE_REALS:

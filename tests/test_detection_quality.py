@@ -494,3 +494,48 @@ def test_generalization_bench_sdfd_auc_pools_the_samples_test_reals_not_the_adde
   assert sdfd['n_real'] == 4 and sdfd['auc'] == 0.875
   scores[-1] = 0.95  # the added face called fake: its audit's business, not SDFD's AUC
   assert bench.score_generators(d, scores, 0.5)['sdfd']['auc'] == 0.875
+
+
+def test_generalization_bench_views_are_deterministic_and_never_share_the_crops_cache_key(
+    load_bench):
+  """bench/generalization.py: a crop's flip view is its mirror image, its history view changes
+  the pixels and is the same bytes on every call; no view has the crop's cache key."""
+  bench = load_bench('generalization')
+  from fakefaces.components.image_encoder import embedding_cache
+  rng = np.random.default_rng(0)
+  crops = [tf.io.encode_jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8).astype(np.uint8),
+                             quality=95).numpy() for _ in range(2)]
+  config = dataclasses.replace(TrainConfig(), augment_blur_sigma=1.2, augment_min_scale=0.5,
+                               augment_jpeg_quality=[40, 95], augment_probability=1.0)
+  flips = bench.view_images(crops, 'flip', config)
+  history = bench.view_images(crops, 'history', config)
+  assert bench.view_images(crops, 'history', config) == history
+  decoded = tf.io.decode_image(crops[0], channels=3).numpy()
+  np.testing.assert_array_equal(tf.io.decode_png(flips[0]).numpy(), decoded[:, ::-1])
+  assert not np.array_equal(tf.io.decode_png(history[0]).numpy(), decoded)
+  keys = {embedding_cache.image_key(b) for b in crops + flips + history}
+  assert len(keys) == 6
+  with pytest.raises(ValueError, match="'rotate'"):
+    bench.view_images(crops, 'rotate', config)
+
+
+def test_generalization_bench_views_rule_needs_a_paired_gain_and_no_fairface_loss(load_bench):
+  """bench/generalization.py: a views setting wins only when the worst LOGO AUC gains > 0.02 in
+  mean and in four of five seeds, the cross-source AUC gains too, and FairFace does not worsen."""
+  bench = load_bench('generalization')
+
+  def seeds(logo, cross=0.85, fpr=0.01, group=0.04):
+    return [{'min_logo_auc': v, 'cross_auc': cross, 'gan_faces->k140': cross,
+             'k140->gan_faces': cross, 'fairface_fpr': fpr, 'fairface_worst_group_fpr': group}
+            for v in logo]
+  none = seeds([0.60, 0.58, 0.62, 0.59, 0.61])
+  assert bench._views_verdict(seeds([0.64, 0.62, 0.66, 0.63, 0.60], cross=0.88),
+                              none)['verdict'] == 'wins'
+  # The same mean gain from one lucky seed is not a win.
+  assert bench._views_verdict(seeds([0.80, 0.58, 0.62, 0.59, 0.61], cross=0.88),
+                              none)['verdict'] == 'does not win'
+  # Transfer without the cross-source gain, or with FairFace worse, is not a win.
+  assert bench._views_verdict(seeds([0.64, 0.62, 0.66, 0.63, 0.60]), none)['verdict'] == (
+      'does not win')
+  assert bench._views_verdict(seeds([0.64, 0.62, 0.66, 0.63, 0.60], cross=0.88, fpr=0.03),
+                              none)['verdict'] == 'does not win'
