@@ -68,6 +68,15 @@ rows, trained once), 474 s at load 3; results in bench/results/generalization_en
   nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble
   .venv/bin/python bench/generalization.py erasure-table bench/results/generalization_ensemble.json
 
+A larger FairFace audit (`--fairface-audit N`): the audit (test split) grows to N faces per race x
+gender group, the added faces drawn from FairFace photos no other input uses (`fairface_audit_extra`),
+every other input, split and threshold unchanged; crops in their own file, results beside the
+sample's (`_auditN`). 70 a group (700 more faces): 92 s of dlib and 247 s of the tower at load 3:
+
+  nice -n 10 .venv/bin/python bench/generalization.py prepare --fairface-audit 70
+  nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble --fairface-audit 70
+  .venv/bin/python bench/generalization.py audit-table bench/results/generalization_ensemble_audit70.json
+
 Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
 `prepare --views flip,history` embeds each training crop's views once into the same cache
 (0.75-0.9 s a view at load 5); `rows --views ...` trains the --heads (default mlp) on the
@@ -114,6 +123,9 @@ GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 
 GENERATORS = (GAN, K140, SDFD)
 TRAIN, EVAL, TEST = 'train', 'eval', 'test'
 TARGET_FPR = 0.05
+# FairFace in the sample: the first FAIRFACE_TRAIN of train in the shuffled order (training
+# reals, 80 / 20 %) and the first FAIRFACE_AUDIT of val (audit); `--fairface-audit` adds to the latter.
+FAIRFACE_TRAIN, FAIRFACE_AUDIT = 120, 280
 MIN_GROUP = 15  # groups under this many photos are reported, not judged (decision rule)
 # Goals of issue 33 (docs/detection_quality.md, G1-G5).
 WITHIN_AUC, LOGO_AUC, LOGO_TPR = 0.97, 0.90, 0.85
@@ -138,8 +150,14 @@ def _by_share(items: list, shares: Sequence[float]) -> List[list]:
   return parts + [items[start:]]
 
 
-def inputs() -> List[dict]:
-  """The sampled inputs: dicts with path, source, split, label (0 real, 1 fake), gender, race."""
+def inputs(fairface_audit: int = 0) -> List[dict]:
+  """The sampled inputs: dicts with path, source, split, label (0 real, 1 fake), gender, race.
+
+  Args:
+    fairface_audit: 0 for the sample above; N > 0 enlarges only the FairFace audit (test
+      split) to N faces per race x gender group (`fairface_audit_extra`), every other input
+      the same.
+  """
   rows = []
   gan_split = {'train': TRAIN, 'valid': EVAL, 'test': TEST}
   for source, root, counts in (
@@ -158,15 +176,14 @@ def inputs() -> List[dict]:
     for r in map(dict, part):
       rows.append(dict(path=os.path.join(DATA, 'sdfd', r['path']), source=SDFD, split=split,
                        label=1, gender=r['gender'], race=r['race']))
-  for folder, count in (('train', 120), ('val', 280)):
-    with open(os.path.join(DATA, 'fairface', f'fairface_label_{folder}.csv')) as f:
-      labelled = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:count or None]
+  fairface = _fairface_labelled()
+  for folder, count in (('train', FAIRFACE_TRAIN), ('val', FAIRFACE_AUDIT)):
+    labelled = fairface[folder][:count]
     parts = (zip((TRAIN, EVAL), _by_share(labelled, (0.8, 0.2))) if folder == 'train'
              else [(TEST, labelled)])
     for split, part in parts:
       for r in map(dict, part):
-        rows.append(dict(path=os.path.join(DATA, 'fairface', r['file']), source=FAIRFACE,
-                         split=split, label=0, gender=r['gender'], race=r['race']))
+        rows.append(_fairface_row(r, split))
   with open(os.path.join(DATA, 'utkface', 'labels.csv')) as f:
     utk = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:280]
   train_half, audit_half = utk[:100], utk[100:]
@@ -177,20 +194,81 @@ def inputs() -> List[dict]:
       # has no single 'Asian', and the audit groups should cover every photo.
       rows.append(dict(path=os.path.join(DATA, 'utkface', r['path']), source=UTK, split=split,
                        label=0, gender=r['gender'], race=r['utk_race']))
+  if fairface_audit:  # last: every other input keeps its place
+    rows += [_fairface_row(dict(r), TEST)
+             for r in fairface_audit_extra(fairface, fairface_audit)]
   return rows
 
 
-def _save(rows: List[dict]) -> None:
-  """The crops so far to CROPS (a rerun prepares only the others)."""
-  os.makedirs(os.path.dirname(CROPS), exist_ok=True)
-  with open(CROPS + '.tmp', 'wb') as f:
+def _fairface_labelled() -> Dict[str, list]:
+  """FairFace's label rows (tuples of (column, value)) per folder, train and val, shuffled."""
+  labelled = {}
+  for folder in ('train', 'val'):
+    with open(os.path.join(DATA, 'fairface', f'fairface_label_{folder}.csv')) as f:
+      labelled[folder] = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])
+  return labelled
+
+
+def _fairface_row(r: dict, split: str) -> dict:
+  return dict(path=os.path.join(DATA, 'fairface', r['file']), source=FAIRFACE, split=split,
+              label=0, gender=r['gender'], race=r['race'])
+
+
+def fairface_audit_extra(fairface: Dict[str, list], per_group: int) -> list:
+  """FairFace faces that enlarge the audit to `per_group` faces per race x gender group.
+
+  Drawn in the sample's shuffled order: the rest of val (43 faces a group in all, so val
+  alone reaches 43), then train after its first FAIRFACE_TRAIN faces (the `+fairface` rows'
+  training reals), each taken while its group holds fewer than `per_group` audit faces
+  (the sample's FAIRFACE_AUDIT val faces count). Disjoint from every other FairFace input.
+
+  Args:
+    fairface: `_fairface_labelled()`.
+    per_group: the audit's faces per race x gender group.
+
+  Returns:
+    The added label rows (tuples of (column, value)), in drawing order.
+
+  Raises:
+    ValueError: FairFace holds too few unused faces of a group.
+  """
+  def group(r):
+    return dict(r)['race'], dict(r)['gender']
+
+  held: Dict[tuple, int] = {}
+  for r in fairface['val'][:FAIRFACE_AUDIT]:
+    held[group(r)] = held.get(group(r), 0) + 1
+  extra = []
+  for r in fairface['val'][FAIRFACE_AUDIT:] + fairface['train'][FAIRFACE_TRAIN:]:
+    if held.get(group(r), 0) < per_group:
+      held[group(r)] = held.get(group(r), 0) + 1
+      extra.append(r)
+  short = {g: n for g, n in held.items() if n < per_group}
+  if short:
+    raise ValueError(f'FairFace ({DATA}/fairface) has fewer than {per_group} unused faces in '
+                     f'groups {sorted(short)}')
+  return extra
+
+
+def crops_file(fairface_audit: int = 0) -> str:
+  """Where `prepare` keeps the crops of `inputs(fairface_audit)` (the sample's own: CROPS)."""
+  return CROPS.replace('.pkl', f'_fairface_audit{fairface_audit}.pkl') if fairface_audit else CROPS
+
+
+def _save(rows: List[dict], path: str = CROPS) -> None:
+  """The crops so far to `path` (a rerun prepares only the others)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + '.tmp', 'wb') as f:
     pickle.dump(rows, f)
-  os.replace(CROPS + '.tmp', CROPS)
+  os.replace(path + '.tmp', path)
 
 
-def prepare(cache: str, views: Sequence[str] = ()) -> int:
+def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = ()) -> int:
   """Crops of every input as the pipeline would write them, their cached embeddings, and
-  those of `views` of the training crops (embed_views)."""
+  those of `views` of the training crops (embed_views).
+
+  With `fairface_audit` (`inputs`), to their own file (`crops_file`), reusing the sample's crops.
+  """
   from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
   from fakefaces.components.image_encoder.embedder import Embedder
@@ -199,12 +277,13 @@ def prepare(cache: str, views: Sequence[str] = ()) -> int:
   preparers = {'none': FacePreparer(FacePreparation(align='none', output_size=128)),
                'dlib': FacePreparer(FacePreparation(align='dlib', detector='hog+cnn',
                                                     output_size=128))}
-  done = {}
-  if os.path.exists(CROPS):
-    with open(CROPS, 'rb') as f:
-      done = {r['path']: r for r in pickle.load(f)}
+  done, path = {}, crops_file(fairface_audit)
+  for done_path in sorted({CROPS, path}):
+    if os.path.exists(done_path):
+      with open(done_path, 'rb') as f:
+        done.update({r['path']: r for r in pickle.load(f)})
   rows, missed, start = [], [], time.time()
-  todo = inputs()
+  todo = inputs(fairface_audit)
   for i, r in enumerate(todo):
     if r['path'] in done:
       rows.append(dict(r, image=done[r['path']]['image']))
@@ -222,12 +301,12 @@ def prepare(cache: str, views: Sequence[str] = ()) -> int:
       continue
     rows.append(dict(r, image=photo.faces[0].encoded))
     if i % 200 == 0:
-      _save(rows)
+      _save(rows, path)
       print(f'{i}/{len(todo)} prepared, {len(missed)} without a face, {time.time() - start:.0f} s',
             flush=True)
-  _save(rows)
+  _save(rows, path)
   prepared_s = time.time() - start
-  print(f'{len(rows)} crops, {len(missed)} without a face, {prepared_s:.0f} s -> {CROPS}',
+  print(f'{len(rows)} crops, {len(missed)} without a face, {prepared_s:.0f} s -> {path}',
         flush=True)
   config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
                        embedding_cache_dir=cache)
@@ -244,7 +323,7 @@ def prepare(cache: str, views: Sequence[str] = ()) -> int:
   summary = {'crops': len(rows), 'without_face': len(missed), 'missed': missed[:50],
              'prepare_seconds': round(prepared_s), 'embed_seconds': round(time.time() - start),
              'computed': computed, 'reused': reused, 'cache': embedder.cache.folder}
-  with open(os.path.join(os.path.dirname(CROPS), 'prepare.json'), 'w') as f:
+  with open(prepare_file(fairface_audit), 'w') as f:
     json.dump(summary, f, indent=1)
   if views:
     embed_views(rows, views, embedder, cache)
@@ -403,15 +482,24 @@ def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = V
           for fakes in FAKE_SETS + ((GAN,), (K140,))]
 
 
-def load_embedded(cache: str) -> Dict[str, np.ndarray]:
+def prepare_file(fairface_audit: int = 0) -> str:
+  """The summary `prepare` writes beside its crops."""
+  crops = crops_file(fairface_audit)
+  return os.path.join(os.path.dirname(crops), os.path.basename(crops).replace(
+      'crops', 'prepare').replace('.pkl', '.json'))
+
+
+def load_embedded(cache: str, fairface_audit: int = 0) -> Dict[str, np.ndarray]:
   """Columns of every prepared crop with its embedding [n, 512], read from the Trainer's cache."""
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
-  with open(CROPS, 'rb') as f:
+  with open(crops_file(fairface_audit), 'rb') as f:
     rows = pickle.load(f)
 
   def not_cached(batch):
     raise SystemExit(f'{len(batch)} crops have no cached embedding in {cache}: run '
-                     '`bench/generalization.py prepare` first')
+                     '`bench/generalization.py prepare'
+                     + (f' --fairface-audit {fairface_audit}' if fairface_audit else '')
+                     + '` first')
 
   vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256).embed(
       [r['image'] for r in rows], not_cached, batch_size=len(rows))
@@ -420,6 +508,9 @@ def load_embedded(cache: str) -> Dict[str, np.ndarray]:
   # The real source a row trains on: FFHQ for the GAN sources' reals.
   columns['real_source'] = np.where(np.isin(columns['source'], [GAN, K140]), FFHQ,
                                     columns['source'])
+  added = ({r['path'] for r in inputs(fairface_audit)[len(inputs()):]} if fairface_audit
+           else set())
+  columns['audit_added'] = np.array([r['path'] in added for r in rows])  # `fairface_audit_extra`
   columns['x'] = vectors
   columns['image'] = np.array([r['image'] for r in rows], dtype=object)  # encoded crops
   return columns
@@ -603,7 +694,9 @@ def score_generators(d, scores, threshold) -> Dict[str, dict]:
   out = {}
   for source in GENERATORS:
     if source == SDFD:
-      m = test & ((d['source'] == SDFD) | (d['label'] == 0))
+      # The sample's test reals: faces added to the FairFace audit would move this AUC with
+      # the audit's size (`--fairface-audit` changes the audit only).
+      m = test & ((d['source'] == SDFD) | ((d['label'] == 0) & ~d['audit_added']))
     else:
       m = test & (d['source'] == source)
     y, s = d['label'][m], scores[m]
@@ -958,6 +1051,12 @@ def _verdict(lever: List[dict], base: List[dict], unseen: str) -> dict:
 STEADIER_GROUP_RANGE, MORE_G3_DRAWS = 0.045, 2
 
 
+def meets_g3(draw: dict) -> bool:
+  """G3 at one draw (`_seed_numbers`): the unseen collection's FPR and every judged group's."""
+  return (draw['unseen_fpr'] <= AUDIT_FPR
+          and (draw['unseen_worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR)
+
+
 def ensemble_verdict(model: dict, base: dict) -> dict:
   """The ensemble rule: a model's draws (an `erasure_summary` entry) against the single head's.
 
@@ -969,8 +1068,7 @@ def ensemble_verdict(model: dict, base: dict) -> dict:
     return round(max(values) - min(values), 4)
 
   def g3(c):
-    return sum(s['unseen_fpr'] <= AUDIT_FPR
-               and (s['unseen_worst_group_fpr'] or 0) <= AUDIT_GROUP_FPR for s in c['per_seed'])
+    return sum(map(meets_g3, c['per_seed']))
 
   eps = 1e-9
   paired = _verdict(model['per_seed'], base['per_seed'], model['unseen'])
@@ -1105,6 +1203,51 @@ def ensemble_markdown(summary: List[dict]) -> str:
   return '\n'.join(lines) if len(lines) > 2 else ''
 
 
+def audit_markdown(result: dict, source: str = FAIRFACE) -> str:
+  """`source`'s audit per draw and per race x gender group of the erasure / ensemble rows
+  trained on all three generators (a results JSON of `rows --erasure` or `--ensemble`).
+
+  Rates as k/n with their Wilson 95% interval; G3 per draw as the ensemble rule counts it
+  (`meets_g3`); per group, each draw's count and the highest rate's interval.
+  """
+  def share(k, n):
+    low, high = wilson(k, n)
+    return f'{k}/{n} = {k / n:.3f} [{low:.3f}, {high:.3f}]'
+
+  by_config = {c['lever']: c for c in result['erasure']}
+  full = {}
+  for r in result['rows']:
+    if tuple(r['fakes']) == GENERATORS and r['lever'] in by_config:
+      full.setdefault(r['lever'], {})[r.get('seed', SEED)] = r['audit'][source]
+  lines = ['| lever | draw (first seed) | FPR | worst judged group | its FPR | G3 |',
+           '|' + '---|' * 6]
+  for lever, c in by_config.items():
+    for seed, draw in zip(c['seeds'], c['per_seed']):
+      a = full[lever][seed]
+      worst = a['per_race_x_gender'][a['worst_group']]
+      k = int(round(a['fpr'] * a['n']))
+      lines.append(f"| {lever or '-'} | {seed} | "
+                   f"{share(k, a['n'])} | {a['worst_group']} | "
+                   f"{share(int(round(worst['rate'] * worst['n'])), worst['n'])} | "
+                   f"{'meets' if meets_g3(draw) else 'misses'} |")
+  groups = sorted({g for audits in full.values() for a in audits.values()
+                   for g in a['per_race_x_gender']})
+  levers = list(by_config)
+  lines += ['', '| group | n | ' + ' | '.join(
+      f"{lever or '-'}: photos called fake per draw (highest rate [Wilson 95%])"
+      for lever in levers) + ' |', '|' + '---|' * (2 + len(levers))]
+  for g in groups:
+    cells, n = [], None
+    for lever in levers:
+      stats = [full[lever][seed]['per_race_x_gender'][g] for seed in by_config[lever]['seeds']]
+      n = stats[0]['n']
+      counts = [int(round(x['rate'] * x['n'])) for x in stats]
+      low, high = wilson(max(counts), n)
+      cells.append(f"{', '.join(map(str, counts))} ({max(counts) / n:.3f} [{low:.3f}, {high:.3f}])")
+    lines.append(f'| {g} | {n} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 # The decision rule's bands for a views setting against `none` (paired seeds).
 VIEW_GAIN_AUC, VIEW_GAIN_SEEDS, VIEW_LOSS_AUC = 0.02, 4, 0.02
 VIEW_LOSS_FPR, VIEW_LOSS_GROUP_FPR = 0.01, 0.02
@@ -1214,7 +1357,7 @@ def run_rows(args) -> int:
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(2)
   start = time.time()
-  d = load_embedded(args.cache)
+  d = load_embedded(args.cache, args.fairface_audit)
   if args.views:
     load_views(d, sorted({k for v in args.views for k in v.split('+') if k != 'none'}),
                args.cache)
@@ -1272,7 +1415,7 @@ def run_rows(args) -> int:
   views = views_summary(rows) if args.views else None
   if views:
     print_views(views)
-  prepared = os.path.join(os.path.dirname(CROPS), 'prepare.json')
+  prepared = prepare_file(args.fairface_audit)
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
                        + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
@@ -1282,7 +1425,9 @@ def run_rows(args) -> int:
                        + (' --ensemble' if args.ensemble else '')
                        + (f' --views {",".join(args.views)} --seeds '
                           f'{",".join(map(str, args.seeds))} --heads {args.heads}'
-                          if args.views else ''),
+                          if args.views else '')
+                       + (f' --fairface-audit {args.fairface_audit}' if args.fairface_audit
+                          else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
             'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
@@ -1309,8 +1454,10 @@ def _counts(d) -> Dict[str, int]:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'collection-probe'),
+  parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'audit-table',
+                                        'collection-probe'),
                       help='erasure-table: the docs\' tables from the erasure rows\' JSON files; '
+                           'audit-table: FairFace\'s audit per draw and group from one such file; '
                            'collection-probe: which training collection the unseen reals resemble')
   parser.add_argument('files', nargs='*', help='erasure-table: the JSON files (default: '
                       'both directions of reals)')
@@ -1342,6 +1489,9 @@ def main(argv=None) -> int:
                       help='the erasure rows\' training reals')
   parser.add_argument('--levers', default=','.join(ERASURE_LEVERS), type=lambda v: v.split(','),
                       help='the erasure rows\' levers (\'\' for none)')
+  parser.add_argument('--fairface-audit', type=int, default=0,
+                      help='prepare / rows: the FairFace audit enlarged to N faces per race x '
+                           'gender group (inputs); 0: the sample as it is')
   parser.add_argument('--views', default='', type=lambda v: [s for s in v.split(',') if s],
                       help='prepare: comma-separated views of the training crops to embed '
                            f'({", ".join(VIEW_INDEX)}); rows: the views rows (view_specs) of '
@@ -1351,18 +1501,27 @@ def main(argv=None) -> int:
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
   args.seeds = args.seeds or list(VIEW_SEEDS if args.views else ERASURE_SEEDS)
-  if not args.out and args.erasure and tuple(args.reals) != ERASURE_REALS:
-    # One direction of reals per run (each under 10 minutes of CPU): a file each.
-    args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
-                                   + '.json')
-  args.out = args.out or (VIEWS_OUT if args.views else ENSEMBLE_OUT if args.ensemble else
-                          ERASURE_OUT if args.erasure else OUT)
+  if not args.out:
+    if args.erasure and tuple(args.reals) != ERASURE_REALS:
+      # One direction of reals per run (each under 10 minutes of CPU): a file each.
+      args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
+                                     + '.json')
+    else:
+      args.out = (VIEWS_OUT if args.views else ENSEMBLE_OUT if args.ensemble else
+                  ERASURE_OUT if args.erasure else OUT)
+    if args.fairface_audit:  # never over the committed sample's results
+      args.out = args.out.replace('.json', f'_audit{args.fairface_audit}.json')
   if args.stage == 'prepare':
-    return prepare(args.cache, args.views)
+    return prepare(args.cache, args.fairface_audit, args.views)
   if args.stage == 'collection-probe':
-    d = load_embedded(args.cache)
+    d = load_embedded(args.cache, args.fairface_audit)
     for reals in ERASURE_REALS:
       print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
+    return 0
+  if args.stage == 'audit-table':
+    for path in args.files:
+      with open(path) as f:
+        print(audit_markdown(json.load(f)))
     return 0
   if args.stage == 'erasure-table':
     summary = {}

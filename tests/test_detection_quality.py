@@ -458,6 +458,44 @@ def test_generalization_bench_ensemble_rows_use_disjoint_seeds_and_the_rule_need
   assert bench.ensemble_verdict(worse_logo, single)['verdict'] == 'loses'
 
 
+def test_generalization_bench_fairface_audit_adds_only_unused_audit_faces(load_bench, faces_data):
+  """bench/generalization.py `--fairface-audit N`: every other input is the same and in its
+  place; the added faces are FairFace audit (test) reals no other input uses (neither the
+  sample's audit nor the `+fairface` rows' training reals), bringing each race x gender group
+  to N; more than FairFace holds is refused, naming the folder."""
+  bench = load_bench('generalization')
+  bench.DATA = faces_data
+  base, enlarged = bench.inputs(), bench.inputs(70)
+  assert enlarged[:len(base)] == base
+  extra = enlarged[len(base):]
+  assert {(r['source'], r['split'], r['label']) for r in extra} == {('fairface', 'test', 0)}
+  paths = [r['path'] for r in extra]
+  assert len(set(paths)) == len(paths) == 14 * 70 - bench.FAIRFACE_AUDIT
+  assert not set(paths) & {r['path'] for r in base}
+  audit = [(r['race'], r['gender']) for r in enlarged
+           if r['source'] == 'fairface' and r['split'] == 'test']
+  assert {audit.count(g) for g in set(audit)} == {70} and len(set(audit)) == 14
+  with pytest.raises(ValueError, match='fairface'):
+    bench.inputs(300)  # 43 val + 215 train photos a group, some of them training reals
+
+
+def test_generalization_bench_sdfd_auc_pools_the_samples_test_reals_not_the_added_audit(load_bench):
+  """bench/generalization.py: SDFD (no reals of its own) is scored against the sample's pooled
+  test reals; FairFace audit faces added by `--fairface-audit` change the audit only, so a
+  high-scoring added face leaves SDFD's AUC as it is."""
+  bench = load_bench('generalization')
+  source = np.array(['sdfd', 'sdfd', 'gan_faces', 'k140', 'fairface', 'gan_faces', 'k140',
+                     'fairface', 'fairface'])
+  d = {'split': np.array(['test'] * 9), 'source': source,
+       'label': np.array([1, 1, 1, 1, 0, 0, 0, 0, 0]),
+       'audit_added': np.array([False] * 8 + [True])}
+  scores = np.array([0.9, 0.6, 0.8, 0.7, 0.1, 0.2, 0.7, 0.3, 0.1], np.float32)
+  sdfd = bench.score_generators(d, scores, 0.5)['sdfd']
+  assert sdfd['n_real'] == 4 and sdfd['auc'] == 0.875
+  scores[-1] = 0.95  # the added face called fake: its audit's business, not SDFD's AUC
+  assert bench.score_generators(d, scores, 0.5)['sdfd']['auc'] == 0.875
+
+
 def test_generalization_bench_views_are_deterministic_and_never_share_the_crops_cache_key(
     load_bench):
   """bench/generalization.py: a crop's flip view is its mirror image, its history view changes
