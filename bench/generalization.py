@@ -77,6 +77,15 @@ sample's (`_auditN`). 70 a group (700 more faces): 92 s of dlib and 247 s of the
   nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble --fairface-audit 70
   .venv/bin/python bench/generalization.py audit-table bench/results/generalization_ensemble_audit70.json
 
+The confirmatory rows (`--single-seeds`, `--ensemble-seeds`; docs/detection_quality.md, "A head
+ensemble on fresh seeds: confirmatory rule"): the single head at fresh seeds and an ensemble of
+each five consecutive seeds, judged by `confirm_verdict` (means over the draws, unpaired):
+
+  nice -n 10 .venv/bin/python bench/generalization.py rows --ensemble --fairface-audit 70 \
+      --single-seeds 100-109 --ensemble-seeds 200-239
+  .venv/bin/python bench/generalization.py erasure-table \
+      bench/results/generalization_ensemble_confirm_audit70.json
+
 Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
 `prepare --views flip,history` embeds each training crop's views once into the same cache
 (0.75-0.9 s a view at load 5); `rows --views ...` trains the --heads (default mlp) on the
@@ -118,6 +127,7 @@ CNN_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 OUT = os.path.join(ROOT, 'bench', 'results', 'generalization.json')
 ERASURE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_erasure.json')
 ENSEMBLE_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_ensemble.json')
+CONFIRM_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_ensemble_confirm.json')
 VIEWS_OUT = os.path.join(ROOT, 'bench', 'results', 'generalization_views.json')
 GAN, K140, SDFD, FAIRFACE, UTK, FFHQ = 'gan_faces', 'k140', 'sdfd', 'fairface', 'utkface', 'ffhq'
 GENERATORS = (GAN, K140, SDFD)
@@ -463,14 +473,29 @@ def erasure_specs(seeds: Sequence[int] = ERASURE_SEEDS,
           for seed in seeds for reals in reals_sets for lever in levers for fakes in FAKE_SETS]
 
 
-def ensemble_specs() -> List[dict]:
+def ensemble_specs(single_seeds: Sequence[int] = (),
+                   ensemble_seeds: Sequence[int] = ()) -> List[dict]:
   """The ensemble rows: the single head and the early-stopped head at the erasure rows' seeds,
-  and five `ensembleN` rows whose seeds start ENSEMBLE_SIZE apart; each with its LOGO twins."""
+  and five `ensembleN` rows whose seeds start ENSEMBLE_SIZE apart; each with its LOGO twins.
+
+  With `single_seeds` (the confirmatory rows, `confirm_verdict`): the single head at those seeds
+  and an `ensembleN` row of each ENSEMBLE_SIZE consecutive `ensemble_seeds`, no early stopping.
+
+  Raises:
+    ValueError: `ensemble_seeds` are not runs of ENSEMBLE_SIZE consecutive seeds.
+  """
   ensemble = f'ensemble{ENSEMBLE_SIZE}'
-  single = [l for l in ENSEMBLE_LEVERS if l != ensemble]
-  return (erasure_specs(ERASURE_SEEDS, (ENSEMBLE_REALS,), single)
-          + erasure_specs([ERASURE_SEEDS[0] + ENSEMBLE_SIZE * k for k in range(len(ERASURE_SEEDS))],
-                          (ENSEMBLE_REALS,), (ensemble,)))
+  if not single_seeds:
+    single = [l for l in ENSEMBLE_LEVERS if l != ensemble]
+    return (erasure_specs(ERASURE_SEEDS, (ENSEMBLE_REALS,), single)
+            + erasure_specs([ERASURE_SEEDS[0] + ENSEMBLE_SIZE * k
+                             for k in range(len(ERASURE_SEEDS))], (ENSEMBLE_REALS,), (ensemble,)))
+  firsts = list(ensemble_seeds[::ENSEMBLE_SIZE])
+  if not firsts or list(ensemble_seeds) != [s + i for s in firsts for i in range(ENSEMBLE_SIZE)]:
+    raise ValueError(f'--ensemble-seeds {list(ensemble_seeds)}: not runs of {ENSEMBLE_SIZE} '
+                     'consecutive seeds')
+  return (erasure_specs(single_seeds, (ENSEMBLE_REALS,), ('',))
+          + erasure_specs(firsts, (ENSEMBLE_REALS,), (ensemble,)))
 
 
 def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = VIEW_SEEDS,
@@ -1085,6 +1110,46 @@ def ensemble_verdict(model: dict, base: dict) -> dict:
           'g3_draws_model_base': g3_draws, 'mean_drop': paired['mean_drop']}
 
 
+# The confirmatory rule's bands (docs/detection_quality.md, "A head ensemble on fresh seeds:
+# confirmatory rule"): G3 at 7 of 8 draws and a share 0.3 above the single head's; the worst
+# group's mean FPR lower by one photo of 70; FairFace's mean FPR up by at most 0.005 (the other
+# loss bands are the erasure rule's).
+CONFIRM_G3_SHARE, CONFIRM_G3_SHARE_GAIN, CONFIRM_GROUP_GAIN = 7 / 8, 0.3, 0.014
+CONFIRM_LOSS_FAIRFACE_FPR = 0.005
+
+
+def confirm_verdict(model: dict, base: dict) -> dict:
+  """The confirmatory rule: a model's draws (an `erasure_summary` entry) against the single head's,
+  means over the draws unpaired (the two need not have as many draws).
+
+  Returns:
+    verdict ('wins', 'no evidence', 'loses'), gains and losses per condition, the draws meeting
+    G3 and the draws [model, base], and each number's mean [model, base].
+  """
+  def mean(c, key):
+    return float(np.mean([s[key] or 0 for s in c['per_seed']]))
+
+  eps = 1e-9  # the rates are rounded to 4 decimals
+  keys = ('unseen_worst_group_fpr', 'fairface_fpr', 'k140_real_fpr', 'sdfd_tpr',
+          'min_within_auc', 'min_logo_auc')
+  means = {k: [round(mean(model, k), 4), round(mean(base, k), 4)] for k in keys}
+  drop = {k: mean(base, k) - mean(model, k) for k in keys}  # positive: the model lower
+  g3 = [sum(map(meets_g3, c['per_seed'])) for c in (model, base)]
+  draws = [len(model['per_seed']), len(base['per_seed'])]
+  share = [g / n for g, n in zip(g3, draws)]
+  gains = {'g3_draws': bool(share[0] >= CONFIRM_G3_SHARE - eps
+                            and share[0] - share[1] >= CONFIRM_G3_SHARE_GAIN - eps),
+           'worst_group_fpr': bool(drop['unseen_worst_group_fpr'] >= CONFIRM_GROUP_GAIN - eps)}
+  losses = {'min_logo_auc': drop['min_logo_auc'] > LOSS_AUC + eps,
+            'min_within_auc': drop['min_within_auc'] > LOSS_AUC + eps,
+            'sdfd_tpr': drop['sdfd_tpr'] > LOSS_SDFD_TPR + eps,
+            'fairface_fpr': -drop['fairface_fpr'] > CONFIRM_LOSS_FAIRFACE_FPR + eps,
+            'k140_real_fpr': -drop['k140_real_fpr'] > LOSS_K140_FPR + eps}
+  verdict = 'loses' if any(losses.values()) else 'wins' if all(gains.values()) else 'no evidence'
+  return {'verdict': verdict, 'gains': gains, 'losses': losses, 'g3_draws_model_base': g3,
+          'draws_model_base': draws, 'mean_model_base': means}
+
+
 def seeds_by_configuration(by_key: dict) -> Dict[tuple, List[int]]:
   """Configuration -> its seeds, of rows keyed (configuration..., seed, fakes) trained on all
   three generators."""
@@ -1102,9 +1167,10 @@ def over_seeds(per_seed: List[dict]) -> Dict[str, dict]:
           for k, v in per_seed[0].items() if isinstance(v, float)}
 
 
-def erasure_summary(rows: List[dict]) -> List[dict]:
+def erasure_summary(rows: List[dict], ensemble_rule=None) -> List[dict]:
   """Per (reals, lever) of the erasure rows: each seed's numbers, their mean and range, and the
-  decision rule's verdict against each of its bases (ERASURE_BASES) at the same seeds."""
+  decision rule's verdict against each of its bases (ERASURE_BASES) at the same seeds; the
+  ensemble rows' against the single head by `ensemble_rule` (default `ensemble_verdict`)."""
   by_key = {(r['reals'], r['lever'], r.get('seed', SEED), tuple(r['fakes'])): r for r in rows
             if r['model'] == 'clip' and r['head'] == 'mlp'}
   out = []
@@ -1120,7 +1186,7 @@ def erasure_summary(rows: List[dict]) -> List[dict]:
       if other and other['seeds'] == c['seeds']:
         c['against'][base or 'none'] = _verdict(c['per_seed'], other['per_seed'], c['unseen'])
     if c['lever'] in ENSEMBLE_LEVERS[1:] and (c['reals'], '') in by_config:
-      c['against']['none'] = ensemble_verdict(c, by_config[(c['reals'], '')])
+      c['against']['none'] = (ensemble_rule or ensemble_verdict)(c, by_config[(c['reals'], '')])
   return out
 
 
@@ -1191,7 +1257,7 @@ def ensemble_markdown(summary: List[dict]) -> str:
            '|' + '---|' * 6]
   for c in summary:
     v = c['against'].get('none', {})
-    if 'g3_draws_model_base' not in v:
+    if 'ranges_model_base' not in v:
       continue
     ranges, drop = v['ranges_model_base'], v['mean_drop']
     lines.append(
@@ -1200,6 +1266,24 @@ def ensemble_markdown(summary: List[dict]) -> str:
         f"{v['g3_draws_model_base'][0]} / {v['g3_draws_model_base'][1]} of {len(c['per_seed'])} | "
         f"{drop['min_logo_auc']:.3f} / {drop['min_within_auc']:.3f} / {drop['sdfd_tpr']:.3f} | "
         f"{v['verdict']} |")
+  return '\n'.join(lines) if len(lines) > 2 else ''
+
+
+def confirm_markdown(summary: List[dict]) -> str:
+  """The confirmatory rule's conditions per model against the single head (`confirm_verdict`)."""
+  keys = ('unseen_worst_group_fpr', 'fairface_fpr', 'k140_real_fpr', 'sdfd_tpr', 'min_logo_auc',
+          'min_within_auc')
+  lines = ['| model | draws meeting G3 (model / single head) | ' + ' | '.join(
+      f'mean {k} (model / single head)' for k in keys) + ' | verdict |', '|' + '---|' * 9]
+  for c in summary:
+    v = c['against'].get('none', {})
+    if 'mean_model_base' not in v:
+      continue
+    (g, gb), (n, nb) = v['g3_draws_model_base'], v['draws_model_base']
+    lines.append(f"| {c['lever']} | {g}/{n} / {gb}/{nb} | " + ' | '.join(
+        '{:.3f} / {:.3f}'.format(*v['mean_model_base'][k]) for k in keys) + f" | {v['verdict']}"
+        + (f" ({', '.join(k for k, lost in v['losses'].items() if lost)})"
+           if v['verdict'] == 'loses' else '') + ' |')
   return '\n'.join(lines) if len(lines) > 2 else ''
 
 
@@ -1371,7 +1455,7 @@ def run_rows(args) -> int:
     return _named(dict(spec, model='clip' if head != 'cnn' else 'cnn', head=head, lever=''))
 
   specs = (view_specs(args.views, args.seeds, args.heads.split(',')) if args.views else
-           ensemble_specs() if args.ensemble else
+           ensemble_specs(args.single_seeds, args.ensemble_seeds) if args.ensemble else
            erasure_specs(args.seeds, args.reals, args.levers) if args.erasure else row_specs())
   # The views rows already in --out are kept, not retrained (a head's row is deterministic
   # given its seed: the none row at seed 42 reproduces generalization.json's), so settings can
@@ -1409,7 +1493,8 @@ def run_rows(args) -> int:
     print(f'{spec["name"]}: {seconds} s', flush=True)
   configs = configurations(rows)
   print_table(rows, configs)
-  summary = erasure_summary(rows) if args.erasure or args.ensemble else None
+  summary = (erasure_summary(rows, confirm_verdict if args.single_seeds else None)
+             if args.erasure or args.ensemble else None)
   if summary:
     print_erasure(summary)
   views = views_summary(rows) if args.views else None
@@ -1423,6 +1508,8 @@ def run_rows(args) -> int:
                           f' --reals {",".join(args.reals)} --levers {",".join(args.levers)}'
                           if args.erasure else '')
                        + (' --ensemble' if args.ensemble else '')
+                       + (f' --single-seeds {_seed_runs(args.single_seeds)} --ensemble-seeds '
+                          f'{_seed_runs(args.ensemble_seeds)}' if args.single_seeds else '')
                        + (f' --views {",".join(args.views)} --seeds '
                           f'{",".join(map(str, args.seeds))} --heads {args.heads}'
                           if args.views else '')
@@ -1450,6 +1537,20 @@ def _counts(d) -> Dict[str, int]:
                                                                       d['label'])]
   names, counts = np.unique(keys, return_counts=True)
   return dict(zip(names.tolist(), counts.tolist()))
+
+
+def seed_list(value: str) -> List[int]:
+  """Seeds from a comma-separated list of seeds and inclusive ranges: '100-109,120'."""
+  seeds = []
+  for part in filter(None, value.split(',')):
+    first, _, last = part.partition('-')
+    seeds += list(range(int(first), int(last or first) + 1))
+  return seeds
+
+
+def _seed_runs(seeds: Sequence[int]) -> str:
+  """`seed_list`'s input for consecutive `seeds`: '100-109'."""
+  return f'{seeds[0]}-{seeds[-1]}'
 
 
 def main(argv=None) -> int:
@@ -1481,6 +1582,13 @@ def main(argv=None) -> int:
                       help='the ensemble rows (ensemble_specs): the committed configuration\'s '
                            'head single, early-stopped and as ensembles; default --out '
                            f'{os.path.relpath(ENSEMBLE_OUT, ROOT)}')
+  parser.add_argument('--single-seeds', default=[], type=seed_list,
+                      help='rows --ensemble: the confirmatory rows (confirm_verdict), the single '
+                           'head at these seeds (e.g. 100-109), no early stopping; default --out '
+                           f'{os.path.relpath(CONFIRM_OUT, ROOT)}')
+  parser.add_argument('--ensemble-seeds', default=[], type=seed_list,
+                      help='with --single-seeds: an ensemble of each '
+                           f'{ENSEMBLE_SIZE} consecutive seeds (e.g. 200-239)')
   parser.add_argument('--seeds', default=None, type=lambda v: [int(s) for s in v.split(',')],
                       help='the erasure and views rows\' head seeds (default: '
                            f'{",".join(map(str, ERASURE_SEEDS))} and '
@@ -1507,7 +1615,9 @@ def main(argv=None) -> int:
       args.out = ERASURE_OUT.replace('.json', '_' + '_'.join(r.strip('+') for r in args.reals)
                                      + '.json')
     else:
-      args.out = (VIEWS_OUT if args.views else ENSEMBLE_OUT if args.ensemble else
+      args.out = (VIEWS_OUT if args.views else
+                  CONFIRM_OUT if args.ensemble and args.single_seeds else
+                  ENSEMBLE_OUT if args.ensemble else
                   ERASURE_OUT if args.erasure else OUT)
     if args.fairface_audit:  # never over the committed sample's results
       args.out = args.out.replace('.json', f'_audit{args.fairface_audit}.json')
@@ -1534,9 +1644,9 @@ def main(argv=None) -> int:
         ERASURE_REALS.index(c['reals']),
         (ERASURE_LEVERS + ('erase_ffhq',) + ENSEMBLE_LEVERS[1:]).index(c['lever'])))
     print(erasure_markdown(ordered))
-    rule = ensemble_markdown(ordered)
-    if rule:
-      print('\n' + rule)
+    for rule in (ensemble_markdown(ordered), confirm_markdown(ordered)):
+      if rule:
+        print('\n' + rule)
     return 0
   return run_rows(args)
 

@@ -539,3 +539,55 @@ def test_generalization_bench_views_rule_needs_a_paired_gain_and_no_fairface_los
       'does not win')
   assert bench._views_verdict(seeds([0.64, 0.62, 0.66, 0.63, 0.60], cross=0.88, fpr=0.03),
                               none)['verdict'] == 'does not win'
+
+
+def test_generalization_bench_confirm_rule_needs_g3_at_7_of_8_a_photo_of_70_and_no_loss(
+    load_bench):
+  """bench/generalization.py: the confirmatory rows' eight ensembles share no head with each other
+  or the ten single heads; the confirmatory rule wins at its bands exactly (G3 share 7/8 and 0.3
+  over the single head's, the worst group's mean FPR 0.014 lower) and not a hair under them;
+  a LOGO AUC 0.021 lower or a FairFace FPR 0.006 higher loses."""
+  bench = load_bench('generalization')
+  specs = bench.ensemble_specs(bench.seed_list('100-109'), bench.seed_list('200-239'))
+  singles = sorted({s['seed'] for s in specs if s['lever'] == ''})
+  heads = [s['seed'] + i for s in specs
+           if s['lever'] == 'ensemble5' and s['fakes'] == bench.GENERATORS for i in range(5)]
+  assert singles == list(range(100, 110)) and sorted(heads) == list(range(200, 240))
+  assert len(specs) == (10 + 8) * len(bench.FAKE_SETS)
+  with pytest.raises(ValueError, match='--ensemble-seeds'):
+    bench.ensemble_specs([100], [200, 201, 202, 203, 205])
+
+  def draws(worst, fpr=0.01, **numbers):  # G3 met where worst <= 0.05
+    base = dict(fairface_fpr=fpr, unseen_fpr=fpr, k140_real_fpr=0.04, sdfd_tpr=0.87,
+                min_within_auc=0.88, min_logo_auc=0.62)
+    return {'unseen': 'fairface', 'per_seed': [
+        dict(base, unseen_worst_group_fpr=w, **numbers) for w in worst]}
+  # Single head: G3 at 5 of 10 (share 0.5), mean worst group 0.0575.
+  single = draws([0.043] * 5 + [0.072] * 5)
+  # Ensemble: G3 at 7 of 8 (share 0.875, +0.375), mean worst group 0.0435 (0.014 lower).
+  ens = draws([0.036] * 7 + [0.0955])
+  verdict = bench.confirm_verdict(ens, single)
+  assert verdict['verdict'] == 'wins', verdict
+  assert verdict['g3_draws_model_base'] == [7, 5] and verdict['draws_model_base'] == [8, 10]
+  # The worst group's mean 0.013 lower: no evidence.
+  assert bench.confirm_verdict(draws([0.037] * 7 + [0.0955]), single)['verdict'] == 'no evidence'
+  # G3 at 6 of 8 against 0 of 10 (share +0.75): no evidence, 7 of 8 are needed.
+  assert bench.confirm_verdict(draws([0.02] * 6 + [0.06] * 2), draws([0.06] * 10))[
+      'verdict'] == 'no evidence'
+  # G3 at 7 of 8 (0.875) against 6 of 10 (0.6, +0.275 only), worst group 0.022 lower: no evidence.
+  single6 = draws([0.043] * 6 + [0.08] * 4)
+  close = bench.confirm_verdict(draws([0.03] * 7 + [0.08]), single6)
+  assert close['verdict'] == 'no evidence' and close['gains'] == {'g3_draws': False,
+                                                                  'worst_group_fpr': True}
+  # Losses at their bands: 0.02 / 0.03 / 0.005 / 0.04 hold, a hair past them loses.
+  at_bands = draws([0.036] * 7 + [0.0955], fpr=0.015, min_logo_auc=0.60, min_within_auc=0.86,
+                   sdfd_tpr=0.84, k140_real_fpr=0.08)
+  assert bench.confirm_verdict(at_bands, single)['verdict'] == 'wins'
+  for key, value in (('min_logo_auc', 0.599), ('min_within_auc', 0.859), ('sdfd_tpr', 0.839),
+                     ('k140_real_fpr', 0.081)):
+    past = dict(at_bands, per_seed=[dict(s, **{key: value}) for s in at_bands['per_seed']])
+    verdict = bench.confirm_verdict(past, single)
+    assert verdict['verdict'] == 'loses' and verdict['losses'][key], key
+  worse_fairface = draws([0.036] * 7 + [0.0955], fpr=0.016)
+  verdict = bench.confirm_verdict(worse_fairface, single)
+  assert verdict['verdict'] == 'loses' and verdict['losses']['fairface_fpr']
