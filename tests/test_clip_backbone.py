@@ -208,12 +208,12 @@ def test_one_pass_fills_both_kinds_a_second_pass_computes_none_and_a_damaged_fil
 
 @pytest.fixture(scope='module')
 def trained(weights, encoder, tmp_path_factory):
-  """The Trainer's run_fn for clip_vit_b16 on 40 demo crops, an MLP head on the class tokens of
-  blocks 2, 7 and 12; returns (run dir, export dir, config, records)."""
+  """The Trainer's run_fn for clip_vit_b16 on 40 demo crops, an ensemble of two MLP heads on the
+  class tokens of blocks 2, 7 and 12, merged; returns (run dir, export dir, config, records)."""
   root = tmp_path_factory.mktemp('clip')
   patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=40, seed=5)
   config = dict(architecture='clip_vit_b16', image_size=224, color_mode='rgb', epochs=3,
-                batch_size=8, early_stopping_patience=0, seed=3, head='mlp',
+                batch_size=8, early_stopping_patience=0, seed=3, head='mlp', head_ensemble=2,
                 clip_features=CLASS_TOKENS, clip_blocks=[2, 7, 12],
                 embedding_cache_dir=str(root / 'cache'))
   args = FnArgs(train_files=[patterns[features.TRAIN]], eval_files=[patterns[features.EVAL]],
@@ -229,6 +229,11 @@ def test_the_served_model_computes_the_training_class_tokens_and_every_signature
   with open(os.path.join(run_dir, training.HISTORY_FILE)) as f:
     history = json.load(f)
   assert history['embeddings']['computed'] > 0 and history['epochs_run'] == 3
+  # Two heads at seeds 3 and 4 on the same embeddings, each in its own run dir.
+  members = history['head_ensemble']
+  assert [m['seed'] for m in members] == [3, 4] and members[0]['run_dir'] == run_dir
+  assert os.path.exists(os.path.join(members[1]['run_dir'], training.HISTORY_FILE))
+  assert members[0]['metrics']['loss'] != members[1]['metrics']['loss']
   train_images, _ = backbone.read_records([patterns[features.TRAIN]])
   eval_images, eval_labels = backbone.read_records([patterns[features.EVAL]])
   # A second run embeds nothing: the run's cache has every eval crop, both kinds (the
@@ -243,14 +248,27 @@ def test_the_served_model_computes_the_training_class_tokens_and_every_signature
   served = loaded.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant(eval_images))[contract.PROBABILITY_KEY].numpy()
   # The served model computes the class tokens the head trained on: its head (the
-  # SavedModel's variables on build_head, standardised by the cached train tokens as in
-  # training) on the cached eval tokens gives its P(fake) on the bytes.
+  # SavedModel's variables on build_head, two members wide, standardised by the cached
+  # train tokens as in training) on the cached eval tokens gives its P(fake) on the bytes.
   variables = {v.name: v.numpy() for v in loaded.model_variables}
-  head = backbone.build_head(config, backbone.head_features(second, train_images, config))
+  head = backbone.build_head(config, backbone.head_features(second, train_images, config),
+                             units=2 * clip.MLP_HEAD_UNITS)
   for layer in head.layers:
     if hasattr(layer, 'kernel'):
       layer.set_weights([variables[f'{layer.name}/kernel:0'], variables[f'{layer.name}/bias:0']])
-  np.testing.assert_allclose(head(cached, training=False).numpy().reshape(-1), served, atol=1e-4)
+  merged = head(cached, training=False).numpy().reshape(-1)
+  np.testing.assert_allclose(merged, served, atol=1e-4)
+  # That head is the members' mean logit: member i's hidden units are columns i x 128 on,
+  # their output weights the merged ones x 2.
+  hidden = np.maximum(head.get_layer(backbone.STANDARDIZE_LAYER)(cached).numpy()
+                      @ variables[f'{backbone.HIDDEN_LAYER}/kernel:0']
+                      + variables[f'{backbone.HIDDEN_LAYER}/bias:0'], 0)
+  output = variables[f'{model_lib.OUTPUT_LAYER}/kernel:0'][:, 0] * 2
+  logits = [hidden[:, i:i + clip.MLP_HEAD_UNITS] @ output[i:i + clip.MLP_HEAD_UNITS]
+            for i in (0, clip.MLP_HEAD_UNITS)]
+  assert np.abs(logits[0] - logits[1]).max() > 1e-2  # two different heads
+  np.testing.assert_allclose(1 / (1 + np.exp(-(np.mean(logits, 0) + variables[
+      f'{model_lib.OUTPUT_LAYER}/bias:0'][0]))), served, atol=1e-4)
   assert np.ptp(served) > 1e-3  # the check compares scores that differ by image
   # The operating point was chosen on the head's scores of the cached embeddings
   # (training); the SavedModel scores the bytes (serving). Same decode and tower, float32.
@@ -310,12 +328,12 @@ def test_the_fused_model_is_named_and_checked_at_config_load():
 
 @pytest.fixture(scope='module')
 def fused_trained(tmp_path_factory):
-  """run_fn for `fused` (baseline CNN, high-pass input, linear CLIP head) on 40 demo crops."""
+  """run_fn for `fused` (baseline CNN, high-pass input, two linear CLIP heads merged) on 40 demo crops."""
   root = tmp_path_factory.mktemp('fused')
   patterns = demo_records.write_tfrecords(str(root / 'records'), num_images=40, seed=6)
   config = dict(architecture='fused', fused_cnn='baseline', input_filter='highpass',
                 image_size=224, color_mode='rgb', epochs=2, batch_size=8,
-                early_stopping_patience=0, seed=3, head='linear',
+                early_stopping_patience=0, seed=3, head='linear', head_ensemble=2,
                 embedding_cache_dir=str(root / 'cache'))
   args = FnArgs(train_files=[patterns[features.TRAIN]], eval_files=[patterns[features.EVAL]],
                 model_run_dir=str(root / 'run'), serving_model_dir=str(root / 'serving'),
@@ -334,6 +352,7 @@ def test_the_fused_model_stacks_on_eval_and_serves_every_signature(fused_trained
   eval_images, eval_labels = backbone.read_records([patterns[features.EVAL]])
   # The backbone ran once per image of the run: train and eval, no more.
   assert clip_history['embeddings']['computed'] == len(set(train_images + eval_images))
+  assert [m['seed'] for m in clip_history['head_ensemble']] == [3, 4]  # merged: same code path
   stored = np.load(os.path.join(run_dir, fused.STACKING_DATA))
   np.testing.assert_array_equal(stored['labels'], eval_labels)
   # The stacking layer is the eval split's logistic fit, not a fixed average.

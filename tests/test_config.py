@@ -95,6 +95,8 @@ def test_the_clip_generalisation_config_loads_with_its_training_and_audit_source
   monkeypatch.chdir(config_lib.PROJECT_ROOT)  # its paths are relative to the repository root
   config = config_lib.load_config('pipeline/configs/shared_data_clip.yaml')
   assert (config.train.architecture, config.train.head) == ('clip_vit_b16', 'mlp')
+  # The ensemble that won its confirmatory rule (docs/detection_quality.md).
+  assert config.train.head_ensemble == 5
   by_name = {s.name or s.kind: s for s in config.ingest.sources}
   assert {k: s.role for k, s in by_name.items()} == {
       'fairface': 'audit', 'gan_faces': 'train', 'k140': 'train', 'sdfd': 'train',

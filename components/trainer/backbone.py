@@ -22,8 +22,15 @@ is also the per-block one: the blocks' tokens differ in scale (mean norm 4.1 to
 variance take that out; no per-block LayerNormalization, which would divide
 each image's token by its own statistics (dropping its norm) and add
 parameters for a few thousand training crops.
+
+`train.head_ensemble` N > 1 trains N heads at seeds seed ... seed + N - 1 on
+the same cached features and merges them exactly into one head whose logit is
+the members' mean logit (`merge_heads`): the same layers, N times wider, so
+`compose`, export and every signature take it unchanged.
 """
 
+import dataclasses
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -81,18 +88,24 @@ def embedding_dataset(embeddings: np.ndarray, labels: np.ndarray, config: TrainC
   return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def build_head(config: TrainConfig, train_embeddings: np.ndarray, learning_rate=None) -> keras.Model:
+STANDARDIZE_LAYER = 'head_standardize'
+HIDDEN_LAYER = 'head_dense'  # the mlp head's ReLU layer
+
+
+def build_head(config: TrainConfig, train_embeddings: np.ndarray, learning_rate=None,
+               units: int = clip.MLP_HEAD_UNITS) -> keras.Model:
   """The compiled head: features [b, d] -> P(fake) [b, 1] (see the module doc).
 
   d is `train_embeddings`' [n, d]: 512 for the embedding, len(blocks) * 768 for class tokens.
+  `units`: the mlp head's hidden width (a merged ensemble of N heads has N x MLP_HEAD_UNITS).
   """
   inputs = keras.Input((train_embeddings.shape[1],), name='embedding')
   normalize = keras.layers.Normalization(
       axis=-1, mean=train_embeddings.mean(0), variance=train_embeddings.var(0) + 1e-6,
-      name='head_standardize')
+      name=STANDARDIZE_LAYER)
   x = normalize(inputs)
   if config.head == 'mlp':
-    x = keras.layers.Dense(clip.MLP_HEAD_UNITS, activation='relu', name='head_dense')(x)
+    x = keras.layers.Dense(units, activation='relu', name=HIDDEN_LAYER)(x)
     if config.dropout:
       x = keras.layers.Dropout(config.dropout, seed=config.seed, name='head_dropout')(x)
   outputs = keras.layers.Dense(1, activation='sigmoid', dtype='float32',
@@ -104,6 +117,80 @@ def build_head(config: TrainConfig, train_embeddings: np.ndarray, learning_rate=
                metrics=[keras.metrics.BinaryAccuracy(name='accuracy'),
                         keras.metrics.AUC(name='auc')])
   return head
+
+
+def _standardisation(head: keras.Model) -> List[np.ndarray]:
+  """The head's Normalization: its mean and variance (given at build, in its config) and weights."""
+  layer = head.get_layer(STANDARDIZE_LAYER)
+  layer_config = layer.get_config()
+  return ([np.asarray(layer_config.get(k), np.float32) for k in ('mean', 'variance')]
+          + layer.get_weights())
+
+
+def merge_heads(heads: Sequence[keras.Model]) -> keras.Model:
+  """One head whose logit is the mean of `heads`' logits: sigmoid(mean_i logit_i), exactly.
+
+  A mean of logits is linear in the last layer's inputs, so N heads are one
+  wider head: linear heads, the mean kernel [d, 1] and bias; mlp heads, the
+  members' hidden layers side by side (kernel [d, N x units], biases
+  concatenated) and their output kernels stacked and divided by N [N x units, 1],
+  the mean output bias. Dropout is the identity at inference. The layers keep
+  their names and order (float32), so `compose` and export take the result as
+  one head. One head is returned as it is.
+
+  Raises:
+    ValueError: no heads, members with different layers, or different
+      standardisations (members must train on the same embeddings).
+  """
+  if not heads:
+    raise ValueError('merge_heads: no heads to merge')
+  first = heads[0]
+  if len(heads) == 1:
+    return first
+  names = [layer.name for layer in first.layers]
+  reference = _standardisation(first)
+  for i, head in enumerate(heads[1:], 1):
+    if [layer.name for layer in head.layers] != names:
+      raise ValueError(f'merge_heads: member {i} has layers {[l.name for l in head.layers]}, '
+                       f'member 0 has {names}')
+    theirs = _standardisation(head)
+    if len(theirs) != len(reference) or not all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(reference, theirs)):
+      raise ValueError(f'merge_heads: member {i}\'s {STANDARDIZE_LAYER} differs from member 0\'s '
+                       '(members must be trained on the same embeddings)')
+  n = len(heads)
+  kernels, biases = zip(*(head.get_layer(model_lib.OUTPUT_LAYER).get_weights() for head in heads))
+  weights = {model_lib.OUTPUT_LAYER: [np.mean(kernels, 0), np.mean(biases, 0)]}
+  if HIDDEN_LAYER in names:
+    hidden_kernels, hidden_biases = zip(*(head.get_layer(HIDDEN_LAYER).get_weights()
+                                          for head in heads))
+    weights[HIDDEN_LAYER] = [np.concatenate(hidden_kernels, 1), np.concatenate(hidden_biases)]
+    weights[model_lib.OUTPUT_LAYER][0] = np.concatenate(kernels, 0) / n
+  units = {HIDDEN_LAYER: weights[HIDDEN_LAYER][0].shape[1]} if HIDDEN_LAYER in weights else {}
+  with precision.policy('float32'):
+    inputs = keras.Input(first.input_shape[1:], name=first.layers[0].name)
+    x, copies = _float32_layers(first, inputs, units)
+    merged = keras.Model(inputs, x, name=first.name)
+  for copy, layer in copies:
+    copy.set_weights(weights.get(layer.name, layer.get_weights()))
+  return merged
+
+
+def _float32_layers(head: keras.Model, x, units: Optional[Dict[str, int]] = None):
+  """(output, [(copy, layer)]): `head`'s layers after its input rebuilt float32 from their configs on `x`.
+
+  `units` replaces the width of the named Dense layers (a merged head's). The
+  copies have no trained weights yet: the caller sets them once the model is built.
+  """
+  copies = []
+  for layer in head.layers[1:]:
+    layer_config = dict(layer.get_config(), dtype='float32')
+    if layer.name in (units or {}):
+      layer_config['units'] = units[layer.name]
+    copy = layer.__class__.from_config(layer_config)
+    x = copy(x)
+    copies.append((copy, layer))
+  return x, copies
 
 
 def compose(head: keras.Model, weights: Dict[str, np.ndarray], config: TrainConfig) -> keras.Model:
@@ -118,15 +205,10 @@ def compose(head: keras.Model, weights: Dict[str, np.ndarray], config: TrainConf
   with precision.policy('float32'):
     inputs = keras.Input((clip.IMAGE_SIZE, clip.IMAGE_SIZE, 3), name='image')
     x = clip.head_input(clip.build_tower(inputs), config.clip_features, config.head_blocks)
-    trained = []
-    for layer in head.layers[1:]:
-      layer_config = dict(layer.get_config(), dtype='float32')
-      copy = layer.__class__.from_config(layer_config)
-      x = copy(x)
-      trained.append((copy, layer.get_weights()))
+    x, copies = _float32_layers(head, x)
     full = keras.Model(inputs, x, name=clip.NAME)
-  for copy, values in trained:
-    copy.set_weights(values)
+  for copy, layer in copies:
+    copy.set_weights(layer.get_weights())
   clip.load_weights(full, weights)
   return full
 
@@ -137,9 +219,17 @@ def served_part(model: keras.Model, config: TrainConfig) -> keras.Model:
                      model.output)
 
 
+MEMBER_RUN = 'head_member_'  # + i: the run dir of ensemble member i > 0, inside the run's
+
+
 def train_head(config: TrainConfig, train_files: Sequence[str], eval_files: Sequence[str],
                run_dir: str, embedder: Optional[Embedder] = None):
   """Embeds both splits (cached), trains the head, returns (full float32 model, eval data, summary).
+
+  With `config.head_ensemble` N > 1, member i trains at seed `config.seed + i`
+  (member 0 in `run_dir`, the others in `run_dir`/head_member_<i>) and the
+  members are merged (`merge_heads`); the summary is member 0's with
+  'head_ensemble': every member's seed, run dir and metrics of its kept epoch.
 
   Eval data: (P(fake) [n] of the float32 head on the eval embeddings, int labels
   [n]), what the operating point is chosen on: the served model's scores up to
@@ -152,11 +242,26 @@ def train_head(config: TrainConfig, train_files: Sequence[str], eval_files: Sequ
   eval_embeddings = head_features(embedder, eval_images, config)
   class_counts = {features.REAL: int((train_labels == features.REAL).sum()),
                   features.FAKE: int((train_labels == features.FAKE).sum())}
-  head, summary = training.train(
-      config, embedding_dataset(train_embeddings, train_labels, config, training=True),
-      embedding_dataset(eval_embeddings, eval_labels, config, training=False),
-      class_counts, run_dir,
-      build_fn=lambda rate: build_head(config, train_embeddings, rate))
+  heads, members = [], []
+  for i in range(config.head_ensemble):
+    member = dataclasses.replace(config, seed=config.seed + i)
+    member_dir = os.path.join(run_dir, f'{MEMBER_RUN}{i}') if i else run_dir
+    head, member_summary = training.train(
+        member, embedding_dataset(train_embeddings, train_labels, member, training=True),
+        embedding_dataset(eval_embeddings, eval_labels, member, training=False),
+        class_counts, member_dir,
+        build_fn=lambda rate, member=member: build_head(member, train_embeddings, rate))
+    heads.append(head)
+    kept = member_summary['weights_from_epoch']
+    members.append({'seed': member.seed, 'run_dir': member_dir,
+                    'weights_from_epoch': kept, 'epochs_run': member_summary['epochs_run'],
+                    'metrics': {k: v[kept - 1] for k, v in member_summary['history'].items()
+                                if len(v) >= kept}})
+    if not i:
+      summary = member_summary
+  head = merge_heads(heads)
+  if config.head_ensemble > 1:
+    summary['head_ensemble'] = members
   summary['embeddings'] = {'computed': embedder.cache.computed, 'reused': embedder.cache.reused,
                            'cache': embedder.cache.folder}
   training.write_history(summary, run_dir)

@@ -35,6 +35,10 @@ class TrainConfig:
   # For fused: the CNN (one of FUSED_CNNS) trained beside the CLIP head; input_filter,
   # full_resolution_convs, horizontal_flip and the augmentations apply to it.
   fused_cnn: str = 'vgg10'
+  # For a backbone (or fused's CLIP head): N heads trained on the same cached embeddings at seeds
+  # seed ... seed + N - 1, merged exactly into one head whose logit is their mean logit
+  # (backbone.merge_heads; docs/clip_backbone.md, "Heads"). 1: one head.
+  head_ensemble: int = 1
   # Where frozen embeddings are cached across runs (image_encoder/embedding_cache.py); '' is
   # $XDG_CACHE_HOME/fakefaces/embeddings (~/.cache/... without it).
   embedding_cache_dir: str = ''
@@ -99,6 +103,10 @@ class TrainConfig:
   min_diff_sensitive: List[str] = dataclasses.field(default_factory=list)
 
   def __post_init__(self):
+    if isinstance(self.head_ensemble, bool) or not isinstance(self.head_ensemble, int) or (
+        self.head_ensemble < 1):
+      raise FieldError(OWNER, 'head_ensemble', f'must be an integer >= 1 (heads merged into one), '
+                       f'got {self.head_ensemble!r}')
     if self.precision not in PRECISIONS:
       raise FieldError(OWNER, 'precision', f'{self.precision!r} is not one of {list(PRECISIONS)}')
     names = ARCHITECTURE_NAMES + BACKBONE_NAMES + (FUSED,)
@@ -108,6 +116,7 @@ class TrainConfig:
       self._check_backbone()
     elif self.architecture == FUSED:
       self._check_fused()
+    self._check_ensemble()
 
   def _check_backbone(self):
     """A backbone's fixed input and unsupported options are refused here, and its weights checked.
@@ -129,6 +138,13 @@ class TrainConfig:
         raise FieldError(OWNER, field, f'is not supported with architecture {self.architecture} '
                          f'(its head trains on cached embeddings of unaugmented crops); set {off!r}')
     self._check_head_and_weights()
+
+  def _check_ensemble(self):
+    # Only a head on cached embeddings merges exactly; a CNN's members would need their own towers.
+    if self.head_ensemble > 1 and self.architecture not in BACKBONE_NAMES + (FUSED,):
+      raise FieldError(OWNER, 'head_ensemble', f'applies to a head on a backbone '
+                       f'({list(BACKBONE_NAMES) + [FUSED]}), not architecture '
+                       f'{self.architecture!r}; set 1')
 
   @property
   def head_blocks(self) -> List[int]:

@@ -107,7 +107,9 @@ def run_fn(fn_args) -> None:
   elif config.architecture == FUSED:
     # The CNN and the CLIP head trained on train, stacked on eval (fused.py); the scores
     # are the float32 stacking layer's on the eval logits.
-    cnn = train_cnn(dataclasses.replace(config, architecture=config.fused_cnn), fn_args)
+    # One CNN: train.head_ensemble is the CLIP head's.
+    cnn = train_cnn(dataclasses.replace(config, architecture=config.fused_cnn, head_ensemble=1),
+                    fn_args)
     model, (scores, labels), _ = fused.train(config, cnn, fn_args.train_files,
                                              fn_args.eval_files, fn_args.model_run_dir)
     point = operating_point.choose(labels, scores, target_fpr, explicit, split=features.EVAL)
