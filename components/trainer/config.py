@@ -103,8 +103,7 @@ class TrainConfig:
   min_diff_sensitive: List[str] = dataclasses.field(default_factory=list)
 
   def __post_init__(self):
-    if isinstance(self.head_ensemble, bool) or not isinstance(self.head_ensemble, int) or (
-        self.head_ensemble < 1):
+    if self.head_ensemble < 1:  # its type is from_dict's check, as every field's
       raise FieldError(OWNER, 'head_ensemble', f'must be an integer >= 1 (heads merged into one), '
                        f'got {self.head_ensemble!r}')
     if self.precision not in PRECISIONS:
