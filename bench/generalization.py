@@ -273,11 +273,14 @@ def _save(rows: List[dict], path: str = CROPS) -> None:
   os.replace(path + '.tmp', path)
 
 
-def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = ()) -> int:
+def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = (),
+            image_size: int = 224) -> int:
   """Crops of every input as the pipeline would write them, their cached embeddings, and
   those of `views` of the training crops (embed_views).
 
   With `fairface_audit` (`inputs`), to their own file (`crops_file`), reusing the sample's crops.
+  `image_size`: the tower's input side (train.image_size); other than 224 the embeddings go to
+  that size's own cache folder and the summary to its own file (`prepare_file`).
   """
   from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
@@ -318,13 +321,13 @@ def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = ()) -> i
   prepared_s = time.time() - start
   print(f'{len(rows)} crops, {len(missed)} without a face, {prepared_s:.0f} s -> {path}',
         flush=True)
-  config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
+  config = TrainConfig(architecture='clip_vit_b16', image_size=image_size, color_mode='rgb',
                        embedding_cache_dir=cache)
   embedder = Embedder(config)
   start, computed, reused = time.time(), 0, 0
   for source in (SDFD, FAIRFACE, UTK, GAN, K140):
     # The cache read again per source: another process may have embedded some meanwhile.
-    embedder.cache = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256)
+    embedder.cache = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256, image_size)
     images = [r['image'] for r in rows if r['source'] == source]
     embedder(images, batch_size=32)
     computed, reused = computed + embedder.cache.computed, reused + embedder.cache.reused
@@ -332,8 +335,9 @@ def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = ()) -> i
           f'{time.time() - start:.0f} s', flush=True)
   summary = {'crops': len(rows), 'without_face': len(missed), 'missed': missed[:50],
              'prepare_seconds': round(prepared_s), 'embed_seconds': round(time.time() - start),
-             'computed': computed, 'reused': reused, 'cache': embedder.cache.folder}
-  with open(prepare_file(fairface_audit), 'w') as f:
+             'computed': computed, 'reused': reused, 'cache': embedder.cache.folder,
+             'image_size': image_size, 'load_avg': round(os.getloadavg()[0], 2)}
+  with open(prepare_file(fairface_audit, image_size), 'w') as f:
     json.dump(summary, f, indent=1)
   if views:
     embed_views(rows, views, embedder, cache)
@@ -507,15 +511,18 @@ def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = V
           for fakes in FAKE_SETS + ((GAN,), (K140,))]
 
 
-def prepare_file(fairface_audit: int = 0) -> str:
-  """The summary `prepare` writes beside its crops."""
+def prepare_file(fairface_audit: int = 0, image_size: int = 224) -> str:
+  """The summary `prepare` writes beside its crops (`_<size>px` for a tower input other than 224)."""
   crops = crops_file(fairface_audit)
+  size = f'_{image_size}px' if image_size != 224 else ''
   return os.path.join(os.path.dirname(crops), os.path.basename(crops).replace(
-      'crops', 'prepare').replace('.pkl', '.json'))
+      'crops', 'prepare').replace('.pkl', f'{size}.json'))
 
 
-def load_embedded(cache: str, fairface_audit: int = 0) -> Dict[str, np.ndarray]:
-  """Columns of every prepared crop with its embedding [n, 512], read from the Trainer's cache."""
+def load_embedded(cache: str, fairface_audit: int = 0,
+                  image_size: int = 224) -> Dict[str, np.ndarray]:
+  """Columns of every prepared crop with its embedding [n, 512] at the tower's `image_size`,
+  read from the Trainer's cache."""
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
   with open(crops_file(fairface_audit), 'rb') as f:
     rows = pickle.load(f)
@@ -524,9 +531,10 @@ def load_embedded(cache: str, fairface_audit: int = 0) -> Dict[str, np.ndarray]:
     raise SystemExit(f'{len(batch)} crops have no cached embedding in {cache}: run '
                      '`bench/generalization.py prepare'
                      + (f' --fairface-audit {fairface_audit}' if fairface_audit else '')
+                     + (f' --image-size {image_size}' if image_size != 224 else '')
                      + '` first')
 
-  vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256).embed(
+  vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256, image_size).embed(
       [r['image'] for r in rows], not_cached, batch_size=len(rows))
   columns = {k: np.array([r[k] for r in rows]) for k in ('source', 'split', 'label', 'gender',
                                                          'race')}
@@ -1441,7 +1449,7 @@ def run_rows(args) -> int:
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(2)
   start = time.time()
-  d = load_embedded(args.cache, args.fairface_audit)
+  d = load_embedded(args.cache, args.fairface_audit, args.image_size)
   if args.views:
     load_views(d, sorted({k for v in args.views for k in v.split('+') if k != 'none'}),
                args.cache)
@@ -1500,7 +1508,7 @@ def run_rows(args) -> int:
   views = views_summary(rows) if args.views else None
   if views:
     print_views(views)
-  prepared = prepare_file(args.fairface_audit)
+  prepared = prepare_file(args.fairface_audit, args.image_size)
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
                        + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
@@ -1514,7 +1522,8 @@ def run_rows(args) -> int:
                           f'{",".join(map(str, args.seeds))} --heads {args.heads}'
                           if args.views else '')
                        + (f' --fairface-audit {args.fairface_audit}' if args.fairface_audit
-                          else ''),
+                          else '')
+                       + (f' --image-size {args.image_size}' if args.image_size != 224 else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
             'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
@@ -1606,6 +1615,9 @@ def main(argv=None) -> int:
                            f'these settings (e.g. {",".join(VIEW_SETTINGS)}) instead of '
                            f'row_specs, default --out {os.path.relpath(VIEWS_OUT, ROOT)}')
   parser.add_argument('--heads', default='mlp', help='the views rows\' heads (linear, mlp)')
+  parser.add_argument('--image-size', type=int, default=224,
+                      help='the CLIP tower\'s input side, px (train.image_size; 128: the crops as '
+                      'they are); embeddings in that size\'s cache folder, results in _<size>px files')
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
   args.seeds = args.seeds or list(VIEW_SEEDS if args.views else ERASURE_SEEDS)
@@ -1621,8 +1633,12 @@ def main(argv=None) -> int:
                   ERASURE_OUT if args.erasure else OUT)
     if args.fairface_audit:  # never over the committed sample's results
       args.out = args.out.replace('.json', f'_audit{args.fairface_audit}.json')
+    if args.image_size != 224:
+      args.out = args.out.replace('.json', f'_{args.image_size}px.json')
+  if set(args.views) - {'none'} and args.image_size != 224:
+    parser.error('--views: the views are embedded at 224 px only (--views none at any size)')
   if args.stage == 'prepare':
-    return prepare(args.cache, args.fairface_audit, args.views)
+    return prepare(args.cache, args.fairface_audit, args.views, args.image_size)
   if args.stage == 'collection-probe':
     d = load_embedded(args.cache, args.fairface_audit)
     for reals in ERASURE_REALS:
