@@ -106,6 +106,7 @@ import math
 import os
 import pickle
 import random
+import re
 import sys
 import time
 from typing import Dict, List, Sequence
@@ -1424,6 +1425,71 @@ def print_views(summary: List[dict]) -> None:
           + f'  {verdict}')
 
 
+# The 128 px rule's bands (docs/detection_quality.md, "The tower at the crops' own 128 px:
+# decision rule"): falls in AUC and SDFD TPR, rises in FairFace's FPR and its worst judged group's
+# (one photo of 70), on the means over the seeds; issue 32's cost goal; a transfer gain.
+RES_LOSS_AUC, RES_LOSS_SDFD_TPR = 0.02, 0.03
+RES_LOSS_FAIRFACE_FPR, RES_LOSS_GROUP_FPR = 0.005, 0.014
+RES_COST_RATIO = 2.5  # total p50 of a photo to its verdict over the CNN's (bench/photo.py)
+RES_GAIN_AUC = 0.02
+RES_TRANSFER = ('min_logo_auc', 'gan_faces->k140', 'k140->gan_faces')
+
+
+def res_verdict(small: List[dict], native: List[dict], cost_ratio=None) -> dict:
+  """The 128 px rule: per-seed numbers (`_view_numbers`) at the smaller input against 224's, means
+  over the seeds, and the smaller model's total p50 over the CNN's in one bench/photo.py run
+  (None: not measured, which fails its condition).
+
+  Returns:
+    verdict ('kept' or 'loses'), each condition and whether it holds, the conditions failing,
+    the transfer metrics gaining >= RES_GAIN_AUC (reported only when kept), and the means
+    [small, native].
+  """
+  def mean(rows, key):
+    return float(np.mean([r[key] for r in rows]))
+
+  eps = 1e-9  # the rates are rounded to 4 decimals
+  change = {k: mean(small, k) - mean(native, k) for k in (
+      RES_TRANSFER + ('min_within_auc', 'sdfd_tpr', 'fairface_fpr', 'fairface_worst_group_fpr'))}
+  held = {f'{k} falls <= {RES_LOSS_AUC}': bool(-change[k] <= RES_LOSS_AUC + eps)
+          for k in RES_TRANSFER + ('min_within_auc',)}
+  held[f'sdfd_tpr falls <= {RES_LOSS_SDFD_TPR}'] = bool(
+      -change['sdfd_tpr'] <= RES_LOSS_SDFD_TPR + eps)
+  held[f'fairface_fpr rises <= {RES_LOSS_FAIRFACE_FPR}'] = bool(
+      change['fairface_fpr'] <= RES_LOSS_FAIRFACE_FPR + eps)
+  held[f'fairface_worst_group_fpr rises <= {RES_LOSS_GROUP_FPR}'] = bool(
+      change['fairface_worst_group_fpr'] <= RES_LOSS_GROUP_FPR + eps)
+  held[f'total p50 <= {RES_COST_RATIO}x the cnn\'s'] = bool(
+      cost_ratio is not None and cost_ratio <= RES_COST_RATIO + eps)
+  failing = [k for k, v in held.items() if not v]
+  kept = not failing
+  return {'verdict': 'kept' if kept else 'loses', 'conditions': held, 'failing': failing,
+          'gains': [k for k in RES_TRANSFER if kept and change[k] >= RES_GAIN_AUC - eps],
+          'change': {k: round(v, 4) for k, v in change.items()},
+          'cost_ratio': cost_ratio,
+          'means_small_native': {k: [round(mean(small, k), 4), round(mean(native, k), 4)]
+                                 for k in change}}
+
+
+RES_KEYS = ('min_logo_auc', 'gan_faces->k140', 'k140->gan_faces', 'min_within_auc', 'sdfd_tpr',
+            'fairface_fpr', 'fairface_worst_group_fpr')
+
+
+def res_markdown(small: List[dict], native: List[dict], seeds: Sequence[int], verdict: dict,
+                 sizes: Sequence[int] = (128, 224)) -> str:
+  """The docs' table of the 128 px rule: per seed and mean, each input size, then the change."""
+  head = '| input | seed | ' + ' | '.join(RES_KEYS) + ' |'
+  lines = [head, '|' + '---|' * (len(RES_KEYS) + 2)]
+  for size, rows in zip(sizes, (small, native)):
+    for seed, r in zip(seeds, rows):
+      lines.append(f'| {size} px | {seed} | ' + ' | '.join(f'{r[k]:.3f}' for k in RES_KEYS) + ' |')
+    lines.append(f'| **{size} px** | **mean** | ' + ' | '.join(
+        f'**{np.mean([r[k] for r in rows]):.3f}**' for k in RES_KEYS) + ' |')
+  lines.append(f'| change | mean | ' + ' | '.join(
+      f'{verdict["change"][k]:+.3f}' for k in RES_KEYS) + ' |')
+  return '\n'.join(lines)
+
+
 def _fmt(v, width=6):
   return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
 
@@ -1541,6 +1607,30 @@ def run_rows(args) -> int:
   return 0
 
 
+def res_table(files: Sequence[str], photo_label: str) -> int:
+  """res-table: the views rows (`--views none`) at a smaller input and at 224 (`files`, in that
+  order), judged by `res_verdict` with the cost of `photo_label`'s bench/photo.py run; prints the
+  docs' table and the verdict."""
+  per_size = []
+  for path in files:
+    with open(path) as f:
+      (summary,) = [c for c in json.load(f)['views'] if c['views'] == 'none']
+    per_size.append(summary)
+  small, native = per_size
+  size = int(re.search(r'_(\d+)px\.json$', files[0]).group(1))
+  cost = None
+  if photo_label:
+    with open(os.path.join(ROOT, 'bench', 'results', 'photo_backbone.json')) as f:
+      cost = json.load(f)['runs'][photo_label]['models'][f'clip_{size}']['total_p50_over_cnn']
+  if small['seeds'] != native['seeds']:
+    raise SystemExit(f'res-table: seeds {small["seeds"]} against {native["seeds"]}')
+  verdict = res_verdict(small['per_seed'], native['per_seed'], cost)
+  print(res_markdown(small['per_seed'], native['per_seed'], small['seeds'], verdict,
+                     (size, 224)))
+  print(json.dumps(verdict, indent=1))
+  return 0
+
+
 def _counts(d) -> Dict[str, int]:
   keys = [f'{s} {sp} {"fake" if l else "real"}' for s, sp, l in zip(d['source'], d['split'],
                                                                       d['label'])]
@@ -1565,6 +1655,7 @@ def _seed_runs(seeds: Sequence[int]) -> str:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'audit-table',
+                                        'res-table',
                                         'collection-probe'),
                       help='erasure-table: the docs\' tables from the erasure rows\' JSON files; '
                            'audit-table: FairFace\'s audit per draw and group from one such file; '
@@ -1615,6 +1706,9 @@ def main(argv=None) -> int:
                            f'these settings (e.g. {",".join(VIEW_SETTINGS)}) instead of '
                            f'row_specs, default --out {os.path.relpath(VIEWS_OUT, ROOT)}')
   parser.add_argument('--heads', default='mlp', help='the views rows\' heads (linear, mlp)')
+  parser.add_argument('--photo-label', default='',
+                      help='res-table: the bench/results/photo_backbone.json run whose clip_<size> '
+                      'total p50 over the cnn\'s is the cost condition')
   parser.add_argument('--image-size', type=int, default=224,
                       help='the CLIP tower\'s input side, px (train.image_size; 128: the crops as '
                       'they are); embeddings in that size\'s cache folder, results in _<size>px files')
@@ -1644,6 +1738,8 @@ def main(argv=None) -> int:
     for reals in ERASURE_REALS:
       print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
     return 0
+  if args.stage == 'res-table':
+    return res_table(args.files, args.photo_label)
   if args.stage == 'audit-table':
     for path in args.files:
       with open(path) as f:
