@@ -33,7 +33,7 @@ Two stages:
 Sample (fixed seed 0), split as the rows use it (train / eval / test):
   gan_faces  its own splits, 150 / 30 / 50 per class (128 px, FFHQ-aligned);
   k140       its own splits, 150 / 30 / 50 per class (256 px -> 128);
-  sdfd       300 of its 600 fakes, 45 / 10 / 45 %;
+  sdfd       300 of its 600 fakes, 45 / 10 / 45 % (`--sdfd-all`: the other 300 to test);
   fairface   120 of train (80 / 20 %, training reals) and 280 of val (audit);
   utkface    280 of 3,000: 100 training reals (80 / 20 %), 180 audit.
 About 1,900 faces: the tower costs ~0.55 s a face on 2 idle cores and ~1.8 s on the
@@ -86,6 +86,19 @@ each five consecutive seeds, judged by `confirm_verdict` (means over the draws, 
   .venv/bin/python bench/generalization.py erasure-table \
       bench/results/generalization_ensemble_confirm_audit70.json
 
+SDFD's prompted groups (docs/detection_quality.md, "SDFD's prompted groups caught alike: decision
+rule"): `--sdfd-all` adds SDFD's other 300 fakes to its test split (435 test fakes, 35-59 a prompted
+race; training and eval unchanged; crops and results in their own files, `_sdfd_all`), and the
+sample-weight levers of `sample_weights` are judged by `parity_verdict` (80 rows, 427-670 s at
+load 5-7):
+
+  nice -n 10 .venv/bin/python bench/generalization.py prepare --fairface-audit 70 --sdfd-all
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --reals +utkface \
+      --levers ,balance_sources,sdfd_x3,sdfd_groups --fairface-audit 70 --sdfd-all \
+      --out bench/results/generalization_parity_audit70_sdfd_all.json
+  .venv/bin/python bench/generalization.py erasure-table \
+      bench/results/generalization_parity_audit70_sdfd_all.json
+
 Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
 `prepare --views flip,history` embeds each training crop's views once into the same cache
 (0.75-0.9 s a view at load 5); `rows --views ...` trains the --heads (default mlp) on the
@@ -136,7 +149,8 @@ TARGET_FPR = 0.05
 # FairFace in the sample: the first FAIRFACE_TRAIN of train in the shuffled order (training
 # reals, 80 / 20 %) and the first FAIRFACE_AUDIT of val (audit); `--fairface-audit` adds to the latter.
 FAIRFACE_TRAIN, FAIRFACE_AUDIT = 120, 280
-SDFD_SAMPLE = 300  # SDFD's first fakes in the shuffled order (45 / 10 / 45 %); `--sdfd-all` adds the rest
+# SDFD's first fakes in the shuffled order (45 / 10 / 45 %); `--sdfd-all` adds the rest to test.
+SDFD_SAMPLE = 300
 MIN_GROUP = 15  # groups under this many photos are reported, not judged (decision rule)
 # Goals of issue 33 (docs/detection_quality.md, G1-G5).
 WITHIN_AUC, LOGO_AUC, LOGO_TPR = 0.97, 0.90, 0.85
@@ -269,7 +283,7 @@ def fairface_audit_extra(fairface: Dict[str, list], per_group: int) -> list:
 
 
 def crops_file(fairface_audit: int = 0, sdfd_all: bool = False) -> str:
-  """Where `prepare` keeps the crops of `inputs(fairface_audit, sdfd_all)` (the sample's own: CROPS)."""
+  """Where `prepare` keeps the crops of `inputs(fairface_audit, sdfd_all)` (the sample's: CROPS)."""
   return CROPS.replace('.pkl', (f'_fairface_audit{fairface_audit}' if fairface_audit else '')
                        + ('_sdfd_all' if sdfd_all else '') + '.pkl')
 
@@ -777,14 +791,22 @@ def score_generators(d, scores, threshold) -> Dict[str, dict]:
 
 
 def sdfd_groups(d, scores, threshold) -> dict:
-  """G5: SDFD test fakes caught at the operating point per prompted race and gender."""
+  """G5: SDFD test fakes caught at the operating point per prompted race and gender, and each
+  group's AUC against the reals SDFD's own AUC uses (`score_generators`): a group ranked below
+  the reals (a lower AUC) is missed at any threshold the reals allow."""
+  from sklearn.metrics import roc_auc_score
   m = (d['split'] == TEST) & (d['source'] == SDFD)
+  reals = scores[(d['split'] == TEST) & (d['label'] == 0) & ~d['audit_added']]
   caught = scores[m] >= threshold
   overall = float(caught.mean())
   out = {'n': int(m.sum()), 'tpr': round(overall, 4)}
   gaps = []
   for attribute in ('race', 'gender'):
     groups = rate_by_group(caught, d[attribute][m].astype(str))
+    for name, g in groups.items():
+      fakes = scores[m][d[attribute][m].astype(str) == name]
+      g['auc'] = round(float(roc_auc_score(np.r_[np.zeros(len(reals)), np.ones(len(fakes))],
+                                           np.r_[reals, fakes])), 4)
     out[attribute] = groups
     gaps += [abs(g['rate'] - overall) for k, g in groups.items() if g['judged'] and k != 'unknown']
   out['max_gap'] = round(max(gaps), 4) if gaps else None
@@ -804,6 +826,11 @@ def score_row(d, spec: dict, scores: np.ndarray, **extra) -> dict:
              train_reals=int((d['label'][train] == 0).sum()),
              eval_reals=int((eval_labels == 0).sum()), threshold=round(float(threshold), 6),
              **extra)
+  # Which training collection's eval reals the threshold stands on (k over it, of n).
+  row['eval_reals_over_threshold'] = {
+      str(source): [int((scores[m] >= threshold).sum()), int(m.sum())]
+      for source in sorted(set(d['source'][evaluation & (d['label'] == 0)].tolist()))
+      for m in [evaluation & (d['label'] == 0) & (d['source'] == source)]}
   row['generators'] = score_generators(d, scores, threshold)
   row['audit'] = {source: audit(d, scores, threshold, source) for source in (FAIRFACE, UTK)}
   row['sdfd_groups'] = sdfd_groups(d, scores, threshold)
@@ -1085,6 +1112,7 @@ def _seed_numbers(by_key: dict, reals: str, lever: str, seed: int) -> dict:
           'sdfd_tpr': full['sdfd_groups']['tpr'], 'sdfd_max_gap': full['sdfd_groups']['max_gap'],
           'sdfd_race_tpr': {k: g['rate'] for k, g in full['sdfd_groups']['race'].items()},
           'sdfd_gender_tpr': {k: g['rate'] for k, g in full['sdfd_groups']['gender'].items()},
+          'sdfd_race_auc': {k: g.get('auc') for k, g in full['sdfd_groups']['race'].items()},
           'sdfd_lowest_group': _lowest_group(full['sdfd_groups']),
           'within_auc': within, 'min_within_auc': min(within.values()),
           'logo_auc': logo, 'min_logo_auc': min(logo.values()),
@@ -1303,10 +1331,11 @@ def print_erasure(summary: List[dict]) -> None:
 
 
 def _most_often(groups: List[tuple]) -> str:
-  """The group most often named in `groups` (one (name, rate, n) per seed), its median rate over
-  those seeds as k of n with the Wilson 95% interval, and on how many seeds."""
+  """The group most often named in `groups` (one (name, rate, n) per seed; of tied groups the
+  first named, so the table does not depend on string hashing), its median rate over those
+  seeds as k of n with the Wilson 95% interval, and on how many seeds."""
   names = [name for name, _, _ in groups]
-  name = max(set(names), key=names.count)
+  name = max(names, key=names.count)
   n = next(n for g, _, n in groups if g == name)
   k = int(round(float(np.median([rate for g, rate, _ in groups if g == name])) * n))
   low, high = wilson(k, n)
@@ -1420,13 +1449,19 @@ def parity_markdown(summary: List[dict]) -> str:
              if v['verdict'] == 'loses' else '') + ' |')
   if len(lines) == 2:
     return ''
-  groups = {attribute: sorted({g for c in summary for g in c['per_seed'][0][f'sdfd_{attribute}_tpr']}
-                              - {'unknown'}) for attribute in ('race', 'gender')}
+  groups = {attribute: sorted({g for c in summary
+                               for g in c['per_seed'][0][f'sdfd_{attribute}_tpr']} - {'unknown'})
+            for attribute in ('race', 'gender')}
   lines += ['', '| lever | ' + ' | '.join(groups['race'] + groups['gender']) + ' |',
             '|' + '---|' * (len(groups['race']) + len(groups['gender']) + 1)]
-  for c in summary:
+
+  def mean(c, key, group):
+    return np.mean([s.get(key, {}).get(group) or np.nan for s in c['per_seed']])
+
+  for c in summary:  # TPR at the operating point (a race's AUC against the pooled test reals)
     lines.append(f"| {c['lever'] or '-'} | " + ' | '.join(
-        f"{np.mean([s[f'sdfd_{attribute}_tpr'].get(g, np.nan) for s in c['per_seed']]):.2f}"
+        f"{mean(c, f'sdfd_{attribute}_tpr', g):.2f}" + (
+            f" ({mean(c, 'sdfd_race_auc', g):.3f})" if attribute == 'race' else '')
         for attribute in ('race', 'gender') for g in groups[attribute]) + ' |')
   return '\n'.join(lines)
 

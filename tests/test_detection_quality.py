@@ -675,3 +675,21 @@ def test_generalization_bench_parity_rule_needs_a_gap_0_03_lower_and_no_loss(loa
                      ('min_logo_auc', 0.5999), ('min_within_auc', 0.8599), ('sdfd_tpr', 0.8699)):
     verdict = bench.parity_verdict(draws(0.07, **dict(at_bands, **{key: value})), base)
     assert verdict['verdict'] == 'loses' and verdict['losses'][key], key
+
+
+def test_generalization_bench_sdfd_groups_rank_each_prompted_group_against_the_samples_reals(
+    load_bench):
+  """bench/generalization.py: each prompted group's AUC is its fakes against the sample's pooled
+  test reals (a face added to the FairFace audit is not one), beside its TPR at the threshold."""
+  bench = load_bench('generalization')
+  d = {'split': np.array(['test'] * 8),
+       'source': np.array(['fairface'] * 4 + ['sdfd'] * 4),
+       'label': np.array([0] * 4 + [1] * 4),
+       'audit_added': np.array([False] * 3 + [True] + [False] * 4),
+       'race': np.array(['White'] * 4 + ['White', 'White', 'Black', 'Black']),
+       'gender': np.array(['Female'] * 8)}
+  scores = np.array([0.1, 0.3, 0.5, 0.99, 0.2, 0.6, 0.9, 0.95], np.float32)
+  groups = bench.sdfd_groups(d, scores, 0.55)
+  assert groups['race']['White']['auc'] == 0.6667 and groups['race']['White']['rate'] == 0.5
+  assert groups['race']['Black']['auc'] == 1.0 and groups['race']['Black']['rate'] == 1.0
+  assert groups['gender']['Female']['auc'] == round(10 / 12, 4)
