@@ -33,7 +33,7 @@ Two stages:
 Sample (fixed seed 0), split as the rows use it (train / eval / test):
   gan_faces  its own splits, 150 / 30 / 50 per class (128 px, FFHQ-aligned);
   k140       its own splits, 150 / 30 / 50 per class (256 px -> 128);
-  sdfd       300 of its 600 fakes, 45 / 10 / 45 %;
+  sdfd       300 of its 600 fakes, 45 / 10 / 45 % (`--sdfd-all`: the other 300 to test);
   fairface   120 of train (80 / 20 %, training reals) and 280 of val (audit);
   utkface    280 of 3,000: 100 training reals (80 / 20 %), 180 audit.
 About 1,900 faces: the tower costs ~0.55 s a face on 2 idle cores and ~1.8 s on the
@@ -86,6 +86,19 @@ each five consecutive seeds, judged by `confirm_verdict` (means over the draws, 
   .venv/bin/python bench/generalization.py erasure-table \
       bench/results/generalization_ensemble_confirm_audit70.json
 
+SDFD's prompted groups (docs/detection_quality.md, "SDFD's prompted groups caught alike: decision
+rule"): `--sdfd-all` adds SDFD's other 300 fakes to its test split (435 test fakes, 35-59 a prompted
+race; training and eval unchanged; crops and results in their own files, `_sdfd_all`), and the
+sample-weight levers of `sample_weights` are judged by `parity_verdict` (80 rows, 427-670 s at
+load 5-7):
+
+  nice -n 10 .venv/bin/python bench/generalization.py prepare --fairface-audit 70 --sdfd-all
+  nice -n 10 .venv/bin/python bench/generalization.py rows --erasure --reals +utkface \
+      --levers ,balance_sources,sdfd_x3,sdfd_groups --fairface-audit 70 --sdfd-all \
+      --out bench/results/generalization_parity_audit70_sdfd_all.json
+  .venv/bin/python bench/generalization.py erasure-table \
+      bench/results/generalization_parity_audit70_sdfd_all.json
+
 Views of the training crops (docs/detection_quality.md, "Augmented views for the CLIP head"):
 `prepare --views flip,history` embeds each training crop's views once into the same cache
 (0.75-0.9 s a view at load 5); `rows --views ...` trains the --heads (default mlp) on the
@@ -137,6 +150,8 @@ TARGET_FPR = 0.05
 # FairFace in the sample: the first FAIRFACE_TRAIN of train in the shuffled order (training
 # reals, 80 / 20 %) and the first FAIRFACE_AUDIT of val (audit); `--fairface-audit` adds to the latter.
 FAIRFACE_TRAIN, FAIRFACE_AUDIT = 120, 280
+# SDFD's first fakes in the shuffled order (45 / 10 / 45 %); `--sdfd-all` adds the rest to test.
+SDFD_SAMPLE = 300
 MIN_GROUP = 15  # groups under this many photos are reported, not judged (decision rule)
 # Goals of issue 33 (docs/detection_quality.md, G1-G5).
 WITHIN_AUC, LOGO_AUC, LOGO_TPR = 0.97, 0.90, 0.85
@@ -161,13 +176,15 @@ def _by_share(items: list, shares: Sequence[float]) -> List[list]:
   return parts + [items[start:]]
 
 
-def inputs(fairface_audit: int = 0) -> List[dict]:
+def inputs(fairface_audit: int = 0, sdfd_all: bool = False) -> List[dict]:
   """The sampled inputs: dicts with path, source, split, label (0 real, 1 fake), gender, race.
 
   Args:
     fairface_audit: 0 for the sample above; N > 0 enlarges only the FairFace audit (test
       split) to N faces per race x gender group (`fairface_audit_extra`), every other input
       the same.
+    sdfd_all: SDFD's other 300 fakes join its test split (435 test fakes, 33-68 a prompted
+      race), every other input the same; last in the list.
   """
   rows = []
   gan_split = {'train': TRAIN, 'valid': EVAL, 'test': TEST}
@@ -182,11 +199,9 @@ def inputs(fairface_audit: int = 0) -> List[dict]:
           rows.append(dict(path=path, source=source, split=gan_split[folder], label=label,
                            gender='unknown', race='unknown'))
   with open(os.path.join(DATA, 'sdfd', 'labels.csv')) as f:
-    sdfd = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])[:300]
-  for split, part in zip((TRAIN, EVAL, TEST), _by_share(sdfd, (0.45, 0.1, 0.45))):
-    for r in map(dict, part):
-      rows.append(dict(path=os.path.join(DATA, 'sdfd', r['path']), source=SDFD, split=split,
-                       label=1, gender=r['gender'], race=r['race']))
+    sdfd = _shuffled([tuple(r.items()) for r in csv.DictReader(f)])
+  for split, part in zip((TRAIN, EVAL, TEST), _by_share(sdfd[:SDFD_SAMPLE], (0.45, 0.1, 0.45))):
+    rows += [_sdfd_row(dict(r), split) for r in part]
   fairface = _fairface_labelled()
   for folder, count in (('train', FAIRFACE_TRAIN), ('val', FAIRFACE_AUDIT)):
     labelled = fairface[folder][:count]
@@ -208,7 +223,14 @@ def inputs(fairface_audit: int = 0) -> List[dict]:
   if fairface_audit:  # last: every other input keeps its place
     rows += [_fairface_row(dict(r), TEST)
              for r in fairface_audit_extra(fairface, fairface_audit)]
+  if sdfd_all:
+    rows += [_sdfd_row(dict(r), TEST) for r in sdfd[SDFD_SAMPLE:]]
   return rows
+
+
+def _sdfd_row(r: dict, split: str) -> dict:
+  return dict(path=os.path.join(DATA, 'sdfd', r['path']), source=SDFD, split=split, label=1,
+              gender=r['gender'], race=r['race'])
 
 
 def _fairface_labelled() -> Dict[str, list]:
@@ -261,9 +283,10 @@ def fairface_audit_extra(fairface: Dict[str, list], per_group: int) -> list:
   return extra
 
 
-def crops_file(fairface_audit: int = 0) -> str:
-  """Where `prepare` keeps the crops of `inputs(fairface_audit)` (the sample's own: CROPS)."""
-  return CROPS.replace('.pkl', f'_fairface_audit{fairface_audit}.pkl') if fairface_audit else CROPS
+def crops_file(fairface_audit: int = 0, sdfd_all: bool = False) -> str:
+  """Where `prepare` keeps the crops of `inputs(fairface_audit, sdfd_all)` (the sample's: CROPS)."""
+  return CROPS.replace('.pkl', (f'_fairface_audit{fairface_audit}' if fairface_audit else '')
+                       + ('_sdfd_all' if sdfd_all else '') + '.pkl')
 
 
 def _save(rows: List[dict], path: str = CROPS) -> None:
@@ -275,11 +298,12 @@ def _save(rows: List[dict], path: str = CROPS) -> None:
 
 
 def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = (),
-            image_size: int = 224) -> int:
+            sdfd_all: bool = False, image_size: int = 224) -> int:
   """Crops of every input as the pipeline would write them, their cached embeddings, and
   those of `views` of the training crops (embed_views).
 
-  With `fairface_audit` (`inputs`), to their own file (`crops_file`), reusing the sample's crops.
+  With `fairface_audit` or `sdfd_all` (`inputs`), to their own file (`crops_file`), reusing the
+  crops of the sample and of the same audit without `sdfd_all`.
   `image_size`: the tower's input side (train.image_size); other than 224 the embeddings go to
   that size's own cache folder and the summary to its own file (`prepare_file`).
   """
@@ -291,13 +315,13 @@ def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = (),
   preparers = {'none': FacePreparer(FacePreparation(align='none', output_size=128)),
                'dlib': FacePreparer(FacePreparation(align='dlib', detector='hog+cnn',
                                                     output_size=128))}
-  done, path = {}, crops_file(fairface_audit)
-  for done_path in sorted({CROPS, path}):
+  done, path = {}, crops_file(fairface_audit, sdfd_all)
+  for done_path in sorted({CROPS, crops_file(fairface_audit), path}):
     if os.path.exists(done_path):
       with open(done_path, 'rb') as f:
         done.update({r['path']: r for r in pickle.load(f)})
   rows, missed, start = [], [], time.time()
-  todo = inputs(fairface_audit)
+  todo = inputs(fairface_audit, sdfd_all)
   for i, r in enumerate(todo):
     if r['path'] in done:
       rows.append(dict(r, image=done[r['path']]['image']))
@@ -338,7 +362,7 @@ def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = (),
              'prepare_seconds': round(prepared_s), 'embed_seconds': round(time.time() - start),
              'computed': computed, 'reused': reused, 'cache': embedder.cache.folder,
              'image_size': image_size, 'load_avg': round(os.getloadavg()[0], 2)}
-  with open(prepare_file(fairface_audit, image_size), 'w') as f:
+  with open(prepare_file(fairface_audit, sdfd_all, image_size), 'w') as f:
     json.dump(summary, f, indent=1)
   if views:
     embed_views(rows, views, embedder, cache)
@@ -512,28 +536,29 @@ def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = V
           for fakes in FAKE_SETS + ((GAN,), (K140,))]
 
 
-def prepare_file(fairface_audit: int = 0, image_size: int = 224) -> str:
-  """The summary `prepare` writes beside its crops (`_<size>px` for a tower input other than 224)."""
-  crops = crops_file(fairface_audit)
+def prepare_file(fairface_audit: int = 0, sdfd_all: bool = False,
+                 image_size: int = 224) -> str:
+  """The summary `prepare` writes beside its crops (`_<size>px` at a tower input other than 224)."""
+  crops = crops_file(fairface_audit, sdfd_all)
   size = f'_{image_size}px' if image_size != 224 else ''
   return os.path.join(os.path.dirname(crops), os.path.basename(crops).replace(
       'crops', 'prepare').replace('.pkl', f'{size}.json'))
 
 
 def load_embedded(cache: str, fairface_audit: int = 0,
-                  image_size: int = 224) -> Dict[str, np.ndarray]:
+                  sdfd_all: bool = False, image_size: int = 224) -> Dict[str, np.ndarray]:
   """Columns of every prepared crop with its embedding [n, 512] at the tower's `image_size`,
   read from the Trainer's cache."""
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
-  with open(crops_file(fairface_audit), 'rb') as f:
+  with open(crops_file(fairface_audit, sdfd_all), 'rb') as f:
     rows = pickle.load(f)
 
   def not_cached(batch):
     raise SystemExit(f'{len(batch)} crops have no cached embedding in {cache}: run '
                      '`bench/generalization.py prepare'
                      + (f' --fairface-audit {fairface_audit}' if fairface_audit else '')
-                     + (f' --image-size {image_size}' if image_size != 224 else '')
-                     + '` first')
+                     + (' --sdfd-all' if sdfd_all else '')
+                     + (f' --image-size {image_size}' if image_size != 224 else '') + '` first')
 
   vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256, image_size).embed(
       [r['image'] for r in rows], not_cached, batch_size=len(rows))
@@ -580,23 +605,52 @@ def selection(d: Dict[str, np.ndarray], spec: dict, split: str) -> np.ndarray:
   return (d['split'] == split) & (fakes | reals)
 
 
+def _spread(weights: np.ndarray, m: np.ndarray, groups: np.ndarray) -> None:
+  """weights[m] (equal within m) spread equally over the values of groups[m], m's total
+  unchanged: each example's weight times m's count over (values x its value's count)."""
+  names, counts = np.unique(groups[m], return_counts=True)
+  share = dict(zip(names, m.sum() / (len(names) * counts)))
+  weights[m] *= np.array([share[g] for g in groups[m]], np.float32)
+
+
 def sample_weights(d: Dict[str, np.ndarray], mask: np.ndarray, lever: str) -> np.ndarray:
-  """The Trainer's class weights (data.class_weights); with 'reweight', the reals of each
-  diverse collection (FairFace, UTKFace) spread equally over its race x gender groups, the
-  collection's total weight unchanged (FFHQ has no group labels and keeps its weights)."""
+  """The Trainer's class weights (data.class_weights), then each lever of `lever` ('+'-joined):
+
+  * 'reweight': the reals of each diverse collection (FairFace, UTKFace) spread equally over
+    its race x gender groups, the collection's total weight unchanged (FFHQ has no group
+    labels and keeps its weights);
+  * 'balance_sources': within each class, each source (gan_faces, k140, sdfd, utkface,
+    fairface; the two GAN sources' FFHQ reals apart) the same total weight, the class's
+    total unchanged;
+  * 'sdfd_groups': SDFD's fakes spread equally over their prompted race x gender groups
+    ('unknown', a prompt that named neither, is a value), their total unchanged;
+  * 'sdfd_xK': SDFD's fakes K times their weight, then every fake rescaled so the class's
+    total is unchanged (the weight comes from the GAN fakes).
+  """
   from fakefaces.components.trainer import data
   labels = d['label'][mask]
   class_weight = data.class_weights({0: int((labels == 0).sum()), 1: int((labels == 1).sum())})
   weights = np.array([class_weight[int(l)] for l in labels], np.float32)
-  if 'reweight' in lever.split('+'):
-    sources = d['real_source'][mask]
-    groups = np.char.add(np.char.add(d['race'][mask].astype(str), ' x '),
-                         d['gender'][mask].astype(str))
-    for source in set(sources[labels == 0].tolist()) - {FFHQ}:
-      m = (labels == 0) & (sources == source)
-      names, counts = np.unique(groups[m], return_counts=True)
-      share = dict(zip(names, m.sum() / (len(names) * counts)))
-      weights[m] *= np.array([share[g] for g in groups[m]], np.float32)
+  levers = lever.split('+')
+  groups = np.char.add(np.char.add(d['race'][mask].astype(str), ' x '),
+                       d['gender'][mask].astype(str))
+  if 'reweight' in levers:
+    real_sources = d['real_source'][mask]
+    for source in set(real_sources[labels == 0].tolist()) - {FFHQ}:
+      _spread(weights, (labels == 0) & (real_sources == source), groups)
+  if 'balance_sources' in levers:
+    for label in (0, 1):
+      _spread(weights, labels == label, d['source'][mask])
+  boost = [float(l[len('sdfd_x'):]) for l in levers if l.startswith('sdfd_x')]
+  sdfd = ((labels == 1) & (d['source'][mask] == SDFD) if boost or 'sdfd_groups' in levers
+          else np.zeros(len(labels), bool))
+  if 'sdfd_groups' in levers and sdfd.any():
+    _spread(weights, sdfd, groups)
+  if boost and sdfd.any():
+    fakes = labels == 1
+    total = weights[fakes].sum()
+    weights[sdfd] *= boost[0]
+    weights[fakes] *= total / weights[fakes].sum()
   return weights
 
 
@@ -745,14 +799,22 @@ def score_generators(d, scores, threshold) -> Dict[str, dict]:
 
 
 def sdfd_groups(d, scores, threshold) -> dict:
-  """G5: SDFD test fakes caught at the operating point per prompted race and gender."""
+  """G5: SDFD test fakes caught at the operating point per prompted race and gender, and each
+  group's AUC against the reals SDFD's own AUC uses (`score_generators`): a group ranked below
+  the reals (a lower AUC) is missed at any threshold the reals allow."""
+  from sklearn.metrics import roc_auc_score
   m = (d['split'] == TEST) & (d['source'] == SDFD)
+  reals = scores[(d['split'] == TEST) & (d['label'] == 0) & ~d['audit_added']]
   caught = scores[m] >= threshold
   overall = float(caught.mean())
   out = {'n': int(m.sum()), 'tpr': round(overall, 4)}
   gaps = []
   for attribute in ('race', 'gender'):
     groups = rate_by_group(caught, d[attribute][m].astype(str))
+    for name, g in groups.items():
+      fakes = scores[m][d[attribute][m].astype(str) == name]
+      g['auc'] = round(float(roc_auc_score(np.r_[np.zeros(len(reals)), np.ones(len(fakes))],
+                                           np.r_[reals, fakes])), 4)
     out[attribute] = groups
     gaps += [abs(g['rate'] - overall) for k, g in groups.items() if g['judged'] and k != 'unknown']
   out['max_gap'] = round(max(gaps), 4) if gaps else None
@@ -772,6 +834,11 @@ def score_row(d, spec: dict, scores: np.ndarray, **extra) -> dict:
              train_reals=int((d['label'][train] == 0).sum()),
              eval_reals=int((eval_labels == 0).sum()), threshold=round(float(threshold), 6),
              **extra)
+  # Which training collection's eval reals the threshold stands on (k over it, of n).
+  row['eval_reals_over_threshold'] = {
+      str(source): [int((scores[m] >= threshold).sum()), int(m.sum())]
+      for source in sorted(set(d['source'][evaluation & (d['label'] == 0)].tolist()))
+      for m in [evaluation & (d['label'] == 0) & (d['source'] == source)]}
   row['generators'] = score_generators(d, scores, threshold)
   row['audit'] = {source: audit(d, scores, threshold, source) for source in (FAIRFACE, UTK)}
   row['sdfd_groups'] = sdfd_groups(d, scores, threshold)
@@ -1052,9 +1119,23 @@ def _seed_numbers(by_key: dict, reals: str, lever: str, seed: int) -> dict:
           'gan_faces_real_fpr': full['generators'][GAN]['real_fpr_at_threshold'],
           'sdfd_tpr': full['sdfd_groups']['tpr'], 'sdfd_max_gap': full['sdfd_groups']['max_gap'],
           'sdfd_race_tpr': {k: g['rate'] for k, g in full['sdfd_groups']['race'].items()},
+          'sdfd_gender_tpr': {k: g['rate'] for k, g in full['sdfd_groups']['gender'].items()},
+          'sdfd_race_auc': {k: g.get('auc') for k, g in full['sdfd_groups']['race'].items()},
+          'sdfd_lowest_group': _lowest_group(full['sdfd_groups']),
           'within_auc': within, 'min_within_auc': min(within.values()),
           'logo_auc': logo, 'min_logo_auc': min(logo.values()),
           'collection_probe_erased': full.get('collection_probe', {}).get('erased')}
+
+
+def _lowest_group(groups: dict) -> list:
+  """[name, caught, n] of the judged prompted race or gender group (not 'unknown') whose SDFD
+  TPR is lowest (`sdfd_groups`); [None, 0, 0] when none is judged."""
+  judged = [(g['rate'], name, g['n']) for attribute in ('race', 'gender')
+            for name, g in groups[attribute].items() if g['judged'] and name != 'unknown']
+  if not judged:
+    return [None, 0, 0]
+  rate, name, n = min(judged)
+  return [name, int(round(rate * n)), n]
 
 
 def _verdict(lever: List[dict], base: List[dict], unseen: str) -> dict:
@@ -1159,6 +1240,49 @@ def confirm_verdict(model: dict, base: dict) -> dict:
           'draws_model_base': draws, 'mean_model_base': means}
 
 
+# The SDFD parity rule's bands (docs/detection_quality.md, "SDFD's prompted groups caught
+# alike: decision rule"): the largest prompted-group gap lower by 0.03 (one photo of ~35), and
+# no loss: FairFace's FPR up by at most CONFIRM_LOSS_FAIRFACE_FPR, its worst group's by at most
+# one photo of 70, the lowest LOGO and within-source AUC down by at most LOSS_AUC, SDFD's TPR
+# at the operating point not down.
+PARITY_GAP_GAIN, PARITY_LOSS_GROUP_FPR = 0.03, 0.014
+# Each parity lever (a sample weighting) and the lever its rows are judged against: the same
+# configuration without the weighting.
+PARITY_LEVERS = ('balance_sources', 'sdfd_x3', 'sdfd_groups')
+
+
+def parity_base(lever: str) -> str:
+  """The lever a parity lever's rows are judged against: `lever` without its PARITY_LEVERS parts
+  ('' for the single head, 'ensemble5' for 'sdfd_x3+ensemble5'); None when it has none."""
+  parts = lever.split('+')
+  rest = [p for p in parts if p not in PARITY_LEVERS]
+  return None if len(rest) == len(parts) else '+'.join(rest)
+
+
+def parity_verdict(model: dict, base: dict) -> dict:
+  """The SDFD parity rule: a lever's draws (an `erasure_summary` entry) against its base's, means
+  over the seeds (`over_seeds`).
+
+  Returns:
+    verdict ('wins', 'no evidence', 'loses'), gains and losses per condition, and each number's
+    mean [lever, base].
+  """
+  eps = 1e-9  # the rates are rounded to 4 decimals
+  keys = ('sdfd_max_gap', 'sdfd_tpr', 'fairface_fpr', 'fairface_worst_group_fpr', 'min_logo_auc',
+          'min_within_auc')
+  means = {k: [model['numbers'][k]['mean'], base['numbers'][k]['mean']] for k in keys}
+  up = {k: m - b for k, (m, b) in means.items()}  # positive: the model higher
+  gains = {'sdfd_max_gap': bool(-up['sdfd_max_gap'] >= PARITY_GAP_GAIN - eps)}
+  losses = {'fairface_fpr': bool(up['fairface_fpr'] > CONFIRM_LOSS_FAIRFACE_FPR + eps),
+            'fairface_worst_group_fpr': bool(up['fairface_worst_group_fpr']
+                                             > PARITY_LOSS_GROUP_FPR + eps),
+            'min_logo_auc': bool(-up['min_logo_auc'] > LOSS_AUC + eps),
+            'min_within_auc': bool(-up['min_within_auc'] > LOSS_AUC + eps),
+            'sdfd_tpr': bool(-up['sdfd_tpr'] > eps)}
+  verdict = 'loses' if any(losses.values()) else 'wins' if all(gains.values()) else 'no evidence'
+  return {'verdict': verdict, 'gains': gains, 'losses': losses, 'means_lever_base': means}
+
+
 def seeds_by_configuration(by_key: dict) -> Dict[tuple, List[int]]:
   """Configuration -> its seeds, of rows keyed (configuration..., seed, fakes) trained on all
   three generators."""
@@ -1196,6 +1320,9 @@ def erasure_summary(rows: List[dict], ensemble_rule=None) -> List[dict]:
         c['against'][base or 'none'] = _verdict(c['per_seed'], other['per_seed'], c['unseen'])
     if c['lever'] in ENSEMBLE_LEVERS[1:] and (c['reals'], '') in by_config:
       c['against']['none'] = (ensemble_rule or ensemble_verdict)(c, by_config[(c['reals'], '')])
+    base = parity_base(c['lever'])
+    if base is not None and (c['reals'], base) in by_config:
+      c['against'][base or 'none'] = parity_verdict(c, by_config[(c['reals'], base)])
   return out
 
 
@@ -1211,6 +1338,18 @@ def print_erasure(summary: List[dict]) -> None:
           + f'  {verdicts}')
 
 
+def _most_often(groups: List[tuple]) -> str:
+  """The group most often named in `groups` (one (name, rate, n) per seed; of tied groups the
+  first named, so the table does not depend on string hashing), its median rate over those
+  seeds as k of n with the Wilson 95% interval, and on how many seeds."""
+  names = [name for name, _, _ in groups]
+  name = max(names, key=names.count)
+  n = next(n for g, _, n in groups if g == name)
+  k = int(round(float(np.median([rate for g, rate, _ in groups if g == name])) * n))
+  low, high = wilson(k, n)
+  return f'{name.replace(" x ", " ")} {k}/{n} [{low:.2f}, {high:.2f}] ({names.count(name)} seeds)'
+
+
 def erasure_markdown(summary: List[dict]) -> str:
   """The docs' tables of `erasure_summary`: means over the seeds with their ranges, and SDFD's
   TPR at the operating point per prompted race."""
@@ -1218,14 +1357,9 @@ def erasure_markdown(summary: List[dict]) -> str:
     n = c['numbers'][key]
     return f"{n['mean']:.{digits}f} ({n['min']:.{digits}f}-{n['max']:.{digits}f})"
 
-  def worst(c):  # the group most often worst, its median rate over those seeds: k of n, Wilson 95%
-    names = [s['unseen_worst_group'][0] for s in c['per_seed']]
-    name = max(set(names), key=names.count)
-    n = next(s['unseen_worst_group'][1] for s in c['per_seed'] if s['unseen_worst_group'][0] == name)
-    k = int(round(float(np.median([s['unseen_worst_group_fpr'] for s in c['per_seed']
-                                   if s['unseen_worst_group'][0] == name])) * n))
-    low, high = wilson(k, n)
-    return f'{name.replace(" x ", " ")} {k}/{n} [{low:.2f}, {high:.2f}] ({names.count(name)} seeds)'
+  def worst(c):
+    return _most_often([(s['unseen_worst_group'][0], s['unseen_worst_group_fpr'],
+                         s['unseen_worst_group'][1]) for s in c['per_seed']])
 
   def means(c, key):
     return ' / '.join(f"{np.mean([s[key][g] for s in c['per_seed']]):.3f}" for g in GENERATORS)
@@ -1294,6 +1428,50 @@ def confirm_markdown(summary: List[dict]) -> str:
         + (f" ({', '.join(k for k, lost in v['losses'].items() if lost)})"
            if v['verdict'] == 'loses' else '') + ' |')
   return '\n'.join(lines) if len(lines) > 2 else ''
+
+
+def parity_markdown(summary: List[dict]) -> str:
+  """The SDFD parity rule's numbers per lever against its base (`parity_verdict`), and SDFD's
+  TPR at the operating point per prompted race and gender (means over the seeds)."""
+  keys = ('sdfd_max_gap', 'sdfd_tpr', 'fairface_fpr', 'fairface_worst_group_fpr', 'min_logo_auc',
+          'min_within_auc')
+  lines = ['| lever | against | ' + ' | '.join(f'mean {k} (lever / base)' for k in keys)
+           + ' | lowest SDFD group, most often (median k/n, Wilson 95%): lever / base | verdict |',
+           '|' + '---|' * (len(keys) + 4)]
+  by_lever = {(c['reals'], c['lever']): c for c in summary}
+
+  def lowest(c):
+    return _most_often([(s['sdfd_lowest_group'][0], s['sdfd_lowest_group'][1]
+                         / max(s['sdfd_lowest_group'][2], 1), s['sdfd_lowest_group'][2])
+                        for s in c['per_seed']])
+
+  for c in summary:
+    for base, v in c['against'].items():
+      if 'means_lever_base' not in v:
+        continue
+      other = by_lever[(c['reals'], '' if base == 'none' else base)]
+      lines.append(f"| {c['lever']} | {base} | " + ' | '.join(
+          '{:.3f} / {:.3f}'.format(*v['means_lever_base'][k]) for k in keys)
+          + f" | {lowest(c)} / {lowest(other)} | {v['verdict']}"
+          + (f" ({', '.join(k for k, lost in v['losses'].items() if lost)})"
+             if v['verdict'] == 'loses' else '') + ' |')
+  if len(lines) == 2:
+    return ''
+  groups = {attribute: sorted({g for c in summary
+                               for g in c['per_seed'][0][f'sdfd_{attribute}_tpr']} - {'unknown'})
+            for attribute in ('race', 'gender')}
+  lines += ['', '| lever | ' + ' | '.join(groups['race'] + groups['gender']) + ' |',
+            '|' + '---|' * (len(groups['race']) + len(groups['gender']) + 1)]
+
+  def mean(c, key, group):
+    return np.mean([s.get(key, {}).get(group) or np.nan for s in c['per_seed']])
+
+  for c in summary:  # TPR at the operating point (a race's AUC against the pooled test reals)
+    lines.append(f"| {c['lever'] or '-'} | " + ' | '.join(
+        f"{mean(c, f'sdfd_{attribute}_tpr', g):.2f}" + (
+            f" ({mean(c, 'sdfd_race_auc', g):.3f})" if attribute == 'race' else '')
+        for attribute in ('race', 'gender') for g in groups[attribute]) + ' |')
+  return '\n'.join(lines)
 
 
 def audit_markdown(result: dict, source: str = FAIRFACE) -> str:
@@ -1515,7 +1693,7 @@ def run_rows(args) -> int:
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(2)
   start = time.time()
-  d = load_embedded(args.cache, args.fairface_audit, args.image_size)
+  d = load_embedded(args.cache, args.fairface_audit, args.sdfd_all, args.image_size)
   if args.views:
     load_views(d, sorted({k for v in args.views for k in v.split('+') if k != 'none'}),
                args.cache)
@@ -1574,7 +1752,7 @@ def run_rows(args) -> int:
   views = views_summary(rows) if args.views else None
   if views:
     print_views(views)
-  prepared = prepare_file(args.fairface_audit, args.image_size)
+  prepared = prepare_file(args.fairface_audit, args.sdfd_all, args.image_size)
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
                        + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
@@ -1589,6 +1767,7 @@ def run_rows(args) -> int:
                           if args.views else '')
                        + (f' --fairface-audit {args.fairface_audit}' if args.fairface_audit
                           else '')
+                       + (' --sdfd-all' if args.sdfd_all else '')
                        + (f' --image-size {args.image_size}' if args.image_size != 224 else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
@@ -1700,6 +1879,9 @@ def main(argv=None) -> int:
   parser.add_argument('--fairface-audit', type=int, default=0,
                       help='prepare / rows: the FairFace audit enlarged to N faces per race x '
                            'gender group (inputs); 0: the sample as it is')
+  parser.add_argument('--sdfd-all', action='store_true',
+                      help='prepare / rows: SDFD\'s other 300 fakes added to its test split '
+                           '(inputs); results beside the sample\'s (_sdfd_all)')
   parser.add_argument('--views', default='', type=lambda v: [s for s in v.split(',') if s],
                       help='prepare: comma-separated views of the training crops to embed '
                            f'({", ".join(VIEW_INDEX)}); rows: the views rows (view_specs) of '
@@ -1711,7 +1893,8 @@ def main(argv=None) -> int:
                       'total p50 over the cnn\'s is the cost condition')
   parser.add_argument('--image-size', type=int, default=224,
                       help='the CLIP tower\'s input side, px (train.image_size; 128: the crops as '
-                      'they are); embeddings in that size\'s cache folder, results in _<size>px files')
+                      'they are); embeddings in that size\'s cache folder, results in '
+                      '_<size>px files')
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
   args.seeds = args.seeds or list(VIEW_SEEDS if args.views else ERASURE_SEEDS)
@@ -1727,14 +1910,16 @@ def main(argv=None) -> int:
                   ERASURE_OUT if args.erasure else OUT)
     if args.fairface_audit:  # never over the committed sample's results
       args.out = args.out.replace('.json', f'_audit{args.fairface_audit}.json')
+    if args.sdfd_all:
+      args.out = args.out.replace('.json', '_sdfd_all.json')
     if args.image_size != 224:
       args.out = args.out.replace('.json', f'_{args.image_size}px.json')
   if set(args.views) - {'none'} and args.image_size != 224:
     parser.error('--views: the views are embedded at 224 px only (--views none at any size)')
   if args.stage == 'prepare':
-    return prepare(args.cache, args.fairface_audit, args.views, args.image_size)
+    return prepare(args.cache, args.fairface_audit, args.views, args.sdfd_all, args.image_size)
   if args.stage == 'collection-probe':
-    d = load_embedded(args.cache, args.fairface_audit)
+    d = load_embedded(args.cache, args.fairface_audit, args.sdfd_all)
     for reals in ERASURE_REALS:
       print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
     return 0
@@ -1752,11 +1937,12 @@ def main(argv=None) -> int:
       with open(path) as f:
         for c in json.load(f)['erasure']:  # a configuration in two files: the same rows
           summary.setdefault((c['reals'], c['lever']), c)
+    levers = ERASURE_LEVERS + ('erase_ffhq',) + ENSEMBLE_LEVERS[1:] + PARITY_LEVERS
     ordered = sorted(summary.values(), key=lambda c: (
         ERASURE_REALS.index(c['reals']),
-        (ERASURE_LEVERS + ('erase_ffhq',) + ENSEMBLE_LEVERS[1:]).index(c['lever'])))
+        levers.index(c['lever']) if c['lever'] in levers else len(levers), c['lever']))
     print(erasure_markdown(ordered))
-    for rule in (ensemble_markdown(ordered), confirm_markdown(ordered)):
+    for rule in (ensemble_markdown(ordered), confirm_markdown(ordered), parity_markdown(ordered)):
       if rule:
         print('\n' + rule)
     return 0

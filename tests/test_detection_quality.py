@@ -2,6 +2,7 @@
 the spectral floor, the learning-rate schedule, and their config fields."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -627,3 +628,104 @@ def test_generalization_bench_res_rule_keeps_128_px_only_within_every_band_and_t
   # The same gain with a loss elsewhere is no gain: the verdict loses.
   lost = bench.res_verdict(shifted(**{'k140->gan_faces': 0.05, 'sdfd_tpr': -0.04}), native, 2.0)
   assert lost['verdict'] == 'loses' and lost['gains'] == []
+
+
+def test_generalization_bench_sdfd_levers_keep_each_class_total_and_move_only_their_weight(
+    load_bench):
+  """bench/generalization.py: 'balance_sources' gives each source the same total within its
+  class, 'sdfd_groups' each prompted race x gender group of SDFD's fakes the same total,
+  'sdfd_x3' SDFD's fakes 3x the GAN fakes' weight; every class total stays the class weights',
+  and a row without SDFD fakes (its LOGO twin) keeps its weights under the SDFD levers."""
+  bench = load_bench('generalization')
+  source = np.array(['gan_faces'] * 4 + ['sdfd'] * 3 + ['gan_faces'] * 3 + ['utkface'])
+  d = {'label': np.array([1] * 7 + [0] * 4), 'source': source,
+       'real_source': np.where(source == 'gan_faces', 'ffhq', source),
+       'race': np.array(['unknown'] * 4 + ['White', 'White', 'Black'] + ['unknown'] * 3
+                        + ['Black']),
+       'gender': np.array(['unknown'] * 4 + ['Female'] * 3 + ['unknown'] * 3 + ['Male'])}
+  every = np.ones(11, bool)
+  fakes, reals, sdfd = d['label'] == 1, d['label'] == 0, source == 'sdfd'
+  plain = bench.sample_weights(d, every, '')
+  for lever in bench.PARITY_LEVERS:
+    w = bench.sample_weights(d, every, lever)
+    for m in (fakes, reals):
+      np.testing.assert_allclose(w[m].sum(), plain[m].sum(), rtol=1e-6, err_msg=lever)
+  w = bench.sample_weights(d, every, 'balance_sources')
+  np.testing.assert_allclose(w[:4].sum(), w[4:7].sum(), rtol=1e-6)  # 4 GAN fakes = 3 SDFD
+  np.testing.assert_allclose(w[7:10].sum(), w[10], rtol=1e-6)  # 3 FFHQ reals = 1 UTKFace
+  w = bench.sample_weights(d, every, 'sdfd_groups')
+  np.testing.assert_allclose(w[4] + w[5], w[6], rtol=1e-6)  # White women = Black women
+  np.testing.assert_allclose(w[4:7].sum(), plain[4:7].sum(), rtol=1e-6)
+  np.testing.assert_allclose(w[reals], plain[reals])
+  w = bench.sample_weights(d, every, 'sdfd_x3')
+  np.testing.assert_allclose(w[4] / w[0], 3.0, rtol=1e-6)
+  np.testing.assert_allclose(w[reals], plain[reals])
+  logo = ~sdfd
+  for lever in ('sdfd_x3', 'sdfd_groups'):
+    np.testing.assert_allclose(bench.sample_weights(d, logo, lever),
+                               bench.sample_weights(d, logo, ''), err_msg=lever)
+
+
+def test_generalization_bench_sdfd_all_adds_only_the_other_sdfd_fakes_to_test(
+    load_bench, faces_data):
+  """bench/generalization.py `--sdfd-all`: every other input is the same and in its place (the
+  FairFace audit's too); SDFD's other fakes join its test split, none of them an input already,
+  so all of SDFD is used once; the results and crops go to their own files."""
+  bench = load_bench('generalization')
+  bench.DATA = faces_data
+  base, every = bench.inputs(70), bench.inputs(70, sdfd_all=True)
+  assert every[:len(base)] == base
+  extra = every[len(base):]
+  assert {(r['source'], r['split'], r['label']) for r in extra} == {('sdfd', 'test', 1)}
+  sdfd = [r['path'] for r in every if r['source'] == 'sdfd']
+  with open(os.path.join(faces_data, 'sdfd', 'labels.csv')) as f:
+    assert len(set(sdfd)) == len(sdfd) == sum(1 for _ in f) - 1
+  assert len({bench.crops_file(), bench.crops_file(70), bench.crops_file(70, True),
+              bench.crops_file(0, True)}) == 4
+  assert bench.crops_file(70) == bench.CROPS.replace('.pkl', '_fairface_audit70.pkl')
+
+
+def test_generalization_bench_parity_rule_needs_a_gap_0_03_lower_and_no_loss(load_bench):
+  """bench/generalization.py: a parity lever wins when the mean largest SDFD prompted-group gap is
+  0.03 lower and nothing is lost at the rule's bands (FairFace FPR +0.005, its worst group +0.014,
+  lowest LOGO and within-source AUC -0.02, SDFD TPR not down); a hair past any band decides
+  otherwise. Each lever is judged against the same rows without it, ensembles against ensembles."""
+  bench = load_bench('generalization')
+  assert [bench.parity_base(l) for l in ('sdfd_x3', 'sdfd_x3+ensemble5', 'ensemble5', '')] == [
+      '', 'ensemble5', None, None]
+
+  def draws(gap, **numbers):
+    base = dict(sdfd_max_gap=gap, sdfd_tpr=0.87, fairface_fpr=0.010,
+                fairface_worst_group_fpr=0.040, min_logo_auc=0.62, min_within_auc=0.88)
+    base.update(numbers)
+    per_seed = [dict(base) for _ in range(5)]
+    return {'per_seed': per_seed, 'numbers': bench.over_seeds(per_seed)}
+  base = draws(0.10)
+  at_bands = dict(sdfd_tpr=0.87, fairface_fpr=0.015, fairface_worst_group_fpr=0.054,
+                  min_logo_auc=0.60, min_within_auc=0.86)
+  verdict = bench.parity_verdict(draws(0.07, **at_bands), base)
+  assert verdict['verdict'] == 'wins', verdict
+  assert verdict['means_lever_base']['sdfd_max_gap'] == [0.07, 0.1]
+  assert bench.parity_verdict(draws(0.0701), base)['verdict'] == 'no evidence'
+  for key, value in (('fairface_fpr', 0.0151), ('fairface_worst_group_fpr', 0.0541),
+                     ('min_logo_auc', 0.5999), ('min_within_auc', 0.8599), ('sdfd_tpr', 0.8699)):
+    verdict = bench.parity_verdict(draws(0.07, **dict(at_bands, **{key: value})), base)
+    assert verdict['verdict'] == 'loses' and verdict['losses'][key], key
+
+
+def test_generalization_bench_sdfd_groups_rank_each_prompted_group_against_the_samples_reals(
+    load_bench):
+  """bench/generalization.py: each prompted group's AUC is its fakes against the sample's pooled
+  test reals (a face added to the FairFace audit is not one), beside its TPR at the threshold."""
+  bench = load_bench('generalization')
+  d = {'split': np.array(['test'] * 8),
+       'source': np.array(['fairface'] * 4 + ['sdfd'] * 4),
+       'label': np.array([0] * 4 + [1] * 4),
+       'audit_added': np.array([False] * 3 + [True] + [False] * 4),
+       'race': np.array(['White'] * 4 + ['White', 'White', 'Black', 'Black']),
+       'gender': np.array(['Female'] * 8)}
+  scores = np.array([0.1, 0.3, 0.5, 0.99, 0.2, 0.6, 0.9, 0.95], np.float32)
+  groups = bench.sdfd_groups(d, scores, 0.55)
+  assert groups['race']['White']['auc'] == 0.6667 and groups['race']['White']['rate'] == 0.5
+  assert groups['race']['Black']['auc'] == 1.0 and groups['race']['Black']['rate'] == 1.0
+  assert groups['gender']['Female']['auc'] == round(10 / 12, 4)
