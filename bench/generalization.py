@@ -119,6 +119,7 @@ import math
 import os
 import pickle
 import random
+import re
 import sys
 import time
 from typing import Dict, List, Sequence
@@ -297,12 +298,14 @@ def _save(rows: List[dict], path: str = CROPS) -> None:
 
 
 def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = (),
-            sdfd_all: bool = False) -> int:
+            sdfd_all: bool = False, image_size: int = 224) -> int:
   """Crops of every input as the pipeline would write them, their cached embeddings, and
   those of `views` of the training crops (embed_views).
 
   With `fairface_audit` or `sdfd_all` (`inputs`), to their own file (`crops_file`), reusing the
   crops of the sample and of the same audit without `sdfd_all`.
+  `image_size`: the tower's input side (train.image_size); other than 224 the embeddings go to
+  that size's own cache folder and the summary to its own file (`prepare_file`).
   """
   from fakefaces.components.face_preparation.faces import FacePreparation, FacePreparer
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
@@ -343,13 +346,13 @@ def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = (),
   prepared_s = time.time() - start
   print(f'{len(rows)} crops, {len(missed)} without a face, {prepared_s:.0f} s -> {path}',
         flush=True)
-  config = TrainConfig(architecture='clip_vit_b16', image_size=224, color_mode='rgb',
+  config = TrainConfig(architecture='clip_vit_b16', image_size=image_size, color_mode='rgb',
                        embedding_cache_dir=cache)
   embedder = Embedder(config)
   start, computed, reused = time.time(), 0, 0
   for source in (SDFD, FAIRFACE, UTK, GAN, K140):
     # The cache read again per source: another process may have embedded some meanwhile.
-    embedder.cache = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256)
+    embedder.cache = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256, image_size)
     images = [r['image'] for r in rows if r['source'] == source]
     embedder(images, batch_size=32)
     computed, reused = computed + embedder.cache.computed, reused + embedder.cache.reused
@@ -357,8 +360,9 @@ def prepare(cache: str, fairface_audit: int = 0, views: Sequence[str] = (),
           f'{time.time() - start:.0f} s', flush=True)
   summary = {'crops': len(rows), 'without_face': len(missed), 'missed': missed[:50],
              'prepare_seconds': round(prepared_s), 'embed_seconds': round(time.time() - start),
-             'computed': computed, 'reused': reused, 'cache': embedder.cache.folder}
-  with open(prepare_file(fairface_audit, sdfd_all), 'w') as f:
+             'computed': computed, 'reused': reused, 'cache': embedder.cache.folder,
+             'image_size': image_size, 'load_avg': round(os.getloadavg()[0], 2)}
+  with open(prepare_file(fairface_audit, sdfd_all, image_size), 'w') as f:
     json.dump(summary, f, indent=1)
   if views:
     embed_views(rows, views, embedder, cache)
@@ -532,16 +536,19 @@ def view_specs(settings: Sequence[str] = VIEW_SETTINGS, seeds: Sequence[int] = V
           for fakes in FAKE_SETS + ((GAN,), (K140,))]
 
 
-def prepare_file(fairface_audit: int = 0, sdfd_all: bool = False) -> str:
-  """The summary `prepare` writes beside its crops."""
+def prepare_file(fairface_audit: int = 0, sdfd_all: bool = False,
+                 image_size: int = 224) -> str:
+  """The summary `prepare` writes beside its crops (`_<size>px` at a tower input other than 224)."""
   crops = crops_file(fairface_audit, sdfd_all)
+  size = f'_{image_size}px' if image_size != 224 else ''
   return os.path.join(os.path.dirname(crops), os.path.basename(crops).replace(
-      'crops', 'prepare').replace('.pkl', '.json'))
+      'crops', 'prepare').replace('.pkl', f'{size}.json'))
 
 
 def load_embedded(cache: str, fairface_audit: int = 0,
-                  sdfd_all: bool = False) -> Dict[str, np.ndarray]:
-  """Columns of every prepared crop with its embedding [n, 512], read from the Trainer's cache."""
+                  sdfd_all: bool = False, image_size: int = 224) -> Dict[str, np.ndarray]:
+  """Columns of every prepared crop with its embedding [n, 512] at the tower's `image_size`,
+  read from the Trainer's cache."""
   from fakefaces.components.image_encoder import clip_weights, embedding_cache
   with open(crops_file(fairface_audit, sdfd_all), 'rb') as f:
     rows = pickle.load(f)
@@ -550,9 +557,10 @@ def load_embedded(cache: str, fairface_audit: int = 0,
     raise SystemExit(f'{len(batch)} crops have no cached embedding in {cache}: run '
                      '`bench/generalization.py prepare'
                      + (f' --fairface-audit {fairface_audit}' if fairface_audit else '')
-                     + (' --sdfd-all' if sdfd_all else '') + '` first')
+                     + (' --sdfd-all' if sdfd_all else '')
+                     + (f' --image-size {image_size}' if image_size != 224 else '') + '` first')
 
-  vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256).embed(
+  vectors = embedding_cache.EmbeddingCache(cache, clip_weights.SHA256, image_size).embed(
       [r['image'] for r in rows], not_cached, batch_size=len(rows))
   columns = {k: np.array([r[k] for r in rows]) for k in ('source', 'split', 'label', 'gender',
                                                          'race')}
@@ -1595,6 +1603,71 @@ def print_views(summary: List[dict]) -> None:
           + f'  {verdict}')
 
 
+# The 128 px rule's bands (docs/detection_quality.md, "The tower at the crops' own 128 px:
+# decision rule"): falls in AUC and SDFD TPR, rises in FairFace's FPR and its worst judged group's
+# (one photo of 70), on the means over the seeds; issue 32's cost goal; a transfer gain.
+RES_LOSS_AUC, RES_LOSS_SDFD_TPR = 0.02, 0.03
+RES_LOSS_FAIRFACE_FPR, RES_LOSS_GROUP_FPR = 0.005, 0.014
+RES_COST_RATIO = 2.5  # total p50 of a photo to its verdict over the CNN's (bench/photo.py)
+RES_GAIN_AUC = 0.02
+RES_TRANSFER = ('min_logo_auc', 'gan_faces->k140', 'k140->gan_faces')
+
+
+def res_verdict(small: List[dict], native: List[dict], cost_ratio=None) -> dict:
+  """The 128 px rule: per-seed numbers (`_view_numbers`) at the smaller input against 224's, means
+  over the seeds, and the smaller model's total p50 over the CNN's in one bench/photo.py run
+  (None: not measured, which fails its condition).
+
+  Returns:
+    verdict ('kept' or 'loses'), each condition and whether it holds, the conditions failing,
+    the transfer metrics gaining >= RES_GAIN_AUC (reported only when kept), and the means
+    [small, native].
+  """
+  def mean(rows, key):
+    return float(np.mean([r[key] for r in rows]))
+
+  eps = 1e-9  # the rates are rounded to 4 decimals
+  change = {k: mean(small, k) - mean(native, k) for k in (
+      RES_TRANSFER + ('min_within_auc', 'sdfd_tpr', 'fairface_fpr', 'fairface_worst_group_fpr'))}
+  held = {f'{k} falls <= {RES_LOSS_AUC}': bool(-change[k] <= RES_LOSS_AUC + eps)
+          for k in RES_TRANSFER + ('min_within_auc',)}
+  held[f'sdfd_tpr falls <= {RES_LOSS_SDFD_TPR}'] = bool(
+      -change['sdfd_tpr'] <= RES_LOSS_SDFD_TPR + eps)
+  held[f'fairface_fpr rises <= {RES_LOSS_FAIRFACE_FPR}'] = bool(
+      change['fairface_fpr'] <= RES_LOSS_FAIRFACE_FPR + eps)
+  held[f'fairface_worst_group_fpr rises <= {RES_LOSS_GROUP_FPR}'] = bool(
+      change['fairface_worst_group_fpr'] <= RES_LOSS_GROUP_FPR + eps)
+  held[f'total p50 <= {RES_COST_RATIO}x the cnn\'s'] = bool(
+      cost_ratio is not None and cost_ratio <= RES_COST_RATIO + eps)
+  failing = [k for k, v in held.items() if not v]
+  kept = not failing
+  return {'verdict': 'kept' if kept else 'loses', 'conditions': held, 'failing': failing,
+          'gains': [k for k in RES_TRANSFER if kept and change[k] >= RES_GAIN_AUC - eps],
+          'change': {k: round(v, 4) for k, v in change.items()},
+          'cost_ratio': cost_ratio,
+          'means_small_native': {k: [round(mean(small, k), 4), round(mean(native, k), 4)]
+                                 for k in change}}
+
+
+RES_KEYS = ('min_logo_auc', 'gan_faces->k140', 'k140->gan_faces', 'min_within_auc', 'sdfd_tpr',
+            'fairface_fpr', 'fairface_worst_group_fpr')
+
+
+def res_markdown(small: List[dict], native: List[dict], seeds: Sequence[int], verdict: dict,
+                 sizes: Sequence[int] = (128, 224)) -> str:
+  """The docs' table of the 128 px rule: per seed and mean, each input size, then the change."""
+  head = '| input | seed | ' + ' | '.join(RES_KEYS) + ' |'
+  lines = [head, '|' + '---|' * (len(RES_KEYS) + 2)]
+  for size, rows in zip(sizes, (small, native)):
+    for seed, r in zip(seeds, rows):
+      lines.append(f'| {size} px | {seed} | ' + ' | '.join(f'{r[k]:.3f}' for k in RES_KEYS) + ' |')
+    lines.append(f'| **{size} px** | **mean** | ' + ' | '.join(
+        f'**{np.mean([r[k] for r in rows]):.3f}**' for k in RES_KEYS) + ' |')
+  lines.append(f'| change | mean | ' + ' | '.join(
+      f'{verdict["change"][k]:+.3f}' for k in RES_KEYS) + ' |')
+  return '\n'.join(lines)
+
+
 def _fmt(v, width=6):
   return f'{v:{width}.3f}' if isinstance(v, float) else f'{str(v):>{width}}'
 
@@ -1620,7 +1693,7 @@ def run_rows(args) -> int:
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(2)
   start = time.time()
-  d = load_embedded(args.cache, args.fairface_audit, args.sdfd_all)
+  d = load_embedded(args.cache, args.fairface_audit, args.sdfd_all, args.image_size)
   if args.views:
     load_views(d, sorted({k for v in args.views for k in v.split('+') if k != 'none'}),
                args.cache)
@@ -1679,7 +1752,7 @@ def run_rows(args) -> int:
   views = views_summary(rows) if args.views else None
   if views:
     print_views(views)
-  prepared = prepare_file(args.fairface_audit, args.sdfd_all)
+  prepared = prepare_file(args.fairface_audit, args.sdfd_all, args.image_size)
   import dataclasses
   result = {'command': f'bench/generalization.py rows --epochs {args.epochs}'
                        + (f' --cnn-epochs {args.cnn_epochs}' if args.cnn_epochs else '')
@@ -1694,7 +1767,8 @@ def run_rows(args) -> int:
                           if args.views else '')
                        + (f' --fairface-audit {args.fairface_audit}' if args.fairface_audit
                           else '')
-                       + (' --sdfd-all' if args.sdfd_all else ''),
+                       + (' --sdfd-all' if args.sdfd_all else '')
+                       + (f' --image-size {args.image_size}' if args.image_size != 224 else ''),
             'counts': _counts(d),
             'prepare': json.load(open(prepared)) if os.path.exists(prepared) else None,
             'cnn': {'config_file': os.path.relpath(CNN_CONFIG, ROOT),
@@ -1709,6 +1783,30 @@ def run_rows(args) -> int:
   with open(args.out, 'w') as f:
     json.dump(result, f, indent=1)
   print(f'-> {args.out}')
+  return 0
+
+
+def res_table(files: Sequence[str], photo_label: str) -> int:
+  """res-table: the views rows (`--views none`) at a smaller input and at 224 (`files`, in that
+  order), judged by `res_verdict` with the cost of `photo_label`'s bench/photo.py run; prints the
+  docs' table and the verdict."""
+  per_size = []
+  for path in files:
+    with open(path) as f:
+      (summary,) = [c for c in json.load(f)['views'] if c['views'] == 'none']
+    per_size.append(summary)
+  small, native = per_size
+  size = int(re.search(r'_(\d+)px\.json$', files[0]).group(1))
+  cost = None
+  if photo_label:
+    with open(os.path.join(ROOT, 'bench', 'results', 'photo_backbone.json')) as f:
+      cost = json.load(f)['runs'][photo_label]['models'][f'clip_{size}']['total_p50_over_cnn']
+  if small['seeds'] != native['seeds']:
+    raise SystemExit(f'res-table: seeds {small["seeds"]} against {native["seeds"]}')
+  verdict = res_verdict(small['per_seed'], native['per_seed'], cost)
+  print(res_markdown(small['per_seed'], native['per_seed'], small['seeds'], verdict,
+                     (size, 224)))
+  print(json.dumps(verdict, indent=1))
   return 0
 
 
@@ -1736,6 +1834,7 @@ def _seed_runs(seeds: Sequence[int]) -> str:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('stage', choices=('prepare', 'rows', 'erasure-table', 'audit-table',
+                                        'res-table',
                                         'collection-probe'),
                       help='erasure-table: the docs\' tables from the erasure rows\' JSON files; '
                            'audit-table: FairFace\'s audit per draw and group from one such file; '
@@ -1789,6 +1888,13 @@ def main(argv=None) -> int:
                            f'these settings (e.g. {",".join(VIEW_SETTINGS)}) instead of '
                            f'row_specs, default --out {os.path.relpath(VIEWS_OUT, ROOT)}')
   parser.add_argument('--heads', default='mlp', help='the views rows\' heads (linear, mlp)')
+  parser.add_argument('--photo-label', default='',
+                      help='res-table: the bench/results/photo_backbone.json run whose clip_<size> '
+                      'total p50 over the cnn\'s is the cost condition')
+  parser.add_argument('--image-size', type=int, default=224,
+                      help='the CLIP tower\'s input side, px (train.image_size; 128: the crops as '
+                      'they are); embeddings in that size\'s cache folder, results in '
+                      '_<size>px files')
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
   args.seeds = args.seeds or list(VIEW_SEEDS if args.views else ERASURE_SEEDS)
@@ -1806,13 +1912,19 @@ def main(argv=None) -> int:
       args.out = args.out.replace('.json', f'_audit{args.fairface_audit}.json')
     if args.sdfd_all:
       args.out = args.out.replace('.json', '_sdfd_all.json')
+    if args.image_size != 224:
+      args.out = args.out.replace('.json', f'_{args.image_size}px.json')
+  if set(args.views) - {'none'} and args.image_size != 224:
+    parser.error('--views: the views are embedded at 224 px only (--views none at any size)')
   if args.stage == 'prepare':
-    return prepare(args.cache, args.fairface_audit, args.views, args.sdfd_all)
+    return prepare(args.cache, args.fairface_audit, args.views, args.sdfd_all, args.image_size)
   if args.stage == 'collection-probe':
     d = load_embedded(args.cache, args.fairface_audit, args.sdfd_all)
     for reals in ERASURE_REALS:
       print(f'{reals}: {UNSEEN[reals][0]} test reals named as {unseen_named_as(d, reals)}')
     return 0
+  if args.stage == 'res-table':
+    return res_table(args.files, args.photo_label)
   if args.stage == 'audit-table':
     for path in args.files:
       with open(path) as f:

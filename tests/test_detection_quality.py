@@ -594,6 +594,42 @@ def test_generalization_bench_confirm_rule_needs_g3_at_7_of_8_a_photo_of_70_and_
   assert verdict['verdict'] == 'loses' and verdict['losses']['fairface_fpr']
 
 
+def test_generalization_bench_res_rule_keeps_128_px_only_within_every_band_and_the_cost_goal(
+    load_bench):
+  """bench/generalization.py: the 128 px rule keeps the smaller input at its bands exactly (AUCs
+  0.02 lower, SDFD TPR 0.03 lower, FairFace FPR 0.005 and its worst group 0.014 higher, cost 2.5x
+  the cnn's) and not a hair past any of them; an unmeasured cost is no pass; a transfer metric
+  0.02 higher with nothing lost is reported as a gain."""
+  bench = load_bench('generalization')
+  native_numbers = {'min_logo_auc': 0.70, 'gan_faces->k140': 0.86, 'k140->gan_faces': 0.84,
+                    'min_within_auc': 0.95, 'sdfd_tpr': 0.90, 'fairface_fpr': 0.02,
+                    'fairface_worst_group_fpr': 0.04}
+  native = [dict(native_numbers, min_logo_auc=0.70 + d) for d in (-0.02, -0.01, 0, 0.01, 0.02)]
+  bands = {'min_logo_auc': -0.02, 'gan_faces->k140': -0.02, 'k140->gan_faces': -0.02,
+           'min_within_auc': -0.02, 'sdfd_tpr': -0.03, 'fairface_fpr': 0.005,
+           'fairface_worst_group_fpr': 0.014}
+
+  def shifted(**change):
+    return [{k: v + change.get(k, 0.0) for k, v in r.items()} for r in native]
+  at_bands = bench.res_verdict(shifted(**bands), native, 2.5)
+  assert at_bands['verdict'] == 'kept' and at_bands['gains'] == [], at_bands
+  assert bench.res_verdict(shifted(), native, 2.5)['verdict'] == 'kept'
+  for key, band in bands.items():  # a hair past one band, the others at theirs
+    past = bench.res_verdict(shifted(**dict(bands, **{key: band + (0.001 if band > 0 else
+                                                                    -0.001)})), native, 2.5)
+    assert past['verdict'] == 'loses' and len(past['failing']) == 1, (key, past)
+    assert past['failing'][0].startswith(key), (key, past['failing'])
+  for cost in (2.51, None):
+    costly = bench.res_verdict(shifted(), native, cost)
+    assert costly['verdict'] == 'loses' and costly['failing'] == ["total p50 <= 2.5x the cnn's"]
+  gained = bench.res_verdict(shifted(**{'k140->gan_faces': 0.02, 'min_logo_auc': 0.019}),
+                             native, 2.0)
+  assert gained['verdict'] == 'kept' and gained['gains'] == ['k140->gan_faces']
+  # The same gain with a loss elsewhere is no gain: the verdict loses.
+  lost = bench.res_verdict(shifted(**{'k140->gan_faces': 0.05, 'sdfd_tpr': -0.04}), native, 2.0)
+  assert lost['verdict'] == 'loses' and lost['gains'] == []
+
+
 def test_generalization_bench_sdfd_levers_keep_each_class_total_and_move_only_their_weight(
     load_bench):
   """bench/generalization.py: 'balance_sources' gives each source the same total within its

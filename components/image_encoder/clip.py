@@ -24,6 +24,15 @@ so it equals `float_reference_graph` (onnxruntime on the same graph with float
 MatMuls) up to float32 summation order, and differs from the INT8 graph's own
 output by its dynamic activation quantisation (docs/clip_backbone.md measures both).
 
+Other input sizes (feature_kinds.IMAGE_SIZES, multiples of 16 from 112 to
+224): s px gives (s/16)^2 patch tokens, and the position embedding of the
+14 x 14 grid is resampled to the (s/16) x (s/16) grid once, when the weights
+are set (`resample_position_embedding`: bicubic, antialiased, the class
+token's position kept; the usual way, as timm's `resample_abs_pos_embed` and
+Hugging Face CLIP's `interpolate_pos_encoding`). At 224 nothing is resampled:
+the tower is the one the reference route checks. At 128 px, the pipeline's
+crop side, the tower reads the crop as it is: 64 tokens instead of 196.
+
 The layers are frozen (`trainable=False`): the detector trains a head on the
 512-d embedding or on the class tokens (trainer/backbone.py, `build_head`).
 """
@@ -39,11 +48,12 @@ import tf_keras as keras
 from PIL import Image
 
 from fakefaces.components.image_encoder import clip_weights, precision
-from fakefaces.components.image_encoder.feature_kinds import BLOCKS, CLASS_TOKENS, EMBEDDING
+from fakefaces.components.image_encoder.feature_kinds import (BLOCKS, CLASS_TOKENS, EMBEDDING,
+                                                               IMAGE_SIZES, NATIVE_IMAGE_SIZE,
+                                                               PATCH)
 
 NAME = 'clip_vit_b16'
-IMAGE_SIZE = 224
-PATCH = 16
+IMAGE_SIZE = NATIVE_IMAGE_SIZE  # the default input side, px; the ONNX file's
 WIDTH = 768
 HEADS = 12
 LAYERS = BLOCKS
@@ -69,15 +79,49 @@ def quick_gelu(x):
   return x * tf.sigmoid(tf.cast(1.702, x.dtype) * x)
 
 
+def grid_side(height, width=None) -> int:
+  """Patches per side of a square input of `height` px: height / 16 (14 at 224, 8 at 128).
+
+  Raises:
+    ValueError: the input is not square or its side is not one of IMAGE_SIZES (names the sizes).
+  """
+  width = height if width is None else width
+  if height != width or height not in IMAGE_SIZES:
+    raise ValueError(f'the CLIP tower\'s image_size must be one of {list(IMAGE_SIZES)} (square, '
+                     f'whole 16 px patches), got {height} x {width}')
+  return height // PATCH
+
+
+def resample_position_embedding(position_embedding: np.ndarray, side: int) -> np.ndarray:
+  """CLIP's position embedding [1 + g^2, 768] -> [1 + side^2, 768] for a side x side patch grid.
+
+  Row 0 (the class token's) is kept; the g x g grid's rows are resized to
+  side x side, bicubic (Keys, a = -0.5), antialiased when shrinking (as timm's
+  `resample_abs_pos_embed`, antialias=True), in float64 and returned float32.
+  The same g is returned unchanged, bit for bit.
+  """
+  grid = int(round((position_embedding.shape[0] - 1)**0.5))
+  if side == grid:
+    return position_embedding
+  patches = position_embedding[1:].reshape(grid, grid, -1).astype(np.float64)
+  resized = tf.image.resize(patches[None], [side, side], method='bicubic', antialias=True)[0]
+  return np.concatenate([position_embedding[:1],
+                         resized.numpy().reshape(side * side, -1).astype(np.float32)])
+
+
 @keras.utils.register_keras_serializable(package='fakefaces')
 class ClipEmbeddings(keras.layers.Layer):
-  """Pixels [b, 224, 224, 3] in [0, 1] -> tokens [b, 197, 768]: normalise, patchify, class token, positions."""
+  """Pixels [b, s, s, 3] in [0, 1] -> tokens [b, (s/16)^2 + 1, 768]: normalise, patchify, class
+  token, positions (s = 224: [b, 197, 768]; s = 128: [b, 65, 768]).
+
+  s is the input's (build); its position embedding has (s/16)^2 + 1 rows.
+  """
 
   def build(self, input_shape):
     fixed = dict(trainable=False, initializer='zeros')  # set by load_weights
     self.patch_kernel = self.add_weight('patch_kernel', [PATCH, PATCH, 3, WIDTH], **fixed)
     self.class_embedding = self.add_weight('class_embedding', [WIDTH], **fixed)
-    tokens = (IMAGE_SIZE // PATCH)**2 + 1
+    tokens = grid_side(input_shape[1], input_shape[2])**2 + 1
     self.position_embedding = self.add_weight('position_embedding', [tokens, WIDTH], **fixed)
     super().build(input_shape)
 
@@ -173,7 +217,7 @@ class ClassTokenFeatures(keras.layers.Layer):
 
 
 def build_tower(inputs) -> Dict[str, tf.Tensor]:
-  """The tower's layers built on `inputs` ([b, 224, 224, 3] in [0, 1]), one pass, both kinds.
+  """The tower's layers built on `inputs` ([b, s, s, 3] in [0, 1], s in IMAGE_SIZES), one pass, both kinds.
 
   Returns {EMBEDDING: [b, 512], CLASS_TOKENS: [b, 12, 768]}. Built on the
   tensor, like model._application, so the layers are the model's own (named
@@ -250,13 +294,17 @@ def load_weights(model: keras.Model, weights: Dict[str, np.ndarray]) -> None:
   """Sets the tower layers of `model` (built by `build_tower`) from `read_weights`' dict.
 
   ln_post and the projection only where the model has them (a class-token
-  head's model has not).
+  head's model has not). The position embedding is resampled to the model's
+  input size (`resample_position_embedding`; none at 224).
   """
   w = weights
   prefix = 'vision_model.'
-  model.get_layer('clip_embeddings').set_weights([
+  embeddings = model.get_layer(TOWER_INPUT_LAYER)
+  side = grid_side(embeddings.input_shape[1], embeddings.input_shape[2])
+  embeddings.set_weights([
       np.transpose(w[prefix + 'embeddings.patch_embedding.weight'], [2, 3, 1, 0]),  # OIHW -> HWIO
-      w[prefix + 'embeddings.class_embedding'], w[prefix + 'embeddings.position_embedding.weight']])
+      w[prefix + 'embeddings.class_embedding'],
+      resample_position_embedding(w[prefix + 'embeddings.position_embedding.weight'], side)])
   model.get_layer('clip_ln_pre').set_weights([w[prefix + 'pre_layrnorm.weight'],
                                               w[prefix + 'pre_layrnorm.bias']])
   for i in range(LAYERS):
@@ -276,14 +324,19 @@ def load_weights(model: keras.Model, weights: Dict[str, np.ndarray]) -> None:
     model.get_layer(EMBEDDING_LAYER).set_weights([w['visual_projection.weight_t']])
 
 
-def build_encoder(weights: Optional[Dict[str, np.ndarray]] = None) -> keras.Model:
-  """The tower alone as a float32 model: image [b, 224, 224, 3] in [0, 1] -> `build_tower`'s
-  {EMBEDDING: [b, 512], CLASS_TOKENS: [b, 12, 768]}, from one pass.
+def build_encoder(weights: Optional[Dict[str, np.ndarray]] = None,
+                  image_size: int = IMAGE_SIZE) -> keras.Model:
+  """The tower alone as a float32 model: image [b, s, s, 3] in [0, 1] -> `build_tower`'s
+  {EMBEDDING: [b, 512], CLASS_TOKENS: [b, 12, 768]}, from one pass; s = `image_size`.
 
   `weights` defaults to `read_weights()` (the checked package file).
+
+  Raises:
+    ValueError: `image_size` is not one of IMAGE_SIZES.
   """
+  grid_side(image_size)
   with precision.policy('float32'):
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name='image')
+    inputs = keras.Input((image_size, image_size, 3), name='image')
     encoder = keras.Model(inputs, build_tower(inputs), name=f'{NAME}_encoder')
   load_weights(encoder, weights if weights is not None else read_weights())
   return encoder

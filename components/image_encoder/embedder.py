@@ -20,7 +20,12 @@ from fakefaces.components.image_encoder.feature_kinds import EMBEDDING
 
 
 class EncoderSettings(Protocol):
-  """What an Embedder reads: fields of TrainConfig and of AnnotatorConfig."""
+  """What an Embedder reads: fields of TrainConfig and of AnnotatorConfig.
+
+  The tower's input side is TrainConfig's `image_size` where the settings have
+  one (a backbone's, checked by the config); the annotator's have none and use
+  clip.IMAGE_SIZE (224).
+  """
   # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
   backbone_weights: str
   # Where embeddings are cached across runs; '' is embedding_cache.default_directory().
@@ -28,22 +33,35 @@ class EncoderSettings(Protocol):
 
 
 class Embedder:
-  """The float32 tower and its cache: encoded crops -> embeddings [n, 512] or class tokens [n, 12, 768]."""
+  """The float32 tower and its cache: encoded crops -> embeddings [n, 512] or class tokens [n, 12, 768].
+
+  Attributes:
+    image_size: the tower's input side, px; crops are decoded to it and cached under it.
+  """
 
   def __init__(self, config: EncoderSettings, weights: Optional[Dict[str, np.ndarray]] = None,
                encoder: Optional[keras.Model] = None):
-    """`weights` (clip.read_weights) and `encoder` (clip.build_encoder of them) when already loaded."""
+    """`weights` (clip.read_weights) and `encoder` (clip.build_encoder of them) when already loaded.
+
+    Raises:
+      ValueError: `encoder`'s input side is not the settings' image_size.
+    """
+    self.image_size = int(getattr(config, 'image_size', clip.IMAGE_SIZE))
     if weights is None:
       weights = clip.read_weights(config.backbone_weights or None)
     self.weights = weights
-    self.encoder = encoder or clip.build_encoder(weights)
-    self.cache = embedding_cache.EmbeddingCache(config.embedding_cache_dir, clip_weights.SHA256)
+    self.encoder = encoder or clip.build_encoder(weights, self.image_size)
+    if self.encoder.input_shape[1] != self.image_size:
+      raise ValueError(f'Embedder: the encoder reads {self.encoder.input_shape[1]} px, '
+                       f'image_size is {self.image_size}')
+    self.cache = embedding_cache.EmbeddingCache(config.embedding_cache_dir, clip_weights.SHA256,
+                                                self.image_size)
 
   # No autograph: no Python control flow here, and converting the tower's layers costs seconds.
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
   def _embed(self, image_bytes):
     # The serving signatures' decode (export.py), so cached and served embeddings agree.
-    return self.encoder(preprocess.decode_batch(image_bytes, clip.IMAGE_SIZE, 'rgb'),
+    return self.encoder(preprocess.decode_batch(image_bytes, self.image_size, 'rgb'),
                         training=False)
 
   def compute(self, images: List[bytes]) -> Dict[str, np.ndarray]:

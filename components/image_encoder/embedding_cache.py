@@ -2,10 +2,13 @@
 
 Key: sha256 of the encoded image bytes (what the Trainer decodes; a changed
 image is a new key, so it is recomputed) under a folder named by the
-backbone's weights sha256 (other weights never see these vectors), and the
+backbone's weights sha256 (other weights never see these vectors) and the
+tower's input size (`folder_name`: 224 px, the native size, keeps the bare
+sha256 folder, so caches written before other sizes existed stay valid; every
+other size has its own folder, so a 224 vector never serves a 128 tower), and the
 feature kind (feature_kinds.py): each kind has its own array and its own
 lookup, so an `embedding` is never read as `class_tokens` or the reverse.
-Storage: `<directory>/<backbone sha256[:16]>/embeddings-<sha256 of the keys>.npz`,
+Storage: `<directory>/<folder_name>/embeddings-<sha256 of the keys>.npz`,
 one file per batch of new images, each with `keys` (str [n]) and one array
 per kind the backbone computed for them: `embeddings` (float32 [n, 512]) and
 `class_tokens` (float32 [n, 12, 768]). One pass of the backbone gives every
@@ -27,7 +30,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from fakefaces.components.image_encoder.feature_kinds import CLASS_TOKENS, EMBEDDING
+from fakefaces.components.image_encoder.feature_kinds import (CLASS_TOKENS, EMBEDDING,
+                                                               NATIVE_IMAGE_SIZE)
 
 # Each kind's array in the files ('embeddings' for EMBEDDING, the name the files had
 # with one kind, so they stay readable).
@@ -40,12 +44,20 @@ def default_directory() -> str:
   return os.path.join(base, 'fakefaces', 'embeddings')
 
 
+def folder_name(backbone_sha256: str, image_size: int = NATIVE_IMAGE_SIZE) -> str:
+  """The cache folder of one backbone at one input size: '<sha256[:16]>' at 224 px,
+  '<sha256[:16]>-<size>px' at any other (e.g. '2d2da5e254d60501-128px')."""
+  base = backbone_sha256[:16]
+  return base if image_size == NATIVE_IMAGE_SIZE else f'{base}-{int(image_size)}px'
+
+
 def image_key(image_bytes: bytes) -> str:
   return hashlib.sha256(image_bytes).hexdigest()
 
 
 class EmbeddingCache:
-  """Features of one backbone, by kind and image key; `embed` computes only the missing ones.
+  """Features of one backbone at one input size, by kind and image key; `embed` computes only
+  the missing ones.
 
   Attributes:
     computed: images run through the backbone (each pass gives every kind), over
@@ -54,8 +66,10 @@ class EmbeddingCache:
       the same calls (a second run over the same images, one kind or both: computed 0).
   """
 
-  def __init__(self, directory: str, backbone_sha256: str):
-    self.folder = os.path.join(directory or default_directory(), backbone_sha256[:16])
+  def __init__(self, directory: str, backbone_sha256: str, image_size: int = NATIVE_IMAGE_SIZE):
+    """`image_size`: the tower's input side, px (train.image_size), which the vectors depend on."""
+    self.folder = os.path.join(directory or default_directory(),
+                               folder_name(backbone_sha256, image_size))
     self._vectors: Dict[str, Dict[str, np.ndarray]] = {}  # kind -> key -> vector
     self.computed = self.reused = 0
 

@@ -194,7 +194,8 @@ def _float32_layers(head: keras.Model, x, units: Optional[Dict[str, int]] = None
 
 
 def compose(head: keras.Model, weights: Dict[str, np.ndarray], config: TrainConfig) -> keras.Model:
-  """One float32 model: image [b, 224, 224, 3] in [0, 1] -> tower -> `head` -> P(fake) [b, 1].
+  """One float32 model: image [b, s, s, 3] in [0, 1] -> tower -> `head` -> P(fake) [b, 1];
+  s = `config.image_size` (224, or another of feature_kinds.IMAGE_SIZES).
 
   The head reads `config.clip_features` (and `config.head_blocks`) from the tower.
 
@@ -203,7 +204,7 @@ def compose(head: keras.Model, weights: Dict[str, np.ndarray], config: TrainConf
   the CNNs' export; float32 variables hold the exact trained values).
   """
   with precision.policy('float32'):
-    inputs = keras.Input((clip.IMAGE_SIZE, clip.IMAGE_SIZE, 3), name='image')
+    inputs = keras.Input((config.image_size, config.image_size, 3), name='image')
     x = clip.head_input(clip.build_tower(inputs), config.clip_features, config.head_blocks)
     x, copies = _float32_layers(head, x)
     full = keras.Model(inputs, x, name=clip.NAME)

@@ -23,7 +23,8 @@ OWNER = 'train'  # how errors name a TrainConfig built outside a config file
 @dataclasses.dataclass
 class TrainConfig:
   architecture: str = 'vgg10'  # ARCHITECTURE_NAMES, BACKBONE_NAMES or FUSED; 'vgg10' is the paper's best
-  # For a backbone (clip_vit_b16 or fused, which need image_size 224 and color_mode rgb):
+  # For a backbone (clip_vit_b16 or fused, which need color_mode rgb and an image_size of
+  # feature_kinds.IMAGE_SIZES, 112-224 in steps of 16):
   head: str = 'linear'  # one of HEADS, trained on the frozen embeddings
   # What the head reads from the tower (image_encoder/feature_kinds.py; docs/clip_backbone.md):
   # 'embedding', the final 512-d embedding, or 'class_tokens', the class token after
@@ -45,7 +46,10 @@ class TrainConfig:
   # The backbone's ONNX file; '' is the one in the installed package (clip_weights.py).
   # Either way its sha256 must be clip_weights.SHA256.
   backbone_weights: str = ''
-  image_size: int = 128  # px side of the model's square input; crops are resized to it
+  # px side of the model's square input; crops are resized to it. For a backbone: 224, CLIP's
+  # own (196 patch tokens), or a multiple of 16 from 112 (128: the 128 px crops as they are,
+  # 64 tokens; docs/clip_backbone.md, "Input size").
+  image_size: int = 128
   color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
   # Input stage (model.input_stage; docs/detection_quality.md measures each):
   # 'highpass' feeds the image minus its 2x down-up copy (a fixed layer inside the
@@ -123,8 +127,8 @@ class TrainConfig:
     At config load, so a missing package or a wrong file fails before ingestion
     and training, naming the package, its version and the expected sha256.
     """
-    fixed = {'image_size': 224, 'color_mode': 'rgb', 'input_filter': 'none',
-             'full_resolution_convs': 0}
+    self._check_backbone_size('the backbone\'s input')
+    fixed = {'color_mode': 'rgb', 'input_filter': 'none', 'full_resolution_convs': 0}
     for field, value in fixed.items():
       if getattr(self, field) != value:
         raise FieldError(OWNER, field, f'must be {value!r} for architecture {self.architecture} '
@@ -137,6 +141,13 @@ class TrainConfig:
         raise FieldError(OWNER, field, f'is not supported with architecture {self.architecture} '
                          f'(its head trains on cached embeddings of unaugmented crops); set {off!r}')
     self._check_head_and_weights()
+
+  def _check_backbone_size(self, why: str):
+    if self.image_size not in feature_kinds.IMAGE_SIZES:
+      raise FieldError(OWNER, 'image_size', f'must be one of {list(feature_kinds.IMAGE_SIZES)} '
+                       f'for architecture {self.architecture} ({why}: whole '
+                       f'{feature_kinds.PATCH} px patches, at most CLIP\'s '
+                       f'{feature_kinds.NATIVE_IMAGE_SIZE}), got {self.image_size!r}')
 
   def _check_ensemble(self):
     # Only a head on cached embeddings merges exactly; a CNN's members would need their own towers.
@@ -151,17 +162,17 @@ class TrainConfig:
     return list(self.clip_blocks) or list(range(1, feature_kinds.BLOCKS + 1))
 
   def _check_fused(self):
-    """The fused model's CNN, its shared 224 px RGB input, the CLIP head and the backbone's weights.
+    """The fused model's CNN, its shared RGB input (a backbone's size), the CLIP head and the weights.
 
     The CNN trains as any CNN here (augmentation, source balancing); MinDiff is
     refused: it would shape the CNN's scores alone, not the stacked model's.
     """
     if self.fused_cnn not in FUSED_CNNS:
       raise FieldError(OWNER, 'fused_cnn', f'{self.fused_cnn!r} is not one of {list(FUSED_CNNS)}')
-    for field, value in {'image_size': 224, 'color_mode': 'rgb'}.items():
-      if getattr(self, field) != value:
-        raise FieldError(OWNER, field, f'must be {value!r} for architecture {FUSED} (the CNN and '
-                         f'the CLIP backbone share one input), got {getattr(self, field)!r}')
+    self._check_backbone_size('the CNN and the CLIP backbone share one input')
+    if self.color_mode != 'rgb':
+      raise FieldError(OWNER, 'color_mode', f'must be \'rgb\' for architecture {FUSED} (the CNN '
+                       f'and the CLIP backbone share one input), got {self.color_mode!r}')
     if self.min_diff_weight:
       raise FieldError(OWNER, 'min_diff_weight', f'is not supported with architecture {FUSED} '
                        '(it would train the CNN part only); set 0.0')

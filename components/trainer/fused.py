@@ -1,8 +1,9 @@
 """`train.architecture: fused`: the paper's CNN and the CLIP head in one SavedModel, stacked.
 
-Both parts see the same 224 px RGB crop. Each is trained on the train split as
-it is alone (the CNN by `module.train_cnn`, the CLIP head on cached embeddings
-by `backbone.train_head`); then a stacking layer, a logistic regression on the
+Both parts see the same RGB crop, `train.image_size` px (224, or another size
+the tower takes). Each is trained on the train split as it is alone (the CNN
+by `module.train_cnn`, the CLIP head on cached embeddings by
+`backbone.train_head`); then a stacking layer, a logistic regression on the
 two fake logits,
 
     P(fake) = sigmoid(w_cnn * logit_cnn + w_clip * logit_clip + b)
@@ -29,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from fakefaces.components.shared import features
-from fakefaces.components.image_encoder import clip, precision, preprocess
+from fakefaces.components.image_encoder import precision, preprocess
 from fakefaces.components.image_encoder.embedder import Embedder
 from fakefaces.components.trainer import backbone, model as model_lib
 from fakefaces.components.trainer import training
@@ -76,11 +77,13 @@ def fit_stacking(logits: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, fl
 
 def compose(cnn: keras.Model, clip_model: keras.Model, weights: np.ndarray,
             bias: float) -> keras.Model:
-  """image [b, 224, 224, 3] in [0, 1] -> [logit_cnn, logit_clip] -> stacking -> P(fake) [b, 1]."""
+  """image [b, s, s, 3] in [0, 1] -> [logit_cnn, logit_clip] -> stacking -> P(fake) [b, 1];
+  s is `clip_model`'s input side (the config's image_size, which the CNN shares)."""
   cnn_logit = logit_model(cnn, 'cnn')
   clip_logit = logit_model(clip_model, 'clip')
   with precision.policy('float32'):
-    inputs = keras.Input((clip.IMAGE_SIZE, clip.IMAGE_SIZE, 3), name='image')
+    size = clip_model.input_shape[1]
+    inputs = keras.Input((size, size, 3), name='image')
     stacked = keras.layers.Concatenate(name=STACKING_INPUT)([cnn_logit(inputs),
                                                             clip_logit(inputs)])
     stacking = keras.layers.Dense(1, activation='sigmoid', name=model_lib.OUTPUT_LAYER)
@@ -91,9 +94,11 @@ def compose(cnn: keras.Model, clip_model: keras.Model, weights: np.ndarray,
 
 
 def _cnn_logits(cnn: keras.Model, images: Sequence[bytes], batch_size: int) -> np.ndarray:
-  """The CNN's fake logits [n] of encoded crops, decoded as the serving signatures do."""
+  """The CNN's fake logits [n] of encoded crops, decoded as the serving signatures do (at the
+  CNN's input side)."""
   logits = logit_model(cnn, 'cnn')
-  out = [logits(preprocess.decode_batch(tf.constant(images[i:i + batch_size]), clip.IMAGE_SIZE,
+  size = cnn.input_shape[1]
+  out = [logits(preprocess.decode_batch(tf.constant(images[i:i + batch_size]), size,
                                         'rgb'), training=False).numpy().reshape(-1)
          for i in range(0, len(images), batch_size)]
   return np.concatenate(out) if out else np.zeros([0], np.float32)
