@@ -48,7 +48,9 @@ class TrainConfig:
   backbone_weights: str = ''
   # px side of the model's square input; crops are resized to it. For a backbone: 224, CLIP's
   # own (196 patch tokens), or a multiple of 16 from 112 (128: the 128 px crops as they are,
-  # 64 tokens; docs/clip_backbone.md, "Input size").
+  # 64 tokens; docs/clip_backbone.md, "Input size"). Below 224 costs less and transfers worse
+  # (128 and 144 px lose held-out SDFD AUC: docs/detection_quality.md), and the annotator's
+  # clip_embedding features stay at 224, so the tower then runs twice per crop.
   image_size: int = 128
   color_mode: str = 'grayscale'  # 'grayscale' or 'rgb'
   # Input stage (model.input_stage; docs/detection_quality.md measures each):
