@@ -1,12 +1,14 @@
 """`train.architecture: clip_vit_b16`: the tower against the reference, the weights' errors,
 the embedding cache (both feature kinds), the exported model with every signature in the
 project's server (a head on class tokens), and the fused model (CNN and CLIP head stacked on
-the eval split; on the embedding, and composed on class tokens).
+the eval split; on the embedding, and composed on class tokens); the backbone signature on
+cached features, and the pipeline's Evaluator scoring it from the cache as the served model.
 
 The backbone is real (the package file, 86M parameters, float32): built once per
 module; its cost on 2 CPU cores is a few seconds per batch of crops.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,8 +23,15 @@ from PIL import Image
 
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from fakefaces.components.shared import features
+from google.protobuf import json_format
+import tensorflow_model_analysis as tfma
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_component_specs as keys
+
+from fakefaces.components.shared import example_files, features
 from fakefaces.components.shared import serving_contract as contract
+from fakefaces.components.shared.thresholds import ThresholdsConfig
+from fakefaces.components.fairness_gate import eval_config, evaluator_executor
 from fakefaces.components.shared.config_base import ConfigError, from_dict
 from fakefaces.components.face_example_gen.executor import make_example
 from fakefaces.components.face_example_gen.sources import InputRecord
@@ -36,7 +45,7 @@ from fakefaces.components.trainer import model as model_lib
 from fakefaces.components.trainer import operating_point, training
 from fakefaces.components.trainer.config import TrainConfig
 from fakefaces.pipeline import demo_data
-from fakefaces.pipeline.fixtures import demo_records
+from fakefaces.pipeline.fixtures import demo_models, demo_records
 
 pytestmark = pytest.mark.slow  # over ~20 s on 2 cores (pytest.ini); make test-fast leaves it out
 
@@ -309,9 +318,11 @@ def test_the_served_model_computes_the_training_class_tokens_and_every_signature
   assert (second.cache.computed, second.cache.reused) == (0, 2 * len(eval_images))
   assert cached.shape == (len(eval_images), 3 * 768)
   loaded = tf.saved_model.load(export_dir)
-  assert set(loaded.signatures) == set(contract.SIGNATURES)
+  assert set(loaded.signatures) == set(contract.SIGNATURES) | set(contract.BACKBONE_SIGNATURES)
   served = loaded.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant(eval_images))[contract.PROBABILITY_KEY].numpy()
+  _assert_the_backbone_signature_is_the_served_model(
+      loaded, export_dir, eval_images, cached, served, config)
   # The served model computes the class tokens the head trained on: its head (the
   # SavedModel's variables on build_head, two members wide, standardised by the cached
   # train tokens as in training) on the cached eval tokens gives its P(fake) on the bytes.
@@ -360,6 +371,35 @@ def test_the_served_model_computes_the_training_class_tokens_and_every_signature
         image_bytes=tf.constant([eval_images[0], b'not an image']))
 
 
+def _assert_the_backbone_signature_is_the_served_model(loaded, export_dir, images, cached,
+                                                       served, config):
+  """from_backbone_examples: the head on each example's cached `backbone_features` gives the
+  served P(fake) (docs/clip_backbone.md: within 1e-4); an example without them gets the whole
+  model on its image, in place, in a mixed batch; a feature of the wrong width is refused."""
+  written = contract.read_backbone_features(export_dir)
+  assert written == backbone.backbone_features(config)
+  assert written.width == cached.shape[1] and written.embedding_cache_dir == config.embedding_cache_dir
+
+  def example(i, vector=None):
+    record = make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=0,
+                                      split='test'), images[i], face_size=64)
+    if vector is not None:
+      record.features.feature[features.BACKBONE_FEATURES].float_list.value.extend(vector)
+    return record.SerializeToString()
+
+  signature = loaded.signatures[contract.BACKBONE_EXAMPLES_SIGNATURE]
+  on_cached = signature(examples=tf.constant([example(i, v) for i, v in enumerate(cached)]))
+  np.testing.assert_allclose(on_cached[contract.PROBABILITY_KEY].numpy(), served, atol=1e-4)
+  # The scores differ by image, and zeros in place of the features would change them.
+  assert np.ptp(served) > 1e-3
+  zeros = signature(examples=tf.constant([example(0, np.zeros_like(cached[0]))]))
+  assert abs(zeros[contract.PROBABILITY_KEY].numpy()[0] - served[0]) > 1e-3
+  mixed = signature(examples=tf.constant([example(0), example(1, cached[1]), example(2)]))
+  np.testing.assert_allclose(mixed[contract.PROBABILITY_KEY].numpy(), served[:3], atol=1e-4)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=features.BACKBONE_FEATURES):
+    signature(examples=tf.constant([example(0, cached[0][:-1])]))
+
+
 def _assert_the_canary_passes(export_dir, images, work):
   """The ServingCanary (the project's server on loopback) calls every signature with 2 of `images`."""
   examples = [make_example(InputRecord(path='', source='demo', image_id=f'i{i}', label=i % 2,
@@ -368,13 +408,142 @@ def _assert_the_canary_passes(export_dir, images, work):
   report = canary.run_canary(export_dir, examples, CanaryConfig(server='builtin'),
                              str(work / 'work'), log_path=str(work / 'server.log'))
   assert report['passed'] is True, report['problems']
-  assert {c['signature'] for c in report['calls']} == set(contract.SIGNATURES)
+  # The backbone signature too: on the examples as they are (no backbone_features), and refused.
+  assert {c['signature'] for c in report['calls']} == (set(contract.SIGNATURES)
+                                                       | set(contract.BACKBONE_SIGNATURES))
 
 
 def test_the_serving_canary_passes_the_clip_model(trained, tmp_path):
   _, export_dir, _, patterns = trained
   eval_images, _ = backbone.read_records([patterns[features.EVAL]])
   _assert_the_canary_passes(export_dir, eval_images, tmp_path)
+
+
+def _evaluate(root, examples_dir, candidate_dir, baseline_dir, name):
+  """The pipeline's Evaluator executor (TFX's, real TFMA) on the test split; (its output, report)."""
+  def artifact(kind, uri, **fields):
+    made = kind()
+    made.uri = uri
+    for key, value in fields.items():
+      setattr(made, key, value)
+    return made
+
+  def model(export_dir, role):  # TFX's Model layout: <uri>/Format-Serving
+    uri = root / f'{name}_{role}'
+    uri.mkdir()
+    os.symlink(export_dir, uri / 'Format-Serving')
+    return [artifact(standard_artifacts.Model, str(uri))]
+
+  output = root / f'{name}_evaluation'
+  config = eval_config.build_eval_config(ThresholdsConfig(), 0.5, with_baseline=True)
+  # The mean P(fake): moves with every score, where AUC and counts on a few crops may not.
+  config.metrics_specs[0].metrics.append(tfma.MetricConfig(class_name='MeanPrediction'))
+  evaluator_executor.Executor().Do(
+      {keys.EXAMPLES_KEY: [artifact(standard_artifacts.Examples, examples_dir,
+                                    split_names=artifact_utils.encode_split_names(
+                                        list(features.SPLITS)))],
+       keys.MODEL_KEY: model(candidate_dir, 'candidate'),
+       keys.BASELINE_MODEL_KEY: model(baseline_dir, 'baseline')},
+      {keys.EVALUATION_KEY: [artifact(standard_artifacts.ModelEvaluation, str(output))],
+       keys.BLESSING_KEY: [artifact(standard_artifacts.ModelBlessing, str(root / f'{name}_b'))]},
+      {keys.EVAL_CONFIG_KEY: json_format.MessageToJson(config),
+       keys.EXAMPLE_SPLITS_KEY: json.dumps([features.TEST])})
+  with open(output / evaluator_executor.BACKBONE_REPORT) as f:
+    return str(output), json.load(f)
+
+
+def _overall(evaluation_uri, model_name):
+  """{metric: value} of `model_name` on the overall slice; the confusion counts as (tp, fp, tn, fn)."""
+  values = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    if metrics.slice_key.single_slice_keys:
+      continue
+    for entry in metrics.metric_keys_and_values:
+      if entry.key.model_name != model_name or entry.key.is_diff:
+        continue
+      value = entry.value
+      if value.HasField('double_value'):
+        values[entry.key.name] = value.double_value.value
+      elif value.HasField('confusion_matrix_at_thresholds'):
+        values[entry.key.name] = [(m.true_positives, m.false_positives, m.true_negatives,
+                                   m.false_negatives)
+                                  for m in value.confusion_matrix_at_thresholds.matrices]
+  return values
+
+
+def test_the_evaluator_reads_the_cached_features_and_scores_as_the_served_model(
+    trained, weights, encoder, tmp_path):
+  """The Evaluator runs the tower on no cached test crop, the CLIP candidate through
+  from_backbone_examples, a CNN baseline (no such signature) through from_examples; its AUC and
+  counts are those of the same evaluation through from_examples, which it falls back to (and
+  says so) when the cache is gone."""
+  _, export_dir, config, patterns = trained
+  examples_dir = os.path.dirname(os.path.dirname(patterns[features.TEST]))
+  test_images, _ = backbone.read_records([patterns[features.TEST]])
+  Embedder(config, weights, encoder)(test_images)  # what the annotator leaves in the cache
+  cnn_dir = demo_models.nyquist_model(str(tmp_path / 'cnn'))
+  cached_uri, cached = _evaluate(tmp_path, examples_dir, export_dir, cnn_dir, 'cached')
+  assert cached['signatures'] == {tfma.CANDIDATE_KEY: contract.BACKBONE_EXAMPLES_SIGNATURE,
+                                  tfma.BASELINE_KEY: contract.EXAMPLES_SIGNATURE}
+  assert (cached['computed'], cached['reused']) == (0, len(test_images))
+  assert cached['examples'] == len(test_images) and cached['splits'] == [features.TEST]
+  assert not os.path.exists(os.path.join(cached_uri, evaluator_executor.BACKBONE_EXAMPLES_FOLDER))
+  # The same evaluation through from_examples: the cache moved away, the tower on every image.
+  folder = Embedder(config, weights, encoder).cache.folder
+  os.rename(folder, folder + '.away')
+  try:
+    served_uri, served = _evaluate(tmp_path, examples_dir, export_dir, cnn_dir, 'served')
+  finally:
+    os.rename(folder + '.away', folder)
+  assert served['signatures'] == {tfma.CANDIDATE_KEY: contract.EXAMPLES_SIGNATURE,
+                                  tfma.BASELINE_KEY: contract.EXAMPLES_SIGNATURE}
+  assert served['fallback'] == f'no embedding cache at {folder}' and 'computed' not in served
+  # Scores within 1e-4 of the served ones: a count moves only for a test crop that close
+  # to the threshold (none here: the check says so), the AUC only by a swap of that size.
+  threshold = contract.read_decision_threshold(export_dir)
+  scores = tf.saved_model.load(export_dir).signatures[contract.SERVING_SIGNATURE](
+      image_bytes=tf.constant(test_images))[contract.PROBABILITY_KEY].numpy()
+  assert np.abs(scores - threshold).min() > 1e-4
+  for model_name in (tfma.CANDIDATE_KEY, tfma.BASELINE_KEY):
+    on_cache, on_images = _overall(cached_uri, model_name), _overall(served_uri, model_name)
+    assert on_cache['example_count'] == len(test_images)
+    assert on_cache['auc'] == pytest.approx(on_images['auc'], abs=1e-4)
+    assert on_cache[eval_config.CONFUSION_METRIC] == on_images[eval_config.CONFUSION_METRIC]
+    assert on_cache['binary_accuracy'] == on_images['binary_accuracy']
+    assert on_cache['mean_prediction'] == pytest.approx(on_images['mean_prediction'], abs=1e-4)
+  np.testing.assert_allclose(_overall(cached_uri, tfma.CANDIDATE_KEY)['mean_prediction'],
+                             scores.mean(), atol=1e-4)
+  counts = _overall(cached_uri, tfma.CANDIDATE_KEY)[eval_config.CONFUSION_METRIC]
+  assert sum(counts[0]) == len(test_images)
+
+
+def test_the_evaluator_computes_a_crop_missing_from_the_cache_once_into_it(trained, tmp_path):
+  """write_backbone_examples: crops not in the cache go through the tower once and are cached
+  (a second pass computes none); each example keeps its features and gains backbone_features."""
+  _, export_dir, config, patterns = trained
+  examples = standard_artifacts.Examples()
+  examples.uri = os.path.dirname(os.path.dirname(patterns[features.TEST]))
+  examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
+  wanted = dataclasses.replace(contract.read_backbone_features(export_dir),
+                               embedding_cache_dir=str(tmp_path / 'empty_cache'))
+  first, counts = evaluator_executor.write_backbone_examples(examples, [features.TEST], wanted,
+                                                             str(tmp_path / 'first'))
+  test_images, _ = backbone.read_records([patterns[features.TEST]])
+  assert (counts['computed'], counts['reused']) == (len(test_images), 0)
+  _, again = evaluator_executor.write_backbone_examples(examples, [features.TEST], wanted,
+                                                        str(tmp_path / 'again'))
+  assert (again['computed'], again['reused']) == (0, len(test_images))
+  assert artifact_utils.decode_split_names(first.split_names) == [features.TEST]
+  written = [tf.train.Example.FromString(r.numpy()) for r in example_files.records(
+      example_files.split_files(first, features.TEST))]
+  original = [tf.train.Example.FromString(r.numpy()) for r in example_files.records(
+      example_files.split_files(examples, features.TEST))]
+  expected = backbone.head_features(Embedder(config), test_images, config)  # the run's cache
+  for i, (example, before) in enumerate(zip(written, original)):
+    vector = list(example.features.feature[features.BACKBONE_FEATURES].float_list.value)
+    np.testing.assert_allclose(vector, expected[i], atol=1e-4)
+    del example.features.feature[features.BACKBONE_FEATURES]
+    assert example == before
 
 
 def test_the_fused_model_is_named_and_checked_at_config_load():
@@ -404,11 +573,11 @@ def fused_trained(tmp_path_factory):
                 model_run_dir=str(root / 'run'), serving_model_dir=str(root / 'serving'),
                 custom_config=dict(config, target_fpr=0.25))
   module.run_fn(args)
-  return args.model_run_dir, args.serving_model_dir, patterns
+  return args.model_run_dir, args.serving_model_dir, patterns, config
 
 
 def test_the_fused_model_stacks_on_eval_and_serves_every_signature(fused_trained, tmp_path):
-  run_dir, export_dir, patterns = fused_trained
+  run_dir, export_dir, patterns, fused_config = fused_trained
   with open(os.path.join(run_dir, training.HISTORY_FILE)) as f:
     fusion = json.load(f)['fusion']
   with open(os.path.join(run_dir, fused.CLIP_HEAD_RUN, training.HISTORY_FILE)) as f:
@@ -428,9 +597,13 @@ def test_the_fused_model_stacks_on_eval_and_serves_every_signature(fused_trained
   assert not np.allclose(fusion['weights'], [0.5, 0.5], atol=0.05)
 
   loaded = tf.saved_model.load(export_dir)
-  assert set(loaded.signatures) == set(contract.SIGNATURES)
+  assert set(loaded.signatures) == set(contract.SIGNATURES) | set(contract.BACKBONE_SIGNATURES)
   served = loaded.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant(eval_images))[contract.PROBABILITY_KEY].numpy()
+  config = _config(**{k: v for k, v in fused_config.items() if k != 'target_fpr'})
+  cached = backbone.head_features(Embedder(config), eval_images, config)
+  _assert_the_backbone_signature_is_the_served_model(
+      loaded, export_dir, eval_images, cached, served, config)
   # The served model is the stacking of those logits: P(fake) = sigmoid(w . logits + b).
   stacked = 1 / (1 + np.exp(-(stored['logits'] @ np.asarray(fusion['weights']) + fusion['bias'])))
   np.testing.assert_allclose(served, stacked, atol=1e-4)
@@ -516,12 +689,22 @@ def test_a_128_px_clip_and_fused_model_serve_every_signature(weights, encoder_12
   assert np.ptp(expected) > 1e-3
   clip_model = backbone.compose(head, weights, config)
   assert clip_model.input_shape == (None, 128, 128, 3)
-  export_dir = export.export_saved_model(clip_model, str(tmp_path / 'clip'), 128, 'rgb')
+  export_dir = export.export_saved_model(
+      clip_model, str(tmp_path / 'clip'), 128, 'rgb',
+      backbone_head=export.BackboneHead(backbone.served_part(clip_model, config),
+                                        backbone.backbone_features(config)))
   loaded = tf.saved_model.load(export_dir)
-  assert set(loaded.signatures) == set(contract.SIGNATURES)
+  assert set(loaded.signatures) == set(contract.SIGNATURES) | set(contract.BACKBONE_SIGNATURES)
   served = loaded.signatures[contract.SERVING_SIGNATURE](
       image_bytes=tf.constant(images))[contract.PROBABILITY_KEY].numpy()
   np.testing.assert_allclose(served, expected, atol=1e-4)
+  # The Evaluator's signature reads 128 px features, and never takes a 224 px model's for them.
+  _assert_the_backbone_signature_is_the_served_model(loaded, export_dir, images, cached, served,
+                                                     config)
+  written = contract.read_backbone_features(export_dir)
+  assert written.image_size == 128
+  assert not evaluator_executor._same_features(dataclasses.replace(written, image_size=224),
+                                               written)
   explained = loaded.signatures[contract.EXPLAIN_SIGNATURE](image_bytes=tf.constant(images[:2]))
   heatmap = explained[contract.HEATMAP_KEY].numpy()
   assert heatmap.shape == (2, 128, 128) and heatmap.min() >= 0 and heatmap.max() <= 1
@@ -532,5 +715,8 @@ def test_a_128_px_clip_and_fused_model_serve_every_signature(weights, encoder_12
   cnn = model_lib.build_model('baseline', 128, 3, input_filter='highpass')
   model = fused.compose(cnn, clip_model, np.array([0.7, 1.3]), -0.2)
   assert model.input_shape == (None, 128, 128, 3)
-  fused_dir = export.export_saved_model(model, str(tmp_path / 'fused'), 128, 'rgb')
+  fused_dir = export.export_saved_model(
+      model, str(tmp_path / 'fused'), 128, 'rgb',
+      backbone_head=export.BackboneHead(fused.on_backbone_features(model, config),
+                                        backbone.backbone_features(config)))
   _assert_the_canary_passes(fused_dir, images, tmp_path)

@@ -18,6 +18,13 @@ FACE_SIZE = 'face_size'  # int64: detected face box side in source pixels, 0 if 
 # treatment (face_preparation/descriptors.py); written when ingest.face_descriptors,
 # read by the DemographicAnnotator, never by the model.
 FACE_DESCRIPTOR = 'face_descriptor'
+# float [d]: what the model's frozen image backbone gives its head for the example's
+# image (the CLIP embedding [512], or the chosen blocks' class tokens flattened
+# [len(blocks) x 768]; serving_contract.BackboneFeatures says which), read from the
+# embedding cache. Written only by the Evaluator into its own copy of the split it
+# scores (fairness_gate/evaluator_executor.py), read only by the model's
+# serving_contract.BACKBONE_EXAMPLES_SIGNATURE; never ingested, not in the schema.
+BACKBONE_FEATURES = 'backbone_features'
 # Where the example's gender/race/age came from: written by FaceExampleGen as
 # 'prompted' for a source whose demographics are a generator's prompt (absent
 # otherwise), and by the DemographicAnnotator for every example, with per attribute

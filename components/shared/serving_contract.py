@@ -16,6 +16,17 @@ ServingCanary read the names from here and never spell them out themselves.
                       -> parameters [batch] string: JSON of the face preparation the
                          model was trained with (one copy per query element)
 
+A model with a frozen backbone (`train.architecture: clip_vit_b16` or `fused`) has
+one more signature, for the Evaluator, not for clients (BACKBONE_SIGNATURES):
+
+    from_backbone_examples  examples [batch] string (serialized tf.Example)
+                      -> fake_probability [batch] float32: the head on the example's
+                         `backbone_features` (features.py) where it carries them, the
+                         whole model on its image (as from_examples) where it does not
+
+and assets/backbone_features.json (`BackboneFeatures`, `read_backbone_features`):
+which features that signature reads and where the Trainer cached them.
+
 The decision threshold the `label` output uses (the operating point the
 Trainer chose for a target false-positive rate) is written beside the model as
 assets/operating_point.json; `read_decision_threshold(model_dir)` is the one
@@ -38,6 +49,7 @@ SERVING_SIGNATURE = 'serving_default'
 EXAMPLES_SIGNATURE = 'from_examples'
 EXPLAIN_SIGNATURE = 'explain'
 FACE_PREPARATION_SIGNATURE = 'face_preparation'
+BACKBONE_EXAMPLES_SIGNATURE = 'from_backbone_examples'
 
 # Input keys.
 IMAGE_BYTES_INPUT = 'image_bytes'
@@ -67,6 +79,8 @@ PREPROCESSING_FILE = 'preprocessing.json'
 OPERATING_POINT_FILE = 'operating_point.json'
 # The key both files hold the threshold under (older models have only preprocessing.json).
 DECISION_THRESHOLD_FIELD = 'decision_threshold'
+# What BACKBONE_EXAMPLES_SIGNATURE reads (models with a frozen backbone only).
+BACKBONE_FEATURES_FILE = 'backbone_features.json'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,14 +103,68 @@ SIGNATURES: Dict[str, Signature] = {s.name: s for s in (
               'JSON of the face preparation the model was trained with'),
 )}
 
+# Signatures only a model with a frozen backbone has; the Evaluator calls them, clients do not.
+BACKBONE_SIGNATURES: Dict[str, Signature] = {s.name: s for s in (
+    Signature(BACKBONE_EXAMPLES_SIGNATURE, EXAMPLES_INPUT, (PROBABILITY_KEY,),
+              'P(fake) per serialized tf.Example, the head on its backbone_features (Evaluator)'),
+)}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneFeatures:
+  """What BACKBONE_EXAMPLES_SIGNATURE reads as `backbone_features`, and where they are cached.
+
+  Written by the Trainer to assets/BACKBONE_FEATURES_FILE; the Evaluator reads it
+  to fill the feature from the same cache (image_encoder/embedding_cache.py).
+
+  Attributes:
+    kind: the feature kind (image_encoder/feature_kinds.py): 'embedding' or 'class_tokens'.
+    blocks: for class tokens, the blocks (1..12) the head reads, in order; () for the embedding.
+    width: d, the feature's length: 512 for the embedding, len(blocks) x 768 for class tokens.
+    backbone_sha256: sha256 of the backbone's weights file (the cache's folder is named by it).
+    backbone_weights: the weights file the Trainer read ('' = the installed package's).
+    embedding_cache_dir: the cache folder the Trainer used, resolved ('' never).
+    image_size: the tower's input side, px (the cache keeps each size apart).
+  """
+  kind: str
+  blocks: Tuple[int, ...]
+  width: int
+  backbone_sha256: str
+  backbone_weights: str
+  embedding_cache_dir: str
+  image_size: int
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dict(dataclasses.asdict(self), blocks=list(self.blocks))
+
+
+def read_backbone_features(model_dir: str) -> Optional[BackboneFeatures]:
+  """The model's assets/BACKBONE_FEATURES_FILE, or None for a model without a backbone signature.
+
+  Raises:
+    ValueError: the file is not JSON or lacks a field (naming the file and the fields).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (the contract stays import-light)
+  path = os.path.join(model_dir, 'assets', BACKBONE_FEATURES_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      content = json.load(f)
+    return BackboneFeatures(**dict(content, blocks=tuple(content['blocks'])))
+  except (ValueError, TypeError, KeyError) as e:
+    fields = [f.name for f in dataclasses.fields(BackboneFeatures)]
+    raise ValueError(f'{path}: not a backbone features file with fields {fields} ({e})') from None
+
 
 def input_key(signature_name: str) -> str:
   """The input key of `signature_name` (KeyError naming the known ones otherwise)."""
+  known = dict(SIGNATURES, **BACKBONE_SIGNATURES)
   try:
-    return SIGNATURES[signature_name].input_key
+    return known[signature_name].input_key
   except KeyError:
     raise KeyError(f'unknown signature {signature_name!r}; the contract has '
-                   f'{sorted(SIGNATURES)}') from None
+                   f'{sorted(known)}') from None
 
 
 def read_operating_point(model_dir: str) -> Dict[str, Any]:

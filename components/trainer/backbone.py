@@ -38,7 +38,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fakefaces.components.shared import example_files, features
-from fakefaces.components.image_encoder import clip, precision
+from fakefaces.components.shared import serving_contract as contract
+from fakefaces.components.image_encoder import clip, clip_weights, embedding_cache, precision
 from fakefaces.components.image_encoder.embedder import Embedder
 from fakefaces.components.image_encoder.feature_kinds import CLASS_TOKENS
 from fakefaces.components.trainer import data, model as model_lib, training
@@ -57,17 +58,9 @@ def read_records(file_patterns: Sequence[str]) -> Tuple[List[bytes], np.ndarray]
 
 
 def head_features(embedder: Embedder, images: Sequence[bytes], config: TrainConfig) -> np.ndarray:
-  """What the head of `config` reads, [n, d], from the cache (or the tower, cached).
-
-  The embedding [n, 512], or the class tokens of `config.head_blocks` flattened
-  [n, len(blocks) * 768] by clip.ClassTokenFeatures, the served model's layer.
-  """
-  vectors = embedder(images, config.batch_size, config.clip_features)
-  if config.clip_features != CLASS_TOKENS:
-    return vectors
-  if not len(vectors):
-    return np.zeros([0, feature_size(config)], np.float32)
-  return clip.ClassTokenFeatures(config.head_blocks)(vectors).numpy()
+  """What the head of `config` reads, [n, d], from the cache (or the tower, cached): Embedder.head_features."""
+  return embedder.head_features(images, config.clip_features, config.head_blocks,
+                                config.batch_size)
 
 
 def feature_size(config: TrainConfig) -> int:
@@ -218,6 +211,18 @@ def served_part(model: keras.Model, config: TrainConfig) -> keras.Model:
   """`model`'s layers after the tower (`compose`'s or a part of it): cached features [b, d] -> its output."""
   return keras.Model(model.get_layer(clip.FEATURES_LAYERS[config.clip_features]).output,
                      model.output)
+
+
+def backbone_features(config: TrainConfig) -> contract.BackboneFeatures:
+  """What the exported model's backbone signature reads (serving_contract.BackboneFeatures):
+  `config`'s feature kind and blocks, their width, and the cache the Trainer filled."""
+  return contract.BackboneFeatures(
+      kind=config.clip_features,
+      blocks=tuple(config.head_blocks) if config.clip_features == CLASS_TOKENS else (),
+      width=feature_size(config), backbone_sha256=clip_weights.SHA256,
+      backbone_weights=config.backbone_weights,
+      embedding_cache_dir=config.embedding_cache_dir or embedding_cache.default_directory(),
+      image_size=config.image_size)
 
 
 MEMBER_RUN = 'head_member_'  # + i: the run dir of ensemble member i > 0, inside the run's

@@ -21,12 +21,20 @@ Names, inputs and outputs are the serving contract in
   `parameters` (string [batch]): JSON of the `FacePreparation` (alignment,
   detector, crop size, JPEG quality) the training data was made with.
 
+A model with a frozen backbone (`BackboneHead`: clip_vit_b16, fused) also gets
+`from_backbone_examples` (serving_contract.BACKBONE_SIGNATURES), the Evaluator's:
+`examples` -> `fake_probability`, the model's layers after the tower on each
+example's `backbone_features` (the cached features), the whole model on the
+image of an example without them; and assets/backbone_features.json saying
+which features those are and where the Trainer cached them.
+
 All decode through `preprocess.decode_batch`, which calls
 `preprocess.decode_image`, the function the training input pipeline uses.
 The loaded object also exposes `preprocess(image_bytes)` (not a signature) so
 tests and debugging can see the exact tensor the model receives.
 """
 
+import dataclasses
 import json
 import os
 import types
@@ -45,6 +53,21 @@ from fakefaces.components.trainer import model as model_lib
 # The classifier's final layer: its input and weights give the fake logit
 # that Grad-CAM differentiates.
 OUTPUT_LAYER = model_lib.OUTPUT_LAYER
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneHead:
+  """A frozen-backbone model's layers after the tower, for the `from_backbone_examples` signature.
+
+  Attributes:
+    model: features [b, d] -> P(fake) [b, 1] (`backbone.served_part`), or
+      [image [b, size, size, 3], features [b, d]] -> P(fake) [b, 1]
+      (`fused.on_backbone_features`); its layers are the exported model's, so
+      its weights are too.
+    features: what the features are and where they are cached (assets/backbone_features.json).
+  """
+  model: keras.Model
+  features: contract.BackboneFeatures
 
 
 def _has_layer(model: keras.Model, name: str) -> bool:
@@ -68,7 +91,7 @@ class _ServingModule(tf.Module):
   """Holds the Keras model and the preprocessing constants it was trained with."""
 
   def __init__(self, model, image_size: int, color_mode: str, decision_threshold: float,
-               face_preparation: FacePreparation):
+               face_preparation: FacePreparation, backbone_head: Optional[BackboneHead] = None):
     super().__init__()
     # The SavedModel keeps the signatures' graphs and the variables they read, not
     # the Keras objects: tracked, each of their layers would be traced again for
@@ -101,6 +124,20 @@ class _ServingModule(tf.Module):
                            tf.float32)
     self.keras.probability = tf.function(lambda x: model(x, training=False),
                                          input_signature=[images], autograph=False)
+    if backbone_head is not None:
+      head = backbone_head.model
+      self.backbone_width = backbone_head.features.width
+      vectors = tf.TensorSpec([None, self.backbone_width], tf.float32)
+      self.head_reads_image = len(head.inputs) == 2  # the fused model's CNN reads the image
+      if self.head_reads_image:
+        self.keras.on_features = tf.function(lambda x, v: head([x, v], training=False),
+                                             input_signature=[images, vectors], autograph=False)
+      else:
+        self.keras.on_features = tf.function(lambda v: head(v, training=False),
+                                             input_signature=[vectors], autograph=False)
+      # An attribute only here: save() traces every tf.function the module holds.
+      self.serve_backbone_examples = _signature(contract.EXAMPLES_INPUT)(
+          self._serve_backbone_examples)
 
   @_signature(contract.IMAGE_BYTES_INPUT)
   def preprocess(self, image_bytes):
@@ -198,11 +235,45 @@ class _ServingModule(tf.Module):
                                  {features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
     return {contract.PROBABILITY_KEY: self._predict(parsed[features.IMAGE])}
 
+  def _predict_on_features(self, image_bytes, vectors):
+    """P(fake) [batch] of the layers after the tower on `vectors` [batch, d] (and the images)."""
+
+    def predict():
+      if self.head_reads_image:
+        images = preprocess.decode_batch(image_bytes, self.image_size, self.color_mode)
+        probability = self.keras.on_features(images, vectors)
+      else:
+        probability = self.keras.on_features(vectors)
+      return tf.reshape(tf.cast(probability, tf.float32), [-1])
+
+    return tf.cond(tf.size(image_bytes) > 0, predict, lambda: tf.zeros([0], tf.float32))
+
+  def _serve_backbone_examples(self, examples):
+    parsed = tf.io.parse_example(
+        examples, {features.IMAGE: tf.io.FixedLenFeature([], tf.string),
+                   features.BACKBONE_FEATURES: tf.io.RaggedFeature(tf.float32)})
+    images, ragged = parsed[features.IMAGE], parsed[features.BACKBONE_FEATURES]
+    lengths = tf.cast(ragged.row_lengths(), tf.int32)
+    check = tf.debugging.Assert(
+        tf.reduce_all((lengths == 0) | (lengths == self.backbone_width)),
+        [f'{features.BACKBONE_FEATURES} must hold {self.backbone_width} floats or be absent; '
+         'per example:', lengths], summarize=8)
+    with tf.control_dependencies([check]):
+      vectors = ragged.to_tensor(default_value=0.0, shape=[None, self.backbone_width])
+    given = tf.cast(tf.where(lengths > 0)[:, 0], tf.int32)
+    absent = tf.cast(tf.where(lengths == 0)[:, 0], tf.int32)
+    probability = tf.dynamic_stitch(
+        [given, absent],
+        [self._predict_on_features(tf.gather(images, given), tf.gather(vectors, given)),
+         self._predict(tf.gather(images, absent))])
+    return {contract.PROBABILITY_KEY: probability}
+
 
 def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
                        decision_threshold: float = 0.5,
                        face_preparation: Optional[FacePreparation] = None,
-                       operating_point: Optional[Dict[str, Any]] = None) -> str:
+                       operating_point: Optional[Dict[str, Any]] = None,
+                       backbone_head: Optional[BackboneHead] = None) -> str:
   """Writes `model` with every signature to `export_dir` (TF SavedModel); returns it.
 
   `decision_threshold`: the `label` outputs call "fake" at P(fake) >= it.
@@ -212,7 +283,9 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
   without it the file holds the threshold alone ('chosen_by': 'explicit').
   `face_preparation` is how the training crops were made (the pipeline passes
   the ingestion's); the default is FacePreparation() with `output_size` set to
-  `image_size`.
+  `image_size`. `backbone_head`: a frozen-backbone model's layers after the
+  tower (built on `model`'s layers, which must compute in float32), served as
+  `from_backbone_examples`, and what it reads, written to assets/backbone_features.json.
   """
   if face_preparation is None:
     face_preparation = FacePreparation(output_size=image_size)
@@ -221,8 +294,12 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
     raise ValueError(f'decision_threshold must be in (0, 1), got {decision_threshold}')
   # A model trained in mixed precision serves in float32: same dtypes for clients, and
   # no emulated bfloat16 on serving machines without the instructions (precision.py).
-  model = precision.float32_copy(model)
-  module = _ServingModule(model, image_size, color_mode, decision_threshold, face_preparation)
+  served = precision.float32_copy(model)
+  if backbone_head is not None and served is not model:
+    raise ValueError('export_saved_model: backbone_head needs a float32 model (its layers are '
+                     "the model's); the frozen-backbone models are composed in float32")
+  module = _ServingModule(served, image_size, color_mode, decision_threshold, face_preparation,
+                          backbone_head)
   # The functions, not concrete functions traced here: `save` traces each once in
   # its save context, whose variable policy is part of the tracing cache key, so a
   # function traced beforehand would be traced a second time there.
@@ -235,9 +312,14 @@ def export_saved_model(model, export_dir: str, image_size: int, color_mode: str,
   if set(signatures) != set(contract.SIGNATURES):
     raise AssertionError(f'export {sorted(signatures)} and serving_contract '
                          f'{sorted(contract.SIGNATURES)} disagree')
+  if backbone_head is not None:
+    signatures[contract.BACKBONE_EXAMPLES_SIGNATURE] = module.serve_backbone_examples
   tf.saved_model.save(module, export_dir, signatures=signatures)
   assets = os.path.join(export_dir, 'assets')
   tf.io.gfile.makedirs(assets)
+  if backbone_head is not None:
+    with tf.io.gfile.GFile(os.path.join(assets, contract.BACKBONE_FEATURES_FILE), 'w') as f:
+      json.dump(backbone_head.features.to_dict(), f, indent=2)
   with tf.io.gfile.GFile(os.path.join(assets, contract.PREPROCESSING_FILE), 'w') as f:
     json.dump({'image_size': image_size, 'color_mode': color_mode,
                'decision_threshold': decision_threshold,

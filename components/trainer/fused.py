@@ -79,8 +79,8 @@ def compose(cnn: keras.Model, clip_model: keras.Model, weights: np.ndarray,
             bias: float) -> keras.Model:
   """image [b, s, s, 3] in [0, 1] -> [logit_cnn, logit_clip] -> stacking -> P(fake) [b, 1];
   s is `clip_model`'s input side (the config's image_size, which the CNN shares)."""
-  cnn_logit = logit_model(cnn, 'cnn')
-  clip_logit = logit_model(clip_model, 'clip')
+  cnn_logit = logit_model(cnn, PARTS[0])
+  clip_logit = logit_model(clip_model, PARTS[1])
   with precision.policy('float32'):
     size = clip_model.input_shape[1]
     inputs = keras.Input((size, size, 3), name='image')
@@ -91,6 +91,24 @@ def compose(cnn: keras.Model, clip_model: keras.Model, weights: np.ndarray,
   stacking.set_weights([np.reshape(weights, [2, 1]).astype(np.float32),
                         np.asarray([bias], np.float32)])
   return fused
+
+
+def on_backbone_features(model: keras.Model, config: TrainConfig) -> keras.Model:
+  """`compose`'s model given the CLIP part's features: [image [b, s, s, 3], features [b, d]] -> P(fake) [b, 1].
+
+  The same layers and weights: the CNN's logit on the image, the CLIP head's on
+  the features (`backbone.served_part`: no tower), the stacking layer. The
+  export's backbone signature serves it on the Evaluator's cached features.
+  """
+  clip_head = backbone.served_part(model.get_layer(PARTS[1]), config)
+  with precision.policy('float32'):
+    size = model.input_shape[1]  # the config's image_size
+    image = keras.Input((size, size, 3), name='image')
+    vectors = keras.Input((backbone.feature_size(config),), name=features.BACKBONE_FEATURES)
+    stacked = model.get_layer(STACKING_INPUT)([model.get_layer(PARTS[0])(image),
+                                               clip_head(vectors)])
+    return keras.Model([image, vectors], model.get_layer(model_lib.OUTPUT_LAYER)(stacked),
+                       name=f'{FUSED}_on_backbone_features')
 
 
 def _cnn_logits(cnn: keras.Model, images: Sequence[bytes], batch_size: int) -> np.ndarray:

@@ -104,6 +104,9 @@ def run_fn(fn_args) -> None:
     model, (scores, labels), _ = backbone.train_head(config, fn_args.train_files,
                                                      fn_args.eval_files, fn_args.model_run_dir)
     point = operating_point.choose(labels, scores, target_fpr, explicit, split=features.EVAL)
+    # The Evaluator scores the head on the cached features (from_backbone_examples).
+    backbone_head = export.BackboneHead(backbone.served_part(model, config),
+                                        backbone.backbone_features(config))
   elif config.architecture == FUSED:
     # The CNN and the CLIP head trained on train, stacked on eval (fused.py); the scores
     # are the float32 stacking layer's on the eval logits.
@@ -113,7 +116,10 @@ def run_fn(fn_args) -> None:
     model, (scores, labels), _ = fused.train(config, cnn, fn_args.train_files,
                                              fn_args.eval_files, fn_args.model_run_dir)
     point = operating_point.choose(labels, scores, target_fpr, explicit, split=features.EVAL)
+    backbone_head = export.BackboneHead(fused.on_backbone_features(model, config),
+                                        backbone.backbone_features(config))
   else:
+    backbone_head = None
     model = train_cnn(config, fn_args)
     # Unrepeated and unaugmented: every eval example scored once, as served.
     eval_scoring = data.tfrecord_dataset(fn_args.eval_files, config, training=False)
@@ -124,7 +130,7 @@ def run_fn(fn_args) -> None:
     json.dump(point.to_dict(), f, indent=2)
   export.export_saved_model(model, fn_args.serving_model_dir, config.image_size,
                             config.color_mode, point.decision_threshold, face_preparation,
-                            operating_point=point.to_dict())
+                            operating_point=point.to_dict(), backbone_head=backbone_head)
   # The model card reads the learning curves from the Model artifact (it is given no
   # ModelRun): a copy beside the SavedModel, where TF Serving ignores it.
   curves_png = os.path.join(fn_args.model_run_dir, curves.LEARNING_CURVES_FILE)
