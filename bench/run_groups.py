@@ -35,7 +35,6 @@ import numpy as np
 import tensorflow as tf
 
 from fakefaces.components.fairness_gate import evaluation, fairness
-from fakefaces.components.image_encoder import clip
 from fakefaces.components.shared import component_keys as keys, example_files, features, serving_contract
 from fakefaces.components.trainer import backbone
 from fakefaces.pipeline import config as config_lib, run_metadata
@@ -81,9 +80,10 @@ def head_scores(config, model_dir: str, embeddings: np.ndarray,
   result against the model.
   """
   variables = {v.name: v.numpy() for v in tf.saved_model.load(model_dir).model_variables}
-  # A merged ensemble of N heads is one head N times as wide (backbone.merge_heads).
+  # The hidden width is the SavedModel's own (a merged ensemble of N heads: N x 128).
+  hidden = variables.get(f'{backbone.HIDDEN_LAYER}/kernel:0')
   head = backbone.build_head(config.train, train_embeddings,
-                             units=clip.MLP_HEAD_UNITS * config.train.head_ensemble)
+                             **({'units': hidden.shape[1]} if hidden is not None else {}))
   for layer in head.layers:
     if hasattr(layer, 'kernel'):  # the Dense layers; Normalization holds no kernel
       layer.set_weights([variables[f'{layer.name}/kernel:0'], variables[f'{layer.name}/bias:0']])
