@@ -87,6 +87,12 @@ def _signature(input_name: str):
                      autograph=False)
 
 
+def _unless_empty(image_bytes, predict):
+  """`predict()` ([batch] float32), or an empty answer to an empty request: oneDNN
+  convolutions reject empty batches."""
+  return tf.cond(tf.size(image_bytes) > 0, predict, lambda: tf.zeros([0], tf.float32))
+
+
 class _ServingModule(tf.Module):
   """Holds the Keras model and the preprocessing constants it was trained with."""
 
@@ -149,8 +155,7 @@ class _ServingModule(tf.Module):
       images = preprocess.decode_batch(image_bytes, self.image_size, self.color_mode)
       return tf.reshape(tf.cast(self.keras.probability(images), tf.float32), [-1])
 
-    # An empty request gets an empty answer; oneDNN convolutions reject empty batches.
-    return tf.cond(tf.size(image_bytes) > 0, predict, lambda: tf.zeros([0], tf.float32))
+    return _unless_empty(image_bytes, predict)
 
   def _label(self, probability):
     return tf.where(probability >= self.decision_threshold, tf.constant(contract.FAKE_LABEL),
@@ -246,7 +251,7 @@ class _ServingModule(tf.Module):
         probability = self.keras.on_features(vectors)
       return tf.reshape(tf.cast(probability, tf.float32), [-1])
 
-    return tf.cond(tf.size(image_bytes) > 0, predict, lambda: tf.zeros([0], tf.float32))
+    return _unless_empty(image_bytes, predict)
 
   def _serve_backbone_examples(self, examples):
     parsed = tf.io.parse_example(
